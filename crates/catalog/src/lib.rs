@@ -1,0 +1,18 @@
+//! tunerpool's catalog: what providers offer and how to reach it.
+//!
+//! Second stage of the data flow (provider → **catalog** → pool → relay →
+//! viewer). It owns the domain types ([`model`]), the SQLite store
+//! ([`store`]) and the provider sync ([`sync`]) that pulls a provider's
+//! catalog through the `upstream` crate and writes it in batches, keeping ids
+//! stable across re-syncs and the previous catalog when a sync fails.
+
+pub mod error;
+pub mod model;
+pub mod secret;
+pub mod store;
+pub mod sync;
+
+pub use error::{CatalogError, FieldError};
+pub use model::*;
+pub use secret::Secret;
+pub use store::Store;

@@ -1,0 +1,289 @@
+//! The catalog's domain types, as the rest of tunerpool sees them.
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::FieldError;
+use crate::secret::Secret;
+
+/// The capacity of an AGTV-like provider, which cannot tell its own limit.
+pub const AGTV_DEFAULT_MAX_STREAMS: i64 = 5;
+
+/// How a provider is reached and what it can tell about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// An Xtream Codes panel: `player_api.php`, per-account limits and details.
+    Xtream,
+    /// A plain M3U playlist (URL or file).
+    M3u,
+    /// An M3U-only service with a fixed capacity ([`AGTV_DEFAULT_MAX_STREAMS`] by default).
+    Agtv,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Xtream => "xtream",
+            ProviderKind::M3u => "m3u",
+            ProviderKind::Agtv => "agtv",
+        }
+    }
+}
+
+impl std::str::FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "xtream" | "xc" | "xtream-codes" => Ok(ProviderKind::Xtream),
+            "m3u" => Ok(ProviderKind::M3u),
+            "agtv" => Ok(ProviderKind::Agtv),
+            other => Err(format!(
+                "unknown provider kind {other:?}: use xtream, m3u or agtv"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a user gives to add a provider. For Xtream the username/password
+/// become the provider's *primary* account.
+#[derive(Debug, Clone, Default)]
+pub struct NewProvider {
+    pub name: String,
+    pub kind: Option<ProviderKind>,
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub epg_url: Option<String>,
+    pub user_agent: Option<String>,
+    pub priority: i64,
+    pub max_streams: Option<i64>,
+    pub enabled: bool,
+}
+
+impl NewProvider {
+    /// Every problem with this input, each naming its field.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if self.name.trim().is_empty() {
+            errs.push(FieldError::new("name", "must not be empty"));
+        } else if self.name.len() > 200 {
+            errs.push(FieldError::new("name", "must be at most 200 characters"));
+        }
+        let Some(kind) = self.kind else {
+            errs.push(FieldError::new("kind", "is required: xtream, m3u or agtv"));
+            return errs;
+        };
+        match kind {
+            ProviderKind::Xtream => {
+                if let Err(e) = tunerpool_upstream::xtream::normalize_base_url(&self.url) {
+                    errs.push(FieldError::new("url", e));
+                }
+                if self.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                    errs.push(FieldError::new(
+                        "username",
+                        "is required for an Xtream provider",
+                    ));
+                }
+                if self.password.as_ref().is_none_or(Secret::is_empty) {
+                    errs.push(FieldError::new(
+                        "password",
+                        "is required for an Xtream provider",
+                    ));
+                }
+            }
+            ProviderKind::M3u | ProviderKind::Agtv => {
+                if let Err(e) = tunerpool_upstream::m3u::M3uSource::parse(&self.url) {
+                    errs.push(FieldError::new("url", e));
+                }
+            }
+        }
+        if let Some(epg) = self.epg_url.as_deref().filter(|s| !s.trim().is_empty()) {
+            if let Err(e) = tunerpool_upstream::http::parse_http_url(epg) {
+                errs.push(FieldError::new("epg_url", e));
+            }
+        }
+        if let Some(m) = self.max_streams {
+            if m < 0 {
+                errs.push(FieldError::new(
+                    "max_streams",
+                    format!("must be 0 or more (got {m})"),
+                ));
+            }
+        }
+        if self.priority < 0 {
+            errs.push(FieldError::new(
+                "priority",
+                format!("must be 0 or more (got {})", self.priority),
+            ));
+        }
+        errs
+    }
+}
+
+/// Outcome of the last catalog sync of a provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SyncStatus {
+    pub last_sync_at: Option<i64>,
+    pub ok: Option<bool>,
+    pub error: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub live: i64,
+    pub vod: i64,
+    pub series: i64,
+    pub skipped: i64,
+}
+
+/// A provider as stored. Serializing it is safe for API responses: the URL
+/// is redacted (an M3U URL often carries `password=`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Provider {
+    pub id: i64,
+    pub name: String,
+    pub kind: ProviderKind,
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub url: String,
+    pub epg_url: Option<String>,
+    pub user_agent: Option<String>,
+    pub priority: i64,
+    pub max_streams: Option<i64>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub sync: SyncStatus,
+}
+
+fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&tunerpool_upstream::redact::redact_url(url, &[]))
+}
+
+/// One set of credentials at a provider ("profile" in the seeds). The
+/// password is a [`Secret`]: not serialized, not printed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Account {
+    pub id: i64,
+    pub provider_id: i64,
+    pub name: String,
+    pub server_url: Option<String>,
+    pub username: Option<String>,
+    #[serde(skip)]
+    pub password: Secret,
+    pub search_pattern: Option<String>,
+    pub replace_pattern: Option<String>,
+    pub max_streams: Option<i64>,
+    pub priority: i64,
+    pub enabled: bool,
+    pub is_primary: bool,
+    pub created_at: i64,
+    pub details: AccountDetails,
+}
+
+/// What the provider said about an account the last time it was asked.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AccountDetails {
+    pub auth: Option<bool>,
+    pub status: Option<String>,
+    pub exp_date: Option<i64>,
+    pub is_trial: Option<bool>,
+    pub max_connections: Option<i64>,
+    pub active_cons: Option<i64>,
+    pub last_checked: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// Kinds of catalog entries, used for groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Live,
+    Movie,
+    Series,
+}
+
+impl MediaKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Live => "live",
+            MediaKind::Movie => "movie",
+            MediaKind::Series => "series",
+        }
+    }
+}
+
+/// One place a channel can be played from: a provider's stream.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChannelSource {
+    pub stream_id: i64,
+    pub provider_id: i64,
+    pub provider: String,
+    pub upstream_key: String,
+    pub upstream_id: Option<i64>,
+    pub position: i64,
+}
+
+/// A channel as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Channel {
+    pub id: i64,
+    pub name: String,
+    pub group: Option<String>,
+    pub tvg_id: Option<String>,
+    pub logo: Option<String>,
+    pub number: Option<String>,
+    pub enabled: bool,
+    pub sources: Vec<ChannelSource>,
+}
+
+/// Filter and page for listing channels.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ChannelQuery {
+    /// 1-based page number.
+    pub page: Option<u32>,
+    pub per_page: Option<u32>,
+    /// Exact group name.
+    pub group: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub q: Option<String>,
+}
+
+/// Largest page the API hands out.
+pub const MAX_PER_PAGE: u32 = 1000;
+pub const DEFAULT_PER_PAGE: u32 = 100;
+
+impl ChannelQuery {
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if self.page == Some(0) {
+            errs.push(FieldError::new("page", "pages start at 1"));
+        }
+        if let Some(p) = self.per_page {
+            if p == 0 || p > MAX_PER_PAGE {
+                errs.push(FieldError::new(
+                    "per_page",
+                    format!("must be between 1 and {MAX_PER_PAGE} (got {p})"),
+                ));
+            }
+        }
+        errs
+    }
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub total: i64,
+    pub page: u32,
+    pub per_page: u32,
+    pub items: Vec<T>,
+}
+
+/// A group with how many entries it holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupCount {
+    pub name: String,
+    pub channels: i64,
+}

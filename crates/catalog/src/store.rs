@@ -1,0 +1,523 @@
+//! The SQLite store: one file in the data dir, WAL mode, migrations embedded.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{CatalogError, FieldError};
+use crate::model::*;
+use crate::secret::Secret;
+
+/// The database file's name inside the data dir.
+pub const DB_FILE: &str = "tunerpool.db";
+
+/// Handle to the catalog database. Cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir` and runs migrations.
+    pub async fn open(data_dir: &Path) -> Result<Store, CatalogError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| CatalogError::Open {
+            path: data_dir.display().to_string(),
+            reason: format!(
+                "{e} (check that the data dir is writable, or choose another with --data-dir)"
+            ),
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| CatalogError::Open {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| CatalogError::Open {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool, path })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- providers -------------------------------------------------------
+
+    /// Adds a provider; its credentials (if any) become its primary account.
+    pub async fn add_provider(&self, new: &NewProvider) -> Result<Provider, CatalogError> {
+        let errs = new.validate();
+        if !errs.is_empty() {
+            return Err(CatalogError::Invalid(errs));
+        }
+        let kind = new.kind.expect("validated");
+        let url = match kind {
+            ProviderKind::Xtream => {
+                tunerpool_upstream::xtream::normalize_base_url(&new.url).expect("validated")
+            }
+            _ => new.url.trim().to_string(),
+        };
+        let max_streams = match (kind, new.max_streams) {
+            (ProviderKind::Agtv, None) => Some(AGTV_DEFAULT_MAX_STREAMS),
+            (_, m) => m,
+        };
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM providers WHERE name = ?")
+            .bind(new.name.trim())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(CatalogError::Invalid(vec![FieldError::new(
+                "name",
+                format!(
+                    "a provider named {:?} already exists: choose another name",
+                    new.name.trim()
+                ),
+            )]));
+        }
+        let created = now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO providers (name, kind, url, epg_url, user_agent, priority, max_streams, enabled, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(new.name.trim())
+        .bind(kind.as_str())
+        .bind(&url)
+        .bind(new.epg_url.as_deref().map(str::trim).filter(|s| !s.is_empty()))
+        .bind(new.user_agent.as_deref().map(str::trim).filter(|s| !s.is_empty()))
+        .bind(new.priority)
+        .bind(max_streams)
+        .bind(new.enabled)
+        .bind(created)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(username) = new
+            .username
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            sqlx::query(
+                "INSERT INTO accounts (provider_id, name, username, password, priority, enabled, is_primary, created_at)
+                 VALUES (?, 'Primary', ?, ?, 0, 1, 1, ?)",
+            )
+            .bind(id)
+            .bind(username)
+            .bind(new.password.as_ref().map(Secret::expose).unwrap_or_default())
+            .bind(created)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.provider(id).await
+    }
+
+    pub async fn provider(&self, id: i64) -> Result<Provider, CatalogError> {
+        let row = sqlx::query(&format!("{PROVIDER_SELECT} WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                what: "provider",
+                id: id.to_string(),
+            })?;
+        provider_from_row(&row)
+    }
+
+    /// Finds a provider by id or by exact name (what CLI users type).
+    pub async fn find_provider(&self, id_or_name: &str) -> Result<Provider, CatalogError> {
+        if let Ok(id) = id_or_name.parse::<i64>() {
+            return self.provider(id).await;
+        }
+        let row = sqlx::query(&format!("{PROVIDER_SELECT} WHERE name = ?"))
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound {
+                what: "provider",
+                id: id_or_name.to_string(),
+            })?;
+        provider_from_row(&row)
+    }
+
+    pub async fn providers(&self) -> Result<Vec<Provider>, CatalogError> {
+        let rows = sqlx::query(&format!("{PROVIDER_SELECT} ORDER BY priority, id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(provider_from_row).collect()
+    }
+
+    /// Points a provider at another URL (validated like on add).
+    pub async fn set_provider_url(&self, id: i64, url: &str) -> Result<(), CatalogError> {
+        let p = self.provider(id).await?;
+        let url = match p.kind {
+            ProviderKind::Xtream => tunerpool_upstream::xtream::normalize_base_url(url),
+            _ => tunerpool_upstream::m3u::M3uSource::parse(url).map(|_| url.trim().to_string()),
+        }
+        .map_err(|e| CatalogError::Invalid(vec![FieldError::new("url", e)]))?;
+        sqlx::query("UPDATE providers SET url = ? WHERE id = ?")
+            .bind(url)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_provider(&self, id: i64) -> Result<(), CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM providers WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(CatalogError::NotFound {
+                what: "provider",
+                id: id.to_string(),
+            });
+        }
+        delete_orphan_channels(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- accounts --------------------------------------------------------
+
+    pub async fn accounts(&self, provider_id: i64) -> Result<Vec<Account>, CatalogError> {
+        let rows = sqlx::query(&format!(
+            "{ACCOUNT_SELECT} WHERE provider_id = ? ORDER BY is_primary DESC, priority, id"
+        ))
+        .bind(provider_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    /// The provider's primary account, if it has credentials.
+    pub async fn primary_account(&self, provider_id: i64) -> Result<Option<Account>, CatalogError> {
+        let row = sqlx::query(&format!(
+            "{ACCOUNT_SELECT} WHERE provider_id = ? AND is_primary = 1"
+        ))
+        .bind(provider_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    /// Adds a further account to a provider (the pool issue adds editing and
+    /// validation of patterns and caps on top of this).
+    pub async fn add_account(
+        &self,
+        provider_id: i64,
+        name: &str,
+        username: &str,
+        password: &Secret,
+        max_streams: Option<i64>,
+        priority: i64,
+    ) -> Result<Account, CatalogError> {
+        let mut errs = Vec::new();
+        if username.trim().is_empty() {
+            errs.push(FieldError::new("username", "must not be empty"));
+        }
+        if password.is_empty() {
+            errs.push(FieldError::new("password", "must not be empty"));
+        }
+        if let Some(m) = max_streams.filter(|m| *m < 0) {
+            errs.push(FieldError::new(
+                "max_streams",
+                format!("must be 0 or more (got {m})"),
+            ));
+        }
+        if priority < 0 {
+            errs.push(FieldError::new(
+                "priority",
+                format!("must be 0 or more (got {priority})"),
+            ));
+        }
+        if !errs.is_empty() {
+            return Err(CatalogError::Invalid(errs));
+        }
+        self.provider(provider_id).await?;
+        let res = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO accounts (provider_id, name, username, password, max_streams, priority, enabled, is_primary, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, 1, 0, ?) RETURNING id",
+        )
+        .bind(provider_id)
+        .bind(if name.trim().is_empty() { username.trim() } else { name.trim() })
+        .bind(username.trim())
+        .bind(password.expose())
+        .bind(max_streams)
+        .bind(priority)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await;
+        let id = match res {
+            Ok(id) => id,
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(CatalogError::Invalid(vec![FieldError::new(
+                    "username",
+                    format!(
+                        "this provider already has an account with username {:?}",
+                        username.trim()
+                    ),
+                )]))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let row = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE id = ?"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        account_from_row(&row)
+    }
+
+    // ---- channels --------------------------------------------------------
+
+    /// A page of client-visible channels, optionally filtered by group and name.
+    pub async fn channels(&self, q: &ChannelQuery) -> Result<Page<Channel>, CatalogError> {
+        let errs = q.validate();
+        if !errs.is_empty() {
+            return Err(CatalogError::Invalid(errs));
+        }
+        let page = q.page.unwrap_or(1);
+        let per_page = q.per_page.unwrap_or(DEFAULT_PER_PAGE);
+        let group = q.group.as_deref().filter(|g| !g.is_empty());
+        let pattern =
+            q.q.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(like_pattern);
+        const FILTER: &str = "WHERE (?1 IS NULL OR c.group_name = ?1) AND (?2 IS NULL OR c.name LIKE ?2 ESCAPE '\\')";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM channels c {FILTER}"))
+            .bind(group)
+            .bind(pattern.as_deref())
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT c.id, c.name, c.group_name, c.tvg_id, c.logo, c.number, c.enabled FROM channels c {FILTER}
+             ORDER BY c.id LIMIT ?3 OFFSET ?4"
+        ))
+        .bind(group)
+        .bind(pattern.as_deref())
+        .bind(per_page as i64)
+        .bind((page as i64 - 1) * per_page as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items: Vec<Channel> = rows
+            .iter()
+            .map(|r| {
+                Ok(Channel {
+                    id: r.try_get("id")?,
+                    name: r.try_get("name")?,
+                    group: r.try_get("group_name")?,
+                    tvg_id: r.try_get("tvg_id")?,
+                    logo: r.try_get("logo")?,
+                    number: r.try_get("number")?,
+                    enabled: r.try_get("enabled")?,
+                    sources: Vec::new(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()?;
+        if !items.is_empty() {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "SELECT cs.channel_id, cs.position, s.id AS stream_id, s.provider_id, p.name AS provider, s.upstream_key, s.upstream_id
+                 FROM channel_sources cs JOIN streams s ON s.id = cs.stream_id JOIN providers p ON p.id = s.provider_id
+                 WHERE cs.channel_id IN (",
+            );
+            let mut sep = qb.separated(", ");
+            for c in &items {
+                sep.push_bind(c.id);
+            }
+            qb.push(") ORDER BY cs.channel_id, cs.position");
+            let srcs = qb.build().fetch_all(&self.pool).await?;
+            let mut idx = 0;
+            for r in &srcs {
+                let cid: i64 = r.try_get("channel_id")?;
+                while idx < items.len() && items[idx].id < cid {
+                    idx += 1;
+                }
+                if idx < items.len() && items[idx].id == cid {
+                    items[idx].sources.push(ChannelSource {
+                        stream_id: r.try_get("stream_id")?,
+                        provider_id: r.try_get("provider_id")?,
+                        provider: r.try_get("provider")?,
+                        upstream_key: r.try_get("upstream_key")?,
+                        upstream_id: r.try_get("upstream_id")?,
+                        position: r.try_get("position")?,
+                    });
+                }
+            }
+        }
+        Ok(Page {
+            total,
+            page,
+            per_page,
+            items,
+        })
+    }
+
+    /// Channel groups with their channel counts, by name.
+    pub async fn channel_groups(&self) -> Result<Vec<GroupCount>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT group_name, COUNT(*) AS n FROM channels WHERE group_name IS NOT NULL GROUP BY group_name ORDER BY group_name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GroupCount {
+                    name: r.try_get("group_name")?,
+                    channels: r.try_get("n")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// Counts of what a provider's last successful sync stored.
+    pub async fn counts(&self, provider_id: i64) -> Result<(i64, i64, i64), CatalogError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM streams WHERE provider_id = ?1) AS live,
+                    (SELECT COUNT(*) FROM movies WHERE provider_id = ?1) AS vod,
+                    (SELECT COUNT(*) FROM series WHERE provider_id = ?1) AS series",
+        )
+        .bind(provider_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((
+            row.try_get("live")?,
+            row.try_get("vod")?,
+            row.try_get("series")?,
+        ))
+    }
+}
+
+/// `%text%` for LIKE, with LIKE's wildcards in the text escaped.
+fn like_pattern(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+pub(crate) async fn delete_orphan_channels(
+    conn: &mut sqlx::SqliteConnection,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("DELETE FROM channels WHERE NOT EXISTS (SELECT 1 FROM channel_sources cs WHERE cs.channel_id = channels.id)")
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+const PROVIDER_SELECT: &str = "SELECT id, name, kind, url, epg_url, user_agent, priority, max_streams, enabled, created_at,
+    last_sync_at, last_sync_ok, last_sync_error, last_sync_ms, live_count, vod_count, series_count, skipped_count FROM providers";
+
+fn provider_from_row(r: &SqliteRow) -> Result<Provider, CatalogError> {
+    let kind: String = r.try_get("kind")?;
+    Ok(Provider {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        kind: kind
+            .parse()
+            .map_err(|e: String| CatalogError::Conflict(e))?,
+        url: r.try_get("url")?,
+        epg_url: r.try_get("epg_url")?,
+        user_agent: r.try_get("user_agent")?,
+        priority: r.try_get("priority")?,
+        max_streams: r.try_get("max_streams")?,
+        enabled: r.try_get("enabled")?,
+        created_at: r.try_get("created_at")?,
+        sync: SyncStatus {
+            last_sync_at: r.try_get("last_sync_at")?,
+            ok: r.try_get("last_sync_ok")?,
+            error: r.try_get("last_sync_error")?,
+            duration_ms: r.try_get("last_sync_ms")?,
+            live: r.try_get("live_count")?,
+            vod: r.try_get("vod_count")?,
+            series: r.try_get("series_count")?,
+            skipped: r.try_get("skipped_count")?,
+        },
+    })
+}
+
+const ACCOUNT_SELECT: &str = "SELECT id, provider_id, name, server_url, username, password, search_pattern, replace_pattern,
+    max_streams, priority, enabled, is_primary, created_at, auth, status, exp_date, is_trial, max_connections, active_cons,
+    last_checked, last_error FROM accounts";
+
+fn account_from_row(r: &SqliteRow) -> Result<Account, CatalogError> {
+    let password: Option<String> = r.try_get("password")?;
+    Ok(Account {
+        id: r.try_get("id")?,
+        provider_id: r.try_get("provider_id")?,
+        name: r.try_get("name")?,
+        server_url: r.try_get("server_url")?,
+        username: r.try_get("username")?,
+        password: Secret::new(password.unwrap_or_default()),
+        search_pattern: r.try_get("search_pattern")?,
+        replace_pattern: r.try_get("replace_pattern")?,
+        max_streams: r.try_get("max_streams")?,
+        priority: r.try_get("priority")?,
+        enabled: r.try_get("enabled")?,
+        is_primary: r.try_get("is_primary")?,
+        created_at: r.try_get("created_at")?,
+        details: AccountDetails {
+            auth: r.try_get("auth")?,
+            status: r.try_get("status")?,
+            exp_date: r.try_get("exp_date")?,
+            is_trial: r.try_get("is_trial")?,
+            max_connections: r.try_get("max_connections")?,
+            active_cons: r.try_get("active_cons")?,
+            last_checked: r.try_get("last_checked")?,
+            last_error: r.try_get("last_error")?,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_escapes_wildcards() {
+        assert_eq!(like_pattern("a%b_c\\"), "%a\\%b\\_c\\\\%");
+    }
+}

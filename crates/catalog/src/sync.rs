@@ -1,0 +1,771 @@
+//! Provider sync: pull a provider's catalog and make the store match it.
+//!
+//! The shape of a sync:
+//! 1. download everything the provider lists (spooled to disk by `upstream`,
+//!    so a slow or failing provider never holds the database);
+//! 2. in **one transaction**, parse the spooled lists in batches and upsert
+//!    them on `(provider, upstream key)` — which keeps ids stable — stamping
+//!    each row with this sync's generation;
+//! 3. delete what the provider no longer lists (older generation), create
+//!    client-visible channels for new streams, and record the outcome.
+//!
+//! Any error rolls the transaction back: the previous catalog stays whole and
+//! the provider's `last_sync_error` says what went wrong.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use tunerpool_formats::m3u::Entry;
+use tunerpool_formats::xtream::{Category, LiveStream, Series, VodStream};
+use tunerpool_upstream::m3u::M3uSource;
+use tunerpool_upstream::xtream::{parse_items, Section, XtreamClient};
+use tunerpool_upstream::{UpstreamError, UpstreamHttp};
+
+use crate::error::CatalogError;
+use crate::model::{MediaKind, Provider, ProviderKind};
+use crate::store::{delete_orphan_channels, now, Store};
+
+/// What a sync did; returned to the CLI/API and logged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SyncReport {
+    pub provider_id: i64,
+    pub provider: String,
+    pub live: u64,
+    pub vod: u64,
+    pub series: u64,
+    pub groups: u64,
+    pub removed: u64,
+    pub new_channels: u64,
+    /// Entries or lines that could not be used (malformed, no id, ...).
+    pub skipped: u64,
+    /// The first few skipped lines, with line numbers and reasons.
+    pub skipped_examples: Vec<String>,
+    /// Guide URLs the provider advertised (M3U `x-tvg-url`).
+    pub epg_urls: Vec<String>,
+    pub duration_ms: u64,
+}
+
+const SKIPPED_EXAMPLES: usize = 20;
+
+/// Syncs one provider and records the outcome on it. On failure the
+/// previous catalog is kept and the error is returned (and stored).
+pub async fn sync_provider(
+    store: &Store,
+    http: &UpstreamHttp,
+    provider_id: i64,
+) -> Result<SyncReport, CatalogError> {
+    let provider = store.provider(provider_id).await?;
+    let started = Instant::now();
+    let result = match provider.kind {
+        ProviderKind::Xtream => sync_xtream(store, http, &provider).await,
+        ProviderKind::M3u | ProviderKind::Agtv => sync_m3u(store, http, &provider).await,
+    };
+    let elapsed_ms = started.elapsed().as_millis() as i64;
+    match result {
+        Ok(mut report) => {
+            report.duration_ms = elapsed_ms as u64;
+            tracing::info!(
+                provider = %provider.name, live = report.live, vod = report.vod, series = report.series,
+                removed = report.removed, skipped = report.skipped, ms = elapsed_ms, "catalog sync done"
+            );
+            Ok(report)
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::warn!(provider = %provider.name, error = %msg, ms = elapsed_ms, "catalog sync failed; previous catalog kept");
+            sqlx::query("UPDATE providers SET last_sync_at = ?, last_sync_ok = 0, last_sync_error = ?, last_sync_ms = ? WHERE id = ?")
+                .bind(now())
+                .bind(&msg)
+                .bind(elapsed_ms)
+                .bind(provider.id)
+                .execute(store.pool())
+                .await?;
+            Err(e)
+        }
+    }
+}
+
+fn upstream_err(provider: &Provider, source: UpstreamError) -> CatalogError {
+    CatalogError::Sync {
+        provider: provider.name.clone(),
+        source,
+    }
+}
+
+async fn sync_xtream(
+    store: &Store,
+    http: &UpstreamHttp,
+    provider: &Provider,
+) -> Result<SyncReport, CatalogError> {
+    let account = store.primary_account(provider.id).await?.ok_or_else(|| {
+        CatalogError::Conflict(format!(
+            "provider {} has no primary account: add its username and password",
+            provider.name
+        ))
+    })?;
+    let client = XtreamClient::new(
+        http.clone(),
+        account.server_url.as_deref().unwrap_or(&provider.url),
+        account.username.as_deref().unwrap_or_default(),
+        account.password.expose(),
+    )
+    .map_err(|e| upstream_err(provider, e))?;
+    let err = |e| upstream_err(provider, e);
+
+    // Refuse early and clearly when the credentials are wrong: panels answer
+    // the list actions with `[]` then, which would wipe the catalog.
+    let auth = client.authenticate().await.map_err(err)?;
+    if !auth.user_info.auth {
+        return Err(CatalogError::Conflict(format!(
+            "provider {}: the panel refused the primary account's credentials (auth=0{}); check the username and password",
+            provider.name,
+            auth.user_info.status.as_deref().map(|s| format!(", status {s}")).unwrap_or_default()
+        )));
+    }
+
+    // Everything is fetched before the transaction starts.
+    let live_cats = client.categories(Section::Live).await.map_err(err)?;
+    let vod_cats = client.categories(Section::Vod).await.map_err(err)?;
+    let series_cats = client.categories(Section::Series).await.map_err(err)?;
+    let live = client.download_items(Section::Live).await.map_err(err)?;
+    let vod = client.download_items(Section::Vod).await.map_err(err)?;
+    let series = client.download_items(Section::Series).await.map_err(err)?;
+
+    let mut w = Writer::begin(store, provider).await?;
+    let live_groups = w.categories(MediaKind::Live, &live_cats).await?;
+    let vod_groups = w.categories(MediaKind::Movie, &vod_cats).await?;
+    let series_groups = w.categories(MediaKind::Series, &series_cats).await?;
+
+    let mut batches = parse_items::<LiveStream>(live);
+    while let Some(batch) = batches.next().await {
+        let rows: Vec<StreamRow> = batch
+            .into_iter()
+            .map(|s| {
+                let pos = w.next_position();
+                StreamRow {
+                    upstream_key: s.stream_id.to_string(),
+                    upstream_id: Some(s.stream_id),
+                    group_id: s
+                        .category_id
+                        .as_deref()
+                        .and_then(|c| live_groups.get(c).copied()),
+                    tvg_id: s.epg_channel_id.filter(|t| !t.trim().is_empty()),
+                    tvg_name: None,
+                    logo: s.stream_icon.filter(|l| !l.is_empty()),
+                    chno: s.num.map(|n| n.to_string()),
+                    url: None,
+                    catchup: s.tv_archive.then(|| "xc".to_string()),
+                    catchup_days: s.tv_archive_duration.filter(|_| s.tv_archive),
+                    catchup_source: None,
+                    headers: None,
+                    name: s.name,
+                    position: pos,
+                }
+            })
+            .collect();
+        w.report.live += rows.len() as u64;
+        w.insert_streams(&rows).await?;
+    }
+    w.add_counts(batches.finish().await.map_err(err)?);
+
+    let mut batches = parse_items::<VodStream>(vod);
+    while let Some(batch) = batches.next().await {
+        let rows: Vec<MovieRow> = batch
+            .into_iter()
+            .map(|m| MovieRow {
+                upstream_key: m.stream_id.to_string(),
+                upstream_id: Some(m.stream_id),
+                group_id: m
+                    .category_id
+                    .as_deref()
+                    .and_then(|c| vod_groups.get(c).copied()),
+                logo: m.stream_icon.filter(|l| !l.is_empty()),
+                rating: m.rating.filter(|r| !r.is_empty()),
+                container_extension: m.container_extension.map(|e| e.to_ascii_lowercase()),
+                url: None,
+                added: m.added,
+                name: m.name,
+                position: w.next_position(),
+            })
+            .collect();
+        w.report.vod += rows.len() as u64;
+        w.insert_movies(&rows).await?;
+    }
+    w.add_counts(batches.finish().await.map_err(err)?);
+
+    let mut batches = parse_items::<Series>(series);
+    while let Some(batch) = batches.next().await {
+        let rows: Vec<SeriesRow> = batch
+            .into_iter()
+            .map(|s| SeriesRow {
+                upstream_key: s.series_id.to_string(),
+                upstream_id: Some(s.series_id),
+                group_id: s
+                    .category_id
+                    .as_deref()
+                    .and_then(|c| series_groups.get(c).copied()),
+                cover: s.cover.filter(|c| !c.is_empty()),
+                plot: s.plot,
+                genre: s.genre,
+                release_date: s.release_date,
+                rating: s.rating,
+                url: None,
+                name: s.name,
+                position: w.next_position(),
+            })
+            .collect();
+        w.report.series += rows.len() as u64;
+        w.insert_series(&rows).await?;
+    }
+    w.add_counts(batches.finish().await.map_err(err)?);
+
+    w.commit(None).await
+}
+
+async fn sync_m3u(
+    store: &Store,
+    http: &UpstreamHttp,
+    provider: &Provider,
+) -> Result<SyncReport, CatalogError> {
+    let source = M3uSource::parse(&provider.url).map_err(|reason| {
+        upstream_err(
+            provider,
+            UpstreamError::InvalidUrl {
+                url: provider.url.clone(),
+                reason,
+            },
+        )
+    })?;
+    let primary = store.primary_account(provider.id).await?;
+    let password = primary
+        .as_ref()
+        .map(|a| a.password.expose().to_string())
+        .unwrap_or_default();
+    let mut batches = tunerpool_upstream::m3u::fetch(http, &source, &[&password])
+        .await
+        .map_err(|e| upstream_err(provider, e))?;
+
+    let mut w = Writer::begin(store, provider).await?;
+    let mut groups: HashMap<(MediaKind, String), i64> = HashMap::new();
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    while let Some(batch) = batches.next().await {
+        let (mut live, mut movies, mut series) = (Vec::new(), Vec::new(), Vec::new());
+        for e in batch {
+            let kind = classify(&e.url);
+            let group_id = match e.group_title() {
+                Some(g) => Some(w.group(&mut groups, kind, g).await?),
+                None => None,
+            };
+            let upstream_key = m3u_key(&e, kind, &mut seen);
+            let position = w.next_position();
+            match kind {
+                MediaKind::Live => live.push(stream_row(e, upstream_key, group_id, position)),
+                MediaKind::Movie => movies.push(MovieRow {
+                    upstream_key,
+                    upstream_id: None,
+                    group_id,
+                    logo: e.tvg_logo().map(str::to_string),
+                    rating: None,
+                    container_extension: extension(&e.url),
+                    added: None,
+                    name: e.name().to_string(),
+                    url: Some(e.url),
+                    position,
+                }),
+                MediaKind::Series => series.push(SeriesRow {
+                    upstream_key,
+                    upstream_id: None,
+                    group_id,
+                    cover: e.tvg_logo().map(str::to_string),
+                    plot: None,
+                    genre: None,
+                    release_date: None,
+                    rating: None,
+                    name: e.name().to_string(),
+                    url: Some(e.url),
+                    position,
+                }),
+            }
+        }
+        w.report.live += live.len() as u64;
+        w.report.vod += movies.len() as u64;
+        w.report.series += series.len() as u64;
+        w.insert_streams(&live).await?;
+        w.insert_movies(&movies).await?;
+        w.insert_series(&series).await?;
+    }
+    let summary = batches
+        .finish()
+        .await
+        .map_err(|e| upstream_err(provider, e))?;
+    w.report.skipped += summary.skipped.len() as u64;
+    for s in summary.skipped.iter().take(SKIPPED_EXAMPLES) {
+        w.report
+            .skipped_examples
+            .push(format!("line {}: {}", s.line, s.reason));
+    }
+    w.report.epg_urls = summary
+        .header
+        .epg_urls()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if w.report.live + w.report.vod + w.report.series == 0 {
+        // An empty or junk answer (an HTML page, a login wall) must not wipe a catalog.
+        return Err(CatalogError::Conflict(format!(
+            "provider {}: the playlist has no entries ({} lines skipped{}); the previous catalog was kept",
+            provider.name,
+            summary.skipped.len(),
+            summary.skipped.first().map(|s| format!(", first: line {}: {}", s.line, s.reason)).unwrap_or_default()
+        )));
+    }
+    let epg = w.report.epg_urls.first().cloned();
+    w.commit(epg).await
+}
+
+/// Movies and series in an M3U are recognised by Xtream-style paths.
+fn classify(url: &str) -> MediaKind {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    if path.contains("/movie/") {
+        MediaKind::Movie
+    } else if path.contains("/series/") {
+        MediaKind::Series
+    } else {
+        MediaKind::Live
+    }
+}
+
+fn extension(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let last = path.rsplit('/').next()?;
+    let (_, ext) = last.rsplit_once('.')?;
+    (!ext.is_empty() && ext.len() <= 5).then(|| ext.to_ascii_lowercase())
+}
+
+/// An M3U entry's stable key: its tvg-id, else its URL; a repeat within one
+/// playlist gets `#2`, `#3`, ... so that no entry overwrites another.
+fn m3u_key(e: &Entry, kind: MediaKind, seen: &mut HashMap<u64, u32>) -> String {
+    let base = match e.tvg_id() {
+        Some(id) => format!("tvg:{id}"),
+        None => format!("url:{}", e.url),
+    };
+    let mut h = DefaultHasher::new();
+    (kind, &base).hash(&mut h);
+    let n = seen.entry(h.finish()).or_insert(0);
+    *n += 1;
+    if *n == 1 {
+        base
+    } else {
+        format!("{base}#{n}")
+    }
+}
+
+fn stream_row(e: Entry, upstream_key: String, group_id: Option<i64>, position: i64) -> StreamRow {
+    let mut headers = serde_json::Map::new();
+    if let Some(ua) = e.user_agent() {
+        headers.insert("user-agent".into(), ua.into());
+    }
+    if let Some(r) = e.referrer() {
+        headers.insert("referer".into(), r.into());
+    }
+    StreamRow {
+        upstream_key,
+        upstream_id: None,
+        group_id,
+        tvg_id: e.tvg_id().map(str::to_string),
+        tvg_name: e.tvg_name().map(str::to_string),
+        logo: e.tvg_logo().map(str::to_string),
+        chno: e.tvg_chno().map(str::to_string),
+        catchup: e
+            .attr("catchup")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        catchup_days: e.attr("catchup-days").and_then(|d| d.trim().parse().ok()),
+        catchup_source: e
+            .attr("catchup-source")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        headers: (!headers.is_empty()).then(|| serde_json::Value::Object(headers).to_string()),
+        name: e.name().to_string(),
+        url: Some(e.url),
+        position,
+    }
+}
+
+struct StreamRow {
+    upstream_key: String,
+    upstream_id: Option<i64>,
+    name: String,
+    group_id: Option<i64>,
+    tvg_id: Option<String>,
+    tvg_name: Option<String>,
+    logo: Option<String>,
+    chno: Option<String>,
+    url: Option<String>,
+    catchup: Option<String>,
+    catchup_days: Option<i64>,
+    catchup_source: Option<String>,
+    headers: Option<String>,
+    position: i64,
+}
+
+struct MovieRow {
+    upstream_key: String,
+    upstream_id: Option<i64>,
+    name: String,
+    group_id: Option<i64>,
+    logo: Option<String>,
+    rating: Option<String>,
+    container_extension: Option<String>,
+    url: Option<String>,
+    added: Option<i64>,
+    position: i64,
+}
+
+struct SeriesRow {
+    upstream_key: String,
+    upstream_id: Option<i64>,
+    name: String,
+    group_id: Option<i64>,
+    cover: Option<String>,
+    plot: Option<String>,
+    genre: Option<String>,
+    release_date: Option<String>,
+    rating: Option<String>,
+    url: Option<String>,
+    position: i64,
+}
+
+/// Rows per INSERT statement. 14 columns × 500 stays far below SQLite's
+/// 32 766 bound parameters; fewer, larger statements are what make a
+/// 200 000-entry sync fast.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The write side of one sync: a transaction plus this sync's generation.
+struct Writer {
+    tx: sqlx::Transaction<'static, Sqlite>,
+    provider_id: i64,
+    provider_name: String,
+    gen: i64,
+    position: i64,
+    report: SyncReport,
+}
+
+impl Writer {
+    async fn begin(store: &Store, provider: &Provider) -> Result<Writer, CatalogError> {
+        let mut tx = store.pool().begin().await?;
+        let gen: i64 = sqlx::query_scalar(
+            "UPDATE providers SET sync_gen = sync_gen + 1 WHERE id = ? RETURNING sync_gen",
+        )
+        .bind(provider.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(Writer {
+            tx,
+            provider_id: provider.id,
+            provider_name: provider.name.clone(),
+            gen,
+            position: 0,
+            report: SyncReport {
+                provider_id: provider.id,
+                provider: provider.name.clone(),
+                ..Default::default()
+            },
+        })
+    }
+
+    fn next_position(&mut self) -> i64 {
+        self.position += 1;
+        self.position
+    }
+
+    fn add_counts(&mut self, c: tunerpool_formats::xtream::ItemCounts) {
+        self.report.skipped += c.skipped as u64;
+        if let Some(e) = c.first_error {
+            if self.report.skipped_examples.len() < SKIPPED_EXAMPLES {
+                self.report.skipped_examples.push(e);
+            }
+        }
+    }
+
+    async fn upsert_group(
+        &mut self,
+        kind: MediaKind,
+        key: &str,
+        name: &str,
+        position: i64,
+    ) -> Result<i64, sqlx::Error> {
+        self.report.groups += 1;
+        sqlx::query_scalar(
+            "INSERT INTO groups (provider_id, kind, upstream_key, name, position, sync_gen) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (provider_id, kind, upstream_key) DO UPDATE SET name = excluded.name, position = excluded.position,
+             sync_gen = excluded.sync_gen RETURNING id",
+        )
+        .bind(self.provider_id)
+        .bind(kind.as_str())
+        .bind(key)
+        .bind(name)
+        .bind(position)
+        .bind(self.gen)
+        .fetch_one(&mut *self.tx)
+        .await
+    }
+
+    /// Xtream categories → group ids by category_id.
+    async fn categories(
+        &mut self,
+        kind: MediaKind,
+        cats: &[Category],
+    ) -> Result<HashMap<String, i64>, CatalogError> {
+        let mut map = HashMap::with_capacity(cats.len());
+        for (i, c) in cats.iter().enumerate() {
+            let id = self
+                .upsert_group(kind, &c.category_id, &c.category_name, i as i64)
+                .await?;
+            map.insert(c.category_id.clone(), id);
+        }
+        Ok(map)
+    }
+
+    /// M3U group titles → group ids, created on first sight.
+    async fn group(
+        &mut self,
+        cache: &mut HashMap<(MediaKind, String), i64>,
+        kind: MediaKind,
+        name: &str,
+    ) -> Result<i64, CatalogError> {
+        if let Some(id) = cache.get(&(kind, name.to_string())) {
+            return Ok(*id);
+        }
+        let id = self
+            .upsert_group(kind, name, name, cache.len() as i64)
+            .await?;
+        cache.insert((kind, name.to_string()), id);
+        Ok(id)
+    }
+
+    async fn insert_streams(&mut self, rows: &[StreamRow]) -> Result<(), CatalogError> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO streams (provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url,
+                 catchup, catchup_days, catchup_source, headers, position, sync_gen) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(self.provider_id)
+                    .push_bind(&r.upstream_key)
+                    .push_bind(r.upstream_id)
+                    .push_bind(&r.name)
+                    .push_bind(r.group_id)
+                    .push_bind(&r.tvg_id)
+                    .push_bind(&r.tvg_name)
+                    .push_bind(&r.logo)
+                    .push_bind(&r.chno)
+                    .push_bind(&r.url)
+                    .push_bind(&r.catchup)
+                    .push_bind(r.catchup_days)
+                    .push_bind(&r.catchup_source)
+                    .push_bind(&r.headers)
+                    .push_bind(r.position)
+                    .push_bind(self.gen);
+            });
+            qb.push(
+                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, tvg_id = excluded.tvg_id, tvg_name = excluded.tvg_name, logo = excluded.logo,
+                 chno = excluded.chno, url = excluded.url, catchup = excluded.catchup, catchup_days = excluded.catchup_days,
+                 catchup_source = excluded.catchup_source, headers = excluded.headers, position = excluded.position,
+                 sync_gen = excluded.sync_gen",
+            );
+            qb.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_movies(&mut self, rows: &[MovieRow]) -> Result<(), CatalogError> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO movies (provider_id, upstream_key, upstream_id, name, group_id, logo, rating, container_extension,
+                 url, added, position, sync_gen) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(self.provider_id)
+                    .push_bind(&r.upstream_key)
+                    .push_bind(r.upstream_id)
+                    .push_bind(&r.name)
+                    .push_bind(r.group_id)
+                    .push_bind(&r.logo)
+                    .push_bind(&r.rating)
+                    .push_bind(&r.container_extension)
+                    .push_bind(&r.url)
+                    .push_bind(r.added)
+                    .push_bind(r.position)
+                    .push_bind(self.gen);
+            });
+            qb.push(
+                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, logo = excluded.logo, rating = excluded.rating,
+                 container_extension = excluded.container_extension, url = excluded.url, added = excluded.added,
+                 position = excluded.position, sync_gen = excluded.sync_gen",
+            );
+            qb.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_series(&mut self, rows: &[SeriesRow]) -> Result<(), CatalogError> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO series (provider_id, upstream_key, upstream_id, name, group_id, cover, plot, genre, release_date,
+                 rating, url, position, sync_gen) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(self.provider_id)
+                    .push_bind(&r.upstream_key)
+                    .push_bind(r.upstream_id)
+                    .push_bind(&r.name)
+                    .push_bind(r.group_id)
+                    .push_bind(&r.cover)
+                    .push_bind(&r.plot)
+                    .push_bind(&r.genre)
+                    .push_bind(&r.release_date)
+                    .push_bind(&r.rating)
+                    .push_bind(&r.url)
+                    .push_bind(r.position)
+                    .push_bind(self.gen);
+            });
+            qb.push(
+                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, cover = excluded.cover, plot = excluded.plot, genre = excluded.genre,
+                 release_date = excluded.release_date, rating = excluded.rating, url = excluded.url,
+                 position = excluded.position, sync_gen = excluded.sync_gen",
+            );
+            qb.build().execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes what this sync did not see, maintains channels, records the
+    /// outcome, and commits.
+    async fn commit(mut self, detected_epg: Option<String>) -> Result<SyncReport, CatalogError> {
+        let conn: &mut SqliteConnection = &mut self.tx;
+        for table in ["streams", "movies", "series", "groups"] {
+            let n = sqlx::query(&format!(
+                "DELETE FROM {table} WHERE provider_id = ? AND sync_gen < ?"
+            ))
+            .bind(self.provider_id)
+            .bind(self.gen)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if table != "groups" {
+                self.report.removed += n;
+            }
+        }
+        self.report.new_channels = maintain_channels(conn, self.provider_id).await?;
+        let (live, vod, series): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM streams WHERE provider_id = ?1), (SELECT COUNT(*) FROM movies WHERE provider_id = ?1),
+                    (SELECT COUNT(*) FROM series WHERE provider_id = ?1)",
+        )
+        .bind(self.provider_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE providers SET last_sync_at = ?, last_sync_ok = 1, last_sync_error = NULL, live_count = ?, vod_count = ?,
+             series_count = ?, skipped_count = ?, epg_url = COALESCE(epg_url, ?) WHERE id = ?",
+        )
+        .bind(now())
+        .bind(live)
+        .bind(vod)
+        .bind(series)
+        .bind(self.report.skipped as i64)
+        .bind(detected_epg)
+        .bind(self.provider_id)
+        .execute(&mut *conn)
+        .await?;
+        self.tx.commit().await?;
+        tracing::debug!(provider = %self.provider_name, gen = self.gen, "sync committed");
+        Ok(self.report)
+    }
+}
+
+/// Keeps client-visible channels in step with a provider's streams: new
+/// streams get a channel of their own (one source), channels follow their
+/// origin stream's name/group/logo, and channels left without any source are
+/// removed. Returns how many channels were created.
+async fn maintain_channels(
+    conn: &mut SqliteConnection,
+    provider_id: i64,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "UPDATE channels SET name = s.name, group_name = g.name, tvg_id = s.tvg_id, logo = s.logo, number = s.chno
+         FROM streams s LEFT JOIN groups g ON g.id = s.group_id
+         WHERE channels.origin_stream_id = s.id AND s.provider_id = ?
+           AND (channels.name IS NOT s.name OR channels.group_name IS NOT g.name OR channels.tvg_id IS NOT s.tvg_id
+                OR channels.logo IS NOT s.logo OR channels.number IS NOT s.chno)",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    let created = sqlx::query(
+        "INSERT INTO channels (name, group_name, tvg_id, logo, number, origin_stream_id)
+         SELECT s.name, g.name, s.tvg_id, s.logo, s.chno, s.id FROM streams s LEFT JOIN groups g ON g.id = s.group_id
+         WHERE s.provider_id = ?
+           AND NOT EXISTS (SELECT 1 FROM channel_sources cs WHERE cs.stream_id = s.id)
+           AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.origin_stream_id = s.id)
+         ORDER BY s.position",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "INSERT INTO channel_sources (channel_id, stream_id, position)
+         SELECT c.id, s.id, 0 FROM streams s JOIN channels c ON c.origin_stream_id = s.id
+         WHERE s.provider_id = ? AND NOT EXISTS (SELECT 1 FROM channel_sources cs WHERE cs.stream_id = s.id)",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    delete_orphan_channels(conn).await?;
+    Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_xtream_style_paths() {
+        assert_eq!(classify("http://h/live/u/p/1.ts"), MediaKind::Live);
+        assert_eq!(classify("http://h/movie/u/p/1.mkv"), MediaKind::Movie);
+        assert_eq!(
+            classify("http://h/series/u/p/1.mp4?x=/movie/"),
+            MediaKind::Series
+        );
+        assert_eq!(classify("http://h/a.m3u8?next=/movie/"), MediaKind::Live);
+    }
+
+    #[test]
+    fn extensions() {
+        assert_eq!(
+            extension("http://h/movie/u/p/1.MKV?t=1").as_deref(),
+            Some("mkv")
+        );
+        assert_eq!(extension("http://h/movie/u/p/1"), None);
+    }
+
+    #[test]
+    fn repeated_keys_get_suffixes() {
+        let mut seen = HashMap::new();
+        let e = Entry {
+            url: "http://x/a".into(),
+            ..Default::default()
+        };
+        assert_eq!(m3u_key(&e, MediaKind::Live, &mut seen), "url:http://x/a");
+        assert_eq!(m3u_key(&e, MediaKind::Live, &mut seen), "url:http://x/a#2");
+        assert_eq!(m3u_key(&e, MediaKind::Movie, &mut seen), "url:http://x/a");
+    }
+}

@@ -1,0 +1,248 @@
+//! Property tests: the parsers never panic on any input, chunked M3U parsing
+//! equals whole-buffer parsing, and generated entries survive write → parse.
+
+use proptest::prelude::*;
+use tunerpool_formats::m3u::{self, Entry, Parser, Playlist};
+use tunerpool_formats::xtream::{self, LiveStream};
+
+/// Feeds `input` split at the given (unsorted, possibly out of range) points.
+fn parse_chunked(input: &[u8], cuts: &[usize]) -> Playlist {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    points.sort_unstable();
+    let mut parser = Parser::new();
+    let mut entries = Vec::new();
+    let mut from = 0;
+    for p in points {
+        parser.feed(&input[from..p], &mut entries);
+        from = p;
+    }
+    parser.feed(&input[from..], &mut entries);
+    let summary = parser.finish(&mut entries);
+    assert_eq!(summary.entries, entries.len());
+    Playlist {
+        header: summary.header,
+        entries,
+        skipped: summary.skipped,
+    }
+}
+
+/// Byte strings built from M3U-ish fragments, to reach the interesting paths
+/// far more often than uniformly random bytes would.
+fn m3u_like() -> impl Strategy<Value = Vec<u8>> {
+    let fragment = prop_oneof![
+        Just(b"#EXTM3U".to_vec()),
+        Just(b"#EXTINF:".to_vec()),
+        Just(b"#extinf".to_vec()),
+        Just(b"-1".to_vec()),
+        Just(b" tvg-id=".to_vec()),
+        Just(b" group-title=".to_vec()),
+        Just(b"\"".to_vec()),
+        Just(b"'".to_vec()),
+        Just(b",".to_vec()),
+        Just(b"=".to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"\t".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"http://a/b.m3u8".to_vec()),
+        Just(b"/local.ts".to_vec()),
+        Just(b"#EXTVLCOPT:".to_vec()),
+        Just(b"#EXTGRP:".to_vec()),
+        Just(b"#KODIPROP:".to_vec()),
+        Just(b"#EXT-X-FOO".to_vec()),
+        Just(b"# comment".to_vec()),
+        Just(b"<div>".to_vec()),
+        Just(b"\xEF\xBB\xBF".to_vec()),
+        Just("Tëvë中".as_bytes().to_vec()),
+        Just(b"\xe9\xff\xc3".to_vec()),
+        "[a-z]{1,6}".prop_map(String::into_bytes),
+        proptest::collection::vec(any::<u8>(), 1..4),
+    ];
+    proptest::collection::vec(fragment, 0..60).prop_map(|v| v.concat())
+}
+
+fn trimmed(re: &'static str) -> impl Strategy<Value = String> {
+    re.prop_map(|s| s.trim().to_string())
+}
+
+fn entry_strategy() -> impl Strategy<Value = Entry> {
+    let duration = prop_oneof![
+        Just(String::from("-1")),
+        Just(String::from("0")),
+        Just(String::from("40")),
+        Just(String::from("-1.000")),
+        Just(String::new()),
+    ];
+    let attr = (
+        "[a-zA-Z][a-zA-Z0-9_:-]{0,10}",
+        "[a-zA-Z0-9 ,\"'=é中/.:-]{0,20}",
+    );
+    let vlc = (
+        "[a-z][a-z-]{0,10}",
+        proptest::option::of(trimmed("[a-zA-Z0-9 =/.;()]{0,15}")),
+    );
+    let kodi = ("[a-z][a-z.-]{0,10}", trimmed("[a-zA-Z0-9 =/.]{0,15}"));
+    (
+        duration,
+        proptest::collection::vec(attr, 0..5),
+        trimmed("[a-zA-Z0-9 ,\"'=é中()\\[\\]-]{0,25}"),
+        proptest::option::of(trimmed("[a-zA-Z0-9 ,é]{0,10}")),
+        proptest::collection::vec(vlc, 0..3),
+        proptest::collection::vec(kodi, 0..2),
+        proptest::collection::vec(trimmed("#EXT-X-[A-Z]{1,5}:[a-z0-9 ,=]{0,8}"), 0..2),
+        "(https?|rtmp|udp)://[a-z]{1,8}\\.[a-z]{2,3}(:[0-9]{2,4})?/[a-zA-Z0-9_./?=&%-]{0,20}",
+    )
+        .prop_map(
+            |(duration, attrs, title, extgrp, vlc_opts, kodi_props, extra_lines, url)| Entry {
+                line: 0,
+                duration,
+                attrs: attrs.into_iter().collect(),
+                title,
+                extgrp,
+                vlc_opts: vlc_opts.into_iter().collect(),
+                kodi_props: kodi_props.into_iter().collect(),
+                extra_lines,
+                url,
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn m3u_arbitrary_bytes_never_panic_and_chunking_is_invisible(
+        input in proptest::collection::vec(any::<u8>(), 0..400),
+        cuts in proptest::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let whole = m3u::parse(&input);
+        let chunked = parse_chunked(&input, &cuts);
+        prop_assert_eq!(&chunked, &whole);
+        // Writing whatever was parsed must not panic either, and reads back.
+        let again = m3u::parse(m3u::write(&whole).as_bytes());
+        prop_assert_eq!(again.entries.len(), whole.entries.len());
+    }
+
+    #[test]
+    fn m3u_like_input_chunking_is_invisible(
+        input in m3u_like(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..16),
+    ) {
+        let whole = m3u::parse(&input);
+        let chunked = parse_chunked(&input, &cuts);
+        prop_assert_eq!(&chunked, &whole);
+        for e in &whole.entries {
+            prop_assert!(!e.url.is_empty());
+            prop_assert!(!e.url.contains(['\r', '\n']));
+        }
+        for s in &whole.skipped {
+            prop_assert!(s.text.chars().count() <= 121);
+        }
+        let rewritten = m3u::parse(m3u::write(&whole).as_bytes());
+        prop_assert!(rewritten.skipped.is_empty(), "{:?}", rewritten.skipped);
+        prop_assert_eq!(rewritten.entries.len(), whole.entries.len());
+        for (a, b) in rewritten.entries.iter().zip(&whole.entries) {
+            prop_assert_eq!(&a.url, &b.url);
+            prop_assert_eq!(&a.title, &b.title);
+            prop_assert_eq!(&a.vlc_opts, &b.vlc_opts);
+        }
+    }
+
+    #[test]
+    fn generated_entries_round_trip(
+        entries in proptest::collection::vec(entry_strategy(), 0..6),
+        header_attrs in proptest::collection::vec(
+            ("[a-z][a-z-]{0,8}", "[a-zA-Z0-9 ,\"'=/.:]{0,20}"), 0..3),
+    ) {
+        let playlist = Playlist {
+            header: m3u::Header { present: true, attrs: header_attrs },
+            entries,
+            skipped: Vec::new(),
+        };
+        let text = m3u::write(&playlist);
+        let parsed = m3u::parse(text.as_bytes());
+        prop_assert!(parsed.skipped.is_empty(), "{:?}\n{}", parsed.skipped, text);
+        prop_assert_eq!(parsed.entries.len(), playlist.entries.len(), "{}", text);
+        prop_assert_eq!(parsed.header.attrs.len(), playlist.header.attrs.len());
+        for ((k, v), (gk, gv)) in playlist.header.attrs.iter().zip(&parsed.header.attrs) {
+            prop_assert_eq!(k, gk);
+            prop_assert!(attr_value_ok(v, gv), "{:?} -> {:?}\n{}", v, gv, text);
+        }
+        for (want, got) in playlist.entries.iter().zip(&parsed.entries) {
+            prop_assert_eq!(&got.duration, &want.duration, "{}", text);
+            prop_assert_eq!(&got.title, &want.title, "{}", text);
+            prop_assert_eq!(&got.extgrp, &want.extgrp);
+            prop_assert_eq!(&got.vlc_opts, &want.vlc_opts);
+            prop_assert_eq!(&got.kodi_props, &want.kodi_props);
+            prop_assert_eq!(&got.extra_lines, &want.extra_lines);
+            prop_assert_eq!(&got.url, &want.url);
+            prop_assert_eq!(got.attrs.len(), want.attrs.len(), "{}", text);
+            for ((k, v), (gk, gv)) in want.attrs.iter().zip(&got.attrs) {
+                prop_assert_eq!(k, gk);
+                prop_assert!(attr_value_ok(v, gv), "{:?} -> {:?}\n{}", v, gv, text);
+            }
+        }
+        // A second write is byte-identical (the writer's output is a fixpoint).
+        prop_assert_eq!(m3u::write(&parsed), text);
+    }
+
+    #[test]
+    fn xtream_arbitrary_bytes_never_panic(
+        input in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let streamed = xtream::for_each_item::<_, LiveStream>(&input[..], |_| {});
+        let listed = xtream::parse_list::<LiveStream>(&input);
+        prop_assert_eq!(streamed.is_ok(), listed.is_ok());
+        let _ = xtream::parse_auth(&input);
+    }
+
+    #[test]
+    fn xtream_json_like_bytes_never_panic(input in json_like()) {
+        let mut n = 0usize;
+        let streamed = xtream::for_each_item::<_, LiveStream>(input.as_bytes(), |_| n += 1);
+        let listed = xtream::parse_list::<LiveStream>(input.as_bytes());
+        if let (Ok(a), Ok(b)) = (&streamed, &listed) {
+            prop_assert_eq!(a, &b.counts);
+            prop_assert_eq!(a.ok, n);
+        }
+        let _ = xtream::parse_list::<xtream::Series>(input.as_bytes());
+        let _ = xtream::parse_auth(input.as_bytes());
+    }
+}
+
+/// An attribute value read back equals the written one, except in the one
+/// documented lossy case (both quote kinds in positions that would end the
+/// value early), where `"` is replaced by `'`.
+fn attr_value_ok(want: &str, got: &str) -> bool {
+    got == want || (want.contains('"') && want.contains('\'') && got == want.replace('"', "'"))
+}
+
+/// JSON-ish text from Xtream-like fragments.
+fn json_like() -> impl Strategy<Value = String> {
+    let fragment = prop_oneof![
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just(",".to_string()),
+        Just(":".to_string()),
+        Just("\"stream_id\"".to_string()),
+        Just("\"name\"".to_string()),
+        Just("\"tv_archive\"".to_string()),
+        Just("\"added\"".to_string()),
+        Just("\"1\"".to_string()),
+        Just("\"\"".to_string()),
+        Just("null".to_string()),
+        Just("1.5".to_string()),
+        Just("-7".to_string()),
+        Just("1e999".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("true".to_string()),
+        Just(" ".to_string()),
+        Just("\"\\u00e9\"".to_string()),
+        Just("<html>".to_string()),
+        "[0-9]{1,4}".prop_map(|s| s),
+    ];
+    proptest::collection::vec(fragment, 0..40).prop_map(|v| v.concat())
+}

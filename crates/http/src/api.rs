@@ -1,0 +1,129 @@
+//! The JSON API under `/api/v1`, and `/healthz`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tunerpool_catalog::{Account, Channel, ChannelQuery, FieldError, GroupCount, Page, Provider};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/providers", get(list_providers))
+        .route("/api/v1/providers/{id}", get(get_provider))
+        .route("/api/v1/channels", get(list_channels))
+        .route("/api/v1/groups", get(list_groups))
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    uptime_s: u64,
+    version: &'static str,
+}
+
+async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
+    sqlx_ping(&st).await?;
+    Ok(Json(Health {
+        status: "ok",
+        uptime_s: st.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn sqlx_ping(st: &AppState) -> Result<(), ApiError> {
+    st.store
+        .providers()
+        .await
+        .map(|_| ())
+        .map_err(ApiError::from)
+}
+
+/// A provider with its accounts (passwords never included).
+#[derive(Serialize)]
+struct ProviderView {
+    #[serde(flatten)]
+    provider: Provider,
+    accounts: Vec<Account>,
+}
+
+async fn provider_view(st: &AppState, provider: Provider) -> Result<ProviderView, ApiError> {
+    let accounts = st.store.accounts(provider.id).await?;
+    Ok(ProviderView { provider, accounts })
+}
+
+async fn list_providers(State(st): State<AppState>) -> Result<Json<Vec<ProviderView>>, ApiError> {
+    let mut out = Vec::new();
+    for p in st.store.providers().await? {
+        out.push(provider_view(&st, p).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn get_provider(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProviderView>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::invalid(vec![FieldError::new(
+            "id",
+            format!("{id:?} is not a provider id (a number)"),
+        )])
+    })?;
+    let p = st.store.provider(id).await?;
+    Ok(Json(provider_view(&st, p).await?))
+}
+
+/// `?page=&per_page=&group=&q=`, parsed by hand so that a bad value names its field.
+fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQuery, ApiError> {
+    let mut errs = Vec::new();
+    let mut num = |key: &str| -> Option<u32> {
+        let v = params.get(key)?;
+        match v.trim().parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errs.push(FieldError::new(
+                    key,
+                    format!("{v:?} is not a positive whole number"),
+                ));
+                None
+            }
+        }
+    };
+    let page = num("page");
+    let per_page = num("per_page");
+    for k in params.keys() {
+        if !matches!(k.as_str(), "page" | "per_page" | "group" | "q") {
+            errs.push(FieldError::new(
+                k,
+                "unknown parameter: use page, per_page, group or q",
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(errs));
+    }
+    Ok(ChannelQuery {
+        page,
+        per_page,
+        group: params.get("group").cloned(),
+        q: params.get("q").cloned(),
+    })
+}
+
+async fn list_channels(
+    State(st): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Page<Channel>>, ApiError> {
+    let q = channel_query(&params)?;
+    Ok(Json(st.store.channels(&q).await?))
+}
+
+async fn list_groups(State(st): State<AppState>) -> Result<Json<Vec<GroupCount>>, ApiError> {
+    Ok(Json(st.store.channel_groups().await?))
+}

@@ -1,0 +1,1659 @@
+//! Configuration: built-in defaults, an optional `tunerpool.toml`, `TUNERPOOL_*`
+//! environment variables and command-line overrides, in that order (later wins).
+//!
+//! Every layer is parsed by hand against a fixed table of keys so that *all*
+//! problems can be reported at once, each naming where it came from and which
+//! key it concerns, instead of stopping at the first serde error.
+//!
+//! Environment variables are `TUNERPOOL_` followed by the key in upper case with
+//! `.` replaced by `_` (`sync.catalog_interval` → `TUNERPOOL_SYNC_CATALOG_INTERVAL`).
+//! `TUNERPOOL_CONFIG` and every variable starting with `TUNERPOOL_PROVIDER_` or
+//! `TUNERPOOL_TEST_` are not configuration keys (they belong to CLI subcommands
+//! and tests) and are ignored here; any other unknown `TUNERPOOL_*` variable is
+//! reported as a problem.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use toml::de::{DeTable, DeValue};
+
+/// Name of the configuration file that is read from the working directory
+/// when no file is given explicitly.
+pub const DEFAULT_FILE: &str = "tunerpool.toml";
+
+/// Prefix of the environment variables that set configuration keys.
+pub const ENV_PREFIX: &str = "TUNERPOOL_";
+
+/// The complete, validated configuration of the gateway.
+///
+/// It exists so that the rest of the binary receives one value with every
+/// setting already parsed and checked, whichever layer it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the SQLite database and other state.
+    pub data_dir: PathBuf,
+    /// `tracing_subscriber::EnvFilter` directives, e.g. `info` or `tunerpool=debug`.
+    pub log_level: String,
+    /// Output format of the logs.
+    pub log_format: LogFormat,
+    /// Base URL clients use to reach this gateway (http or https, no trailing
+    /// slash); `None` when not configured.
+    pub public_url: Option<String>,
+    /// Background synchronisation timing.
+    pub sync: SyncConfig,
+    /// Settings for calls to upstream provider APIs.
+    pub upstream: UpstreamConfig,
+}
+
+/// Timing of the background jobs that keep provider data fresh.
+///
+/// Grouped in its own `[sync]` table because these settings only matter to the
+/// sync scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncConfig {
+    /// How often the provider catalog is re-synced (at least 1m).
+    #[serde(serialize_with = "serialize_duration")]
+    pub catalog_interval: Duration,
+    /// How often account details are refreshed (at least 5s).
+    #[serde(serialize_with = "serialize_duration")]
+    pub details_interval: Duration,
+    /// Delay before the first account details refresh after start-up.
+    #[serde(serialize_with = "serialize_duration")]
+    pub details_initial_delay: Duration,
+}
+
+/// Settings of the HTTP client that talks to upstream provider APIs.
+///
+/// Grouped in its own `[upstream]` table because they are handed as a unit to
+/// the upstream client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpstreamConfig {
+    /// Time limit of one upstream API call (at least 1s).
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// Time limit for establishing a connection (at least 1s).
+    #[serde(serialize_with = "serialize_duration")]
+    pub connect_timeout: Duration,
+    /// `User-Agent` header sent upstream (printable ASCII, not empty).
+    pub user_agent: String,
+    /// Maximum number of redirects followed (0..=20).
+    pub max_redirects: u32,
+}
+
+/// How log lines are written.
+///
+/// A closed set so that an unsupported format is caught at start-up instead of
+/// silently falling back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// The spelling used in the config file (`text` or `json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080)),
+            data_dir: PathBuf::from("./tunerpool-data"),
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Text,
+            public_url: None,
+            sync: SyncConfig {
+                catalog_interval: Duration::from_secs(12 * 60 * 60),
+                details_interval: Duration::from_secs(60),
+                details_initial_delay: Duration::from_secs(60),
+            },
+            upstream: UpstreamConfig {
+                timeout: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(10),
+                user_agent: concat!("tunerpool/", env!("CARGO_PKG_VERSION")).to_owned(),
+                max_redirects: 5,
+            },
+        }
+    }
+}
+
+/// One problem, with where it came from and which key.
+///
+/// Problems are collected rather than returned one by one so that a user can
+/// fix a whole configuration in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where the value came from: the file path as given (e.g. `tunerpool.toml`),
+    /// `env TUNERPOOL_X`, `--set`, `--listen`, `--data-dir` or `--log-level`.
+    pub source: String,
+    /// The dotted key (e.g. `sync.catalog_interval`). Empty for problems with a
+    /// whole file (unreadable, TOML syntax error). For an unknown environment
+    /// variable it is the variable name.
+    pub key: String,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    /// `{source}: {key}: {message}`. The key is left out when it is empty, and
+    /// for environment variables, whose name already says which key it is
+    /// (`env TUNERPOOL_LOG_LEVEL: "verbose" is not a log filter ...`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() || self.source.starts_with("env ") {
+            write!(f, "{}: {}", self.source, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.source, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading a configuration.
+///
+/// It exists so callers get the complete list (one per line when displayed)
+/// instead of only the first error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", join_problems(.problems))]
+pub struct ConfigError {
+    /// The problems, in the order the layers were applied (file, env, CLI).
+    pub problems: Vec<Problem>,
+}
+
+fn join_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Overrides from the command line: the common ones have flags, and any key
+/// can be set with `--set key=value`.
+///
+/// The flags are applied after all `--set` entries, so `--listen` beats
+/// `--set listen=...`.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen ADDR`
+    pub listen: Option<String>,
+    /// `--data-dir PATH`
+    pub data_dir: Option<String>,
+    /// `--log-level FILTER`
+    pub log_level: Option<String>,
+    /// `--set key=value`, any key, e.g. `sync.catalog_interval=6h`.
+    pub set: Vec<String>,
+}
+
+impl Config {
+    /// Load: defaults, then `file` if Some (a missing explicitly-given file is
+    /// an error), else `./tunerpool.toml` if it exists, then env vars from `env`
+    /// (only TUNERPOOL_* considered; unknown TUNERPOOL_* vars → problem), then
+    /// overrides. Collects all problems.
+    ///
+    /// `TUNERPOOL_CONFIG`, `TUNERPOOL_PROVIDER_*` and `TUNERPOOL_TEST_*` are
+    /// ignored. Variables are applied in name order so problems are reported
+    /// deterministically.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        load_with_default_file(file, Path::new(DEFAULT_FILE), env, overrides)
+    }
+
+    /// Validate only a file (for `config check`): all problems in that file.
+    ///
+    /// Environment variables and overrides are not consulted; on success the
+    /// result is the defaults with the file applied.
+    pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg = Config::default();
+        let mut problems = Vec::new();
+        let source = path.display().to_string();
+        match read_file(path, &source, true) {
+            Ok(Some(text)) => apply_toml(&mut cfg, &source, &text, &mut problems),
+            Ok(None) => {}
+            Err(p) => problems.push(p),
+        }
+        finish(cfg, problems)
+    }
+
+    /// The TOML text of a config (for `config show` / docs), with every key.
+    ///
+    /// An unset `public_url` is written as a commented-out line. The output
+    /// loads back to an equal `Config`.
+    pub fn to_toml(&self) -> String {
+        let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
+        let d = |v: Duration| s(&humantime::format_duration(v).to_string());
+        let mut out = String::new();
+        out.push_str(&format!("listen = {}\n", s(&self.listen.to_string())));
+        out.push_str(&format!(
+            "data_dir = {}\n",
+            s(&self.data_dir.to_string_lossy())
+        ));
+        out.push_str(&format!("log_level = {}\n", s(&self.log_level)));
+        out.push_str(&format!("log_format = {}\n", s(self.log_format.as_str())));
+        match &self.public_url {
+            Some(url) => out.push_str(&format!("public_url = {}\n", s(url))),
+            None => out.push_str("# public_url = \"http://192.168.1.10:8080\"  (not set)\n"),
+        }
+        out.push_str("\n[sync]\n");
+        out.push_str(&format!(
+            "catalog_interval = {}\n",
+            d(self.sync.catalog_interval)
+        ));
+        out.push_str(&format!(
+            "details_interval = {}\n",
+            d(self.sync.details_interval)
+        ));
+        out.push_str(&format!(
+            "details_initial_delay = {}\n",
+            d(self.sync.details_initial_delay)
+        ));
+        out.push_str("\n[upstream]\n");
+        out.push_str(&format!("timeout = {}\n", d(self.upstream.timeout)));
+        out.push_str(&format!(
+            "connect_timeout = {}\n",
+            d(self.upstream.connect_timeout)
+        ));
+        out.push_str(&format!("user_agent = {}\n", s(&self.upstream.user_agent)));
+        out.push_str(&format!(
+            "max_redirects = {}\n",
+            self.upstream.max_redirects
+        ));
+        out
+    }
+
+    /// Every configuration key, dotted (e.g. `sync.catalog_interval`), in
+    /// documentation order.
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        KEYS.iter().map(|k| k.path)
+    }
+
+    /// The environment variable that sets `key`
+    /// (`sync.catalog_interval` → `TUNERPOOL_SYNC_CATALOG_INTERVAL`).
+    pub fn env_var_name(key: &str) -> String {
+        format!("{ENV_PREFIX}{}", key.to_ascii_uppercase().replace('.', "_"))
+    }
+}
+
+/// `true` for `TUNERPOOL_*` variables that are not configuration keys.
+fn is_ignored_env(name: &str) -> bool {
+    name == "TUNERPOOL_CONFIG"
+        || name.starts_with("TUNERPOOL_PROVIDER_")
+        || name.starts_with("TUNERPOOL_TEST_")
+}
+
+fn load_with_default_file(
+    file: Option<&Path>,
+    default_file: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut cfg = Config::default();
+    let mut problems = Vec::new();
+
+    // File layer.
+    let (path, required) = match file {
+        Some(p) => (p, true),
+        None => (default_file, false),
+    };
+    let source = path.display().to_string();
+    match read_file(path, &source, required) {
+        Ok(Some(text)) => apply_toml(&mut cfg, &source, &text, &mut problems),
+        Ok(None) => {}
+        Err(p) => problems.push(p),
+    }
+
+    // Environment layer.
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && !is_ignored_env(name))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, value) in &vars {
+        let source = format!("env {name}");
+        match KEYS.iter().find(|k| Config::env_var_name(k.path) == *name) {
+            Some(key) => apply_key(&mut cfg, key, &source, Raw::Text(value), &mut problems),
+            None => {
+                let hint = match suggest_env(name) {
+                    Some(s) => format!("did you mean {s}?"),
+                    None => format!(
+                        "configuration variables are {ENV_PREFIX} plus the key in upper case, \
+                         e.g. TUNERPOOL_LOG_LEVEL for log_level"
+                    ),
+                };
+                problems.push(Problem {
+                    source,
+                    key: name.clone(),
+                    message: format!("unknown configuration variable ({hint})"),
+                });
+            }
+        }
+    }
+
+    // Command-line layer: `--set` in order, then the dedicated flags.
+    for entry in &overrides.set {
+        match entry.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                apply_text(&mut cfg, "--set", key.trim(), value.trim(), &mut problems)
+            }
+            _ => problems.push(Problem {
+                source: "--set".to_owned(),
+                key: entry.trim().to_owned(),
+                message: "expected key=value (e.g. --set sync.catalog_interval=6h)".to_owned(),
+            }),
+        }
+    }
+    let flags = [
+        ("--listen", "listen", &overrides.listen),
+        ("--data-dir", "data_dir", &overrides.data_dir),
+        ("--log-level", "log_level", &overrides.log_level),
+    ];
+    for (flag, key, value) in flags {
+        if let Some(value) = value {
+            apply_text(&mut cfg, flag, key, value, &mut problems);
+        }
+    }
+
+    finish(cfg, problems)
+}
+
+fn finish(cfg: Config, problems: Vec<Problem>) -> Result<Config, ConfigError> {
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError { problems })
+    }
+}
+
+/// Reads a config file. `Ok(None)` when an optional file does not exist.
+fn read_file(path: &Path, source: &str, required: bool) -> Result<Option<String>, Problem> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+        Err(e) => {
+            let message = if e.kind() == std::io::ErrorKind::NotFound {
+                "file does not exist (check the path, or give no file to use the defaults)"
+                    .to_owned()
+            } else {
+                format!("cannot read file: {e}")
+            };
+            Err(Problem {
+                source: source.to_owned(),
+                key: String::new(),
+                message,
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Key table
+
+/// A value to parse: either straight from TOML, or a string from the
+/// environment / command line (parsed like a TOML string).
+#[derive(Clone, Copy)]
+enum Raw<'a, 'i> {
+    Toml(&'a DeValue<'i>),
+    Text(&'a str),
+}
+
+type Apply = fn(&mut Config, Raw<'_, '_>) -> Result<(), String>;
+
+struct Key {
+    path: &'static str,
+    apply: Apply,
+}
+
+/// Table names that hold keys.
+const SECTIONS: &[&str] = &["sync", "upstream"];
+
+static KEYS: &[Key] = &[
+    Key {
+        path: "listen",
+        apply: |c, r| {
+            c.listen = parse_listen(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "data_dir",
+        apply: |c, r| {
+            c.data_dir = parse_data_dir(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "log_level",
+        apply: |c, r| {
+            c.log_level = parse_log_filter(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "log_format",
+        apply: |c, r| {
+            c.log_format = parse_log_format(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "public_url",
+        apply: |c, r| {
+            c.public_url = parse_public_url(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "sync.catalog_interval",
+        apply: |c, r| {
+            c.sync.catalog_interval = parse_duration(r, Duration::from_secs(60))?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "sync.details_interval",
+        apply: |c, r| {
+            c.sync.details_interval = parse_duration(r, Duration::from_secs(5))?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "sync.details_initial_delay",
+        apply: |c, r| {
+            c.sync.details_initial_delay = parse_duration(r, Duration::ZERO)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "upstream.timeout",
+        apply: |c, r| {
+            c.upstream.timeout = parse_duration(r, Duration::from_secs(1))?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "upstream.connect_timeout",
+        apply: |c, r| {
+            c.upstream.connect_timeout = parse_duration(r, Duration::from_secs(1))?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "upstream.user_agent",
+        apply: |c, r| {
+            c.upstream.user_agent = parse_user_agent(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "upstream.max_redirects",
+        apply: |c, r| {
+            c.upstream.max_redirects = parse_int(r, 0, 20)?;
+            Ok(())
+        },
+    },
+];
+
+fn find_key(path: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.path == path)
+}
+
+fn apply_key(cfg: &mut Config, key: &Key, source: &str, raw: Raw<'_, '_>, out: &mut Vec<Problem>) {
+    if let Err(message) = (key.apply)(cfg, raw) {
+        out.push(Problem {
+            source: source.to_owned(),
+            key: key.path.to_owned(),
+            message,
+        });
+    }
+}
+
+/// Applies a string value (`--set`, flags) to a dotted key.
+fn apply_text(cfg: &mut Config, source: &str, path: &str, value: &str, out: &mut Vec<Problem>) {
+    match find_key(path) {
+        Some(key) => apply_key(cfg, key, source, Raw::Text(value), out),
+        None => out.push(Problem {
+            source: source.to_owned(),
+            key: path.to_owned(),
+            message: unknown_key_message(path),
+        }),
+    }
+}
+
+fn unknown_key_message(path: &str) -> String {
+    if SECTIONS.contains(&path) {
+        let example = KEYS
+            .iter()
+            .find(|k| k.path.starts_with(&format!("{path}.")))
+            .map_or("", |k| k.path);
+        return format!("is a section, not a key (set one of its keys, e.g. {example})");
+    }
+    match suggest_key(path) {
+        Some(s) => format!("unknown key (did you mean {s}?)"),
+        None => {
+            let (section, _) = split_path(path);
+            let valid: Vec<&str> = match section {
+                Some(sec) if SECTIONS.contains(&sec) => KEYS
+                    .iter()
+                    .filter(|k| split_path(k.path).0 == Some(sec))
+                    .map(|k| k.path)
+                    .collect(),
+                _ => Config::keys().collect(),
+            };
+            format!("unknown key (valid keys: {})", valid.join(", "))
+        }
+    }
+}
+
+fn split_path(path: &str) -> (Option<&str>, &str) {
+    match path.rsplit_once('.') {
+        Some((section, leaf)) => (Some(section), leaf),
+        None => (None, path),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TOML layer
+
+fn apply_toml(cfg: &mut Config, source: &str, text: &str, out: &mut Vec<Problem>) {
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            out.push(Problem {
+                source: source.to_owned(),
+                key: String::new(),
+                message: syntax_message(&e),
+            });
+            return;
+        }
+    };
+
+    // Flatten to (position, dotted key, value) and apply in file order so
+    // problems are listed in the order a reader meets them.
+    let mut leaves: Vec<(usize, String, &DeValue<'_>)> = Vec::new();
+    for (key, value) in doc.get_ref().iter() {
+        let name = key.get_ref().as_ref();
+        if SECTIONS.contains(&name) {
+            match value.get_ref() {
+                DeValue::Table(table) => {
+                    for (k, v) in table.iter() {
+                        leaves.push((
+                            k.span().start,
+                            format!("{name}.{}", k.get_ref()),
+                            v.get_ref(),
+                        ));
+                    }
+                }
+                other => out.push(Problem {
+                    source: source.to_owned(),
+                    key: name.to_owned(),
+                    message: format!(
+                        "expected a table (a [{name}] section), found {}",
+                        describe(other)
+                    ),
+                }),
+            }
+        } else {
+            leaves.push((key.span().start, name.to_owned(), value.get_ref()));
+        }
+    }
+    leaves.sort_by_key(|(pos, _, _)| *pos);
+
+    for (_, path, value) in leaves {
+        match find_key(&path) {
+            Some(key) => apply_key(cfg, key, source, Raw::Toml(value), out),
+            None => out.push(Problem {
+                source: source.to_owned(),
+                key: path.clone(),
+                message: unknown_key_message(&path),
+            }),
+        }
+    }
+}
+
+/// One-line description of a TOML syntax error, with the line and column the
+/// toml crate reports.
+fn syntax_message(e: &toml::de::Error) -> String {
+    let rendered = e.to_string();
+    let first = rendered.lines().next().unwrap_or("");
+    match first.strip_prefix("TOML parse error at ") {
+        Some(position) => format!("invalid TOML at {position}: {}", e.message()),
+        None => format!("invalid TOML: {}", e.message()),
+    }
+}
+
+fn describe(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::String(s) => format!("the string {s:?}"),
+        DeValue::Integer(i) => format!("the number {i}"),
+        DeValue::Float(f) => format!("the number {f}"),
+        DeValue::Boolean(b) => format!("{b}"),
+        DeValue::Datetime(d) => format!("the date/time {d}"),
+        DeValue::Array(_) => "a list".to_owned(),
+        DeValue::Table(_) => "a table".to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Per-key parsers. Each returns a message that says what is wrong and what to
+// do; the key and source are added by the caller.
+
+fn want_str<'a>(raw: Raw<'a, '_>, example: &str) -> Result<&'a str, String> {
+    match raw {
+        Raw::Text(s) => Ok(s),
+        Raw::Toml(DeValue::String(s)) => Ok(s.as_ref()),
+        Raw::Toml(other) => Err(format!(
+            "expected a string like {example}, found {}",
+            describe(other)
+        )),
+    }
+}
+
+fn parse_listen(raw: Raw<'_, '_>) -> Result<SocketAddr, String> {
+    let s = want_str(raw, "\"0.0.0.0:8080\"")?.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)));
+        }
+    }
+    let looks_like_host = match s.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.starts_with('[')
+                && host.parse::<std::net::IpAddr>().is_err()
+                && port.parse::<u16>().is_ok()
+        }
+        None => false,
+    };
+    if looks_like_host {
+        Err(format!(
+            "{s:?} is not an address (use an IP address and port, e.g. 0.0.0.0:8080 for all \
+             interfaces or 127.0.0.1:8080 for this machine only; host names are not supported)"
+        ))
+    } else {
+        Err(format!(
+            "{s:?} is not an address (use host:port, e.g. 0.0.0.0:8080)"
+        ))
+    }
+}
+
+fn parse_data_dir(raw: Raw<'_, '_>) -> Result<PathBuf, String> {
+    let s = want_str(raw, "\"./tunerpool-data\"")?;
+    if s.trim().is_empty() {
+        return Err("must not be empty (use a directory path, e.g. ./tunerpool-data)".to_owned());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// Accepts what `EnvFilter` accepts, except bare words that are not a level:
+/// `EnvFilter` would read `verbose` as "target `verbose` at trace", which is
+/// almost never what was meant (write `verbose=trace` for that).
+fn parse_log_filter(raw: Raw<'_, '_>) -> Result<String, String> {
+    let s = want_str(raw, "\"info\"")?.trim();
+    let bad = || {
+        format!(
+            "{s:?} is not a log filter (use error, warn, info, debug, trace, or a filter like \
+             tunerpool=debug)"
+        )
+    };
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(s) {
+        return Err(format!("{}: {e}", bad()));
+    }
+    for directive in s.split(',').map(str::trim) {
+        let bare_word = !directive.is_empty()
+            && directive
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'));
+        if bare_word
+            && directive
+                .parse::<tracing::level_filters::LevelFilter>()
+                .is_err()
+        {
+            return Err(bad());
+        }
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_log_format(raw: Raw<'_, '_>) -> Result<LogFormat, String> {
+    let s = want_str(raw, "\"text\"")?.trim();
+    match s.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("{s:?} is not a log format (use text or json)")),
+    }
+}
+
+/// An empty string means "not set", so an environment variable or `--set` can
+/// clear a value from the file. The URL is stored with a lower-case scheme and
+/// without trailing slashes.
+fn parse_public_url(raw: Raw<'_, '_>) -> Result<Option<String>, String> {
+    let s = want_str(raw, "\"http://192.168.1.10:8080\"")?.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Err(format!(
+            "{s:?} has no scheme (use a full URL, e.g. \"http://{s}\" or \"https://{s}\")"
+        ));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "{s:?} uses scheme {scheme:?} (use http:// or https://)"
+        ));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} contains spaces (remove them or encode them as %20)"
+        ));
+    }
+    if s.contains(['?', '#']) {
+        return Err(format!(
+            "{s:?} has a query or fragment (use only scheme, host, port and optional path)"
+        ));
+    }
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!(
+            "{s:?} has no host (use e.g. http://192.168.1.10:8080)"
+        ));
+    }
+    let rest = rest.trim_end_matches('/');
+    Ok(Some(format!("{scheme}://{rest}")))
+}
+
+/// Durations are humantime strings (`90s`, `5m`, `1h 30m`) or a whole number
+/// of seconds (a TOML integer, or a string of digits).
+fn parse_duration(raw: Raw<'_, '_>, min: Duration) -> Result<Duration, String> {
+    let d = match raw {
+        Raw::Toml(DeValue::Integer(i)) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if n < 0 => {
+                return Err(format!(
+                    "{n} is negative (use a positive duration like \"30s\")"
+                ))
+            }
+            Ok(n) => Duration::from_secs(n.unsigned_abs()),
+            Err(_) => return Err(format!("{i} is too large (use a duration like \"12h\")")),
+        },
+        Raw::Toml(DeValue::String(s)) => parse_duration_str(s)?,
+        Raw::Text(s) => parse_duration_str(s)?,
+        Raw::Toml(other) => {
+            return Err(format!(
+                "expected a string like \"30s\" or a whole number of seconds, found {}",
+                describe(other)
+            ))
+        }
+    };
+    if d < min {
+        return Err(format!(
+            "{} is too short (must be at least {})",
+            humantime::format_duration(d),
+            humantime::format_duration(min)
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_duration_str(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!(
+            "{s:?} is negative (use a positive duration like \"30s\")"
+        ));
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{s:?} is too large (use a duration like \"12h\")"));
+    }
+    humantime::parse_duration(t)
+        .map_err(|_| format!("{s:?} is not a duration (use e.g. 30s, 5m, 12h)"))
+}
+
+fn parse_user_agent(raw: Raw<'_, '_>) -> Result<String, String> {
+    let s = want_str(raw, "\"tunerpool/1.0\"")?;
+    if s.trim().is_empty() {
+        return Err("must not be empty (use e.g. \"tunerpool/1.0\")".to_owned());
+    }
+    if !s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Err(format!(
+            "{s:?} must be printable ASCII without line breaks (it is sent as an HTTP header)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_int(raw: Raw<'_, '_>, min: u32, max: u32) -> Result<u32, String> {
+    let range = format!("use a whole number from {min} to {max}");
+    let n: i128 = match raw {
+        Raw::Toml(DeValue::Integer(i)) => i128::from_str_radix(i.as_str(), i.radix())
+            .map_err(|_| format!("{i} is too large ({range})"))?,
+        Raw::Text(s) => s
+            .trim()
+            .parse::<i128>()
+            .map_err(|_| format!("{s:?} is not a whole number ({range})"))?,
+        Raw::Toml(DeValue::String(s)) => {
+            return Err(format!(
+                "expected a number like {max}, found the string {s:?} (remove the quotes)"
+            ))
+        }
+        Raw::Toml(other) => {
+            return Err(format!(
+                "expected a whole number like {max}, found {}",
+                describe(other)
+            ))
+        }
+    };
+    if n < 0 {
+        return Err(format!("{n} is negative ({range})"));
+    }
+    if n < i128::from(min) || n > i128::from(max) {
+        return Err(format!("{n} is out of range ({range})"));
+    }
+    // In range of u32 by the check above.
+    Ok(n as u32)
+}
+
+// ---------------------------------------------------------------------------
+// Suggestions
+
+/// Optimal string alignment distance: edits, with swapping two neighbours
+/// counting as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+fn close_enough(name: &str, distance: usize) -> bool {
+    let limit = match name.chars().count() {
+        0..=3 => 1,
+        4..=8 => 2,
+        _ => 3,
+    };
+    distance <= limit
+}
+
+/// Closest known key or section to an unknown dotted key. A key put in the
+/// wrong section (`sync.timeout`, `timeout`) is matched by its last part.
+fn suggest_key(path: &str) -> Option<&'static str> {
+    let leaf = split_path(path).1;
+    let candidates = KEYS.iter().map(|k| k.path).chain(SECTIONS.iter().copied());
+    let mut best: Option<(usize, &'static str)> = None;
+    for cand in candidates {
+        let full = edit_distance(path, cand);
+        let by_leaf = edit_distance(leaf, split_path(cand).1);
+        let dist = if close_enough(path, full) {
+            full
+        } else {
+            usize::MAX
+        };
+        let dist = if close_enough(leaf, by_leaf) {
+            dist.min(by_leaf)
+        } else {
+            dist
+        };
+        if dist != usize::MAX && best.is_none_or(|(b, _)| dist < b) {
+            best = Some((dist, cand));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+fn suggest_env(name: &str) -> Option<String> {
+    let rest = name.strip_prefix(ENV_PREFIX)?;
+    let mut best: Option<(usize, String)> = None;
+    for key in KEYS {
+        let var = Config::env_var_name(key.path);
+        let dist = edit_distance(rest, &var[ENV_PREFIX.len()..]);
+        if close_enough(rest, dist) && best.as_ref().is_none_or(|(b, _)| dist < *b) {
+            best = Some((dist, var));
+        }
+    }
+    best.map(|(_, v)| v)
+}
+
+fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
+}
+
+// ---------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A config file in a fresh temp dir; the dir is kept alive by the guard.
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tunerpool.toml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        (dir, path)
+    }
+
+    /// Problems from checking a file with this content.
+    fn problems(text: &str) -> Vec<Problem> {
+        let (_dir, path) = file(text);
+        Config::check_file(&path).unwrap_err().problems
+    }
+
+    fn one_problem(text: &str) -> Problem {
+        let p = problems(text);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        p.into_iter().next().unwrap()
+    }
+
+    /// Loads with no file at all (the default file path points nowhere).
+    fn load_no_file(
+        env: Vec<(String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        load_with_default_file(None, &dir.path().join("absent.toml"), env, overrides)
+    }
+
+    #[test]
+    fn defaults_with_no_file() {
+        let cfg = load_no_file(no_env(), &Overrides::default()).unwrap();
+        assert_eq!(cfg, Config::default());
+        assert_eq!(cfg.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.data_dir, PathBuf::from("./tunerpool-data"));
+        assert_eq!(cfg.log_level, "info");
+        assert_eq!(cfg.log_format, LogFormat::Text);
+        assert_eq!(cfg.public_url, None);
+        assert_eq!(cfg.sync.catalog_interval, Duration::from_secs(43200));
+        assert_eq!(cfg.sync.details_interval, Duration::from_secs(60));
+        assert_eq!(cfg.sync.details_initial_delay, Duration::from_secs(60));
+        assert_eq!(cfg.upstream.timeout, Duration::from_secs(30));
+        assert_eq!(cfg.upstream.connect_timeout, Duration::from_secs(10));
+        assert_eq!(
+            cfg.upstream.user_agent,
+            format!("tunerpool/{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(cfg.upstream.max_redirects, 5);
+    }
+
+    #[test]
+    fn default_file_is_used_when_present() {
+        let (_dir, path) = file("log_level = \"debug\"\n");
+        let cfg = load_with_default_file(None, &path, no_env(), &Overrides::default()).unwrap();
+        assert_eq!(cfg.log_level, "debug");
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope.toml");
+        let err = Config::load(Some(&path), no_env(), &Overrides::default()).unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        assert_eq!(err.problems[0].source, path.display().to_string());
+        assert!(err.problems[0].message.contains("does not exist"));
+    }
+
+    #[test]
+    fn file_values_applied() {
+        let (_dir, path) = file(
+            r#"
+listen = "127.0.0.1:9000"
+data_dir = "/var/lib/tunerpool"
+log_level = "warn,tunerpool=debug"
+log_format = "json"
+public_url = "https://tv.example.com/"
+
+[sync]
+catalog_interval = "6h"
+details_interval = 30
+details_initial_delay = "1h 30m"
+
+[upstream]
+timeout = "45s"
+connect_timeout = "5s"
+user_agent = "MyPlayer/2.0"
+max_redirects = 0
+"#,
+        );
+        let cfg = Config::load(Some(&path), no_env(), &Overrides::default()).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(cfg.data_dir, PathBuf::from("/var/lib/tunerpool"));
+        assert_eq!(cfg.log_level, "warn,tunerpool=debug");
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        assert_eq!(cfg.public_url.as_deref(), Some("https://tv.example.com"));
+        assert_eq!(cfg.sync.catalog_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(cfg.sync.details_interval, Duration::from_secs(30));
+        assert_eq!(cfg.sync.details_initial_delay, Duration::from_secs(5400));
+        assert_eq!(cfg.upstream.timeout, Duration::from_secs(45));
+        assert_eq!(cfg.upstream.connect_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.upstream.user_agent, "MyPlayer/2.0");
+        assert_eq!(cfg.upstream.max_redirects, 0);
+        assert_eq!(Config::check_file(&path).unwrap(), cfg);
+    }
+
+    #[test]
+    fn dotted_keys_and_inline_tables_work() {
+        let (_dir, path) =
+            file("sync.catalog_interval = \"2h\"\nupstream = { max_redirects = 2 }\n");
+        let cfg = Config::check_file(&path).unwrap();
+        assert_eq!(cfg.sync.catalog_interval, Duration::from_secs(7200));
+        assert_eq!(cfg.upstream.max_redirects, 2);
+    }
+
+    #[test]
+    fn env_beats_file() {
+        let (_dir, path) = file("log_level = \"debug\"\n[sync]\ncatalog_interval = \"2h\"\n");
+        let cfg = Config::load(
+            Some(&path),
+            env(&[
+                ("TUNERPOOL_LOG_LEVEL", "warn"),
+                ("TUNERPOOL_SYNC_CATALOG_INTERVAL", "6h"),
+                ("TUNERPOOL_UPSTREAM_MAX_REDIRECTS", "3"),
+                ("TUNERPOOL_PUBLIC_URL", "http://10.0.0.2:8080"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.log_level, "warn");
+        assert_eq!(cfg.sync.catalog_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(cfg.upstream.max_redirects, 3);
+        assert_eq!(cfg.public_url.as_deref(), Some("http://10.0.0.2:8080"));
+    }
+
+    #[test]
+    fn empty_env_clears_public_url() {
+        let (_dir, path) = file("public_url = \"http://a.example\"\n");
+        let cfg = Config::load(
+            Some(&path),
+            env(&[("TUNERPOOL_PUBLIC_URL", "")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.public_url, None);
+    }
+
+    #[test]
+    fn unrelated_and_reserved_env_vars_are_ignored() {
+        let cfg = load_no_file(
+            env(&[
+                ("PATH", "/usr/bin"),
+                ("TUNERPOOL", "x"),
+                ("tunerpool_listen", "garbage"),
+                ("TUNERPOOL_CONFIG", "/etc/tunerpool.toml"),
+                ("TUNERPOOL_PROVIDER_PASSWORD", "secret"),
+                ("TUNERPOOL_PROVIDER_URL", "http://p"),
+                ("TUNERPOOL_TEST_ANYTHING", "1"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn unknown_env_var_is_reported_with_suggestion() {
+        let err = load_no_file(
+            env(&[("TUNERPOOL_LGO_LEVEL", "debug"), ("TUNERPOOL_BANANA", "1")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 2);
+        let p = &err.problems[0];
+        assert_eq!(p.source, "env TUNERPOOL_BANANA");
+        assert_eq!(p.key, "TUNERPOOL_BANANA");
+        let p = &err.problems[1];
+        assert_eq!(p.source, "env TUNERPOOL_LGO_LEVEL");
+        assert!(
+            p.message.contains("did you mean TUNERPOOL_LOG_LEVEL?"),
+            "{p}"
+        );
+    }
+
+    #[test]
+    fn env_problem_display_matches_docs() {
+        let err = load_no_file(
+            env(&[("TUNERPOOL_LOG_LEVEL", "verbose")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.problems[0].key, "log_level");
+        assert_eq!(
+            err.to_string(),
+            "env TUNERPOOL_LOG_LEVEL: \"verbose\" is not a log filter (use error, warn, info, \
+             debug, trace, or a filter like tunerpool=debug)"
+        );
+    }
+
+    #[test]
+    fn override_beats_env() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:1234".into()),
+            data_dir: Some("/tmp/x".into()),
+            log_level: Some("trace".into()),
+            set: vec!["log_format=json".into()],
+        };
+        let cfg = load_no_file(
+            env(&[
+                ("TUNERPOOL_LISTEN", "0.0.0.0:1"),
+                ("TUNERPOOL_DATA_DIR", "/env"),
+                ("TUNERPOOL_LOG_LEVEL", "warn"),
+                ("TUNERPOOL_LOG_FORMAT", "text"),
+            ]),
+            &overrides,
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:1234");
+        assert_eq!(cfg.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(cfg.log_level, "trace");
+        assert_eq!(cfg.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn flags_beat_set() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:2".into()),
+            set: vec!["listen=127.0.0.1:1".into()],
+            ..Overrides::default()
+        };
+        let cfg = load_no_file(no_env(), &overrides).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:2");
+    }
+
+    #[test]
+    fn set_works_for_nested_keys() {
+        let overrides = Overrides {
+            set: vec![
+                "sync.catalog_interval=6h".into(),
+                "upstream.max_redirects = 7".into(),
+                "upstream.user_agent=Foo/1 (bar=baz)".into(),
+                "sync.details_initial_delay=0".into(),
+            ],
+            ..Overrides::default()
+        };
+        let cfg = load_no_file(no_env(), &overrides).unwrap();
+        assert_eq!(cfg.sync.catalog_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(cfg.upstream.max_redirects, 7);
+        assert_eq!(cfg.upstream.user_agent, "Foo/1 (bar=baz)");
+        assert_eq!(cfg.sync.details_initial_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn set_problems() {
+        let overrides = Overrides {
+            set: vec![
+                "novalue".into(),
+                "sync.catalog_intervall=1h".into(),
+                "sync=1h".into(),
+                "upstream.max_redirects=-1".into(),
+            ],
+            ..Overrides::default()
+        };
+        let err = load_no_file(no_env(), &overrides).unwrap_err();
+        let lines: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert_eq!(
+            lines[0],
+            "--set: novalue: expected key=value (e.g. --set sync.catalog_interval=6h)"
+        );
+        assert_eq!(
+            lines[1],
+            "--set: sync.catalog_intervall: unknown key (did you mean sync.catalog_interval?)"
+        );
+        assert!(
+            lines[2].starts_with("--set: sync: is a section"),
+            "{}",
+            lines[2]
+        );
+        assert_eq!(
+            lines[3],
+            "--set: upstream.max_redirects: -1 is negative (use a whole number from 0 to 20)"
+        );
+    }
+
+    #[test]
+    fn flag_problem_names_flag_and_key() {
+        let overrides = Overrides {
+            listen: Some("8080".into()),
+            ..Overrides::default()
+        };
+        let err = load_no_file(no_env(), &overrides).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--listen: listen: \"8080\" is not an address (use host:port, e.g. 0.0.0.0:8080)"
+        );
+    }
+
+    #[test]
+    fn unknown_key_with_suggestion() {
+        let p = one_problem("lgo_level = \"info\"\n");
+        assert_eq!(p.key, "lgo_level");
+        assert_eq!(p.message, "unknown key (did you mean log_level?)");
+        let p = one_problem("[upstream]\nuser_agnet = \"x\"\n");
+        assert_eq!(p.key, "upstream.user_agnet");
+        assert_eq!(p.message, "unknown key (did you mean upstream.user_agent?)");
+        // A key in the wrong place is found by its last part.
+        let p = one_problem("timeout = \"5s\"\n");
+        assert_eq!(p.message, "unknown key (did you mean upstream.timeout?)");
+        let p = one_problem("[upstrem]\ntimeout = \"5s\"\n");
+        assert_eq!(p.key, "upstrem");
+        assert_eq!(p.message, "unknown key (did you mean upstream?)");
+        // Nothing close: list what exists.
+        let p = one_problem("[sync]\nzzzzzzzzzz = 1\n");
+        assert_eq!(p.key, "sync.zzzzzzzzzz");
+        assert!(
+            p.message
+                .starts_with("unknown key (valid keys: sync.catalog_interval,"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn bad_duration() {
+        let p = one_problem("[sync]\ncatalog_interval = \"12x\"\n");
+        assert_eq!(p.key, "sync.catalog_interval");
+        assert_eq!(
+            p.message,
+            "\"12x\" is not a duration (use e.g. 30s, 5m, 12h)"
+        );
+        let p = one_problem("[sync]\ndetails_interval = -5\n");
+        assert_eq!(p.key, "sync.details_interval");
+        assert!(p.message.contains("negative"), "{}", p.message);
+        let p = one_problem("[upstream]\ntimeout = 1.5\n");
+        assert_eq!(p.key, "upstream.timeout");
+        assert_eq!(
+            p.message,
+            "expected a string like \"30s\" or a whole number of seconds, found the number 1.5"
+        );
+    }
+
+    #[test]
+    fn below_minimum_interval() {
+        let p = one_problem("[sync]\ncatalog_interval = \"30s\"\n");
+        assert_eq!(p.key, "sync.catalog_interval");
+        assert_eq!(p.message, "30s is too short (must be at least 1m)");
+        let p = one_problem("[sync]\ndetails_interval = 4\n");
+        assert_eq!(p.message, "4s is too short (must be at least 5s)");
+        let p = one_problem("[upstream]\ntimeout = \"500ms\"\n");
+        assert_eq!(p.key, "upstream.timeout");
+        assert_eq!(p.message, "500ms is too short (must be at least 1s)");
+    }
+
+    #[test]
+    fn bad_address() {
+        let p = one_problem("listen = \"8080\"\n");
+        assert_eq!(p.key, "listen");
+        assert_eq!(
+            p.message,
+            "\"8080\" is not an address (use host:port, e.g. 0.0.0.0:8080)"
+        );
+        let p = one_problem("listen = \"tv.lan:8080\"\n");
+        assert!(
+            p.message.contains("host names are not supported"),
+            "{}",
+            p.message
+        );
+        let p = one_problem("listen = 8080\n");
+        assert_eq!(
+            p.message,
+            "expected a string like \"0.0.0.0:8080\", found the number 8080"
+        );
+    }
+
+    #[test]
+    fn listen_accepts_ipv6_and_localhost() {
+        let (_dir, path) = file("listen = \"[::]:8080\"\n");
+        assert_eq!(
+            Config::check_file(&path).unwrap().listen.to_string(),
+            "[::]:8080"
+        );
+        let (_dir, path) = file("listen = \"localhost:9\"\n");
+        assert_eq!(
+            Config::check_file(&path).unwrap().listen.to_string(),
+            "127.0.0.1:9"
+        );
+    }
+
+    #[test]
+    fn bad_log_filter() {
+        for bad in ["verbose", "", "info,loud", "tunerpool=loud"] {
+            let p = one_problem(&format!("log_level = {bad:?}\n"));
+            assert_eq!(p.key, "log_level");
+            assert!(
+                p.message
+                    .contains("is not a log filter (use error, warn, info"),
+                "{bad}: {}",
+                p.message
+            );
+        }
+        for good in [
+            "debug",
+            "WARN",
+            "off",
+            "info,tunerpool=debug",
+            "tunerpool::http=trace",
+        ] {
+            let (_dir, path) = file(&format!("log_level = {good:?}\n"));
+            assert_eq!(Config::check_file(&path).unwrap().log_level, good);
+        }
+    }
+
+    #[test]
+    fn bad_log_format() {
+        let p = one_problem("log_format = \"xml\"\n");
+        assert_eq!(p.key, "log_format");
+        assert_eq!(p.message, "\"xml\" is not a log format (use text or json)");
+    }
+
+    #[test]
+    fn negative_and_out_of_range_integer() {
+        let p = one_problem("[upstream]\nmax_redirects = -1\n");
+        assert_eq!(p.key, "upstream.max_redirects");
+        assert_eq!(
+            p.message,
+            "-1 is negative (use a whole number from 0 to 20)"
+        );
+        let p = one_problem("[upstream]\nmax_redirects = 21\n");
+        assert_eq!(
+            p.message,
+            "21 is out of range (use a whole number from 0 to 20)"
+        );
+        let p = one_problem("[upstream]\nmax_redirects = 99999999999999999999\n");
+        assert_eq!(p.key, "upstream.max_redirects");
+        let err = load_no_file(
+            env(&[("TUNERPOOL_UPSTREAM_MAX_REDIRECTS", "five")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "env TUNERPOOL_UPSTREAM_MAX_REDIRECTS: \"five\" is not a whole number (use a whole \
+             number from 0 to 20)"
+        );
+    }
+
+    #[test]
+    fn wrong_type() {
+        let p = one_problem("[upstream]\nmax_redirects = \"5\"\n");
+        assert_eq!(p.key, "upstream.max_redirects");
+        assert_eq!(
+            p.message,
+            "expected a number like 20, found the string \"5\" (remove the quotes)"
+        );
+        let p = one_problem("log_level = true\n");
+        assert_eq!(p.key, "log_level");
+        assert_eq!(p.message, "expected a string like \"info\", found true");
+        let p = one_problem("data_dir = [\"a\"]\n");
+        assert_eq!(
+            p.message,
+            "expected a string like \"./tunerpool-data\", found a list"
+        );
+        let p = one_problem("sync = \"12h\"\n");
+        assert_eq!(p.key, "sync");
+        assert_eq!(
+            p.message,
+            "expected a table (a [sync] section), found the string \"12h\""
+        );
+    }
+
+    #[test]
+    fn url_checks() {
+        let p = one_problem("public_url = \"tv.example.com\"\n");
+        assert_eq!(p.key, "public_url");
+        assert!(p.message.contains("has no scheme"), "{}", p.message);
+        assert!(p.message.contains("http://tv.example.com"), "{}", p.message);
+        let p = one_problem("public_url = \"ftp://tv.example.com\"\n");
+        assert!(
+            p.message.contains("use http:// or https://"),
+            "{}",
+            p.message
+        );
+        let p = one_problem("public_url = \"http:///x\"\n");
+        assert!(p.message.contains("has no host"), "{}", p.message);
+        let (_dir, path) = file("public_url = \"HTTP://10.0.0.1:8080/tv/\"\n");
+        assert_eq!(
+            Config::check_file(&path).unwrap().public_url.as_deref(),
+            Some("http://10.0.0.1:8080/tv")
+        );
+    }
+
+    #[test]
+    fn user_agent_checks() {
+        let p = one_problem("[upstream]\nuser_agent = \"  \"\n");
+        assert_eq!(p.key, "upstream.user_agent");
+        assert!(p.message.starts_with("must not be empty"));
+        let p = one_problem("[upstream]\nuser_agent = \"a\\nb\"\n");
+        assert!(p.message.contains("HTTP header"));
+    }
+
+    #[test]
+    fn several_problems_all_reported_in_file_order() {
+        let (_dir, path) = file(
+            r#"lgo_level = "info"
+listen = "8080"
+log_format = "xml"
+
+[sync]
+catalog_interval = "12x"
+details_interval = "1s"
+
+[upstream]
+max_redirects = -3
+timeout = true
+"#,
+        );
+        let err = Config::check_file(&path).unwrap_err();
+        let src = path.display().to_string();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "lgo_level",
+                "listen",
+                "log_format",
+                "sync.catalog_interval",
+                "sync.details_interval",
+                "upstream.max_redirects",
+                "upstream.timeout"
+            ]
+        );
+        assert!(err.problems.iter().all(|p| p.source == src));
+        let text = err.to_string();
+        assert_eq!(text.lines().count(), 7);
+        assert!(text.contains(&format!(
+            "{src}: sync.catalog_interval: \"12x\" is not a duration (use e.g. 30s, 5m, 12h)"
+        )));
+        assert!(text.contains(&format!(
+            "{src}: lgo_level: unknown key (did you mean log_level?)"
+        )));
+    }
+
+    #[test]
+    fn problems_from_all_layers_are_collected() {
+        let (_dir, path) = file("listen = \"nope\"\n");
+        let overrides = Overrides {
+            log_level: Some("verbose".into()),
+            ..Overrides::default()
+        };
+        let err = Config::load(
+            Some(&path),
+            env(&[("TUNERPOOL_SYNC_DETAILS_INTERVAL", "soon")]),
+            &overrides,
+        )
+        .unwrap_err();
+        let sources: Vec<&str> = err.problems.iter().map(|p| p.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                path.display().to_string().as_str(),
+                "env TUNERPOOL_SYNC_DETAILS_INTERVAL",
+                "--log-level"
+            ]
+        );
+    }
+
+    #[test]
+    fn toml_syntax_error() {
+        let p = one_problem("listen = \"0.0.0.0:8080\"\n[sync\ncatalog_interval = \"1h\"\n");
+        assert_eq!(p.key, "");
+        assert!(
+            p.message.starts_with("invalid TOML at line 2, column "),
+            "{}",
+            p.message
+        );
+        assert!(!p.message.contains('\n'));
+        let p = one_problem("listen = \"a\"\nlisten = \"b\"\n");
+        assert!(
+            p.message.starts_with("invalid TOML at line 2"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn to_toml_round_trips() {
+        let custom = Config {
+            listen: "[::1]:9999".parse().unwrap(),
+            data_dir: PathBuf::from("C:\\data \"quoted\""),
+            log_level: "warn,tunerpool=debug".into(),
+            log_format: LogFormat::Json,
+            public_url: Some("https://tv.example.com/base".into()),
+            sync: SyncConfig {
+                catalog_interval: Duration::from_secs(5400),
+                details_interval: Duration::from_secs(5),
+                details_initial_delay: Duration::ZERO,
+            },
+            upstream: UpstreamConfig {
+                timeout: Duration::from_millis(1500),
+                connect_timeout: Duration::from_secs(3600 * 24 * 400),
+                user_agent: "Agent 'x' \"y\"".into(),
+                max_redirects: 20,
+            },
+        };
+        for cfg in [Config::default(), custom] {
+            let text = cfg.to_toml();
+            let (_dir, path) = file(&text);
+            assert_eq!(Config::check_file(&path).unwrap(), cfg, "{text}");
+            // The serde form is valid TOML with the same content, too.
+            let serde_text = toml::to_string(&cfg).unwrap();
+            let (_dir, path) = file(&serde_text);
+            assert_eq!(Config::check_file(&path).unwrap(), cfg, "{serde_text}");
+        }
+    }
+
+    #[test]
+    fn to_toml_mentions_every_key() {
+        let text = Config::default().to_toml();
+        for key in Config::keys() {
+            let leaf = split_path(key).1;
+            assert!(
+                text.contains(&format!("{leaf} = ")),
+                "{key} missing:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn env_var_names() {
+        assert_eq!(
+            Config::env_var_name("sync.catalog_interval"),
+            "TUNERPOOL_SYNC_CATALOG_INTERVAL"
+        );
+        // Every key can be set from the environment.
+        for key in Config::keys() {
+            let value = match key {
+                "listen" => "127.0.0.1:1",
+                "log_level" => "debug",
+                "log_format" => "json",
+                "public_url" => "http://x",
+                "upstream.max_redirects" => "1",
+                k if k.starts_with("sync.")
+                    || k.starts_with("upstream.") && k.contains("timeout") =>
+                {
+                    "2m"
+                }
+                _ => "something",
+            };
+            let cfg = load_no_file(
+                vec![(Config::env_var_name(key), value.to_owned())],
+                &Overrides::default(),
+            );
+            assert!(cfg.is_ok(), "{key}: {cfg:?}");
+            assert_ne!(cfg.unwrap(), Config::default(), "{key} had no effect");
+        }
+    }
+
+    #[test]
+    fn example_file_is_the_defaults() {
+        let text = include_str!("../../../tunerpool.example.toml");
+        let (_dir, path) = file(text);
+        assert_eq!(Config::check_file(&path).unwrap(), Config::default());
+        // And it documents every key.
+        for key in Config::keys() {
+            let leaf = split_path(key).1;
+            assert!(text.contains(&format!("{leaf} = ")), "{key} not in example");
+        }
+    }
+
+    #[test]
+    fn edit_distance_basics() {
+        assert_eq!(edit_distance("log_level", "log_level"), 0);
+        assert_eq!(edit_distance("lgo_level", "log_level"), 1);
+        assert_eq!(edit_distance("listn", "listen"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

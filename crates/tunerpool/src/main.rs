@@ -1,0 +1,102 @@
+//! The `tunerpool` binary: command line, configuration, and wiring of the
+//! library crates (upstream → catalog → http).
+
+mod cli;
+mod config;
+mod demo;
+mod inspect;
+mod logging;
+mod provider;
+mod scheduler;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+use crate::config::{Config, Overrides};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn overrides(cli: &Cli) -> Overrides {
+    Overrides {
+        listen: cli.listen.clone(),
+        data_dir: cli.data_dir.clone(),
+        log_level: cli.log_level.clone(),
+        set: cli.set.clone(),
+    }
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Config::load(cli.config.as_deref(), std::env::vars(), &overrides(cli))
+        .map_err(|e| anyhow::anyhow!("the configuration has problems:\n{e}"))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Config(ConfigCommand::Check { file }) => {
+            let path = file
+                .clone()
+                .or_else(|| cli.config.clone())
+                .unwrap_or_else(|| "tunerpool.toml".into());
+            match Config::check_file(&path) {
+                Ok(_) => {
+                    println!("{}: ok", path.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    for p in &e.problems {
+                        println!("{p}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Config(ConfigCommand::Show) => {
+            print!("{}", load_config(&cli)?.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect(cmd) => {
+            let config = load_config(&cli)?;
+            logging::init(&config, true);
+            inspect::run(&config, cmd).await
+        }
+        Command::Serve => {
+            let config = load_config(&cli)?;
+            logging::init(&config, false);
+            serve::run(config).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            let config = load_config(&cli)?;
+            logging::init(&config, false);
+            demo::run(config, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Provider(cmd) => {
+            let config = load_config(&cli)?;
+            logging::init(&config, true);
+            provider::run(&config, cmd).await
+        }
+    }
+}

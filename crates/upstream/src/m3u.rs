@@ -1,0 +1,144 @@
+//! Downloading (or reading) an M3U playlist and parsing it as it arrives.
+
+use std::path::PathBuf;
+
+use std::io::{BufRead, BufReader, Read};
+
+use tunerpool_formats::m3u::{Entry, Parser, Summary};
+
+use crate::batches::{BatchSender, Batches};
+use crate::error::UpstreamError;
+use crate::http::{parse_http_url, UpstreamHttp};
+use crate::redact::redact_url;
+
+/// Where a playlist comes from: a URL or a file on this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum M3uSource {
+    Url(String),
+    File(PathBuf),
+}
+
+impl M3uSource {
+    /// `http(s)://…` is a URL, anything without a scheme is a local path, any
+    /// other scheme is refused with a message saying what is supported.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(
+                "the playlist location is empty: give an http(s):// URL or a file path".into(),
+            );
+        }
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            parse_http_url(s)?;
+            return Ok(M3uSource::Url(s.to_string()));
+        }
+        if let Some(path) = s.strip_prefix("file://") {
+            return Ok(M3uSource::File(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(format!(
+                "unsupported scheme {scheme}://: use http://, https:// or a file path"
+            ));
+        }
+        Ok(M3uSource::File(PathBuf::from(s)))
+    }
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Opens `source` (downloading a URL to a spool file first) and streams its
+/// entries in batches, parsed on a blocking thread. Gzip is handled both as
+/// `Content-Encoding` (by the HTTP client) and as a gzip file (`.m3u.gz`).
+/// `secrets` are masked in errors.
+pub async fn fetch(
+    http: &UpstreamHttp,
+    source: &M3uSource,
+    secrets: &[&str],
+) -> Result<Batches<Entry, Summary>, UpstreamError> {
+    let (file, shown) = match source {
+        M3uSource::Url(url) => (http.download(url, secrets).await?, redact_url(url, secrets)),
+        M3uSource::File(path) => {
+            let shown = path.display().to_string();
+            let file = std::fs::File::open(path).map_err(|e| UpstreamError::File {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            (file, shown)
+        }
+    };
+    Ok(Batches::spawn(move |sender| {
+        tokio::task::spawn_blocking(move || parse_blocking(file, &shown, sender))
+    }))
+}
+
+fn parse_blocking(
+    file: std::fs::File,
+    shown: &str,
+    mut sender: BatchSender<Entry>,
+) -> Result<Summary, UpstreamError> {
+    let read_err = |e: std::io::Error| UpstreamError::File {
+        path: shown.to_string(),
+        reason: e.to_string(),
+    };
+    let mut buffered = BufReader::with_capacity(READ_CHUNK, file);
+    let is_gzip = buffered
+        .fill_buf()
+        .map_err(read_err)?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = if is_gzip {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let mut parser = Parser::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut out = Vec::new();
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        parser.feed(&buf[..n], &mut out);
+        for e in out.drain(..) {
+            if !sender.push_blocking(e) {
+                return Err(UpstreamError::Cancelled);
+            }
+        }
+    }
+    let summary = parser.finish(&mut out);
+    for e in out.drain(..) {
+        if !sender.push_blocking(e) {
+            return Err(UpstreamError::Cancelled);
+        }
+    }
+    if !sender.flush_blocking() {
+        return Err(UpstreamError::Cancelled);
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_kinds() {
+        assert_eq!(
+            M3uSource::parse("http://a/b.m3u").unwrap(),
+            M3uSource::Url("http://a/b.m3u".into())
+        );
+        assert_eq!(
+            M3uSource::parse("/tmp/x.m3u").unwrap(),
+            M3uSource::File("/tmp/x.m3u".into())
+        );
+        assert_eq!(
+            M3uSource::parse("file:///tmp/x.m3u").unwrap(),
+            M3uSource::File("/tmp/x.m3u".into())
+        );
+        assert!(M3uSource::parse("rtmp://a/b").unwrap_err().contains("rtmp"));
+        assert!(M3uSource::parse("  ").is_err());
+    }
+}
