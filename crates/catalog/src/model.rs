@@ -148,6 +148,7 @@ pub struct Provider {
     pub kind: ProviderKind,
     #[serde(serialize_with = "serialize_redacted_url")]
     pub url: String,
+    #[serde(serialize_with = "serialize_redacted_opt_url")]
     pub epg_url: Option<String>,
     pub user_agent: Option<String>,
     pub priority: i64,
@@ -161,6 +162,16 @@ fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&tunerpool_upstream::redact::redact_url(url, &[]))
 }
 
+fn serialize_redacted_opt_url<S: Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => serialize_redacted_url(u, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// One set of credentials at a provider ("profile" in the seeds). The
 /// password is a [`Secret`]: not serialized, not printed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -168,6 +179,7 @@ pub struct Account {
     pub id: i64,
     pub provider_id: i64,
     pub name: String,
+    #[serde(serialize_with = "serialize_redacted_opt_url")]
     pub server_url: Option<String>,
     pub username: Option<String>,
     #[serde(skip)]

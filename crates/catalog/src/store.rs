@@ -304,6 +304,30 @@ impl Store {
         account_from_row(&row)
     }
 
+    /// Stores what the panel said about an account (`user_info`), clearing
+    /// any previous error.
+    pub async fn record_details(
+        &self,
+        account_id: i64,
+        info: &tunerpool_formats::xtream::UserInfo,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE accounts SET auth = ?, status = ?, exp_date = ?, is_trial = ?, max_connections = ?, active_cons = ?,
+             last_checked = ?, last_error = NULL WHERE id = ?",
+        )
+        .bind(info.auth)
+        .bind(&info.status)
+        .bind(info.exp_date)
+        .bind(info.is_trial)
+        .bind(info.max_connections)
+        .bind(info.active_cons)
+        .bind(now())
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     // ---- channels --------------------------------------------------------
 
     /// A page of client-visible channels, optionally filtered by group and name.

@@ -61,13 +61,12 @@ pub async fn sync_provider(
     let provider = store.provider(provider_id).await?;
     let started = Instant::now();
     let result = match provider.kind {
-        ProviderKind::Xtream => sync_xtream(store, http, &provider).await,
-        ProviderKind::M3u | ProviderKind::Agtv => sync_m3u(store, http, &provider).await,
+        ProviderKind::Xtream => sync_xtream(store, http, &provider, started).await,
+        ProviderKind::M3u | ProviderKind::Agtv => sync_m3u(store, http, &provider, started).await,
     };
     let elapsed_ms = started.elapsed().as_millis() as i64;
     match result {
-        Ok(mut report) => {
-            report.duration_ms = elapsed_ms as u64;
+        Ok(report) => {
             tracing::info!(
                 provider = %provider.name, live = report.live, vod = report.vod, series = report.series,
                 removed = report.removed, skipped = report.skipped, ms = elapsed_ms, "catalog sync done"
@@ -100,6 +99,7 @@ async fn sync_xtream(
     store: &Store,
     http: &UpstreamHttp,
     provider: &Provider,
+    started: Instant,
 ) -> Result<SyncReport, CatalogError> {
     let account = store.primary_account(provider.id).await?.ok_or_else(|| {
         CatalogError::Conflict(format!(
@@ -134,6 +134,8 @@ async fn sync_xtream(
     let live = client.download_items(Section::Live).await.map_err(err)?;
     let vod = client.download_items(Section::Vod).await.map_err(err)?;
     let series = client.download_items(Section::Series).await.map_err(err)?;
+
+    store.record_details(account.id, &auth.user_info).await?;
 
     let mut w = Writer::begin(store, provider).await?;
     let live_groups = w.categories(MediaKind::Live, &live_cats).await?;
@@ -223,13 +225,14 @@ async fn sync_xtream(
     }
     w.add_counts(batches.finish().await.map_err(err)?);
 
-    w.commit(None).await
+    w.commit(None, started).await
 }
 
 async fn sync_m3u(
     store: &Store,
     http: &UpstreamHttp,
     provider: &Provider,
+    started: Instant,
 ) -> Result<SyncReport, CatalogError> {
     let source = M3uSource::parse(&provider.url).map_err(|reason| {
         upstream_err(
@@ -324,7 +327,7 @@ async fn sync_m3u(
         )));
     }
     let epg = w.report.epg_urls.first().cloned();
-    w.commit(epg).await
+    w.commit(epg, started).await
 }
 
 /// Movies and series in an M3U are recognised by Xtream-style paths.
@@ -649,7 +652,11 @@ impl Writer {
 
     /// Removes what this sync did not see, maintains channels, records the
     /// outcome, and commits.
-    async fn commit(mut self, detected_epg: Option<String>) -> Result<SyncReport, CatalogError> {
+    async fn commit(
+        mut self,
+        detected_epg: Option<String>,
+        started: Instant,
+    ) -> Result<SyncReport, CatalogError> {
         let conn: &mut SqliteConnection = &mut self.tx;
         for table in ["streams", "movies", "series", "groups"] {
             let n = sqlx::query(&format!(
@@ -672,11 +679,13 @@ impl Writer {
         .bind(self.provider_id)
         .fetch_one(&mut *conn)
         .await?;
+        self.report.duration_ms = started.elapsed().as_millis() as u64;
         sqlx::query(
-            "UPDATE providers SET last_sync_at = ?, last_sync_ok = 1, last_sync_error = NULL, live_count = ?, vod_count = ?,
-             series_count = ?, skipped_count = ?, epg_url = COALESCE(epg_url, ?) WHERE id = ?",
+            "UPDATE providers SET last_sync_at = ?, last_sync_ok = 1, last_sync_error = NULL, last_sync_ms = ?, live_count = ?,
+             vod_count = ?, series_count = ?, skipped_count = ?, epg_url = COALESCE(epg_url, ?) WHERE id = ?",
         )
         .bind(now())
+        .bind(self.report.duration_ms as i64)
         .bind(live)
         .bind(vod)
         .bind(series)
