@@ -1,0 +1,104 @@
+//! Helpers shared by the binary's integration tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel)
+}
+
+/// The tunerpool binary, run in `cwd` with no TUNERPOOL_* variables from the
+/// developer's environment.
+pub fn tunerpool(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tunerpool"));
+    cmd.current_dir(cwd);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TUNERPOOL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A running server child process, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub stdout: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` (which must print `tunerpool listening on http://ADDR`) and
+/// waits for that line.
+pub fn start_server(mut cmd: Command) -> Server {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn tunerpool");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("server did not start; output so far: {lines:?}"));
+        if let Some(url) = line.strip_prefix("tunerpool listening on ") {
+            let base = url.trim().to_string();
+            // Collect what follows for a moment (the demo prints URLs after).
+            std::thread::sleep(Duration::from_millis(200));
+            lines.push(line.clone());
+            while let Ok(l) = rx.try_recv() {
+                lines.push(l);
+            }
+            return Server {
+                child,
+                base,
+                stdout: lines,
+            };
+        }
+        lines.push(line);
+    }
+}
+
+/// GET a JSON document. Runs its own runtime on a separate thread, so it
+/// works from sync and async tests alike.
+pub fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let url = url.to_string();
+    std::thread::spawn(move || get_json_blocking(&url))
+        .join()
+        .unwrap()
+}
+
+fn get_json_blocking(url: &str) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::get(url).await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")),
+        )
+    })
+}
