@@ -63,7 +63,9 @@ CREATE TABLE groups (
     UNIQUE (provider_id, kind, upstream_key)
 );
 
--- A live channel as one provider lists it.
+-- A live channel as one provider lists it. It is also what clients see as a
+-- channel (same id), unless it was merged into another channel as a further
+-- source (see channel_sources).
 CREATE TABLE streams (
     id             INTEGER PRIMARY KEY,
     provider_id    INTEGER NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
@@ -79,34 +81,24 @@ CREATE TABLE streams (
     catchup        TEXT,
     catchup_days   INTEGER,
     catchup_source TEXT,
-    headers        TEXT,                       -- JSON object: user-agent, referrer, other EXTVLCOPTs
+    headers        TEXT,                       -- JSON object: user-agent, referer
     position       INTEGER NOT NULL,
-    sync_gen       INTEGER NOT NULL,
+    hidden         INTEGER NOT NULL DEFAULT 0, -- set by the operator; a sync never touches it
+    first_gen      INTEGER NOT NULL,           -- sync generation that first saw it
+    sync_gen       INTEGER NOT NULL,           -- sync generation that last saw it
     UNIQUE (provider_id, upstream_key)
 );
-CREATE INDEX streams_sweep ON streams (provider_id, sync_gen);
 
--- A channel as clients see it; its sources are streams, tried in order.
-CREATE TABLE channels (
-    id               INTEGER PRIMARY KEY,
-    name             TEXT    NOT NULL,
-    group_name       TEXT,
-    tvg_id           TEXT,
-    logo             TEXT,
-    number           TEXT,
-    enabled          INTEGER NOT NULL DEFAULT 1,
-    origin_stream_id INTEGER UNIQUE REFERENCES streams(id) ON DELETE SET NULL
-);
-CREATE INDEX channels_group ON channels (group_name);
-CREATE INDEX channels_name ON channels (name COLLATE NOCASE);
-
+-- Further sources of a channel (the same channel at another provider), tried
+-- in order after the channel's own stream. A stream listed here as stream_id
+-- is not a channel of its own.
 CREATE TABLE channel_sources (
-    channel_id INTEGER NOT NULL REFERENCES channels(id) ON DELETE CASCADE,
-    stream_id  INTEGER NOT NULL REFERENCES streams(id) ON DELETE CASCADE,
+    channel_id INTEGER NOT NULL REFERENCES streams(id) ON DELETE CASCADE,
+    stream_id  INTEGER NOT NULL UNIQUE REFERENCES streams(id) ON DELETE CASCADE,
     position   INTEGER NOT NULL,
-    PRIMARY KEY (channel_id, stream_id)
-);
-CREATE UNIQUE INDEX channel_sources_stream ON channel_sources (stream_id);
+    PRIMARY KEY (channel_id, stream_id),
+    CHECK (channel_id <> stream_id)
+) WITHOUT ROWID;
 
 CREATE TABLE movies (
     id                  INTEGER PRIMARY KEY,
@@ -124,7 +116,6 @@ CREATE TABLE movies (
     sync_gen            INTEGER NOT NULL,
     UNIQUE (provider_id, upstream_key)
 );
-CREATE INDEX movies_sweep ON movies (provider_id, sync_gen);
 
 CREATE TABLE series (
     id            INTEGER PRIMARY KEY,
@@ -143,4 +134,3 @@ CREATE TABLE series (
     sync_gen      INTEGER NOT NULL,
     UNIQUE (provider_id, upstream_key)
 );
-CREATE INDEX series_sweep ON series (provider_id, sync_gen);

@@ -37,9 +37,7 @@ impl std::str::FromStr for ProviderKind {
             "xtream" | "xc" | "xtream-codes" => Ok(ProviderKind::Xtream),
             "m3u" => Ok(ProviderKind::M3u),
             "agtv" => Ok(ProviderKind::Agtv),
-            other => Err(format!(
-                "unknown provider kind {other:?}: use xtream, m3u or agtv"
-            )),
+            other => Err(format!("unknown provider kind {other:?}: use xtream, m3u or agtv")),
         }
     }
 }
@@ -85,16 +83,10 @@ impl NewProvider {
                     errs.push(FieldError::new("url", e));
                 }
                 if self.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
-                    errs.push(FieldError::new(
-                        "username",
-                        "is required for an Xtream provider",
-                    ));
+                    errs.push(FieldError::new("username", "is required for an Xtream provider"));
                 }
                 if self.password.as_ref().is_none_or(Secret::is_empty) {
-                    errs.push(FieldError::new(
-                        "password",
-                        "is required for an Xtream provider",
-                    ));
+                    errs.push(FieldError::new("password", "is required for an Xtream provider"));
                 }
             }
             ProviderKind::M3u | ProviderKind::Agtv => {
@@ -110,17 +102,11 @@ impl NewProvider {
         }
         if let Some(m) = self.max_streams {
             if m < 0 {
-                errs.push(FieldError::new(
-                    "max_streams",
-                    format!("must be 0 or more (got {m})"),
-                ));
+                errs.push(FieldError::new("max_streams", format!("must be 0 or more (got {m})")));
             }
         }
         if self.priority < 0 {
-            errs.push(FieldError::new(
-                "priority",
-                format!("must be 0 or more (got {})", self.priority),
-            ));
+            errs.push(FieldError::new("priority", format!("must be 0 or more (got {})", self.priority)));
         }
         errs
     }
@@ -162,10 +148,7 @@ fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&tunerpool_upstream::redact::redact_url(url, &[]))
 }
 
-fn serialize_redacted_opt_url<S: Serializer>(
-    url: &Option<String>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn serialize_redacted_opt_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match url {
         Some(u) => serialize_redacted_url(u, s),
         None => s.serialize_none(),
@@ -211,9 +194,9 @@ pub struct AccountDetails {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaKind {
-    Live,
-    Movie,
-    Series,
+    Live = 0,
+    Movie = 1,
+    Series = 2,
 }
 
 impl MediaKind {
@@ -237,7 +220,8 @@ pub struct ChannelSource {
     pub position: i64,
 }
 
-/// A channel as clients see it.
+/// A channel as clients see it. Its id is the id of its own stream (the
+/// first source); further sources are the same channel at other providers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Channel {
     pub id: i64,
@@ -246,7 +230,9 @@ pub struct Channel {
     pub tvg_id: Option<String>,
     pub logo: Option<String>,
     pub number: Option<String>,
+    /// False when the operator hid it.
     pub enabled: bool,
+    /// Where it can be played from, in the order they are tried.
     pub sources: Vec<ChannelSource>,
 }
 
@@ -274,10 +260,7 @@ impl ChannelQuery {
         }
         if let Some(p) = self.per_page {
             if p == 0 || p > MAX_PER_PAGE {
-                errs.push(FieldError::new(
-                    "per_page",
-                    format!("must be between 1 and {MAX_PER_PAGE} (got {p})"),
-                ));
+                errs.push(FieldError::new("per_page", format!("must be between 1 and {MAX_PER_PAGE} (got {p})")));
             }
         }
         errs

@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use crate::error::{CatalogError, FieldError};
@@ -24,10 +22,7 @@ pub struct Store {
 }
 
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 impl Store {
@@ -35,30 +30,27 @@ impl Store {
     pub async fn open(data_dir: &Path) -> Result<Store, CatalogError> {
         std::fs::create_dir_all(data_dir).map_err(|e| CatalogError::Open {
             path: data_dir.display().to_string(),
-            reason: format!(
-                "{e} (check that the data dir is writable, or choose another with --data-dir)"
-            ),
+            reason: format!("{e} (check that the data dir is writable, or choose another with --data-dir)"),
         })?;
         let path = data_dir.join(DB_FILE);
         let opts = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| CatalogError::Open {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?
             .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // 32 MiB of page cache per connection (the default is 2 MiB): a
+            // 200 000-entry sync touches several indexes at once, and pages
+            // spilled mid-transaction are written twice.
+            .pragma("cache_size", "-32768")
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
             .await
-            .map_err(|e| CatalogError::Open {
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Store { pool, path })
     }
@@ -85,9 +77,7 @@ impl Store {
         }
         let kind = new.kind.expect("validated");
         let url = match kind {
-            ProviderKind::Xtream => {
-                tunerpool_upstream::xtream::normalize_base_url(&new.url).expect("validated")
-            }
+            ProviderKind::Xtream => tunerpool_upstream::xtream::normalize_base_url(&new.url).expect("validated"),
             _ => new.url.trim().to_string(),
         };
         let max_streams = match (kind, new.max_streams) {
@@ -102,10 +92,7 @@ impl Store {
         if exists.is_some() {
             return Err(CatalogError::Invalid(vec![FieldError::new(
                 "name",
-                format!(
-                    "a provider named {:?} already exists: choose another name",
-                    new.name.trim()
-                ),
+                format!("a provider named {:?} already exists: choose another name", new.name.trim()),
             )]));
         }
         let created = now();
@@ -124,12 +111,7 @@ impl Store {
         .bind(created)
         .fetch_one(&mut *tx)
         .await?;
-        if let Some(username) = new
-            .username
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-        {
+        if let Some(username) = new.username.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
             sqlx::query(
                 "INSERT INTO accounts (provider_id, name, username, password, priority, enabled, is_primary, created_at)
                  VALUES (?, 'Primary', ?, ?, 0, 1, 1, ?)",
@@ -150,10 +132,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| CatalogError::NotFound {
-                what: "provider",
-                id: id.to_string(),
-            })?;
+            .ok_or_else(|| CatalogError::NotFound { what: "provider", id: id.to_string() })?;
         provider_from_row(&row)
     }
 
@@ -166,17 +145,12 @@ impl Store {
             .bind(id_or_name)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| CatalogError::NotFound {
-                what: "provider",
-                id: id_or_name.to_string(),
-            })?;
+            .ok_or_else(|| CatalogError::NotFound { what: "provider", id: id_or_name.to_string() })?;
         provider_from_row(&row)
     }
 
     pub async fn providers(&self) -> Result<Vec<Provider>, CatalogError> {
-        let rows = sqlx::query(&format!("{PROVIDER_SELECT} ORDER BY priority, id"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!("{PROVIDER_SELECT} ORDER BY priority, id")).fetch_all(&self.pool).await?;
         rows.iter().map(provider_from_row).collect()
     }
 
@@ -188,52 +162,35 @@ impl Store {
             _ => tunerpool_upstream::m3u::M3uSource::parse(url).map(|_| url.trim().to_string()),
         }
         .map_err(|e| CatalogError::Invalid(vec![FieldError::new("url", e)]))?;
-        sqlx::query("UPDATE providers SET url = ? WHERE id = ?")
-            .bind(url)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("UPDATE providers SET url = ? WHERE id = ?").bind(url).bind(id).execute(&self.pool).await?;
         Ok(())
     }
 
     pub async fn delete_provider(&self, id: i64) -> Result<(), CatalogError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM providers WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n = sqlx::query("DELETE FROM providers WHERE id = ?").bind(id).execute(&self.pool).await?.rows_affected();
         if n == 0 {
-            return Err(CatalogError::NotFound {
-                what: "provider",
-                id: id.to_string(),
-            });
+            return Err(CatalogError::NotFound { what: "provider", id: id.to_string() });
         }
-        delete_orphan_channels(&mut tx).await?;
-        tx.commit().await?;
         Ok(())
     }
 
     // ---- accounts --------------------------------------------------------
 
     pub async fn accounts(&self, provider_id: i64) -> Result<Vec<Account>, CatalogError> {
-        let rows = sqlx::query(&format!(
-            "{ACCOUNT_SELECT} WHERE provider_id = ? ORDER BY is_primary DESC, priority, id"
-        ))
-        .bind(provider_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(&format!("{ACCOUNT_SELECT} WHERE provider_id = ? ORDER BY is_primary DESC, priority, id"))
+                .bind(provider_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(account_from_row).collect()
     }
 
     /// The provider's primary account, if it has credentials.
     pub async fn primary_account(&self, provider_id: i64) -> Result<Option<Account>, CatalogError> {
-        let row = sqlx::query(&format!(
-            "{ACCOUNT_SELECT} WHERE provider_id = ? AND is_primary = 1"
-        ))
-        .bind(provider_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE provider_id = ? AND is_primary = 1"))
+            .bind(provider_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(account_from_row).transpose()
     }
 
@@ -256,16 +213,10 @@ impl Store {
             errs.push(FieldError::new("password", "must not be empty"));
         }
         if let Some(m) = max_streams.filter(|m| *m < 0) {
-            errs.push(FieldError::new(
-                "max_streams",
-                format!("must be 0 or more (got {m})"),
-            ));
+            errs.push(FieldError::new("max_streams", format!("must be 0 or more (got {m})")));
         }
         if priority < 0 {
-            errs.push(FieldError::new(
-                "priority",
-                format!("must be 0 or more (got {priority})"),
-            ));
+            errs.push(FieldError::new("priority", format!("must be 0 or more (got {priority})")));
         }
         if !errs.is_empty() {
             return Err(CatalogError::Invalid(errs));
@@ -289,18 +240,12 @@ impl Store {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(CatalogError::Invalid(vec![FieldError::new(
                     "username",
-                    format!(
-                        "this provider already has an account with username {:?}",
-                        username.trim()
-                    ),
+                    format!("this provider already has an account with username {:?}", username.trim()),
                 )]))
             }
             Err(e) => return Err(e.into()),
         };
-        let row = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE id = ?"))
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE id = ?")).bind(id).fetch_one(&self.pool).await?;
         account_from_row(&row)
     }
 
@@ -339,20 +284,21 @@ impl Store {
         let page = q.page.unwrap_or(1);
         let per_page = q.per_page.unwrap_or(DEFAULT_PER_PAGE);
         let group = q.group.as_deref().filter(|g| !g.is_empty());
-        let pattern =
-            q.q.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(like_pattern);
-        const FILTER: &str = "WHERE (?1 IS NULL OR c.group_name = ?1) AND (?2 IS NULL OR c.name LIKE ?2 ESCAPE '\\')";
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM channels c {FILTER}"))
+        let pattern = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(like_pattern);
+        // A channel is a live stream that was not merged into another channel.
+        const FROM: &str = "FROM streams s LEFT JOIN groups g ON g.id = s.group_id
+            WHERE NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = s.id)
+              AND (?1 IS NULL OR g.name = ?1) AND (?2 IS NULL OR s.name LIKE ?2 ESCAPE '\\')";
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {FROM}"))
             .bind(group)
             .bind(pattern.as_deref())
             .fetch_one(&self.pool)
             .await?;
         let rows = sqlx::query(&format!(
-            "SELECT c.id, c.name, c.group_name, c.tvg_id, c.logo, c.number, c.enabled FROM channels c {FILTER}
-             ORDER BY c.id LIMIT ?3 OFFSET ?4"
+            "SELECT s.id, s.name, g.name AS group_name, s.tvg_id, s.logo, s.chno, s.hidden, s.provider_id, p.name AS provider,
+                    s.upstream_key, s.upstream_id
+             {FROM_PROVIDER} ORDER BY s.id LIMIT ?3 OFFSET ?4",
+            FROM_PROVIDER = FROM.replacen("LEFT JOIN groups g", "JOIN providers p ON p.id = s.provider_id LEFT JOIN groups g", 1)
         ))
         .bind(group)
         .bind(pattern.as_deref())
@@ -363,15 +309,23 @@ impl Store {
         let mut items: Vec<Channel> = rows
             .iter()
             .map(|r| {
+                let hidden: bool = r.try_get("hidden")?;
                 Ok(Channel {
                     id: r.try_get("id")?,
                     name: r.try_get("name")?,
                     group: r.try_get("group_name")?,
                     tvg_id: r.try_get("tvg_id")?,
                     logo: r.try_get("logo")?,
-                    number: r.try_get("number")?,
-                    enabled: r.try_get("enabled")?,
-                    sources: Vec::new(),
+                    number: r.try_get("chno")?,
+                    enabled: !hidden,
+                    sources: vec![ChannelSource {
+                        stream_id: r.try_get("id")?,
+                        provider_id: r.try_get("provider_id")?,
+                        provider: r.try_get("provider")?,
+                        upstream_key: r.try_get("upstream_key")?,
+                        upstream_id: r.try_get("upstream_id")?,
+                        position: 0,
+                    }],
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
@@ -405,28 +359,20 @@ impl Store {
                 }
             }
         }
-        Ok(Page {
-            total,
-            page,
-            per_page,
-            items,
-        })
+        Ok(Page { total, page, per_page, items })
     }
 
     /// Channel groups with their channel counts, by name.
     pub async fn channel_groups(&self) -> Result<Vec<GroupCount>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT group_name, COUNT(*) AS n FROM channels WHERE group_name IS NOT NULL GROUP BY group_name ORDER BY group_name",
+            "SELECT g.name AS group_name, COUNT(*) AS n FROM streams s JOIN groups g ON g.id = s.group_id
+             WHERE NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = s.id)
+             GROUP BY g.name ORDER BY g.name",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(GroupCount {
-                    name: r.try_get("group_name")?,
-                    channels: r.try_get("n")?,
-                })
-            })
+            .map(|r| Ok(GroupCount { name: r.try_get("group_name")?, channels: r.try_get("n")? }))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
@@ -441,11 +387,7 @@ impl Store {
         .bind(provider_id)
         .fetch_one(&self.pool)
         .await?;
-        Ok((
-            row.try_get("live")?,
-            row.try_get("vod")?,
-            row.try_get("series")?,
-        ))
+        Ok((row.try_get("live")?, row.try_get("vod")?, row.try_get("series")?))
     }
 }
 
@@ -463,15 +405,6 @@ fn like_pattern(s: &str) -> String {
     out
 }
 
-pub(crate) async fn delete_orphan_channels(
-    conn: &mut sqlx::SqliteConnection,
-) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM channels WHERE NOT EXISTS (SELECT 1 FROM channel_sources cs WHERE cs.channel_id = channels.id)")
-        .execute(conn)
-        .await?
-        .rows_affected())
-}
-
 const PROVIDER_SELECT: &str = "SELECT id, name, kind, url, epg_url, user_agent, priority, max_streams, enabled, created_at,
     last_sync_at, last_sync_ok, last_sync_error, last_sync_ms, live_count, vod_count, series_count, skipped_count FROM providers";
 
@@ -480,9 +413,7 @@ fn provider_from_row(r: &SqliteRow) -> Result<Provider, CatalogError> {
     Ok(Provider {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
-        kind: kind
-            .parse()
-            .map_err(|e: String| CatalogError::Conflict(e))?,
+        kind: kind.parse().map_err(|e: String| CatalogError::Conflict(e))?,
         url: r.try_get("url")?,
         epg_url: r.try_get("epg_url")?,
         user_agent: r.try_get("user_agent")?,

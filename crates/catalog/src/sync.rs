@@ -6,8 +6,9 @@
 //! 2. in **one transaction**, parse the spooled lists in batches and upsert
 //!    them on `(provider, upstream key)` — which keeps ids stable — stamping
 //!    each row with this sync's generation;
-//! 3. delete what the provider no longer lists (older generation), create
-//!    client-visible channels for new streams, and record the outcome.
+//! 3. delete what the provider no longer lists (older generation) and record
+//!    the outcome. A live stream *is* a client-visible channel (same id), so
+//!    there is no second table to keep in step.
 //!
 //! Any error rolls the transaction back: the previous catalog stays whole and
 //! the provider's `last_sync_error` says what went wrong.
@@ -22,12 +23,12 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tunerpool_formats::m3u::Entry;
 use tunerpool_formats::xtream::{Category, LiveStream, Series, VodStream};
 use tunerpool_upstream::m3u::M3uSource;
-use tunerpool_upstream::xtream::{parse_items, Section, XtreamClient};
+use tunerpool_upstream::xtream::{parse_items_map, Section, XtreamClient};
 use tunerpool_upstream::{UpstreamError, UpstreamHttp};
 
 use crate::error::CatalogError;
 use crate::model::{MediaKind, Provider, ProviderKind};
-use crate::store::{delete_orphan_channels, now, Store};
+use crate::store::{now, Store};
 
 /// What a sync did; returned to the CLI/API and logged.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -39,6 +40,7 @@ pub struct SyncReport {
     pub series: u64,
     pub groups: u64,
     pub removed: u64,
+    /// Live streams this sync saw for the first time.
     pub new_channels: u64,
     /// Entries or lines that could not be used (malformed, no id, ...).
     pub skipped: u64,
@@ -53,11 +55,7 @@ const SKIPPED_EXAMPLES: usize = 20;
 
 /// Syncs one provider and records the outcome on it. On failure the
 /// previous catalog is kept and the error is returned (and stored).
-pub async fn sync_provider(
-    store: &Store,
-    http: &UpstreamHttp,
-    provider_id: i64,
-) -> Result<SyncReport, CatalogError> {
+pub async fn sync_provider(store: &Store, http: &UpstreamHttp, provider_id: i64) -> Result<SyncReport, CatalogError> {
     let provider = store.provider(provider_id).await?;
     let started = Instant::now();
     let result = match provider.kind {
@@ -89,10 +87,7 @@ pub async fn sync_provider(
 }
 
 fn upstream_err(provider: &Provider, source: UpstreamError) -> CatalogError {
-    CatalogError::Sync {
-        provider: provider.name.clone(),
-        source,
-    }
+    CatalogError::Sync { provider: provider.name.clone(), source }
 }
 
 async fn sync_xtream(
@@ -134,6 +129,7 @@ async fn sync_xtream(
     let live = client.download_items(Section::Live).await.map_err(err)?;
     let vod = client.download_items(Section::Vod).await.map_err(err)?;
     let series = client.download_items(Section::Series).await.map_err(err)?;
+    tracing::debug!(provider = %provider.name, ms = started.elapsed().as_millis() as u64, "sync: downloaded");
 
     store.record_details(account.id, &auth.user_info).await?;
 
@@ -142,86 +138,73 @@ async fn sync_xtream(
     let vod_groups = w.categories(MediaKind::Movie, &vod_cats).await?;
     let series_groups = w.categories(MediaKind::Series, &series_cats).await?;
 
-    let mut batches = parse_items::<LiveStream>(live);
-    while let Some(batch) = batches.next().await {
-        let rows: Vec<StreamRow> = batch
-            .into_iter()
-            .map(|s| {
-                let pos = w.next_position();
-                StreamRow {
-                    upstream_key: s.stream_id.to_string(),
-                    upstream_id: Some(s.stream_id),
-                    group_id: s
-                        .category_id
-                        .as_deref()
-                        .and_then(|c| live_groups.get(c).copied()),
-                    tvg_id: s.epg_channel_id.filter(|t| !t.trim().is_empty()),
-                    tvg_name: None,
-                    logo: s.stream_icon.filter(|l| !l.is_empty()),
-                    chno: s.num.map(|n| n.to_string()),
-                    url: None,
-                    catchup: s.tv_archive.then(|| "xc".to_string()),
-                    catchup_days: s.tv_archive_duration.filter(|_| s.tv_archive),
-                    catchup_source: None,
-                    headers: None,
-                    name: s.name,
-                    position: pos,
-                }
-            })
-            .collect();
+    // Rows are built on the parsing thread; this task only writes them.
+    let mut position = 0i64;
+    let mut batches = parse_items_map(live, move |s: LiveStream| {
+        position += 1;
+        StreamRow {
+            upstream_key: s.stream_id.to_string(),
+            upstream_id: Some(s.stream_id),
+            group_id: s.category_id.as_deref().and_then(|c| live_groups.get(c).copied()),
+            tvg_id: s.epg_channel_id.filter(|t| !t.trim().is_empty()),
+            tvg_name: None,
+            logo: s.stream_icon.filter(|l| !l.is_empty()),
+            chno: s.num.map(|n| n.to_string()),
+            url: None,
+            catchup: s.tv_archive.then(|| "xc".to_string()),
+            catchup_days: s.tv_archive_duration.filter(|_| s.tv_archive),
+            catchup_source: None,
+            headers: None,
+            name: s.name,
+            position,
+        }
+    });
+    while let Some(rows) = batches.next().await {
         w.report.live += rows.len() as u64;
-        w.insert_streams(&rows).await?;
+        w.insert_streams(rows).await?;
     }
     w.add_counts(batches.finish().await.map_err(err)?);
 
-    let mut batches = parse_items::<VodStream>(vod);
-    while let Some(batch) = batches.next().await {
-        let rows: Vec<MovieRow> = batch
-            .into_iter()
-            .map(|m| MovieRow {
-                upstream_key: m.stream_id.to_string(),
-                upstream_id: Some(m.stream_id),
-                group_id: m
-                    .category_id
-                    .as_deref()
-                    .and_then(|c| vod_groups.get(c).copied()),
-                logo: m.stream_icon.filter(|l| !l.is_empty()),
-                rating: m.rating.filter(|r| !r.is_empty()),
-                container_extension: m.container_extension.map(|e| e.to_ascii_lowercase()),
-                url: None,
-                added: m.added,
-                name: m.name,
-                position: w.next_position(),
-            })
-            .collect();
+    let mut batches = parse_items_map(vod, move |m: VodStream| {
+        position += 1;
+        MovieRow {
+            upstream_key: m.stream_id.to_string(),
+            upstream_id: Some(m.stream_id),
+            group_id: m.category_id.as_deref().and_then(|c| vod_groups.get(c).copied()),
+            logo: m.stream_icon.filter(|l| !l.is_empty()),
+            rating: m.rating.filter(|r| !r.is_empty()),
+            container_extension: m.container_extension.map(|e| e.to_ascii_lowercase()),
+            url: None,
+            added: m.added,
+            name: m.name,
+            position,
+        }
+    });
+    while let Some(rows) = batches.next().await {
         w.report.vod += rows.len() as u64;
-        w.insert_movies(&rows).await?;
+        w.insert_movies(rows).await?;
     }
     w.add_counts(batches.finish().await.map_err(err)?);
 
-    let mut batches = parse_items::<Series>(series);
-    while let Some(batch) = batches.next().await {
-        let rows: Vec<SeriesRow> = batch
-            .into_iter()
-            .map(|s| SeriesRow {
-                upstream_key: s.series_id.to_string(),
-                upstream_id: Some(s.series_id),
-                group_id: s
-                    .category_id
-                    .as_deref()
-                    .and_then(|c| series_groups.get(c).copied()),
-                cover: s.cover.filter(|c| !c.is_empty()),
-                plot: s.plot,
-                genre: s.genre,
-                release_date: s.release_date,
-                rating: s.rating,
-                url: None,
-                name: s.name,
-                position: w.next_position(),
-            })
-            .collect();
+    let mut batches = parse_items_map(series, move |s: Series| {
+        position += 1;
+        SeriesRow {
+            upstream_key: s.series_id.to_string(),
+            upstream_id: Some(s.series_id),
+            group_id: s.category_id.as_deref().and_then(|c| series_groups.get(c).copied()),
+            cover: s.cover.filter(|c| !c.is_empty()),
+            plot: s.plot,
+            genre: s.genre,
+            release_date: s.release_date,
+            rating: s.rating,
+            url: None,
+            name: s.name,
+            position,
+        }
+    });
+    while let Some(rows) = batches.next().await {
         w.report.series += rows.len() as u64;
-        w.insert_series(&rows).await?;
+        w.insert_series(rows).await?;
     }
     w.add_counts(batches.finish().await.map_err(err)?);
 
@@ -234,89 +217,48 @@ async fn sync_m3u(
     provider: &Provider,
     started: Instant,
 ) -> Result<SyncReport, CatalogError> {
-    let source = M3uSource::parse(&provider.url).map_err(|reason| {
-        upstream_err(
-            provider,
-            UpstreamError::InvalidUrl {
-                url: provider.url.clone(),
-                reason,
-            },
-        )
-    })?;
+    let source = M3uSource::parse(&provider.url)
+        .map_err(|reason| upstream_err(provider, UpstreamError::InvalidUrl { url: provider.url.clone(), reason }))?;
     let primary = store.primary_account(provider.id).await?;
-    let password = primary
-        .as_ref()
-        .map(|a| a.password.expose().to_string())
-        .unwrap_or_default();
-    let mut batches = tunerpool_upstream::m3u::fetch(http, &source, &[&password])
+    let password = primary.as_ref().map(|a| a.password.expose().to_string()).unwrap_or_default();
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    let mut position = 0i64;
+    let to_row = move |e: Entry| {
+        position += 1;
+        m3u_row(e, &mut seen, position)
+    };
+    let mut batches = tunerpool_upstream::m3u::fetch_map(http, &source, &[&password], to_row)
         .await
         .map_err(|e| upstream_err(provider, e))?;
 
     let mut w = Writer::begin(store, provider).await?;
-    let mut groups: HashMap<(MediaKind, String), i64> = HashMap::new();
-    let mut seen: HashMap<u64, u32> = HashMap::new();
+    let mut groups: [HashMap<String, i64>; 3] = Default::default();
     while let Some(batch) = batches.next().await {
         let (mut live, mut movies, mut series) = (Vec::new(), Vec::new(), Vec::new());
-        for e in batch {
-            let kind = classify(&e.url);
-            let group_id = match e.group_title() {
-                Some(g) => Some(w.group(&mut groups, kind, g).await?),
+        for item in batch {
+            let group_id = match &item.group {
+                Some(g) => Some(w.group(&mut groups, item.kind, g).await?),
                 None => None,
             };
-            let upstream_key = m3u_key(&e, kind, &mut seen);
-            let position = w.next_position();
-            match kind {
-                MediaKind::Live => live.push(stream_row(e, upstream_key, group_id, position)),
-                MediaKind::Movie => movies.push(MovieRow {
-                    upstream_key,
-                    upstream_id: None,
-                    group_id,
-                    logo: e.tvg_logo().map(str::to_string),
-                    rating: None,
-                    container_extension: extension(&e.url),
-                    added: None,
-                    name: e.name().to_string(),
-                    url: Some(e.url),
-                    position,
-                }),
-                MediaKind::Series => series.push(SeriesRow {
-                    upstream_key,
-                    upstream_id: None,
-                    group_id,
-                    cover: e.tvg_logo().map(str::to_string),
-                    plot: None,
-                    genre: None,
-                    release_date: None,
-                    rating: None,
-                    name: e.name().to_string(),
-                    url: Some(e.url),
-                    position,
-                }),
+            match item.row {
+                M3uRow::Live(r) => live.push(StreamRow { group_id, ..r }),
+                M3uRow::Movie(r) => movies.push(MovieRow { group_id, ..r }),
+                M3uRow::Series(r) => series.push(SeriesRow { group_id, ..r }),
             }
         }
         w.report.live += live.len() as u64;
         w.report.vod += movies.len() as u64;
         w.report.series += series.len() as u64;
-        w.insert_streams(&live).await?;
-        w.insert_movies(&movies).await?;
-        w.insert_series(&series).await?;
+        w.insert_streams(live).await?;
+        w.insert_movies(movies).await?;
+        w.insert_series(series).await?;
     }
-    let summary = batches
-        .finish()
-        .await
-        .map_err(|e| upstream_err(provider, e))?;
+    let summary = batches.finish().await.map_err(|e| upstream_err(provider, e))?;
     w.report.skipped += summary.skipped.len() as u64;
     for s in summary.skipped.iter().take(SKIPPED_EXAMPLES) {
-        w.report
-            .skipped_examples
-            .push(format!("line {}: {}", s.line, s.reason));
+        w.report.skipped_examples.push(format!("line {}: {}", s.line, s.reason));
     }
-    w.report.epg_urls = summary
-        .header
-        .epg_urls()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    w.report.epg_urls = summary.header.epg_urls().into_iter().map(str::to_string).collect();
     if w.report.live + w.report.vod + w.report.series == 0 {
         // An empty or junk answer (an HTML page, a login wall) must not wipe a catalog.
         return Err(CatalogError::Conflict(format!(
@@ -367,36 +309,79 @@ fn m3u_key(e: &Entry, kind: MediaKind, seen: &mut HashMap<u64, u32>) -> String {
     }
 }
 
-fn stream_row(e: Entry, upstream_key: String, group_id: Option<i64>, position: i64) -> StreamRow {
-    let mut headers = serde_json::Map::new();
-    if let Some(ua) = e.user_agent() {
-        headers.insert("user-agent".into(), ua.into());
-    }
-    if let Some(r) = e.referrer() {
-        headers.insert("referer".into(), r.into());
-    }
-    StreamRow {
-        upstream_key,
-        upstream_id: None,
-        group_id,
-        tvg_id: e.tvg_id().map(str::to_string),
-        tvg_name: e.tvg_name().map(str::to_string),
-        logo: e.tvg_logo().map(str::to_string),
-        chno: e.tvg_chno().map(str::to_string),
-        catchup: e
-            .attr("catchup")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        catchup_days: e.attr("catchup-days").and_then(|d| d.trim().parse().ok()),
-        catchup_source: e
-            .attr("catchup-source")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string),
-        headers: (!headers.is_empty()).then(|| serde_json::Value::Object(headers).to_string()),
-        name: e.name().to_string(),
-        url: Some(e.url),
-        position,
-    }
+/// An M3U entry made ready for the store on the parsing thread; only its
+/// group id is filled in by the writer.
+struct M3uItem {
+    kind: MediaKind,
+    group: Option<String>,
+    row: M3uRow,
+}
+
+enum M3uRow {
+    Live(StreamRow),
+    Movie(MovieRow),
+    Series(SeriesRow),
+}
+
+fn m3u_row(e: Entry, seen: &mut HashMap<u64, u32>, position: i64) -> M3uItem {
+    let kind = classify(&e.url);
+    let upstream_key = m3u_key(&e, kind, seen);
+    let group = e.group_title().map(str::to_string);
+    let logo = e.tvg_logo().map(str::to_string);
+    let name = e.name().to_string();
+    let row = match kind {
+        MediaKind::Live => {
+            let mut headers = serde_json::Map::new();
+            if let Some(ua) = e.user_agent() {
+                headers.insert("user-agent".into(), ua.into());
+            }
+            if let Some(r) = e.referrer() {
+                headers.insert("referer".into(), r.into());
+            }
+            M3uRow::Live(StreamRow {
+                upstream_key,
+                upstream_id: None,
+                group_id: None,
+                tvg_id: e.tvg_id().map(str::to_string),
+                tvg_name: e.tvg_name().map(str::to_string),
+                logo,
+                chno: e.tvg_chno().map(str::to_string),
+                catchup: e.attr("catchup").filter(|s| !s.is_empty()).map(str::to_string),
+                catchup_days: e.attr("catchup-days").and_then(|d| d.trim().parse().ok()),
+                catchup_source: e.attr("catchup-source").filter(|s| !s.is_empty()).map(str::to_string),
+                headers: (!headers.is_empty()).then(|| serde_json::Value::Object(headers).to_string()),
+                name,
+                url: Some(e.url),
+                position,
+            })
+        }
+        MediaKind::Movie => M3uRow::Movie(MovieRow {
+            upstream_key,
+            upstream_id: None,
+            group_id: None,
+            logo,
+            rating: None,
+            container_extension: extension(&e.url),
+            added: None,
+            name,
+            url: Some(e.url),
+            position,
+        }),
+        MediaKind::Series => M3uRow::Series(SeriesRow {
+            upstream_key,
+            upstream_id: None,
+            group_id: None,
+            cover: logo,
+            plot: None,
+            genre: None,
+            release_date: None,
+            rating: None,
+            name,
+            url: Some(e.url),
+            position,
+        }),
+    };
+    M3uItem { kind, group, row }
 }
 
 struct StreamRow {
@@ -454,36 +439,24 @@ struct Writer {
     provider_id: i64,
     provider_name: String,
     gen: i64,
-    position: i64,
     report: SyncReport,
 }
 
 impl Writer {
     async fn begin(store: &Store, provider: &Provider) -> Result<Writer, CatalogError> {
         let mut tx = store.pool().begin().await?;
-        let gen: i64 = sqlx::query_scalar(
-            "UPDATE providers SET sync_gen = sync_gen + 1 WHERE id = ? RETURNING sync_gen",
-        )
-        .bind(provider.id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let gen: i64 =
+            sqlx::query_scalar("UPDATE providers SET sync_gen = sync_gen + 1 WHERE id = ? RETURNING sync_gen")
+                .bind(provider.id)
+                .fetch_one(&mut *tx)
+                .await?;
         Ok(Writer {
             tx,
             provider_id: provider.id,
             provider_name: provider.name.clone(),
             gen,
-            position: 0,
-            report: SyncReport {
-                provider_id: provider.id,
-                provider: provider.name.clone(),
-                ..Default::default()
-            },
+            report: SyncReport { provider_id: provider.id, provider: provider.name.clone(), ..Default::default() },
         })
-    }
-
-    fn next_position(&mut self) -> i64 {
-        self.position += 1;
-        self.position
     }
 
     fn add_counts(&mut self, c: tunerpool_formats::xtream::ItemCounts) {
@@ -519,16 +492,10 @@ impl Writer {
     }
 
     /// Xtream categories → group ids by category_id.
-    async fn categories(
-        &mut self,
-        kind: MediaKind,
-        cats: &[Category],
-    ) -> Result<HashMap<String, i64>, CatalogError> {
+    async fn categories(&mut self, kind: MediaKind, cats: &[Category]) -> Result<HashMap<String, i64>, CatalogError> {
         let mut map = HashMap::with_capacity(cats.len());
         for (i, c) in cats.iter().enumerate() {
-            let id = self
-                .upsert_group(kind, &c.category_id, &c.category_name, i as i64)
-                .await?;
+            let id = self.upsert_group(kind, &c.category_id, &c.category_name, i as i64).await?;
             map.insert(c.category_id.clone(), id);
         }
         Ok(map)
@@ -537,42 +504,43 @@ impl Writer {
     /// M3U group titles → group ids, created on first sight.
     async fn group(
         &mut self,
-        cache: &mut HashMap<(MediaKind, String), i64>,
+        cache: &mut [HashMap<String, i64>; 3],
         kind: MediaKind,
         name: &str,
     ) -> Result<i64, CatalogError> {
-        if let Some(id) = cache.get(&(kind, name.to_string())) {
+        let cache = &mut cache[kind as usize];
+        if let Some(id) = cache.get(name) {
             return Ok(*id);
         }
-        let id = self
-            .upsert_group(kind, name, name, cache.len() as i64)
-            .await?;
-        cache.insert((kind, name.to_string()), id);
+        let id = self.upsert_group(kind, name, name, cache.len() as i64).await?;
+        cache.insert(name.to_string(), id);
         Ok(id)
     }
 
-    async fn insert_streams(&mut self, rows: &[StreamRow]) -> Result<(), CatalogError> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    async fn insert_streams(&mut self, rows: Vec<StreamRow>) -> Result<(), CatalogError> {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO streams (provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url,
-                 catchup, catchup_days, catchup_source, headers, position, sync_gen) ",
+                 catchup, catchup_days, catchup_source, headers, position, first_gen, sync_gen) ",
             );
-            qb.push_values(chunk, |mut b, r| {
+            qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
                 b.push_bind(self.provider_id)
-                    .push_bind(&r.upstream_key)
+                    .push_bind(r.upstream_key)
                     .push_bind(r.upstream_id)
-                    .push_bind(&r.name)
+                    .push_bind(r.name)
                     .push_bind(r.group_id)
-                    .push_bind(&r.tvg_id)
-                    .push_bind(&r.tvg_name)
-                    .push_bind(&r.logo)
-                    .push_bind(&r.chno)
-                    .push_bind(&r.url)
-                    .push_bind(&r.catchup)
+                    .push_bind(r.tvg_id)
+                    .push_bind(r.tvg_name)
+                    .push_bind(r.logo)
+                    .push_bind(r.chno)
+                    .push_bind(r.url)
+                    .push_bind(r.catchup)
                     .push_bind(r.catchup_days)
-                    .push_bind(&r.catchup_source)
-                    .push_bind(&r.headers)
+                    .push_bind(r.catchup_source)
+                    .push_bind(r.headers)
                     .push_bind(r.position)
+                    .push_bind(self.gen)
                     .push_bind(self.gen);
             });
             qb.push(
@@ -587,22 +555,23 @@ impl Writer {
         Ok(())
     }
 
-    async fn insert_movies(&mut self, rows: &[MovieRow]) -> Result<(), CatalogError> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    async fn insert_movies(&mut self, rows: Vec<MovieRow>) -> Result<(), CatalogError> {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO movies (provider_id, upstream_key, upstream_id, name, group_id, logo, rating, container_extension,
                  url, added, position, sync_gen) ",
             );
-            qb.push_values(chunk, |mut b, r| {
+            qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
                 b.push_bind(self.provider_id)
-                    .push_bind(&r.upstream_key)
+                    .push_bind(r.upstream_key)
                     .push_bind(r.upstream_id)
-                    .push_bind(&r.name)
+                    .push_bind(r.name)
                     .push_bind(r.group_id)
-                    .push_bind(&r.logo)
-                    .push_bind(&r.rating)
-                    .push_bind(&r.container_extension)
-                    .push_bind(&r.url)
+                    .push_bind(r.logo)
+                    .push_bind(r.rating)
+                    .push_bind(r.container_extension)
+                    .push_bind(r.url)
                     .push_bind(r.added)
                     .push_bind(r.position)
                     .push_bind(self.gen);
@@ -618,24 +587,25 @@ impl Writer {
         Ok(())
     }
 
-    async fn insert_series(&mut self, rows: &[SeriesRow]) -> Result<(), CatalogError> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    async fn insert_series(&mut self, rows: Vec<SeriesRow>) -> Result<(), CatalogError> {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO series (provider_id, upstream_key, upstream_id, name, group_id, cover, plot, genre, release_date,
                  rating, url, position, sync_gen) ",
             );
-            qb.push_values(chunk, |mut b, r| {
+            qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
                 b.push_bind(self.provider_id)
-                    .push_bind(&r.upstream_key)
+                    .push_bind(r.upstream_key)
                     .push_bind(r.upstream_id)
-                    .push_bind(&r.name)
+                    .push_bind(r.name)
                     .push_bind(r.group_id)
-                    .push_bind(&r.cover)
-                    .push_bind(&r.plot)
-                    .push_bind(&r.genre)
-                    .push_bind(&r.release_date)
-                    .push_bind(&r.rating)
-                    .push_bind(&r.url)
+                    .push_bind(r.cover)
+                    .push_bind(r.plot)
+                    .push_bind(r.genre)
+                    .push_bind(r.release_date)
+                    .push_bind(r.rating)
+                    .push_bind(r.url)
                     .push_bind(r.position)
                     .push_bind(self.gen);
             });
@@ -652,26 +622,27 @@ impl Writer {
 
     /// Removes what this sync did not see, maintains channels, records the
     /// outcome, and commits.
-    async fn commit(
-        mut self,
-        detected_epg: Option<String>,
-        started: Instant,
-    ) -> Result<SyncReport, CatalogError> {
+    async fn commit(mut self, detected_epg: Option<String>, started: Instant) -> Result<SyncReport, CatalogError> {
+        tracing::debug!(provider = %self.provider_name, ms = started.elapsed().as_millis() as u64, "sync: rows written");
         let conn: &mut SqliteConnection = &mut self.tx;
         for table in ["streams", "movies", "series", "groups"] {
-            let n = sqlx::query(&format!(
-                "DELETE FROM {table} WHERE provider_id = ? AND sync_gen < ?"
-            ))
-            .bind(self.provider_id)
-            .bind(self.gen)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            let n = sqlx::query(&format!("DELETE FROM {table} WHERE provider_id = ? AND sync_gen < ?"))
+                .bind(self.provider_id)
+                .bind(self.gen)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
             if table != "groups" {
                 self.report.removed += n;
             }
         }
-        self.report.new_channels = maintain_channels(conn, self.provider_id).await?;
+        tracing::debug!(provider = %self.provider_name, ms = started.elapsed().as_millis() as u64, "sync: swept");
+        self.report.new_channels =
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM streams WHERE provider_id = ? AND first_gen = ?")
+                .bind(self.provider_id)
+                .bind(self.gen)
+                .fetch_one(&mut *conn)
+                .await? as u64;
         let (live, vod, series): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM streams WHERE provider_id = ?1), (SELECT COUNT(*) FROM movies WHERE provider_id = ?1),
                     (SELECT COUNT(*) FROM series WHERE provider_id = ?1)",
@@ -695,51 +666,9 @@ impl Writer {
         .execute(&mut *conn)
         .await?;
         self.tx.commit().await?;
-        tracing::debug!(provider = %self.provider_name, gen = self.gen, "sync committed");
+        tracing::debug!(provider = %self.provider_name, gen = self.gen, ms = started.elapsed().as_millis() as u64, "sync: committed");
         Ok(self.report)
     }
-}
-
-/// Keeps client-visible channels in step with a provider's streams: new
-/// streams get a channel of their own (one source), channels follow their
-/// origin stream's name/group/logo, and channels left without any source are
-/// removed. Returns how many channels were created.
-async fn maintain_channels(
-    conn: &mut SqliteConnection,
-    provider_id: i64,
-) -> Result<u64, sqlx::Error> {
-    sqlx::query(
-        "UPDATE channels SET name = s.name, group_name = g.name, tvg_id = s.tvg_id, logo = s.logo, number = s.chno
-         FROM streams s LEFT JOIN groups g ON g.id = s.group_id
-         WHERE channels.origin_stream_id = s.id AND s.provider_id = ?
-           AND (channels.name IS NOT s.name OR channels.group_name IS NOT g.name OR channels.tvg_id IS NOT s.tvg_id
-                OR channels.logo IS NOT s.logo OR channels.number IS NOT s.chno)",
-    )
-    .bind(provider_id)
-    .execute(&mut *conn)
-    .await?;
-    let created = sqlx::query(
-        "INSERT INTO channels (name, group_name, tvg_id, logo, number, origin_stream_id)
-         SELECT s.name, g.name, s.tvg_id, s.logo, s.chno, s.id FROM streams s LEFT JOIN groups g ON g.id = s.group_id
-         WHERE s.provider_id = ?
-           AND NOT EXISTS (SELECT 1 FROM channel_sources cs WHERE cs.stream_id = s.id)
-           AND NOT EXISTS (SELECT 1 FROM channels c WHERE c.origin_stream_id = s.id)
-         ORDER BY s.position",
-    )
-    .bind(provider_id)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    sqlx::query(
-        "INSERT INTO channel_sources (channel_id, stream_id, position)
-         SELECT c.id, s.id, 0 FROM streams s JOIN channels c ON c.origin_stream_id = s.id
-         WHERE s.provider_id = ? AND NOT EXISTS (SELECT 1 FROM channel_sources cs WHERE cs.stream_id = s.id)",
-    )
-    .bind(provider_id)
-    .execute(&mut *conn)
-    .await?;
-    delete_orphan_channels(conn).await?;
-    Ok(created)
 }
 
 #[cfg(test)]
@@ -750,29 +679,20 @@ mod tests {
     fn classifies_xtream_style_paths() {
         assert_eq!(classify("http://h/live/u/p/1.ts"), MediaKind::Live);
         assert_eq!(classify("http://h/movie/u/p/1.mkv"), MediaKind::Movie);
-        assert_eq!(
-            classify("http://h/series/u/p/1.mp4?x=/movie/"),
-            MediaKind::Series
-        );
+        assert_eq!(classify("http://h/series/u/p/1.mp4?x=/movie/"), MediaKind::Series);
         assert_eq!(classify("http://h/a.m3u8?next=/movie/"), MediaKind::Live);
     }
 
     #[test]
     fn extensions() {
-        assert_eq!(
-            extension("http://h/movie/u/p/1.MKV?t=1").as_deref(),
-            Some("mkv")
-        );
+        assert_eq!(extension("http://h/movie/u/p/1.MKV?t=1").as_deref(), Some("mkv"));
         assert_eq!(extension("http://h/movie/u/p/1"), None);
     }
 
     #[test]
     fn repeated_keys_get_suffixes() {
         let mut seen = HashMap::new();
-        let e = Entry {
-            url: "http://x/a".into(),
-            ..Default::default()
-        };
+        let e = Entry { url: "http://x/a".into(), ..Default::default() };
         assert_eq!(m3u_key(&e, MediaKind::Live, &mut seen), "url:http://x/a");
         assert_eq!(m3u_key(&e, MediaKind::Live, &mut seen), "url:http://x/a#2");
         assert_eq!(m3u_key(&e, MediaKind::Movie, &mut seen), "url:http://x/a");

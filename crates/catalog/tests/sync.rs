@@ -11,19 +11,13 @@ use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 const PASSWORD: &str = "s3cr3t/p+ss%";
 
 fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel)
 }
 
 async fn setup() -> (tempfile::TempDir, Store, UpstreamHttp) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
-    let http = UpstreamHttp::new(HttpSettings {
-        spool_dir: dir.path().join("tmp"),
-        ..Default::default()
-    })
-    .unwrap();
+    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
     (dir, store, http)
 }
 
@@ -52,14 +46,7 @@ fn xtream(fake: &FakeProvider) -> NewProvider {
 }
 
 async fn all_channels(store: &Store) -> Vec<tunerpool_catalog::Channel> {
-    store
-        .channels(&ChannelQuery {
-            per_page: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .items
+    store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items
 }
 
 #[tokio::test]
@@ -67,11 +54,7 @@ async fn xtream_sync_stores_the_whole_catalog_with_details() {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
     let (_dir, store, http) = setup().await;
     let p = store.add_provider(&xtream(&fake)).await.unwrap();
-    assert_eq!(
-        p.url,
-        fake.url(),
-        "pasted player_api URL is normalized to the base"
-    );
+    assert_eq!(p.url, fake.url(), "pasted player_api URL is normalized to the base");
     let r = sync_provider(&store, &http, p.id).await.unwrap();
     assert_eq!((r.live, r.vod, r.series), (120, 30, 7));
     assert_eq!(store.counts(p.id).await.unwrap(), (120, 30, 7));
@@ -79,9 +62,7 @@ async fn xtream_sync_stores_the_whole_catalog_with_details() {
     let channels = all_channels(&store).await;
     assert_eq!(channels.len(), 120);
     assert_eq!(channels[0].name, "Channel 1");
-    assert!(channels
-        .iter()
-        .all(|c| c.group.is_some() && c.sources.len() == 1));
+    assert!(channels.iter().all(|c| c.group.is_some() && c.sources.len() == 1));
     let groups = store.channel_groups().await.unwrap();
     assert_eq!(groups.len(), 6);
     assert_eq!(groups.iter().map(|g| g.channels).sum::<i64>(), 120);
@@ -95,10 +76,7 @@ async fn xtream_sync_stores_the_whole_catalog_with_details() {
     let provider = store.provider(p.id).await.unwrap();
     assert_eq!(provider.sync.ok, Some(true));
     assert!(provider.sync.duration_ms.is_some());
-    assert_eq!(
-        (provider.sync.live, provider.sync.vod, provider.sync.series),
-        (120, 30, 7)
-    );
+    assert_eq!((provider.sync.live, provider.sync.vod, provider.sync.series), (120, 30, 7));
 }
 
 #[tokio::test]
@@ -124,15 +102,9 @@ async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password() 
 
     // An HTML error page instead of JSON.
     fake.set_fault(Fault::new(FaultKind::ApiHtml));
-    let err = sync_provider(&store, &http, p.id)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = sync_provider(&store, &http, p.id).await.unwrap_err().to_string();
     assert!(err.contains("non-JSON"), "{err}");
-    assert!(
-        !err.contains(PASSWORD) && !err.contains("s3cr3t"),
-        "password leaked: {err}"
-    );
+    assert!(!err.contains(PASSWORD) && !err.contains("s3cr3t"), "password leaked: {err}");
     assert_eq!(all_channels(&store).await, before);
     let provider = store.provider(p.id).await.unwrap();
     assert_eq!(provider.sync.ok, Some(false));
@@ -141,10 +113,7 @@ async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password() 
 
     // Credentials refused (auth=0): refused clearly, catalog kept.
     fake.update_account("alice", |a| a.auth = false);
-    let err = sync_provider(&store, &http, p.id)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = sync_provider(&store, &http, p.id).await.unwrap_err().to_string();
     assert!(err.contains("auth=0"), "{err}");
     assert_eq!(all_channels(&store).await, before);
 
@@ -152,10 +121,7 @@ async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password() 
     fake.update_account("alice", |a| a.auth = true);
     let url = fake.url();
     fake.shutdown().await;
-    let err = sync_provider(&store, &http, p.id)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = sync_provider(&store, &http, p.id).await.unwrap_err().to_string();
     assert!(err.contains("cannot reach") && err.contains(&url), "{err}");
     assert!(!err.contains("s3cr3t"), "{err}");
     assert_eq!(all_channels(&store).await, before);
@@ -165,11 +131,7 @@ async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password() 
 async fn m3u_over_http_from_get_php_classifies_live_vod_and_series() {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
     let (_dir, store, http) = setup().await;
-    let url = format!(
-        "{}/get.php?username=alice&password={}&type=m3u_plus&output=ts",
-        fake.url(),
-        urlenc(PASSWORD)
-    );
+    let url = format!("{}/get.php?username=alice&password={}&type=m3u_plus&output=ts", fake.url(), urlenc(PASSWORD));
     let p = store
         .add_provider(&NewProvider {
             name: "Fake M3U".into(),
@@ -184,31 +146,16 @@ async fn m3u_over_http_from_get_php_classifies_live_vod_and_series() {
     assert_eq!(r.live, 120);
     assert_eq!(r.vod, 30);
     assert!(r.series >= 7, "one entry per episode: {}", r.series);
-    assert!(
-        r.epg_urls.iter().any(|u| u.contains("xmltv.php")),
-        "{:?}",
-        r.epg_urls
-    );
+    assert!(r.epg_urls.iter().any(|u| u.contains("xmltv.php")), "{:?}", r.epg_urls);
     let provider = store.provider(p.id).await.unwrap();
     assert!(provider.epg_url.as_deref().unwrap().contains("xmltv.php"));
     // The API view of the provider never shows the password in the URL.
     let json = serde_json::to_string(&provider).unwrap();
-    assert!(
-        !json.contains("s3cr3t") && !json.contains(&urlenc(PASSWORD)),
-        "{json}"
-    );
+    assert!(!json.contains("s3cr3t") && !json.contains(&urlenc(PASSWORD)), "{json}");
 }
 
 fn urlenc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 async fn add_m3u_file(store: &Store, name: &str, path: &Path) -> i64 {
@@ -229,17 +176,8 @@ async fn add_m3u_file(store: &Store, name: &str, path: &Path) -> i64 {
 async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new() {
     let (dir, store, http) = setup().await;
     let file = dir.path().join("list.m3u");
-    let entry = |i: u32| {
-        format!(
-            "#EXTINF:-1 tvg-id=\"c{i}\" group-title=\"G{}\",Chan {i}\nhttp://h/{i}.ts\n",
-            i % 3
-        )
-    };
-    std::fs::write(
-        &file,
-        format!("#EXTM3U\n{}", (1..=10).map(entry).collect::<String>()),
-    )
-    .unwrap();
+    let entry = |i: u32| format!("#EXTINF:-1 tvg-id=\"c{i}\" group-title=\"G{}\",Chan {i}\nhttp://h/{i}.ts\n", i % 3);
+    std::fs::write(&file, format!("#EXTM3U\n{}", (1..=10).map(entry).collect::<String>())).unwrap();
     let id = add_m3u_file(&store, "file", &file).await;
     sync_provider(&store, &http, id).await.unwrap();
     let before = all_channels(&store).await;
@@ -248,11 +186,7 @@ async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new() {
     // Drop 2 and 5, rename 3, add 11.
     let mut text = String::from("#EXTM3U\n");
     for i in [1, 3, 4, 6, 7, 8, 9, 10, 11] {
-        text += &if i == 3 {
-            entry(3).replace("Chan 3", "Channel Three")
-        } else {
-            entry(i)
-        };
+        text += &if i == 3 { entry(3).replace("Chan 3", "Channel Three") } else { entry(i) };
     }
     std::fs::write(&file, text).unwrap();
     let r = sync_provider(&store, &http, id).await.unwrap();
@@ -260,9 +194,7 @@ async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new() {
     let after = all_channels(&store).await;
     assert_eq!(after.len(), 9);
     let id_of = |list: &[tunerpool_catalog::Channel], tvg: &str| {
-        list.iter()
-            .find(|c| c.tvg_id.as_deref() == Some(tvg))
-            .map(|c| c.id)
+        list.iter().find(|c| c.tvg_id.as_deref() == Some(tvg)).map(|c| c.id)
     };
     for tvg in ["c1", "c3", "c4", "c10"] {
         assert_eq!(id_of(&before, tvg), id_of(&after, tvg), "{tvg} kept its id");
@@ -293,13 +225,12 @@ async fn real_world_playlists_sync_with_duplicates_kept_apart() {
     // User agents from attributes / EXTVLCOPT are kept as stream headers.
     let id = add_m3u_file(&store, "odtv", &testdata("real/m3u/iptv-org_az_odtv.m3u")).await;
     sync_provider(&store, &http, id).await.unwrap();
-    let with_headers: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM streams WHERE provider_id = ? AND headers LIKE '%user-agent%'",
-    )
-    .bind(id)
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let with_headers: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM streams WHERE provider_id = ? AND headers LIKE '%user-agent%'")
+            .bind(id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     assert_eq!(with_headers, 32);
 }
 
@@ -316,20 +247,10 @@ async fn provider_input_is_validated_with_field_names() {
         })
         .await
         .unwrap_err();
-    let CatalogError::Invalid(fields) = err else {
-        panic!("{err}")
-    };
+    let CatalogError::Invalid(fields) = err else { panic!("{err}") };
     let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
-    assert_eq!(
-        names,
-        ["name", "url", "username", "password", "max_streams"],
-        "{fields:?}"
-    );
-    assert!(
-        fields[1].message.contains("http://"),
-        "{}",
-        fields[1].message
-    );
+    assert_eq!(names, ["name", "url", "username", "password", "max_streams"], "{fields:?}");
+    assert!(fields[1].message.contains("http://"), "{}", fields[1].message);
 
     let ok = NewProvider {
         name: "A".into(),
@@ -339,9 +260,7 @@ async fn provider_input_is_validated_with_field_names() {
     };
     let p = store.add_provider(&ok).await.unwrap();
     assert_eq!(p.max_streams, Some(5), "AGTV capacity defaults to 5");
-    let CatalogError::Invalid(fields) = store.add_provider(&ok).await.unwrap_err() else {
-        panic!()
-    };
+    let CatalogError::Invalid(fields) = store.add_provider(&ok).await.unwrap_err() else { panic!() };
     assert_eq!(fields[0].field, "name");
     assert!(fields[0].message.contains("already exists"));
 }

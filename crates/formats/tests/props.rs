@@ -19,11 +19,7 @@ fn parse_chunked(input: &[u8], cuts: &[usize]) -> Playlist {
     parser.feed(&input[from..], &mut entries);
     let summary = parser.finish(&mut entries);
     assert_eq!(summary.entries, entries.len());
-    Playlist {
-        header: summary.header,
-        entries,
-        skipped: summary.skipped,
-    }
+    Playlist { header: summary.header, entries, skipped: summary.skipped }
 }
 
 /// Byte strings built from M3U-ish fragments, to reach the interesting paths
@@ -74,14 +70,8 @@ fn entry_strategy() -> impl Strategy<Value = Entry> {
         Just(String::from("-1.000")),
         Just(String::new()),
     ];
-    let attr = (
-        "[a-zA-Z][a-zA-Z0-9_:-]{0,10}",
-        "[a-zA-Z0-9 ,\"'=é中/.:-]{0,20}",
-    );
-    let vlc = (
-        "[a-z][a-z-]{0,10}",
-        proptest::option::of(trimmed("[a-zA-Z0-9 =/.;()]{0,15}")),
-    );
+    let attr = ("[a-zA-Z][a-zA-Z0-9_:-]{0,10}", "[a-zA-Z0-9 ,\"'=é中/.:-]{0,20}");
+    let vlc = ("[a-z][a-z-]{0,10}", proptest::option::of(trimmed("[a-zA-Z0-9 =/.;()]{0,15}")));
     let kodi = ("[a-z][a-z.-]{0,10}", trimmed("[a-zA-Z0-9 =/.]{0,15}"));
     (
         duration,
@@ -93,19 +83,17 @@ fn entry_strategy() -> impl Strategy<Value = Entry> {
         proptest::collection::vec(trimmed("#EXT-X-[A-Z]{1,5}:[a-z0-9 ,=]{0,8}"), 0..2),
         "(https?|rtmp|udp)://[a-z]{1,8}\\.[a-z]{2,3}(:[0-9]{2,4})?/[a-zA-Z0-9_./?=&%-]{0,20}",
     )
-        .prop_map(
-            |(duration, attrs, title, extgrp, vlc_opts, kodi_props, extra_lines, url)| Entry {
-                line: 0,
-                duration,
-                attrs: attrs.into_iter().collect(),
-                title,
-                extgrp,
-                vlc_opts: vlc_opts.into_iter().collect(),
-                kodi_props: kodi_props.into_iter().collect(),
-                extra_lines,
-                url,
-            },
-        )
+        .prop_map(|(duration, attrs, title, extgrp, vlc_opts, kodi_props, extra_lines, url)| Entry {
+            line: 0,
+            duration,
+            attrs: attrs.into_iter().collect(),
+            title,
+            extgrp,
+            vlc_opts: vlc_opts.into_iter().collect(),
+            kodi_props: kodi_props.into_iter().collect(),
+            extra_lines,
+            url,
+        })
 }
 
 proptest! {

@@ -8,11 +8,7 @@ macro_rules! fixture {
     ($name:literal, $entries:literal) => {
         (
             $name,
-            include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../testdata/real/m3u/",
-                $name
-            )) as &[u8],
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/real/m3u/", $name)) as &[u8],
             $entries,
         )
     };
@@ -43,18 +39,13 @@ const FILES: &[(&str, &[u8], usize)] = &[
 ];
 
 fn file(name: &str) -> Playlist {
-    let (_, bytes, _) = FILES
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .unwrap_or_else(|| panic!("fixture {name} not in FILES"));
+    let (_, bytes, _) =
+        FILES.iter().find(|(n, _, _)| *n == name).unwrap_or_else(|| panic!("fixture {name} not in FILES"));
     m3u::parse(bytes)
 }
 
 fn by_title<'a>(p: &'a Playlist, title: &str) -> &'a Entry {
-    p.entries
-        .iter()
-        .find(|e| e.title == title)
-        .unwrap_or_else(|| panic!("no entry titled {title:?}"))
+    p.entries.iter().find(|e| e.title == title).unwrap_or_else(|| panic!("no entry titled {title:?}"))
 }
 
 #[test]
@@ -67,10 +58,7 @@ fn every_fixture_file_is_covered() {
     on_disk.sort();
     let mut listed: Vec<String> = FILES.iter().map(|(n, _, _)| n.to_string()).collect();
     listed.sort();
-    assert_eq!(
-        on_disk, listed,
-        "add new fixtures to FILES with their entry count"
-    );
+    assert_eq!(on_disk, listed, "add new fixtures to FILES with their entry count");
 }
 
 #[test]
@@ -79,29 +67,15 @@ fn entry_counts_and_general_sanity() {
         let p = m3u::parse(bytes);
         assert_eq!(p.entries.len(), *expected, "{name}: entry count");
         if *expected > 0 {
-            assert!(
-                p.skipped.is_empty(),
-                "{name}: unexpected skips {:?}",
-                p.skipped
-            );
+            assert!(p.skipped.is_empty(), "{name}: unexpected skips {:?}", p.skipped);
         }
         let mut last_line = 0;
         for e in &p.entries {
             assert!(e.line > last_line, "{name}: line numbers increase");
             last_line = e.line;
-            assert!(
-                e.url.starts_with("http://") || e.url.starts_with("https://"),
-                "{name}: url {:?}",
-                e.url
-            );
-            assert!(
-                !e.url.ends_with('\r') && !e.title.ends_with('\r'),
-                "{name}: CR leaked"
-            );
-            assert!(
-                !e.title.is_empty(),
-                "{name}: every fixture entry has a title"
-            );
+            assert!(e.url.starts_with("http://") || e.url.starts_with("https://"), "{name}: url {:?}", e.url);
+            assert!(!e.url.ends_with('\r') && !e.title.ends_with('\r'), "{name}: CR leaked");
+            assert!(!e.title.is_empty(), "{name}: every fixture entry has a title");
             assert_eq!(e.name(), e.title);
         }
     }
@@ -114,9 +88,7 @@ fn html_file_yields_nothing_but_a_skip() {
     assert!(!p.header.present);
     assert_eq!(p.skipped.len(), 1);
     assert_eq!(p.skipped[0].line, 1);
-    assert!(p.skipped[0]
-        .text
-        .starts_with("<div style='position: relative;"));
+    assert!(p.skipped[0].text.starts_with("<div style='position: relative;"));
     assert!(p.skipped[0].text.chars().count() <= 121);
 }
 
@@ -131,33 +103,15 @@ fn headerless_txt_playlist() {
     assert_eq!(first.tvg_id(), Some("GDrive.Us"));
     assert_eq!(first.tvg_name(), Some("Bojhena Se Bojhena"));
     assert_eq!(first.group_title(), Some("Season 1"));
-    assert_eq!(
-        first.tvg_logo(),
-        Some("https://i.ibb.co/RywBwPD/1000032134-h-copy-1280x1280.jpg")
-    );
-    assert_eq!(
-        first.title,
-        "Bojhena Se Bojhena - Watch Episode 01 - Aranya buys hotel Rajmahal"
-    );
+    assert_eq!(first.tvg_logo(), Some("https://i.ibb.co/RywBwPD/1000032134-h-copy-1280x1280.jpg"));
+    assert_eq!(first.title, "Bojhena Se Bojhena - Watch Episode 01 - Aranya buys hotel Rajmahal");
     assert!(first.url.contains("%20S01%20E01%20H.264x720P.mkv"));
     let keys: Vec<&str> = first.attrs.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["tvg-id", "tvg-name", "tvg-logo", "group-title"]);
     // Apostrophes in titles do not confuse the attribute scanner.
-    assert!(p
-        .entries
-        .iter()
-        .any(|e| e.title.ends_with("Pakhi damages Aranya's car")));
-    assert_eq!(
-        p.entries
-            .iter()
-            .filter(|e| e.url == "http://example.com/stream.m3u8")
-            .count(),
-        15
-    );
-    assert_eq!(
-        p.entries.last().unwrap().title,
-        "Bojhena Se Bojhena - Watch Episode 32 - Pakhi's resignation"
-    );
+    assert!(p.entries.iter().any(|e| e.title.ends_with("Pakhi damages Aranya's car")));
+    assert_eq!(p.entries.iter().filter(|e| e.url == "http://example.com/stream.m3u8").count(), 15);
+    assert_eq!(p.entries.last().unwrap().title, "Bojhena Se Bojhena - Watch Episode 32 - Pakhi's resignation");
 }
 
 #[test]
@@ -169,10 +123,7 @@ fn mongolian_crlf_durations_and_vlcopts() {
         let d: i32 = e.duration.parse().expect("numeric duration");
         assert!((37..=50).contains(&d), "duration {d}");
         assert!(e.attrs.is_empty());
-        assert_eq!(
-            e.vlc_opts,
-            vec![("network-caching".to_string(), Some("1000".to_string()))]
-        );
+        assert_eq!(e.vlc_opts, vec![("network-caching".to_string(), Some("1000".to_string()))]);
         assert!(e.url.starts_with("https://cdn"));
     }
     assert_eq!(p.entries[0].title, "MNB HD");
@@ -181,10 +132,7 @@ fn mongolian_crlf_durations_and_vlcopts() {
     // Last line has no final newline.
     let last = p.entries.last().unwrap();
     assert_eq!(last.title, "NHK World Premium (Japan)");
-    assert_eq!(
-        last.url,
-        "https://cdn1.skygo.mn/live/disk1/NHK_World_Premium/HLS-FTA/NHK_World_Premium.m3u8"
-    );
+    assert_eq!(last.url, "https://cdn1.skygo.mn/live/disk1/NHK_World_Premium/HLS-FTA/NHK_World_Premium.m3u8");
 }
 
 #[test]
@@ -196,13 +144,7 @@ fn tring_status_and_non_ascii() {
     let tv = by_title(&p, "Tëvë1");
     assert_eq!(tv.attr("tvg-id"), Some(""));
     assert_eq!(tv.tvg_id(), None);
-    assert_eq!(
-        p.entries
-            .iter()
-            .filter(|e| e.title == "Vizion Plus")
-            .count(),
-        4
-    );
+    assert_eq!(p.entries.iter().filter(|e| e.title == "Vizion Plus").count(), 4);
 }
 
 #[test]
@@ -210,21 +152,12 @@ fn cyrillic_names() {
     let p = file("iptv-org_am_vnet.m3u");
     assert_eq!(by_title(&p, "Детский мир").tvg_id(), Some("Detskimir.ru"));
     assert!(p.entries.iter().all(|e| e.url.ends_with("/mono.m3u8")));
-    assert_eq!(
-        p.entries
-            .iter()
-            .filter(|e| e.url.starts_with("https://"))
-            .count(),
-        1
-    );
+    assert_eq!(p.entries.iter().filter(|e| e.url.starts_with("https://")).count(), 1);
 
     let p = file("iptv-org_az_livetv.m3u");
     assert_eq!(p.entries[0].tvg_id(), Some("NasheNovoeKino.ru"));
     assert_eq!(p.entries[0].title, "Наше Новое Кино (1080p)");
-    assert_eq!(
-        p.entries.iter().filter(|e| e.tvg_id().is_none()).count(),
-        22
-    );
+    assert_eq!(p.entries.iter().filter(|e| e.tvg_id().is_none()).count(), 22);
     by_title(&p, "Первый канал");
 }
 
@@ -233,13 +166,7 @@ fn odtv_user_agent_attr_and_vlcopt() {
     let p = file("iptv-org_az_odtv.m3u");
     for e in &p.entries {
         assert_eq!(e.attr("user-agent"), Some("ExoPlayer2/2.37"));
-        assert_eq!(
-            e.vlc_opts,
-            vec![(
-                "http-user-agent".to_string(),
-                Some("ExoPlayer2/2.37".to_string())
-            )]
-        );
+        assert_eq!(e.vlc_opts, vec![("http-user-agent".to_string(), Some("ExoPlayer2/2.37".to_string()))]);
         assert_eq!(e.user_agent(), Some("ExoPlayer2/2.37"));
     }
     assert_eq!(p.entries[0].tvg_id(), Some("ARB24.az"));
@@ -254,35 +181,23 @@ fn small_crlf_files() {
     let e = &p.entries[0];
     assert_eq!(e.tvg_id(), Some("SenatoTV.it@SD"));
     assert_eq!(e.title, "Senato TV (1080p)");
-    assert_eq!(
-        e.url,
-        "https://senato-live.morescreens.com/SENATO_1_001/playlist.m3u8"
-    );
+    assert_eq!(e.url, "https://senato-live.morescreens.com/SENATO_1_001/playlist.m3u8");
     assert_eq!(e.line, 2);
 
     let p = file("iptv-org_ca_moveonjoy.m3u");
-    assert!(p
-        .entries
-        .iter()
-        .all(|e| e.url.ends_with("/mpegts") && e.tvg_id().is_none()));
+    assert!(p.entries.iter().all(|e| e.url.ends_with("/mpegts") && e.tvg_id().is_none()));
     assert_eq!(p.entries[0].title, "CBLTDT CBC (Toronto ON)");
 
     let p = file("iptv-org_ca_onetv.m3u");
     assert!(p.entries.iter().all(|e| e.url.ends_with("/index-0.m3u8")));
-    assert_eq!(
-        p.entries.iter().filter(|e| e.title == "GEM Series").count(),
-        2
-    );
+    assert_eq!(p.entries.iter().filter(|e| e.title == "GEM Series").count(), 2);
     assert_eq!(p.entries[1].line, 4);
 }
 
 #[test]
 fn nexgen_empty_ids() {
     let p = file("iptv-org_bz_nexgen.m3u");
-    assert!(p
-        .entries
-        .iter()
-        .all(|e| e.tvg_id().is_none() && e.attr("tvg-id") == Some("")));
+    assert!(p.entries.iter().all(|e| e.tvg_id().is_none() && e.attr("tvg-id") == Some("")));
     assert_eq!(p.entries[0].title, "Bravo");
     assert_eq!(p.entries[0].url, "http://170.254.18.106/BRAVO/index.m3u8");
 }
@@ -294,26 +209,14 @@ fn kinowatch_multiple_vlcopts_and_bare_option() {
     assert_eq!(e.tvg_id(), Some("ActiveFamily.pl@SD"));
     assert_eq!(
         e.vlc_opts,
-        vec![
-            ("http-user-agent".to_string(), Some("VAVOO/2.6".to_string())),
-            ("no-ssl-verify".to_string(), None),
-        ]
+        vec![("http-user-agent".to_string(), Some("VAVOO/2.6".to_string())), ("no-ssl-verify".to_string(), None),]
     );
     assert_eq!(e.user_agent(), Some("VAVOO/2.6"));
     let antena = by_title(&p, "Antena HD");
     assert_eq!(antena.vlc_opts.len(), 3);
-    assert_eq!(
-        antena.vlc_opts[2],
-        ("network-caching".to_string(), Some("1000".to_string()))
-    );
-    assert_eq!(
-        p.entries.iter().filter(|e| e.vlc_opts.len() == 3).count(),
-        4
-    );
-    assert!(p
-        .entries
-        .iter()
-        .any(|e| e.tvg_id() == Some("AMCEurope.uk@Poland")));
+    assert_eq!(antena.vlc_opts[2], ("network-caching".to_string(), Some("1000".to_string())));
+    assert_eq!(p.entries.iter().filter(|e| e.vlc_opts.len() == 3).count(), 4);
+    assert!(p.entries.iter().any(|e| e.tvg_id() == Some("AMCEurope.uk@Poland")));
     assert!(p.entries.iter().all(|e| e.extra_lines.is_empty()));
 }
 
@@ -321,14 +224,8 @@ fn kinowatch_multiple_vlcopts_and_bare_option() {
 fn netplus_header_and_feeds() {
     let p = file("iptv-org_ch_netplus.m3u");
     assert!(p.header.present);
-    assert_eq!(
-        p.header.attr("x-tvg-url"),
-        Some("https://worker-9dd4.onrender.com/guide.xml.gz")
-    );
-    assert_eq!(
-        p.header.epg_urls(),
-        vec!["https://worker-9dd4.onrender.com/guide.xml.gz"]
-    );
+    assert_eq!(p.header.attr("x-tvg-url"), Some("https://worker-9dd4.onrender.com/guide.xml.gz"));
+    assert_eq!(p.header.epg_urls(), vec!["https://worker-9dd4.onrender.com/guide.xml.gz"]);
     let first = &p.entries[0];
     assert_eq!(first.tvg_id(), Some("3sat.de@HD"));
     assert_eq!(first.title, "3sat HD (1080p) [Geo-Blocked]");
@@ -336,18 +233,9 @@ fn netplus_header_and_feeds() {
     assert!(mpd > 60 && mpd < 120, "~40% DASH, got {mpd}");
     let rtp = by_title(&p, "RTP Mundo (1080p) [Geo-Blocked]");
     assert_eq!(rtp.line, 334);
-    assert!(rtp
-        .user_agent()
-        .unwrap()
-        .starts_with("Mozilla/5.0 (Windows NT 10.0"));
-    assert_eq!(
-        p.entries.iter().filter(|e| !e.vlc_opts.is_empty()).count(),
-        1
-    );
-    assert!(p
-        .entries
-        .iter()
-        .any(|e| e.title.contains("[Geo-blocked] [Geo-Blocked]")));
+    assert!(rtp.user_agent().unwrap().starts_with("Mozilla/5.0 (Windows NT 10.0"));
+    assert_eq!(p.entries.iter().filter(|e| !e.vlc_opts.is_empty()).count(), 1);
+    assert!(p.entries.iter().any(|e| e.title.contains("[Geo-blocked] [Geo-Blocked]")));
 }
 
 #[test]
@@ -356,10 +244,7 @@ fn cgtn_odd_query_and_languages() {
     assert!(p.entries[1].url.ends_with("&Pcontent_id=&Provider_id="));
     assert_eq!(p.entries[1].attr("status"), Some("timeout"));
     by_title(&p, "CGTN Français (576p) [Not 24/7]");
-    assert!(p
-        .entries
-        .iter()
-        .any(|e| e.title.starts_with("CGTN Русский")));
+    assert!(p.entries.iter().any(|e| e.title.starts_with("CGTN Русский")));
 }
 
 #[test]
@@ -368,50 +253,34 @@ fn spain_accents_and_odd_urls() {
     assert_eq!(p.entries[0].tvg_id(), Some("7NN.es"));
     assert_eq!(p.entries[0].attr("status"), Some("timeout"));
     by_title(&p, "7 Televisión Región de Murcia (1080p)");
-    assert!(p
-        .entries
-        .iter()
-        .any(|e| e.url.contains("edge.xn--tbnespaa-j3a.es")));
+    assert!(p.entries.iter().any(|e| e.url.contains("edge.xn--tbnespaa-j3a.es")));
     assert_eq!(p.entries.iter().filter(|e| e.tvg_id().is_none()).count(), 2);
 }
 
 #[test]
 fn greece_and_italy() {
     let p = file("iptv-org_gr.m3u");
-    assert!(p
-        .entries
-        .iter()
-        .any(|e| e.url == "http://flashcloud.mediacdn.com/live/kontratv/.m3u8"));
-    assert_eq!(
-        p.entries[0].url,
-        "http://eu2.tv4e.gr:554/live/smil:myStream.sdp.smil/playlist.m3u8"
-    );
-    assert_eq!(
-        p.entries.iter().filter(|e| e.tvg_id().is_none()).count(),
-        21
-    );
+    assert!(p.entries.iter().any(|e| e.url == "http://flashcloud.mediacdn.com/live/kontratv/.m3u8"));
+    assert_eq!(p.entries[0].url, "http://eu2.tv4e.gr:554/live/smil:myStream.sdp.smil/playlist.m3u8");
+    assert_eq!(p.entries.iter().filter(|e| e.tvg_id().is_none()).count(), 21);
 
     let p = file("iptv-org_it.m3u");
     assert!(p.entries.iter().all(|e| e.attr("status").is_none()));
     let pluto = by_title(&p, "Pluto TV Top Gear");
     assert_eq!(pluto.line, 254);
-    assert_eq!(
-        pluto.referrer(),
-        Some("https://pluto.tv/it/live-tv/64c109a4798def0008a6e03e")
-    );
+    assert_eq!(pluto.referrer(), Some("https://pluto.tv/it/live-tv/64c109a4798def0008a6e03e"));
     assert!(pluto.url.contains("advertisingId={PSID}"));
     assert!(p.entries[1].url.contains("/channel(lb)/"));
-    assert_eq!(
-        p.entries.iter().filter(|e| e.referrer().is_some()).count(),
-        1
-    );
+    assert_eq!(p.entries.iter().filter(|e| e.referrer().is_some()).count(), 1);
 }
 
 #[test]
 fn jordan_lebanon_ukraine() {
     let p = file("iptv-org_jo.m3u");
-    assert!(p.entries.iter().any(|e| e.url
-        == "http://free.fullspeed.tv/iptv-query?streaming-ip=https://www.dailymotion.com/ammantv"));
+    assert!(p
+        .entries
+        .iter()
+        .any(|e| e.url == "http://free.fullspeed.tv/iptv-query?streaming-ip=https://www.dailymotion.com/ammantv"));
 
     let p = file("iptv-org_lb.m3u");
     let tl = by_title(&p, "Tele Liban (720p) [Not 24/7]");
@@ -420,11 +289,7 @@ fn jordan_lebanon_ukraine() {
     assert_eq!(tl.line, 40);
 
     let p = file("iptv-org_ua.m3u");
-    let uas = p
-        .entries
-        .iter()
-        .filter(|e| e.user_agent().is_some())
-        .count();
+    let uas = p.entries.iter().filter(|e| e.user_agent().is_some()).count();
     assert_eq!(uas, 9);
     let k11 = by_title(&p, "11 Kanal (720p)");
     assert_eq!(
@@ -463,10 +328,7 @@ fn random_chunking_matches_whole_parse() {
                 rest = &rest[n..];
             }
             if whole.header.present {
-                assert!(
-                    parser.header().present,
-                    "{name}: header visible before finish"
-                );
+                assert!(parser.header().present, "{name}: header visible before finish");
             }
             let summary = parser.finish(&mut entries);
             assert_eq!(entries, whole.entries, "{name}: chunk size ≤ {max_chunk}");
@@ -509,11 +371,7 @@ fn write_then_parse_round_trips() {
         let first = m3u::parse(bytes);
         let text = m3u::write(&first);
         let second = m3u::parse(text.as_bytes());
-        assert_eq!(
-            without_lines(&second.entries),
-            without_lines(&first.entries),
-            "{name}"
-        );
+        assert_eq!(without_lines(&second.entries), without_lines(&first.entries), "{name}");
         assert_eq!(second.header.attrs, first.header.attrs, "{name}");
         assert!(second.header.present, "{name}: writer always emits #EXTM3U");
         assert!(second.skipped.is_empty(), "{name}: {:?}", second.skipped);
@@ -528,14 +386,8 @@ fn writer_output_shape() {
     let text = m3u::write(&p);
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("#EXTM3U"));
-    assert_eq!(
-        lines.next(),
-        Some("#EXTINF:-1 tvg-id=\"ActiveFamily.pl@SD\",Active Family")
-    );
+    assert_eq!(lines.next(), Some("#EXTINF:-1 tvg-id=\"ActiveFamily.pl@SD\",Active Family"));
     assert_eq!(lines.next(), Some("#EXTVLCOPT:http-user-agent=VAVOO/2.6"));
     assert_eq!(lines.next(), Some("#EXTVLCOPT:no-ssl-verify"));
-    assert_eq!(
-        lines.next(),
-        Some("https://kinowatch.com/iptv/stream/e1572e90cf4111622dcfcc.m3u8")
-    );
+    assert_eq!(lines.next(), Some("https://kinowatch.com/iptv/stream/e1572e90cf4111622dcfcc.m3u8"));
 }

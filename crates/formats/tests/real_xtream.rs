@@ -4,17 +4,12 @@
 
 use std::collections::BTreeMap;
 use tunerpool_formats::xtream::{
-    self, for_each_item, parse_auth, parse_list, Category, ItemCounts, LiveStream, Series,
-    VodStream, XtreamError,
+    self, for_each_item, parse_auth, parse_list, Category, ItemCounts, LiveStream, Series, VodStream, XtreamError,
 };
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../testdata/real/xtream/",
-            $name
-        )) as &[u8]
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/real/xtream/", $name)) as &[u8]
     };
 }
 
@@ -60,14 +55,7 @@ fn list<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(body: &[u8
     let counts = for_each_item(body, |t: T| streamed.push(t)).expect("for_each_item");
     assert_eq!(counts, whole.counts);
     assert_eq!(streamed, whole.items);
-    assert_eq!(
-        counts,
-        ItemCounts {
-            ok: whole.items.len(),
-            skipped: 0,
-            first_error: None
-        }
-    );
+    assert_eq!(counts, ItemCounts { ok: whole.items.len(), skipped: 0, first_error: None });
     whole.items
 }
 
@@ -75,24 +63,11 @@ fn list<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(body: &[u8
 fn eternal_live_streams() {
     let live: Vec<LiveStream> = list(LIVE);
     assert_eq!(live.len(), 2607);
-    assert_eq!(
-        live.iter().filter(|s| s.epg_channel_id.is_none()).count(),
-        1975
-    );
+    assert_eq!(live.iter().filter(|s| s.epg_channel_id.is_none()).count(), 1975);
     // 11 nulls and 2596 empty strings: all absent.
     assert!(live.iter().all(|s| s.custom_sid.is_none()));
-    assert_eq!(
-        live.iter()
-            .filter(|s| s.stream_type.as_deref() == Some("live"))
-            .count(),
-        2596
-    );
-    assert_eq!(
-        live.iter()
-            .filter(|s| s.stream_type.as_deref() == Some("created_live"))
-            .count(),
-        11
-    );
+    assert_eq!(live.iter().filter(|s| s.stream_type.as_deref() == Some("live")).count(), 2596);
+    assert_eq!(live.iter().filter(|s| s.stream_type.as_deref() == Some("created_live")).count(), 11);
     assert_eq!(live.iter().filter(|s| s.tv_archive).count(), 18);
 
     let first = &live[0];
@@ -114,25 +89,17 @@ fn eternal_live_streams() {
     assert_eq!(abc.tv_archive_duration, Some(2));
     assert!(abc.tv_archive);
     assert_eq!(by_id[&14144].tv_archive_duration, Some(3));
-    let string_durations = live
-        .iter()
-        .filter(|s| s.tv_archive && matches!(s.tv_archive_duration, Some(2 | 3)))
-        .count();
+    let string_durations = live.iter().filter(|s| s.tv_archive && matches!(s.tv_archive_duration, Some(2 | 3))).count();
     assert_eq!(string_durations, 18);
 
     assert!(live.iter().any(|s| s.name.contains("Espaæol")));
-    assert!(live
-        .iter()
-        .any(|s| s.epg_channel_id.is_some() && s.name.starts_with("UK: ")));
+    assert!(live.iter().any(|s| s.epg_channel_id.is_some() && s.name.starts_with("UK: ")));
     assert!(live.iter().all(|s| s.added.is_some() && s.num.is_some()));
 }
 
 #[test]
 fn eternal_live_streams_from_file_reader() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/real/xtream/tellytv_eternal_get_live_streams.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/real/xtream/tellytv_eternal_get_live_streams.json");
     let file = std::fs::File::open(path).unwrap();
     let mut ids = Vec::new();
     let counts = for_each_item(file, |s: LiveStream| ids.push(s.stream_id)).unwrap();
@@ -194,11 +161,7 @@ fn categories() {
     assert_eq!(live.len(), 50);
     assert_eq!(
         live[0],
-        Category {
-            category_id: "36".into(),
-            category_name: "ENTERTAINMENT & LIFESTYLE UK".into(),
-            parent_id: Some(0)
-        }
+        Category { category_id: "36".into(), category_name: "ENTERTAINMENT & LIFESTYLE UK".into(), parent_id: Some(0) }
     );
     assert_eq!(live[49].category_name, "LATINO");
     assert!(live.iter().all(|c| c.parent_id == Some(0)));
@@ -223,11 +186,7 @@ fn hellraiser_series() {
     assert_eq!(cm.name, "Criminal Minds");
     assert_eq!(cm.series_id, 3);
     assert_eq!(cm.num, Some(1));
-    assert_eq!(
-        cm.release_date.as_deref(),
-        Some("2005-09-22"),
-        "from releaseDate"
-    );
+    assert_eq!(cm.release_date.as_deref(), Some("2005-09-22"), "from releaseDate");
     assert_eq!(cm.last_modified, Some(1_530_461_599));
     assert_eq!(cm.rating.as_deref(), Some("7"));
     assert_eq!(cm.rating_5based, Some(3.5));
@@ -237,15 +196,9 @@ fn hellraiser_series() {
     assert_eq!(cm.youtube_trailer.as_deref(), Some("XJAjw42JjZs"));
     assert_eq!(cm.episode_run_time.as_deref(), Some("42"));
     assert_eq!(cm.category_id.as_deref(), Some("365"));
-    assert_eq!(
-        cm.cover.as_deref(),
-        Some("http://liquidit.info:8080/images/decs76l3VZiOtZ8BNp7KPPj2vcw_small.jpg")
-    );
+    assert_eq!(cm.cover.as_deref(), Some("http://liquidit.info:8080/images/decs76l3VZiOtZ8BNp7KPPj2vcw_small.jpg"));
     assert_eq!(cm.backdrop_path.len(), 5);
-    assert_eq!(
-        cm.backdrop_path[0],
-        "http://liquidit.info:8080/images/4057_tv_backdrop_0.jpg"
-    );
+    assert_eq!(cm.backdrop_path[0], "http://liquidit.info:8080/images/4057_tv_backdrop_0.jpg");
     // Integer rating_5based is read as a float too.
     assert_eq!(series[1].name, "Sons Of Anarchy");
     assert_eq!(series[1].rating_5based, Some(4.0));
@@ -255,13 +208,8 @@ fn hellraiser_series() {
         *lens.entry(s.backdrop_path.len()).or_insert(0) += 1;
     }
     assert_eq!(lens, BTreeMap::from([(2, 1), (4, 2), (5, 49)]));
-    assert!(series
-        .iter()
-        .all(|s| s.rating_5based.is_some() && s.release_date.is_some()));
-    let halves = series
-        .iter()
-        .filter(|s| s.rating_5based.is_some_and(|r| r.fract() != 0.0))
-        .count();
+    assert!(series.iter().all(|s| s.rating_5based.is_some() && s.release_date.is_some()));
+    let halves = series.iter().filter(|s| s.rating_5based.is_some_and(|r| r.fract() != 0.0)).count();
     assert!(halves > 0 && halves <= 20, "{halves}");
 }
 
@@ -271,8 +219,7 @@ fn iris_vod_streams() {
     assert_eq!(vod.len(), 360);
     let mut ext = BTreeMap::new();
     for v in &vod {
-        *ext.entry(v.container_extension.clone().unwrap())
-            .or_insert(0) += 1;
+        *ext.entry(v.container_extension.clone().unwrap()).or_insert(0) += 1;
     }
     assert_eq!(
         ext,
@@ -291,21 +238,16 @@ fn iris_vod_streams() {
     assert_eq!(first.rating_5based, Some(0.0));
     assert_eq!(first.added, Some(1_531_194_708));
     assert_eq!(first.category_id.as_deref(), Some("7713"));
-    assert!(first
-        .stream_icon
-        .as_deref()
-        .unwrap()
-        .starts_with("https://m.media-amazon.com/images/M/"));
-    assert!(vod
-        .iter()
-        .all(|v| v.stream_type.as_deref() == Some("movie")));
+    assert!(first.stream_icon.as_deref().unwrap().starts_with("https://m.media-amazon.com/images/M/"));
+    assert!(vod.iter().all(|v| v.stream_type.as_deref() == Some("movie")));
 }
 
 // ----- synthetic bodies -----
 
 #[test]
 fn html_body_is_not_json() {
-    let body = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n<body><h1>Not Found</h1></body></html>\n";
+    let body =
+        b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n<body><h1>Not Found</h1></body></html>\n";
     let err = parse_list::<LiveStream>(body).unwrap_err();
     match &err {
         XtreamError::NotJson { snippet } => {
@@ -319,10 +261,7 @@ fn html_body_is_not_json() {
     let err = for_each_item(&body[..], |_: LiveStream| {}).unwrap_err();
     assert!(matches!(err, XtreamError::NotJson { .. }));
     assert!(matches!(parse_auth(body), Err(XtreamError::NotJson { .. })));
-    assert!(matches!(
-        for_each_item(&b""[..], |_: LiveStream| {}),
-        Err(XtreamError::NotJson { .. })
-    ));
+    assert!(matches!(for_each_item(&b""[..], |_: LiveStream| {}), Err(XtreamError::NotJson { .. })));
 }
 
 #[test]
@@ -350,17 +289,11 @@ fn object_keyed_by_id() {
 fn one_bad_element_is_skipped() {
     let body = br#"[{"stream_id":1,"name":"ok"},{"name":"no id"},{"stream_id":"x"},{"stream_id":3,"name":"ok too"}]"#;
     let r = parse_list::<LiveStream>(body).unwrap();
-    assert_eq!(
-        r.items.iter().map(|s| s.stream_id).collect::<Vec<_>>(),
-        [1, 3]
-    );
+    assert_eq!(r.items.iter().map(|s| s.stream_id).collect::<Vec<_>>(), [1, 3]);
     assert_eq!(r.counts.ok, 2);
     assert_eq!(r.counts.skipped, 2);
     let err = r.counts.first_error.unwrap();
-    assert!(
-        err.starts_with("element 1:") && err.contains("stream_id"),
-        "{err}"
-    );
+    assert!(err.starts_with("element 1:") && err.contains("stream_id"), "{err}");
 
     let body = br#"[{"series_id":1},{"series_id":null},{"series_id":2.0}]"#;
     let r = parse_list::<Series>(body).unwrap();

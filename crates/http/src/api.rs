@@ -29,19 +29,11 @@ struct Health {
 
 async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     sqlx_ping(&st).await?;
-    Ok(Json(Health {
-        status: "ok",
-        uptime_s: st.started.elapsed().as_secs(),
-        version: env!("CARGO_PKG_VERSION"),
-    }))
+    Ok(Json(Health { status: "ok", uptime_s: st.started.elapsed().as_secs(), version: env!("CARGO_PKG_VERSION") }))
 }
 
 async fn sqlx_ping(st: &AppState) -> Result<(), ApiError> {
-    st.store
-        .providers()
-        .await
-        .map(|_| ())
-        .map_err(ApiError::from)
+    st.store.providers().await.map(|_| ()).map_err(ApiError::from)
 }
 
 /// A provider with its accounts (passwords never included).
@@ -65,15 +57,9 @@ async fn list_providers(State(st): State<AppState>) -> Result<Json<Vec<ProviderV
     Ok(Json(out))
 }
 
-async fn get_provider(
-    State(st): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<ProviderView>, ApiError> {
+async fn get_provider(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<ProviderView>, ApiError> {
     let id: i64 = id.parse().map_err(|_| {
-        ApiError::invalid(vec![FieldError::new(
-            "id",
-            format!("{id:?} is not a provider id (a number)"),
-        )])
+        ApiError::invalid(vec![FieldError::new("id", format!("{id:?} is not a provider id (a number)"))])
     })?;
     let p = st.store.provider(id).await?;
     Ok(Json(provider_view(&st, p).await?))
@@ -87,10 +73,7 @@ fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQuery, ApiEr
         match v.trim().parse::<u32>() {
             Ok(n) => Some(n),
             Err(_) => {
-                errs.push(FieldError::new(
-                    key,
-                    format!("{v:?} is not a positive whole number"),
-                ));
+                errs.push(FieldError::new(key, format!("{v:?} is not a positive whole number")));
                 None
             }
         }
@@ -99,21 +82,13 @@ fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQuery, ApiEr
     let per_page = num("per_page");
     for k in params.keys() {
         if !matches!(k.as_str(), "page" | "per_page" | "group" | "q") {
-            errs.push(FieldError::new(
-                k,
-                "unknown parameter: use page, per_page, group or q",
-            ));
+            errs.push(FieldError::new(k, "unknown parameter: use page, per_page, group or q"));
         }
     }
     if !errs.is_empty() {
         return Err(ApiError::invalid(errs));
     }
-    Ok(ChannelQuery {
-        page,
-        per_page,
-        group: params.get("group").cloned(),
-        q: params.get("q").cloned(),
-    })
+    Ok(ChannelQuery { page, per_page, group: params.get("group").cloned(), q: params.get("q").cloned() })
 }
 
 async fn list_channels(

@@ -23,29 +23,14 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn invalid(fields: Vec<FieldError>) -> Self {
-        let message = fields
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message,
-            fields,
-        }
+        let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        ApiError { status: StatusCode::BAD_REQUEST, message, fields }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(Body {
-                error: &self.message,
-                fields: &self.fields,
-            }),
-        )
-            .into_response()
+        (self.status, Json(Body { error: &self.message, fields: &self.fields })).into_response()
     }
 }
 
@@ -53,16 +38,12 @@ impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Invalid(fields) => ApiError::invalid(fields),
-            CatalogError::NotFound { .. } => ApiError {
-                status: StatusCode::NOT_FOUND,
-                message: e.to_string(),
-                fields: vec![],
-            },
-            CatalogError::Conflict(_) => ApiError {
-                status: StatusCode::CONFLICT,
-                message: e.to_string(),
-                fields: vec![],
-            },
+            CatalogError::NotFound { .. } => {
+                ApiError { status: StatusCode::NOT_FOUND, message: e.to_string(), fields: vec![] }
+            }
+            CatalogError::Conflict(_) => {
+                ApiError { status: StatusCode::CONFLICT, message: e.to_string(), fields: vec![] }
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 ApiError {

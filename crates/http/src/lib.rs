@@ -23,10 +23,7 @@ pub struct AppState {
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .merge(api::routes())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+    Router::new().merge(api::routes()).layer(tower_http::trace::TraceLayer::new_for_http()).with_state(state)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
@@ -35,7 +32,5 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

@@ -174,11 +174,7 @@ pub struct ConfigError {
 }
 
 fn join_problems(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(Problem::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n")
 }
 
 /// Overrides from the command line: the common ones have flags, and any key
@@ -240,10 +236,7 @@ impl Config {
         let d = |v: Duration| s(&humantime::format_duration(v).to_string());
         let mut out = String::new();
         out.push_str(&format!("listen = {}\n", s(&self.listen.to_string())));
-        out.push_str(&format!(
-            "data_dir = {}\n",
-            s(&self.data_dir.to_string_lossy())
-        ));
+        out.push_str(&format!("data_dir = {}\n", s(&self.data_dir.to_string_lossy())));
         out.push_str(&format!("log_level = {}\n", s(&self.log_level)));
         out.push_str(&format!("log_format = {}\n", s(self.log_format.as_str())));
         match &self.public_url {
@@ -251,29 +244,14 @@ impl Config {
             None => out.push_str("# public_url = \"http://192.168.1.10:8080\"  (not set)\n"),
         }
         out.push_str("\n[sync]\n");
-        out.push_str(&format!(
-            "catalog_interval = {}\n",
-            d(self.sync.catalog_interval)
-        ));
-        out.push_str(&format!(
-            "details_interval = {}\n",
-            d(self.sync.details_interval)
-        ));
-        out.push_str(&format!(
-            "details_initial_delay = {}\n",
-            d(self.sync.details_initial_delay)
-        ));
+        out.push_str(&format!("catalog_interval = {}\n", d(self.sync.catalog_interval)));
+        out.push_str(&format!("details_interval = {}\n", d(self.sync.details_interval)));
+        out.push_str(&format!("details_initial_delay = {}\n", d(self.sync.details_initial_delay)));
         out.push_str("\n[upstream]\n");
         out.push_str(&format!("timeout = {}\n", d(self.upstream.timeout)));
-        out.push_str(&format!(
-            "connect_timeout = {}\n",
-            d(self.upstream.connect_timeout)
-        ));
+        out.push_str(&format!("connect_timeout = {}\n", d(self.upstream.connect_timeout)));
         out.push_str(&format!("user_agent = {}\n", s(&self.upstream.user_agent)));
-        out.push_str(&format!(
-            "max_redirects = {}\n",
-            self.upstream.max_redirects
-        ));
+        out.push_str(&format!("max_redirects = {}\n", self.upstream.max_redirects));
         out
     }
 
@@ -292,9 +270,7 @@ impl Config {
 
 /// `true` for `TUNERPOOL_*` variables that are not configuration keys.
 fn is_ignored_env(name: &str) -> bool {
-    name == "TUNERPOOL_CONFIG"
-        || name.starts_with("TUNERPOOL_PROVIDER_")
-        || name.starts_with("TUNERPOOL_TEST_")
+    name == "TUNERPOOL_CONFIG" || name.starts_with("TUNERPOOL_PROVIDER_") || name.starts_with("TUNERPOOL_TEST_")
 }
 
 fn load_with_default_file(
@@ -319,10 +295,8 @@ fn load_with_default_file(
     }
 
     // Environment layer.
-    let mut vars: Vec<(String, String)> = env
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && !is_ignored_env(name))
-        .collect();
+    let mut vars: Vec<(String, String)> =
+        env.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX) && !is_ignored_env(name)).collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, value) in &vars {
         let source = format!("env {name}");
@@ -387,16 +361,11 @@ fn read_file(path: &Path, source: &str, required: bool) -> Result<Option<String>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
         Err(e) => {
             let message = if e.kind() == std::io::ErrorKind::NotFound {
-                "file does not exist (check the path, or give no file to use the defaults)"
-                    .to_owned()
+                "file does not exist (check the path, or give no file to use the defaults)".to_owned()
             } else {
                 format!("cannot read file: {e}")
             };
-            Err(Problem {
-                source: source.to_owned(),
-                key: String::new(),
-                message,
-            })
+            Err(Problem { source: source.to_owned(), key: String::new(), message })
         }
     }
 }
@@ -515,11 +484,7 @@ fn find_key(path: &str) -> Option<&'static Key> {
 
 fn apply_key(cfg: &mut Config, key: &Key, source: &str, raw: Raw<'_, '_>, out: &mut Vec<Problem>) {
     if let Err(message) = (key.apply)(cfg, raw) {
-        out.push(Problem {
-            source: source.to_owned(),
-            key: key.path.to_owned(),
-            message,
-        });
+        out.push(Problem { source: source.to_owned(), key: key.path.to_owned(), message });
     }
 }
 
@@ -527,20 +492,15 @@ fn apply_key(cfg: &mut Config, key: &Key, source: &str, raw: Raw<'_, '_>, out: &
 fn apply_text(cfg: &mut Config, source: &str, path: &str, value: &str, out: &mut Vec<Problem>) {
     match find_key(path) {
         Some(key) => apply_key(cfg, key, source, Raw::Text(value), out),
-        None => out.push(Problem {
-            source: source.to_owned(),
-            key: path.to_owned(),
-            message: unknown_key_message(path),
-        }),
+        None => {
+            out.push(Problem { source: source.to_owned(), key: path.to_owned(), message: unknown_key_message(path) })
+        }
     }
 }
 
 fn unknown_key_message(path: &str) -> String {
     if SECTIONS.contains(&path) {
-        let example = KEYS
-            .iter()
-            .find(|k| k.path.starts_with(&format!("{path}.")))
-            .map_or("", |k| k.path);
+        let example = KEYS.iter().find(|k| k.path.starts_with(&format!("{path}."))).map_or("", |k| k.path);
         return format!("is a section, not a key (set one of its keys, e.g. {example})");
     }
     match suggest_key(path) {
@@ -548,11 +508,9 @@ fn unknown_key_message(path: &str) -> String {
         None => {
             let (section, _) = split_path(path);
             let valid: Vec<&str> = match section {
-                Some(sec) if SECTIONS.contains(&sec) => KEYS
-                    .iter()
-                    .filter(|k| split_path(k.path).0 == Some(sec))
-                    .map(|k| k.path)
-                    .collect(),
+                Some(sec) if SECTIONS.contains(&sec) => {
+                    KEYS.iter().filter(|k| split_path(k.path).0 == Some(sec)).map(|k| k.path).collect()
+                }
                 _ => Config::keys().collect(),
             };
             format!("unknown key (valid keys: {})", valid.join(", "))
@@ -574,11 +532,7 @@ fn apply_toml(cfg: &mut Config, source: &str, text: &str, out: &mut Vec<Problem>
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
-            out.push(Problem {
-                source: source.to_owned(),
-                key: String::new(),
-                message: syntax_message(&e),
-            });
+            out.push(Problem { source: source.to_owned(), key: String::new(), message: syntax_message(&e) });
             return;
         }
     };
@@ -592,20 +546,13 @@ fn apply_toml(cfg: &mut Config, source: &str, text: &str, out: &mut Vec<Problem>
             match value.get_ref() {
                 DeValue::Table(table) => {
                     for (k, v) in table.iter() {
-                        leaves.push((
-                            k.span().start,
-                            format!("{name}.{}", k.get_ref()),
-                            v.get_ref(),
-                        ));
+                        leaves.push((k.span().start, format!("{name}.{}", k.get_ref()), v.get_ref()));
                     }
                 }
                 other => out.push(Problem {
                     source: source.to_owned(),
                     key: name.to_owned(),
-                    message: format!(
-                        "expected a table (a [{name}] section), found {}",
-                        describe(other)
-                    ),
+                    message: format!("expected a table (a [{name}] section), found {}", describe(other)),
                 }),
             }
         } else {
@@ -617,11 +564,9 @@ fn apply_toml(cfg: &mut Config, source: &str, text: &str, out: &mut Vec<Problem>
     for (_, path, value) in leaves {
         match find_key(&path) {
             Some(key) => apply_key(cfg, key, source, Raw::Toml(value), out),
-            None => out.push(Problem {
-                source: source.to_owned(),
-                key: path.clone(),
-                message: unknown_key_message(&path),
-            }),
+            None => {
+                out.push(Problem { source: source.to_owned(), key: path.clone(), message: unknown_key_message(&path) })
+            }
         }
     }
 }
@@ -657,10 +602,7 @@ fn want_str<'a>(raw: Raw<'a, '_>, example: &str) -> Result<&'a str, String> {
     match raw {
         Raw::Text(s) => Ok(s),
         Raw::Toml(DeValue::String(s)) => Ok(s.as_ref()),
-        Raw::Toml(other) => Err(format!(
-            "expected a string like {example}, found {}",
-            describe(other)
-        )),
+        Raw::Toml(other) => Err(format!("expected a string like {example}, found {}", describe(other))),
     }
 }
 
@@ -689,9 +631,7 @@ fn parse_listen(raw: Raw<'_, '_>) -> Result<SocketAddr, String> {
              interfaces or 127.0.0.1:8080 for this machine only; host names are not supported)"
         ))
     } else {
-        Err(format!(
-            "{s:?} is not an address (use host:port, e.g. 0.0.0.0:8080)"
-        ))
+        Err(format!("{s:?} is not an address (use host:port, e.g. 0.0.0.0:8080)"))
     }
 }
 
@@ -722,14 +662,8 @@ fn parse_log_filter(raw: Raw<'_, '_>) -> Result<String, String> {
     }
     for directive in s.split(',').map(str::trim) {
         let bare_word = !directive.is_empty()
-            && directive
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'));
-        if bare_word
-            && directive
-                .parse::<tracing::level_filters::LevelFilter>()
-                .is_err()
-        {
+            && directive.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'));
+        if bare_word && directive.parse::<tracing::level_filters::LevelFilter>().is_err() {
             return Err(bad());
         }
     }
@@ -754,31 +688,21 @@ fn parse_public_url(raw: Raw<'_, '_>) -> Result<Option<String>, String> {
         return Ok(None);
     }
     let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(format!(
-            "{s:?} has no scheme (use a full URL, e.g. \"http://{s}\" or \"https://{s}\")"
-        ));
+        return Err(format!("{s:?} has no scheme (use a full URL, e.g. \"http://{s}\" or \"https://{s}\")"));
     };
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!(
-            "{s:?} uses scheme {scheme:?} (use http:// or https://)"
-        ));
+        return Err(format!("{s:?} uses scheme {scheme:?} (use http:// or https://)"));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{s:?} contains spaces (remove them or encode them as %20)"
-        ));
+        return Err(format!("{s:?} contains spaces (remove them or encode them as %20)"));
     }
     if s.contains(['?', '#']) {
-        return Err(format!(
-            "{s:?} has a query or fragment (use only scheme, host, port and optional path)"
-        ));
+        return Err(format!("{s:?} has a query or fragment (use only scheme, host, port and optional path)"));
     }
     let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() || host.starts_with(':') {
-        return Err(format!(
-            "{s:?} has no host (use e.g. http://192.168.1.10:8080)"
-        ));
+        return Err(format!("{s:?} has no host (use e.g. http://192.168.1.10:8080)"));
     }
     let rest = rest.trim_end_matches('/');
     Ok(Some(format!("{scheme}://{rest}")))
@@ -789,11 +713,7 @@ fn parse_public_url(raw: Raw<'_, '_>) -> Result<Option<String>, String> {
 fn parse_duration(raw: Raw<'_, '_>, min: Duration) -> Result<Duration, String> {
     let d = match raw {
         Raw::Toml(DeValue::Integer(i)) => match i64::from_str_radix(i.as_str(), i.radix()) {
-            Ok(n) if n < 0 => {
-                return Err(format!(
-                    "{n} is negative (use a positive duration like \"30s\")"
-                ))
-            }
+            Ok(n) if n < 0 => return Err(format!("{n} is negative (use a positive duration like \"30s\")")),
             Ok(n) => Duration::from_secs(n.unsigned_abs()),
             Err(_) => return Err(format!("{i} is too large (use a duration like \"12h\")")),
         },
@@ -819,9 +739,7 @@ fn parse_duration(raw: Raw<'_, '_>, min: Duration) -> Result<Duration, String> {
 fn parse_duration_str(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.starts_with('-') {
-        return Err(format!(
-            "{s:?} is negative (use a positive duration like \"30s\")"
-        ));
+        return Err(format!("{s:?} is negative (use a positive duration like \"30s\")"));
     }
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
         return t
@@ -829,8 +747,7 @@ fn parse_duration_str(s: &str) -> Result<Duration, String> {
             .map(Duration::from_secs)
             .map_err(|_| format!("{s:?} is too large (use a duration like \"12h\")"));
     }
-    humantime::parse_duration(t)
-        .map_err(|_| format!("{s:?} is not a duration (use e.g. 30s, 5m, 12h)"))
+    humantime::parse_duration(t).map_err(|_| format!("{s:?} is not a duration (use e.g. 30s, 5m, 12h)"))
 }
 
 fn parse_user_agent(raw: Raw<'_, '_>) -> Result<String, String> {
@@ -839,9 +756,7 @@ fn parse_user_agent(raw: Raw<'_, '_>) -> Result<String, String> {
         return Err("must not be empty (use e.g. \"tunerpool/1.0\")".to_owned());
     }
     if !s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        return Err(format!(
-            "{s:?} must be printable ASCII without line breaks (it is sent as an HTTP header)"
-        ));
+        return Err(format!("{s:?} must be printable ASCII without line breaks (it is sent as an HTTP header)"));
     }
     Ok(s.to_owned())
 }
@@ -849,23 +764,14 @@ fn parse_user_agent(raw: Raw<'_, '_>) -> Result<String, String> {
 fn parse_int(raw: Raw<'_, '_>, min: u32, max: u32) -> Result<u32, String> {
     let range = format!("use a whole number from {min} to {max}");
     let n: i128 = match raw {
-        Raw::Toml(DeValue::Integer(i)) => i128::from_str_radix(i.as_str(), i.radix())
-            .map_err(|_| format!("{i} is too large ({range})"))?,
-        Raw::Text(s) => s
-            .trim()
-            .parse::<i128>()
-            .map_err(|_| format!("{s:?} is not a whole number ({range})"))?,
+        Raw::Toml(DeValue::Integer(i)) => {
+            i128::from_str_radix(i.as_str(), i.radix()).map_err(|_| format!("{i} is too large ({range})"))?
+        }
+        Raw::Text(s) => s.trim().parse::<i128>().map_err(|_| format!("{s:?} is not a whole number ({range})"))?,
         Raw::Toml(DeValue::String(s)) => {
-            return Err(format!(
-                "expected a number like {max}, found the string {s:?} (remove the quotes)"
-            ))
+            return Err(format!("expected a number like {max}, found the string {s:?} (remove the quotes)"))
         }
-        Raw::Toml(other) => {
-            return Err(format!(
-                "expected a whole number like {max}, found {}",
-                describe(other)
-            ))
-        }
+        Raw::Toml(other) => return Err(format!("expected a whole number like {max}, found {}", describe(other))),
     };
     if n < 0 {
         return Err(format!("{n} is negative ({range})"));
@@ -895,9 +801,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -925,16 +829,8 @@ fn suggest_key(path: &str) -> Option<&'static str> {
     for cand in candidates {
         let full = edit_distance(path, cand);
         let by_leaf = edit_distance(leaf, split_path(cand).1);
-        let dist = if close_enough(path, full) {
-            full
-        } else {
-            usize::MAX
-        };
-        let dist = if close_enough(leaf, by_leaf) {
-            dist.min(by_leaf)
-        } else {
-            dist
-        };
+        let dist = if close_enough(path, full) { full } else { usize::MAX };
+        let dist = if close_enough(leaf, by_leaf) { dist.min(by_leaf) } else { dist };
         if dist != usize::MAX && best.is_none_or(|(b, _)| dist < b) {
             best = Some((dist, cand));
         }
@@ -971,20 +867,14 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     /// A config file in a fresh temp dir; the dir is kept alive by the guard.
     fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tunerpool.toml");
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        std::fs::File::create(&path).unwrap().write_all(text.as_bytes()).unwrap();
         (dir, path)
     }
 
@@ -1001,10 +891,7 @@ mod tests {
     }
 
     /// Loads with no file at all (the default file path points nowhere).
-    fn load_no_file(
-        env: Vec<(String, String)>,
-        overrides: &Overrides,
-    ) -> Result<Config, ConfigError> {
+    fn load_no_file(env: Vec<(String, String)>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         load_with_default_file(None, &dir.path().join("absent.toml"), env, overrides)
     }
@@ -1023,10 +910,7 @@ mod tests {
         assert_eq!(cfg.sync.details_initial_delay, Duration::from_secs(60));
         assert_eq!(cfg.upstream.timeout, Duration::from_secs(30));
         assert_eq!(cfg.upstream.connect_timeout, Duration::from_secs(10));
-        assert_eq!(
-            cfg.upstream.user_agent,
-            format!("tunerpool/{}", env!("CARGO_PKG_VERSION"))
-        );
+        assert_eq!(cfg.upstream.user_agent, format!("tunerpool/{}", env!("CARGO_PKG_VERSION")));
         assert_eq!(cfg.upstream.max_redirects, 5);
     }
 
@@ -1087,8 +971,7 @@ max_redirects = 0
 
     #[test]
     fn dotted_keys_and_inline_tables_work() {
-        let (_dir, path) =
-            file("sync.catalog_interval = \"2h\"\nupstream = { max_redirects = 2 }\n");
+        let (_dir, path) = file("sync.catalog_interval = \"2h\"\nupstream = { max_redirects = 2 }\n");
         let cfg = Config::check_file(&path).unwrap();
         assert_eq!(cfg.sync.catalog_interval, Duration::from_secs(7200));
         assert_eq!(cfg.upstream.max_redirects, 2);
@@ -1117,12 +1000,7 @@ max_redirects = 0
     #[test]
     fn empty_env_clears_public_url() {
         let (_dir, path) = file("public_url = \"http://a.example\"\n");
-        let cfg = Config::load(
-            Some(&path),
-            env(&[("TUNERPOOL_PUBLIC_URL", "")]),
-            &Overrides::default(),
-        )
-        .unwrap();
+        let cfg = Config::load(Some(&path), env(&[("TUNERPOOL_PUBLIC_URL", "")]), &Overrides::default()).unwrap();
         assert_eq!(cfg.public_url, None);
     }
 
@@ -1146,30 +1024,21 @@ max_redirects = 0
 
     #[test]
     fn unknown_env_var_is_reported_with_suggestion() {
-        let err = load_no_file(
-            env(&[("TUNERPOOL_LGO_LEVEL", "debug"), ("TUNERPOOL_BANANA", "1")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err =
+            load_no_file(env(&[("TUNERPOOL_LGO_LEVEL", "debug"), ("TUNERPOOL_BANANA", "1")]), &Overrides::default())
+                .unwrap_err();
         assert_eq!(err.problems.len(), 2);
         let p = &err.problems[0];
         assert_eq!(p.source, "env TUNERPOOL_BANANA");
         assert_eq!(p.key, "TUNERPOOL_BANANA");
         let p = &err.problems[1];
         assert_eq!(p.source, "env TUNERPOOL_LGO_LEVEL");
-        assert!(
-            p.message.contains("did you mean TUNERPOOL_LOG_LEVEL?"),
-            "{p}"
-        );
+        assert!(p.message.contains("did you mean TUNERPOOL_LOG_LEVEL?"), "{p}");
     }
 
     #[test]
     fn env_problem_display_matches_docs() {
-        let err = load_no_file(
-            env(&[("TUNERPOOL_LOG_LEVEL", "verbose")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err = load_no_file(env(&[("TUNERPOOL_LOG_LEVEL", "verbose")]), &Overrides::default()).unwrap_err();
         assert_eq!(err.problems[0].key, "log_level");
         assert_eq!(
             err.to_string(),
@@ -1245,36 +1114,17 @@ max_redirects = 0
         let err = load_no_file(no_env(), &overrides).unwrap_err();
         let lines: Vec<String> = err.problems.iter().map(|p| p.to_string()).collect();
         assert_eq!(lines.len(), 4, "{lines:#?}");
-        assert_eq!(
-            lines[0],
-            "--set: novalue: expected key=value (e.g. --set sync.catalog_interval=6h)"
-        );
-        assert_eq!(
-            lines[1],
-            "--set: sync.catalog_intervall: unknown key (did you mean sync.catalog_interval?)"
-        );
-        assert!(
-            lines[2].starts_with("--set: sync: is a section"),
-            "{}",
-            lines[2]
-        );
-        assert_eq!(
-            lines[3],
-            "--set: upstream.max_redirects: -1 is negative (use a whole number from 0 to 20)"
-        );
+        assert_eq!(lines[0], "--set: novalue: expected key=value (e.g. --set sync.catalog_interval=6h)");
+        assert_eq!(lines[1], "--set: sync.catalog_intervall: unknown key (did you mean sync.catalog_interval?)");
+        assert!(lines[2].starts_with("--set: sync: is a section"), "{}", lines[2]);
+        assert_eq!(lines[3], "--set: upstream.max_redirects: -1 is negative (use a whole number from 0 to 20)");
     }
 
     #[test]
     fn flag_problem_names_flag_and_key() {
-        let overrides = Overrides {
-            listen: Some("8080".into()),
-            ..Overrides::default()
-        };
+        let overrides = Overrides { listen: Some("8080".into()), ..Overrides::default() };
         let err = load_no_file(no_env(), &overrides).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "--listen: listen: \"8080\" is not an address (use host:port, e.g. 0.0.0.0:8080)"
-        );
+        assert_eq!(err.to_string(), "--listen: listen: \"8080\" is not an address (use host:port, e.g. 0.0.0.0:8080)");
     }
 
     #[test]
@@ -1294,31 +1144,20 @@ max_redirects = 0
         // Nothing close: list what exists.
         let p = one_problem("[sync]\nzzzzzzzzzz = 1\n");
         assert_eq!(p.key, "sync.zzzzzzzzzz");
-        assert!(
-            p.message
-                .starts_with("unknown key (valid keys: sync.catalog_interval,"),
-            "{}",
-            p.message
-        );
+        assert!(p.message.starts_with("unknown key (valid keys: sync.catalog_interval,"), "{}", p.message);
     }
 
     #[test]
     fn bad_duration() {
         let p = one_problem("[sync]\ncatalog_interval = \"12x\"\n");
         assert_eq!(p.key, "sync.catalog_interval");
-        assert_eq!(
-            p.message,
-            "\"12x\" is not a duration (use e.g. 30s, 5m, 12h)"
-        );
+        assert_eq!(p.message, "\"12x\" is not a duration (use e.g. 30s, 5m, 12h)");
         let p = one_problem("[sync]\ndetails_interval = -5\n");
         assert_eq!(p.key, "sync.details_interval");
         assert!(p.message.contains("negative"), "{}", p.message);
         let p = one_problem("[upstream]\ntimeout = 1.5\n");
         assert_eq!(p.key, "upstream.timeout");
-        assert_eq!(
-            p.message,
-            "expected a string like \"30s\" or a whole number of seconds, found the number 1.5"
-        );
+        assert_eq!(p.message, "expected a string like \"30s\" or a whole number of seconds, found the number 1.5");
     }
 
     #[test]
@@ -1337,35 +1176,19 @@ max_redirects = 0
     fn bad_address() {
         let p = one_problem("listen = \"8080\"\n");
         assert_eq!(p.key, "listen");
-        assert_eq!(
-            p.message,
-            "\"8080\" is not an address (use host:port, e.g. 0.0.0.0:8080)"
-        );
+        assert_eq!(p.message, "\"8080\" is not an address (use host:port, e.g. 0.0.0.0:8080)");
         let p = one_problem("listen = \"tv.lan:8080\"\n");
-        assert!(
-            p.message.contains("host names are not supported"),
-            "{}",
-            p.message
-        );
+        assert!(p.message.contains("host names are not supported"), "{}", p.message);
         let p = one_problem("listen = 8080\n");
-        assert_eq!(
-            p.message,
-            "expected a string like \"0.0.0.0:8080\", found the number 8080"
-        );
+        assert_eq!(p.message, "expected a string like \"0.0.0.0:8080\", found the number 8080");
     }
 
     #[test]
     fn listen_accepts_ipv6_and_localhost() {
         let (_dir, path) = file("listen = \"[::]:8080\"\n");
-        assert_eq!(
-            Config::check_file(&path).unwrap().listen.to_string(),
-            "[::]:8080"
-        );
+        assert_eq!(Config::check_file(&path).unwrap().listen.to_string(), "[::]:8080");
         let (_dir, path) = file("listen = \"localhost:9\"\n");
-        assert_eq!(
-            Config::check_file(&path).unwrap().listen.to_string(),
-            "127.0.0.1:9"
-        );
+        assert_eq!(Config::check_file(&path).unwrap().listen.to_string(), "127.0.0.1:9");
     }
 
     #[test]
@@ -1373,20 +1196,9 @@ max_redirects = 0
         for bad in ["verbose", "", "info,loud", "tunerpool=loud"] {
             let p = one_problem(&format!("log_level = {bad:?}\n"));
             assert_eq!(p.key, "log_level");
-            assert!(
-                p.message
-                    .contains("is not a log filter (use error, warn, info"),
-                "{bad}: {}",
-                p.message
-            );
+            assert!(p.message.contains("is not a log filter (use error, warn, info"), "{bad}: {}", p.message);
         }
-        for good in [
-            "debug",
-            "WARN",
-            "off",
-            "info,tunerpool=debug",
-            "tunerpool::http=trace",
-        ] {
+        for good in ["debug", "WARN", "off", "info,tunerpool=debug", "tunerpool::http=trace"] {
             let (_dir, path) = file(&format!("log_level = {good:?}\n"));
             assert_eq!(Config::check_file(&path).unwrap().log_level, good);
         }
@@ -1403,22 +1215,13 @@ max_redirects = 0
     fn negative_and_out_of_range_integer() {
         let p = one_problem("[upstream]\nmax_redirects = -1\n");
         assert_eq!(p.key, "upstream.max_redirects");
-        assert_eq!(
-            p.message,
-            "-1 is negative (use a whole number from 0 to 20)"
-        );
+        assert_eq!(p.message, "-1 is negative (use a whole number from 0 to 20)");
         let p = one_problem("[upstream]\nmax_redirects = 21\n");
-        assert_eq!(
-            p.message,
-            "21 is out of range (use a whole number from 0 to 20)"
-        );
+        assert_eq!(p.message, "21 is out of range (use a whole number from 0 to 20)");
         let p = one_problem("[upstream]\nmax_redirects = 99999999999999999999\n");
         assert_eq!(p.key, "upstream.max_redirects");
-        let err = load_no_file(
-            env(&[("TUNERPOOL_UPSTREAM_MAX_REDIRECTS", "five")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
+        let err =
+            load_no_file(env(&[("TUNERPOOL_UPSTREAM_MAX_REDIRECTS", "five")]), &Overrides::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "env TUNERPOOL_UPSTREAM_MAX_REDIRECTS: \"five\" is not a whole number (use a whole \
@@ -1430,24 +1233,15 @@ max_redirects = 0
     fn wrong_type() {
         let p = one_problem("[upstream]\nmax_redirects = \"5\"\n");
         assert_eq!(p.key, "upstream.max_redirects");
-        assert_eq!(
-            p.message,
-            "expected a number like 20, found the string \"5\" (remove the quotes)"
-        );
+        assert_eq!(p.message, "expected a number like 20, found the string \"5\" (remove the quotes)");
         let p = one_problem("log_level = true\n");
         assert_eq!(p.key, "log_level");
         assert_eq!(p.message, "expected a string like \"info\", found true");
         let p = one_problem("data_dir = [\"a\"]\n");
-        assert_eq!(
-            p.message,
-            "expected a string like \"./tunerpool-data\", found a list"
-        );
+        assert_eq!(p.message, "expected a string like \"./tunerpool-data\", found a list");
         let p = one_problem("sync = \"12h\"\n");
         assert_eq!(p.key, "sync");
-        assert_eq!(
-            p.message,
-            "expected a table (a [sync] section), found the string \"12h\""
-        );
+        assert_eq!(p.message, "expected a table (a [sync] section), found the string \"12h\"");
     }
 
     #[test]
@@ -1457,18 +1251,11 @@ max_redirects = 0
         assert!(p.message.contains("has no scheme"), "{}", p.message);
         assert!(p.message.contains("http://tv.example.com"), "{}", p.message);
         let p = one_problem("public_url = \"ftp://tv.example.com\"\n");
-        assert!(
-            p.message.contains("use http:// or https://"),
-            "{}",
-            p.message
-        );
+        assert!(p.message.contains("use http:// or https://"), "{}", p.message);
         let p = one_problem("public_url = \"http:///x\"\n");
         assert!(p.message.contains("has no host"), "{}", p.message);
         let (_dir, path) = file("public_url = \"HTTP://10.0.0.1:8080/tv/\"\n");
-        assert_eq!(
-            Config::check_file(&path).unwrap().public_url.as_deref(),
-            Some("http://10.0.0.1:8080/tv")
-        );
+        assert_eq!(Config::check_file(&path).unwrap().public_url.as_deref(), Some("http://10.0.0.1:8080/tv"));
     }
 
     #[test]
@@ -1514,35 +1301,22 @@ timeout = true
         assert!(err.problems.iter().all(|p| p.source == src));
         let text = err.to_string();
         assert_eq!(text.lines().count(), 7);
-        assert!(text.contains(&format!(
-            "{src}: sync.catalog_interval: \"12x\" is not a duration (use e.g. 30s, 5m, 12h)"
-        )));
-        assert!(text.contains(&format!(
-            "{src}: lgo_level: unknown key (did you mean log_level?)"
-        )));
+        assert!(
+            text.contains(&format!("{src}: sync.catalog_interval: \"12x\" is not a duration (use e.g. 30s, 5m, 12h)"))
+        );
+        assert!(text.contains(&format!("{src}: lgo_level: unknown key (did you mean log_level?)")));
     }
 
     #[test]
     fn problems_from_all_layers_are_collected() {
         let (_dir, path) = file("listen = \"nope\"\n");
-        let overrides = Overrides {
-            log_level: Some("verbose".into()),
-            ..Overrides::default()
-        };
-        let err = Config::load(
-            Some(&path),
-            env(&[("TUNERPOOL_SYNC_DETAILS_INTERVAL", "soon")]),
-            &overrides,
-        )
-        .unwrap_err();
+        let overrides = Overrides { log_level: Some("verbose".into()), ..Overrides::default() };
+        let err =
+            Config::load(Some(&path), env(&[("TUNERPOOL_SYNC_DETAILS_INTERVAL", "soon")]), &overrides).unwrap_err();
         let sources: Vec<&str> = err.problems.iter().map(|p| p.source.as_str()).collect();
         assert_eq!(
             sources,
-            [
-                path.display().to_string().as_str(),
-                "env TUNERPOOL_SYNC_DETAILS_INTERVAL",
-                "--log-level"
-            ]
+            [path.display().to_string().as_str(), "env TUNERPOOL_SYNC_DETAILS_INTERVAL", "--log-level"]
         );
     }
 
@@ -1550,18 +1324,10 @@ timeout = true
     fn toml_syntax_error() {
         let p = one_problem("listen = \"0.0.0.0:8080\"\n[sync\ncatalog_interval = \"1h\"\n");
         assert_eq!(p.key, "");
-        assert!(
-            p.message.starts_with("invalid TOML at line 2, column "),
-            "{}",
-            p.message
-        );
+        assert!(p.message.starts_with("invalid TOML at line 2, column "), "{}", p.message);
         assert!(!p.message.contains('\n'));
         let p = one_problem("listen = \"a\"\nlisten = \"b\"\n");
-        assert!(
-            p.message.starts_with("invalid TOML at line 2"),
-            "{}",
-            p.message
-        );
+        assert!(p.message.starts_with("invalid TOML at line 2"), "{}", p.message);
     }
 
     #[test]
@@ -1600,19 +1366,13 @@ timeout = true
         let text = Config::default().to_toml();
         for key in Config::keys() {
             let leaf = split_path(key).1;
-            assert!(
-                text.contains(&format!("{leaf} = ")),
-                "{key} missing:\n{text}"
-            );
+            assert!(text.contains(&format!("{leaf} = ")), "{key} missing:\n{text}");
         }
     }
 
     #[test]
     fn env_var_names() {
-        assert_eq!(
-            Config::env_var_name("sync.catalog_interval"),
-            "TUNERPOOL_SYNC_CATALOG_INTERVAL"
-        );
+        assert_eq!(Config::env_var_name("sync.catalog_interval"), "TUNERPOOL_SYNC_CATALOG_INTERVAL");
         // Every key can be set from the environment.
         for key in Config::keys() {
             let value = match key {
@@ -1621,17 +1381,10 @@ timeout = true
                 "log_format" => "json",
                 "public_url" => "http://x",
                 "upstream.max_redirects" => "1",
-                k if k.starts_with("sync.")
-                    || k.starts_with("upstream.") && k.contains("timeout") =>
-                {
-                    "2m"
-                }
+                k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };
-            let cfg = load_no_file(
-                vec![(Config::env_var_name(key), value.to_owned())],
-                &Overrides::default(),
-            );
+            let cfg = load_no_file(vec![(Config::env_var_name(key), value.to_owned())], &Overrides::default());
             assert!(cfg.is_ok(), "{key}: {cfg:?}");
             assert_ne!(cfg.unwrap(), Config::default(), "{key} had no effect");
         }

@@ -17,15 +17,11 @@ use crate::serve::{shutdown_signal, upstream_http};
 
 pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     let fake_config = FakeConfig::demo();
-    let fake = FakeProvider::start(fake_config.clone())
-        .await
-        .context("cannot start the simulated provider")?;
+    let fake = FakeProvider::start(fake_config.clone()).await.context("cannot start the simulated provider")?;
     let (_tmp, data_dir) = match &args.keep_data {
         Some(dir) => (None, dir.clone()),
         None => {
-            let tmp = tempfile::Builder::new()
-                .prefix("tunerpool-demo-")
-                .tempdir()?;
+            let tmp = tempfile::Builder::new().prefix("tunerpool-demo-").tempdir()?;
             let dir = tmp.path().to_path_buf();
             (Some(tmp), dir)
         }
@@ -35,9 +31,7 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     let http = upstream_http(&config)?;
 
     let mut accounts = fake_config.accounts.iter();
-    let first = accounts
-        .next()
-        .context("the demo provider has no accounts")?;
+    let first = accounts.next().context("the demo provider has no accounts")?;
     let provider = match store.find_provider("Demo provider").await {
         Ok(p) => p,
         Err(_) => {
@@ -71,46 +65,34 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     store.set_provider_url(provider.id, &fake.url()).await?;
     let report = sync_provider(&store, &http, provider.id).await?;
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (choose another port with --listen 127.0.0.1:PORT)",
-                config.listen
-            )
-        })?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {} (choose another port with --listen 127.0.0.1:PORT)", config.listen)
+    })?;
     let addr = listener.local_addr()?;
-    let shown = if addr.ip().is_unspecified() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
-    };
+    let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
     println!("tunerpool listening on http://{shown}");
     println!();
-    println!("Demo: simulated provider at {} with {} accounts, synced {} live channels, {} movies, {} series.", fake.url(), fake_config.accounts.len(), report.live, report.vod, report.series);
+    println!(
+        "Demo: simulated provider at {} with {} accounts, synced {} live channels, {} movies, {} series.",
+        fake.url(),
+        fake_config.accounts.len(),
+        report.live,
+        report.vod,
+        report.series
+    );
     println!("  Channels:   http://{shown}/api/v1/channels");
     println!("  Groups:     http://{shown}/api/v1/groups");
     println!("  Providers:  http://{shown}/api/v1/providers");
     println!("  Health:     http://{shown}/healthz");
-    println!(
-        "  Provider's own counters: {}/_control/counters",
-        fake.url()
-    );
+    println!("  Provider's own counters: {}/_control/counters", fake.url());
     println!(
         "Data dir: {}{}",
         config.data_dir.display(),
-        if args.keep_data.is_some() {
-            ""
-        } else {
-            " (removed on exit)"
-        }
+        if args.keep_data.is_some() { "" } else { " (removed on exit)" }
     );
     println!("Press Ctrl-C to stop.");
 
-    let state = AppState {
-        store: store.clone(),
-        started: Instant::now(),
-    };
+    let state = AppState { store: store.clone(), started: Instant::now() };
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     fake.shutdown().await;

@@ -37,11 +37,7 @@ pub struct M3uSummary {
 }
 
 pub async fn run(config: &Config, cmd: &InspectCommand) -> anyhow::Result<ExitCode> {
-    let InspectCommand::M3u {
-        source,
-        entries,
-        strict,
-    } = cmd;
+    let InspectCommand::M3u { source, entries, strict } = cmd;
     let parsed = M3uSource::parse(source).map_err(|e| anyhow::anyhow!("{source}: {e}"))?;
     let mut http_settings = crate::serve::upstream_http(config)?.settings().clone();
     http_settings.spool_dir = std::env::temp_dir();
@@ -84,9 +80,7 @@ fn add(s: &mut M3uSummary, e: &Entry, urls: &mut std::collections::HashSet<u64>)
         "live"
     };
     *s.kinds.entry(kind).or_default() += 1;
-    *s.groups
-        .entry(e.group_title().unwrap_or_default().to_string())
-        .or_default() += 1;
+    *s.groups.entry(e.group_title().unwrap_or_default().to_string()).or_default() += 1;
     for (k, _) in &e.attrs {
         *s.attributes.entry(k.to_ascii_lowercase()).or_default() += 1;
     }

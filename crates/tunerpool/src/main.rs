@@ -19,10 +19,7 @@ use crate::config::{Config, Overrides};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -55,10 +52,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Config(ConfigCommand::Check { file }) => {
-            let path = file
-                .clone()
-                .or_else(|| cli.config.clone())
-                .unwrap_or_else(|| "tunerpool.toml".into());
+            let path = file.clone().or_else(|| cli.config.clone()).unwrap_or_else(|| "tunerpool.toml".into());
             match Config::check_file(&path) {
                 Ok(_) => {
                     println!("{}: ok", path.display());

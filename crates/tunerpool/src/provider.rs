@@ -43,11 +43,7 @@ pub async fn run(config: &Config, cmd: &ProviderCommand) -> anyhow::Result<ExitC
     Ok(code)
 }
 
-async fn add(
-    config: &Config,
-    store: &tunerpool_catalog::Store,
-    a: &ProviderAddArgs,
-) -> anyhow::Result<ExitCode> {
+async fn add(config: &Config, store: &tunerpool_catalog::Store, a: &ProviderAddArgs) -> anyhow::Result<ExitCode> {
     let kind = match a.kind.parse() {
         Ok(k) => Some(k),
         Err(e) => {
@@ -90,10 +86,7 @@ async fn add(
         }
         Err(e) => {
             eprintln!("the provider was added but its first sync failed: {e}");
-            eprintln!(
-                "fix the problem and run: tunerpool provider sync {}",
-                provider.id
-            );
+            eprintln!("fix the problem and run: tunerpool provider sync {}", provider.id);
             Ok(ExitCode::FAILURE)
         }
     }

@@ -35,10 +35,8 @@ pub async fn run_due(
     http: &UpstreamHttp,
     interval: Duration,
 ) -> Result<usize, tunerpool_catalog::CatalogError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let mut synced = 0;
     for p in store.providers().await? {
         if !p.enabled {
@@ -48,10 +46,7 @@ pub async fn run_due(
             Some(false) => RETRY_AFTER_FAILURE.min(interval),
             _ => interval,
         };
-        let due = p
-            .sync
-            .last_sync_at
-            .is_none_or(|at| now - at >= wait.as_secs() as i64);
+        let due = p.sync.last_sync_at.is_none_or(|at| now - at >= wait.as_secs() as i64);
         if due {
             // Errors are recorded on the provider and logged by the sync itself.
             let _ = sync_provider(store, http, p.id).await;

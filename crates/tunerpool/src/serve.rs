@@ -29,17 +29,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let http = upstream_http(&config)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (is another program using the port? choose another with --listen)", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {} (is another program using the port? choose another with --listen)", config.listen)
+    })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "tunerpool listening");
     println!("tunerpool listening on http://{addr}");
     let _scheduler = crate::scheduler::spawn(store.clone(), http, config.sync.catalog_interval);
-    let state = AppState {
-        store: store.clone(),
-        started: Instant::now(),
-    };
+    let state = AppState { store: store.clone(), started: Instant::now() };
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("tunerpool stopped");

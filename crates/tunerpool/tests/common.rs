@@ -7,9 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel)
 }
 
 /// The tunerpool binary, run in `cwd` with no TUNERPOOL_* variables from the
@@ -57,9 +55,7 @@ pub fn start_server(mut cmd: Command) -> Server {
     let mut lines = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("server did not start; output so far: {lines:?}"));
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("server did not start; output so far: {lines:?}"));
         if let Some(url) = line.strip_prefix("tunerpool listening on ") {
             let base = url.trim().to_string();
             // Collect what follows for a moment (the demo prints URLs after).
@@ -68,11 +64,7 @@ pub fn start_server(mut cmd: Command) -> Server {
             while let Ok(l) = rx.try_recv() {
                 lines.push(l);
             }
-            return Server {
-                child,
-                base,
-                stdout: lines,
-            };
+            return Server { child, base, stdout: lines };
         }
         lines.push(line);
     }
@@ -82,23 +74,15 @@ pub fn start_server(mut cmd: Command) -> Server {
 /// works from sync and async tests alike.
 pub fn get_json(url: &str) -> (u16, serde_json::Value) {
     let url = url.to_string();
-    std::thread::spawn(move || get_json_blocking(&url))
-        .join()
-        .unwrap()
+    std::thread::spawn(move || get_json_blocking(&url)).join().unwrap()
 }
 
 fn get_json_blocking(url: &str) -> (u16, serde_json::Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let resp = reqwest::get(url).await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")),
-        )
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")))
     })
 }

@@ -57,24 +57,13 @@ fn every_fixture_is_summarized_with_the_right_entry_count() {
     files.sort();
     let mut expected: Vec<&str> = EXPECTED.iter().map(|(f, _)| *f).collect();
     expected.sort();
-    assert_eq!(
-        files, expected,
-        "a fixture was added or removed: update EXPECTED"
-    );
+    assert_eq!(files, expected, "a fixture was added or removed: update EXPECTED");
     for (file, count) in EXPECTED {
         let (code, j) = inspect(file, &[]);
         assert_eq!(code, 0, "{file}");
         assert_eq!(j["entries"], *count, "{file}");
-        let groups: u64 = j["groups"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_u64().unwrap())
-            .sum();
-        assert_eq!(
-            groups, *count,
-            "{file}: every entry is in exactly one group bucket"
-        );
+        let groups: u64 = j["groups"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(groups, *count, "{file}: every entry is in exactly one group bucket");
     }
 }
 
@@ -83,10 +72,7 @@ fn quirks_show_up_in_the_summary() {
     let (_, j) = inspect("iptv-org_ch_netplus.m3u", &[]);
     assert!(j["header"]["present"].as_bool().unwrap());
     let header = serde_json::to_string(&j["header"]["attrs"]).unwrap();
-    assert!(
-        header.contains("x-tvg-url") && header.contains("guide.xml.gz"),
-        "{header}"
-    );
+    assert!(header.contains("x-tvg-url") && header.contains("guide.xml.gz"), "{header}");
     assert_eq!(j["attributes"]["tvg-id"], 221);
 
     let (_, j) = inspect("iptv-org_az_odtv.m3u", &[]);
@@ -98,18 +84,12 @@ fn quirks_show_up_in_the_summary() {
 
     let (_, j) = inspect("iptv-org_M3u.txt", &[]);
     assert_eq!(j["header"]["present"], false);
-    assert!(
-        j["duplicate_urls"].as_u64().unwrap() >= 30,
-        "{}",
-        j["duplicate_urls"]
-    );
+    assert!(j["duplicate_urls"].as_u64().unwrap() >= 30, "{}", j["duplicate_urls"]);
 
     let (_, j) = inspect("iptv-org_MongolianTVHD_1.m3u8", &["--entries"]);
     let items = j["items"].as_array().unwrap();
     assert_eq!(items.len(), 71);
-    assert!(items
-        .iter()
-        .all(|e| (37..=50).contains(&e["duration"].as_str().unwrap().parse::<i32>().unwrap())));
+    assert!(items.iter().all(|e| (37..=50).contains(&e["duration"].as_str().unwrap().parse::<i32>().unwrap())));
 }
 
 #[test]
@@ -130,20 +110,11 @@ fn junk_is_reported_with_line_numbers_and_strict_fails() {
 #[test]
 fn missing_file_and_bad_scheme_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tunerpool(dir.path())
-        .args(["inspect", "m3u", "/nonexistent/list.m3u"])
-        .output()
-        .unwrap();
+    let out = tunerpool(dir.path()).args(["inspect", "m3u", "/nonexistent/list.m3u"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("/nonexistent/list.m3u") && err.contains("No such file"),
-        "{err}"
-    );
-    let out = tunerpool(dir.path())
-        .args(["inspect", "m3u", "rtsp://cam/stream"])
-        .output()
-        .unwrap();
+    assert!(err.contains("/nonexistent/list.m3u") && err.contains("No such file"), "{err}");
+    let out = tunerpool(dir.path()).args(["inspect", "m3u", "rtsp://cam/stream"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("unsupported scheme rtsp"),

@@ -20,15 +20,8 @@ fn demo_serves_the_simulated_channels() {
     let (_, providers) = get_json(&format!("{}/api/v1/providers", server.base));
     assert_eq!(providers[0]["accounts"].as_array().unwrap().len(), 2);
     let text = serde_json::to_string(&providers).unwrap();
-    assert!(
-        !text.contains("pass1") && !text.contains("pass2"),
-        "passwords leaked: {text}"
-    );
-    assert!(
-        server.stdout.iter().any(|l| l.contains("/api/v1/channels")),
-        "{:?}",
-        server.stdout
-    );
+    assert!(!text.contains("pass1") && !text.contains("pass2"), "passwords leaked: {text}");
+    assert!(server.stdout.iter().any(|l| l.contains("/api/v1/channels")), "{:?}", server.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,33 +74,20 @@ async fn provider_cli_then_serve() {
         .env("TUNERPOOL_PROVIDER_PASSWORD", "pass1")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["live"], 20);
 
-    let out = tunerpool(dir.path())
-        .args(["provider", "list", "--data-dir", data_s])
-        .output()
-        .unwrap();
+    let out = tunerpool(dir.path()).args(["provider", "list", "--data-dir", data_s]).output().unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        list.contains("\"name\": \"Fake\"") && !list.contains("pass1"),
-        "{list}"
-    );
+    assert!(list.contains("\"name\": \"Fake\"") && !list.contains("pass1"), "{list}");
 
     let mut cmd = tunerpool(dir.path());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_s]);
     let server = start_server(cmd);
     let (status, health) = get_json(&format!("{}/healthz", server.base));
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
-    let (_, page) = get_json(&format!(
-        "{}/api/v1/channels?per_page=5&page=2",
-        server.base
-    ));
+    let (_, page) = get_json(&format!("{}/api/v1/channels?per_page=5&page=2", server.base));
     assert_eq!(page["total"], 20);
     assert_eq!(page["items"][0]["name"], "Channel 6");
     let (_, groups) = get_json(&format!("{}/api/v1/groups", server.base));
@@ -120,67 +100,34 @@ async fn provider_cli_then_serve() {
     assert_eq!(by_group["total"], groups[0]["channels"]);
     let (_, by_name) = get_json(&format!("{}/api/v1/channels?q=channel%201", server.base));
     assert_eq!(by_name["total"], 11, "Channel 1 and 10..19");
-    let (status, bad) = get_json(&format!(
-        "{}/api/v1/channels?page=zero&per_page=5000",
-        server.base
-    ));
+    let (status, bad) = get_json(&format!("{}/api/v1/channels?page=zero&per_page=5000", server.base));
     assert_eq!(status, 400);
-    let fields: Vec<&str> = bad["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["field"].as_str().unwrap())
-        .collect();
+    let fields: Vec<&str> = bad["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
     assert!(fields.contains(&"page"), "{bad}");
     let (status, _) = get_json(&format!("{}/api/v1/providers/999", server.base));
     assert_eq!(status, 404);
     drop(server);
 
-    let out = tunerpool(dir.path())
-        .args(["provider", "remove", "Fake", "--data-dir", data_s])
-        .output()
-        .unwrap();
+    let out = tunerpool(dir.path()).args(["provider", "remove", "Fake", "--data-dir", data_s]).output().unwrap();
     assert!(out.status.success());
 }
 
 #[test]
 fn config_check_names_every_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tunerpool(dir.path())
-        .args(["config", "check"])
-        .arg(testdata("../tunerpool.example.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out =
+        tunerpool(dir.path()).args(["config", "check"]).arg(testdata("../tunerpool.example.toml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "listen = \"8080\"\nlgo_level = \"info\"\n[sync]\ncatalog_interval = \"12x\"\n",
-    )
-    .unwrap();
-    let out = tunerpool(dir.path())
-        .args(["config", "check"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    std::fs::write(&bad, "listen = \"8080\"\nlgo_level = \"info\"\n[sync]\ncatalog_interval = \"12x\"\n").unwrap();
+    let out = tunerpool(dir.path()).args(["config", "check"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("listen:"), "{text}");
-    assert!(
-        text.contains("lgo_level") && text.contains("log_level"),
-        "{text}"
-    );
+    assert!(text.contains("lgo_level") && text.contains("log_level"), "{text}");
     assert!(text.contains("sync.catalog_interval"), "{text}");
     // A bad file stops serve with the same messages.
-    let out = tunerpool(dir.path())
-        .args(["serve", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = tunerpool(dir.path()).args(["serve", "--config"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sync.catalog_interval"));
 }

@@ -29,10 +29,7 @@ impl<T: Send + 'static, S: Send + 'static> Batches<T, S> {
         F: FnOnce(BatchSender<T>) -> JoinHandle<Result<S, UpstreamError>>,
     {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let task = produce(BatchSender {
-            tx,
-            buf: Vec::with_capacity(BATCH_SIZE),
-        });
+        let task = produce(BatchSender { tx, buf: Vec::with_capacity(BATCH_SIZE) });
         Batches { rx, task }
     }
 

@@ -16,11 +16,7 @@ pub enum UpstreamError {
     /// The provider answered 200 but not with what was asked for (an HTML
     /// error page instead of JSON, a truncated body, ...).
     #[error("{url} did not return {expected}: {detail}")]
-    BadBody {
-        url: String,
-        expected: &'static str,
-        detail: String,
-    },
+    BadBody { url: String, expected: &'static str, detail: String },
     /// Reading a local playlist file failed.
     #[error("cannot read {path}: {reason}")]
     File { path: String, reason: String },
@@ -31,9 +27,7 @@ pub enum UpstreamError {
 
 fn hint_for_status(status: u16) -> &'static str {
     match status {
-        401 | 403 => {
-            " (check the username and password, or whether the account is expired or banned)"
-        }
+        401 | 403 => " (check the username and password, or whether the account is expired or banned)",
         404 => " (check the server URL and port)",
         429 => " (the provider is rate-limiting: try again later)",
         500..=599 => " (the provider has a problem: try again later)",

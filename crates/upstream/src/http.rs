@@ -57,9 +57,7 @@ impl UpstreamHttp {
             // A large catalog may take longer than `timeout` in total; what
             // matters is that bytes keep coming.
             .read_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(
-                settings.max_redirects as usize,
-            ))
+            .redirect(reqwest::redirect::Policy::limited(settings.max_redirects as usize))
             .build()
             .map_err(|e| UpstreamError::InvalidUrl {
                 url: String::new(),
@@ -74,17 +72,9 @@ impl UpstreamHttp {
 
     /// GET `url`, check the status, and return the response with its body
     /// unread. `secrets` are masked in any error message.
-    pub async fn get(
-        &self,
-        url: &str,
-        secrets: &[&str],
-        size: BodySize,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    pub async fn get(&self, url: &str, secrets: &[&str], size: BodySize) -> Result<reqwest::Response, UpstreamError> {
         let shown = redact_url(url, secrets);
-        let parsed = parse_http_url(url).map_err(|reason| UpstreamError::InvalidUrl {
-            url: shown.clone(),
-            reason,
-        })?;
+        let parsed = parse_http_url(url).map_err(|reason| UpstreamError::InvalidUrl { url: shown.clone(), reason })?;
         let mut req = self.client.get(parsed);
         if size == BodySize::Small {
             req = req.timeout(self.settings.timeout);
@@ -95,10 +85,7 @@ impl UpstreamHttp {
         })?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(UpstreamError::Status {
-                url: shown,
-                status: status.as_u16(),
-            });
+            return Err(UpstreamError::Status { url: shown, status: status.as_u16() });
         }
         Ok(resp)
     }
@@ -109,52 +96,35 @@ impl UpstreamHttp {
     /// returns it rewound. A large catalog is thus fully received before any
     /// of it is written to the store, and memory stays flat: the file lives
     /// in the page cache, not in this process.
-    pub async fn download(
-        &self,
-        url: &str,
-        secrets: &[&str],
-    ) -> Result<std::fs::File, UpstreamError> {
+    pub async fn download(&self, url: &str, secrets: &[&str]) -> Result<std::fs::File, UpstreamError> {
         use futures_util::StreamExt;
         use std::io::Seek;
         use tokio::io::AsyncWriteExt;
 
         let shown = redact_url(url, secrets);
         let resp = self.get(url, secrets, BodySize::Large).await?;
-        std::fs::create_dir_all(&self.settings.spool_dir)
-            .map_err(|e| spool_error(&self.settings.spool_dir, e))?;
-        let file = tempfile::tempfile_in(&self.settings.spool_dir)
-            .map_err(|e| spool_error(&self.settings.spool_dir, e))?;
-        let mut out =
-            tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
+        std::fs::create_dir_all(&self.settings.spool_dir).map_err(|e| spool_error(&self.settings.spool_dir, e))?;
+        let file =
+            tempfile::tempfile_in(&self.settings.spool_dir).map_err(|e| spool_error(&self.settings.spool_dir, e))?;
+        let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| UpstreamError::BadBody {
                 url: shown.clone(),
                 expected: "a complete response",
-                detail: format!(
-                    "the download was interrupted: {}",
-                    describe_reqwest_error(&e, secrets)
-                ),
+                detail: format!("the download was interrupted: {}", describe_reqwest_error(&e, secrets)),
             })?;
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| spool_error(&self.settings.spool_dir, e))?;
+            out.write_all(&chunk).await.map_err(|e| spool_error(&self.settings.spool_dir, e))?;
         }
-        out.flush()
-            .await
-            .map_err(|e| spool_error(&self.settings.spool_dir, e))?;
+        out.flush().await.map_err(|e| spool_error(&self.settings.spool_dir, e))?;
         let mut file = out.into_inner().into_std().await;
-        file.rewind()
-            .map_err(|e| spool_error(&self.settings.spool_dir, e))?;
+        file.rewind().map_err(|e| spool_error(&self.settings.spool_dir, e))?;
         Ok(file)
     }
 }
 
 fn spool_error(dir: &std::path::Path, e: std::io::Error) -> UpstreamError {
-    UpstreamError::File {
-        path: dir.display().to_string(),
-        reason: format!("cannot spool a download: {e}"),
-    }
+    UpstreamError::File { path: dir.display().to_string(), reason: format!("cannot spool a download: {e}") }
 }
 
 /// Parses an absolute http(s) URL, with a message that says what is wrong.
@@ -167,11 +137,7 @@ pub fn parse_http_url(url: &str) -> Result<reqwest::Url, String> {
     })?;
     match parsed.scheme() {
         "http" | "https" => {}
-        other => {
-            return Err(format!(
-                "unsupported scheme {other}: use http:// or https://"
-            ))
-        }
+        other => return Err(format!("unsupported scheme {other}: use http:// or https://")),
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err("the URL has no host".to_string());

@@ -24,9 +24,7 @@ impl M3uSource {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if s.is_empty() {
-            return Err(
-                "the playlist location is empty: give an http(s):// URL or a file path".into(),
-            );
+            return Err("the playlist location is empty: give an http(s):// URL or a file path".into());
         }
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
@@ -37,9 +35,7 @@ impl M3uSource {
             return Ok(M3uSource::File(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = s.split_once("://") {
-            return Err(format!(
-                "unsupported scheme {scheme}://: use http://, https:// or a file path"
-            ));
+            return Err(format!("unsupported scheme {scheme}://: use http://, https:// or a file path"));
         }
         Ok(M3uSource::File(PathBuf::from(s)))
     }
@@ -56,41 +52,44 @@ pub async fn fetch(
     source: &M3uSource,
     secrets: &[&str],
 ) -> Result<Batches<Entry, Summary>, UpstreamError> {
+    fetch_map(http, source, secrets, |e| e).await
+}
+
+/// Like [`fetch`], but turns each entry into a `T` on the parsing thread, so
+/// that the consumer (a database writer) does not pay for the conversion.
+pub async fn fetch_map<T, F>(
+    http: &UpstreamHttp,
+    source: &M3uSource,
+    secrets: &[&str],
+    map: F,
+) -> Result<Batches<T, Summary>, UpstreamError>
+where
+    T: Send + 'static,
+    F: FnMut(Entry) -> T + Send + 'static,
+{
     let (file, shown) = match source {
         M3uSource::Url(url) => (http.download(url, secrets).await?, redact_url(url, secrets)),
         M3uSource::File(path) => {
             let shown = path.display().to_string();
-            let file = std::fs::File::open(path).map_err(|e| UpstreamError::File {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
+            let file = std::fs::File::open(path)
+                .map_err(|e| UpstreamError::File { path: shown.clone(), reason: e.to_string() })?;
             (file, shown)
         }
     };
-    Ok(Batches::spawn(move |sender| {
-        tokio::task::spawn_blocking(move || parse_blocking(file, &shown, sender))
-    }))
+    Ok(Batches::spawn(move |sender| tokio::task::spawn_blocking(move || parse_blocking(file, &shown, sender, map))))
 }
 
-fn parse_blocking(
+fn parse_blocking<T>(
     file: std::fs::File,
     shown: &str,
-    mut sender: BatchSender<Entry>,
+    mut sender: BatchSender<T>,
+    mut map: impl FnMut(Entry) -> T,
 ) -> Result<Summary, UpstreamError> {
-    let read_err = |e: std::io::Error| UpstreamError::File {
-        path: shown.to_string(),
-        reason: e.to_string(),
-    };
+    let read_err = |e: std::io::Error| UpstreamError::File { path: shown.to_string(), reason: e.to_string() };
     let mut buffered = BufReader::with_capacity(READ_CHUNK, file);
-    let is_gzip = buffered
-        .fill_buf()
-        .map_err(read_err)?
-        .starts_with(&[0x1f, 0x8b]);
-    let mut reader: Box<dyn Read> = if is_gzip {
-        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-    } else {
-        Box::new(buffered)
-    };
+    let is_gzip = buffered.fill_buf().map_err(read_err)?.starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> =
+        if is_gzip { Box::new(flate2::bufread::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
     let mut parser = Parser::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out = Vec::new();
@@ -103,14 +102,14 @@ fn parse_blocking(
         };
         parser.feed(&buf[..n], &mut out);
         for e in out.drain(..) {
-            if !sender.push_blocking(e) {
+            if !sender.push_blocking(map(e)) {
                 return Err(UpstreamError::Cancelled);
             }
         }
     }
     let summary = parser.finish(&mut out);
     for e in out.drain(..) {
-        if !sender.push_blocking(e) {
+        if !sender.push_blocking(map(e)) {
             return Err(UpstreamError::Cancelled);
         }
     }
@@ -126,18 +125,9 @@ mod tests {
 
     #[test]
     fn source_kinds() {
-        assert_eq!(
-            M3uSource::parse("http://a/b.m3u").unwrap(),
-            M3uSource::Url("http://a/b.m3u".into())
-        );
-        assert_eq!(
-            M3uSource::parse("/tmp/x.m3u").unwrap(),
-            M3uSource::File("/tmp/x.m3u".into())
-        );
-        assert_eq!(
-            M3uSource::parse("file:///tmp/x.m3u").unwrap(),
-            M3uSource::File("/tmp/x.m3u".into())
-        );
+        assert_eq!(M3uSource::parse("http://a/b.m3u").unwrap(), M3uSource::Url("http://a/b.m3u".into()));
+        assert_eq!(M3uSource::parse("/tmp/x.m3u").unwrap(), M3uSource::File("/tmp/x.m3u".into()));
+        assert_eq!(M3uSource::parse("file:///tmp/x.m3u").unwrap(), M3uSource::File("/tmp/x.m3u".into()));
         assert!(M3uSource::parse("rtmp://a/b").unwrap_err().contains("rtmp"));
         assert!(M3uSource::parse("  ").is_err());
     }

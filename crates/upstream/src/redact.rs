@@ -48,9 +48,7 @@ fn mask_query(url: &str) -> String {
     let masked: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, v))
-                if !v.is_empty() && SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) =>
-            {
+            Some((k, v)) if !v.is_empty() && SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) => {
                 format!("{k}={MASK}")
             }
             _ => pair.to_string(),
@@ -71,19 +69,13 @@ mod tests {
     fn masks_password_query_param() {
         let u = "http://h:8080/player_api.php?username=bob&password=s3cret&action=get_live_streams";
         let r = redact_url(u, &[]);
-        assert_eq!(
-            r,
-            "http://h:8080/player_api.php?username=bob&password=***&action=get_live_streams"
-        );
+        assert_eq!(r, "http://h:8080/player_api.php?username=bob&password=***&action=get_live_streams");
     }
 
     #[test]
     fn masks_password_in_path_raw_and_encoded() {
         let pw = "p/a+ss%1";
-        let u = format!(
-            "http://h/live/bob/{}/12.ts and http://h/live/bob/{pw}/12.ts",
-            percent_encode(pw)
-        );
+        let u = format!("http://h/live/bob/{}/12.ts and http://h/live/bob/{pw}/12.ts", percent_encode(pw));
         let r = redact_url(&u, &[pw]);
         assert!(!r.contains(pw), "{r}");
         assert!(!r.contains(&percent_encode(pw)), "{r}");

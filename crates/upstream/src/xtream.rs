@@ -67,12 +67,7 @@ pub fn normalize_base_url(input: &str) -> Result<String, String> {
         base.push_str(&format!(":{port}"));
     }
     let mut path = url.path().trim_end_matches('/').to_string();
-    for suffix in [
-        "/player_api.php",
-        "/get.php",
-        "/xmltv.php",
-        "/panel_api.php",
-    ] {
+    for suffix in ["/player_api.php", "/get.php", "/xmltv.php", "/panel_api.php"] {
         if let Some(stripped) = path.strip_suffix(suffix) {
             path = stripped.to_string();
         }
@@ -82,22 +77,10 @@ pub fn normalize_base_url(input: &str) -> Result<String, String> {
 }
 
 impl XtreamClient {
-    pub fn new(
-        http: UpstreamHttp,
-        server_url: &str,
-        username: &str,
-        password: &str,
-    ) -> Result<Self, UpstreamError> {
-        let base = normalize_base_url(server_url).map_err(|reason| UpstreamError::InvalidUrl {
-            url: redact_url(server_url, &[password]),
-            reason,
-        })?;
-        Ok(XtreamClient {
-            http,
-            base,
-            username: username.to_string(),
-            password: password.to_string(),
-        })
+    pub fn new(http: UpstreamHttp, server_url: &str, username: &str, password: &str) -> Result<Self, UpstreamError> {
+        let base = normalize_base_url(server_url)
+            .map_err(|reason| UpstreamError::InvalidUrl { url: redact_url(server_url, &[password]), reason })?;
+        Ok(XtreamClient { http, base, username: username.to_string(), password: password.to_string() })
     }
 
     /// The panel's base URL (`http://host:port`), without credentials.
@@ -106,8 +89,7 @@ impl XtreamClient {
     }
 
     fn api_url(&self, action: Option<&str>, extra: &[(&str, &str)]) -> String {
-        let mut url = reqwest::Url::parse(&format!("{}/player_api.php", self.base))
-            .expect("base URL was validated");
+        let mut url = reqwest::Url::parse(&format!("{}/player_api.php", self.base)).expect("base URL was validated");
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("username", &self.username);
@@ -127,10 +109,7 @@ impl XtreamClient {
     }
 
     async fn get_small(&self, url: &str) -> Result<bytes::Bytes, UpstreamError> {
-        let resp = self
-            .http
-            .get(url, &[&self.password], BodySize::Small)
-            .await?;
+        let resp = self.http.get(url, &[&self.password], BodySize::Small).await?;
         resp.bytes().await.map_err(|e| UpstreamError::Unreachable {
             url: self.redacted(url),
             reason: crate::http::describe_reqwest_error(&e, &[&self.password]),
@@ -157,16 +136,15 @@ impl XtreamClient {
     pub async fn authenticate(&self) -> Result<AuthResponse, UpstreamError> {
         let url = self.api_url(None, &[]);
         let body = self.get_small(&url).await?;
-        xtream::parse_auth(&body)
-            .map_err(|e| self.bad_body(&url, "account details (JSON with user_info)", e))
+        xtream::parse_auth(&body).map_err(|e| self.bad_body(&url, "account details (JSON with user_info)", e))
     }
 
     /// The categories of one section.
     pub async fn categories(&self, section: Section) -> Result<Vec<Category>, UpstreamError> {
         let url = self.api_url(Some(section.categories_action()), &[]);
         let body = self.get_small(&url).await?;
-        let list = xtream::parse_list::<Category>(&body)
-            .map_err(|e| self.bad_body(&url, "a JSON list of categories", e))?;
+        let list =
+            xtream::parse_list::<Category>(&body).map_err(|e| self.bad_body(&url, "a JSON list of categories", e))?;
         Ok(list.items)
     }
 
@@ -175,11 +153,7 @@ impl XtreamClient {
     pub async fn download_items(&self, section: Section) -> Result<Spooled, UpstreamError> {
         let url = self.api_url(Some(section.items_action()), &[]);
         let file = self.http.download(&url, &[&self.password]).await?;
-        Ok(Spooled {
-            file,
-            shown_url: self.redacted(&url),
-            password: self.password.clone(),
-        })
+        Ok(Spooled { file, shown_url: self.redacted(&url), password: self.password.clone() })
     }
 }
 
@@ -196,9 +170,18 @@ pub fn parse_items<T>(spooled: Spooled) -> Batches<T, ItemCounts>
 where
     T: DeserializeOwned + Send + 'static,
 {
-    Batches::spawn(move |sender| {
-        tokio::task::spawn_blocking(move || parse_blocking::<T>(spooled, sender))
-    })
+    parse_items_map(spooled, |t: T| t)
+}
+
+/// Like [`parse_items`], but turns each item into an `R` on the parsing
+/// thread, so that the consumer (a database writer) does not pay for it.
+pub fn parse_items_map<T, R, F>(spooled: Spooled, map: F) -> Batches<R, ItemCounts>
+where
+    T: DeserializeOwned + Send + 'static,
+    R: Send + 'static,
+    F: FnMut(T) -> R + Send + 'static,
+{
+    Batches::spawn(move |sender| tokio::task::spawn_blocking(move || parse_blocking::<T, R>(spooled, sender, map)))
 }
 
 /// A reader that fails once the consumer is gone, so the parser stops early.
@@ -216,9 +199,10 @@ impl<R: Read> Read for StopOnCancel<R> {
     }
 }
 
-fn parse_blocking<T: DeserializeOwned>(
+fn parse_blocking<T: DeserializeOwned, R>(
     spooled: Spooled,
-    mut sender: BatchSender<T>,
+    mut sender: BatchSender<R>,
+    mut map: impl FnMut(T) -> R,
 ) -> Result<ItemCounts, UpstreamError> {
     let cancelled = Arc::new(AtomicBool::new(false));
     let reader = StopOnCancel {
@@ -226,7 +210,7 @@ fn parse_blocking<T: DeserializeOwned>(
         cancelled: cancelled.clone(),
     };
     let result = xtream::for_each_item::<_, T>(reader, |item| {
-        if !sender.push_blocking(item) {
+        if !sender.push_blocking(map(item)) {
             cancelled.store(true, Ordering::Relaxed);
         }
     });
@@ -254,22 +238,13 @@ mod tests {
 
     #[test]
     fn normalizes_pasted_urls() {
-        assert_eq!(
-            normalize_base_url("http://h:8080/").unwrap(),
-            "http://h:8080"
-        );
+        assert_eq!(normalize_base_url("http://h:8080/").unwrap(), "http://h:8080");
         assert_eq!(
             normalize_base_url(" http://h:8080/player_api.php?username=a&password=b ").unwrap(),
             "http://h:8080"
         );
-        assert_eq!(
-            normalize_base_url("https://h/get.php?username=a").unwrap(),
-            "https://h"
-        );
-        assert_eq!(
-            normalize_base_url("http://h/sub/dir/").unwrap(),
-            "http://h/sub/dir"
-        );
+        assert_eq!(normalize_base_url("https://h/get.php?username=a").unwrap(), "https://h");
+        assert_eq!(normalize_base_url("http://h/sub/dir/").unwrap(), "http://h/sub/dir");
         assert!(normalize_base_url("h:8080").is_err());
     }
 
@@ -278,10 +253,7 @@ mod tests {
         let http = UpstreamHttp::new(Default::default()).unwrap();
         let c = XtreamClient::new(http, "http://h:1", "u s", "p&w/+").unwrap();
         let u = c.api_url(Some("get_live_streams"), &[]);
-        assert_eq!(
-            u,
-            "http://h:1/player_api.php?username=u+s&password=p%26w%2F%2B&action=get_live_streams"
-        );
+        assert_eq!(u, "http://h:1/player_api.php?username=u+s&password=p%26w%2F%2B&action=get_live_streams");
         assert!(!c.redacted(&u).contains("p%26w"));
         assert!(!format!("{c:?}").contains("p&w"));
     }

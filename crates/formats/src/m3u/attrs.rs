@@ -81,13 +81,11 @@ pub(crate) fn parse_extinf(rest: &str) -> Result<ExtInf, &'static str> {
         None => String::new(),
     };
     if duration.is_empty() && attrs.is_empty() && comma.is_none() {
-        return Err("#EXTINF has no duration, no attributes and no ',title'; expected '#EXTINF:-1 key=\"value\",Title'");
+        return Err(
+            "#EXTINF has no duration, no attributes and no ',title'; expected '#EXTINF:-1 key=\"value\",Title'",
+        );
     }
-    Ok(ExtInf {
-        duration,
-        attrs,
-        title,
-    })
+    Ok(ExtInf { duration, attrs, title })
 }
 
 /// Parses the attributes that follow `#EXTM3U`, appending them to `attrs`.
@@ -100,12 +98,7 @@ pub(crate) fn parse_header_attrs(rest: &str, attrs: &mut Vec<(String, String)>) 
 ///
 /// In [`Mode::ExtInf`] returns the byte index of the comma that starts the
 /// title, if any. In [`Mode::Header`] always returns `None`.
-pub(crate) fn scan_attrs(
-    s: &str,
-    mut pos: usize,
-    mode: Mode,
-    attrs: &mut Vec<(String, String)>,
-) -> Option<usize> {
+pub(crate) fn scan_attrs(s: &str, mut pos: usize, mode: Mode, attrs: &mut Vec<(String, String)>) -> Option<usize> {
     let bytes = s.as_bytes();
     loop {
         pos = skip_ws(bytes, pos);
@@ -174,10 +167,7 @@ pub(crate) fn read_value(s: &str, pos: usize, mode: Mode) -> (&str, usize) {
         }
         _ => {
             let mut end = pos;
-            while end < bytes.len()
-                && !is_ws(bytes[end])
-                && !(mode == Mode::ExtInf && bytes[end] == b',')
-            {
+            while end < bytes.len() && !is_ws(bytes[end]) && !(mode == Mode::ExtInf && bytes[end] == b',') {
                 end += 1;
             }
             (&s[pos..end], end)
@@ -217,19 +207,14 @@ mod tests {
     use super::*;
 
     fn attrs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn simple() {
         let e = parse_extinf(r#"-1 tvg-id="a.b" group-title="News",Title here"#).unwrap();
         assert_eq!(e.duration, "-1");
-        assert_eq!(
-            e.attrs,
-            attrs(&[("tvg-id", "a.b"), ("group-title", "News")])
-        );
+        assert_eq!(e.attrs, attrs(&[("tvg-id", "a.b"), ("group-title", "News")]));
         assert_eq!(e.title, "Title here");
     }
 
@@ -239,44 +224,27 @@ mod tests {
         assert_eq!((e.duration.as_str(), e.title.as_str()), ("40", "MNB HD"));
         assert!(e.attrs.is_empty());
         let e = parse_extinf(" -1.000 ,  Spaced  ").unwrap();
-        assert_eq!(
-            (e.duration.as_str(), e.title.as_str()),
-            ("-1.000", "Spaced")
-        );
+        assert_eq!((e.duration.as_str(), e.title.as_str()), ("-1.000", "Spaced"));
     }
 
     #[test]
     fn comma_inside_quotes() {
-        let e =
-            parse_extinf(r#"-1 group-title="Movies, Action" tvg-name="A,B",Real, title"#).unwrap();
-        assert_eq!(
-            e.attrs,
-            attrs(&[("group-title", "Movies, Action"), ("tvg-name", "A,B")])
-        );
+        let e = parse_extinf(r#"-1 group-title="Movies, Action" tvg-name="A,B",Real, title"#).unwrap();
+        assert_eq!(e.attrs, attrs(&[("group-title", "Movies, Action"), ("tvg-name", "A,B")]));
         assert_eq!(e.title, "Real, title");
     }
 
     #[test]
     fn single_quotes_and_unquoted() {
         let e = parse_extinf(r#"-1 tvg-name='He said "hi"' tvg-chno=5 x:y_z=ok,T"#).unwrap();
-        assert_eq!(
-            e.attrs,
-            attrs(&[
-                ("tvg-name", r#"He said "hi""#),
-                ("tvg-chno", "5"),
-                ("x:y_z", "ok")
-            ])
-        );
+        assert_eq!(e.attrs, attrs(&[("tvg-name", r#"He said "hi""#), ("tvg-chno", "5"), ("x:y_z", "ok")]));
         assert_eq!(e.title, "T");
     }
 
     #[test]
     fn inner_quotes_recovered() {
         let e = parse_extinf(r#"-1 tvg-name="The "Best" TV" tvg-id="x",Name"#).unwrap();
-        assert_eq!(
-            e.attrs,
-            attrs(&[("tvg-name", r#"The "Best" TV"#), ("tvg-id", "x")])
-        );
+        assert_eq!(e.attrs, attrs(&[("tvg-name", r#"The "Best" TV"#), ("tvg-id", "x")]));
         assert_eq!(e.title, "Name");
         let e = parse_extinf(r#"-1 tvg-name="The "Best" TV",Name"#).unwrap();
         assert_eq!(e.attrs, attrs(&[("tvg-name", r#"The "Best" TV"#)]));
@@ -296,10 +264,7 @@ mod tests {
     #[test]
     fn empty_values_and_spaces_around_equals() {
         let e = parse_extinf(r#"-1 tvg-id="" tvg-logo= group-title = "G",T"#).unwrap();
-        assert_eq!(
-            e.attrs,
-            attrs(&[("tvg-id", ""), ("tvg-logo", ""), ("group-title", "G")])
-        );
+        assert_eq!(e.attrs, attrs(&[("tvg-id", ""), ("tvg-logo", ""), ("group-title", "G")]));
     }
 
     #[test]
@@ -336,17 +301,7 @@ mod tests {
     #[test]
     fn header_attrs_keep_commas() {
         let mut a = Vec::new();
-        parse_header_attrs(
-            r#" url-tvg=a.xml,b.xml x-tvg-url="c.xml, d.xml" tvg-shift=2"#,
-            &mut a,
-        );
-        assert_eq!(
-            a,
-            attrs(&[
-                ("url-tvg", "a.xml,b.xml"),
-                ("x-tvg-url", "c.xml, d.xml"),
-                ("tvg-shift", "2")
-            ])
-        );
+        parse_header_attrs(r#" url-tvg=a.xml,b.xml x-tvg-url="c.xml, d.xml" tvg-shift=2"#, &mut a);
+        assert_eq!(a, attrs(&[("url-tvg", "a.xml,b.xml"), ("x-tvg-url", "c.xml, d.xml"), ("tvg-shift", "2")]));
     }
 }

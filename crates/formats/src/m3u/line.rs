@@ -27,11 +27,7 @@ pub(crate) const SNIPPET_CHARS: usize = 120;
 pub(crate) fn decode(bytes: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
-        Err(_) => {
-            encoding_rs::WINDOWS_1252
-                .decode_without_bom_handling(bytes)
-                .0
-        }
+        Err(_) => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0,
     }
 }
 
@@ -123,28 +119,18 @@ pub(crate) fn is_url_like(line: &str) -> bool {
     if line.contains(['<', '>', '"']) || line.chars().any(char::is_control) {
         return false;
     }
-    if matches!(first, b'/' | b'\\')
-        || line.starts_with("./")
-        || line.starts_with("../")
-        || line.starts_with("~/")
-    {
+    if matches!(first, b'/' | b'\\') || line.starts_with("./") || line.starts_with("../") || line.starts_with("~/") {
         return true;
     }
     // Windows drive path: `C:\` or `C:/`.
-    if bytes.len() >= 3
-        && first.is_ascii_alphabetic()
-        && bytes[1] == b':'
-        && matches!(bytes[2], b'\\' | b'/')
-    {
+    if bytes.len() >= 3 && first.is_ascii_alphabetic() && bytes[1] == b':' && matches!(bytes[2], b'\\' | b'/') {
         return true;
     }
     // Relative file name with an extension.
     let name = line.rsplit(['/', '\\']).next().unwrap_or(line);
     match name.rsplit_once('.') {
         Some((stem, ext)) => {
-            !stem.trim().is_empty()
-                && (1..=5).contains(&ext.len())
-                && ext.bytes().all(|b| b.is_ascii_alphanumeric())
+            !stem.trim().is_empty() && (1..=5).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
         }
         None => false,
     }

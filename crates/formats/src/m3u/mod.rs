@@ -59,9 +59,7 @@ impl Header {
         let items = self
             .attrs
             .iter()
-            .filter(|(k, _)| {
-                k.eq_ignore_ascii_case("x-tvg-url") || k.eq_ignore_ascii_case("url-tvg")
-            })
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-tvg-url") || k.eq_ignore_ascii_case("url-tvg"))
             .flat_map(|(_, v)| v.split(','))
             .map(str::trim);
         for url in items {
@@ -117,10 +115,7 @@ impl Entry {
     /// First non-empty (trimmed) `#EXTVLCOPT` value among `keys`.
     fn vlc_opt_nonempty(&self, keys: &[&str]) -> Option<&str> {
         keys.iter().find_map(|key| {
-            self.vlc_opts
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-                .find_map(|(_, v)| nonempty(v.as_deref()))
+            self.vlc_opts.iter().filter(|(k, _)| k.eq_ignore_ascii_case(key)).find_map(|(_, v)| nonempty(v.as_deref()))
         })
     }
 
@@ -146,15 +141,13 @@ impl Entry {
 
     /// Group: the `group-title` attribute, else the `#EXTGRP` line.
     pub fn group_title(&self) -> Option<&str> {
-        self.attr_nonempty(&["group-title"])
-            .or_else(|| nonempty(self.extgrp.as_deref()))
+        self.attr_nonempty(&["group-title"]).or_else(|| nonempty(self.extgrp.as_deref()))
     }
 
     /// User agent to send: `user-agent` / `http-user-agent` attribute, else
     /// `#EXTVLCOPT:http-user-agent`.
     pub fn user_agent(&self) -> Option<&str> {
-        self.attr_nonempty(&["user-agent", "http-user-agent"])
-            .or_else(|| self.vlc_opt_nonempty(&["http-user-agent"]))
+        self.attr_nonempty(&["user-agent", "http-user-agent"]).or_else(|| self.vlc_opt_nonempty(&["http-user-agent"]))
     }
 
     /// Referrer to send: `http-referrer` / `referrer` attribute (or the
@@ -166,9 +159,7 @@ impl Entry {
 
     /// Display name: the title, else `tvg-name`, else the URL.
     pub fn name(&self) -> &str {
-        nonempty(Some(&self.title))
-            .or_else(|| self.tvg_name())
-            .unwrap_or(&self.url)
+        nonempty(Some(&self.title)).or_else(|| self.tvg_name()).unwrap_or(&self.url)
     }
 }
 
@@ -204,18 +195,11 @@ pub fn parse(input: &[u8]) -> Playlist {
     let mut entries = Vec::new();
     parser.feed(input, &mut entries);
     let summary = parser.finish(&mut entries);
-    Playlist {
-        header: summary.header,
-        entries,
-        skipped: summary.skipped,
-    }
+    Playlist { header: summary.header, entries, skipped: summary.skipped }
 }
 
 fn find_attr<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v.as_str())
+    attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
 }
 
 fn nonempty(v: Option<&str>) -> Option<&str> {

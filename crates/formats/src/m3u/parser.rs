@@ -138,12 +138,7 @@ impl Parser {
         if let Some(p) = self.pending.take() {
             self.skip_pending(p);
         }
-        Summary {
-            header: self.header,
-            skipped: self.skipped,
-            lines: self.lines,
-            entries: self.entries,
-        }
+        Summary { header: self.header, skipped: self.skipped, lines: self.lines, entries: self.entries }
     }
 
     /// Appends bytes to the current partial line, switching to overlong mode
@@ -158,8 +153,7 @@ impl Parser {
         if self.partial.len() + bytes.len() > MAX_LINE {
             self.overlong = true;
             let keep = OVERLONG_KEEP.saturating_sub(self.partial.len());
-            self.partial
-                .extend_from_slice(&bytes[..keep.min(bytes.len())]);
+            self.partial.extend_from_slice(&bytes[..keep.min(bytes.len())]);
             self.partial.truncate(OVERLONG_KEEP);
         } else {
             self.partial.extend_from_slice(bytes);
@@ -174,11 +168,7 @@ impl Parser {
             self.overlong = false;
             let head = &raw[..raw.len().min(OVERLONG_KEEP)];
             let text = String::from_utf8_lossy(head);
-            self.skip(
-                line_no,
-                format!("line is longer than {MAX_LINE} bytes; ignored"),
-                &text,
-            );
+            self.skip(line_no, format!("line is longer than {MAX_LINE} bytes; ignored"), &text);
             return;
         }
         let decoded = line::decode(raw);
@@ -253,10 +243,7 @@ impl Parser {
                         }
                         e
                     }
-                    None => Entry {
-                        line: line_no,
-                        ..Entry::default()
-                    },
+                    None => Entry { line: line_no, ..Entry::default() },
                 };
                 entry.url = text.to_string();
                 self.entries += 1;
@@ -284,24 +271,13 @@ impl Parser {
 
     /// Records an unfinished entry as skipped.
     fn skip_pending(&mut self, p: Pending) {
-        let reason = if p.has_extinf {
-            "EXTINF without URL"
-        } else {
-            "#EXTVLCOPT/#EXTGRP/#KODIPROP without a following URL"
-        };
-        self.skipped.push(Skipped {
-            line: p.first_line,
-            reason: reason.to_string(),
-            text: p.first_text,
-        });
+        let reason =
+            if p.has_extinf { "EXTINF without URL" } else { "#EXTVLCOPT/#EXTGRP/#KODIPROP without a following URL" };
+        self.skipped.push(Skipped { line: p.first_line, reason: reason.to_string(), text: p.first_text });
     }
 
     fn skip(&mut self, line: usize, reason: String, text: &str) {
-        self.skipped.push(Skipped {
-            line,
-            reason,
-            text: line::snippet(text),
-        });
+        self.skipped.push(Skipped { line, reason, text: line::snippet(text) });
     }
 }
 

@@ -91,13 +91,7 @@ fn write_attrs(list: &[(String, String)], mode: Mode, out: &mut String) {
     for (k, v) in list {
         let key: String = k
             .chars()
-            .map(|c| {
-                if (c.is_ascii() && !attrs::is_key_byte(c as u8)) || is_line_break(c) {
-                    '_'
-                } else {
-                    c
-                }
-            })
+            .map(|c| if (c.is_ascii() && !attrs::is_key_byte(c as u8)) || is_line_break(c) { '_' } else { c })
             .collect();
         if key.is_empty() {
             continue;
@@ -136,10 +130,7 @@ fn reads_back(value: &str, q: char, mode: Mode) -> bool {
 
 /// A duration token that reads back as itself, or `-1`.
 fn duration(d: &str) -> Cow<'_, str> {
-    let ok = d
-        .bytes()
-        .all(|b| !attrs::is_ws(b) && b != b',' && b != b'=')
-        && !d.contains(is_line_break);
+    let ok = d.bytes().all(|b| !attrs::is_ws(b) && b != b',' && b != b'=') && !d.contains(is_line_break);
     if ok {
         Cow::Borrowed(d)
     } else {
@@ -170,10 +161,7 @@ mod tests {
         Entry {
             line: 2,
             duration: "-1".into(),
-            attrs: attrs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             title: title.into(),
             url: "http://x/y".into(),
             ..Entry::default()
@@ -182,16 +170,7 @@ mod tests {
 
     #[test]
     fn quotes_round_trip() {
-        for v in [
-            r#"The "Best" TV"#,
-            r#"a" b=c"#,
-            r#"x", 'y' z='"#,
-            r#"""#,
-            "'",
-            r#"end""#,
-            "",
-            "a, b",
-        ] {
+        for v in [r#"The "Best" TV"#, r#"a" b=c"#, r#"x", 'y' z='"#, r#"""#, "'", r#"end""#, "", "a, b"] {
             let e = entry(&[("tvg-name", v), ("tvg-id", "id")], "T, with \"quotes\"");
             let mut s = String::new();
             write_entry(&e, &mut s);
@@ -214,11 +193,7 @@ mod tests {
 
     #[test]
     fn bare_entry_written_without_extinf() {
-        let e = Entry {
-            vlc_opts: vec![("no-ssl-verify".into(), None)],
-            url: "http://a".into(),
-            ..Entry::default()
-        };
+        let e = Entry { vlc_opts: vec![("no-ssl-verify".into(), None)], url: "http://a".into(), ..Entry::default() };
         let mut s = String::new();
         write_entry(&e, &mut s);
         assert_eq!(s, "#EXTVLCOPT:no-ssl-verify\nhttp://a\n");
@@ -230,10 +205,7 @@ mod tests {
     fn header_always_written() {
         let s = write(&Playlist::default());
         assert_eq!(s, "#EXTM3U\n");
-        let h = Header {
-            present: true,
-            attrs: vec![("x-tvg-url".into(), "a.xml,b.xml".into())],
-        };
+        let h = Header { present: true, attrs: vec![("x-tvg-url".into(), "a.xml,b.xml".into())] };
         let mut s = String::new();
         write_header(&h, &mut s);
         assert_eq!(s, "#EXTM3U x-tvg-url=\"a.xml,b.xml\"\n");

@@ -100,9 +100,7 @@ impl Loose {
             Loose::Bool(b) => Some(i64::from(*b)),
             Loose::Str(s) => {
                 let s = s.trim();
-                s.parse::<i64>()
-                    .ok()
-                    .or_else(|| s.parse::<f64>().ok().and_then(f64_to_i64))
+                s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().and_then(f64_to_i64))
             }
         }
     }
@@ -144,9 +142,7 @@ impl Loose {
             Loose::F64(f) => *f != 0.0 && !f.is_nan(),
             Loose::Str(s) => {
                 let s = s.trim();
-                ["1", "true", "yes", "y", "on"]
-                    .iter()
-                    .any(|t| s.eq_ignore_ascii_case(t))
+                ["1", "true", "yes", "y", "on"].iter().any(|t| s.eq_ignore_ascii_case(t))
                     || s.parse::<f64>().is_ok_and(|f| f != 0.0 && !f.is_nan())
             }
             Loose::Null | Loose::Other => false,
@@ -158,9 +154,7 @@ fn f64_to_i64(f: f64) -> Option<i64> {
     // 2^63 is exactly representable; i64::MAX as f64 rounds up to it, so the
     // upper bound must be exclusive.
     const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
-    (-TWO_POW_63..TWO_POW_63)
-        .contains(&f)
-        .then(|| f.trunc() as i64)
+    (-TWO_POW_63..TWO_POW_63).contains(&f).then(|| f.trunc() as i64)
 }
 
 /// Optional integer from a number, numeric string, float or bool; anything
@@ -232,10 +226,7 @@ impl<'de> Visitor<'de> for StringListVisitor {
         Ok(out)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<String>, E> {
-        Ok(Loose::Str(v.to_string())
-            .into_string()
-            .into_iter()
-            .collect())
+        Ok(Loose::Str(v.to_string()).into_string().into_iter().collect())
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Vec<String>, E> {
         Ok(Vec::new())
@@ -332,21 +323,10 @@ mod tests {
         assert_eq!(t(r#"{"s":12}"#).s.as_deref(), Some("12"));
         assert_eq!(t(r#"{"s":"  "}"#).s, None);
         assert_eq!(t(r#"{"s":"x"}"#).s.as_deref(), Some("x"));
-        for yes in [
-            r#"{"b":1}"#,
-            r#"{"b":"1"}"#,
-            r#"{"b":true}"#,
-            r#"{"b":"true"}"#,
-        ] {
+        for yes in [r#"{"b":1}"#, r#"{"b":"1"}"#, r#"{"b":true}"#, r#"{"b":"true"}"#] {
             assert!(t(yes).b, "{yes}");
         }
-        for no in [
-            r#"{"b":0}"#,
-            r#"{"b":"0"}"#,
-            r#"{"b":false}"#,
-            r#"{"b":null}"#,
-            r#"{"b":""}"#,
-        ] {
+        for no in [r#"{"b":0}"#, r#"{"b":"0"}"#, r#"{"b":false}"#, r#"{"b":null}"#, r#"{"b":""}"#] {
             assert!(!t(no).b, "{no}");
         }
         assert_eq!(t(r#"{"l":["a",1,null,""]}"#).l, vec!["a", "1"]);

@@ -19,7 +19,9 @@ pub enum XtreamError {
         snippet: String,
     },
     /// The body looked like JSON but is malformed or truncated.
-    #[error("Xtream response is not valid JSON ({0}); the panel sent a broken or truncated body, retry or check the panel")]
+    #[error(
+        "Xtream response is not valid JSON ({0}); the panel sent a broken or truncated body, retry or check the panel"
+    )]
     Json(#[from] serde_json::Error),
     /// Reading the body failed.
     #[error("reading the Xtream response failed: {0}")]

@@ -48,19 +48,16 @@ mod tests {
         assert!(a.server_info.is_none());
         assert_eq!(parse_auth(b"[]").unwrap(), AuthResponse::default());
         assert_eq!(parse_auth(b" {} ").unwrap(), AuthResponse::default());
-        let a = parse_auth(br#"{"user_info":{"auth":"1","exp_date":null,"max_connections":"1"},"server_info":{"port":8080}} trailing"#).unwrap();
+        let a = parse_auth(
+            br#"{"user_info":{"auth":"1","exp_date":null,"max_connections":"1"},"server_info":{"port":8080}} trailing"#,
+        )
+        .unwrap();
         assert!(a.user_info.auth);
         assert_eq!(a.user_info.exp_date, None);
         assert_eq!(a.user_info.max_connections, Some(1));
         assert_eq!(a.server_info.unwrap().port.as_deref(), Some("8080"));
-        assert!(matches!(
-            parse_auth(b"<html>"),
-            Err(XtreamError::NotJson { .. })
-        ));
+        assert!(matches!(parse_auth(b"<html>"), Err(XtreamError::NotJson { .. })));
         assert!(matches!(parse_auth(b""), Err(XtreamError::NotJson { .. })));
-        assert!(matches!(
-            parse_auth(b"{\"user_info\":"),
-            Err(XtreamError::Json(_))
-        ));
+        assert!(matches!(parse_auth(b"{\"user_info\":"), Err(XtreamError::Json(_))));
     }
 }

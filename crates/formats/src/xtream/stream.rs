@@ -98,11 +98,7 @@ pub(crate) fn json_error(e: serde_json::Error) -> XtreamError {
 
 /// Skips a leading UTF-8 BOM and ASCII whitespace.
 fn significant_start(buf: &[u8]) -> usize {
-    let mut i = if buf.starts_with(UTF8_BOM) {
-        UTF8_BOM.len()
-    } else {
-        0
-    };
+    let mut i = if buf.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
     while i < buf.len() && buf[i].is_ascii_whitespace() {
         i += 1;
     }
@@ -187,11 +183,7 @@ where
     T: DeserializeOwned,
     F: FnMut(T),
 {
-    de.deserialize_any(ItemsVisitor {
-        on_item,
-        counts: ItemCounts::default(),
-        _item: PhantomData,
-    })
+    de.deserialize_any(ItemsVisitor { on_item, counts: ItemCounts::default(), _item: PhantomData })
 }
 
 struct ItemsVisitor<T, F> {
@@ -300,10 +292,7 @@ mod tests {
         let body = b"\n\n<html>\n  <head><title>403   Forbidden</title></head>\n<body>lots of text here that goes on and on and on and on and on and on</body></html>";
         match collect(body) {
             Err(XtreamError::NotJson { snippet }) => {
-                assert!(
-                    snippet.starts_with("<html> <head><title>403 Forbidden</title>"),
-                    "{snippet}"
-                );
+                assert!(snippet.starts_with("<html> <head><title>403 Forbidden</title>"), "{snippet}");
                 assert_eq!(snippet.chars().count(), SNIPPET_CHARS);
             }
             other => panic!("{other:?}"),
@@ -318,9 +307,7 @@ mod tests {
     #[test]
     fn truncated_is_json_error() {
         let mut ids = Vec::new();
-        let r = for_each_item(Trickle(br#"[{"id":1},{"id":2},{"id"#), |i: Item| {
-            ids.push(i.id)
-        });
+        let r = for_each_item(Trickle(br#"[{"id":1},{"id":2},{"id"#), |i: Item| ids.push(i.id));
         assert!(matches!(r, Err(XtreamError::Json(_))), "{r:?}");
         assert_eq!(ids, vec![1, 2]);
     }
@@ -335,10 +322,7 @@ mod tests {
         }
         let r = for_each_item(Failing, |_: Item| {});
         assert!(matches!(r, Err(XtreamError::Io(_))));
-        let r = for_each_item(
-            std::io::Cursor::new(b"[{\"id\":1},".to_vec()).chain(Failing),
-            |_: Item| {},
-        );
+        let r = for_each_item(std::io::Cursor::new(b"[{\"id\":1},".to_vec()).chain(Failing), |_: Item| {});
         assert!(matches!(r, Err(XtreamError::Io(_))), "{r:?}");
     }
 }

@@ -264,21 +264,16 @@ mod tests {
 
     #[test]
     fn series_release_date_both_spellings() {
-        let s: Series =
-            serde_json::from_str(r#"{"series_id":1,"releaseDate":"2001","backdrop_path":"a"}"#)
-                .unwrap();
+        let s: Series = serde_json::from_str(r#"{"series_id":1,"releaseDate":"2001","backdrop_path":"a"}"#).unwrap();
         assert_eq!(s.release_date.as_deref(), Some("2001"));
         assert_eq!(s.backdrop_path, vec!["a"]);
-        let s: Series =
-            serde_json::from_str(r#"{"series_id":1,"releaseDate":"2001","release_date":"2002"}"#)
-                .unwrap();
+        let s: Series = serde_json::from_str(r#"{"series_id":1,"releaseDate":"2001","release_date":"2002"}"#).unwrap();
         assert_eq!(s.release_date.as_deref(), Some("2002"));
     }
 
     #[test]
     fn auth_tolerates_bad_server_info() {
-        let a: AuthResponse =
-            serde_json::from_str(r#"{"user_info":{"auth":0},"server_info":[]}"#).unwrap();
+        let a: AuthResponse = serde_json::from_str(r#"{"user_info":{"auth":0},"server_info":[]}"#).unwrap();
         assert!(!a.user_info.auth);
         assert_eq!(a.server_info, None);
         let a: AuthResponse = serde_json::from_str(r#"{"user_info":[]}"#).unwrap();
