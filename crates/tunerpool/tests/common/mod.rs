@@ -41,8 +41,8 @@ impl Drop for Server {
 /// waits for that line.
 pub fn start_server(mut cmd: Command) -> Server {
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = cmd.spawn().expect("spawn tunerpool");
-    let stdout = child.stdout.take().unwrap();
+    let mut server = Server { child: cmd.spawn().expect("spawn tunerpool"), base: String::new(), stdout: Vec::new() };
+    let stdout = server.child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -52,26 +52,24 @@ pub fn start_server(mut cmd: Command) -> Server {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut lines = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("server did not start; output so far: {lines:?}"));
-        if let Some(url) = line.strip_prefix("tunerpool listening on ") {
-            let base = url.trim().to_string();
+        let line =
+            rx.recv_timeout(left).unwrap_or_else(|_| panic!("server did not start; output: {:?}", server.stdout));
+        let url = line.strip_prefix("tunerpool listening on ").map(|u| u.trim().to_string());
+        server.stdout.push(line);
+        if let Some(base) = url {
             // Collect what follows for a moment (the demo prints URLs after).
             std::thread::sleep(Duration::from_millis(200));
-            lines.push(line.clone());
             while let Ok(l) = rx.try_recv() {
-                lines.push(l);
+                server.stdout.push(l);
             }
-            return Server { child, base, stdout: lines };
+            server.base = base;
+            return server;
         }
-        lines.push(line);
     }
 }
 
-/// GET a JSON document. Runs its own runtime on a separate thread, so it
-/// works from sync and async tests alike.
 pub fn get_json(url: &str) -> (u16, serde_json::Value) {
     let url = url.to_string();
     std::thread::spawn(move || get_json_blocking(&url)).join().unwrap()
