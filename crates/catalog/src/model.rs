@@ -200,6 +200,19 @@ pub enum MediaKind {
 }
 
 impl MediaKind {
+    /// What a playlist entry is, from its URL: Xtream-style `/movie/` and
+    /// `/series/` paths are VOD, everything else is live.
+    pub fn from_url(url: &str) -> MediaKind {
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        if path.contains("/movie/") {
+            MediaKind::Movie
+        } else if path.contains("/series/") {
+            MediaKind::Series
+        } else {
+            MediaKind::Live
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MediaKind::Live => "live",

@@ -63,6 +63,12 @@ impl Store {
         &self.path
     }
 
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

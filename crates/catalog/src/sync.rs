@@ -272,18 +272,6 @@ async fn sync_m3u(
     w.commit(epg, started).await
 }
 
-/// Movies and series in an M3U are recognised by Xtream-style paths.
-fn classify(url: &str) -> MediaKind {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    if path.contains("/movie/") {
-        MediaKind::Movie
-    } else if path.contains("/series/") {
-        MediaKind::Series
-    } else {
-        MediaKind::Live
-    }
-}
-
 fn extension(url: &str) -> Option<String> {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     let last = path.rsplit('/').next()?;
@@ -324,7 +312,7 @@ enum M3uRow {
 }
 
 fn m3u_row(e: Entry, seen: &mut HashMap<u64, u32>, position: i64) -> M3uItem {
-    let kind = classify(&e.url);
+    let kind = MediaKind::from_url(&e.url);
     let upstream_key = m3u_key(&e, kind, seen);
     let group = e.group_title().map(str::to_string);
     let logo = e.tvg_logo().map(str::to_string);
@@ -677,10 +665,10 @@ mod tests {
 
     #[test]
     fn classifies_xtream_style_paths() {
-        assert_eq!(classify("http://h/live/u/p/1.ts"), MediaKind::Live);
-        assert_eq!(classify("http://h/movie/u/p/1.mkv"), MediaKind::Movie);
-        assert_eq!(classify("http://h/series/u/p/1.mp4?x=/movie/"), MediaKind::Series);
-        assert_eq!(classify("http://h/a.m3u8?next=/movie/"), MediaKind::Live);
+        assert_eq!(MediaKind::from_url("http://h/live/u/p/1.ts"), MediaKind::Live);
+        assert_eq!(MediaKind::from_url("http://h/movie/u/p/1.mkv"), MediaKind::Movie);
+        assert_eq!(MediaKind::from_url("http://h/series/u/p/1.mp4?x=/movie/"), MediaKind::Series);
+        assert_eq!(MediaKind::from_url("http://h/a.m3u8?next=/movie/"), MediaKind::Live);
     }
 
     #[test]

@@ -71,14 +71,7 @@ pub async fn run(config: &Config, cmd: &InspectCommand) -> anyhow::Result<ExitCo
 fn add(s: &mut M3uSummary, e: &Entry, urls: &mut std::collections::HashSet<u64>) {
     use std::hash::{Hash, Hasher};
     s.entries += 1;
-    let path = e.url.split(['?', '#']).next().unwrap_or(&e.url);
-    let kind = if path.contains("/movie/") {
-        "movie"
-    } else if path.contains("/series/") {
-        "series"
-    } else {
-        "live"
-    };
+    let kind = tunerpool_catalog::MediaKind::from_url(&e.url).as_str();
     *s.kinds.entry(kind).or_default() += 1;
     *s.groups.entry(e.group_title().unwrap_or_default().to_string()).or_default() += 1;
     for (k, _) in &e.attrs {

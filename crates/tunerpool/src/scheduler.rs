@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use tokio_util_shim::CancelOnDrop;
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::Store;
 use tunerpool_upstream::UpstreamHttp;
@@ -56,12 +55,11 @@ pub async fn run_due(
     Ok(synced)
 }
 
-mod tokio_util_shim {
-    /// Aborts the task when dropped.
-    pub struct CancelOnDrop(pub tokio::task::JoinHandle<()>);
-    impl Drop for CancelOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
+/// The running scheduler; dropping it stops it.
+pub struct CancelOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
