@@ -9,10 +9,13 @@
 # sync's own duration. A second `provider sync` measures a re-sync in which
 # every row already exists (the steady state of the 12 h schedule).
 #
-# Usage: bench/import.sh [ENTRIES]   (default 200000)
+# Each scenario runs RUNS times (default 3), each first sync into a new data dir.
+#
+# Usage: bench/import.sh [ENTRIES] [RUNS]   (default 200000 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
+RUNS=${2:-3}
 PORT=${BENCH_PORT:-19477}
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time: apt-get install -y time" >&2; exit 1; }
 
@@ -43,8 +46,12 @@ echo "machine: $(nproc) cores, $(uname -sr); entries: $N; M3U file: $(du -h "$wo
 echo
 echo "| import | entries | wall (process) | sync | peak RSS |"
 echo "|---|---|---|---|---|"
-measure "Xtream, first sync (player_api over loopback)" "$work/x" \
-  $TP provider add --name bench --kind xtream --url "http://127.0.0.1:$PORT" --username bench --password bench
-measure "Xtream, re-sync (all rows exist)" "$work/x" $TP provider sync bench
-measure "M3U file, first sync" "$work/m" $TP provider add --name bench --kind m3u --url "$work/big.m3u"
-measure "M3U file, re-sync (all rows exist)" "$work/m" $TP provider sync bench
+for run in $(seq "$RUNS"); do
+  measure "Xtream, first sync (player_api over loopback)" "$work/x$run" \
+    $TP provider add --name bench --kind xtream --url "http://127.0.0.1:$PORT" --username bench --password bench
+  measure "Xtream, re-sync (all rows exist)" "$work/x$run" $TP provider sync bench
+done
+for run in $(seq "$RUNS"); do
+  measure "M3U file, first sync" "$work/m$run" $TP provider add --name bench --kind m3u --url "$work/big.m3u"
+  measure "M3U file, re-sync (all rows exist)" "$work/m$run" $TP provider sync bench
+done
