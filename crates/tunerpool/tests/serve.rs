@@ -11,7 +11,7 @@ fn demo_serves_the_simulated_channels() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = tunerpool(dir.path());
     cmd.args(["demo", "--listen", "127.0.0.1:0"]);
-    let server = start_server(cmd);
+    let mut server = start_server(cmd);
     let (status, j) = get_json(&format!("{}/api/v1/channels", server.base));
     assert_eq!(status, 200);
     assert_eq!(j["total"], 20);
@@ -22,6 +22,16 @@ fn demo_serves_the_simulated_channels() {
     let text = serde_json::to_string(&providers).unwrap();
     assert!(!text.contains("pass1") && !text.contains("pass2"), "passwords leaked: {text}");
     assert!(server.stdout.iter().any(|l| l.contains("/api/v1/channels")), "{:?}", server.stdout);
+
+    // SIGTERM stops it cleanly and the temporary data dir goes with it.
+    let data_dir = server
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("Data dir: ").map(|d| d.trim_end_matches(" (removed on exit)").to_string()))
+        .expect("the demo prints its data dir");
+    assert!(std::path::Path::new(&data_dir).exists());
+    assert!(server.terminate(), "demo did not exit cleanly on SIGTERM");
+    assert!(!std::path::Path::new(&data_dir).exists(), "{data_dir} left behind");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,10 +30,28 @@ pub struct Server {
     pub stdout: Vec<String>,
 }
 
+impl Server {
+    /// Asks the server to stop with SIGTERM (as a service manager would) and
+    /// waits up to 10 s for it to exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !matches!(self.child.try_wait(), Ok(Some(_))) && !self.terminate() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
