@@ -6,6 +6,7 @@
 //! catalog through the `upstream` crate and writes it in batches, keeping ids
 //! stable across re-syncs and the previous catalog when a sync fails.
 
+pub mod details;
 pub mod error;
 pub mod model;
 pub mod secret;

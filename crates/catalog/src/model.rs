@@ -295,3 +295,149 @@ pub struct GroupCount {
     pub name: String,
     pub channels: i64,
 }
+
+/// `Some(None)` when a JSON field is present and `null` (clear it), `None`
+/// when absent (keep it): what PATCH needs for optional values.
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Changes to an account (PATCH), also the input for creating one (POST).
+/// Absent fields are left alone; `null` clears an optional value (e.g.
+/// `"max_streams": null` goes back to the detected limit).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub server_url: Option<Option<String>>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_streams: Option<Option<i64>>,
+    pub priority: Option<i64>,
+    pub enabled: Option<bool>,
+    /// Only `true` is meaningful: make this the provider's primary account.
+    pub is_primary: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub search_pattern: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub replace_pattern: Option<Option<String>>,
+}
+
+impl AccountPatch {
+    /// Field-named problems with the values given (the regex syntax of the
+    /// patterns is checked by the pool, which knows how they are applied).
+    pub fn validate(&self, kind: ProviderKind, creating: bool) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if let Some(name) = &self.name {
+            if name.len() > 200 {
+                errs.push(FieldError::new("name", "must be at most 200 characters"));
+            }
+        }
+        if let Some(Some(url)) = &self.server_url {
+            if !url.trim().is_empty() {
+                if let Err(e) = tunerpool_upstream::xtream::normalize_base_url(url) {
+                    errs.push(FieldError::new("server_url", e));
+                }
+            }
+        }
+        if let Some(u) = &self.username {
+            if u.trim().is_empty() {
+                errs.push(FieldError::new("username", "must not be empty"));
+            }
+        }
+        if matches!(&self.password, Some(p) if p.is_empty()) {
+            errs.push(FieldError::new("password", "must not be empty"));
+        }
+        if let Some(Some(m)) = self.max_streams {
+            if m < 0 {
+                errs.push(FieldError::new(
+                    "max_streams",
+                    format!("must be 0 or more (got {m}); leave it empty to use the detected limit"),
+                ));
+            }
+        }
+        if let Some(p) = self.priority {
+            if p < 0 {
+                errs.push(FieldError::new("priority", format!("must be 0 or more (got {p})")));
+            }
+        }
+        if self.is_primary == Some(false) {
+            errs.push(FieldError::new("is_primary", "only true is accepted: make another account primary instead"));
+        }
+        if creating && kind == ProviderKind::Xtream {
+            if self.username.is_none() {
+                errs.push(FieldError::new("username", "is required for an account of an Xtream provider"));
+            }
+            if self.password.is_none() {
+                errs.push(FieldError::new("password", "is required for an account of an Xtream provider"));
+            }
+        }
+        if kind != ProviderKind::Xtream && self.server_url.as_ref().is_some_and(Option::is_some) {
+            errs.push(FieldError::new(
+                "server_url",
+                "applies to Xtream providers only; M3U accounts derive their URLs with search_pattern/replace_pattern",
+            ));
+        }
+        errs
+    }
+}
+
+/// Changes to a provider (PATCH). The kind cannot change: add a new provider.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderPatch {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub epg_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub user_agent: Option<Option<String>>,
+    pub priority: Option<i64>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub max_streams: Option<Option<i64>>,
+    pub enabled: Option<bool>,
+}
+
+impl ProviderPatch {
+    pub fn validate(&self, kind: ProviderKind) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if let Some(name) = &self.name {
+            if name.trim().is_empty() {
+                errs.push(FieldError::new("name", "must not be empty"));
+            } else if name.len() > 200 {
+                errs.push(FieldError::new("name", "must be at most 200 characters"));
+            }
+        }
+        if let Some(url) = &self.url {
+            let check = match kind {
+                ProviderKind::Xtream => tunerpool_upstream::xtream::normalize_base_url(url).map(|_| ()),
+                _ => tunerpool_upstream::m3u::M3uSource::parse(url).map(|_| ()),
+            };
+            if let Err(e) = check {
+                errs.push(FieldError::new("url", e));
+            }
+        }
+        if let Some(Some(epg)) = &self.epg_url {
+            if let Err(e) = tunerpool_upstream::http::parse_http_url(epg) {
+                errs.push(FieldError::new("epg_url", e));
+            }
+        }
+        if let Some(Some(m)) = self.max_streams {
+            if m < 0 {
+                errs.push(FieldError::new("max_streams", format!("must be 0 or more (got {m})")));
+            }
+        }
+        if let Some(p) = self.priority {
+            if p < 0 {
+                errs.push(FieldError::new("priority", format!("must be 0 or more (got {p})")));
+            }
+        }
+        errs
+    }
+}

@@ -39,3 +39,10 @@ mod tests {
         assert_eq!(s.expose(), "hunter2");
     }
 }
+
+/// Secrets can be *received* (API input), never sent.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}

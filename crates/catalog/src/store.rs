@@ -117,18 +117,19 @@ impl Store {
         .bind(created)
         .fetch_one(&mut *tx)
         .await?;
-        if let Some(username) = new.username.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
-            sqlx::query(
-                "INSERT INTO accounts (provider_id, name, username, password, priority, enabled, is_primary, created_at)
-                 VALUES (?, 'Primary', ?, ?, 0, 1, 1, ?)",
-            )
-            .bind(id)
-            .bind(username)
-            .bind(new.password.as_ref().map(Secret::expose).unwrap_or_default())
-            .bind(created)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // Every provider has a primary account: the pool leases slots on
+        // accounts, and for M3U/AGTV providers it is the playlist's own
+        // (credential-less) access.
+        sqlx::query(
+            "INSERT INTO accounts (provider_id, name, username, password, priority, enabled, is_primary, created_at)
+             VALUES (?, 'Primary', ?, ?, 0, 1, 1, ?)",
+        )
+        .bind(id)
+        .bind(new.username.as_deref().map(str::trim).filter(|u| !u.is_empty()))
+        .bind(new.password.as_ref().map(Secret::expose).filter(|p| !p.is_empty()))
+        .bind(created)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         self.provider(id).await
     }
@@ -200,59 +201,162 @@ impl Store {
         row.as_ref().map(account_from_row).transpose()
     }
 
-    /// Adds a further account to a provider (the pool issue adds editing and
-    /// validation of patterns and caps on top of this).
-    pub async fn add_account(
-        &self,
-        provider_id: i64,
-        name: &str,
-        username: &str,
-        password: &Secret,
-        max_streams: Option<i64>,
-        priority: i64,
-    ) -> Result<Account, CatalogError> {
-        let mut errs = Vec::new();
-        if username.trim().is_empty() {
-            errs.push(FieldError::new("username", "must not be empty"));
-        }
-        if password.is_empty() {
-            errs.push(FieldError::new("password", "must not be empty"));
-        }
-        if let Some(m) = max_streams.filter(|m| *m < 0) {
-            errs.push(FieldError::new("max_streams", format!("must be 0 or more (got {m})")));
-        }
-        if priority < 0 {
-            errs.push(FieldError::new("priority", format!("must be 0 or more (got {priority})")));
-        }
+    pub async fn account(&self, id: i64) -> Result<Account, CatalogError> {
+        let row = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound { what: "account", id: id.to_string() })?;
+        account_from_row(&row)
+    }
+
+    /// Adds a further account to a provider.
+    pub async fn create_account(&self, provider_id: i64, input: &AccountPatch) -> Result<Account, CatalogError> {
+        let provider = self.provider(provider_id).await?;
+        let errs = input.validate(provider.kind, true);
         if !errs.is_empty() {
             return Err(CatalogError::Invalid(errs));
         }
-        self.provider(provider_id).await?;
-        let res = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO accounts (provider_id, name, username, password, max_streams, priority, enabled, is_primary, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, 1, 0, ?) RETURNING id",
+        let username = input.username.as_deref().map(str::trim);
+        let name = input.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).or(username).unwrap_or("Account");
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO accounts (provider_id, name, server_url, username, password, search_pattern, replace_pattern,
+             max_streams, priority, enabled, is_primary, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id",
         )
         .bind(provider_id)
-        .bind(if name.trim().is_empty() { username.trim() } else { name.trim() })
-        .bind(username.trim())
-        .bind(password.expose())
-        .bind(max_streams)
-        .bind(priority)
+        .bind(name)
+        .bind(normalized_server_url(input.server_url.clone().flatten()))
+        .bind(username)
+        .bind(input.password.as_ref().map(Secret::expose))
+        .bind(input.search_pattern.clone().flatten())
+        .bind(input.replace_pattern.clone().flatten())
+        .bind(input.max_streams.flatten())
+        .bind(input.priority.unwrap_or(1))
+        .bind(input.enabled.unwrap_or(true))
         .bind(now())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unique_username(e, username))?;
+        if input.is_primary == Some(true) {
+            make_primary(&mut tx, provider_id, id).await?;
+        }
+        tx.commit().await?;
+        self.account(id).await
+    }
+
+    /// Applies a PATCH to an account.
+    pub async fn update_account(&self, id: i64, patch: &AccountPatch) -> Result<Account, CatalogError> {
+        let current = self.account(id).await?;
+        let provider = self.provider(current.provider_id).await?;
+        let errs = patch.validate(provider.kind, false);
+        if !errs.is_empty() {
+            return Err(CatalogError::Invalid(errs));
+        }
+        let username = patch.username.as_deref().map(str::trim).or(current.username.as_deref());
+        let server_url = match &patch.server_url {
+            Some(v) => normalized_server_url(v.clone()),
+            None => current.server_url.clone(),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE accounts SET name = ?, server_url = ?, username = ?, password = ?, search_pattern = ?, replace_pattern = ?,
+             max_streams = ?, priority = ?, enabled = ? WHERE id = ?",
+        )
+        .bind(patch.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&current.name))
+        .bind(server_url)
+        .bind(username)
+        .bind(patch.password.as_ref().unwrap_or(&current.password).expose())
+        .bind(patch.search_pattern.clone().unwrap_or(current.search_pattern.clone()))
+        .bind(patch.replace_pattern.clone().unwrap_or(current.replace_pattern.clone()))
+        .bind(patch.max_streams.unwrap_or(current.max_streams))
+        .bind(patch.priority.unwrap_or(current.priority))
+        .bind(patch.enabled.unwrap_or(current.enabled))
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_username(e, username))?;
+        if patch.is_primary == Some(true) && !current.is_primary {
+            make_primary(&mut tx, current.provider_id, id).await?;
+        }
+        tx.commit().await?;
+        self.account(id).await
+    }
+
+    /// Removes an account. The primary account cannot be removed: make
+    /// another one primary first (or remove the provider).
+    pub async fn delete_account(&self, id: i64) -> Result<(), CatalogError> {
+        let account = self.account(id).await?;
+        if account.is_primary {
+            return Err(CatalogError::Conflict(format!(
+                "account {id} is the provider's primary account: make another account primary first, or remove the provider"
+            )));
+        }
+        sqlx::query("DELETE FROM accounts WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Records that the panel refused an account's credentials, keeping its
+    /// last known details.
+    pub async fn record_rejected(&self, account_id: i64, error: &str) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE accounts SET auth = 0, last_checked = ?, last_error = ? WHERE id = ?")
+            .bind(now())
+            .bind(error)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that asking the provider about an account failed, keeping the
+    /// last known details.
+    pub async fn record_details_error(&self, account_id: i64, error: &str) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE accounts SET last_checked = ?, last_error = ? WHERE id = ?")
+            .bind(now())
+            .bind(error)
+            .bind(account_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a PATCH to a provider.
+    pub async fn update_provider(&self, id: i64, patch: &ProviderPatch) -> Result<Provider, CatalogError> {
+        let current = self.provider(id).await?;
+        let errs = patch.validate(current.kind);
+        if !errs.is_empty() {
+            return Err(CatalogError::Invalid(errs));
+        }
+        let url = match (&patch.url, current.kind) {
+            (Some(u), ProviderKind::Xtream) => tunerpool_upstream::xtream::normalize_base_url(u).expect("validated"),
+            (Some(u), _) => u.trim().to_string(),
+            (None, _) => current.url.clone(),
+        };
+        let name = patch.name.as_deref().map(str::trim).unwrap_or(&current.name);
+        let res = sqlx::query(
+            "UPDATE providers SET name = ?, url = ?, epg_url = ?, user_agent = ?, priority = ?, max_streams = ?, enabled = ?
+             WHERE id = ?",
+        )
+        .bind(name)
+        .bind(url)
+        .bind(patch.epg_url.clone().unwrap_or(current.epg_url.clone()))
+        .bind(patch.user_agent.clone().unwrap_or(current.user_agent.clone()))
+        .bind(patch.priority.unwrap_or(current.priority))
+        .bind(patch.max_streams.unwrap_or(current.max_streams))
+        .bind(patch.enabled.unwrap_or(current.enabled))
+        .bind(id)
+        .execute(&self.pool)
         .await;
-        let id = match res {
-            Ok(id) => id,
+        match res {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(CatalogError::Invalid(vec![FieldError::new(
-                    "username",
-                    format!("this provider already has an account with username {:?}", username.trim()),
+                    "name",
+                    format!("a provider named {name:?} already exists: choose another name"),
                 )]))
             }
-            Err(e) => return Err(e.into()),
+            other => other?,
         };
-        let row = sqlx::query(&format!("{ACCOUNT_SELECT} WHERE id = ?")).bind(id).fetch_one(&self.pool).await?;
-        account_from_row(&row)
+        self.provider(id).await
     }
 
     /// Stores what the panel said about an account (`user_info`), clearing
@@ -395,6 +499,34 @@ impl Store {
         .await?;
         Ok((row.try_get("live")?, row.try_get("vod")?, row.try_get("series")?))
     }
+}
+
+fn normalized_server_url(url: Option<String>) -> Option<String> {
+    let url = url?.trim().to_string();
+    if url.is_empty() {
+        return None;
+    }
+    Some(tunerpool_upstream::xtream::normalize_base_url(&url).unwrap_or(url))
+}
+
+fn unique_username(e: sqlx::Error, username: Option<&str>) -> CatalogError {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => CatalogError::Invalid(vec![FieldError::new(
+            "username",
+            format!("this provider already has an account with username {:?}", username.unwrap_or_default()),
+        )]),
+        other => other.into(),
+    }
+}
+
+async fn make_primary(tx: &mut sqlx::SqliteConnection, provider_id: i64, account_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET is_primary = 0 WHERE provider_id = ? AND id <> ?")
+        .bind(provider_id)
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE accounts SET is_primary = 1 WHERE id = ?").bind(account_id).execute(&mut *tx).await?;
+    Ok(())
 }
 
 /// `%text%` for LIKE, with LIKE's wildcards in the text escaped.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use fakeprovider::{FakeConfig, FakeProvider};
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{NewProvider, ProviderKind, Secret, Store};
+use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
 use tunerpool_http::AppState;
 
 use crate::cli::DemoArgs;
@@ -47,16 +47,14 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
                 })
                 .await?;
             for (i, a) in accounts.enumerate() {
-                store
-                    .add_account(
-                        p.id,
-                        &format!("Account {}", i + 2),
-                        &a.username,
-                        &Secret::new(a.password.clone()),
-                        None,
-                        i as i64 + 1,
-                    )
-                    .await?;
+                let input = AccountPatch {
+                    name: Some(format!("Account {}", i + 2)),
+                    username: Some(a.username.clone()),
+                    password: Some(Secret::new(a.password.clone())),
+                    priority: Some(i as i64 + 1),
+                    ..Default::default()
+                };
+                store.create_account(p.id, &input).await?;
             }
             p
         }
