@@ -1,0 +1,152 @@
+//! The RAII lease guard and its heartbeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::{LeaseInfo, Ledger, LedgerError, Slot};
+
+/// A held slot, for as long as this value lives.
+///
+/// Forgetting to release a slot is the classic way to leak provider connections, so the guard makes it
+/// impossible: a background task renews the lease every `ttl / 3`, and `Drop` stops that task and releases
+/// the slot (at once for the in-memory ledger; for Redis by spawning the release on the current Tokio
+/// runtime, or, without one, by letting the TTL free it).
+///
+/// If a renewal finds the lease gone (it expired during a stall, or someone released it), the lease is
+/// *lost*: [`Lease::is_lost`] turns true and [`Lease::lost`] resolves, and the holder must stop using the
+/// upstream connection, since the slot may already be someone else's. A renewal that merely fails (Redis
+/// unreachable) is retried; the lease only counts as lost once its TTL has run out since the last renewal
+/// that succeeded, because only then can the ledger have given the slot away.
+pub struct Lease<L: Ledger> {
+    ledger: Arc<L>,
+    info: LeaseInfo,
+    lost: watch::Receiver<bool>,
+    heartbeat: Option<AbortHandle>,
+    /// Released or abandoned: `Drop` has nothing left to do.
+    done: bool,
+}
+
+impl<L: Ledger> std::fmt::Debug for Lease<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("info", &self.info).field("lost", &self.is_lost()).finish_non_exhaustive()
+    }
+}
+
+impl<L: Ledger> Lease<L> {
+    /// Take a slot (see [`Ledger::acquire`]) and start renewing it. Must be called within a Tokio runtime
+    /// (the heartbeat is a Tokio task); outside one it fails with [`LedgerError::Backend`] before taking a slot.
+    pub async fn acquire(ledger: Arc<L>, candidates: &[Slot], holder: &str) -> Result<Lease<L>, LedgerError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| LedgerError::Backend("a lease needs a Tokio runtime for its heartbeat".into()))?;
+        let asked = Instant::now();
+        let info = ledger.acquire(candidates, holder).await?;
+        let (lost_tx, lost) = watch::channel(false);
+        let task = runtime.spawn(heartbeat(Arc::clone(&ledger), info.clone(), asked, lost_tx));
+        Ok(Lease { ledger, info, lost, heartbeat: Some(task.abort_handle()), done: false })
+    }
+
+    /// Which account won, and the lease id.
+    pub fn info(&self) -> &LeaseInfo {
+        &self.info
+    }
+
+    /// True once a renewal found the lease gone, or renewals kept failing for a whole TTL.
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Resolves when the lease is lost (at once if it already is); never resolves while it is held.
+    pub async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        if lost.wait_for(|lost| *lost).await.is_err() {
+            // The heartbeat ended without losing the lease (its runtime is shutting down): nothing to report.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Stop renewing and give the slot back, waiting for the ledger to confirm. A failure is logged: the TTL
+    /// frees the slot anyway.
+    pub async fn release(mut self) {
+        self.stop_heartbeat();
+        self.done = true;
+        if let Err(e) = self.ledger.release(&self.info).await {
+            tracing::warn!(lease = %self.info.id, error = %e, "releasing a lease failed; its TTL will free the slot");
+        }
+    }
+
+    /// For tests and crash simulation: stop renewing and forget the lease without releasing it. The slot
+    /// comes back when the TTL runs out.
+    pub fn abandon(mut self) {
+        self.stop_heartbeat();
+        self.done = true;
+    }
+
+    fn stop_heartbeat(&mut self) {
+        if let Some(task) = self.heartbeat.take() {
+            task.abort();
+        }
+    }
+}
+
+impl<L: Ledger> Drop for Lease<L> {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+        if self.done || self.ledger.release_now(&self.info) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let ledger = Arc::clone(&self.ledger);
+                let info = self.info.clone();
+                runtime.spawn(async move {
+                    if let Err(e) = ledger.release(&info).await {
+                        tracing::warn!(lease = %info.id, error = %e, "releasing a dropped lease failed; its TTL will free the slot");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::debug!(lease = %self.info.id, "lease dropped outside a runtime; its TTL will free the slot")
+            }
+        }
+    }
+}
+
+/// Renew every `ttl / 3`. A confirmed "gone" marks the lease lost at once; failures are retried every
+/// `ttl / 15` until the TTL since the last successful renewal (counted from when that renewal was *sent*, so
+/// conservatively) has passed, and then the lease is marked lost.
+async fn heartbeat<L: Ledger>(ledger: Arc<L>, info: LeaseInfo, asked: Instant, lost: watch::Sender<bool>) {
+    let ttl = ledger.ttl();
+    let period = (ttl / 3).max(Duration::from_millis(1));
+    let retry = (ttl / 15).max(Duration::from_millis(10));
+    let mut deadline = asked + ttl;
+    let mut next = asked + period;
+    loop {
+        tokio::time::sleep_until(next.min(deadline)).await;
+        let sent = Instant::now();
+        if sent >= deadline {
+            tracing::warn!(lease = %info.id, "lease lost: no renewal succeeded within its TTL");
+            lost.send_replace(true);
+            return;
+        }
+        match tokio::time::timeout(deadline - sent, ledger.renew(&info)).await {
+            Ok(Ok(true)) => {
+                deadline = sent + ttl;
+                next = sent + period;
+            }
+            Ok(Ok(false)) => {
+                tracing::warn!(lease = %info.id, account = info.account, "lease lost: the ledger no longer has it");
+                lost.send_replace(true);
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(lease = %info.id, error = %e, "renewing a lease failed; retrying");
+                next = Instant::now() + retry;
+            }
+            Err(_elapsed) => next = Instant::now(),
+        }
+    }
+}
