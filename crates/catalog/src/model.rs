@@ -50,18 +50,27 @@ impl std::fmt::Display for ProviderKind {
 
 /// What a user gives to add a provider. For Xtream the username/password
 /// become the provider's *primary* account.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewProvider {
+    #[serde(default)]
     pub name: String,
     pub kind: Option<ProviderKind>,
+    #[serde(default)]
     pub url: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub epg_url: Option<String>,
     pub user_agent: Option<String>,
+    #[serde(default)]
     pub priority: i64,
     pub max_streams: Option<i64>,
+    #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl NewProvider {

@@ -30,6 +30,13 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// Secrets can be *received* (API input), never sent.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -37,12 +44,5 @@ mod tests {
         let s = super::Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "*** \"***\"");
         assert_eq!(s.expose(), "hunter2");
-    }
-}
-
-/// Secrets can be *received* (API input), never sent.
-impl<'de> serde::Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(Secret)
     }
 }

@@ -3,38 +3,28 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use tunerpool_catalog::{Account, Channel, ChannelQuery, FieldError, GroupCount, Page, Provider};
 
 use crate::error::ApiError;
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/api/v1/providers", get(list_providers))
-        .route("/api/v1/providers/{id}", get(get_provider))
-        .route("/api/v1/channels", get(list_channels))
-        .route("/api/v1/groups", get(list_groups))
-}
-
 #[derive(Serialize)]
-struct Health {
+pub(crate) struct Health {
     status: &'static str,
     uptime_s: u64,
     version: &'static str,
 }
 
-async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
+pub(crate) async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     st.store.ping().await?;
     Ok(Json(Health { status: "ok", uptime_s: st.started.elapsed().as_secs(), version: env!("CARGO_PKG_VERSION") }))
 }
 
 /// A provider with its accounts (passwords never included).
 #[derive(Serialize)]
-struct ProviderView {
+pub(crate) struct ProviderView {
     #[serde(flatten)]
     provider: Provider,
     accounts: Vec<Account>,
@@ -45,7 +35,7 @@ async fn provider_view(st: &AppState, provider: Provider) -> Result<ProviderView
     Ok(ProviderView { provider, accounts })
 }
 
-async fn list_providers(State(st): State<AppState>) -> Result<Json<Vec<ProviderView>>, ApiError> {
+pub(crate) async fn list_providers(State(st): State<AppState>) -> Result<Json<Vec<ProviderView>>, ApiError> {
     let mut out = Vec::new();
     for p in st.store.providers().await? {
         out.push(provider_view(&st, p).await?);
@@ -53,7 +43,10 @@ async fn list_providers(State(st): State<AppState>) -> Result<Json<Vec<ProviderV
     Ok(Json(out))
 }
 
-async fn get_provider(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<ProviderView>, ApiError> {
+pub(crate) async fn get_provider(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProviderView>, ApiError> {
     let id: i64 = id.parse().map_err(|_| {
         ApiError::invalid(vec![FieldError::new("id", format!("{id:?} is not a provider id (a number)"))])
     })?;
@@ -87,7 +80,7 @@ fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQuery, ApiEr
     Ok(ChannelQuery { page, per_page, group: params.get("group").cloned(), q: params.get("q").cloned() })
 }
 
-async fn list_channels(
+pub(crate) async fn list_channels(
     State(st): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Page<Channel>>, ApiError> {
@@ -95,6 +88,6 @@ async fn list_channels(
     Ok(Json(st.store.channels(&q).await?))
 }
 
-async fn list_groups(State(st): State<AppState>) -> Result<Json<Vec<GroupCount>>, ApiError> {
+pub(crate) async fn list_groups(State(st): State<AppState>) -> Result<Json<Vec<GroupCount>>, ApiError> {
     Ok(Json(st.store.channel_groups().await?))
 }

@@ -22,6 +22,16 @@ struct Body<'a> {
 }
 
 impl ApiError {
+    /// The provider failed us (sync now): 502, with the redacted reason.
+    pub fn upstream(message: String) -> Self {
+        ApiError { status: StatusCode::BAD_GATEWAY, message, fields: vec![] }
+    }
+
+    /// A backend we depend on (the Redis ledger) is down: 503.
+    pub fn unavailable(message: String) -> Self {
+        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message, fields: vec![] }
+    }
+
     pub fn invalid(fields: Vec<FieldError>) -> Self {
         let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         ApiError { status: StatusCode::BAD_REQUEST, message, fields }

@@ -43,6 +43,51 @@ pub enum Command {
     /// Add, list, sync and remove providers.
     #[command(subcommand)]
     Provider(ProviderCommand),
+    /// Test credentials, add and list accounts of a provider.
+    #[command(subcommand)]
+    Account(AccountCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Check Xtream credentials against a panel: reachability, whether the panel accepts them, the
+    /// detected connection limit, expiry and status, and a suggested max streams. Nothing is stored.
+    Test {
+        /// The panel URL (http://host:port).
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        username: String,
+        /// Prefer the environment variable, which stays out of shell history and `ps`.
+        #[arg(long, env = "TUNERPOOL_PROVIDER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Add an account to a provider (another login of the same provider) and fetch its details.
+    Add {
+        /// Provider id or name.
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long, env = "TUNERPOOL_PROVIDER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Another server of the same provider (default: the provider's URL).
+        #[arg(long)]
+        server_url: Option<String>,
+        /// Manual limit; the panel's detected limit applies when lower (default: detected).
+        #[arg(long, allow_negative_numbers = true)]
+        max_streams: Option<i64>,
+        /// Lower is tried first.
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i64>,
+    },
+    /// List a provider's accounts with their details (never their passwords).
+    List {
+        /// Provider id or name.
+        provider: String,
+    },
 }
 
 #[derive(Debug, Args)]

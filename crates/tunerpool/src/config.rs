@@ -48,6 +48,49 @@ pub struct Config {
     pub sync: SyncConfig,
     /// Settings for calls to upstream provider APIs.
     pub upstream: UpstreamConfig,
+    /// How connection slots of provider accounts are handed out.
+    pub pool: PoolConfig,
+}
+
+/// How the account pool picks accounts and where it keeps its leases.
+///
+/// Grouped in its own `[pool]` table because these settings belong to the pool
+/// and its ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolConfig {
+    /// Account order within a provider.
+    pub policy: PoolPolicy,
+    /// Accounts expiring within this many days are flagged (0 to 365).
+    pub expiry_warning_days: u32,
+    /// Where leases live: in this process, or in Redis shared by several instances.
+    pub ledger: LedgerBackend,
+    /// `redis://[:password@]host:port[/db]`; required when `ledger` is `redis`.
+    pub redis_url: Option<String>,
+    /// How long a lease lives without renewal: a crashed instance's slots come back after this (3s to 5m).
+    #[serde(serialize_with = "serialize_duration")]
+    pub lease_ttl: Duration,
+}
+
+/// Account order within a provider (seed 000: priority; seed 004: least loaded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolPolicy {
+    /// The first account with room, by priority (lower first).
+    #[default]
+    Priority,
+    /// The account with the lowest active/max.
+    LeastLoaded,
+}
+
+/// Where the lease ledger lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerBackend {
+    /// In this process: one instance.
+    #[default]
+    Memory,
+    /// In Redis: several instances share the accounts' capacity.
+    Redis,
 }
 
 /// Timing of the background jobs that keep provider data fresh.
@@ -127,6 +170,13 @@ impl Default for Config {
                 connect_timeout: Duration::from_secs(10),
                 user_agent: concat!("tunerpool/", env!("CARGO_PKG_VERSION")).to_owned(),
                 max_redirects: 5,
+            },
+            pool: PoolConfig {
+                policy: PoolPolicy::Priority,
+                expiry_warning_days: 7,
+                ledger: LedgerBackend::Memory,
+                redis_url: None,
+                lease_ttl: Duration::from_secs(15),
             },
         }
     }
@@ -252,6 +302,23 @@ impl Config {
         out.push_str(&format!("connect_timeout = {}\n", d(self.upstream.connect_timeout)));
         out.push_str(&format!("user_agent = {}\n", s(&self.upstream.user_agent)));
         out.push_str(&format!("max_redirects = {}\n", self.upstream.max_redirects));
+        out.push_str("\n[pool]\n");
+        let policy = match self.pool.policy {
+            PoolPolicy::Priority => "priority",
+            PoolPolicy::LeastLoaded => "least_loaded",
+        };
+        out.push_str(&format!("policy = {}\n", s(policy)));
+        out.push_str(&format!("expiry_warning_days = {}\n", self.pool.expiry_warning_days));
+        let ledger = match self.pool.ledger {
+            LedgerBackend::Memory => "memory",
+            LedgerBackend::Redis => "redis",
+        };
+        out.push_str(&format!("ledger = {}\n", s(ledger)));
+        match &self.pool.redis_url {
+            Some(url) => out.push_str(&format!("redis_url = {}\n", s(url))),
+            None => out.push_str("# redis_url = \"redis://127.0.0.1:6379\"  (not set)\n"),
+        }
+        out.push_str(&format!("lease_ttl = {}\n", d(self.pool.lease_ttl)));
         out
     }
 
@@ -346,7 +413,14 @@ fn load_with_default_file(
     finish(cfg, problems)
 }
 
-fn finish(cfg: Config, problems: Vec<Problem>) -> Result<Config, ConfigError> {
+fn finish(cfg: Config, mut problems: Vec<Problem>) -> Result<Config, ConfigError> {
+    if cfg.pool.ledger == LedgerBackend::Redis && cfg.pool.redis_url.is_none() {
+        problems.push(Problem {
+            source: "configuration".to_owned(),
+            key: "pool.redis_url".to_owned(),
+            message: "is required when pool.ledger is \"redis\" (e.g. redis://127.0.0.1:6379)".to_owned(),
+        });
+    }
     if problems.is_empty() {
         Ok(cfg)
     } else {
@@ -389,7 +463,7 @@ struct Key {
 }
 
 /// Table names that hold keys.
-const SECTIONS: &[&str] = &["sync", "upstream"];
+const SECTIONS: &[&str] = &["sync", "upstream", "pool"];
 
 static KEYS: &[Key] = &[
     Key {
@@ -473,6 +547,64 @@ static KEYS: &[Key] = &[
         path: "upstream.max_redirects",
         apply: |c, r| {
             c.upstream.max_redirects = parse_int(r, 0, 20)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "pool.policy",
+        apply: |c, r| {
+            c.pool.policy = match want_str(r, "\"priority\"")?.trim().to_ascii_lowercase().as_str() {
+                "priority" => PoolPolicy::Priority,
+                "least_loaded" | "least-loaded" => PoolPolicy::LeastLoaded,
+                other => return Err(format!("{other:?} is not a policy (use \"priority\" or \"least_loaded\")")),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "pool.expiry_warning_days",
+        apply: |c, r| {
+            c.pool.expiry_warning_days = parse_int(r, 0, 365)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "pool.ledger",
+        apply: |c, r| {
+            c.pool.ledger = match want_str(r, "\"memory\"")?.trim().to_ascii_lowercase().as_str() {
+                "memory" => LedgerBackend::Memory,
+                "redis" => LedgerBackend::Redis,
+                other => return Err(format!("{other:?} is not a ledger (use \"memory\" or \"redis\")")),
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "pool.redis_url",
+        apply: |c, r| {
+            let s = want_str(r, "\"redis://127.0.0.1:6379\"")?.trim();
+            c.pool.redis_url = match s {
+                "" => None,
+                s if s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("unix://") => {
+                    Some(s.to_owned())
+                }
+                _ => {
+                    return Err(
+                        "must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379)".to_owned()
+                    )
+                }
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "pool.lease_ttl",
+        apply: |c, r| {
+            let ttl = parse_duration(r, Duration::from_secs(3))?;
+            if ttl > Duration::from_secs(300) {
+                return Err("must be at most 5m (a crashed instance's slots stay taken this long)".to_owned());
+            }
+            c.pool.lease_ttl = ttl;
             Ok(())
         },
     },
@@ -1331,6 +1463,40 @@ timeout = true
     }
 
     #[test]
+    fn pool_keys_are_validated_and_cross_checked() {
+        let cfg = Config::load(
+            None::<&Path>,
+            vec![("TUNERPOOL_POOL_POLICY".to_string(), "least_loaded".to_string())],
+            &Overrides { set: vec!["pool.lease_ttl=30s".into()], ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!((cfg.pool.policy, cfg.pool.lease_ttl), (PoolPolicy::LeastLoaded, Duration::from_secs(30)));
+        let err = Config::load(
+            None::<&Path>,
+            Vec::new(),
+            &Overrides {
+                set: vec![
+                    "pool.ledger=redis".into(),
+                    "pool.policy=random".into(),
+                    "pool.lease_ttl=1h".into(),
+                    "pool.expiry_warning_days=-1".into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["pool.policy", "pool.lease_ttl", "pool.expiry_warning_days", "pool.redis_url"], "{err}");
+        let bad_url = Config::load(
+            None::<&Path>,
+            Vec::new(),
+            &Overrides { set: vec!["pool.redis_url=127.0.0.1:6379".into()], ..Default::default() },
+        )
+        .unwrap_err();
+        assert!(bad_url.problems[0].message.contains("redis://"));
+    }
+
+    #[test]
     fn to_toml_round_trips() {
         let custom = Config {
             listen: "[::1]:9999".parse().unwrap(),
@@ -1348,6 +1514,13 @@ timeout = true
                 connect_timeout: Duration::from_secs(3600 * 24 * 400),
                 user_agent: "Agent 'x' \"y\"".into(),
                 max_redirects: 20,
+            },
+            pool: PoolConfig {
+                policy: PoolPolicy::LeastLoaded,
+                expiry_warning_days: 30,
+                ledger: LedgerBackend::Redis,
+                redis_url: Some("redis://:pw@127.0.0.1:6380/2".into()),
+                lease_ttl: Duration::from_secs(20),
             },
         };
         for cfg in [Config::default(), custom] {
@@ -1381,6 +1554,12 @@ timeout = true
                 "log_format" => "json",
                 "public_url" => "http://x",
                 "upstream.max_redirects" => "1",
+                "pool.policy" => "least_loaded",
+                "pool.expiry_warning_days" => "3",
+                // Setting the ledger to redis alone is (rightly) incomplete.
+                "pool.ledger" => continue,
+                "pool.redis_url" => "redis://127.0.0.1:6379",
+                "pool.lease_ttl" => "20s",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };

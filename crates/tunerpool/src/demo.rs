@@ -3,13 +3,10 @@
 //! accounts of 1 connection, 20 live channels), a temporary data dir, the
 //! provider added and synced, and the gateway serving.
 
-use std::time::Instant;
-
 use anyhow::Context;
 use fakeprovider::{FakeConfig, FakeProvider};
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
-use tunerpool_http::AppState;
 
 use crate::cli::DemoArgs;
 use crate::config::Config;
@@ -90,7 +87,7 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     );
     println!("Press Ctrl-C to stop.");
 
-    let state = AppState { store: store.clone(), started: Instant::now() };
+    let state = crate::serve::app_state(&config, &store, &http, crate::serve::ledger(&config).await?);
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     fake.shutdown().await;

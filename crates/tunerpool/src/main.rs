@@ -92,5 +92,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(&config, true);
             provider::run(&config, cmd).await
         }
+        Command::Account(cmd) => {
+            let config = load_config(&cli)?;
+            logging::init(&config, true);
+            provider::run_account(&config, cmd).await
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{CatalogError, NewProvider, Secret};
 
-use crate::cli::{ProviderAddArgs, ProviderCommand};
+use crate::cli::{AccountCommand, ProviderAddArgs, ProviderCommand};
 use crate::config::Config;
 use crate::serve::{open_store, upstream_http};
 
@@ -88,6 +88,53 @@ async fn add(config: &Config, store: &tunerpool_catalog::Store, a: &ProviderAddA
             eprintln!("the provider was added but its first sync failed: {e}");
             eprintln!("fix the problem and run: tunerpool provider sync {}", provider.id);
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+pub async fn run_account(config: &Config, cmd: &AccountCommand) -> anyhow::Result<ExitCode> {
+    let http = upstream_http(config)?;
+    match cmd {
+        AccountCommand::Test { url, username, password } => {
+            let report = tunerpool_catalog::details::test_xtream(&http, url, username, password).await;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        AccountCommand::Add { provider, name, username, password, server_url, max_streams, priority } => {
+            let store = open_store(config).await?;
+            let p = store.find_provider(provider).await?;
+            let input = tunerpool_catalog::AccountPatch {
+                name: name.clone(),
+                username: username.clone(),
+                password: password.clone().map(Secret::new),
+                server_url: server_url.clone().map(Some),
+                max_streams: max_streams.map(Some),
+                priority: *priority,
+                ..Default::default()
+            };
+            let code = match store.create_account(p.id, &input).await {
+                Ok(a) => {
+                    let _ = tunerpool_catalog::details::refresh_account(&store, &http, &p, &a).await;
+                    println!("{}", serde_json::to_string_pretty(&store.account(a.id).await?)?);
+                    ExitCode::SUCCESS
+                }
+                Err(CatalogError::Invalid(fields)) => {
+                    for f in fields {
+                        eprintln!("--{}: {}", f.field.replace('_', "-"), f.message);
+                    }
+                    ExitCode::from(2)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            store.close().await;
+            Ok(code)
+        }
+        AccountCommand::List { provider } => {
+            let store = open_store(config).await?;
+            let p = store.find_provider(provider).await?;
+            println!("{}", serde_json::to_string_pretty(&store.accounts(p.id).await?)?);
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

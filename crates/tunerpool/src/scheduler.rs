@@ -1,6 +1,10 @@
-//! Keeps every enabled provider's catalog fresh: syncs a provider when it
-//! has never been synced, when its last sync is older than
-//! `sync.catalog_interval`, or (sooner) after a failed sync.
+//! Background jobs of `serve`:
+//! - the catalog job keeps every enabled provider's catalog fresh: it syncs a
+//!   provider when it has never been synced, when its last sync is older than
+//!   `sync.catalog_interval`, or (sooner) after a failed sync;
+//! - the details job refreshes every enabled Xtream account's details
+//!   (expiry, limits, active connections) every `sync.details_interval`,
+//!   first after `sync.details_initial_delay`.
 
 use std::time::Duration;
 
@@ -13,7 +17,10 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10 * 60);
 /// How often the scheduler looks for due providers.
 const TICK: Duration = Duration::from_secs(30);
 
-/// Spawns the scheduler; it stops when the returned guard is dropped.
+/// How many accounts the details job asks at once.
+const DETAILS_CONCURRENCY: usize = 4;
+
+/// Spawns the catalog job; it stops when the returned guard is dropped.
 pub fn spawn(store: Store, http: UpstreamHttp, interval: Duration) -> CancelOnDrop {
     let handle = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
@@ -55,11 +62,171 @@ pub async fn run_due(
     Ok(synced)
 }
 
+/// Spawns the details job; it stops when the returned guard is dropped.
+pub fn spawn_details(
+    store: Store,
+    http: UpstreamHttp,
+    initial_delay: Duration,
+    interval: Duration,
+    expiry_warning_days: u32,
+) -> CancelOnDrop {
+    let handle = tokio::spawn(async move {
+        tokio::time::sleep(initial_delay).await;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match refresh_details(&store, &http).await {
+                Ok(r) => {
+                    tracing::info!(accounts = r.accounts, failed = r.failed, ms = r.ms, "account details refreshed");
+                    if let Err(e) = warn_expiring(&store, expiry_warning_days).await {
+                        tracing::warn!(error = %e, "account details job: cannot read accounts");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "account details job: cannot read accounts"),
+            }
+        }
+    });
+    CancelOnDrop(handle)
+}
+
+/// Logs a warning for every enabled account that expires within `days`.
+pub async fn warn_expiring(store: &Store, days: u32) -> Result<usize, tunerpool_catalog::CatalogError> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let mut n = 0;
+    for p in store.providers().await? {
+        for a in store.accounts(p.id).await?.into_iter().filter(|a| a.enabled) {
+            if let Some(exp) = a.details.exp_date.filter(|e| *e > 0) {
+                let days_left = (exp - now).div_euclid(86_400);
+                if days_left < days as i64 {
+                    n += 1;
+                    tracing::warn!(provider = %p.name, account = %a.name, days_left, exp_date = exp, "account expires soon");
+                }
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Outcome of one details job run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DetailsRun {
+    pub accounts: usize,
+    pub failed: usize,
+    pub ms: u64,
+}
+
+/// One run of the details job: every enabled account of every enabled Xtream
+/// provider, `DETAILS_CONCURRENCY` at a time, each call bounded by the
+/// upstream timeout; one failing account never stops the others (its error is
+/// recorded on it).
+pub async fn refresh_details(
+    store: &Store,
+    http: &UpstreamHttp,
+) -> Result<DetailsRun, tunerpool_catalog::CatalogError> {
+    use futures_util::StreamExt;
+    let started = std::time::Instant::now();
+    let mut work = Vec::new();
+    for p in store.providers().await? {
+        if !p.enabled || p.kind != tunerpool_catalog::ProviderKind::Xtream {
+            continue;
+        }
+        for a in store.accounts(p.id).await? {
+            if a.enabled {
+                work.push((p.clone(), a));
+            }
+        }
+    }
+    // A hard bound on top of the HTTP client's own timeout.
+    let limit = http.settings().timeout + http.settings().connect_timeout;
+    let results: Vec<bool> = futures_util::stream::iter(work)
+        .map(|(p, a)| async move {
+            match tokio::time::timeout(limit, tunerpool_catalog::details::refresh_account(store, http, &p, &a)).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => {
+                    tracing::info!(provider = %p.name, account = %a.name, error = %e, "account details refresh failed");
+                    false
+                }
+                Err(_) => {
+                    let _ = store.record_details_error(a.id, "the panel did not answer in time").await;
+                    tracing::info!(provider = %p.name, account = %a.name, "account details refresh timed out");
+                    false
+                }
+            }
+        })
+        .buffer_unordered(DETAILS_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(DetailsRun {
+        accounts: results.len(),
+        failed: results.iter().filter(|ok| !**ok).count(),
+        ms: started.elapsed().as_millis() as u64,
+    })
+}
+
 /// The running scheduler; dropping it stops it.
 pub struct CancelOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+    use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
+    use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+    use super::refresh_details;
+
+    async fn add(store: &Store, name: &str, url: &str, user: &str, pw: &str) -> i64 {
+        let p = NewProvider {
+            name: name.into(),
+            kind: Some(ProviderKind::Xtream),
+            url: url.into(),
+            username: Some(user.into()),
+            password: Some(Secret::new(pw)),
+            enabled: true,
+            ..Default::default()
+        };
+        store.add_provider(&p).await.unwrap().id
+    }
+
+    #[tokio::test]
+    async fn details_job_isolates_failures_and_records_each_account() {
+        let fake = FakeProvider::start(FakeConfig::with_accounts(vec![
+            AccountSpec::new("a", "pa", 2),
+            AccountSpec::new("b", "pb", 4),
+        ]))
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+        let good = add(&store, "good", &fake.url(), "a", "pa").await;
+        let input =
+            AccountPatch { username: Some("b".into()), password: Some(Secret::new("pb")), ..Default::default() };
+        store.create_account(good, &input).await.unwrap();
+        let dead = add(&store, "dead", "http://127.0.0.1:1", "x", "px").await;
+        let disabled = AccountPatch { enabled: Some(false), ..input };
+        let off = store.create_account(good, &AccountPatch { username: Some("c".into()), ..disabled }).await.unwrap();
+
+        let run = refresh_details(&store, &http).await.unwrap();
+        assert_eq!((run.accounts, run.failed), (3, 1), "disabled accounts are not asked");
+        let limits: Vec<Option<i64>> = store
+            .accounts(good)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|a| a.enabled)
+            .map(|a| a.details.max_connections)
+            .collect();
+        assert_eq!(limits, [Some(2), Some(4)]);
+        let dead_primary = store.primary_account(dead).await.unwrap().unwrap();
+        assert!(dead_primary.details.last_error.unwrap().contains("cannot reach"));
+        assert_eq!(store.account(off.id).await.unwrap().details.last_checked, None);
     }
 }

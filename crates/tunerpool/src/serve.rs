@@ -1,14 +1,16 @@
 //! `tunerpool serve`: open the store, start the scheduler, serve HTTP until
 //! Ctrl-C or SIGTERM.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use tunerpool_catalog::Store;
-use tunerpool_http::AppState;
+use tunerpool_http::{AppState, PoolSettings};
+use tunerpool_ledger::{AnyLedger, MemoryLedger, RedisLedger};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
-use crate::config::Config;
+use crate::config::{Config, LedgerBackend};
 
 /// The upstream HTTP client as configured.
 pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
@@ -20,6 +22,32 @@ pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
         spool_dir: config.data_dir.join("tmp"),
     };
     Ok(UpstreamHttp::new(settings)?)
+}
+
+/// The lease ledger the configuration asks for.
+pub async fn ledger(config: &Config) -> anyhow::Result<Arc<AnyLedger>> {
+    let ttl = config.pool.lease_ttl;
+    Ok(Arc::new(match (config.pool.ledger, &config.pool.redis_url) {
+        (LedgerBackend::Redis, Some(url)) => {
+            let ledger = RedisLedger::connect(url, ttl, "tunerpool:")
+                .await
+                .context("cannot use the Redis ledger (check pool.redis_url and that Redis is running)")?;
+            tracing::info!(ttl = ?ttl, "lease ledger: redis");
+            AnyLedger::Redis(ledger)
+        }
+        _ => AnyLedger::Memory(MemoryLedger::new(ttl)),
+    }))
+}
+
+/// The state every HTTP handler shares.
+pub fn app_state(config: &Config, store: &Store, http: &UpstreamHttp, ledger: Arc<AnyLedger>) -> AppState {
+    AppState {
+        store: store.clone(),
+        http: http.clone(),
+        ledger,
+        pool: PoolSettings { expiry_warning_days: config.pool.expiry_warning_days },
+        started: Instant::now(),
+    }
 }
 
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -35,8 +63,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "tunerpool listening");
     println!("tunerpool listening on http://{addr}");
-    let _scheduler = crate::scheduler::spawn(store.clone(), http, config.sync.catalog_interval);
-    let state = AppState { store: store.clone(), started: Instant::now() };
+    let _catalog_job = crate::scheduler::spawn(store.clone(), http.clone(), config.sync.catalog_interval);
+    let _details_job = crate::scheduler::spawn_details(
+        store.clone(),
+        http.clone(),
+        config.sync.details_initial_delay,
+        config.sync.details_interval,
+        config.pool.expiry_warning_days,
+    );
+    let state = app_state(&config, &store, &http, ledger(&config).await?);
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("tunerpool stopped");

@@ -102,3 +102,25 @@ fn get_json_blocking(url: &str) -> (u16, serde_json::Value) {
         (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")))
     })
 }
+
+/// Sends a JSON request; returns status and the body (JSON, or null when empty).
+pub fn send(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value, String) {
+    let (method, url) = (method.to_string(), url.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let mut req = client.request(method.parse().unwrap(), &url);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            let json = if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).unwrap() };
+            (status, json, text)
+        })
+    })
+    .join()
+    .unwrap()
+}
