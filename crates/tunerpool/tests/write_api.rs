@@ -93,6 +93,33 @@ async fn providers_and_accounts_over_the_api() {
     assert_eq!(r["ok"], false);
     assert!(r["reason"].as_str().unwrap().contains("rejected"), "{r}");
 
+    // Pool status: limits with their origin, usage from the ledger, totals over enabled accounts.
+    let (s, pool) = call("GET", &format!("/providers/{pid}/pool"), None);
+    assert_eq!(s, 200, "{pool}");
+    let accts = pool["accounts"].as_array().unwrap();
+    assert_eq!(accts.len(), 2);
+    assert_eq!(
+        (accts[0]["max_streams"].as_u64(), accts[0]["max_streams_origin"].as_str()),
+        (Some(1), Some("detected"))
+    );
+    assert_eq!((accts[1]["max_streams"].as_u64(), accts[1]["active"].as_u64()), (Some(2), Some(0)));
+    assert!(accts.iter().all(|a| a["usable"] == true && a["days_left"].as_i64().unwrap() >= 29));
+    assert_eq!(pool["totals"], json!({"capacity": 3, "active": 0, "available": 3}));
+    let (_, all) = call("GET", "/pool", None);
+    assert_eq!(all["totals"]["capacity"], 3);
+    // A manual limit above the detected one does not raise it; below, it applies.
+    call("PATCH", &format!("/accounts/{aid}"), Some(json!({"max_streams": 5})));
+    let (_, pool) = call("GET", &format!("/providers/{pid}/pool"), None);
+    assert_eq!(
+        (pool["accounts"][1]["max_streams"].as_u64(), pool["accounts"][1]["max_streams_origin"].as_str()),
+        (Some(2), Some("detected"))
+    );
+    call("PATCH", &format!("/accounts/{aid}"), Some(json!({"max_streams": 1, "enabled": false})));
+    let (_, pool) = call("GET", &format!("/providers/{pid}/pool"), None);
+    assert_eq!(pool["accounts"][1]["max_streams_origin"], "manual");
+    assert_eq!(pool["totals"]["capacity"], 1, "disabled accounts do not count");
+    call("PATCH", &format!("/accounts/{aid}"), Some(json!({"max_streams": null, "enabled": true})));
+
     // Sync now, delete.
     let (s, r) = call("POST", &format!("/providers/{pid}/sync"), None);
     assert_eq!((s, r["live"].as_i64()), (200, Some(20)));

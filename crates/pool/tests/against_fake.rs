@@ -1,0 +1,129 @@
+//! The pool end to end against the simulated provider: details fetched from
+//! the panel decide which accounts selection may use, the ledger grants a
+//! slot atomically, the rewritten URL plays, and the panel counts exactly one
+//! connection on the chosen account.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use tunerpool_catalog::details::refresh_account;
+use tunerpool_catalog::sync::sync_provider;
+use tunerpool_catalog::{AccountPatch, ChannelQuery, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_ledger::{Lease, Ledger, LedgerError, MemoryLedger, Slot};
+use tunerpool_pool::rewrite::{xtream_url, StreamKind};
+use tunerpool_pool::select::{no_capacity, plan, AccountPolicy, ProviderPool, SelectInput};
+use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::test]
+async fn selection_skips_rejected_and_expired_accounts_and_the_panel_sees_one_connection() {
+    let fake = FakeProvider::start(FakeConfig::with_accounts(vec![
+        AccountSpec::new("good", "g/pw+1", 1),
+        AccountSpec::new("refused", "r", 1),
+        AccountSpec::new("old", "o", 2),
+    ]))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let pid = store
+        .add_provider(&NewProvider {
+            name: "Fake".into(),
+            kind: Some(ProviderKind::Xtream),
+            url: fake.url(),
+            username: Some("good".into()),
+            password: Some(Secret::new("g/pw+1")),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    for (user, pw) in [("refused", "r"), ("old", "o")] {
+        let input = AccountPatch { username: Some(user.into()), password: Some(Secret::new(pw)), ..Default::default() };
+        store.create_account(pid, &input).await.unwrap();
+    }
+    sync_provider(&store, &http, pid).await.unwrap();
+    // Details on add, as the API does.
+    let provider = store.provider(pid).await.unwrap();
+    for a in store.accounts(pid).await.unwrap() {
+        refresh_account(&store, &http, &provider, &a).await.unwrap();
+    }
+
+    // The panel now refuses one account and reports another expired.
+    fake.update_account("refused", |a| a.auth = false);
+    fake.update_account("old", |a| a.exp_date = Some(now() - 86_400));
+    for a in store.accounts(pid).await.unwrap() {
+        let _ = refresh_account(&store, &http, &provider, &a).await;
+    }
+    let accounts = store.accounts(pid).await.unwrap();
+    // A refusal keeps the last known limit.
+    assert_eq!(accounts.iter().map(|a| a.details.max_connections).collect::<Vec<_>>(), [Some(1), Some(1), Some(2)]);
+    assert_eq!(accounts[1].details.auth, Some(false));
+
+    let channel = store.channels(&ChannelQuery::default()).await.unwrap().items.remove(0);
+    let ledger = Arc::new(MemoryLedger::new(tunerpool_ledger::DEFAULT_TTL));
+    let providers = HashMap::from([(pid, ProviderPool { provider: &provider, accounts: &accounts })]);
+    let usage = ledger.usage().await.unwrap();
+    let input = SelectInput {
+        sources: &channel.sources,
+        providers: &providers,
+        active: &usage.accounts,
+        policy: AccountPolicy::Priority,
+        now_unix: now(),
+    };
+    let p = plan(&input);
+    assert_eq!(p.candidates.len(), 1, "{p:?}");
+    let mut reasons: Vec<String> = p.skipped.iter().map(|s| format!("{}: {}", s.account, s.reason)).collect();
+    reasons.sort();
+    assert!(reasons[0].starts_with("old: expired on"), "{reasons:?}");
+    assert_eq!(reasons[1], "refused: the panel rejected its credentials");
+
+    let slots: Vec<Slot> = p
+        .candidates
+        .iter()
+        .map(|c| Slot {
+            account: c.account_id,
+            account_max: c.account_max,
+            provider: c.provider_id,
+            provider_max: c.provider_max,
+        })
+        .collect();
+    let lease = Lease::acquire(ledger.clone(), &slots, "test").await.unwrap();
+    let account = accounts.iter().find(|a| a.id == lease.info().account).unwrap();
+    assert_eq!(account.username.as_deref(), Some("good"));
+    let url = xtream_url(
+        &provider.url,
+        StreamKind::Live,
+        account.username.as_deref().unwrap(),
+        account.password.expose(),
+        &channel.sources[0].upstream_id.unwrap().to_string(),
+        "ts",
+    );
+    let mut resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert_eq!(first[0], 0x47, "MPEG-TS");
+    let counters = fake.counters();
+    assert_eq!(counters.accounts["good"].open, 1);
+    assert_eq!(counters.total_opened, 1);
+
+    // The only usable account is full: no second slot, and the reason lists every account.
+    let usage = ledger.usage().await.unwrap();
+    assert!(matches!(Lease::acquire(ledger.clone(), &slots, "second").await, Err(LedgerError::Full)));
+    let input = SelectInput { active: &usage.accounts, ..input };
+    let why = no_capacity(&input).to_string();
+    assert!(
+        why.contains("Primary 1/1") && why.contains("the panel rejected its credentials") && why.contains("expired"),
+        "{why}"
+    );
+
+    drop(resp);
+    lease.release().await;
+    assert_eq!(ledger.usage().await.unwrap().total(), 0);
+}
