@@ -124,6 +124,7 @@ pub(crate) async fn create_account(
 ) -> Result<(StatusCode, Json<Account>), ApiError> {
     let provider = st.store.provider(path_id("provider", &id)?).await?;
     let input: AccountPatch = json_body(&body)?;
+    check_patterns(&input, None)?;
     let account = st.store.create_account(provider.id, &input).await?;
     let _ = refresh_account(&st.store, &st.http, &provider, &account).await;
     Ok((StatusCode::CREATED, Json(st.store.account(account.id).await?)))
@@ -136,6 +137,7 @@ pub(crate) async fn update_account(
 ) -> Result<Json<Account>, ApiError> {
     let id = path_id("account", &id)?;
     let patch: AccountPatch = json_body(&body)?;
+    check_patterns(&patch, Some(&st.store.account(id).await?))?;
     let account = st.store.update_account(id, &patch).await?;
     let provider = st.store.provider(account.provider_id).await?;
     let _ = refresh_account(&st.store, &st.http, &provider, &account).await;
@@ -145,6 +147,24 @@ pub(crate) async fn update_account(
 pub(crate) async fn delete_account(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     st.store.delete_account(path_id("account", &id)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The regex patterns an account would have after `patch`, checked the way
+/// the pool applies them (compiles; `$1`/`${name}` refer to real groups;
+/// both or neither). Other fields are checked by the store.
+fn check_patterns(patch: &AccountPatch, current: Option<&Account>) -> Result<(), ApiError> {
+    let pick = |new: &Option<Option<String>>, old: Option<&Option<String>>| match new {
+        Some(v) => v.clone(),
+        None => old.cloned().flatten(),
+    };
+    let search = pick(&patch.search_pattern, current.map(|a| &a.search_pattern));
+    let replace = pick(&patch.replace_pattern, current.map(|a| &a.replace_pattern));
+    let errs = tunerpool_pool::rewrite::validate_patterns(search.as_deref(), replace.as_deref());
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(errs))
+    }
 }
 
 /// Test a saved account: asks the panel, stores the details, reports.

@@ -93,6 +93,19 @@ async fn providers_and_accounts_over_the_api() {
     assert_eq!(r["ok"], false);
     assert!(r["reason"].as_str().unwrap().contains("rejected"), "{r}");
 
+    // Regex patterns are checked the way the pool applies them.
+    let (s, v) = call(
+        "PATCH",
+        &format!("/accounts/{aid}"),
+        Some(json!({"search_pattern": "(unclosed", "replace_pattern": "x"})),
+    );
+    assert_eq!((s, fields(&v)), (400, vec!["search_pattern".to_string()]), "{v}");
+    let (s, v) =
+        call("PATCH", &format!("/accounts/{aid}"), Some(json!({"search_pattern": "u1/(p1)", "replace_pattern": "$2"})));
+    assert_eq!((s, fields(&v)), (400, vec!["replace_pattern".to_string()]), "{v}");
+    let (s, v) = call("PATCH", &format!("/accounts/{aid}"), Some(json!({"search_pattern": "u1"})));
+    assert_eq!(s, 400, "both or neither: {v}");
+
     // Pool status: limits with their origin, usage from the ledger, totals over enabled accounts.
     let (s, pool) = call("GET", &format!("/providers/{pid}/pool"), None);
     assert_eq!(s, 200, "{pool}");
