@@ -450,3 +450,16 @@ impl ProviderPatch {
         errs
     }
 }
+
+/// What the relay needs to open one stream: where it is and how to ask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSource {
+    pub stream_id: i64,
+    pub provider_id: i64,
+    /// Xtream stream id (the URL is built per account).
+    pub upstream_id: Option<i64>,
+    /// M3U: the stream URL as the playlist lists it (the primary account's).
+    pub url: Option<String>,
+    /// Extra request headers from the playlist (user-agent, referer).
+    pub headers: Vec<(String, String)>,
+}

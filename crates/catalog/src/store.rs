@@ -387,6 +387,10 @@ impl Store {
 
     /// A page of client-visible channels, optionally filtered by group and name.
     pub async fn channels(&self, q: &ChannelQuery) -> Result<Page<Channel>, CatalogError> {
+        self.channels_where(None, q).await
+    }
+
+    async fn channels_where(&self, only: Option<i64>, q: &ChannelQuery) -> Result<Page<Channel>, CatalogError> {
         let errs = q.validate();
         if !errs.is_empty() {
             return Err(CatalogError::Invalid(errs));
@@ -398,10 +402,16 @@ impl Store {
         // A channel is a live stream that was not merged into another channel.
         const FROM: &str = "FROM streams s LEFT JOIN groups g ON g.id = s.group_id
             WHERE NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = s.id)
-              AND (?1 IS NULL OR g.name = ?1) AND (?2 IS NULL OR s.name LIKE ?2 ESCAPE '\\')";
+              AND (?1 IS NULL OR g.name = ?1) AND (?2 IS NULL OR s.name LIKE ?2 ESCAPE '\\')
+              AND (?5 IS NULL OR s.id = ?5)";
+        let limit = per_page as i64;
+        let offset = (page as i64 - 1) * per_page as i64;
         let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {FROM}"))
             .bind(group)
             .bind(pattern.as_deref())
+            .bind(limit)
+            .bind(offset)
+            .bind(only)
             .fetch_one(&self.pool)
             .await?;
         let rows = sqlx::query(&format!(
@@ -412,8 +422,9 @@ impl Store {
         ))
         .bind(group)
         .bind(pattern.as_deref())
-        .bind(per_page as i64)
-        .bind((page as i64 - 1) * per_page as i64)
+        .bind(limit)
+        .bind(offset)
+        .bind(only)
         .fetch_all(&self.pool)
         .await?;
         let mut items: Vec<Channel> = rows
@@ -470,6 +481,42 @@ impl Store {
             }
         }
         Ok(Page { total, page, per_page, items })
+    }
+
+    /// One channel with its sources (a merged stream is not a channel).
+    pub async fn channel(&self, id: i64) -> Result<Channel, CatalogError> {
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT s.id FROM streams s WHERE s.id = ? AND NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = s.id)",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if exists.is_none() {
+            return Err(CatalogError::NotFound { what: "channel", id: id.to_string() });
+        }
+        let page = self.channels_where(Some(id), &ChannelQuery { per_page: Some(1), ..Default::default() }).await?;
+        page.items.into_iter().next().ok_or_else(|| CatalogError::NotFound { what: "channel", id: id.to_string() })
+    }
+
+    /// Where a stream is and which headers to send.
+    pub async fn stream_source(&self, stream_id: i64) -> Result<StreamSource, CatalogError> {
+        let row = sqlx::query("SELECT id, provider_id, upstream_id, url, headers FROM streams WHERE id = ?")
+            .bind(stream_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound { what: "stream", id: stream_id.to_string() })?;
+        let headers: Option<String> = row.try_get("headers")?;
+        let headers = headers
+            .and_then(|h| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&h).ok())
+            .map(|m| m.into_iter().filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_string()))).collect())
+            .unwrap_or_default();
+        Ok(StreamSource {
+            stream_id: row.try_get("id")?,
+            provider_id: row.try_get("provider_id")?,
+            upstream_id: row.try_get("upstream_id")?,
+            url: row.try_get("url")?,
+            headers,
+        })
     }
 
     /// Channel groups with their channel counts, by name.

@@ -10,6 +10,7 @@
 mod api;
 pub mod error;
 pub mod pool_status;
+mod stream;
 mod write;
 
 use std::time::Instant;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub http: UpstreamHttp,
     /// Who holds which connection slot.
     pub ledger: std::sync::Arc<AnyLedger>,
+    /// Live sessions.
+    pub relay: tunerpool_relay::relay::Relay,
     pub pool: PoolSettings,
     pub started: Instant,
 }
@@ -57,6 +60,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/channels", get(api::list_channels))
         .route("/api/v1/groups", get(api::list_groups))
         .route("/api/v1/pool", get(pool_status::all))
+        .route("/api/v1/sessions", get(stream::sessions))
+        .route("/api/v1/sessions/{id}", axum::routing::delete(stream::stop_session))
+        .route("/stream/{channel}", get(stream::live))
         .route("/api/v1/providers/{id}/pool", get(pool_status::one))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -68,5 +74,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    // Live streams never end on their own: stop the sessions when shutdown
+    // starts, so that graceful shutdown can finish.
+    let relay = state.relay.clone();
+    let shutdown = async move {
+        shutdown.await;
+        relay.stop_all();
+    };
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

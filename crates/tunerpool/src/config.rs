@@ -50,6 +50,28 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// How connection slots of provider accounts are handed out.
     pub pool: PoolConfig,
+    /// How live sessions behave.
+    pub relay: RelayConfig,
+}
+
+/// How live sessions share, hold and give back upstream connections.
+///
+/// Grouped in its own `[relay]` table because only the relay reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayConfig {
+    /// A session with no viewers keeps its upstream this long (0s to 1m).
+    #[serde(serialize_with = "serialize_duration")]
+    pub linger: Duration,
+    /// A request that finds no free slot waits this long for one (0s to 30s).
+    #[serde(serialize_with = "serialize_duration")]
+    pub acquire_wait: Duration,
+    /// No upstream data for this long is a failure (1s to 1m).
+    #[serde(serialize_with = "serialize_duration")]
+    pub stall_timeout: Duration,
+    /// Shared buffer per channel, in seconds at 8 Mbit/s (1 MB a second; 1 to 30).
+    pub buffer_seconds: u32,
+    /// Upstream switches a session may make before it gives up (0 to 100).
+    pub max_switches: u32,
 }
 
 /// How the account pool picks accounts and where it keeps its leases.
@@ -177,6 +199,13 @@ impl Default for Config {
                 ledger: LedgerBackend::Memory,
                 redis_url: None,
                 lease_ttl: Duration::from_secs(15),
+            },
+            relay: RelayConfig {
+                linger: Duration::from_secs(3),
+                acquire_wait: Duration::from_secs(3),
+                stall_timeout: Duration::from_secs(5),
+                buffer_seconds: 4,
+                max_switches: 8,
             },
         }
     }
@@ -319,6 +348,12 @@ impl Config {
             None => out.push_str("# redis_url = \"redis://127.0.0.1:6379\"  (not set)\n"),
         }
         out.push_str(&format!("lease_ttl = {}\n", d(self.pool.lease_ttl)));
+        out.push_str("\n[relay]\n");
+        out.push_str(&format!("linger = {}\n", d(self.relay.linger)));
+        out.push_str(&format!("acquire_wait = {}\n", d(self.relay.acquire_wait)));
+        out.push_str(&format!("stall_timeout = {}\n", d(self.relay.stall_timeout)));
+        out.push_str(&format!("buffer_seconds = {}\n", self.relay.buffer_seconds));
+        out.push_str(&format!("max_switches = {}\n", self.relay.max_switches));
         out
     }
 
@@ -463,7 +498,7 @@ struct Key {
 }
 
 /// Table names that hold keys.
-const SECTIONS: &[&str] = &["sync", "upstream", "pool"];
+const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay"];
 
 static KEYS: &[Key] = &[
     Key {
@@ -608,7 +643,51 @@ static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "relay.linger",
+        apply: |c, r| {
+            c.relay.linger = parse_duration_max(r, Duration::ZERO, Duration::from_secs(60))?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "relay.acquire_wait",
+        apply: |c, r| {
+            c.relay.acquire_wait = parse_duration_max(r, Duration::ZERO, Duration::from_secs(30))?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "relay.stall_timeout",
+        apply: |c, r| {
+            c.relay.stall_timeout = parse_duration_max(r, Duration::from_secs(1), Duration::from_secs(60))?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "relay.buffer_seconds",
+        apply: |c, r| {
+            c.relay.buffer_seconds = parse_int(r, 1, 30)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "relay.max_switches",
+        apply: |c, r| {
+            c.relay.max_switches = parse_int(r, 0, 100)?;
+            Ok(())
+        },
+    },
 ];
+
+/// A duration within `min..=max`.
+fn parse_duration_max(raw: Raw<'_, '_>, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = parse_duration(raw, min)?;
+    if d > max {
+        return Err(format!("must be at most {}", humantime::format_duration(max)));
+    }
+    Ok(d)
+}
 
 fn find_key(path: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.path == path)
@@ -1522,6 +1601,13 @@ timeout = true
                 redis_url: Some("redis://:pw@127.0.0.1:6380/2".into()),
                 lease_ttl: Duration::from_secs(20),
             },
+            relay: RelayConfig {
+                linger: Duration::ZERO,
+                acquire_wait: Duration::from_secs(10),
+                stall_timeout: Duration::from_secs(2),
+                buffer_seconds: 8,
+                max_switches: 0,
+            },
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -1560,6 +1646,8 @@ timeout = true
                 "pool.ledger" => continue,
                 "pool.redis_url" => "redis://127.0.0.1:6379",
                 "pool.lease_ttl" => "20s",
+                "relay.linger" | "relay.acquire_wait" | "relay.stall_timeout" => "7s",
+                "relay.buffer_seconds" | "relay.max_switches" => "9",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };

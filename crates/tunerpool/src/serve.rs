@@ -10,7 +10,11 @@ use tunerpool_http::{AppState, PoolSettings};
 use tunerpool_ledger::{AnyLedger, MemoryLedger, RedisLedger};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
-use crate::config::{Config, LedgerBackend};
+use tunerpool_pool::select::AccountPolicy;
+use tunerpool_relay::relay::Relay;
+use tunerpool_relay::settings::RelaySettings;
+
+use crate::config::{Config, LedgerBackend, PoolPolicy};
 
 /// The upstream HTTP client as configured.
 pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
@@ -41,9 +45,23 @@ pub async fn ledger(config: &Config) -> anyhow::Result<Arc<AnyLedger>> {
 
 /// The state every HTTP handler shares.
 pub fn app_state(config: &Config, store: &Store, http: &UpstreamHttp, ledger: Arc<AnyLedger>) -> AppState {
+    let r = &config.relay;
+    let settings = RelaySettings {
+        linger: r.linger,
+        acquire_wait: r.acquire_wait,
+        stall_timeout: r.stall_timeout,
+        buffer_bytes: r.buffer_seconds as usize * 1_000_000,
+        max_switches: r.max_switches,
+        policy: match config.pool.policy {
+            PoolPolicy::Priority => AccountPolicy::Priority,
+            PoolPolicy::LeastLoaded => AccountPolicy::LeastLoaded,
+        },
+        ..RelaySettings::default()
+    };
     AppState {
         store: store.clone(),
         http: http.clone(),
+        relay: Relay::new(store.clone(), ledger.clone(), http.client().clone(), settings),
         ledger,
         pool: PoolSettings { expiry_warning_days: config.pool.expiry_warning_days },
         started: Instant::now(),

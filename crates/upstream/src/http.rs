@@ -70,6 +70,12 @@ impl UpstreamHttp {
         &self.settings
     }
 
+    /// The underlying client (connect timeout, redirect cap, user agent), for
+    /// long-lived stream requests made by the relay.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// GET `url`, check the status, and return the response with its body
     /// unread. `secrets` are masked in any error message.
     pub async fn get(&self, url: &str, secrets: &[&str], size: BodySize) -> Result<reqwest::Response, UpstreamError> {

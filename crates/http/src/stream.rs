@@ -1,0 +1,61 @@
+//! `GET /stream/{channel}` (and `/stream/{channel}.ts`): join the channel's
+//! live session or start one. Only catalog channels can be streamed — this is
+//! never an open relay.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tunerpool_relay::relay::WatchError;
+
+use crate::AppState;
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text + "\n").into_response()
+}
+
+pub(crate) async fn live(
+    State(st): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(channel): Path<String>,
+) -> Response {
+    let raw = channel.strip_suffix(".ts").unwrap_or(&channel);
+    let Ok(id) = raw.parse::<i64>() else {
+        return plain(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use /stream/{{channel id}}.ts"));
+    };
+    match st.relay.watch(id, addr.to_string(), None).await {
+        Ok(stream) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "video/mp2t")
+            .header(header::CACHE_CONTROL, "no-cache, no-store")
+            .header("x-tunerpool-session", stream.session_id.to_string())
+            .body(Body::from_stream(stream))
+            .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into())),
+        Err(WatchError::UnknownChannel(id)) => plain(StatusCode::NOT_FOUND, format!("no channel {id}")),
+        Err(WatchError::NoCapacity(why)) => {
+            tracing::warn!(channel = id, client = %addr, reason = %why, "refused: no capacity");
+            plain(StatusCode::SERVICE_UNAVAILABLE, why)
+        }
+        Err(WatchError::Upstream(why)) => {
+            tracing::warn!(channel = id, client = %addr, reason = %why, "refused: no upstream works");
+            plain(StatusCode::BAD_GATEWAY, why)
+        }
+        Err(WatchError::Internal(why)) => {
+            tracing::error!(channel = id, reason = %why, "stream failed");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".into())
+        }
+    }
+}
+
+pub(crate) async fn sessions(State(st): State<AppState>) -> axum::Json<Vec<tunerpool_relay::session::SessionInfo>> {
+    axum::Json(st.relay.sessions())
+}
+
+pub(crate) async fn stop_session(State(st): State<AppState>, Path(id): Path<String>) -> StatusCode {
+    match id.parse::<u64>() {
+        Ok(id) if st.relay.stop(id) => StatusCode::NO_CONTENT,
+        _ => StatusCode::NOT_FOUND,
+    }
+}

@@ -1,0 +1,317 @@
+//! The relay over real sockets: tunerpool's HTTP server in-process, the
+//! simulated provider as the upstream, real MPEG-TS.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
+use futures_util::StreamExt;
+use tunerpool_catalog::sync::sync_provider;
+use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_http::{AppState, PoolSettings};
+use tunerpool_ledger::{AnyLedger, MemoryLedger};
+use tunerpool_relay::relay::Relay;
+use tunerpool_relay::settings::RelaySettings;
+use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+struct Harness {
+    fake: FakeProvider,
+    base: String,
+    _dir: tempfile::TempDir,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings: RelaySettings) -> Harness {
+    let fake =
+        FakeProvider::start(FakeConfig { bitrate_bps, ..FakeConfig::with_accounts(accounts.clone()) }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let first = &accounts[0];
+    let pid = store
+        .add_provider(&NewProvider {
+            name: "Fake".into(),
+            kind: Some(ProviderKind::Xtream),
+            url: fake.url(),
+            username: Some(first.username.clone()),
+            password: Some(Secret::new(first.password.clone())),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    for (i, a) in accounts.iter().enumerate().skip(1) {
+        let input = AccountPatch {
+            username: Some(a.username.clone()),
+            password: Some(Secret::new(a.password.clone())),
+            priority: Some(i as i64),
+            ..Default::default()
+        };
+        store.create_account(pid, &input).await.unwrap();
+    }
+    sync_provider(&store, &http, pid).await.unwrap();
+    let provider = store.provider(pid).await.unwrap();
+    for a in store.accounts(pid).await.unwrap() {
+        tunerpool_catalog::details::refresh_account(&store, &http, &provider, &a).await.unwrap();
+    }
+    let ledger = Arc::new(AnyLedger::Memory(MemoryLedger::new(Duration::from_secs(15))));
+    let state = AppState {
+        store: store.clone(),
+        http: http.clone(),
+        relay: Relay::new(store.clone(), ledger.clone(), http.client().clone(), settings),
+        ledger,
+        pool: PoolSettings { expiry_warning_days: 7 },
+        started: Instant::now(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = tunerpool_http::serve(listener, state, std::future::pending()).await;
+    });
+    Harness { fake, base, _dir: dir, _server: server }
+}
+
+fn fast() -> RelaySettings {
+    RelaySettings {
+        linger: Duration::from_millis(500),
+        acquire_wait: Duration::from_secs(3),
+        stall_timeout: Duration::from_secs(2),
+        ..RelaySettings::default()
+    }
+}
+
+/// Reads a stream for `dur` (or until it ends); returns the bytes.
+async fn read_for(resp: reqwest::Response, dur: Duration) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    let deadline = tokio::time::Instant::now() + dur;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+fn ts_ok(data: &[u8]) -> bool {
+    data.len() >= 188 * 10 && data.chunks(188).filter(|p| p.len() == 188).all(|p| p[0] == 0x47)
+}
+
+async fn open_count(fake: &FakeProvider) -> u32 {
+    fake.counters().accounts.values().map(|a| a.open).sum()
+}
+
+async fn wait_for(mut check: impl FnMut() -> bool, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    check()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_viewers_share_one_upstream_connection() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)], None, fast()).await;
+    let url = format!("{}/stream/1.ts", h.base);
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let resp = client.get(&url).send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.headers()["content-type"], "video/mp2t");
+            read_for(resp, Duration::from_millis(1500)).await
+        }));
+    }
+    for t in tasks {
+        let data = t.await.unwrap();
+        assert!(ts_ok(&data), "every viewer gets aligned MPEG-TS ({} bytes)", data.len());
+    }
+    let c = h.fake.counters();
+    assert_eq!(c.total_opened, 1, "{c:?}");
+    assert_eq!(c.accounts["a"].max_concurrent, 1);
+    assert_eq!(c.accounts["b"].opened, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closes_within_linger_after_the_last_viewer() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
+    let resp = reqwest::get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    assert!(ts_ok(&read_for(resp, Duration::from_millis(600)).await));
+    assert_eq!(open_count(&h.fake).await, 1);
+    let left = Instant::now();
+    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_millis(500 + 1000)).await);
+    assert!(left.elapsed() >= Duration::from_millis(400), "lingered");
+    let sessions: serde_json::Value =
+        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(sessions, serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_rapid_zaps_on_one_connection_account_never_503() {
+    let h =
+        harness(vec![AccountSpec::new("a", "pa", 1)], None, RelaySettings { linger: Duration::from_secs(5), ..fast() })
+            .await;
+    let client = reqwest::Client::new();
+    let mut current = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
+    assert_eq!(current.status(), 200);
+    current.chunk().await.unwrap();
+    for i in 0..20 {
+        // Open the new channel first, then close the old one while the new
+        // request is in flight — as players do.
+        let channel = 2 + (i % 5);
+        let next = tokio::spawn(client.get(format!("{}/stream/{channel}.ts", h.base)).send());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(current);
+        let next = next.await.unwrap().unwrap();
+        assert_eq!(next.status(), 200, "zap {i}: {}", next.text().await.unwrap_or_default());
+        current = next;
+        let first = current.chunk().await.unwrap().unwrap();
+        assert_eq!(first[0], 0x47, "zap {i}");
+    }
+    let c = h.fake.counters();
+    assert_eq!(c.accounts["a"].max_concurrent, 1, "never two connections: {c:?}");
+    assert_eq!(c.accounts["a"].refused, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_capacity_is_a_503_that_says_why() {
+    let h = harness(
+        vec![AccountSpec::new("a", "pa", 1)],
+        None,
+        RelaySettings { acquire_wait: Duration::from_millis(300), ..fast() },
+    )
+    .await;
+    let busy = reqwest::get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    assert_eq!(busy.status(), 200);
+    let started = Instant::now();
+    let refused = reqwest::get(format!("{}/stream/2.ts", h.base)).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(started.elapsed() >= Duration::from_millis(250), "waited for a slot first");
+    let why = refused.text().await.unwrap();
+    assert!(why.contains("Fake") && why.contains("1/1"), "{why}");
+    assert!(!why.contains("pa"), "{why}");
+    let missing = reqwest::get(format!("{}/stream/999999.ts", h.base)).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    drop(busy);
+}
+
+/// Reads `resp` for `dur`, returning (bytes, longest gap between chunks).
+async fn watch_gaps(mut resp: reqwest::Response, dur: Duration) -> (usize, Duration) {
+    let t0 = Instant::now();
+    let (mut bytes, mut gap, mut last) = (0, Duration::ZERO, Instant::now());
+    while t0.elapsed() < dur {
+        match tokio::time::timeout(Duration::from_secs(4), resp.chunk()).await {
+            Ok(Ok(Some(c))) => {
+                gap = gap.max(last.elapsed());
+                last = Instant::now();
+                bytes += c.len();
+            }
+            other => panic!("the viewer lost the stream after {:?}: {other:?}", t0.elapsed()),
+        }
+    }
+    (bytes, gap)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)], None, fast()).await;
+    // Account a's streams (reconnects included) are cut after 300 KB, about 1.3 s.
+    h.fake.set_fault(Fault::new(FaultKind::CutAfter { bytes: 300_000 }).for_user("a"));
+    let resp = reqwest::get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (bytes, gap) = watch_gaps(resp, Duration::from_secs(5)).await;
+    let c = h.fake.counters();
+    assert_eq!(c.accounts["a"].opened, 2, "one reconnect on the same account: {c:?}");
+    assert_eq!(c.accounts["b"].opened, 1, "then the next account: {c:?}");
+    assert!(gap < Duration::from_secs(2), "longest gap {gap:?}");
+    assert!(bytes > 600_000, "{bytes}");
+    let sessions: serde_json::Value =
+        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(sessions[0]["failovers"], 1);
+    assert_eq!(sessions[0]["upstream"]["account"], "b");
+    let url = sessions[0]["upstream"]["url"].as_str().unwrap();
+    assert!(!url.contains("/pb/") && url.contains("***"), "credentials masked: {url}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placeholder_or_a_stall_is_a_failure_not_a_stream() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)], None, fast()).await;
+    // a answers 200 with a text placeholder: not MPEG-TS, so b is used at once.
+    h.fake.set_fault(Fault::new(FaultKind::Placeholder).for_user("a"));
+    let resp = reqwest::get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(ts_ok(&read_for(resp, Duration::from_millis(800)).await));
+    let c = h.fake.counters();
+    assert_eq!(c.accounts["b"].opened, 1, "{c:?}");
+    assert!(wait_for(|| h.fake.counters().accounts.values().all(|a| a.open == 0), Duration::from_secs(3)).await);
+
+    // Channel 2: a stalls after 100 KB; the stall timeout (2 s) moves it on.
+    h.fake.clear_faults();
+    h.fake.set_fault(Fault::new(FaultKind::Stall { after_bytes: 100_000 }).for_user("a"));
+    let resp = reqwest::get(format!("{}/stream/2.ts", h.base)).await.unwrap();
+    let (_, gap) = watch_gaps(resp, Duration::from_secs(8)).await;
+    assert!(gap < Duration::from_secs(4), "stall 2 s x (1 reconnect + switch): gap {gap:?}");
+    assert!(h.fake.counters().accounts["b"].opened >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_stops_reading_does_not_slow_the_others() {
+    // 8 Mbit/s upstream, a 1 MB buffer: a stuck viewer falls out of it within a second.
+    let settings = RelaySettings { buffer_bytes: 1_000_000, ..fast() };
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], Some(8_000_000), settings).await;
+    let url = format!("{}/stream/1.ts", h.base);
+    // The stuck viewer: connects, reads one chunk, then never reads again.
+    let mut stuck = reqwest::get(&url).await.unwrap();
+    stuck.chunk().await.unwrap();
+    let good = reqwest::get(&url).await.unwrap();
+    let t0 = Instant::now();
+    let (bytes, gap) = watch_gaps(good, Duration::from_secs(4)).await;
+    let rate = bytes as f64 * 8.0 / t0.elapsed().as_secs_f64();
+    assert!(rate > 6_500_000.0, "the reading viewer got {:.1} Mbit/s", rate / 1e6);
+    assert!(gap < Duration::from_millis(500), "{gap:?}");
+    let sessions: serde_json::Value =
+        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    let jumps: u64 = sessions[0]["viewers"].as_array().unwrap().iter().map(|v| v["jumps"].as_u64().unwrap()).sum();
+    assert!(
+        jumps >= 1 || sessions[0]["viewers"].as_array().unwrap().len() == 1,
+        "the stuck viewer jumped or was dropped: {sessions}"
+    );
+    drop(stuck);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_session_ends_its_viewers_and_frees_the_slot() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
+    let resp = reqwest::get(format!("{}/stream/3.ts", h.base)).await.unwrap();
+    let id = resp.headers()["x-tunerpool-session"].to_str().unwrap().to_string();
+    let client = reqwest::Client::new();
+    let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).send().await.unwrap();
+    assert_eq!(del.status(), 204);
+    let data = read_for(resp, Duration::from_secs(3)).await;
+    assert!(data.len() < 20_000_000, "the stream ended");
+    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(2)).await);
+    let again = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).send().await.unwrap();
+    assert_eq!(again.status(), 404);
+}
+
+/// ffprobe (installed by .ci/run) must find H.264 and AAC in the proxied stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_finds_h264_and_aac() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
+    let url = format!("{}/stream/1.ts", h.base);
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", "-read_intervals", "%+3", &url])
+        .output()
+        .await
+        .expect("ffprobe must be installed (apt-get install ffmpeg)");
+    let codecs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        codecs.contains("h264") && codecs.contains("aac"),
+        "ffprobe found: {codecs:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,17 @@
+//! Live sessions: one upstream connection per live channel, shared by all its viewers.
+//!
+//! - [`ts`]: MPEG-TS tools (probe, packet alignment, keyframe detection, chunking), pure and synchronous.
+//! - [`ring`]: the bounded shared buffer one upstream reader writes and every viewer reads at its own pace.
+//! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
+//! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
+//! - `source`: from a channel to a leased slot and the URL for that account.
+
+pub mod relay;
+pub mod ring;
+pub mod session;
+pub mod settings;
+mod source;
+pub mod ts;
+
+pub use ring::{Next, Reader, Ring, RingStats};
+pub use ts::{probe, Aligner, Chunk, Chunker, Continuity, KeyframeDetector, NotTs, PACKET};

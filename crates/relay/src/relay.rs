@@ -1,0 +1,247 @@
+//! The relay: which channels are live, joining them, starting them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::sync::Notify;
+use tunerpool_catalog::{CatalogError, Store};
+use tunerpool_ledger::AnyLedger;
+
+use crate::ring::Next;
+use crate::session::{run, Session, SessionInfo, ViewerStats};
+use crate::settings::RelaySettings;
+
+/// Shared by the relay handle and every session task.
+pub(crate) struct Inner {
+    pub store: Store,
+    pub ledger: Arc<AnyLedger>,
+    pub client: reqwest::Client,
+    pub settings: RelaySettings,
+    sessions: Mutex<HashMap<i64, Arc<Session>>>,
+    next_id: AtomicU64,
+    /// Signalled whenever a session gives a slot back, so that a request
+    /// waiting for capacity retries at once.
+    pub slot_released: Notify,
+}
+
+impl Inner {
+    /// Removes a finished session from the map (if it is still the one there).
+    pub(crate) fn forget(&self, session: &Arc<Session>) {
+        let mut map = self.sessions.lock().expect("not poisoned");
+        if map.get(&session.channel_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            map.remove(&session.channel_id);
+        }
+    }
+
+    /// Stops sessions that nobody watches and that hold a slot on one of
+    /// `accounts`, and waits until they have given their slots back. Returns
+    /// how many were stopped. This is what makes zapping on a 1-connection
+    /// account work: the old channel's lingering session yields at once.
+    pub(crate) async fn preempt_idle(&self, accounts: &std::collections::HashSet<i64>, except: u64) -> usize {
+        let idle: Vec<Arc<Session>> = self
+            .sessions
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .filter(|s| {
+                s.id != except && s.viewer_count() == 0 && s.account_id().is_some_and(|a| accounts.contains(&a))
+            })
+            .cloned()
+            .collect();
+        for s in &idle {
+            tracing::info!(session = s.id, channel = %s.channel_name, "stopping an idle session: its slot is needed");
+            s.stop.cancel();
+        }
+        for s in &idle {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.closed()).await;
+        }
+        idle.len()
+    }
+}
+
+/// Why a viewer could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("no channel {0}")]
+    UnknownChannel(i64),
+    /// No slot free (503); the message lists every account's usage.
+    #[error("{0}")]
+    NoCapacity(String),
+    /// Every upstream failed (502).
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The relay: one session per live channel, shared by all its viewers.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+/// The body of one viewer's response: chunks from the session's ring, at
+/// this viewer's pace. Dropping it leaves the session.
+pub struct ViewerStream {
+    pub session_id: u64,
+    inner: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
+}
+
+impl Stream for ViewerStream {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+/// Leaves the session when the viewer's stream is dropped.
+struct Membership {
+    session: Arc<Session>,
+    viewer: u64,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.session.remove_viewer(self.viewer);
+    }
+}
+
+impl Relay {
+    pub fn new(store: Store, ledger: Arc<AnyLedger>, client: reqwest::Client, settings: RelaySettings) -> Relay {
+        Relay {
+            inner: Arc::new(Inner {
+                store,
+                ledger,
+                client,
+                settings,
+                sessions: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                slot_released: Notify::new(),
+            }),
+        }
+    }
+
+    /// Joins the channel's session, starting one if needed, and returns this
+    /// viewer's stream once the session runs.
+    pub async fn watch(
+        &self,
+        channel_id: i64,
+        address: String,
+        user: Option<String>,
+    ) -> Result<ViewerStream, WatchError> {
+        // A session whose linger ran out just as this viewer joined closes
+        // under it: start a fresh one (once).
+        let mut attempts = 0;
+        let (session, membership, stats) = loop {
+            attempts += 1;
+            let session = self.session_for(channel_id).await?;
+            // Count the viewer before waiting, so a starting session does not
+            // consider itself idle.
+            let viewer = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+            let stats = session.add_viewer(viewer, address.clone(), user.clone());
+            let membership = Membership { session: session.clone(), viewer };
+            match session.wait_running().await {
+                Ok(()) if session.is_closed() && attempts < 2 => continue,
+                Ok(()) => break (session, membership, stats),
+                Err((true, why)) => return Err(WatchError::NoCapacity(why)),
+                Err((false, why)) => return Err(WatchError::Upstream(why)),
+            }
+        };
+        let reader = session.ring.subscribe();
+        let max_jumps = self.inner.settings.max_jumps as u64;
+        let state = (reader, membership, stats);
+        let stream = futures_util::stream::unfold(
+            state,
+            move |(mut reader, m, stats): (crate::ring::Reader, Membership, Arc<ViewerStats>)| async move {
+                loop {
+                    match reader.next().await {
+                        Next::Chunk(b) => {
+                            stats.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                            return Some((Ok(b), (reader, m, stats)));
+                        }
+                        Next::Jumped { skipped_bytes } => {
+                            let jumps = stats.jumps.fetch_add(1, Ordering::Relaxed) + 1;
+                            tracing::debug!(
+                                session = m.session.id,
+                                viewer = m.viewer,
+                                skipped_bytes,
+                                jumps,
+                                "slow viewer jumped to the live edge"
+                            );
+                            if jumps > max_jumps {
+                                tracing::info!(
+                                    session = m.session.id,
+                                    viewer = m.viewer,
+                                    jumps,
+                                    "dropping a viewer that cannot keep up"
+                                );
+                                return None;
+                            }
+                        }
+                        Next::Closed => return None,
+                    }
+                }
+            },
+        );
+        Ok(ViewerStream { session_id: session.id, inner: Box::pin(stream) })
+    }
+
+    /// The channel's live session, or a new one.
+    async fn session_for(&self, channel_id: i64) -> Result<Arc<Session>, WatchError> {
+        if let Some(s) = self.live_session(channel_id) {
+            return Ok(s);
+        }
+        let channel = match self.inner.store.channel(channel_id).await {
+            Ok(c) => c,
+            Err(CatalogError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id)),
+            Err(e) => return Err(WatchError::Internal(e.to_string())),
+        };
+        let mut map = self.inner.sessions.lock().expect("not poisoned");
+        if let Some(s) = map.get(&channel_id).filter(|s| !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let s = Session::new(id, &channel, self.inner.settings.buffer_bytes);
+        map.insert(channel_id, s.clone());
+        tokio::spawn(run(s.clone(), self.inner.clone(), channel));
+        Ok(s)
+    }
+
+    fn live_session(&self, channel_id: i64) -> Option<Arc<Session>> {
+        self.inner.sessions.lock().expect("not poisoned").get(&channel_id).filter(|s| !s.is_closed()).cloned()
+    }
+
+    /// Every live session.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut v: Vec<SessionInfo> =
+            self.inner.sessions.lock().expect("not poisoned").values().map(|s| s.info()).collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    /// Stops a session (its viewers' streams end). False if there is none.
+    pub fn stop(&self, session_id: u64) -> bool {
+        let map = self.inner.sessions.lock().expect("not poisoned");
+        match map.values().find(|s| s.id == session_id) {
+            Some(s) => {
+                s.stop.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every session (shutdown).
+    pub fn stop_all(&self) {
+        for s in self.inner.sessions.lock().expect("not poisoned").values() {
+            s.stop.cancel();
+        }
+    }
+}

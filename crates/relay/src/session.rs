@@ -1,0 +1,430 @@
+//! One live session: the single upstream reader of a channel, feeding the
+//! shared [`Ring`] its viewers read from.
+//!
+//! The session task owns the lease and the upstream connection. It opens the
+//! upstream, checks that the answer really is MPEG-TS, aligns and chunks the
+//! bytes and pushes them into the ring — never waiting for a viewer. On an
+//! error, the end of the stream or a stall it reconnects the same account once,
+//! then fails over to the next candidate (next account, next source), never
+//! back to one that failed, at most `max_switches` times; viewers stay
+//! connected throughout. When the last viewer leaves it lingers, then closes
+//! and releases its slot — at once if a new request needs that slot.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tunerpool_catalog::Channel;
+
+use crate::relay::Inner;
+use crate::ring::Ring;
+use crate::source::{acquire_waiting, AcquireError, Excluded, Resolved};
+use crate::ts::{probe, Aligner, Chunker};
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum State {
+    Starting,
+    Running,
+    /// Between upstreams (failover in progress); viewers stay connected.
+    Switching,
+    /// No viewers; closes after the linger time unless one comes back.
+    Lingering,
+    /// Over; the reason says why.
+    Closed(String),
+}
+
+/// What a viewer sees of one another viewer (sessions API).
+#[derive(Debug, Clone, Serialize)]
+pub struct ViewerInfo {
+    pub id: u64,
+    pub address: String,
+    pub user: Option<String>,
+    /// Unix seconds.
+    pub since: u64,
+    pub bytes: u64,
+    pub jumps: u64,
+}
+
+/// Live numbers of one viewer, shared between its stream and the API.
+#[derive(Debug, Default)]
+pub(crate) struct ViewerStats {
+    pub bytes: AtomicU64,
+    pub jumps: AtomicU64,
+}
+
+pub(crate) struct ViewerEntry {
+    pub address: String,
+    pub user: Option<String>,
+    pub since: u64,
+    pub stats: Arc<ViewerStats>,
+}
+
+/// The upstream currently used (sessions API).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UpstreamInfo {
+    pub provider: String,
+    pub account: String,
+    pub account_id: i64,
+    /// With credentials masked.
+    pub url: String,
+}
+
+/// A live session, shared by the manager, the task and the viewers.
+pub struct Session {
+    pub id: u64,
+    pub channel_id: i64,
+    pub channel_name: String,
+    pub(crate) ring: Arc<Ring>,
+    started_at: SystemTime,
+    running_since: Mutex<Option<Instant>>,
+    state: watch::Sender<State>,
+    upstream: Mutex<Option<UpstreamInfo>>,
+    failovers: AtomicU64,
+    /// Set when the session could not start because every slot was taken.
+    no_capacity: std::sync::atomic::AtomicBool,
+    viewers: Mutex<HashMap<u64, ViewerEntry>>,
+    viewer_count: AtomicUsize,
+    viewers_changed: Notify,
+    pub(crate) stop: CancellationToken,
+}
+
+/// A snapshot for the sessions API.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub channel_id: i64,
+    pub channel: String,
+    #[serde(flatten)]
+    pub state: State,
+    pub upstream: Option<UpstreamInfo>,
+    /// Upstream bytes since the session started.
+    pub bytes: u64,
+    /// Average upstream rate while running, bits per second.
+    pub bitrate_bps: u64,
+    pub failovers: u64,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub viewers: Vec<ViewerInfo>,
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Session {
+    pub(crate) fn new(id: u64, channel: &Channel, buffer_bytes: usize) -> Arc<Session> {
+        Arc::new(Session {
+            id,
+            channel_id: channel.id,
+            channel_name: channel.name.clone(),
+            ring: Ring::new(buffer_bytes),
+            started_at: SystemTime::now(),
+            running_since: Mutex::new(None),
+            state: watch::channel(State::Starting).0,
+            upstream: Mutex::new(None),
+            failovers: AtomicU64::new(0),
+            no_capacity: std::sync::atomic::AtomicBool::new(false),
+            viewers: Mutex::new(HashMap::new()),
+            viewer_count: AtomicUsize::new(0),
+            viewers_changed: Notify::new(),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    pub fn state(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(*self.state.borrow(), State::Closed(_))
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.viewer_count.load(Ordering::Acquire)
+    }
+
+    /// The account whose slot this session holds, if running.
+    pub(crate) fn account_id(&self) -> Option<i64> {
+        self.upstream.lock().expect("not poisoned").as_ref().map(|u| u.account_id)
+    }
+
+    /// Waits until the session runs (Ok) or gives up: Err with whether it
+    /// was for lack of capacity, and the reason.
+    pub(crate) async fn wait_running(&self) -> Result<(), (bool, String)> {
+        let mut rx = self.state.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                State::Starting => {}
+                State::Closed(reason) => return Err((self.no_capacity.load(Ordering::Acquire), reason.clone())),
+                _ => return Ok(()),
+            }
+            if rx.changed().await.is_err() {
+                return Err((false, "the session ended".into()));
+            }
+        }
+    }
+
+    /// Waits until the session is closed.
+    pub(crate) async fn closed(&self) {
+        let mut rx = self.state.subscribe();
+        while !matches!(*rx.borrow_and_update(), State::Closed(_)) {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn add_viewer(&self, id: u64, address: String, user: Option<String>) -> Arc<ViewerStats> {
+        let stats = Arc::new(ViewerStats::default());
+        let entry = ViewerEntry { address, user, since: unix(SystemTime::now()), stats: stats.clone() };
+        self.viewers.lock().expect("not poisoned").insert(id, entry);
+        self.viewer_count.fetch_add(1, Ordering::AcqRel);
+        self.viewers_changed.notify_one();
+        stats
+    }
+
+    pub(crate) fn remove_viewer(&self, id: u64) {
+        if self.viewers.lock().expect("not poisoned").remove(&id).is_some() {
+            self.viewer_count.fetch_sub(1, Ordering::AcqRel);
+            self.viewers_changed.notify_one();
+        }
+    }
+
+    pub fn info(&self) -> SessionInfo {
+        let bytes = self.ring.stats().bytes_in;
+        let running = *self.running_since.lock().expect("not poisoned");
+        let bitrate_bps = running
+            .map(|t| t.elapsed().as_secs_f64())
+            .filter(|s| *s > 0.5)
+            .map(|s| (bytes as f64 * 8.0 / s) as u64)
+            .unwrap_or(0);
+        let viewers = self
+            .viewers
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|(id, v)| ViewerInfo {
+                id: *id,
+                address: v.address.clone(),
+                user: v.user.clone(),
+                since: v.since,
+                bytes: v.stats.bytes.load(Ordering::Relaxed),
+                jumps: v.stats.jumps.load(Ordering::Relaxed),
+            })
+            .collect();
+        SessionInfo {
+            id: self.id,
+            channel_id: self.channel_id,
+            channel: self.channel_name.clone(),
+            state: self.state(),
+            upstream: self.upstream.lock().expect("not poisoned").clone(),
+            bytes,
+            bitrate_bps,
+            failovers: self.failovers.load(Ordering::Relaxed),
+            started_at: unix(self.started_at),
+            viewers,
+        }
+    }
+
+    fn set_state(&self, s: State) {
+        self.state.send_replace(s);
+    }
+}
+
+/// Why pumping one upstream stopped.
+enum Pumped {
+    /// Stopped on purpose (API, shutdown, preemption).
+    Stopped,
+    /// Nobody watched for the linger time.
+    Idle,
+    /// The upstream failed; try again or elsewhere.
+    Failed(String),
+}
+
+/// The session task: from first upstream to the last byte.
+pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Channel) {
+    let mut excluded = Excluded::new();
+    let mut switches = 0u32;
+    let holder = format!("session {} / channel {} {}", session.id, channel.id, channel.name);
+    let reason = 'session: loop {
+        let resolved = match acquire_waiting(&inner, &session, &channel, &mut excluded, &holder).await {
+            Ok(r) => r,
+            Err(AcquireError::NoCapacity(why)) => {
+                session.no_capacity.store(true, Ordering::Release);
+                break 'session why;
+            }
+            Err(AcquireError::NoCandidates(why)) | Err(AcquireError::Backend(why)) => break 'session why,
+        };
+        if session.stop.is_cancelled() {
+            break 'session "stopped".to_string();
+        }
+        tracing::info!(session = session.id, channel = %channel.name, provider = %resolved.provider,
+            account = %resolved.account, url = %resolved.shown_url, "upstream selected");
+        *session.upstream.lock().expect("not poisoned") = Some(UpstreamInfo {
+            provider: resolved.provider.clone(),
+            account: resolved.account.clone(),
+            account_id: resolved.account_id,
+            url: resolved.shown_url.clone(),
+        });
+        // The same account gets one reconnect; a source that streamed fine for
+        // a while gets its budget back.
+        let mut retries_left = 1;
+        let last_failure = loop {
+            let started = Instant::now();
+            let outcome = match open(&inner, &resolved).await {
+                Ok(resp) => {
+                    if session.running_since.lock().expect("not poisoned").is_none() {
+                        *session.running_since.lock().expect("not poisoned") = Some(Instant::now());
+                    }
+                    let idle = session.viewer_count() == 0;
+                    session.set_state(if idle { State::Lingering } else { State::Running });
+                    pump(&inner, &session, &resolved, resp).await
+                }
+                Err(why) => Pumped::Failed(why),
+            };
+            match outcome {
+                Pumped::Stopped => break 'session "stopped".to_string(),
+                Pumped::Idle => break 'session "no viewers".to_string(),
+                Pumped::Failed(why) => {
+                    tracing::warn!(session = session.id, channel = %channel.name, account = %resolved.account,
+                        reason = %why, "upstream failed");
+                    if started.elapsed() >= inner.settings.healthy_after {
+                        retries_left = 1;
+                    }
+                    if retries_left == 0 {
+                        break why;
+                    }
+                    retries_left -= 1;
+                }
+            }
+        };
+        excluded.insert((resolved.stream_id, resolved.account_id));
+        resolved.lease.release().await;
+        inner.slot_released.notify_waiters();
+        switches += 1;
+        if switches > inner.settings.max_switches {
+            break 'session format!("gave up after {switches} upstream switches (last: {last_failure})");
+        }
+        session.failovers.fetch_add(1, Ordering::Relaxed);
+        session.set_state(State::Switching);
+    };
+    tracing::info!(session = session.id, channel = %channel.name, %reason, "session closed");
+    session.ring.close();
+    session.set_state(State::Closed(reason));
+    inner.slot_released.notify_waiters();
+    inner.forget(&session);
+}
+
+/// Opens the upstream and checks that it answers MPEG-TS.
+async fn open(inner: &Inner, r: &Resolved) -> Result<(reqwest::Response, bytes::Bytes), String> {
+    let attempt = async {
+        let mut req = inner.client.get(&r.url);
+        for (k, v) in &r.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let mut resp = req.send().await.map_err(|e| format!("cannot connect: {}", without_url(&e)))?;
+        if !resp.status().is_success() {
+            return Err(format!("the provider answered HTTP {}", resp.status().as_u16()));
+        }
+        // Enough bytes to tell MPEG-TS from an HTML page or a placeholder.
+        let mut first = BytesMut::new();
+        while first.len() < 188 * 4 {
+            match resp.chunk().await.map_err(|e| format!("the stream broke at once: {}", without_url(&e)))? {
+                Some(b) => first.extend_from_slice(&b),
+                None => break,
+            }
+        }
+        probe(&first).map_err(|e| format!("not a stream: {e}"))?;
+        Ok((resp, first.freeze()))
+    };
+    match tokio::time::timeout(inner.settings.open_timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no stream within {:?}", inner.settings.open_timeout)),
+    }
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else {
+        root.to_string()
+    }
+}
+
+/// Reads one upstream into the ring until it fails, the session is stopped,
+/// or nobody watched for the linger time.
+async fn pump(
+    inner: &Inner,
+    session: &Session,
+    r: &Resolved,
+    (resp, first): (reqwest::Response, bytes::Bytes),
+) -> Pumped {
+    let settings = &inner.settings;
+    let mut aligner = Aligner::new();
+    let mut chunker = Chunker::new(settings.chunk_bytes, settings.chunk_delay);
+    let mut packets = BytesMut::with_capacity(settings.chunk_bytes * 2);
+    let mut out = Vec::new();
+    // Also called with no data on a timer, so that a partial chunk older
+    // than `chunk_delay` reaches the viewers even when the upstream pauses.
+    let mut feed = |data: &[u8], now: Instant| {
+        aligner.push(data, &mut packets);
+        chunker.push(packets.split().freeze(), now, &mut out);
+        for c in out.drain(..) {
+            session.ring.push(c);
+        }
+    };
+    feed(&first, Instant::now());
+    let mut body = resp.bytes_stream();
+    let mut flush_tick = tokio::time::interval(settings.chunk_delay);
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut idle_deadline = (session.viewer_count() == 0).then(|| tokio::time::Instant::now() + settings.linger);
+    let mut last_data = tokio::time::Instant::now();
+    loop {
+        let stall_at = last_data + settings.stall_timeout;
+        tokio::select! {
+            _ = session.stop.cancelled() => return Pumped::Stopped,
+            _ = r.lease.lost() => return Pumped::Failed("the lease on the account was lost".into()),
+            _ = session.viewers_changed.notified() => {
+                if session.viewer_count() == 0 {
+                    idle_deadline.get_or_insert_with(|| tokio::time::Instant::now() + settings.linger);
+                    session.set_state(State::Lingering);
+                    // Its slot can now be taken by preemption: wake waiting requests.
+                    inner.slot_released.notify_waiters();
+                } else {
+                    idle_deadline = None;
+                    session.set_state(State::Running);
+                }
+            }
+            _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
+                if session.viewer_count() == 0 {
+                    return Pumped::Idle;
+                }
+                idle_deadline = None;
+            }
+            _ = tokio::time::sleep_until(stall_at) => {
+                return Pumped::Failed(format!("stalled: no data for {:?}", settings.stall_timeout));
+            }
+            _ = flush_tick.tick() => feed(&[], Instant::now()),
+            next = body.next() => match next {
+                Some(Ok(data)) => {
+                    last_data = tokio::time::Instant::now();
+                    feed(&data, Instant::now());
+                }
+                Some(Err(e)) => return Pumped::Failed(format!("the stream broke: {}", without_url(&e))),
+                None => return Pumped::Failed("the provider ended the stream".into()),
+            },
+        }
+    }
+}

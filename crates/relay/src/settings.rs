@@ -1,0 +1,51 @@
+//! Knobs of the relay, from the `[relay]` and `[pool]` configuration.
+
+use std::time::Duration;
+
+use tunerpool_pool::select::AccountPolicy;
+
+/// How sessions behave. The defaults are what the configuration defaults to.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// How long a session with no viewers keeps its upstream before closing
+    /// (a viewer coming back within it joins at once).
+    pub linger: Duration,
+    /// How long a request that finds no free slot waits for one (players
+    /// often open the new channel before closing the old one).
+    pub acquire_wait: Duration,
+    /// No upstream bytes for this long counts as a failure.
+    pub stall_timeout: Duration,
+    /// Time to connect, get the response head and the first bytes.
+    pub open_timeout: Duration,
+    /// Memory bound of a session's shared buffer.
+    pub buffer_bytes: usize,
+    /// Target size of a buffered chunk (a multiple of 188).
+    pub chunk_bytes: usize,
+    /// A partial chunk is handed to viewers after this long.
+    pub chunk_delay: Duration,
+    /// Upstream switches (failovers) a session may make before giving up.
+    pub max_switches: u32,
+    /// Jumps to the live edge a viewer may need before it is dropped as too slow.
+    pub max_jumps: u32,
+    /// After streaming fine for this long, a source's retry budget is restored.
+    pub healthy_after: Duration,
+    pub policy: AccountPolicy,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            linger: Duration::from_secs(3),
+            acquire_wait: Duration::from_secs(3),
+            stall_timeout: Duration::from_secs(5),
+            open_timeout: Duration::from_secs(10),
+            buffer_bytes: 4 * 1024 * 1024,
+            chunk_bytes: 188 * 174,
+            chunk_delay: Duration::from_millis(50),
+            max_switches: 8,
+            max_jumps: 5,
+            healthy_after: Duration::from_secs(30),
+            policy: AccountPolicy::Priority,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! From a channel to an upstream URL with a slot: select candidates, lease
+//! a slot atomically, and build the URL for the account that won.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tunerpool_catalog::{Account, Channel, Provider, ProviderKind, Store};
+use tunerpool_ledger::{AnyLedger, Lease, Ledger, LedgerError, Slot};
+use tunerpool_pool::rewrite::{rewrite_xtream, xtream_url, RegexRewrite, StreamKind};
+use tunerpool_pool::select::{no_capacity, plan, AccountPolicy, ProviderPool, SelectInput};
+use tunerpool_upstream::redact::redact_url;
+
+/// A slot and where to use it.
+pub(crate) struct Resolved {
+    pub lease: Lease<AnyLedger>,
+    pub url: String,
+    /// `url` with credentials masked, for logs and the sessions API.
+    pub shown_url: String,
+    pub headers: Vec<(String, String)>,
+    pub stream_id: i64,
+    pub provider: String,
+    pub account_id: i64,
+    pub account: String,
+}
+
+/// Why no upstream could be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AcquireError {
+    /// Every usable account is at its limit; the message lists them all.
+    #[error("{0}")]
+    NoCapacity(String),
+    /// Nothing left to try (every candidate failed or none is usable).
+    #[error("{0}")]
+    NoCandidates(String),
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// The (stream, account) pairs a session must not try again.
+pub(crate) type Excluded = HashSet<(i64, i64)>;
+
+/// Accounts a channel could use, for preempting lingering sessions.
+pub(crate) fn candidate_accounts(channel_accounts: &[(Provider, Vec<Account>)]) -> HashSet<i64> {
+    channel_accounts.iter().flat_map(|(_, accts)| accts.iter().map(|a| a.id)).collect()
+}
+
+pub(crate) async fn load_providers(
+    store: &Store,
+    channel: &Channel,
+) -> Result<Vec<(Provider, Vec<Account>)>, AcquireError> {
+    let mut out: Vec<(Provider, Vec<Account>)> = Vec::new();
+    for src in &channel.sources {
+        if out.iter().any(|(p, _)| p.id == src.provider_id) {
+            continue;
+        }
+        let p = store.provider(src.provider_id).await.map_err(|e| AcquireError::Backend(e.to_string()))?;
+        let accounts = store.accounts(p.id).await.map_err(|e| AcquireError::Backend(e.to_string()))?;
+        out.push((p, accounts));
+    }
+    Ok(out)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// One attempt: plan, lease, URL. Candidates whose URL cannot be built are
+/// excluded and the next is tried.
+pub(crate) async fn acquire(
+    store: &Store,
+    ledger: &Arc<AnyLedger>,
+    policy: AccountPolicy,
+    channel: &Channel,
+    providers: &[(Provider, Vec<Account>)],
+    excluded: &mut Excluded,
+    holder: &str,
+) -> Result<Resolved, AcquireError> {
+    let pools: HashMap<i64, ProviderPool> =
+        providers.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a.as_slice() })).collect();
+    loop {
+        let usage = ledger.usage().await.map_err(|e| AcquireError::Backend(e.to_string()))?;
+        let input = SelectInput {
+            sources: &channel.sources,
+            providers: &pools,
+            active: &usage.accounts,
+            policy,
+            now_unix: now_unix(),
+        };
+        let planned = plan(&input);
+        let candidates: Vec<_> =
+            planned.candidates.into_iter().filter(|c| !excluded.contains(&(c.stream_id, c.account_id))).collect();
+        if candidates.is_empty() {
+            return Err(if excluded.is_empty() {
+                AcquireError::NoCandidates(no_capacity(&input).to_string())
+            } else {
+                AcquireError::NoCandidates(format!("every source of channel {} failed", channel.name))
+            });
+        }
+        let slots: Vec<Slot> = candidates
+            .iter()
+            .map(|c| Slot {
+                account: c.account_id,
+                account_max: c.account_max,
+                provider: c.provider_id,
+                provider_max: c.provider_max,
+            })
+            .collect();
+        let lease = match Lease::acquire(ledger.clone(), &slots, holder).await {
+            Ok(l) => l,
+            Err(LedgerError::Full) => {
+                let usage = ledger.usage().await.map_err(|e| AcquireError::Backend(e.to_string()))?;
+                let input = SelectInput { active: &usage.accounts, ..input };
+                return Err(AcquireError::NoCapacity(no_capacity(&input).to_string()));
+            }
+            Err(e) => return Err(AcquireError::Backend(e.to_string())),
+        };
+        let c = &candidates[lease.info().index];
+        let (provider, accounts) = providers.iter().find(|(p, _)| p.id == c.provider_id).expect("planned from these");
+        let account = accounts.iter().find(|a| a.id == c.account_id).expect("planned from these");
+        let source = store.stream_source(c.stream_id).await.map_err(|e| AcquireError::Backend(e.to_string()))?;
+        let primary = accounts.iter().find(|a| a.is_primary);
+        match stream_url(provider, primary, account, source.upstream_id, source.url.as_deref()) {
+            Ok(url) => {
+                let secrets = [account.password.expose(), primary.map(|p| p.password.expose()).unwrap_or_default()];
+                let mut headers = source.headers.clone();
+                if let Some(ua) =
+                    provider.user_agent.as_ref().filter(|_| !headers.iter().any(|(k, _)| k == "user-agent"))
+                {
+                    headers.push(("user-agent".into(), ua.clone()));
+                }
+                return Ok(Resolved {
+                    shown_url: redact_url(&url, &secrets),
+                    url,
+                    headers,
+                    stream_id: c.stream_id,
+                    provider: provider.name.clone(),
+                    account_id: account.id,
+                    account: account.name.clone(),
+                    lease,
+                });
+            }
+            Err(reason) => {
+                tracing::warn!(provider = %provider.name, account = %account.name, %reason, "cannot build the stream URL; trying the next candidate");
+                excluded.insert((c.stream_id, c.account_id));
+                lease.release().await;
+            }
+        }
+    }
+}
+
+/// The URL of a live stream for an account.
+fn stream_url(
+    provider: &Provider,
+    primary: Option<&Account>,
+    account: &Account,
+    upstream_id: Option<i64>,
+    url: Option<&str>,
+) -> Result<String, String> {
+    match provider.kind {
+        ProviderKind::Xtream => {
+            let id = upstream_id.ok_or("the stream has no Xtream id")?;
+            let (Some(user), false) = (account.username.as_deref(), account.password.is_empty()) else {
+                return Err("the account has no username or password".into());
+            };
+            let base = account.server_url.as_deref().unwrap_or(&provider.url);
+            Ok(xtream_url(base, StreamKind::Live, user, account.password.expose(), &id.to_string(), "ts"))
+        }
+        ProviderKind::M3u | ProviderKind::Agtv => {
+            let url = url.ok_or("the stream has no URL")?;
+            if account.is_primary {
+                return Ok(url.to_string());
+            }
+            let secrets = [account.password.expose(), primary.map(|p| p.password.expose()).unwrap_or_default()];
+            if let (Some(search), Some(replace)) = (&account.search_pattern, &account.replace_pattern) {
+                let rw = RegexRewrite::new(search, replace).map_err(|e| e.to_string())?.with_secrets(&secrets);
+                return rw.apply(url).map_err(|e| e.to_string());
+            }
+            match (primary, account.username.as_deref()) {
+                (Some(p), Some(user)) if p.username.is_some() && !account.password.is_empty() => rewrite_xtream(
+                    url,
+                    p.username.as_deref().unwrap_or_default(),
+                    p.password.expose(),
+                    account.server_url.as_deref(),
+                    user,
+                    account.password.expose(),
+                )
+                .map_err(|e| e.to_string()),
+                _ => {
+                    Err("the account has neither search/replace patterns nor credentials to rewrite the playlist's URL"
+                        .into())
+                }
+            }
+        }
+    }
+}
+
+/// Acquires with the zapping rules: when every slot is taken, first stop
+/// idle (lingering) sessions holding one of this channel's accounts, then
+/// wait up to `acquire_wait` for a slot to be released before giving up.
+pub(crate) async fn acquire_waiting(
+    inner: &crate::relay::Inner,
+    session: &crate::session::Session,
+    channel: &Channel,
+    excluded: &mut Excluded,
+    holder: &str,
+) -> Result<Resolved, AcquireError> {
+    let deadline = tokio::time::Instant::now() + inner.settings.acquire_wait;
+    loop {
+        // Re-read accounts each time: a switch may follow a details refresh.
+        let providers = load_providers(&inner.store, channel).await?;
+        let result = tokio::select! {
+            _ = session.stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
+            r = acquire(&inner.store, &inner.ledger, inner.settings.policy, channel, &providers, excluded, holder) => r,
+        };
+        match result {
+            Err(AcquireError::NoCapacity(why)) => {
+                if inner.preempt_idle(&candidate_accounts(&providers), session.id).await > 0 {
+                    continue;
+                }
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Err(AcquireError::NoCapacity(why));
+                }
+                // Released here, or (Redis, other instances) noticed by polling.
+                let wait = (deadline - now).min(std::time::Duration::from_millis(250));
+                tokio::select! {
+                    _ = inner.slot_released.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = session.stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
+                }
+            }
+            other => return other,
+        }
+    }
+}
