@@ -1,0 +1,360 @@
+//! One viewer: wait for its start, request its channel, read the body until its end, and
+//! measure. Everything it measures stays in its own [`ClientRecord`], returned when it ends and
+//! merged with the others only then; during the run clients share nothing per chunk (the only
+//! shared state is a handful of atomic counters touched at start and end, for progress lines).
+
+use std::error::Error as StdError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::ts::{TsChecker, TsStats};
+
+/// `EMFILE`: this process is out of file descriptors.
+const EMFILE: i32 = 24;
+/// The failure reason for `EMFILE` (also looked for by the report's hints).
+pub const REASON_EMFILE: &str = "too many open files (EMFILE)";
+
+/// What every client shares: the HTTP client (one connection pool) and settings.
+///
+/// Exists so a client task gets one `Arc` instead of many clones.
+#[derive(Debug)]
+pub struct Shared {
+    /// One client for all viewers: HTTP/1.1 only, no proxy, no decompression.
+    pub http: reqwest::Client,
+    /// Longest wait for headers (after the connect timeout) or for the next body bytes.
+    pub read_timeout: Duration,
+    /// Connect timeout, also configured in `http`; used to bound the wait for headers.
+    pub connect_timeout: Duration,
+    /// Progress counters (touched at client start/stop only).
+    pub progress: Progress,
+}
+
+/// Counts for the progress lines and the report's `peak_streaming`.
+///
+/// Exists so the operator sees a long run advance; updated a few times per client, never per
+/// chunk.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Clients that reached their start time.
+    pub started: AtomicU64,
+    /// Clients that have a 2xx response and are reading right now.
+    pub streaming: AtomicU64,
+    /// Most clients streaming at once.
+    pub peak_streaming: AtomicU64,
+    /// Clients finished (any outcome).
+    pub finished: AtomicU64,
+    /// Finished clients that failed.
+    pub failed: AtomicU64,
+}
+
+/// What one client is to do.
+///
+/// Exists to keep the run loop's spawning readable.
+#[derive(Debug)]
+pub struct Job {
+    /// Client number (0-based, in start order).
+    pub id: usize,
+    /// Channel id.
+    pub channel: String,
+    /// The channel's stream URL.
+    pub url: String,
+    /// Planned start, relative to the run start.
+    pub offset: Duration,
+    /// When to start.
+    pub start_at: Instant,
+    /// When to stop reading (`start_at + duration`).
+    pub end_at: Instant,
+    /// Connection cap for the URL's host, if `--max-connections-per-host`.
+    pub limiter: Option<Arc<Semaphore>>,
+}
+
+/// Everything measured for one client; one row of `--per-client`.
+///
+/// Exists as the unit of measurement: built by its own task without sharing, merged at the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientRecord {
+    /// Client number (0-based, in start order).
+    pub id: usize,
+    /// Channel id.
+    pub channel: String,
+    /// Planned start after the run start, ms.
+    pub start_offset_ms: u64,
+    /// HTTP status (after redirects), if a response arrived.
+    pub status: Option<u16>,
+    /// 2xx, at least one body byte, and read until its end without EOF or error.
+    pub ok: bool,
+    /// Why it failed: a short key that groups equal failures (`status 403`, `eof`,
+    /// `read timeout`, `connect error: …`). `None` when ok.
+    pub reason: Option<String>,
+    /// The full error text, if an error ended it (no URL in it).
+    pub error: Option<String>,
+    /// It had a 2xx stream that ended (EOF or error) before the client's end.
+    pub ended_early: bool,
+    /// Request start to response headers, µs.
+    pub headers_us: Option<u64>,
+    /// Request start to the first body byte, µs.
+    pub ttfb_us: Option<u64>,
+    /// Body bytes received.
+    pub bytes: u64,
+    /// First body byte to the moment it stopped reading, ms.
+    pub reading_ms: Option<f64>,
+    /// `bytes * 8 / reading time`, bits/s.
+    pub rate_bps: Option<u64>,
+    /// Longest time without body bytes after the first one, including the time from the last
+    /// read until it stopped, ms.
+    pub longest_gap_ms: Option<f64>,
+    /// MPEG-TS integrity of what it received.
+    pub ts: TsStats,
+}
+
+impl ClientRecord {
+    fn new(job: &Job) -> Self {
+        ClientRecord {
+            id: job.id,
+            channel: job.channel.clone(),
+            start_offset_ms: job.offset.as_millis() as u64,
+            status: None,
+            ok: false,
+            reason: None,
+            error: None,
+            ended_early: false,
+            headers_us: None,
+            ttfb_us: None,
+            bytes: 0,
+            reading_ms: None,
+            rate_bps: None,
+            longest_gap_ms: None,
+            ts: TsStats::default(),
+        }
+    }
+
+    fn fail(&mut self, reason: impl Into<String>, error: Option<String>) {
+        self.ok = false;
+        self.reason = Some(reason.into());
+        self.error = error;
+    }
+}
+
+/// How a read loop ended.
+enum End {
+    /// The client's time was up.
+    Completed,
+    /// The server ended the body.
+    Eof,
+    /// No bytes for `read_timeout`.
+    ReadTimeout,
+    /// The body failed.
+    Error(reqwest::Error),
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+fn millis_f(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// Run one client to its end and return what it measured.
+pub async fn run(job: Job, shared: Arc<Shared>) -> ClientRecord {
+    tokio::time::sleep_until(job.start_at).await;
+    shared.progress.started.fetch_add(1, Ordering::Relaxed);
+    let mut rec = ClientRecord::new(&job);
+    let streamed = measure(&job, &shared, &mut rec).await;
+    let p = &shared.progress;
+    if streamed {
+        p.streaming.fetch_sub(1, Ordering::Relaxed);
+    }
+    if !rec.ok {
+        p.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    p.finished.fetch_add(1, Ordering::Relaxed);
+    rec
+}
+
+/// The request and read loop; returns whether the client was counted as streaming.
+async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) -> bool {
+    // Wait for a connection slot of this host, within the client's window.
+    let _permit = match &job.limiter {
+        None => None,
+        Some(sem) => match tokio::time::timeout_at(job.end_at, sem.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Some(p),
+            _ => {
+                rec.fail("no connection slot (--max-connections-per-host) before its end", None);
+                return false;
+            }
+        },
+    };
+
+    let t_req = Instant::now();
+    let header_deadline = job.end_at.min(t_req + shared.connect_timeout + shared.read_timeout);
+    let sent = tokio::time::timeout_at(header_deadline, shared.http.get(&job.url).send()).await;
+    let mut resp = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            rec.fail(request_reason(&e), Some(error_text(&e)));
+            return false;
+        }
+        Err(_) if header_deadline == job.end_at => {
+            rec.fail("no response headers before its end", None);
+            return false;
+        }
+        Err(_) => {
+            rec.fail("header timeout", None);
+            return false;
+        }
+    };
+    let t_headers = Instant::now();
+    rec.headers_us = Some(micros(t_headers - t_req));
+    let status = resp.status();
+    rec.status = Some(status.as_u16());
+    if !status.is_success() {
+        rec.fail(format!("status {}", status.as_u16()), None);
+        return false;
+    }
+
+    let p = &shared.progress;
+    let now_streaming = p.streaming.fetch_add(1, Ordering::Relaxed) + 1;
+    p.peak_streaming.fetch_max(now_streaming, Ordering::Relaxed);
+
+    let mut checker = TsChecker::new();
+    let mut bytes = 0u64;
+    let mut first: Option<Instant> = None;
+    let mut last = t_headers;
+    let mut longest = Duration::ZERO;
+    let read_timeout = shared.read_timeout;
+    let end_sleep = tokio::time::sleep_until(job.end_at);
+    let idle_sleep = tokio::time::sleep(read_timeout);
+    tokio::pin!(end_sleep, idle_sleep);
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            _ = &mut end_sleep => break End::Completed,
+            _ = &mut idle_sleep => break End::ReadTimeout,
+            chunk = resp.chunk() => match chunk {
+                Ok(Some(chunk)) if chunk.is_empty() => {}
+                Ok(Some(chunk)) => {
+                    let now = Instant::now();
+                    if first.is_none() {
+                        first = Some(now);
+                    } else {
+                        longest = longest.max(now - last);
+                    }
+                    last = now;
+                    bytes += chunk.len() as u64;
+                    checker.feed(&chunk);
+                    idle_sleep.as_mut().reset(now + read_timeout);
+                }
+                Ok(None) => break End::Eof,
+                Err(e) => break End::Error(e),
+            },
+        }
+    };
+    let stop = Instant::now();
+    // Close the connection now, not when the record is merged.
+    drop(resp);
+
+    rec.bytes = bytes;
+    rec.ts = checker.stats();
+    if let Some(first) = first {
+        rec.ttfb_us = Some(micros(first - t_req));
+        longest = longest.max(stop - last);
+        rec.longest_gap_ms = Some(millis_f(longest));
+        let reading = stop - first;
+        rec.reading_ms = Some(millis_f(reading));
+        if !reading.is_zero() {
+            rec.rate_bps = Some((bytes as f64 * 8.0 / reading.as_secs_f64()).round() as u64);
+        }
+    }
+    match end {
+        End::Completed if first.is_some() => rec.ok = true,
+        End::Completed => rec.fail("no body bytes before its end", None),
+        End::ReadTimeout if first.is_none() => rec.fail("read timeout (no body bytes)", None),
+        End::ReadTimeout => {
+            rec.ended_early = true;
+            rec.fail("read timeout", None);
+        }
+        End::Eof => {
+            rec.ended_early = true;
+            rec.fail("eof", Some("the server ended the stream before the client's end".into()));
+        }
+        End::Error(e) => {
+            rec.ended_early = true;
+            let reason =
+                if is_emfile(&e) { REASON_EMFILE.to_string() } else { format!("body error: {}", innermost(&e)) };
+            rec.fail(reason, Some(error_text(&e)));
+        }
+    }
+    true
+}
+
+/// The grouping key of a failed request.
+fn request_reason(e: &reqwest::Error) -> String {
+    if is_emfile(e) {
+        REASON_EMFILE.to_string()
+    } else if e.is_connect() && e.is_timeout() {
+        "connect timeout".to_string()
+    } else if e.is_timeout() {
+        "timeout".to_string()
+    } else if e.is_connect() {
+        format!("connect error: {}", innermost(e))
+    } else {
+        format!("request error: {}", innermost(e))
+    }
+}
+
+/// Whether `EMFILE` is anywhere in the error's chain.
+fn is_emfile(e: &(dyn StdError + 'static)) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.raw_os_error() == Some(EMFILE) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The deepest cause's text (stable across clients, e.g. "Connection refused (os error 111)").
+fn innermost(e: &(dyn StdError + 'static)) -> String {
+    let mut cur: &(dyn StdError + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// The whole chain, `outer: cause: cause`, without repeated parts; reqwest's URL is left out.
+fn error_text(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn StdError + 'static)> = e.source();
+    // reqwest's own Display includes the URL; describe it by kind instead.
+    let head = if e.is_connect() {
+        "connect"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        "error"
+    };
+    parts.push(head.to_string());
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
