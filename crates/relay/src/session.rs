@@ -378,14 +378,19 @@ async fn pump(
     let mut out = Vec::new();
     // Also called with no data on a timer, so that a partial chunk older
     // than `chunk_delay` reaches the viewers even when the upstream pauses.
-    let mut feed = |data: &[u8], now: Instant| {
+    let mut feed = |data: &[u8], now: Instant, flush: bool| {
         aligner.push(data, &mut packets);
         chunker.push(packets.split().freeze(), now, &mut out);
+        if flush {
+            chunker.flush(&mut out);
+        }
         for c in out.drain(..) {
             session.ring.push(c);
         }
     };
-    feed(&first, Instant::now());
+    // The first bytes go out at once: a waiting viewer's time to first byte
+    // must not include the coalescing delay.
+    feed(&first, Instant::now(), true);
     let mut body = resp.bytes_stream();
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -416,11 +421,11 @@ async fn pump(
             _ = tokio::time::sleep_until(stall_at) => {
                 return Pumped::Failed(format!("stalled: no data for {:?}", settings.stall_timeout));
             }
-            _ = flush_tick.tick() => feed(&[], Instant::now()),
+            _ = flush_tick.tick() => feed(&[], Instant::now(), false),
             next = body.next() => match next {
                 Some(Ok(data)) => {
                     last_data = tokio::time::Instant::now();
-                    feed(&data, Instant::now());
+                    feed(&data, Instant::now(), false);
                 }
                 Some(Err(e)) => return Pumped::Failed(format!("the stream broke: {}", without_url(&e))),
                 None => return Pumped::Failed("the provider ended the stream".into()),
