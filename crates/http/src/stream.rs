@@ -59,3 +59,9 @@ pub(crate) async fn stop_session(State(st): State<AppState>, Path(id): Path<Stri
         _ => StatusCode::NOT_FOUND,
     }
 }
+
+/// Prometheus text exposition.
+pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], st.relay.metrics_text())
+        .into_response()
+}

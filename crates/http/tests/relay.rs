@@ -196,6 +196,9 @@ async fn no_capacity_is_a_503_that_says_why() {
     assert!(!why.contains("pa"), "{why}");
     let missing = reqwest::get(format!("{}/stream/999999.ts", h.base)).await.unwrap();
     assert_eq!(missing.status(), 404);
+    let metrics = reqwest::get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&metrics, "tunerpool_acquire_failures_total"), 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "tunerpool_viewers"), 1.0, "{metrics}");
     drop(busy);
 }
 
@@ -235,6 +238,18 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert_eq!(sessions[0]["upstream"]["account"], "b");
     let url = sessions[0]["upstream"]["url"].as_str().unwrap();
     assert!(!url.contains("/pb/") && url.contains("***"), "credentials masked: {url}");
+    let metrics = reqwest::get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
+    assert!(metric(&metrics, "tunerpool_failovers_total") == 1.0, "{metrics}");
+    assert!(metric(&metrics, "tunerpool_sessions") == 1.0, "{metrics}");
+    assert!(metric(&metrics, "tunerpool_bytes_out_total") > 600_000.0, "{metrics}");
+    assert!(metric(&metrics, "tunerpool_bytes_in_total") >= metric(&metrics, "tunerpool_bytes_out_total"), "{metrics}");
+}
+
+/// A metric's value in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `source`: from a channel to a leased slot and the URL for that account.
 
+pub mod metrics;
 pub mod relay;
 pub mod ring;
 pub mod session;

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tunerpool_catalog::{CatalogError, Store};
 use tunerpool_ledger::AnyLedger;
 
+use crate::metrics::RelayMetrics;
 use crate::ring::Next;
 use crate::session::{run, Session, SessionInfo, ViewerStats};
 use crate::settings::RelaySettings;
@@ -20,6 +21,8 @@ pub(crate) struct Inner {
     pub ledger: Arc<AnyLedger>,
     pub client: reqwest::Client,
     pub settings: RelaySettings,
+    pub metrics: RelayMetrics,
+    registry: prometheus_client::registry::Registry,
     sessions: Mutex<HashMap<i64, Arc<Session>>>,
     next_id: AtomicU64,
     /// Signalled whenever a session gives a slot back, so that a request
@@ -101,6 +104,14 @@ impl Stream for ViewerStream {
     }
 }
 
+/// What one viewer's stream carries from chunk to chunk.
+struct ViewerState {
+    reader: crate::ring::Reader,
+    membership: Membership,
+    stats: Arc<ViewerStats>,
+    metrics: RelayMetrics,
+}
+
 /// Leaves the session when the viewer's stream is dropped.
 struct Membership {
     session: Arc<Session>,
@@ -115,12 +126,15 @@ impl Drop for Membership {
 
 impl Relay {
     pub fn new(store: Store, ledger: Arc<AnyLedger>, client: reqwest::Client, settings: RelaySettings) -> Relay {
+        let metrics = RelayMetrics::default();
         Relay {
             inner: Arc::new(Inner {
                 store,
                 ledger,
                 client,
                 settings,
+                registry: metrics.registry(),
+                metrics,
                 sessions: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 slot_released: Notify::new(),
@@ -150,46 +164,42 @@ impl Relay {
             match session.wait_running().await {
                 Ok(()) if session.is_closed() && attempts < 2 => continue,
                 Ok(()) => break (session, membership, stats),
-                Err((true, why)) => return Err(WatchError::NoCapacity(why)),
+                Err((true, why)) => {
+                    self.inner.metrics.acquire_failures.inc();
+                    return Err(WatchError::NoCapacity(why));
+                }
                 Err((false, why)) => return Err(WatchError::Upstream(why)),
             }
         };
         let reader = session.ring.subscribe();
         let max_jumps = self.inner.settings.max_jumps as u64;
-        let state = (reader, membership, stats);
-        let stream = futures_util::stream::unfold(
-            state,
-            move |(mut reader, m, stats): (crate::ring::Reader, Membership, Arc<ViewerStats>)| async move {
-                loop {
-                    match reader.next().await {
-                        Next::Chunk(b) => {
-                            stats.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                            return Some((Ok(b), (reader, m, stats)));
-                        }
-                        Next::Jumped { skipped_bytes } => {
-                            let jumps = stats.jumps.fetch_add(1, Ordering::Relaxed) + 1;
-                            tracing::debug!(
-                                session = m.session.id,
-                                viewer = m.viewer,
-                                skipped_bytes,
-                                jumps,
-                                "slow viewer jumped to the live edge"
-                            );
-                            if jumps > max_jumps {
-                                tracing::info!(
-                                    session = m.session.id,
-                                    viewer = m.viewer,
-                                    jumps,
-                                    "dropping a viewer that cannot keep up"
-                                );
-                                return None;
-                            }
-                        }
-                        Next::Closed => return None,
+        let metrics = self.inner.metrics.clone();
+        // Everything the stream needs travels in its state: nothing is
+        // cloned per chunk.
+        let state = ViewerState { reader, membership, stats, metrics };
+        let stream = futures_util::stream::unfold(state, move |mut st: ViewerState| async move {
+            loop {
+                match st.reader.next().await {
+                    Next::Chunk(b) => {
+                        st.stats.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
+                        st.metrics.bytes_out.inc_by(b.len() as u64);
+                        return Some((Ok(b), st));
                     }
+                    Next::Jumped { skipped_bytes } => {
+                        let jumps = st.stats.jumps.fetch_add(1, Ordering::Relaxed) + 1;
+                        st.metrics.jumps.inc();
+                        let (session, viewer) = (st.membership.session.id, st.membership.viewer);
+                        tracing::debug!(session, viewer, skipped_bytes, jumps, "slow viewer jumped to the live edge");
+                        if jumps > max_jumps {
+                            tracing::info!(session, viewer, jumps, "dropping a viewer that cannot keep up");
+                            st.metrics.drops.inc();
+                            return None;
+                        }
+                    }
+                    Next::Closed => return None,
                 }
-            },
-        );
+            }
+        });
         Ok(ViewerStream { session_id: session.id, inner: Box::pin(stream) })
     }
 
@@ -208,7 +218,7 @@ impl Relay {
             return Ok(s.clone());
         }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let s = Session::new(id, &channel, self.inner.settings.buffer_bytes);
+        let s = Session::new(id, &channel, self.inner.settings.buffer_bytes, self.inner.metrics.clone());
         map.insert(channel_id, s.clone());
         tokio::spawn(run(s.clone(), self.inner.clone(), channel));
         Ok(s)
@@ -236,6 +246,11 @@ impl Relay {
             }
             None => false,
         }
+    }
+
+    /// The Prometheus text exposition of the relay's metrics.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::render(&self.inner.registry)
     }
 
     /// Stops every session (shutdown).

@@ -22,6 +22,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tunerpool_catalog::Channel;
 
+use crate::metrics::RelayMetrics;
 use crate::relay::Inner;
 use crate::ring::Ring;
 use crate::source::{acquire_waiting, AcquireError, Excluded, Resolved};
@@ -94,6 +95,7 @@ pub struct Session {
     viewer_count: AtomicUsize,
     viewers_changed: Notify,
     pub(crate) stop: CancellationToken,
+    metrics: RelayMetrics,
 }
 
 /// A snapshot for the sessions API.
@@ -120,7 +122,8 @@ fn unix(t: SystemTime) -> u64 {
 }
 
 impl Session {
-    pub(crate) fn new(id: u64, channel: &Channel, buffer_bytes: usize) -> Arc<Session> {
+    pub(crate) fn new(id: u64, channel: &Channel, buffer_bytes: usize, metrics: RelayMetrics) -> Arc<Session> {
+        metrics.sessions.inc();
         Arc::new(Session {
             id,
             channel_id: channel.id,
@@ -136,6 +139,7 @@ impl Session {
             viewer_count: AtomicUsize::new(0),
             viewers_changed: Notify::new(),
             stop: CancellationToken::new(),
+            metrics,
         })
     }
 
@@ -187,6 +191,7 @@ impl Session {
         let entry = ViewerEntry { address, user, since: unix(SystemTime::now()), stats: stats.clone() };
         self.viewers.lock().expect("not poisoned").insert(id, entry);
         self.viewer_count.fetch_add(1, Ordering::AcqRel);
+        self.metrics.viewers.inc();
         self.viewers_changed.notify_one();
         stats
     }
@@ -194,6 +199,7 @@ impl Session {
     pub(crate) fn remove_viewer(&self, id: u64) {
         if self.viewers.lock().expect("not poisoned").remove(&id).is_some() {
             self.viewer_count.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.viewers.dec();
             self.viewers_changed.notify_one();
         }
     }
@@ -314,10 +320,12 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
             break 'session format!("gave up after {switches} upstream switches (last: {last_failure})");
         }
         session.failovers.fetch_add(1, Ordering::Relaxed);
+        session.metrics.failovers.inc();
         session.set_state(State::Switching);
     };
     tracing::info!(session = session.id, channel = %channel.name, %reason, "session closed");
     session.ring.close();
+    session.metrics.sessions.dec();
     session.set_state(State::Closed(reason));
     inner.slot_released.notify_waiters();
     inner.forget(&session);
@@ -390,6 +398,7 @@ async fn pump(
     };
     // The first bytes go out at once: a waiting viewer's time to first byte
     // must not include the coalescing delay.
+    session.metrics.bytes_in.inc_by(first.len() as u64);
     feed(&first, Instant::now(), true);
     let mut body = resp.bytes_stream();
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
@@ -425,6 +434,7 @@ async fn pump(
             next = body.next() => match next {
                 Some(Ok(data)) => {
                     last_data = tokio::time::Instant::now();
+                    session.metrics.bytes_in.inc_by(data.len() as u64);
                     feed(&data, Instant::now(), false);
                 }
                 Some(Err(e)) => return Pumped::Failed(format!("the stream broke: {}", without_url(&e))),
