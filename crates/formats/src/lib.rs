@@ -12,5 +12,6 @@
 //! * [`xtream`]: Xtream Codes `player_api.php` JSON responses, with lenient
 //!   field decoding and element-by-element streaming of large lists.
 
+pub mod hls;
 pub mod m3u;
 pub mod xtream;

@@ -1,7 +1,9 @@
 //! Property tests: the parsers never panic on any input, chunked M3U parsing
-//! equals whole-buffer parsing, and generated entries survive write → parse.
+//! equals whole-buffer parsing, generated entries survive write → parse, and
+//! HLS parsing, URI resolution and variant choice never panic.
 
 use proptest::prelude::*;
+use tunerpool_formats::hls;
 use tunerpool_formats::m3u::{self, Entry, Parser, Playlist};
 use tunerpool_formats::xtream::{self, LiveStream};
 
@@ -54,6 +56,43 @@ fn m3u_like() -> impl Strategy<Value = Vec<u8>> {
         Just(b"\xe9\xff\xc3".to_vec()),
         "[a-z]{1,6}".prop_map(String::into_bytes),
         proptest::collection::vec(any::<u8>(), 1..4),
+    ];
+    proptest::collection::vec(fragment, 0..60).prop_map(|v| v.concat())
+}
+
+/// Text built from HLS-ish fragments (tags, attribute lists, URIs, line ends).
+fn hls_like() -> impl Strategy<Value = String> {
+    let fragment = prop_oneof![
+        Just("#EXTM3U".to_string()),
+        Just("#EXT-X-STREAM-INF:".to_string()),
+        Just("#EXT-X-I-FRAME-STREAM-INF:".to_string()),
+        Just("#EXTINF:".to_string()),
+        Just("#EXT-X-MEDIA-SEQUENCE:".to_string()),
+        Just("#EXT-X-TARGETDURATION:".to_string()),
+        Just("#EXT-X-KEY:METHOD=".to_string()),
+        Just("#EXT-X-MAP:URI=".to_string()),
+        Just("#EXT-X-DISCONTINUITY".to_string()),
+        Just("#EXT-X-ENDLIST".to_string()),
+        Just("BANDWIDTH=".to_string()),
+        Just("RESOLUTION=".to_string()),
+        Just("CODECS=".to_string()),
+        Just("1920x1080".to_string()),
+        Just("\"".to_string()),
+        Just(",".to_string()),
+        Just("=".to_string()),
+        Just(" ".to_string()),
+        Just("\n".to_string()),
+        Just("\r\n".to_string()),
+        Just("\r".to_string()),
+        Just("\u{feff}".to_string()),
+        Just("# c".to_string()),
+        Just("seg.ts?a=b".to_string()),
+        Just("../".to_string()),
+        Just("http://h:1/".to_string()),
+        Just("é中".to_string()),
+        "-?[0-9]{1,25}(\\.[0-9]{0,4})?".prop_map(String::from),
+        "[a-z]{1,6}".prop_map(String::from),
+        any::<String>(),
     ];
     proptest::collection::vec(fragment, 0..60).prop_map(|v| v.concat())
 }
@@ -233,4 +272,42 @@ fn json_like() -> impl Strategy<Value = String> {
         "[0-9]{1,4}".prop_map(|s| s),
     ];
     proptest::collection::vec(fragment, 0..40).prop_map(|v| v.concat())
+}
+
+fn check_hls(text: &str, base: &str) -> Result<(), TestCaseError> {
+    match hls::parse(text) {
+        Ok(hls::Playlist::Master(m)) => {
+            prop_assert_eq!(hls::choose_variant(&m).is_some(), !m.variants.is_empty());
+            for v in &m.variants {
+                prop_assert!(!v.uri.is_empty() && !v.uri.contains(['\r', '\n']));
+                let _ = hls::resolve(base, &v.uri);
+            }
+        }
+        Ok(hls::Playlist::Media(m)) => {
+            for (i, s) in m.segments.iter().enumerate() {
+                prop_assert_eq!(s.sequence, m.media_sequence.saturating_add(i as u64));
+                prop_assert!(s.duration.is_finite() && s.duration >= 0.0);
+                prop_assert!(!s.uri.is_empty() && !s.uri.contains(['\r', '\n']));
+                let _ = hls::resolve(base, &s.uri);
+            }
+        }
+        Err(hls::HlsError::NotHls(msg)) => prop_assert!(msg.chars().count() <= 60, "{}", msg),
+    }
+    let _ = hls::resolve(base, text);
+    let _ = hls::resolve(text, base);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hls_arbitrary_text_never_panics(text in any::<String>(), base in any::<String>()) {
+        check_hls(&text, &base)?;
+    }
+
+    #[test]
+    fn hls_like_text_never_panics(text in hls_like(), base in hls_like()) {
+        check_hls(&text, &base)?;
+    }
 }
