@@ -519,6 +519,35 @@ impl Store {
         })
     }
 
+    /// A movie or an (M3U) episode as a source to open, with its name and
+    /// container extension.
+    pub async fn vod_source(
+        &self,
+        kind: MediaKind,
+        id: i64,
+    ) -> Result<(StreamSource, String, Option<String>), CatalogError> {
+        let (table, ext) = match kind {
+            MediaKind::Movie => ("movies", "container_extension"),
+            MediaKind::Series => ("series", "NULL"),
+            MediaKind::Live => return self.stream_source(id).await.map(|s| (s, String::new(), None)),
+        };
+        let row = sqlx::query(&format!(
+            "SELECT id, provider_id, upstream_id, url, name, {ext} AS ext FROM {table} WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| CatalogError::NotFound { what: kind.as_str(), id: id.to_string() })?;
+        let source = StreamSource {
+            stream_id: row.try_get("id")?,
+            provider_id: row.try_get("provider_id")?,
+            upstream_id: row.try_get("upstream_id")?,
+            url: row.try_get("url")?,
+            headers: Vec::new(),
+        };
+        Ok((source, row.try_get("name")?, row.try_get("ext")?))
+    }
+
     /// Channel groups with their channel counts, by name.
     pub async fn channel_groups(&self) -> Result<Vec<GroupCount>, CatalogError> {
         let rows = sqlx::query(

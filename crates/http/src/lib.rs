@@ -64,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions/{id}", axum::routing::delete(stream::stop_session))
         .route("/stream/{channel}", get(stream::live))
         .route("/metrics", get(stream::metrics))
+        .route("/movie/{file}", get(stream::movie))
+        .route("/series/{file}", get(stream::episode))
         .route("/api/v1/providers/{id}/pool", get(pool_status::one))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -65,3 +65,47 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], st.relay.metrics_text())
         .into_response()
 }
+
+/// `GET /movie/{id}.{ext}`.
+pub(crate) async fn movie(st: State<AppState>, Path(file): Path<String>, headers: axum::http::HeaderMap) -> Response {
+    vod(st, tunerpool_catalog::MediaKind::Movie, file, headers).await
+}
+
+/// `GET /series/{id}.{ext}` (an episode).
+pub(crate) async fn episode(st: State<AppState>, Path(file): Path<String>, headers: axum::http::HeaderMap) -> Response {
+    vod(st, tunerpool_catalog::MediaKind::Series, file, headers).await
+}
+
+/// A file from the provider, with the client's `Range` passed through.
+async fn vod(
+    State(st): State<AppState>,
+    kind: tunerpool_catalog::MediaKind,
+    file: String,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let raw = file.split_once('.').map_or(file.as_str(), |(id, _)| id);
+    let Ok(id) = raw.parse::<i64>() else {
+        return plain(StatusCode::NOT_FOUND, format!("no {} {file:?}", kind.as_str()));
+    };
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    match st.relay.open_vod(kind, id, range).await {
+        Ok(v) => {
+            let mut b = Response::builder().status(v.status);
+            for (k, val) in &v.headers {
+                b = b.header(k.as_str(), val.as_str());
+            }
+            b.body(Body::from_stream(v.body))
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into()))
+        }
+        Err(WatchError::UnknownChannel(id)) => plain(StatusCode::NOT_FOUND, format!("no {} {id}", kind.as_str())),
+        Err(WatchError::NoCapacity(why)) => {
+            tracing::warn!(kind = kind.as_str(), id, reason = %why, "refused: no capacity");
+            plain(StatusCode::SERVICE_UNAVAILABLE, why)
+        }
+        Err(WatchError::Upstream(why)) => plain(StatusCode::BAD_GATEWAY, why),
+        Err(WatchError::Internal(why)) => {
+            tracing::error!(kind = kind.as_str(), id, reason = %why, "VOD failed");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".into())
+        }
+    }
+}

@@ -330,3 +330,37 @@ async fn ffprobe_finds_h264_and_aac() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn movies_pass_ranges_through_and_hold_a_slot_while_sent() {
+    let settings = RelaySettings { acquire_wait: Duration::from_millis(300), ..fast() };
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, settings).await;
+    let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/sample-720p.ts")).unwrap();
+    let client = reqwest::Client::new();
+    let resp = client.get(format!("{}/movie/1.ts", h.base)).header("range", "bytes=1000-1999").send().await.unwrap();
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.headers()["content-range"], format!("bytes 1000-1999/{}", sample.len()));
+    assert_eq!(&resp.bytes().await.unwrap()[..], &sample[1000..2000]);
+
+    // While a movie is being sent its account's only slot is taken. (The
+    // provider stalls it after 100 KB: a whole 2.2 MB file would fit in the
+    // loopback socket buffers and be "sent" at once.)
+    h.fake.set_fault(Fault::new(FaultKind::Stall { after_bytes: 100_000 }).for_stream(22));
+    let mut held = client.get(format!("{}/movie/2.mkv", h.base)).send().await.unwrap();
+    assert_eq!(held.status(), 200);
+    assert_eq!(held.headers()["content-length"], sample.len().to_string());
+    held.chunk().await.unwrap();
+    let live = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
+    assert_eq!(live.status(), 503);
+    // ... and given back when the viewer goes away.
+    drop(held);
+    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(3)).await);
+    let live = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    drop(live);
+    h.fake.clear_faults();
+    let missing = client.get(format!("{}/movie/424242.mkv", h.base)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let bad = client.get(format!("{}/movie/1.ts", h.base)).header("range", "bytes=99999999-").send().await.unwrap();
+    assert_eq!(bad.status(), 416);
+}

@@ -5,6 +5,7 @@
 //! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `source`: from a channel to a leased slot and the URL for that account.
+//! - [`vod`]: movies and episodes, proxied with `Range` passed through.
 
 pub mod metrics;
 pub mod relay;
@@ -13,6 +14,7 @@ pub mod session;
 pub mod settings;
 mod source;
 pub mod ts;
+pub mod vod;
 
 pub use ring::{Next, Reader, Ring, RingStats};
 pub use ts::{probe, Aligner, Chunk, Chunker, Continuity, KeyframeDetector, NotTs, PACKET};

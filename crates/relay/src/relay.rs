@@ -203,6 +203,10 @@ impl Relay {
         Ok(ViewerStream { session_id: session.id, inner: Box::pin(stream) })
     }
 
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     /// The channel's live session, or a new one.
     async fn session_for(&self, channel_id: i64) -> Result<Arc<Session>, WatchError> {
         if let Some(s) = self.live_session(channel_id) {

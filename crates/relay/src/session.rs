@@ -25,7 +25,7 @@ use tunerpool_catalog::Channel;
 use crate::metrics::RelayMetrics;
 use crate::relay::Inner;
 use crate::ring::Ring;
-use crate::source::{acquire_waiting, AcquireError, Excluded, Resolved};
+use crate::source::{acquire_waiting, AcquireError, Excluded, Media, Resolved};
 use crate::ts::{probe, Aligner, Chunker};
 
 /// Where a session is in its life.
@@ -261,14 +261,17 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
     let mut switches = 0u32;
     let holder = format!("session {} / channel {} {}", session.id, channel.id, channel.name);
     let reason = 'session: loop {
-        let resolved = match acquire_waiting(&inner, &session, &channel, &mut excluded, &holder).await {
-            Ok(r) => r,
-            Err(AcquireError::NoCapacity(why)) => {
-                session.no_capacity.store(true, Ordering::Release);
-                break 'session why;
-            }
-            Err(AcquireError::NoCandidates(why)) | Err(AcquireError::Backend(why)) => break 'session why,
-        };
+        let resolved =
+            match acquire_waiting(&inner, &session.stop, session.id, &channel, &mut excluded, &holder, &Media::Live)
+                .await
+            {
+                Ok(r) => r,
+                Err(AcquireError::NoCapacity(why)) => {
+                    session.no_capacity.store(true, Ordering::Release);
+                    break 'session why;
+                }
+                Err(AcquireError::NoCandidates(why)) | Err(AcquireError::Backend(why)) => break 'session why,
+            };
         if session.stop.is_cancelled() {
             break 'session "stopped".to_string();
         }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tunerpool_catalog::{Account, Channel, Provider, ProviderKind, Store};
+use tunerpool_catalog::{Account, Channel, MediaKind, Provider, ProviderKind, Store};
 use tunerpool_ledger::{AnyLedger, Lease, Ledger, LedgerError, Slot};
 use tunerpool_pool::rewrite::{rewrite_xtream, xtream_url, RegexRewrite, StreamKind};
 use tunerpool_pool::select::{no_capacity, plan, AccountPolicy, ProviderPool, SelectInput};
@@ -34,6 +34,14 @@ pub enum AcquireError {
     NoCandidates(String),
     #[error("{0}")]
     Backend(String),
+}
+
+/// What is being opened: a live stream (MPEG-TS), or a movie / episode
+/// file (passed through as it is, with its container extension).
+#[derive(Debug, Clone)]
+pub(crate) enum Media {
+    Live,
+    Vod { kind: MediaKind, ext: String },
 }
 
 /// The (stream, account) pairs a session must not try again.
@@ -74,6 +82,7 @@ pub(crate) async fn acquire(
     providers: &[(Provider, Vec<Account>)],
     excluded: &mut Excluded,
     holder: &str,
+    media: &Media,
 ) -> Result<Resolved, AcquireError> {
     let pools: HashMap<i64, ProviderPool> =
         providers.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a.as_slice() })).collect();
@@ -117,9 +126,19 @@ pub(crate) async fn acquire(
         let c = &candidates[lease.info().index];
         let (provider, accounts) = providers.iter().find(|(p, _)| p.id == c.provider_id).expect("planned from these");
         let account = accounts.iter().find(|a| a.id == c.account_id).expect("planned from these");
-        let source = store.stream_source(c.stream_id).await.map_err(|e| AcquireError::Backend(e.to_string()))?;
+        let (source, kind, ext) = match media {
+            Media::Live => {
+                let s = store.stream_source(c.stream_id).await;
+                (s.map_err(|e| AcquireError::Backend(e.to_string()))?, StreamKind::Live, "ts")
+            }
+            Media::Vod { kind, ext } => {
+                let s = store.vod_source(*kind, c.stream_id).await.map_err(|e| AcquireError::Backend(e.to_string()))?.0;
+                let k = if *kind == MediaKind::Series { StreamKind::Series } else { StreamKind::Movie };
+                (s, k, ext.as_str())
+            }
+        };
         let primary = accounts.iter().find(|a| a.is_primary);
-        match stream_url(provider, primary, account, source.upstream_id, source.url.as_deref()) {
+        match stream_url(provider, primary, account, kind, ext, source.upstream_id, source.url.as_deref()) {
             Ok(url) => {
                 let secrets = [account.password.expose(), primary.map(|p| p.password.expose()).unwrap_or_default()];
                 let mut headers = source.headers.clone();
@@ -153,17 +172,19 @@ fn stream_url(
     provider: &Provider,
     primary: Option<&Account>,
     account: &Account,
+    kind: StreamKind,
+    ext: &str,
     upstream_id: Option<i64>,
     url: Option<&str>,
 ) -> Result<String, String> {
     match provider.kind {
         ProviderKind::Xtream => {
-            let id = upstream_id.ok_or("the stream has no Xtream id")?;
+            let id = upstream_id.ok_or("the entry has no Xtream id")?;
             let (Some(user), false) = (account.username.as_deref(), account.password.is_empty()) else {
                 return Err("the account has no username or password".into());
             };
             let base = account.server_url.as_deref().unwrap_or(&provider.url);
-            Ok(xtream_url(base, StreamKind::Live, user, account.password.expose(), &id.to_string(), "ts"))
+            Ok(xtream_url(base, kind, user, account.password.expose(), &id.to_string(), ext))
         }
         ProviderKind::M3u | ProviderKind::Agtv => {
             let url = url.ok_or("the stream has no URL")?;
@@ -199,22 +220,24 @@ fn stream_url(
 /// wait up to `acquire_wait` for a slot to be released before giving up.
 pub(crate) async fn acquire_waiting(
     inner: &crate::relay::Inner,
-    session: &crate::session::Session,
+    stop: &tokio_util::sync::CancellationToken,
+    except_session: u64,
     channel: &Channel,
     excluded: &mut Excluded,
     holder: &str,
+    media: &Media,
 ) -> Result<Resolved, AcquireError> {
     let deadline = tokio::time::Instant::now() + inner.settings.acquire_wait;
     loop {
         // Re-read accounts each time: a switch may follow a details refresh.
         let providers = load_providers(&inner.store, channel).await?;
         let result = tokio::select! {
-            _ = session.stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
-            r = acquire(&inner.store, &inner.ledger, inner.settings.policy, channel, &providers, excluded, holder) => r,
+            _ = stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
+            r = acquire(&inner.store, &inner.ledger, inner.settings.policy, channel, &providers, excluded, holder, media) => r,
         };
         match result {
             Err(AcquireError::NoCapacity(why)) => {
-                if inner.preempt_idle(&candidate_accounts(&providers), session.id).await > 0 {
+                if inner.preempt_idle(&candidate_accounts(&providers), except_session).await > 0 {
                     continue;
                 }
                 let now = tokio::time::Instant::now();
@@ -226,7 +249,7 @@ pub(crate) async fn acquire_waiting(
                 tokio::select! {
                     _ = inner.slot_released.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
-                    _ = session.stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
+                    _ = stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
                 }
             }
             other => return other,

@@ -1,0 +1,124 @@
+//! Movies and episodes: proxied file requests with `Range` passed through.
+//!
+//! A VOD request holds a slot on an account for as long as its body is
+//! being sent — the lease lives inside the body stream — because a panel
+//! counts a file download as a connection like any other. Unlike live
+//! channels, VOD responses are not shared: each viewer seeks on its own.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tunerpool_catalog::{CatalogError, Channel, ChannelSource, MediaKind};
+
+use crate::relay::{Relay, WatchError};
+use crate::source::{acquire_waiting, AcquireError, Excluded, Media};
+
+/// Response headers worth passing on from the provider.
+const PASSED_HEADERS: &[&str] =
+    &["content-type", "content-length", "content-range", "accept-ranges", "last-modified", "etag"];
+
+/// A provider's answer to a VOD request, ready to be sent on.
+pub struct VodResponse {
+    /// 200, 206 (a range) or 416 (a bad range), as the provider said.
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
+}
+
+impl Relay {
+    /// Opens a movie or an episode, passing `range` (the client's `Range`
+    /// header) through to the provider.
+    pub async fn open_vod(&self, kind: MediaKind, id: i64, range: Option<&str>) -> Result<VodResponse, WatchError> {
+        let inner = self.inner();
+        let (source, name, stored_ext) = match inner.store.vod_source(kind, id).await {
+            Ok(s) => s,
+            Err(CatalogError::NotFound { .. }) => return Err(WatchError::UnknownChannel(id)),
+            Err(e) => return Err(WatchError::Internal(e.to_string())),
+        };
+        let provider =
+            inner.store.provider(source.provider_id).await.map_err(|e| WatchError::Internal(e.to_string()))?;
+        let ext = stored_ext.unwrap_or_else(|| "mp4".to_string());
+        // A one-source "channel" so that selection, preemption and waiting
+        // are exactly those of live channels.
+        let item = Channel {
+            id,
+            name: name.clone(),
+            group: None,
+            tvg_id: None,
+            logo: None,
+            number: None,
+            enabled: true,
+            sources: vec![ChannelSource {
+                stream_id: id,
+                provider_id: provider.id,
+                provider: provider.name.clone(),
+                upstream_key: String::new(),
+                upstream_id: source.upstream_id,
+                position: 0,
+            }],
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let holder = format!("{} {id} {name}", kind.as_str());
+        let media = Media::Vod { kind, ext };
+        let resolved = match acquire_waiting(inner, &stop, 0, &item, &mut Excluded::new(), &holder, &media).await {
+            Ok(r) => r,
+            Err(AcquireError::NoCapacity(why)) => {
+                inner.metrics.acquire_failures.inc();
+                return Err(WatchError::NoCapacity(why));
+            }
+            Err(AcquireError::NoCandidates(why)) | Err(AcquireError::Backend(why)) => {
+                return Err(WatchError::Upstream(why))
+            }
+        };
+        let mut req = inner.client.get(&resolved.url);
+        for (k, v) in &resolved.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        let resp = match tokio::time::timeout(inner.settings.open_timeout, req.send()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                return Err(WatchError::Upstream(format!(
+                    "cannot reach the provider for {}: {}",
+                    kind.as_str(),
+                    root(&e)
+                )))
+            }
+            Err(_) => return Err(WatchError::Upstream("the provider did not answer in time".into())),
+        };
+        let status = resp.status().as_u16();
+        if !(resp.status().is_success() || status == 416) {
+            return Err(WatchError::Upstream(format!(
+                "the provider answered HTTP {status} for {} {id}",
+                kind.as_str()
+            )));
+        }
+        tracing::info!(kind = kind.as_str(), id, provider = %resolved.provider, account = %resolved.account,
+            url = %resolved.shown_url, status, range = range.unwrap_or(""), "VOD opened");
+        let headers = PASSED_HEADERS
+            .iter()
+            .filter_map(|h| {
+                resp.headers().get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string()))
+            })
+            .collect();
+        let metrics = inner.metrics.clone();
+        // The lease rides along with the body and is released when it ends or is dropped.
+        let lease = resolved.lease;
+        let body = resp.bytes_stream().map(move |chunk| {
+            let _held = &lease;
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            metrics.bytes_out.inc_by(chunk.len() as u64);
+            Ok(chunk)
+        });
+        Ok(VodResponse { status, headers, body: Box::pin(body) })
+    }
+}
+
+fn root(e: &reqwest::Error) -> String {
+    let mut r: &dyn std::error::Error = e;
+    while let Some(n) = r.source() {
+        r = n;
+    }
+    r.to_string()
+}
