@@ -2,12 +2,11 @@
 //! a slot atomically, and build the URL for the account that won.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use tunerpool_catalog::{Account, Channel, MediaKind, Provider, ProviderKind, Store};
 use tunerpool_ledger::{AnyLedger, Lease, Ledger, LedgerError, Slot};
 use tunerpool_pool::rewrite::{rewrite_xtream, xtream_url, RegexRewrite, StreamKind};
-use tunerpool_pool::select::{no_capacity, plan, AccountPolicy, ProviderPool, SelectInput};
+use tunerpool_pool::select::{no_capacity, plan, ProviderPool, SelectInput};
 use tunerpool_upstream::redact::redact_url;
 
 /// A slot and where to use it.
@@ -75,15 +74,14 @@ fn now_unix() -> i64 {
 /// One attempt: plan, lease, URL. Candidates whose URL cannot be built are
 /// excluded and the next is tried.
 pub(crate) async fn acquire(
-    store: &Store,
-    ledger: &Arc<AnyLedger>,
-    policy: AccountPolicy,
+    inner: &crate::relay::Inner,
     channel: &Channel,
     providers: &[(Provider, Vec<Account>)],
     excluded: &mut Excluded,
     holder: &str,
     media: &Media,
 ) -> Result<Resolved, AcquireError> {
+    let (store, ledger, policy) = (&inner.store, &inner.ledger, inner.settings.policy);
     let pools: HashMap<i64, ProviderPool> =
         providers.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a.as_slice() })).collect();
     loop {
@@ -233,7 +231,7 @@ pub(crate) async fn acquire_waiting(
         let providers = load_providers(&inner.store, channel).await?;
         let result = tokio::select! {
             _ = stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
-            r = acquire(&inner.store, &inner.ledger, inner.settings.policy, channel, &providers, excluded, holder, media) => r,
+            r = acquire(inner, channel, &providers, excluded, holder, media) => r,
         };
         match result {
             Err(AcquireError::NoCapacity(why)) => {
