@@ -75,7 +75,12 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
         report.vod,
         report.series
     );
+    println!(
+        "  Watch:      http://{shown}/stream/1.ts   (VLC, mpv, ffplay; 2 accounts of 1 connection: 2 channels at once)"
+    );
     println!("  Channels:   http://{shown}/api/v1/channels");
+    println!("  Pool:       http://{shown}/api/v1/pool");
+    println!("  Sessions:   http://{shown}/api/v1/sessions");
     println!("  Groups:     http://{shown}/api/v1/groups");
     println!("  Providers:  http://{shown}/api/v1/providers");
     println!("  Health:     http://{shown}/healthz");

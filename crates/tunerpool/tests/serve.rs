@@ -22,6 +22,16 @@ fn demo_serves_the_simulated_channels() {
     let text = serde_json::to_string(&providers).unwrap();
     assert!(!text.contains("pass1") && !text.contains("pass2"), "passwords leaked: {text}");
     assert!(server.stdout.iter().any(|l| l.contains("/api/v1/channels")), "{:?}", server.stdout);
+    // The printed stream URL plays: MPEG-TS through the pool.
+    let watch = server.stdout.iter().find_map(|l| l.trim().strip_prefix("Watch:")).expect("a Watch line");
+    let url = watch.split_whitespace().next().unwrap().to_string();
+    let first = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async { reqwest::get(&url).await.unwrap().chunk().await.unwrap().unwrap() })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(first[0], 0x47);
 
     // SIGTERM stops it cleanly and the temporary data dir goes with it.
     let data_dir = server
