@@ -261,8 +261,12 @@ impl Ring {
 }
 
 /// Where a new or jumping reader starts: the newest keyframe chunk still buffered, else the newest chunk.
+///
+/// A jumping reader loads `head`, `tail` and `last_key` one after the other while the writer runs, and the writer
+/// publishes `last_key` before `head`: a `last_key` newer than the reader's `head` is a real keyframe whose slot is
+/// already stored (the caller checks the slot's sequence number), not a reason to fall back to a non-keyframe chunk.
 fn start_position(head: u64, tail: u64, last_key: u64) -> Option<u64> {
-    if last_key > tail && last_key <= head {
+    if last_key > tail {
         Some(last_key - 1)
     } else if head > tail {
         Some(head - 1)
