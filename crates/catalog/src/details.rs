@@ -30,8 +30,6 @@ pub struct TestReport {
     pub suggested_max_streams: Option<i64>,
 }
 
-const DAY: i64 = 86_400;
-
 /// Asks an Xtream panel about credentials. Never returns an error: an
 /// unreachable or refusing panel is a report with `ok: false` and a reason.
 pub async fn test_xtream(http: &UpstreamHttp, server_url: &str, username: &str, password: &str) -> TestReport {
@@ -46,8 +44,8 @@ pub async fn test_xtream(http: &UpstreamHttp, server_url: &str, username: &str, 
 }
 
 fn report_from(info: &tunerpool_formats::xtream::UserInfo, now: i64) -> TestReport {
-    let days_left = info.exp_date.map(|exp| (exp - now).div_euclid(DAY));
-    let expired = info.exp_date.is_some_and(|exp| exp <= now);
+    let days_left = crate::model::days_left(info.exp_date, now);
+    let expired = info.exp_date.is_some_and(|exp| exp > 0 && exp <= now);
     let status_ok = info.status.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("active"));
     let reason = if !info.auth {
         Some(match &info.message {
@@ -141,7 +139,7 @@ mod tests {
         let good = UserInfo {
             auth: true,
             status: Some("Active".into()),
-            exp_date: Some(now + 10 * DAY + 5),
+            exp_date: Some(now + 10 * 86_400 + 5),
             max_connections: Some(2),
             ..Default::default()
         };
@@ -159,6 +157,9 @@ mod tests {
 
         let r = report_from(&UserInfo { status: Some("Banned".into()), ..good.clone() }, now);
         assert!(r.reason.unwrap().contains("Banned"));
+
+        let r = report_from(&UserInfo { exp_date: Some(0), ..good.clone() }, now);
+        assert!(r.ok && r.days_left.is_none(), "exp_date 0 means it never expires");
 
         let r = report_from(&UserInfo { max_connections: Some(0), ..good }, now);
         assert_eq!(r.suggested_max_streams, Some(1), "0 (unknown) suggests the safe 1");

@@ -16,4 +16,4 @@ pub mod sync;
 pub use error::{CatalogError, FieldError};
 pub use model::*;
 pub use secret::Secret;
-pub use store::Store;
+pub use store::{now, Store};

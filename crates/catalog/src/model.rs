@@ -186,6 +186,13 @@ pub struct Account {
     pub details: AccountDetails,
 }
 
+/// Whole days until `exp_date` (negative once past), or `None` when there is
+/// no expiry: panels send 0 (or nothing) for accounts that never expire. The
+/// one rule behind Test reports, pool status and expiry warnings.
+pub fn days_left(exp_date: Option<i64>, now: i64) -> Option<i64> {
+    exp_date.filter(|e| *e > 0).map(|e| (e - now).div_euclid(86_400))
+}
+
 /// What the provider said about an account the last time it was asked.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AccountDetails {

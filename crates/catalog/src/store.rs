@@ -21,7 +21,8 @@ pub struct Store {
     path: PathBuf,
 }
 
-pub(crate) fn now() -> i64 {
+/// Now, in Unix seconds: the unit of every timestamp in the catalog.
+pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 

@@ -70,12 +70,6 @@ pub struct PoolStatus {
     pub totals: Totals,
 }
 
-const DAY: i64 = 86_400;
-
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 /// The status of one provider from its accounts and a ledger snapshot.
 pub fn provider_status(
     provider: &Provider,
@@ -92,7 +86,7 @@ pub fn provider_status(
             let active = usage.account(a.id);
             let unusable = is_usable(a, provider.kind, now).err();
             let exp = a.details.exp_date.filter(|e| *e > 0);
-            let days_left = exp.map(|e| (e - now).div_euclid(DAY));
+            let days_left = tunerpool_catalog::days_left(exp, now);
             if a.enabled {
                 totals.capacity += max.max;
                 totals.active += active;
@@ -143,7 +137,7 @@ async fn usage(st: &AppState) -> Result<Usage, ApiError> {
 
 pub(crate) async fn all(State(st): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
     let usage = usage(&st).await?;
-    let now = now_unix();
+    let now = tunerpool_catalog::now();
     let mut providers = Vec::new();
     let mut totals = Totals::default();
     for p in st.store.providers().await? {
@@ -163,5 +157,5 @@ pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> R
     let p = st.store.provider(crate::write::path_id("provider", &id)?).await?;
     let accounts = st.store.accounts(p.id).await?;
     let usage = usage(&st).await?;
-    Ok(Json(provider_status(&p, &accounts, &usage, st.pool.expiry_warning_days, now_unix())))
+    Ok(Json(provider_status(&p, &accounts, &usage, st.pool.expiry_warning_days, tunerpool_catalog::now())))
 }

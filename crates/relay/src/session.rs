@@ -362,16 +362,10 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<(reqwest::Response, bytes::
     }
 }
 
+/// A reqwest error as a short sentence without the URL (which carries the
+/// account's credentials).
 fn without_url(e: &reqwest::Error) -> String {
-    let mut root: &dyn std::error::Error = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
-    if e.is_timeout() {
-        "timed out".into()
-    } else {
-        root.to_string()
-    }
+    tunerpool_upstream::http::describe_reqwest_error(e, &[])
 }
 
 /// Reads one upstream into the ring until it fails, the session is stopped,

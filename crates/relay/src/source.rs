@@ -67,10 +67,6 @@ pub(crate) async fn load_providers(
     Ok(out)
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 /// One attempt: plan, lease, URL. Candidates whose URL cannot be built are
 /// excluded and the next is tried.
 pub(crate) async fn acquire(
@@ -91,7 +87,7 @@ pub(crate) async fn acquire(
             providers: &pools,
             active: &usage.accounts,
             policy,
-            now_unix: now_unix(),
+            now_unix: tunerpool_catalog::now(),
         };
         let planned = plan(&input);
         let candidates: Vec<_> =

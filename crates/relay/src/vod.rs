@@ -82,7 +82,7 @@ impl Relay {
                 return Err(WatchError::Upstream(format!(
                     "cannot reach the provider for {}: {}",
                     kind.as_str(),
-                    root(&e)
+                    tunerpool_upstream::http::describe_reqwest_error(&e, &[])
                 )))
             }
             Err(_) => return Err(WatchError::Upstream("the provider did not answer in time".into())),
@@ -113,12 +113,4 @@ impl Relay {
         });
         Ok(VodResponse { status, headers, body: Box::pin(body) })
     }
-}
-
-fn root(e: &reqwest::Error) -> String {
-    let mut r: &dyn std::error::Error = e;
-    while let Some(n) = r.source() {
-        r = n;
-    }
-    r.to_string()
 }

@@ -41,8 +41,7 @@ pub async fn run_due(
     http: &UpstreamHttp,
     interval: Duration,
 ) -> Result<usize, tunerpool_catalog::CatalogError> {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now = tunerpool_catalog::now();
     let mut synced = 0;
     for p in store.providers().await? {
         if !p.enabled {
@@ -92,16 +91,14 @@ pub fn spawn_details(
 
 /// Logs a warning for every enabled account that expires within `days`.
 pub async fn warn_expiring(store: &Store, days: u32) -> Result<usize, tunerpool_catalog::CatalogError> {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now = tunerpool_catalog::now();
     let mut n = 0;
     for p in store.providers().await? {
         for a in store.accounts(p.id).await?.into_iter().filter(|a| a.enabled) {
-            if let Some(exp) = a.details.exp_date.filter(|e| *e > 0) {
-                let days_left = (exp - now).div_euclid(86_400);
+            if let Some(days_left) = tunerpool_catalog::days_left(a.details.exp_date, now) {
                 if days_left < days as i64 {
                     n += 1;
-                    tracing::warn!(provider = %p.name, account = %a.name, days_left, exp_date = exp, "account expires soon");
+                    tracing::warn!(provider = %p.name, account = %a.name, days_left, "account expires soon");
                 }
             }
         }
