@@ -9,6 +9,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tunerpool_relay::relay::WatchError;
+use tunerpool_relay::Viewer;
 
 use crate::AppState;
 
@@ -25,7 +26,14 @@ pub(crate) async fn live(
     let Ok(id) = raw.parse::<i64>() else {
         return plain(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use /stream/{{channel id}}.ts"));
     };
-    match st.relay.watch(id, addr.to_string(), None).await {
+    live_response(&st, id, Viewer::anonymous(addr.to_string())).await
+}
+
+/// A live channel's MPEG-TS for `viewer`, or the refusal saying why not.
+/// Every live endpoint (admin `/stream`, the client outputs) answers with this.
+pub(crate) async fn live_response(st: &AppState, id: i64, viewer: Viewer) -> Response {
+    let client = viewer.address.clone();
+    match st.relay.watch(id, viewer).await {
         Ok(stream) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "video/mp2t")
@@ -33,17 +41,28 @@ pub(crate) async fn live(
             .header("x-tunerpool-session", stream.session_id.to_string())
             .body(Body::from_stream(stream))
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into())),
-        Err(WatchError::UnknownChannel(id)) => plain(StatusCode::NOT_FOUND, format!("no channel {id}")),
-        Err(WatchError::NoCapacity(why)) => {
-            tracing::warn!(channel = id, client = %addr, reason = %why, "refused: no capacity");
+        Err(e) => refusal(e, "channel", id, &client),
+    }
+}
+
+/// The response (and log line) for a stream that cannot be served.
+fn refusal(err: WatchError, what: &str, id: i64, client: &str) -> Response {
+    match err {
+        WatchError::UnknownChannel(id) => plain(StatusCode::NOT_FOUND, format!("no {what} {id}")),
+        WatchError::NoCapacity(why) => {
+            tracing::warn!(what, id, client, reason = %why, "refused: no capacity");
             plain(StatusCode::SERVICE_UNAVAILABLE, why)
         }
-        Err(WatchError::Upstream(why)) => {
-            tracing::warn!(channel = id, client = %addr, reason = %why, "refused: no upstream works");
+        WatchError::UserLimit(why) => {
+            tracing::warn!(what, id, client, reason = %why, "refused: user at its connection limit");
+            plain(StatusCode::FORBIDDEN, why)
+        }
+        WatchError::Upstream(why) => {
+            tracing::warn!(what, id, client, reason = %why, "refused: no upstream works");
             plain(StatusCode::BAD_GATEWAY, why)
         }
-        Err(WatchError::Internal(why)) => {
-            tracing::error!(channel = id, reason = %why, "stream failed");
+        WatchError::Internal(why) => {
+            tracing::error!(what, id, reason = %why, "stream failed");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".into())
         }
     }
@@ -67,28 +86,40 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
 }
 
 /// `GET /movie/{id}.{ext}`.
-pub(crate) async fn movie(st: State<AppState>, Path(file): Path<String>, headers: axum::http::HeaderMap) -> Response {
-    vod(st, tunerpool_catalog::MediaKind::Movie, file, headers).await
+pub(crate) async fn movie(
+    State(st): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(file): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    vod_file(&st, tunerpool_catalog::MediaKind::Movie, &file, &headers, Viewer::anonymous(addr.to_string())).await
 }
 
 /// `GET /series/{id}.{ext}` (an episode).
-pub(crate) async fn episode(st: State<AppState>, Path(file): Path<String>, headers: axum::http::HeaderMap) -> Response {
-    vod(st, tunerpool_catalog::MediaKind::Series, file, headers).await
-}
-
-/// A file from the provider, with the client's `Range` passed through.
-async fn vod(
+pub(crate) async fn episode(
     State(st): State<AppState>,
-    kind: tunerpool_catalog::MediaKind,
-    file: String,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    Path(file): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let raw = file.split_once('.').map_or(file.as_str(), |(id, _)| id);
+    vod_file(&st, tunerpool_catalog::MediaKind::Series, &file, &headers, Viewer::anonymous(addr.to_string())).await
+}
+
+/// A movie or episode named `{id}.{ext}` (or just `{id}`) for `viewer`, with
+/// the client's `Range` passed through. Every VOD endpoint answers with this.
+pub(crate) async fn vod_file(
+    st: &AppState,
+    kind: tunerpool_catalog::MediaKind,
+    file: &str,
+    headers: &axum::http::HeaderMap,
+    viewer: Viewer,
+) -> Response {
+    let raw = file.split_once('.').map_or(file, |(id, _)| id);
     let Ok(id) = raw.parse::<i64>() else {
         return plain(StatusCode::NOT_FOUND, format!("no {} {file:?}", kind.as_str()));
     };
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    match st.relay.open_vod(kind, id, range).await {
+    match st.relay.open_vod(kind, id, range, &viewer).await {
         Ok(v) => {
             let mut b = Response::builder().status(v.status);
             for (k, val) in &v.headers {
@@ -97,15 +128,6 @@ async fn vod(
             b.body(Body::from_stream(v.body))
                 .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into()))
         }
-        Err(WatchError::UnknownChannel(id)) => plain(StatusCode::NOT_FOUND, format!("no {} {id}", kind.as_str())),
-        Err(WatchError::NoCapacity(why)) => {
-            tracing::warn!(kind = kind.as_str(), id, reason = %why, "refused: no capacity");
-            plain(StatusCode::SERVICE_UNAVAILABLE, why)
-        }
-        Err(WatchError::Upstream(why)) => plain(StatusCode::BAD_GATEWAY, why),
-        Err(WatchError::Internal(why)) => {
-            tracing::error!(kind = kind.as_str(), id, reason = %why, "VOD failed");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".into())
-        }
+        Err(e) => refusal(e, kind.as_str(), id, &viewer.address),
     }
 }

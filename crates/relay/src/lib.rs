@@ -6,6 +6,7 @@
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `source`: from a channel to a leased slot and the URL for that account.
 //! - [`vod`]: movies and episodes, proxied with `Range` passed through.
+//! - [`users`]: downstream users' own connection limits (replace the oldest stream, or refuse).
 
 pub mod metrics;
 pub mod relay;
@@ -14,7 +15,9 @@ pub mod session;
 pub mod settings;
 mod source;
 pub mod ts;
+pub mod users;
 pub mod vod;
 
 pub use ring::{Next, Reader, Ring, RingStats};
 pub use ts::{probe, Aligner, Chunk, Chunker, Continuity, KeyframeDetector, NotTs, PACKET};
+pub use users::{UserLimitPolicy, UserQuota, Viewer};

@@ -14,6 +14,7 @@ use crate::metrics::RelayMetrics;
 use crate::ring::Next;
 use crate::session::{run, Session, SessionInfo, ViewerStats};
 use crate::settings::RelaySettings;
+use crate::users::{UserStreams, UserTicket, Viewer};
 
 /// Shared by the relay handle and every session task.
 pub(crate) struct Inner {
@@ -28,6 +29,8 @@ pub(crate) struct Inner {
     /// Signalled whenever a session gives a slot back, so that a request
     /// waiting for capacity retries at once.
     pub slot_released: Notify,
+    /// Downstream users' own limits.
+    pub users: Arc<UserStreams>,
 }
 
 impl Inner {
@@ -76,6 +79,9 @@ pub enum WatchError {
     /// Every upstream failed (502).
     #[error("{0}")]
     Upstream(String),
+    /// The downstream user is at its own connection limit (policy refuse).
+    #[error("{0}")]
+    UserLimit(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -110,6 +116,9 @@ struct ViewerState {
     membership: Membership,
     stats: Arc<ViewerStats>,
     metrics: RelayMetrics,
+    /// The downstream user's claim, if the viewer is one; a revoked claim
+    /// (a newer stream of the same user replaced this one) ends the stream.
+    ticket: Option<UserTicket>,
 }
 
 /// Leaves the session when the viewer's stream is dropped.
@@ -138,18 +147,19 @@ impl Relay {
                 sessions: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 slot_released: Notify::new(),
+                users: Arc::default(),
             }),
         }
     }
 
     /// Joins the channel's session, starting one if needed, and returns this
-    /// viewer's stream once the session runs.
-    pub async fn watch(
-        &self,
-        channel_id: i64,
-        address: String,
-        user: Option<String>,
-    ) -> Result<ViewerStream, WatchError> {
+    /// viewer's stream once the session runs. A downstream user at its own
+    /// limit first has its oldest stream replaced, or is refused, as the
+    /// policy says.
+    pub async fn watch(&self, channel_id: i64, viewer: Viewer) -> Result<ViewerStream, WatchError> {
+        let ticket = self.claim_user_slot(&viewer, || format!("channel {channel_id}")).await?;
+        let Viewer { address, user } = viewer;
+        let user = user.map(|u| u.name);
         // A session whose linger ran out just as this viewer joined closes
         // under it: start a fresh one (once).
         let mut attempts = 0;
@@ -171,15 +181,25 @@ impl Relay {
                 Err((false, why)) => return Err(WatchError::Upstream(why)),
             }
         };
+        if let Some(t) = &ticket {
+            // Replaced by the same user's newer stream: leave the session at
+            // once, so that it can give its slot to that stream.
+            let (s, v) = (session.clone(), membership.viewer);
+            t.on_revoke(move || s.remove_viewer(v));
+        }
         let reader = session.ring.subscribe();
         let max_jumps = self.inner.settings.max_jumps as u64;
         let metrics = self.inner.metrics.clone();
         // Everything the stream needs travels in its state: nothing is
         // cloned per chunk.
-        let state = ViewerState { reader, membership, stats, metrics };
+        let state = ViewerState { reader, membership, stats, metrics, ticket };
         let stream = futures_util::stream::unfold(state, move |mut st: ViewerState| async move {
             loop {
-                match st.reader.next().await {
+                let next = st.reader.next().await;
+                if st.ticket.as_ref().is_some_and(UserTicket::is_revoked) {
+                    return None;
+                }
+                match next {
                     Next::Chunk(b) => {
                         st.stats.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
                         st.metrics.bytes_out.inc_by(b.len() as u64);
@@ -201,6 +221,29 @@ impl Relay {
             }
         });
         Ok(ViewerStream { session_id: session.id, inner: Box::pin(stream) })
+    }
+
+    /// Claims one of the downstream user's own stream slots (none for an
+    /// anonymous viewer).
+    pub(crate) async fn claim_user_slot(
+        &self,
+        viewer: &Viewer,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<UserTicket>, WatchError> {
+        let Some(quota) = &viewer.user else { return Ok(None) };
+        let s = &self.inner.settings;
+        match self.inner.users.claim(quota, s.user_limit_policy, s.acquire_wait, &what()).await {
+            Ok(t) => Ok(Some(t)),
+            Err(why) => {
+                self.inner.metrics.acquire_failures.inc();
+                Err(WatchError::UserLimit(why))
+            }
+        }
+    }
+
+    /// How many streams a downstream user watches now.
+    pub fn user_connections(&self, user_id: i64) -> usize {
+        self.inner.users.count(user_id)
     }
 
     pub(crate) fn inner(&self) -> &Inner {

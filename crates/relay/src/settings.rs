@@ -30,6 +30,8 @@ pub struct RelaySettings {
     /// After streaming fine for this long, a source's retry budget is restored.
     pub healthy_after: Duration,
     pub policy: AccountPolicy,
+    /// What a downstream user at its own limit gets for a new stream.
+    pub user_limit_policy: crate::users::UserLimitPolicy,
 }
 
 impl Default for RelaySettings {
@@ -46,6 +48,7 @@ impl Default for RelaySettings {
             max_jumps: 5,
             healthy_after: Duration::from_secs(30),
             policy: AccountPolicy::Priority,
+            user_limit_policy: crate::users::UserLimitPolicy::ReplaceOldest,
         }
     }
 }

@@ -11,6 +11,7 @@ use tunerpool_catalog::{CatalogError, Channel, ChannelSource, MediaKind};
 
 use crate::relay::{Relay, WatchError};
 use crate::source::{acquire_waiting, AcquireError, Excluded, Media};
+use crate::users::Viewer;
 
 /// Response headers worth passing on from the provider.
 const PASSED_HEADERS: &[&str] =
@@ -27,7 +28,13 @@ pub struct VodResponse {
 impl Relay {
     /// Opens a movie or an episode, passing `range` (the client's `Range`
     /// header) through to the provider.
-    pub async fn open_vod(&self, kind: MediaKind, id: i64, range: Option<&str>) -> Result<VodResponse, WatchError> {
+    pub async fn open_vod(
+        &self,
+        kind: MediaKind,
+        id: i64,
+        range: Option<&str>,
+        viewer: &Viewer,
+    ) -> Result<VodResponse, WatchError> {
         let inner = self.inner();
         let (source, name, stored_ext) = match inner.store.vod_source(kind, id).await {
             Ok(s) => s,
@@ -37,6 +44,8 @@ impl Relay {
         let provider =
             inner.store.provider(source.provider_id).await.map_err(|e| WatchError::Internal(e.to_string()))?;
         let ext = stored_ext.unwrap_or_else(|| "mp4".to_string());
+        // A download counts against the user's own limit like a live stream.
+        let ticket = self.claim_user_slot(viewer, || format!("{} {name}", kind.as_str())).await?;
         // A one-source "channel" so that selection, preemption and waiting
         // are exactly those of live channels.
         let item = Channel {
@@ -107,6 +116,9 @@ impl Relay {
         let lease = resolved.lease;
         let body = resp.bytes_stream().map(move |chunk| {
             let _held = &lease;
+            if ticket.as_ref().is_some_and(|t| t.is_revoked()) {
+                return Err(std::io::Error::other("replaced by a newer stream of the same user"));
+            }
             let chunk = chunk.map_err(std::io::Error::other)?;
             metrics.bytes_out.inc_by(chunk.len() as u64);
             Ok(chunk)

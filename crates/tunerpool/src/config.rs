@@ -72,6 +72,21 @@ pub struct RelayConfig {
     pub buffer_seconds: u32,
     /// Upstream switches a session may make before it gives up (0 to 100).
     pub max_switches: u32,
+    /// A downstream user at its own connection limit asking for another
+    /// stream: end its oldest stream, or refuse.
+    pub user_limit_policy: UserLimitPolicy,
+}
+
+/// What a downstream user at its own limit gets (`relay.user_limit_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserLimitPolicy {
+    /// End the user's oldest stream (a player zapping opens the new channel
+    /// before closing the old one).
+    #[default]
+    ReplaceOldest,
+    /// Wait `relay.acquire_wait` for one of its streams to end, then refuse.
+    Refuse,
 }
 
 /// How the account pool picks accounts and where it keeps its leases.
@@ -206,6 +221,7 @@ impl Default for Config {
                 stall_timeout: Duration::from_secs(5),
                 buffer_seconds: 4,
                 max_switches: 8,
+                user_limit_policy: UserLimitPolicy::ReplaceOldest,
             },
         }
     }
@@ -354,6 +370,11 @@ impl Config {
         out.push_str(&format!("stall_timeout = {}\n", d(self.relay.stall_timeout)));
         out.push_str(&format!("buffer_seconds = {}\n", self.relay.buffer_seconds));
         out.push_str(&format!("max_switches = {}\n", self.relay.max_switches));
+        let ulp = match self.relay.user_limit_policy {
+            UserLimitPolicy::ReplaceOldest => "replace_oldest",
+            UserLimitPolicy::Refuse => "refuse",
+        };
+        out.push_str(&format!("user_limit_policy = {}\n", s(ulp)));
         out
     }
 
@@ -675,6 +696,17 @@ static KEYS: &[Key] = &[
         path: "relay.max_switches",
         apply: |c, r| {
             c.relay.max_switches = parse_int(r, 0, 100)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "relay.user_limit_policy",
+        apply: |c, r| {
+            c.relay.user_limit_policy = match want_str(r, "\"replace_oldest\"")?.trim().to_ascii_lowercase().as_str() {
+                "replace_oldest" | "replace-oldest" => UserLimitPolicy::ReplaceOldest,
+                "refuse" => UserLimitPolicy::Refuse,
+                other => return Err(format!("{other:?} is not a policy (use \"replace_oldest\" or \"refuse\")")),
+            };
             Ok(())
         },
     },
@@ -1607,6 +1639,7 @@ timeout = true
                 stall_timeout: Duration::from_secs(2),
                 buffer_seconds: 8,
                 max_switches: 0,
+                user_limit_policy: UserLimitPolicy::Refuse,
             },
         };
         for cfg in [Config::default(), custom] {
@@ -1648,6 +1681,7 @@ timeout = true
                 "pool.lease_ttl" => "20s",
                 "relay.linger" | "relay.acquire_wait" | "relay.stall_timeout" => "7s",
                 "relay.buffer_seconds" | "relay.max_switches" => "9",
+                "relay.user_limit_policy" => "refuse",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };

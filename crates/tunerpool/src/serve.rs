@@ -14,7 +14,7 @@ use tunerpool_pool::select::AccountPolicy;
 use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 
-use crate::config::{Config, LedgerBackend, PoolPolicy};
+use crate::config::{Config, LedgerBackend, PoolPolicy, UserLimitPolicy};
 
 /// The upstream HTTP client as configured.
 pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
@@ -52,6 +52,10 @@ pub fn app_state(config: &Config, store: &Store, http: &UpstreamHttp, ledger: Ar
         stall_timeout: r.stall_timeout,
         buffer_bytes: r.buffer_seconds as usize * 1_000_000,
         max_switches: r.max_switches,
+        user_limit_policy: match r.user_limit_policy {
+            UserLimitPolicy::ReplaceOldest => tunerpool_relay::UserLimitPolicy::ReplaceOldest,
+            UserLimitPolicy::Refuse => tunerpool_relay::UserLimitPolicy::Refuse,
+        },
         policy: match config.pool.policy {
             PoolPolicy::Priority => AccountPolicy::Priority,
             PoolPolicy::LeastLoaded => AccountPolicy::LeastLoaded,
