@@ -4,10 +4,12 @@
 //! - [`ring`]: the bounded shared buffer one upstream reader writes and every viewer reads at its own pace.
 //! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
+//! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
 //! - `source`: from a channel to a leased slot and the URL for that account.
 //! - [`vod`]: movies and episodes, proxied with `Range` passed through.
 //! - [`users`]: downstream users' own connection limits (replace the oldest stream, or refuse).
 
+mod hls;
 pub mod metrics;
 pub mod relay;
 pub mod ring;

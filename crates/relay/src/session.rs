@@ -2,7 +2,8 @@
 //! shared [`Ring`] its viewers read from.
 //!
 //! The session task owns the lease and the upstream connection. It opens the
-//! upstream, checks that the answer really is MPEG-TS, aligns and chunks the
+//! upstream, checks that the answer really is MPEG-TS (or an HLS playlist of
+//! MPEG-TS segments, followed by [`crate::hls`]), aligns and chunks the
 //! bytes and pushes them into the ring — never waiting for a viewer. On an
 //! error, the end of the stream or a stall it reconnects the same account once,
 //! then fails over to the next candidate (next account, next source), never
@@ -15,13 +16,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use bytes::BytesMut;
-use futures_util::StreamExt;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tunerpool_catalog::Channel;
 
+use crate::hls;
 use crate::metrics::RelayMetrics;
 use crate::relay::Inner;
 use crate::ring::Ring;
@@ -259,6 +264,7 @@ enum Pumped {
 pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Channel) {
     let mut excluded = Excluded::new();
     let mut switches = 0u32;
+    let mut last_failure: Option<String> = None;
     let holder = format!("session {} / channel {} {}", session.id, channel.id, channel.name);
     let reason = 'session: loop {
         let resolved =
@@ -270,7 +276,11 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
                     session.no_capacity.store(true, Ordering::Release);
                     break 'session why;
                 }
-                Err(AcquireError::NoCandidates(why)) | Err(AcquireError::Backend(why)) => break 'session why,
+                Err(AcquireError::NoCandidates(why)) => match &last_failure {
+                    Some(last) => break 'session format!("{why} (last: {last})"),
+                    None => break 'session why,
+                },
+                Err(AcquireError::Backend(why)) => break 'session why,
             };
         if session.stop.is_cancelled() {
             break 'session "stopped".to_string();
@@ -286,7 +296,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         // The same account gets one reconnect; a source that streamed fine for
         // a while gets its budget back.
         let mut retries_left = 1;
-        let last_failure = loop {
+        let failure = loop {
             let started = Instant::now();
             let outcome = match open(&inner, &resolved).await {
                 Ok(resp) => {
@@ -320,11 +330,15 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         inner.slot_released.notify_waiters();
         switches += 1;
         if switches > inner.settings.max_switches {
-            break 'session format!("gave up after {switches} upstream switches (last: {last_failure})");
+            break 'session format!("gave up after {switches} upstream switches (last: {failure})");
         }
+        last_failure = Some(failure);
         session.failovers.fetch_add(1, Ordering::Relaxed);
         session.metrics.failovers.inc();
-        session.set_state(State::Switching);
+        // Viewers of a session that never ran keep waiting for an answer
+        // (the next candidate's stream, or the refusal).
+        let ran = session.running_since.lock().expect("not poisoned").is_some();
+        session.set_state(if ran { State::Switching } else { State::Starting });
     };
     tracing::info!(session = session.id, channel = %channel.name, %reason, "session closed");
     session.ring.close();
@@ -334,8 +348,20 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
     inner.forget(&session);
 }
 
-/// Opens the upstream and checks that it answers MPEG-TS.
-async fn open(inner: &Inner, r: &Resolved) -> Result<(reqwest::Response, bytes::Bytes), String> {
+/// An opened upstream: its first bytes (checked to be MPEG-TS) and the rest.
+pub(crate) struct Upstream {
+    first: Bytes,
+    body: Body,
+    /// No data for this long is a stall.
+    stall: Duration,
+}
+
+/// The rest of an upstream's bytes; an `Err` says why it broke.
+type Body = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+/// Opens the upstream and checks that it answers MPEG-TS — directly, or as
+/// an HLS playlist whose segments are MPEG-TS.
+async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, String> {
     let attempt = async {
         let mut req = inner.client.get(&r.url);
         for (k, v) in &r.headers {
@@ -353,8 +379,22 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<(reqwest::Response, bytes::
                 None => break,
             }
         }
+        let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if hls::looks_like_hls(content_type, resp.url(), &first) {
+            let url = resp.url().to_string();
+            while let Some(b) = resp.chunk().await.map_err(|e| format!("the playlist broke: {}", without_url(&e)))? {
+                if first.len() + b.len() > 1024 * 1024 {
+                    return Err("not a stream: a playlist larger than 1 MB".into());
+                }
+                first.extend_from_slice(&b);
+            }
+            let start = hls::start(inner.client.clone(), r.headers.clone(), url, &first).await?;
+            let stall = inner.settings.stall_timeout + start.target;
+            return Ok(Upstream { first: start.first, body: Box::pin(start.body), stall });
+        }
         probe(&first).map_err(|e| format!("not a stream: {e}"))?;
-        Ok((resp, first.freeze()))
+        let body = resp.bytes_stream().map(|r| r.map_err(|e| without_url(&e)));
+        Ok(Upstream { first: first.freeze(), body: Box::pin(body), stall: inner.settings.stall_timeout })
     };
     match tokio::time::timeout(inner.settings.open_timeout, attempt).await {
         Ok(r) => r,
@@ -370,12 +410,8 @@ fn without_url(e: &reqwest::Error) -> String {
 
 /// Reads one upstream into the ring until it fails, the session is stopped,
 /// or nobody watched for the linger time.
-async fn pump(
-    inner: &Inner,
-    session: &Session,
-    r: &Resolved,
-    (resp, first): (reqwest::Response, bytes::Bytes),
-) -> Pumped {
+async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream) -> Pumped {
+    let Upstream { first, mut body, stall } = upstream;
     let settings = &inner.settings;
     let mut aligner = Aligner::new();
     let mut chunker = Chunker::new(settings.chunk_bytes, settings.chunk_delay);
@@ -397,13 +433,12 @@ async fn pump(
     // must not include the coalescing delay.
     session.metrics.bytes_in.inc_by(first.len() as u64);
     feed(&first, Instant::now(), true);
-    let mut body = resp.bytes_stream();
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_deadline = (session.viewer_count() == 0).then(|| tokio::time::Instant::now() + settings.linger);
     let mut last_data = tokio::time::Instant::now();
     loop {
-        let stall_at = last_data + settings.stall_timeout;
+        let stall_at = last_data + stall;
         tokio::select! {
             _ = session.stop.cancelled() => return Pumped::Stopped,
             _ = r.lease.lost() => return Pumped::Failed("the lease on the account was lost".into()),
@@ -425,7 +460,7 @@ async fn pump(
                 idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
-                return Pumped::Failed(format!("stalled: no data for {:?}", settings.stall_timeout));
+                return Pumped::Failed(format!("stalled: no data for {stall:?}"));
             }
             _ = flush_tick.tick() => feed(&[], Instant::now(), false),
             next = body.next() => match next {
@@ -434,7 +469,7 @@ async fn pump(
                     session.metrics.bytes_in.inc_by(data.len() as u64);
                     feed(&data, Instant::now(), false);
                 }
-                Some(Err(e)) => return Pumped::Failed(format!("the stream broke: {}", without_url(&e))),
+                Some(Err(e)) => return Pumped::Failed(format!("the stream broke: {e}")),
                 None => return Pumped::Failed("the provider ended the stream".into()),
             },
         }
