@@ -364,3 +364,32 @@ async fn movies_pass_ranges_through_and_hold_a_slot_while_sent() {
     let bad = client.get(format!("{}/movie/1.ts", h.base)).header("range", "bytes=99999999-").send().await.unwrap();
     assert_eq!(bad.status(), 416);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_is_listed_with_the_sessions_and_can_be_stopped() {
+    let settings = RelaySettings { acquire_wait: Duration::from_millis(300), ..fast() };
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, settings).await;
+    h.fake.set_fault(Fault::new(FaultKind::Stall { after_bytes: 100_000 }).for_stream(21));
+    let client = reqwest::Client::new();
+    let mut held = client.get(format!("{}/movie/1.mp4", h.base)).send().await.unwrap();
+    assert_eq!(held.status(), 200);
+    held.chunk().await.unwrap();
+    let sessions: serde_json::Value =
+        client.get(format!("{}/api/v1/sessions", h.base)).send().await.unwrap().json().await.unwrap();
+    let list = sessions.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{sessions}");
+    let movie = &list[0];
+    assert_eq!(movie["kind"], "movie");
+    assert_eq!(movie["upstream"]["account"], "Primary");
+    assert!(!movie["upstream"]["url"].as_str().unwrap().contains("pa"), "{movie}");
+    assert!(movie["viewers"][0]["bytes"].as_u64().unwrap() > 0, "{movie}");
+    let id = movie["id"].as_u64().unwrap();
+    let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).send().await.unwrap();
+    assert_eq!(del.status(), 204);
+    // Stopping ends the body; the slot comes back and the list empties.
+    while let Ok(Some(_)) = held.chunk().await {}
+    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(3)).await);
+    let sessions: serde_json::Value =
+        client.get(format!("{}/api/v1/sessions", h.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(sessions, serde_json::json!([]));
+}

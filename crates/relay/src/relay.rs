@@ -25,7 +25,10 @@ pub(crate) struct Inner {
     pub metrics: RelayMetrics,
     registry: prometheus_client::registry::Registry,
     sessions: Mutex<HashMap<i64, Arc<Session>>>,
-    next_id: AtomicU64,
+    /// Movie and episode downloads in progress.
+    pub transfers: crate::vod::Transfers,
+    /// Ids of sessions, viewers and transfers.
+    pub next_id: AtomicU64,
     /// Signalled whenever a session gives a slot back, so that a request
     /// waiting for capacity retries at once.
     pub slot_released: Notify,
@@ -145,6 +148,7 @@ impl Relay {
                 registry: metrics.registry(),
                 metrics,
                 sessions: Mutex::new(HashMap::new()),
+                transfers: Arc::default(),
                 next_id: AtomicU64::new(1),
                 slot_released: Notify::new(),
                 users: Arc::default(),
@@ -275,20 +279,27 @@ impl Relay {
         self.inner.sessions.lock().expect("not poisoned").get(&channel_id).filter(|s| !s.is_closed()).cloned()
     }
 
-    /// Every live session.
+    /// Every live session and every download in progress.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let mut v: Vec<SessionInfo> =
             self.inner.sessions.lock().expect("not poisoned").values().map(|s| s.info()).collect();
+        v.extend(self.inner.transfers.lock().expect("not poisoned").values().map(|t| t.info()));
         v.sort_by_key(|s| s.id);
         v
     }
 
-    /// Stops a session (its viewers' streams end). False if there is none.
+    /// Stops a session (its viewers' streams end) or a download. False if
+    /// there is none with that id.
     pub fn stop(&self, session_id: u64) -> bool {
         let map = self.inner.sessions.lock().expect("not poisoned");
-        match map.values().find(|s| s.id == session_id) {
-            Some(s) => {
-                s.stop.cancel();
+        if let Some(s) = map.values().find(|s| s.id == session_id) {
+            s.stop.cancel();
+            return true;
+        }
+        drop(map);
+        match self.inner.transfers.lock().expect("not poisoned").get(&session_id) {
+            Some(t) => {
+                t.stop.cancel();
                 true
             }
             None => false,
@@ -304,6 +315,9 @@ impl Relay {
     pub fn stop_all(&self) {
         for s in self.inner.sessions.lock().expect("not poisoned").values() {
             s.stop.cancel();
+        }
+        for t in self.inner.transfers.lock().expect("not poisoned").values() {
+            t.stop.cancel();
         }
     }
 }

@@ -107,6 +107,8 @@ pub struct Session {
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionInfo {
     pub id: u64,
+    /// `live`, or `movie`/`series` for a download.
+    pub kind: &'static str,
     pub channel_id: i64,
     pub channel: String,
     #[serde(flatten)]
@@ -122,7 +124,7 @@ pub struct SessionInfo {
     pub viewers: Vec<ViewerInfo>,
 }
 
-fn unix(t: SystemTime) -> u64 {
+pub(crate) fn unix(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
@@ -233,6 +235,7 @@ impl Session {
             .collect();
         SessionInfo {
             id: self.id,
+            kind: "live",
             channel_id: self.channel_id,
             channel: self.channel_name.clone(),
             state: self.state(),

@@ -4,12 +4,20 @@
 //! being sent — the lease lives inside the body stream — because a panel
 //! counts a file download as a connection like any other. Unlike live
 //! channels, VOD responses are not shared: each viewer seeks on its own.
+//! Each download is listed with the live sessions (a slot it holds must be
+//! visible and stoppable) as a [`Transfer`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tunerpool_catalog::{CatalogError, Channel, ChannelSource, MediaKind};
 
 use crate::relay::{Relay, WatchError};
+use crate::session::{unix, SessionInfo, State, UpstreamInfo, ViewerInfo};
 use crate::source::{acquire_waiting, AcquireError, Excluded, Media};
 use crate::users::Viewer;
 
@@ -23,6 +31,63 @@ pub struct VodResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
+}
+
+/// One movie or episode being sent, for the sessions API.
+pub(crate) struct Transfer {
+    id: u64,
+    kind: MediaKind,
+    item_id: i64,
+    name: String,
+    upstream: UpstreamInfo,
+    address: String,
+    user: Option<String>,
+    started: Instant,
+    started_at: u64,
+    bytes: AtomicU64,
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+}
+
+/// The downloads in progress, by id (ids shared with live sessions).
+pub(crate) type Transfers = Arc<Mutex<HashMap<u64, Arc<Transfer>>>>;
+
+/// Takes a transfer off the list when its body is dropped.
+struct Listed {
+    transfers: Transfers,
+    id: u64,
+}
+
+impl Drop for Listed {
+    fn drop(&mut self) {
+        self.transfers.lock().expect("not poisoned").remove(&self.id);
+    }
+}
+
+impl Transfer {
+    pub(crate) fn info(&self) -> SessionInfo {
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64();
+        SessionInfo {
+            id: self.id,
+            kind: self.kind.as_str(),
+            channel_id: self.item_id,
+            channel: self.name.clone(),
+            state: State::Running,
+            upstream: Some(self.upstream.clone()),
+            bytes,
+            bitrate_bps: if secs > 0.5 { (bytes as f64 * 8.0 / secs) as u64 } else { 0 },
+            failovers: 0,
+            started_at: self.started_at,
+            viewers: vec![ViewerInfo {
+                id: self.id,
+                address: self.address.clone(),
+                user: self.user.clone(),
+                since: self.started_at,
+                bytes,
+                jumps: 0,
+            }],
+        }
+    }
 }
 
 impl Relay {
@@ -112,17 +177,43 @@ impl Relay {
             })
             .collect();
         let metrics = inner.metrics.clone();
-        // The lease rides along with the body and is released when it ends or is dropped.
-        let lease = resolved.lease;
-        let body = resp.bytes_stream().map(move |chunk| {
-            let _held = &lease;
-            if ticket.as_ref().is_some_and(|t| t.is_revoked()) {
-                return Err(std::io::Error::other("replaced by a newer stream of the same user"));
-            }
-            let chunk = chunk.map_err(std::io::Error::other)?;
-            metrics.bytes_out.inc_by(chunk.len() as u64);
-            Ok(chunk)
+        let transfer = Arc::new(Transfer {
+            id: inner.next_id.fetch_add(1, Ordering::Relaxed),
+            kind,
+            item_id: id,
+            name,
+            upstream: UpstreamInfo {
+                provider: resolved.provider.clone(),
+                account: resolved.account.clone(),
+                account_id: resolved.account_id,
+                url: resolved.shown_url.clone(),
+            },
+            address: viewer.address.clone(),
+            user: viewer.user.as_ref().map(|u| u.name.clone()),
+            started: Instant::now(),
+            started_at: unix(std::time::SystemTime::now()),
+            bytes: AtomicU64::new(0),
+            stop,
         });
+        inner.transfers.lock().expect("not poisoned").insert(transfer.id, transfer.clone());
+        let listed = Listed { transfers: inner.transfers.clone(), id: transfer.id };
+        let stopped = transfer.stop.clone().cancelled_owned();
+        // The lease, the user's ticket and the listing ride along with the
+        // body: all are given back when it ends or is dropped.
+        let lease = resolved.lease;
+        let body = resp
+            .bytes_stream()
+            .map(move |chunk| {
+                let _held = (&lease, &listed);
+                if ticket.as_ref().is_some_and(|t| t.is_revoked()) {
+                    return Err(std::io::Error::other("replaced by a newer stream of the same user"));
+                }
+                let chunk = chunk.map_err(std::io::Error::other)?;
+                transfer.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                metrics.bytes_out.inc_by(chunk.len() as u64);
+                Ok(chunk)
+            })
+            .take_until(stopped);
         Ok(VodResponse { status, headers, body: Box::pin(body) })
     }
 }
