@@ -8,6 +8,7 @@ use tunerpool_upstream::xtream::XtreamClient;
 use tunerpool_upstream::{UpstreamError, UpstreamHttp};
 
 use crate::error::CatalogError;
+use crate::events::{Level, NewEvent};
 use crate::model::{Account, AccountDetails, Provider, ProviderKind, AGTV_DEFAULT_MAX_STREAMS};
 use crate::store::{now, Store};
 
@@ -101,9 +102,14 @@ pub async fn refresh_account(
                 // last known limits and expiry, mark the account refused.
                 Ok(resp) if resp.user_info.auth => store.record_details(account.id, &resp.user_info).await?,
                 Ok(_) => {
-                    store.record_rejected(account.id, "the panel rejected the username or password (auth=0)").await?
+                    let why = "the panel rejected the username or password (auth=0)";
+                    let msg = format!("{} / {}: {why}", provider.name, account.name);
+                    store.note(NewEvent::new(Level::Warn, "account", msg).provider(provider.id).account(account.id));
+                    store.record_rejected(account.id, why).await?
                 }
                 Err(e) => {
+                    let msg = format!("{} / {}: cannot fetch the account's details: {e}", provider.name, account.name);
+                    store.note(NewEvent::new(Level::Warn, "account", msg).provider(provider.id).account(account.id));
                     store.record_details_error(account.id, &e.to_string()).await?;
                     return Err(upstream(provider, e));
                 }

@@ -8,12 +8,14 @@
 
 pub mod details;
 pub mod error;
+pub mod events;
 pub mod model;
 pub mod secret;
 pub mod store;
 pub mod sync;
 
 pub use error::{CatalogError, FieldError};
+pub use events::{Event, EventQuery, Level, NewEvent};
 pub use model::*;
 pub use secret::Secret;
 pub use store::{now, Store};

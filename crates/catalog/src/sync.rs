@@ -27,6 +27,7 @@ use tunerpool_upstream::xtream::{parse_items_map, Section, XtreamClient};
 use tunerpool_upstream::{UpstreamError, UpstreamHttp};
 
 use crate::error::CatalogError;
+use crate::events::{Level, NewEvent};
 use crate::model::{MediaKind, Provider, ProviderKind};
 use crate::store::{now, Store};
 
@@ -69,6 +70,11 @@ pub async fn sync_provider(store: &Store, http: &UpstreamHttp, provider_id: i64)
                 provider = %provider.name, live = report.live, vod = report.vod, series = report.series,
                 removed = report.removed, skipped = report.skipped, ms = elapsed_ms, "catalog sync done"
             );
+            let msg = format!(
+                "{}: catalog synced in {elapsed_ms} ms: {} live, {} movies, {} series ({} removed, {} bad lines skipped)",
+                provider.name, report.live, report.vod, report.series, report.removed, report.skipped
+            );
+            store.note(NewEvent::new(Level::Info, "sync", msg).provider(provider.id));
             Ok(report)
         }
         Err(e) => {
@@ -81,6 +87,8 @@ pub async fn sync_provider(store: &Store, http: &UpstreamHttp, provider_id: i64)
                 .bind(provider.id)
                 .execute(store.pool())
                 .await?;
+            let event = format!("catalog sync failed, previous catalog kept: {msg}");
+            store.note(NewEvent::new(Level::Warn, "sync", event).provider(provider.id));
             Err(e)
         }
     }

@@ -91,3 +91,36 @@ pub(crate) async fn list_channels(
 pub(crate) async fn list_groups(State(st): State<AppState>) -> Result<Json<Vec<GroupCount>>, ApiError> {
     Ok(Json(st.store.channel_groups().await?))
 }
+
+/// `GET /api/v1/events?limit=&before=&level=&kind=`: the events log, newest first.
+pub(crate) async fn list_events(
+    State(st): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<tunerpool_catalog::Event>>, ApiError> {
+    use tunerpool_catalog::{EventQuery, Level};
+    let mut q = EventQuery::default();
+    let mut errs = Vec::new();
+    if let Some(v) = params.get("limit") {
+        match v.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => q.limit = n,
+            _ => errs.push(FieldError::new("limit", format!("{v:?} is not a number from 1 to 1000"))),
+        }
+    }
+    if let Some(v) = params.get("before") {
+        match v.parse::<i64>() {
+            Ok(n) => q.before = Some(n),
+            Err(_) => errs.push(FieldError::new("before", format!("{v:?} is not an event id (a number)"))),
+        }
+    }
+    if let Some(v) = params.get("level") {
+        match Level::parse(v) {
+            Some(l) => q.min_level = l,
+            None => errs.push(FieldError::new("level", format!("{v:?} is not a level (info, warn or error)"))),
+        }
+    }
+    q.kind = params.get("kind").filter(|k| !k.is_empty()).cloned();
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(errs));
+    }
+    Ok(Json(st.store.events(&q).await?))
+}

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/channels", get(api::list_channels))
         .route("/api/v1/groups", get(api::list_groups))
         .route("/api/v1/pool", get(pool_status::all))
+        .route("/api/v1/events", get(api::list_events))
         .route("/api/v1/sessions", get(stream::sessions))
         .route("/api/v1/sessions/{id}", axum::routing::delete(stream::stop_session))
         .route("/stream/{channel}", get(stream::live))

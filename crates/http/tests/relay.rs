@@ -243,6 +243,17 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert!(metric(&metrics, "tunerpool_sessions") == 1.0, "{metrics}");
     assert!(metric(&metrics, "tunerpool_bytes_out_total") > 600_000.0, "{metrics}");
     assert!(metric(&metrics, "tunerpool_bytes_in_total") >= metric(&metrics, "tunerpool_bytes_out_total"), "{metrics}");
+    // The events log tells the story, without the password.
+    let events = reqwest::get(format!("{}/api/v1/events?level=warn&kind=failover", h.base)).await.unwrap();
+    let events: serde_json::Value = events.json().await.unwrap();
+    let e = &events[0];
+    assert_eq!((e["level"].as_str(), e["channel_id"].as_i64()), (Some("warn"), Some(1)), "{events}");
+    let text = e["message"].as_str().unwrap();
+    assert!(text.contains("failed") && text.contains("next source") && !text.contains("pa"), "{text}");
+    let bad = reqwest::get(format!("{}/api/v1/events?level=loud&limit=0", h.base)).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let body = bad.text().await.unwrap();
+    assert!(body.contains("level") && body.contains("limit"), "{body}");
 }
 
 /// A metric's value in a Prometheus text exposition.

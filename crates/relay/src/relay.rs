@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::Notify;
-use tunerpool_catalog::{CatalogError, Store};
+use tunerpool_catalog::{CatalogError, Level, NewEvent, Store};
 use tunerpool_ledger::AnyLedger;
 
 use crate::metrics::RelayMetrics;
@@ -240,6 +240,7 @@ impl Relay {
             Ok(t) => Ok(Some(t)),
             Err(why) => {
                 self.inner.metrics.acquire_failures.inc();
+                self.inner.store.note(NewEvent::new(Level::Warn, "refused", why.clone()));
                 Err(WatchError::UserLimit(why))
             }
         }

@@ -24,7 +24,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tunerpool_catalog::Channel;
+use tunerpool_catalog::{Channel, Level, NewEvent};
 
 use crate::hls;
 use crate::metrics::RelayMetrics;
@@ -328,6 +328,12 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
                 }
             }
         };
+        let msg = format!(
+            "channel {}: {} / {} failed ({failure}); trying the next source",
+            channel.name, resolved.provider, resolved.account
+        );
+        let event = NewEvent::new(Level::Warn, "failover", msg).channel(channel.id).account(resolved.account_id);
+        inner.store.note(event);
         excluded.insert((resolved.stream_id, resolved.account_id));
         resolved.lease.release().await;
         inner.slot_released.notify_waiters();
@@ -344,6 +350,16 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         session.set_state(if ran { State::Switching } else { State::Starting });
     };
     tracing::info!(session = session.id, channel = %channel.name, %reason, "session closed");
+    if reason != "stopped" && reason != "no viewers" {
+        let ran = session.running_since.lock().expect("not poisoned").is_some();
+        let (level, kind, what) = match (ran, session.no_capacity.load(Ordering::Acquire)) {
+            (false, true) => (Level::Warn, "refused", "refused, no capacity"),
+            (false, false) => (Level::Error, "session", "could not start"),
+            (true, _) => (Level::Error, "session", "ended"),
+        };
+        let msg = format!("channel {}: {what}: {reason}", channel.name);
+        inner.store.note(NewEvent::new(level, kind, msg).channel(channel.id));
+    }
     session.ring.close();
     session.metrics.sessions.dec();
     session.set_state(State::Closed(reason));
