@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions", get(stream::sessions))
         .route("/api/v1/sessions/{id}", axum::routing::delete(stream::stop_session))
         .route("/stream/{channel}", get(stream::live))
+        .route("/stream/{channel}/hls/{file}", get(stream::live_segment))
         .route("/metrics", get(stream::metrics))
         .route("/movie/{file}", get(stream::movie))
         .route("/series/{file}", get(stream::episode))

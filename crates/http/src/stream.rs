@@ -22,11 +22,56 @@ pub(crate) async fn live(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(channel): Path<String>,
 ) -> Response {
-    let raw = channel.strip_suffix(".ts").unwrap_or(&channel);
-    let Ok(id) = raw.parse::<i64>() else {
-        return plain(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use /stream/{{channel id}}.ts"));
+    let (raw, hls) = match channel.strip_suffix(".m3u8") {
+        Some(id) => (id, true),
+        None => (channel.strip_suffix(".ts").unwrap_or(&channel), false),
     };
-    live_response(&st, id, Viewer::anonymous(addr.to_string())).await
+    let Ok(id) = raw.parse::<i64>() else {
+        return plain(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use /stream/{{channel id}}.ts or .m3u8"));
+    };
+    let viewer = Viewer::anonymous(addr.to_string());
+    if hls {
+        return hls_playlist_response(&st, id, viewer, format!("/stream/{id}/hls/")).await;
+    }
+    live_response(&st, id, viewer).await
+}
+
+/// `GET /stream/{channel}/hls/{seq}.ts`: a segment of the channel's HLS output.
+pub(crate) async fn live_segment(State(st): State<AppState>, Path((channel, file)): Path<(i64, String)>) -> Response {
+    hls_segment_response(&st, channel, &file, None)
+}
+
+/// A live channel as an HLS playlist for `viewer`; segment `n` is at
+/// `{segment_base}{n}.ts` (relative to the playlist, or absolute).
+pub(crate) async fn hls_playlist_response(st: &AppState, id: i64, viewer: Viewer, segment_base: String) -> Response {
+    let client = viewer.address.clone();
+    let url = move |seq: u64| format!("{segment_base}{seq}.ts");
+    match st.relay.hls_playlist(id, viewer, &url).await {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, "application/vnd.apple.mpegurl"), (header::CACHE_CONTROL, "no-cache, no-store")],
+            text,
+        )
+            .into_response(),
+        Err(e) => refusal(e, "channel", id, &client),
+    }
+}
+
+/// Segment `{seq}.ts` of a channel's HLS output (404 once it has expired).
+pub(crate) fn hls_segment_response(st: &AppState, id: i64, file: &str, user: Option<i64>) -> Response {
+    let seq = file.strip_suffix(".ts").unwrap_or(file).parse::<u64>().ok();
+    match seq.and_then(|seq| st.relay.hls_segment(id, seq, user)) {
+        Some(chunks) => {
+            let len: usize = chunks.iter().map(|c| c.len()).sum();
+            let body = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "video/mp2t")
+                .header(header::CONTENT_LENGTH, len)
+                .body(Body::from_stream(body))
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into()))
+        }
+        None => plain(StatusCode::NOT_FOUND, format!("no segment {file:?} of channel {id} (expired or not live)")),
+    }
 }
 
 /// A live channel's MPEG-TS for `viewer`, or the refusal saying why not.

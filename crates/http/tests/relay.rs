@@ -404,3 +404,40 @@ async fn a_download_is_listed_with_the_sessions_and_can_be_stopped() {
         client.get(format!("{}/api/v1/sessions", h.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(sessions, serde_json::json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hls_clients_get_segments_of_the_same_shared_upstream() {
+    let settings = RelaySettings { hls_idle: Duration::from_secs(2), ..fast() };
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, settings).await;
+    let client = reqwest::Client::new();
+    // A TS viewer and an HLS client of the same channel share one upstream.
+    let ts = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
+    assert_eq!(ts.status(), 200);
+    let playlist = client.get(format!("{}/stream/1.m3u8", h.base)).send().await.unwrap();
+    assert_eq!(playlist.status(), 200, "{:?}", playlist.text().await);
+    assert_eq!(playlist.headers()["content-type"], "application/vnd.apple.mpegurl");
+    let text = playlist.text().await.unwrap();
+    assert!(
+        text.starts_with("#EXTM3U") && text.contains("#EXT-X-MEDIA-SEQUENCE:") && text.contains("#EXTINF:"),
+        "{text}"
+    );
+    let segment = text.lines().find(|l| l.starts_with("/stream/1/hls/")).expect("a segment URL").to_string();
+    let data = client.get(format!("{}{segment}", h.base)).send().await.unwrap().bytes().await.unwrap();
+    assert!(data.len() > 100_000 && data.chunks(188).all(|p| p[0] == 0x47), "{} bytes", data.len());
+    // Players read it: ffprobe follows the playlist and finds both streams.
+    let url = format!("{}/stream/1.m3u8", h.base);
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", &url])
+        .output()
+        .await
+        .expect("ffprobe must be installed (apt-get install ffmpeg)");
+    let codecs = String::from_utf8_lossy(&out.stdout);
+    assert!(codecs.contains("h264") && codecs.contains("aac"), "ffprobe found: {codecs:?}");
+    assert_eq!(h.fake.counters().accounts["a"].max_concurrent, 1);
+    let missing = client.get(format!("{}/stream/1/hls/999999.ts", h.base)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    // With the TS viewer gone and no HLS request for hls_idle, the channel
+    // closes: idle 2 s + linger 0.5 s (+1 s).
+    drop(ts);
+    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_millis(3500)).await);
+}

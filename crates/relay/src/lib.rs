@@ -5,11 +5,13 @@
 //! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
+//! - `hls_out`: HLS output — a channel's shared stream cut at keyframes into segments for `.m3u8` clients.
 //! - `source`: from a channel to a leased slot and the URL for that account.
 //! - [`vod`]: movies and episodes, proxied with `Range` passed through.
 //! - [`users`]: downstream users' own connection limits (replace the oldest stream, or refuse).
 
 mod hls;
+mod hls_out;
 pub mod metrics;
 pub mod relay;
 pub mod ring;

@@ -125,9 +125,9 @@ struct ViewerState {
 }
 
 /// Leaves the session when the viewer's stream is dropped.
-struct Membership {
-    session: Arc<Session>,
-    viewer: u64,
+pub(crate) struct Membership {
+    pub session: Arc<Session>,
+    pub viewer: u64,
 }
 
 impl Drop for Membership {
@@ -256,7 +256,7 @@ impl Relay {
     }
 
     /// The channel's live session, or a new one.
-    async fn session_for(&self, channel_id: i64) -> Result<Arc<Session>, WatchError> {
+    pub(crate) async fn session_for(&self, channel_id: i64) -> Result<Arc<Session>, WatchError> {
         if let Some(s) = self.live_session(channel_id) {
             return Ok(s);
         }
@@ -276,7 +276,7 @@ impl Relay {
         Ok(s)
     }
 
-    fn live_session(&self, channel_id: i64) -> Option<Arc<Session>> {
+    pub(crate) fn live_session(&self, channel_id: i64) -> Option<Arc<Session>> {
         self.inner.sessions.lock().expect("not poisoned").get(&channel_id).filter(|s| !s.is_closed()).cloned()
     }
 

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tunerpool_catalog::{Channel, Level, NewEvent};
 
 use crate::hls;
+use crate::hls_out::HlsOut;
 use crate::metrics::RelayMetrics;
 use crate::relay::Inner;
 use crate::ring::Ring;
@@ -101,6 +102,8 @@ pub struct Session {
     viewers_changed: Notify,
     pub(crate) stop: CancellationToken,
     metrics: RelayMetrics,
+    /// The HLS output, made when the first HLS client asks.
+    hls: Mutex<Option<Arc<HlsOut>>>,
 }
 
 /// A snapshot for the sessions API.
@@ -147,6 +150,7 @@ impl Session {
             viewers_changed: Notify::new(),
             stop: CancellationToken::new(),
             metrics,
+            hls: Mutex::new(None),
         })
     }
 
@@ -189,6 +193,24 @@ impl Session {
         while !matches!(*rx.borrow_and_update(), State::Closed(_)) {
             if rx.changed().await.is_err() {
                 return;
+            }
+        }
+    }
+
+    /// The running HLS output, if any.
+    pub(crate) fn hls_output(&self) -> Option<Arc<HlsOut>> {
+        self.hls.lock().expect("not poisoned").clone().filter(|o| !o.is_ended())
+    }
+
+    /// The running HLS output, or a new one (`true`: the caller starts its segmenter).
+    pub(crate) fn hls_output_or_new(&self) -> (Arc<HlsOut>, bool) {
+        let mut slot = self.hls.lock().expect("not poisoned");
+        match slot.as_ref().filter(|o| !o.is_ended()) {
+            Some(o) => (o.clone(), false),
+            None => {
+                let o = HlsOut::new();
+                *slot = Some(o.clone());
+                (o, true)
             }
         }
     }

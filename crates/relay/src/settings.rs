@@ -30,6 +30,8 @@ pub struct RelaySettings {
     /// After streaming fine for this long, a source's retry budget is restored.
     pub healthy_after: Duration,
     pub policy: AccountPolicy,
+    /// An HLS output nobody polled for this long leaves its session.
+    pub hls_idle: Duration,
     /// What a downstream user at its own limit gets for a new stream.
     pub user_limit_policy: crate::users::UserLimitPolicy,
 }
@@ -48,6 +50,7 @@ impl Default for RelaySettings {
             max_jumps: 5,
             healthy_after: Duration::from_secs(30),
             policy: AccountPolicy::Priority,
+            hls_idle: Duration::from_secs(20),
             user_limit_policy: crate::users::UserLimitPolicy::ReplaceOldest,
         }
     }
