@@ -194,30 +194,21 @@ impl crate::relay::Relay {
             }
             _ => None,
         };
-        let mut attempts = 0;
-        let out = loop {
-            attempts += 1;
-            let session = self.session_for(channel_id).await?;
-            let (out, fresh) = session.hls_output_or_new();
-            if fresh {
-                let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-                let user_name = viewer.user.as_ref().map(|u| u.name.clone());
-                session.add_viewer(id, format!("{} (HLS)", viewer.address), user_name);
-                let membership = Membership { session: session.clone(), viewer: id };
-                let reader = session.ring.subscribe();
-                tokio::spawn(segmenter(out.clone(), reader, membership, inner.settings.hls_idle));
-            }
-            out.touch(None);
-            match session.wait_running().await {
-                Ok(()) if session.is_closed() && attempts < 2 => continue,
-                Ok(()) => break out,
-                Err((true, why)) => {
-                    inner.metrics.acquire_failures.inc();
-                    return Err(WatchError::NoCapacity(why));
+        let (_, out) = self
+            .join(channel_id, |session| {
+                let (out, fresh) = session.hls_output_or_new();
+                if fresh {
+                    let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+                    let user_name = viewer.user.as_ref().map(|u| u.name.clone());
+                    session.add_viewer(id, format!("{} (HLS)", viewer.address), user_name);
+                    let membership = Membership { session: session.clone(), viewer: id };
+                    let reader = session.ring.subscribe();
+                    tokio::spawn(segmenter(out.clone(), reader, membership, inner.settings.hls_idle));
                 }
-                Err((false, why)) => return Err(WatchError::Upstream(why)),
-            }
-        };
+                out.touch(None);
+                out
+            })
+            .await?;
         if let (Some(uid), Some(t)) = (user, ticket) {
             out.add_ticket(uid, t);
         }

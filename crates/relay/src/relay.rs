@@ -164,27 +164,13 @@ impl Relay {
         let ticket = self.claim_user_slot(&viewer, || format!("channel {channel_id}")).await?;
         let Viewer { address, user } = viewer;
         let user = user.map(|u| u.name);
-        // A session whose linger ran out just as this viewer joined closes
-        // under it: start a fresh one (once).
-        let mut attempts = 0;
-        let (session, membership, stats) = loop {
-            attempts += 1;
-            let session = self.session_for(channel_id).await?;
-            // Count the viewer before waiting, so a starting session does not
-            // consider itself idle.
-            let viewer = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-            let stats = session.add_viewer(viewer, address.clone(), user.clone());
-            let membership = Membership { session: session.clone(), viewer };
-            match session.wait_running().await {
-                Ok(()) if session.is_closed() && attempts < 2 => continue,
-                Ok(()) => break (session, membership, stats),
-                Err((true, why)) => {
-                    self.inner.metrics.acquire_failures.inc();
-                    return Err(WatchError::NoCapacity(why));
-                }
-                Err((false, why)) => return Err(WatchError::Upstream(why)),
-            }
-        };
+        let (session, (membership, stats)) = self
+            .join(channel_id, |session| {
+                let viewer = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+                let stats = session.add_viewer(viewer, address.clone(), user.clone());
+                (Membership { session: session.clone(), viewer }, stats)
+            })
+            .await?;
         if let Some(t) = &ticket {
             // Replaced by the same user's newer stream: leave the session at
             // once, so that it can give its slot to that stream.
@@ -227,6 +213,33 @@ impl Relay {
         Ok(ViewerStream { session_id: session.id, inner: Box::pin(stream) })
     }
 
+    /// The channel's session (started if needed) once it runs. `enter`
+    /// registers the caller's interest before the wait, so that a starting
+    /// session does not consider itself idle; a session whose linger ran out
+    /// just as the caller joined closes under it, and a fresh one is started
+    /// (once).
+    pub(crate) async fn join<T>(
+        &self,
+        channel_id: i64,
+        mut enter: impl FnMut(&Arc<Session>) -> T,
+    ) -> Result<(Arc<Session>, T), WatchError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let session = self.session_for(channel_id).await?;
+            let entered = enter(&session);
+            match session.wait_running().await {
+                Ok(()) if session.is_closed() && attempts < 2 => continue,
+                Ok(()) => return Ok((session, entered)),
+                Err((true, why)) => {
+                    self.inner.metrics.acquire_failures.inc();
+                    return Err(WatchError::NoCapacity(why));
+                }
+                Err((false, why)) => return Err(WatchError::Upstream(why)),
+            }
+        }
+    }
+
     /// Claims one of the downstream user's own stream slots (none for an
     /// anonymous viewer).
     pub(crate) async fn claim_user_slot(
@@ -256,7 +269,7 @@ impl Relay {
     }
 
     /// The channel's live session, or a new one.
-    pub(crate) async fn session_for(&self, channel_id: i64) -> Result<Arc<Session>, WatchError> {
+    async fn session_for(&self, channel_id: i64) -> Result<Arc<Session>, WatchError> {
         if let Some(s) = self.live_session(channel_id) {
             return Ok(s);
         }
