@@ -17,6 +17,8 @@ use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 struct Harness {
     fake: FakeProvider,
     base: String,
+    /// The server's relay, for calls as a downstream user.
+    relay: Relay,
     _dir: tempfile::TempDir,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -64,12 +66,13 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
         pool: PoolSettings { expiry_warning_days: 7 },
         started: Instant::now(),
     };
+    let relay = state.relay.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let _ = tunerpool_http::serve(listener, state, std::future::pending()).await;
     });
-    Harness { fake, base, _dir: dir, _server: server }
+    Harness { fake, base, relay, _dir: dir, _server: server }
 }
 
 fn fast() -> RelaySettings {
@@ -440,4 +443,63 @@ async fn hls_clients_get_segments_of_the_same_shared_upstream() {
     // closes: idle 2 s + linger 0.5 s (+1 s).
     drop(ts);
     assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_millis(3500)).await);
+}
+
+fn user(max_connections: u32) -> tunerpool_relay::Viewer {
+    let quota = tunerpool_relay::UserQuota { id: 1, name: "kim".into(), max_connections };
+    tunerpool_relay::Viewer { address: "10.0.0.9:5000".into(), user: Some(quota) }
+}
+
+/// Reads a viewer stream until it ends or `within` passes; true if it ended.
+async fn ends_within(mut s: tunerpool_relay::relay::ViewerStream, within: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.next()).await {
+            Ok(Some(Ok(_))) => continue,
+            Ok(_) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_at_its_limit_zapping_gets_the_new_channel_and_loses_the_old() {
+    // One connection on the account and one for the user: the player opens
+    // the new channel before closing the old, every time.
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
+    let mut old = h.relay.watch(1, user(1)).await.unwrap();
+    assert!(old.next().await.is_some());
+    for channel in [2, 3, 1, 2] {
+        let mut new = h.relay.watch(channel, user(1)).await.expect("the new channel is served");
+        assert!(!new.next().await.unwrap().unwrap().is_empty());
+        assert!(ends_within(old, Duration::from_secs(2)).await, "the replaced stream ends");
+        old = new;
+    }
+    assert_eq!(h.relay.user_connections(1), 1);
+    assert_eq!(h.fake.counters().accounts["a"].max_concurrent, 1, "never over the account's limit");
+    drop(old);
+    assert!(wait_for(|| h.relay.user_connections(1) == 0, Duration::from_secs(1)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_at_its_limit_is_refused_under_the_refuse_policy() {
+    let settings = RelaySettings {
+        acquire_wait: Duration::from_millis(200),
+        user_limit_policy: tunerpool_relay::UserLimitPolicy::Refuse,
+        ..fast()
+    };
+    let h = harness(vec![AccountSpec::new("a", "pa", 2)], None, settings).await;
+    let mut first = h.relay.watch(1, user(1)).await.unwrap();
+    assert!(first.next().await.is_some());
+    let err = h.relay.watch(2, user(1)).await.err().expect("refused");
+    let text = err.to_string();
+    assert!(matches!(err, tunerpool_relay::relay::WatchError::UserLimit(_)), "{text}");
+    assert!(text.contains("kim") && text.contains("limit of 1"), "{text}");
+    // The first stream is untouched, and another user is not affected.
+    assert!(first.next().await.is_some());
+    let other = tunerpool_relay::Viewer {
+        address: "10.0.0.10:5000".into(),
+        user: Some(tunerpool_relay::UserQuota { id: 2, name: "lee".into(), max_connections: 1 }),
+    };
+    assert!(h.relay.watch(2, other).await.is_ok());
 }
