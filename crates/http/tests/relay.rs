@@ -14,6 +14,9 @@ use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
+/// The admin token the harness's server requires on `/api/v1`.
+const TOKEN: &str = "relay-test-admin-token";
+
 struct Harness {
     fake: FakeProvider,
     base: String,
@@ -63,6 +66,7 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
         ledger,
         pool: PoolSettings { expiry_warning_days: 7 },
         started: Instant::now(),
+        admin_token: tunerpool_http::AdminToken::new(TOKEN),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -70,6 +74,14 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
         let _ = tunerpool_http::serve(listener, state, std::future::pending()).await;
     });
     Harness { fake, base, _dir: dir, _server: server }
+}
+
+/// `GET /api/v1/sessions` with the admin token.
+async fn get_sessions(h: &Harness) -> serde_json::Value {
+    let resp =
+        reqwest::Client::new().get(format!("{}/api/v1/sessions", h.base)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
 }
 
 fn fast() -> RelaySettings {
@@ -145,8 +157,7 @@ async fn upstream_closes_within_linger_after_the_last_viewer() {
     let left = Instant::now();
     assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_millis(500 + 1000)).await);
     assert!(left.elapsed() >= Duration::from_millis(400), "lingered");
-    let sessions: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    let sessions: serde_json::Value = get_sessions(&h).await;
     assert_eq!(sessions, serde_json::json!([]));
 }
 
@@ -232,8 +243,7 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert_eq!(c.accounts["b"].opened, 1, "then the next account: {c:?}");
     assert!(gap < Duration::from_secs(2), "longest gap {gap:?}");
     assert!(bytes > 600_000, "{bytes}");
-    let sessions: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    let sessions: serde_json::Value = get_sessions(&h).await;
     assert_eq!(sessions[0]["failovers"], 1);
     assert_eq!(sessions[0]["upstream"]["account"], "b");
     let url = sessions[0]["upstream"]["url"].as_str().unwrap();
@@ -288,8 +298,7 @@ async fn a_viewer_that_stops_reading_does_not_slow_the_others() {
     let rate = bytes as f64 * 8.0 / t0.elapsed().as_secs_f64();
     assert!(rate > 6_500_000.0, "the reading viewer got {:.1} Mbit/s", rate / 1e6);
     assert!(gap < Duration::from_millis(500), "{gap:?}");
-    let sessions: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    let sessions: serde_json::Value = get_sessions(&h).await;
     let jumps: u64 = sessions[0]["viewers"].as_array().unwrap().iter().map(|v| v["jumps"].as_u64().unwrap()).sum();
     assert!(
         jumps >= 1 || sessions[0]["viewers"].as_array().unwrap().len() == 1,
@@ -304,12 +313,12 @@ async fn stopping_a_session_ends_its_viewers_and_frees_the_slot() {
     let resp = reqwest::get(format!("{}/stream/3.ts", h.base)).await.unwrap();
     let id = resp.headers()["x-tunerpool-session"].to_str().unwrap().to_string();
     let client = reqwest::Client::new();
-    let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).send().await.unwrap();
+    let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(del.status(), 204);
     let data = read_for(resp, Duration::from_secs(3)).await;
     assert!(data.len() < 20_000_000, "the stream ended");
     assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(2)).await);
-    let again = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).send().await.unwrap();
+    let again = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(again.status(), 404);
 }
 
