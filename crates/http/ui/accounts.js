@@ -183,7 +183,7 @@ export function render(main, providerId) {
       h('div', { class: 'main' },
         h('div', { class: 'title' },
           h('span', { class: `state ${usable ? 'ok' : 'bad'}` }, usable ? '✓' : '✗'),
-          a.is_primary ? h('span', { class: 'star', title: 'primary account' }, '⭐') : null,
+          a.is_primary ? h('span', { class: 'star', title: 'primary account' }, '★') : null,
           h('strong', {}, a.name), a.username && a.username !== a.name ? h('span', { class: 'muted' }, ` ${a.username}`) : null),
         h('div', { class: 'facts' },
           h('span', { class: 'usage', 'data-usage': a.id }, u ? `${u.active}/${u.max_streams} active` : ''),

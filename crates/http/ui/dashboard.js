@@ -22,7 +22,7 @@ function accountRow(a) {
     h('span', { class: `state ${a.usable ? 'ok' : 'bad'}`, title: a.usable ? 'usable' : `not usable: ${a.unusable_reason || ''}` },
       a.usable ? '✓' : '✗'),
     h('span', { class: 'who' },
-      a.primary ? h('span', { class: 'star', title: 'primary account' }, '⭐') : null,
+      a.primary ? h('span', { class: 'star', title: 'primary account' }, '★') : null,
       h('span', { class: 'name' }, a.name || a.username || `#${a.id}`)),
     h('span', { class: 'usage', title: `limit: ${a.max_streams_origin}` },
       meter(a.active, a.max_streams), h('span', { class: 'count' }, `${a.active}/${a.max_streams}`)),
