@@ -49,16 +49,21 @@ export function render(main) {
   main.append(h('h1', {}, 'Dashboard'), total, sessions, cards);
   const offPool = subscribe('pool', (pool) => {
     total.textContent = totalsText(pool.totals);
+    total.classList.remove('bad');
     clear(cards);
     if (!pool.providers.length) {
       cards.append(h('p', { class: 'empty' }, 'No providers yet. ', h('a', { href: '#/providers' }, 'Add one'), '.'));
     }
     for (const p of pool.providers) cards.append(providerCard(p));
   });
+  const offProblem = subscribe('problem', (p) => {
+    total.textContent = `Pool status unavailable: ${p.error}`;
+    total.classList.add('bad');
+  });
   const offSessions = subscribe('sessions', (list) => {
     const viewers = list.reduce((n, s) => n + s.viewers.length, 0);
     clear(sessions).append(h('a', { href: '#/sessions' },
       `${list.length} live session${list.length === 1 ? '' : 's'}, ${viewers} viewer${viewers === 1 ? '' : 's'}`));
   });
-  return () => { offPool(); offSessions(); };
+  return () => { offPool(); offProblem(); offSessions(); };
 }

@@ -1,10 +1,11 @@
 // Live updates from GET /api/v1/live (Server-Sent Events), read with fetch()
 // so the admin token can go in a header. Pages subscribe to `pool` and
-// `sessions`; the latest value of each is kept so a page shows it at once.
+// `sessions` (and `problem`, when the pool cannot be read); the latest value
+// of each is kept so a page shows it at once.
 
 import { authHeaders } from './api.js';
 
-const subscribers = { pool: new Set(), sessions: new Set() };
+const subscribers = { pool: new Set(), sessions: new Set(), problem: new Set() };
 const latest = {};
 let controller = null;
 let retry = 1000;
@@ -30,6 +31,7 @@ function dispatch(event, data) {
   let value;
   try { value = JSON.parse(data); } catch (_) { return; }
   latest[event] = value;
+  if (event === 'pool') delete latest.problem; // the pool can be read again
   for (const fn of subscribers[event]) fn(value);
 }
 

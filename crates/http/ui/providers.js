@@ -7,7 +7,7 @@ function syncLine(p) {
   const s = p.sync;
   if (!s.last_sync_at) return h('p', { class: 'sync pending', 'data-sync': 'pending' }, 'First sync running…');
   const counts = `${s.live} live · ${s.vod} movies · ${s.series} series`;
-  const took = s.duration_ms ? ` in ${(s.duration_ms / 1000).toFixed(1)} s` : '';
+  const took = !s.duration_ms ? '' : s.duration_ms < 1000 ? ` in ${s.duration_ms} ms` : ` in ${(s.duration_ms / 1000).toFixed(1)} s`;
   if (s.ok) {
     return h('p', { class: 'sync ok', 'data-sync': 'ok' }, `✓ Synced ${ago(s.last_sync_at)}${took}: ${counts}`,
       s.skipped ? ` (${s.skipped} entries skipped)` : '');

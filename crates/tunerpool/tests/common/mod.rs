@@ -85,10 +85,14 @@ pub fn start_server(mut cmd: Command) -> Server {
         let url = line.strip_prefix("tunerpool listening on ").map(|u| u.trim().to_string());
         server.stdout.push(line);
         if let Some(base) = url {
-            // Collect what follows for a moment (the demo prints URLs after).
-            std::thread::sleep(Duration::from_millis(200));
-            while let Ok(l) = rx.try_recv() {
+            // Collect what follows (the demo prints URLs and its token after)
+            // until the output pauses.
+            let until = Instant::now() + Duration::from_secs(5);
+            while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
                 server.stdout.push(l);
+                if Instant::now() > until {
+                    break;
+                }
             }
             server.base = base;
             server.token = printed_token(&server.stdout).unwrap_or_default();
