@@ -14,7 +14,7 @@ use crate::store::{now, Store};
 
 /// The answer to "are these credentials good?", shown before an account is
 /// saved (the Test button, `tunerpool account test`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TestReport {
     /// Reachable, and the panel accepted the credentials and says the account is usable.
     pub ok: bool,

@@ -16,7 +16,7 @@ use crate::store::{now, Store};
 pub const KEEP: i64 = 10_000;
 
 /// How serious an event is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Info,
@@ -44,7 +44,7 @@ impl Level {
 }
 
 /// One logged event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: i64,
     /// Unix seconds.

@@ -9,7 +9,7 @@ use crate::secret::Secret;
 pub const AGTV_DEFAULT_MAX_STREAMS: i64 = 5;
 
 /// How a provider is reached and what it can tell about itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// An Xtream Codes panel: `player_api.php`, per-account limits and details.
@@ -50,7 +50,7 @@ impl std::fmt::Display for ProviderKind {
 
 /// What a user gives to add a provider. For Xtream the username/password
 /// become the provider's *primary* account.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProvider {
     #[serde(default)]
@@ -59,6 +59,8 @@ pub struct NewProvider {
     #[serde(default)]
     pub url: String,
     pub username: Option<String>,
+    /// Write-only: accepted, never returned.
+    #[schema(value_type = Option<String>, format = Password, write_only)]
     pub password: Option<Secret>,
     pub epg_url: Option<String>,
     pub user_agent: Option<String>,
@@ -122,7 +124,7 @@ impl NewProvider {
 }
 
 /// Outcome of the last catalog sync of a provider.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SyncStatus {
     pub last_sync_at: Option<i64>,
     pub ok: Option<bool>,
@@ -136,7 +138,7 @@ pub struct SyncStatus {
 
 /// A provider as stored. Serializing it is safe for API responses: the URL
 /// is redacted (an M3U URL often carries `password=`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Provider {
     pub id: i64,
     pub name: String,
@@ -166,7 +168,7 @@ fn serialize_redacted_opt_url<S: Serializer>(url: &Option<String>, s: S) -> Resu
 
 /// One set of credentials at a provider ("profile" in the seeds). The
 /// password is a [`Secret`]: not serialized, not printed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Account {
     pub id: i64,
     pub provider_id: i64,
@@ -194,7 +196,7 @@ pub fn days_left(exp_date: Option<i64>, now: i64) -> Option<i64> {
 }
 
 /// What the provider said about an account the last time it was asked.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AccountDetails {
     pub auth: Option<bool>,
     pub status: Option<String>,
@@ -239,7 +241,7 @@ impl MediaKind {
 }
 
 /// One place a channel can be played from: a provider's stream.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChannelSource {
     pub stream_id: i64,
     pub provider_id: i64,
@@ -251,7 +253,7 @@ pub struct ChannelSource {
 
 /// A channel as clients see it. Its id is the id of its own stream (the
 /// first source); further sources are the same channel at other providers.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Channel {
     pub id: i64,
     pub name: String,
@@ -297,7 +299,7 @@ impl ChannelQuery {
 }
 
 /// One page of results.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub total: i64,
     pub page: u32,
@@ -306,7 +308,7 @@ pub struct Page<T> {
 }
 
 /// A group with how many entries it holds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GroupCount {
     pub name: String,
     pub channels: i64,
@@ -325,23 +327,31 @@ where
 /// Changes to an account (PATCH), also the input for creating one (POST).
 /// Absent fields are left alone; `null` clears an optional value (e.g.
 /// `"max_streams": null` goes back to the detected limit).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountPatch {
     pub name: Option<String>,
+    /// Empty or `null`: use the provider's URL.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub server_url: Option<Option<String>>,
     pub username: Option<String>,
+    /// Write-only: accepted, never returned.
+    #[schema(value_type = Option<String>, format = Password, write_only)]
     pub password: Option<Secret>,
+    /// `null`: use the limit the panel reports.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
     pub max_streams: Option<Option<i64>>,
     pub priority: Option<i64>,
     pub enabled: Option<bool>,
     /// Only `true` is meaningful: make this the provider's primary account.
     pub is_primary: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub search_pattern: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub replace_pattern: Option<Option<String>>,
 }
 
@@ -405,17 +415,20 @@ impl AccountPatch {
 }
 
 /// Changes to a provider (PATCH). The kind cannot change: add a new provider.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderPatch {
     pub name: Option<String>,
     pub url: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub epg_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     pub user_agent: Option<Option<String>>,
     pub priority: Option<i64>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
     pub max_streams: Option<Option<i64>>,
     pub enabled: Option<bool>,
 }

@@ -32,7 +32,7 @@ use crate::model::{MediaKind, Provider, ProviderKind};
 use crate::store::{now, Store};
 
 /// What a sync did; returned to the CLI/API and logged.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SyncReport {
     pub provider_id: i64,
     pub provider: String,

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Serialize;
 use tunerpool_catalog::{Account, Channel, ChannelQuery, FieldError, GroupCount, Page, Provider};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -23,7 +23,7 @@ pub(crate) async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, 
 }
 
 /// A provider with its accounts (passwords never included).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ProviderView {
     #[serde(flatten)]
     provider: Provider,
@@ -35,6 +35,9 @@ async fn provider_view(st: &AppState, provider: Provider) -> Result<ProviderView
     Ok(ProviderView { provider, accounts })
 }
 
+/// Providers with their accounts and sync status.
+#[utoipa::path(get, path = "/api/v1/providers", tag = "providers",
+    responses((status = 200, description = "every provider", body = Vec<ProviderView>)))]
 pub(crate) async fn list_providers(State(st): State<AppState>) -> Result<Json<Vec<ProviderView>>, ApiError> {
     let mut out = Vec::new();
     for p in st.store.providers().await? {
@@ -43,6 +46,11 @@ pub(crate) async fn list_providers(State(st): State<AppState>) -> Result<Json<Ve
     Ok(Json(out))
 }
 
+/// One provider with its accounts.
+#[utoipa::path(get, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = i64, Path, description = "provider id")),
+    responses((status = 200, description = "the provider", body = ProviderView),
+        (status = 400, description = "not an id", body = ErrorBody),
+        (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn get_provider(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -80,6 +88,16 @@ fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQuery, ApiEr
     Ok(ChannelQuery { page, per_page, group: params.get("group").cloned(), q: params.get("q").cloned() })
 }
 
+/// Live channels, paged, filtered by exact group and by name.
+#[utoipa::path(get, path = "/api/v1/channels", tag = "catalog",
+    params(
+        ("page" = Option<u32>, Query, description = "1-based page (default 1)"),
+        ("per_page" = Option<u32>, Query, description = "1 to 1000 (default 100)"),
+        ("group" = Option<String>, Query, description = "exact group name"),
+        ("q" = Option<String>, Query, description = "case-insensitive part of the name"),
+    ),
+    responses((status = 200, description = "one page", body = Page<Channel>),
+        (status = 400, description = "a bad parameter, named", body = ErrorBody)))]
 pub(crate) async fn list_channels(
     State(st): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -88,11 +106,23 @@ pub(crate) async fn list_channels(
     Ok(Json(st.store.channels(&q).await?))
 }
 
+/// Channel groups with how many channels each holds.
+#[utoipa::path(get, path = "/api/v1/groups", tag = "catalog",
+    responses((status = 200, description = "every group", body = Vec<GroupCount>)))]
 pub(crate) async fn list_groups(State(st): State<AppState>) -> Result<Json<Vec<GroupCount>>, ApiError> {
     Ok(Json(st.store.channel_groups().await?))
 }
 
 /// `GET /api/v1/events?limit=&before=&level=&kind=`: the events log, newest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "status",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 1000 (default 100)"),
+        ("before" = Option<i64>, Query, description = "only events older than this event id (paging)"),
+        ("level" = Option<String>, Query, description = "lowest level: info, warn or error"),
+        ("kind" = Option<String>, Query, description = "sync, account, session, failover or refused"),
+    ),
+    responses((status = 200, description = "newest first", body = Vec<tunerpool_catalog::Event>),
+        (status = 400, description = "a bad parameter, named", body = ErrorBody)))]
 pub(crate) async fn list_events(
     State(st): State<AppState>,
     Query(params): Query<HashMap<String, String>>,

@@ -14,11 +14,15 @@ pub struct ApiError {
     pub fields: Vec<FieldError>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    fields: &'a [FieldError],
+/// The JSON shape of every error answer; named `Error` in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong and what to do, in one sentence.
+    pub error: String,
+    /// For bad input: each wrong field and what is wrong with it (absent when empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -32,6 +36,24 @@ impl ApiError {
         ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message, fields: vec![] }
     }
 
+    /// No or a wrong admin token: 401, naming the `Authorization` header.
+    pub fn unauthorized(message: &str) -> Self {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.to_owned(),
+            fields: vec![FieldError::new("Authorization", message)],
+        }
+    }
+
+    /// No such API route: 404 in JSON, like every other API answer.
+    pub fn no_route(method: &str, path: &str) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no API route {method} {path}; see /api/v1/openapi.json"),
+            fields: vec![],
+        }
+    }
+
     pub fn invalid(fields: Vec<FieldError>) -> Self {
         let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         ApiError { status: StatusCode::BAD_REQUEST, message, fields }
@@ -40,7 +62,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Body { error: &self.message, fields: &self.fields })).into_response()
+        let mut resp = (self.status, Json(ErrorBody { error: self.message, fields: self.fields })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
     }
 }
 

@@ -1,24 +1,37 @@
 //! tunerpool's HTTP surface, the last stage before the viewer.
 //!
-//! The JSON API over the catalog: reads (`api`: providers, channels,
-//! groups, `/healthz`) and writes (`write`: providers and accounts, sync now,
-//! Test). Every response body
-//! is built from catalog types whose serialization already hides secrets
-//! (passwords are [`tunerpool_catalog::Secret`]s and are never serialized;
-//! provider URLs are redacted).
+//! The admin JSON API under `/api/v1`: reads (`api`: providers, channels,
+//! groups), writes (`write`: providers and accounts, sync now, Test), pool
+//! status, sessions, live updates (`live`, Server-Sent Events) and its
+//! OpenAPI document (`openapi`), all behind the admin token (`auth`); the web
+//! UI (`ui`, embedded files); `/healthz`, `/metrics` and the streams, which
+//! are open. Every response body is built from catalog types whose
+//! serialization already hides secrets (passwords are
+//! [`tunerpool_catalog::Secret`]s and are never serialized; provider URLs are
+//! redacted).
 
 mod api;
+pub mod auth;
 pub mod error;
+mod live;
+mod openapi;
 pub mod pool_status;
 mod stream;
+mod ui;
 mod write;
 
 use std::time::Instant;
 
 use axum::Router;
+use tokio_util::sync::CancellationToken;
 use tunerpool_catalog::Store;
 use tunerpool_ledger::AnyLedger;
 use tunerpool_upstream::UpstreamHttp;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::AdminToken;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -32,6 +45,8 @@ pub struct AppState {
     pub relay: tunerpool_relay::relay::Relay,
     pub pool: PoolSettings,
     pub started: Instant,
+    /// Required as `Authorization: Bearer …` by every `/api/v1` route.
+    pub admin_token: AdminToken,
 }
 
 /// The pool settings handlers need.
@@ -41,34 +56,66 @@ pub struct PoolSettings {
     pub expiry_warning_days: u32,
 }
 
-/// The whole application router: every route of the API, in one place.
+/// Every `/api/v1` route. Each is registered with `routes!`, which routes
+/// the handlers *and* adds their `#[utoipa::path]` to the OpenAPI document:
+/// an API route cannot exist without its documentation.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(api::list_providers, write::create_provider))
+        .routes(routes!(api::get_provider, write::update_provider, write::delete_provider))
+        .routes(routes!(write::sync_now))
+        .routes(routes!(write::refresh_provider_details))
+        .routes(routes!(write::list_accounts, write::create_account))
+        .routes(routes!(pool_status::one))
+        .routes(routes!(write::update_account, write::delete_account))
+        .routes(routes!(write::test_saved_account))
+        .routes(routes!(write::test_unsaved_account))
+        .routes(routes!(api::list_channels))
+        .routes(routes!(api::list_groups))
+        .routes(routes!(pool_status::all))
+        .routes(routes!(api::list_events))
+        .routes(routes!(stream::sessions))
+        .routes(routes!(stream::stop_session))
+        .routes(routes!(live::live))
+        .routes(routes!(openapi::document))
+}
+
+/// The OpenAPI document of `/api/v1` (also served at `/api/v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = api_routes().into_openapi();
+    openapi::finish(&mut doc);
+    doc
+}
+
+/// The whole application router: every route, in one place.
 pub fn router(state: AppState) -> Router {
-    use axum::routing::{get, patch, post};
-    Router::new()
-        .route("/healthz", get(api::healthz))
-        .route("/api/v1/providers", get(api::list_providers).post(write::create_provider))
+    app(state, CancellationToken::new())
+}
+
+/// The router; `shutdown` ends the live event streams when cancelled.
+fn app(state: AppState, shutdown: CancellationToken) -> Router {
+    use axum::routing::{any, get};
+    let (api, _) = api_routes().split_for_parts();
+    // Unknown API paths answer in JSON too (and only to the admin).
+    let api = api
         .route(
-            "/api/v1/providers/{id}",
-            get(api::get_provider).patch(write::update_provider).delete(write::delete_provider),
+            "/api/v1/{*rest}",
+            any(|method: axum::http::Method, uri: axum::http::Uri| async move {
+                error::ApiError::no_route(method.as_str(), uri.path())
+            }),
         )
-        .route("/api/v1/providers/{id}/sync", post(write::sync_now))
-        .route("/api/v1/providers/{id}/details", post(write::refresh_provider_details))
-        .route("/api/v1/providers/{id}/accounts", get(write::list_accounts).post(write::create_account))
-        .route("/api/v1/accounts/{id}", patch(write::update_account).delete(write::delete_account))
-        .route("/api/v1/accounts/{id}/test", post(write::test_saved_account))
-        .route("/api/v1/accounts/test", post(write::test_unsaved_account))
-        .route("/api/v1/channels", get(api::list_channels))
-        .route("/api/v1/groups", get(api::list_groups))
-        .route("/api/v1/pool", get(pool_status::all))
-        .route("/api/v1/events", get(api::list_events))
-        .route("/api/v1/sessions", get(stream::sessions))
-        .route("/api/v1/sessions/{id}", axum::routing::delete(stream::stop_session))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin))
+        .layer(axum::Extension(live::Shutdown(shutdown)));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(api::healthz))
         .route("/stream/{channel}", get(stream::live))
         .route("/stream/{channel}/hls/{file}", get(stream::live_segment))
         .route("/metrics", get(stream::metrics))
         .route("/movie/{file}", get(stream::movie))
         .route("/series/{file}", get(stream::episode))
-        .route("/api/v1/providers/{id}/pool", get(pool_status::one))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::file))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -82,10 +129,13 @@ pub async fn serve(
     // Live streams never end on their own: stop the sessions when shutdown
     // starts, so that graceful shutdown can finish.
     let relay = state.relay.clone();
+    let stopping = CancellationToken::new();
+    let cancel = stopping.clone();
     let shutdown = async move {
         shutdown.await;
         relay.stop_all();
+        cancel.cancel();
     };
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = app(state, stopping).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

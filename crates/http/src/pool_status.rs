@@ -10,11 +10,11 @@ use tunerpool_catalog::{Account, Provider, ProviderKind};
 use tunerpool_ledger::{Ledger, Usage};
 use tunerpool_pool::limits::{effective_max, is_usable, MaxOrigin};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// One account in the pool status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountStatus {
     pub id: i64,
     pub name: String,
@@ -46,14 +46,15 @@ pub struct AccountStatus {
 }
 
 /// Capacity over the enabled accounts (capped by the provider's own limit).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct Totals {
     pub capacity: u32,
     pub active: u32,
     pub available: u32,
 }
 
-#[derive(Debug, Serialize)]
+/// One provider's accounts in the pool and its totals: a dashboard card.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProviderStatus {
     pub provider_id: i64,
     pub provider: String,
@@ -64,7 +65,8 @@ pub struct ProviderStatus {
     pub totals: Totals,
 }
 
-#[derive(Debug, Serialize)]
+/// Every provider's pool status and the grand totals over enabled providers.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PoolStatus {
     pub providers: Vec<ProviderStatus>,
     pub totals: Totals,
@@ -135,8 +137,18 @@ async fn usage(st: &AppState) -> Result<Usage, ApiError> {
     st.ledger.usage().await.map_err(|e| ApiError::unavailable(e.to_string()))
 }
 
+/// Pool status of every provider: per account its limit and where it comes from, active/available slots,
+/// expiry, last error; totals over enabled accounts.
+#[utoipa::path(get, path = "/api/v1/pool", tag = "pool",
+    responses((status = 200, description = "the pool now", body = PoolStatus),
+        (status = 503, description = "the lease ledger (Redis) is unreachable", body = ErrorBody)))]
 pub(crate) async fn all(State(st): State<AppState>) -> Result<Json<PoolStatus>, ApiError> {
-    let usage = usage(&st).await?;
+    Ok(Json(snapshot(&st).await?))
+}
+
+/// The pool status as `GET /api/v1/pool` answers it (also sent by `/api/v1/live`).
+pub(crate) async fn snapshot(st: &AppState) -> Result<PoolStatus, ApiError> {
+    let usage = usage(st).await?;
     let now = tunerpool_catalog::now();
     let mut providers = Vec::new();
     let mut totals = Totals::default();
@@ -150,9 +162,15 @@ pub(crate) async fn all(State(st): State<AppState>) -> Result<Json<PoolStatus>, 
         providers.push(s);
     }
     totals.available = totals.capacity.saturating_sub(totals.active);
-    Ok(Json(PoolStatus { providers, totals }))
+    Ok(PoolStatus { providers, totals })
 }
 
+/// Pool status of one provider.
+#[utoipa::path(get, path = "/api/v1/providers/{id}/pool", tag = "pool",
+    params(("id" = i64, Path, description = "provider id")),
+    responses((status = 200, description = "the provider's pool now", body = ProviderStatus),
+        (status = 404, description = "no such provider", body = ErrorBody),
+        (status = 503, description = "the lease ledger (Redis) is unreachable", body = ErrorBody)))]
 pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<ProviderStatus>, ApiError> {
     let p = st.store.provider(crate::write::path_id("provider", &id)?).await?;
     let accounts = st.store.accounts(p.id).await?;

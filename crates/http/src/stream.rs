@@ -113,10 +113,18 @@ fn refusal(err: WatchError, what: &str, id: i64, client: &str) -> Response {
     }
 }
 
+/// Live sessions: channel, provider, account, state, upstream URL (credentials masked), bytes, bitrate,
+/// failovers, viewers.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
+    responses((status = 200, description = "every live session", body = Vec<tunerpool_relay::session::SessionInfo>)))]
 pub(crate) async fn sessions(State(st): State<AppState>) -> axum::Json<Vec<tunerpool_relay::session::SessionInfo>> {
     axum::Json(st.relay.sessions())
 }
 
+/// Stops a session: its viewers' streams end and its slot is released.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
+    params(("id" = u64, Path, description = "session id")),
+    responses((status = 204, description = "stopped"), (status = 404, description = "no such session")))]
 pub(crate) async fn stop_session(State(st): State<AppState>, Path(id): Path<String>) -> StatusCode {
     match id.parse::<u64>() {
         Ok(id) if st.relay.stop(id) => StatusCode::NO_CONTENT,

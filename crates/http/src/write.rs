@@ -13,7 +13,7 @@ use tunerpool_catalog::{
     Account, AccountPatch, FieldError, NewProvider, Provider, ProviderKind, ProviderPatch, Secret,
 };
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
 /// Parses a JSON body so that a wrong type names its field
@@ -55,6 +55,10 @@ async fn refresh_all(st: &AppState, provider: &Provider) {
 
 /// Adds a provider, refreshes its accounts' details, and starts its first
 /// sync in the background (see its `sync` status, or `POST …/sync`).
+#[utoipa::path(post, path = "/api/v1/providers", tag = "providers", request_body = NewProvider,
+    responses((status = 201, description = "added", body = Provider),
+        (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 409, description = "the name is taken", body = ErrorBody)))]
 pub(crate) async fn create_provider(
     State(st): State<AppState>,
     body: Bytes,
@@ -70,6 +74,11 @@ pub(crate) async fn create_provider(
     Ok((StatusCode::CREATED, Json(provider)))
 }
 
+/// Changes a provider (absent fields are kept; `null` clears).
+#[utoipa::path(patch, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = i64, Path, description = "provider id")), request_body = ProviderPatch,
+    responses((status = 200, description = "the changed provider", body = Provider),
+        (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn update_provider(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -84,6 +93,9 @@ pub(crate) async fn update_provider(
     Ok(Json(st.store.provider(id).await?))
 }
 
+/// Removes a provider with its accounts and catalog.
+#[utoipa::path(delete, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = i64, Path, description = "provider id")),
+    responses((status = 204, description = "removed"), (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn delete_provider(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -92,11 +104,20 @@ pub(crate) async fn delete_provider(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Syncs the provider's catalog now and reports what changed.
+#[utoipa::path(post, path = "/api/v1/providers/{id}/sync", tag = "providers", params(("id" = i64, Path, description = "provider id")),
+    responses((status = 200, description = "the sync report", body = SyncReport),
+        (status = 404, description = "no such provider", body = ErrorBody),
+        (status = 502, description = "the provider failed; the previous catalog is kept", body = ErrorBody)))]
 pub(crate) async fn sync_now(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<SyncReport>, ApiError> {
     let id = path_id("provider", &id)?;
     Ok(Json(sync_provider(&st.store, &st.http, id).await.map_err(|e| ApiError::upstream(e.to_string()))?))
 }
 
+/// Asks the panel about every enabled account of the provider now.
+#[utoipa::path(post, path = "/api/v1/providers/{id}/details", tag = "accounts", params(("id" = i64, Path, description = "provider id")),
+    responses((status = 200, description = "its accounts with fresh details", body = Vec<Account>),
+        (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn refresh_provider_details(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -106,6 +127,10 @@ pub(crate) async fn refresh_provider_details(
     Ok(Json(st.store.accounts(provider.id).await?))
 }
 
+/// The accounts of a provider (passwords never included).
+#[utoipa::path(get, path = "/api/v1/providers/{id}/accounts", tag = "accounts", params(("id" = i64, Path, description = "provider id")),
+    responses((status = 200, description = "its accounts", body = Vec<Account>),
+        (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn list_accounts(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -117,6 +142,10 @@ pub(crate) async fn list_accounts(
 
 /// Creates an account and fetches its details at once (so the answer shows
 /// the detected limit and expiry).
+#[utoipa::path(post, path = "/api/v1/providers/{id}/accounts", tag = "accounts", params(("id" = i64, Path, description = "provider id")), request_body = AccountPatch,
+    responses((status = 201, description = "added, with its details fetched", body = Account),
+        (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn create_account(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -130,6 +159,11 @@ pub(crate) async fn create_account(
     Ok((StatusCode::CREATED, Json(st.store.account(account.id).await?)))
 }
 
+/// Changes an account (absent fields are kept; `"max_streams": null` goes back to the detected limit).
+#[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path, description = "account id")), request_body = AccountPatch,
+    responses((status = 200, description = "the changed account", body = Account),
+        (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 404, description = "no such account", body = ErrorBody)))]
 pub(crate) async fn update_account(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -144,6 +178,10 @@ pub(crate) async fn update_account(
     Ok(Json(st.store.account(id).await?))
 }
 
+/// Removes an account (not the primary one: make another primary first).
+#[utoipa::path(delete, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path, description = "account id")),
+    responses((status = 204, description = "removed"), (status = 404, description = "no such account", body = ErrorBody),
+        (status = 409, description = "it is the primary account", body = ErrorBody)))]
 pub(crate) async fn delete_account(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     st.store.delete_account(path_id("account", &id)?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -168,6 +206,9 @@ fn check_patterns(patch: &AccountPatch, current: Option<&Account>) -> Result<(),
 }
 
 /// Test a saved account: asks the panel, stores the details, reports.
+#[utoipa::path(post, path = "/api/v1/accounts/{id}/test", tag = "accounts", params(("id" = i64, Path, description = "account id")),
+    responses((status = 200, description = "what the panel says (ok false with a reason when not usable)", body = TestReport),
+        (status = 404, description = "no such account", body = ErrorBody)))]
 pub(crate) async fn test_saved_account(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -189,16 +230,22 @@ pub(crate) async fn test_saved_account(
 }
 
 /// Credentials to test before saving them.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TestInput {
     /// The panel URL; or give `provider_id` to use that provider's URL.
     server_url: Option<String>,
     provider_id: Option<i64>,
     username: String,
+    /// Write-only: accepted, never returned.
+    #[schema(value_type = String, format = Password, write_only)]
     password: Secret,
 }
 
+/// Tests credentials before saving them: reachability, acceptance, detected max connections, expiry, status.
+#[utoipa::path(post, path = "/api/v1/accounts/test", tag = "accounts", request_body = TestInput,
+    responses((status = 200, description = "what the panel says (ok false with a reason when not usable)", body = TestReport),
+        (status = 400, description = "bad input, every problem named", body = ErrorBody)))]
 pub(crate) async fn test_unsaved_account(
     State(st): State<AppState>,
     body: Bytes,

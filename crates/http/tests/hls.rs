@@ -16,6 +16,9 @@ use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
+/// The admin token the harness's server requires on `/api/v1`.
+const TOKEN: &str = "hls-test-admin-token";
+
 struct Harness {
     fake: FakeProvider,
     base: String,
@@ -83,6 +86,7 @@ async fn harness() -> Harness {
         ledger,
         pool: PoolSettings { expiry_warning_days: 7 },
         started: Instant::now(),
+        admin_token: tunerpool_http::AdminToken::new(TOKEN),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -149,8 +153,9 @@ async fn a_master_playlist_follows_the_h264_variant_and_ffprobe_reads_it() {
     assert!(codecs.contains("h264") && codecs.contains("aac"), "ffprobe found: {codecs:?}");
     // The HEVC variant (listed first, higher bandwidth) was not chosen: it
     // does not exist, so choosing it would have failed the stream.
-    let sessions: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    let sessions =
+        reqwest::Client::new().get(format!("{}/api/v1/sessions", h.base)).bearer_auth(TOKEN).send().await.unwrap();
+    let sessions: serde_json::Value = sessions.json().await.unwrap();
     let failovers = sessions.as_array().unwrap().iter().map(|s| s["failovers"].as_u64().unwrap()).sum::<u64>();
     assert_eq!(failovers, 0, "{sessions}");
 }

@@ -14,6 +14,9 @@ use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
+/// The admin token the harness's server requires on `/api/v1`.
+const TOKEN: &str = "relay-test-admin-token";
+
 struct Harness {
     fake: FakeProvider,
     base: String,
@@ -65,6 +68,7 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
         ledger,
         pool: PoolSettings { expiry_warning_days: 7 },
         started: Instant::now(),
+        admin_token: tunerpool_http::AdminToken::new(TOKEN),
     };
     let relay = state.relay.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,6 +77,14 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
         let _ = tunerpool_http::serve(listener, state, std::future::pending()).await;
     });
     Harness { fake, base, relay, _dir: dir, _server: server }
+}
+
+/// `GET /api/v1/sessions` with the admin token.
+async fn get_sessions(h: &Harness) -> serde_json::Value {
+    let resp =
+        reqwest::Client::new().get(format!("{}/api/v1/sessions", h.base)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
 }
 
 fn fast() -> RelaySettings {
@@ -148,8 +160,7 @@ async fn upstream_closes_within_linger_after_the_last_viewer() {
     let left = Instant::now();
     assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_millis(500 + 1000)).await);
     assert!(left.elapsed() >= Duration::from_millis(400), "lingered");
-    let sessions: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    let sessions: serde_json::Value = get_sessions(&h).await;
     assert_eq!(sessions, serde_json::json!([]));
 }
 
@@ -235,8 +246,7 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert_eq!(c.accounts["b"].opened, 1, "then the next account: {c:?}");
     assert!(gap < Duration::from_secs(2), "longest gap {gap:?}");
     assert!(bytes > 600_000, "{bytes}");
-    let sessions: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    let sessions: serde_json::Value = get_sessions(&h).await;
     assert_eq!(sessions[0]["failovers"], 1);
     assert_eq!(sessions[0]["upstream"]["account"], "b");
     let url = sessions[0]["upstream"]["url"].as_str().unwrap();
@@ -247,13 +257,16 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert!(metric(&metrics, "tunerpool_bytes_out_total") > 600_000.0, "{metrics}");
     assert!(metric(&metrics, "tunerpool_bytes_in_total") >= metric(&metrics, "tunerpool_bytes_out_total"), "{metrics}");
     // The events log tells the story, without the password.
-    let events = reqwest::get(format!("{}/api/v1/events?level=warn&kind=failover", h.base)).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/events?level=warn&kind=failover", h.base);
+    let events = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
     let events: serde_json::Value = events.json().await.unwrap();
     let e = &events[0];
     assert_eq!((e["level"].as_str(), e["channel_id"].as_i64()), (Some("warn"), Some(1)), "{events}");
     let text = e["message"].as_str().unwrap();
     assert!(text.contains("failed") && text.contains("next source") && !text.contains("pa"), "{text}");
-    let bad = reqwest::get(format!("{}/api/v1/events?level=loud&limit=0", h.base)).await.unwrap();
+    let url = format!("{}/api/v1/events?level=loud&limit=0", h.base);
+    let bad = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(bad.status(), 400);
     let body = bad.text().await.unwrap();
     assert!(body.contains("level") && body.contains("limit"), "{body}");
@@ -302,8 +315,7 @@ async fn a_viewer_that_stops_reading_does_not_slow_the_others() {
     let rate = bytes as f64 * 8.0 / t0.elapsed().as_secs_f64();
     assert!(rate > 6_500_000.0, "the reading viewer got {:.1} Mbit/s", rate / 1e6);
     assert!(gap < Duration::from_millis(500), "{gap:?}");
-    let sessions: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/sessions", h.base)).await.unwrap().json().await.unwrap();
+    let sessions: serde_json::Value = get_sessions(&h).await;
     let jumps: u64 = sessions[0]["viewers"].as_array().unwrap().iter().map(|v| v["jumps"].as_u64().unwrap()).sum();
     assert!(
         jumps >= 1 || sessions[0]["viewers"].as_array().unwrap().len() == 1,
@@ -318,12 +330,12 @@ async fn stopping_a_session_ends_its_viewers_and_frees_the_slot() {
     let resp = reqwest::get(format!("{}/stream/3.ts", h.base)).await.unwrap();
     let id = resp.headers()["x-tunerpool-session"].to_str().unwrap().to_string();
     let client = reqwest::Client::new();
-    let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).send().await.unwrap();
+    let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(del.status(), 204);
     let data = read_for(resp, Duration::from_secs(3)).await;
     assert!(data.len() < 20_000_000, "the stream ended");
     assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(2)).await);
-    let again = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).send().await.unwrap();
+    let again = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(again.status(), 404);
 }
 
@@ -388,8 +400,15 @@ async fn a_download_is_listed_with_the_sessions_and_can_be_stopped() {
     let mut held = client.get(format!("{}/movie/1.mp4", h.base)).send().await.unwrap();
     assert_eq!(held.status(), 200);
     held.chunk().await.unwrap();
-    let sessions: serde_json::Value =
-        client.get(format!("{}/api/v1/sessions", h.base)).send().await.unwrap().json().await.unwrap();
+    let sessions: serde_json::Value = client
+        .get(format!("{}/api/v1/sessions", h.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let list = sessions.as_array().unwrap();
     assert_eq!(list.len(), 1, "{sessions}");
     let movie = &list[0];
@@ -398,13 +417,20 @@ async fn a_download_is_listed_with_the_sessions_and_can_be_stopped() {
     assert!(!movie["upstream"]["url"].as_str().unwrap().contains("pa"), "{movie}");
     assert!(movie["viewers"][0]["bytes"].as_u64().unwrap() > 0, "{movie}");
     let id = movie["id"].as_u64().unwrap();
-    let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).send().await.unwrap();
+    let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(del.status(), 204);
     // Stopping ends the body; the slot comes back and the list empties.
     while let Ok(Some(_)) = held.chunk().await {}
     assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(3)).await);
-    let sessions: serde_json::Value =
-        client.get(format!("{}/api/v1/sessions", h.base)).send().await.unwrap().json().await.unwrap();
+    let sessions: serde_json::Value = client
+        .get(format!("{}/api/v1/sessions", h.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(sessions, serde_json::json!([]));
 }
 

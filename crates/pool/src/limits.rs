@@ -31,7 +31,7 @@ pub const XTREAM_DEFAULT_MAX_STREAMS: u32 = 1;
 
 /// Where an effective limit comes from, so the UI and logs can say why an
 /// account holds at most N streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MaxOrigin {
     /// Set by hand on the account.

@@ -35,7 +35,7 @@ use crate::source::{acquire_waiting, AcquireError, Excluded, Media, Resolved};
 use crate::ts::{probe, Aligner, Chunker};
 
 /// Where a session is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "state", content = "reason")]
 pub enum State {
     Starting,
@@ -49,7 +49,7 @@ pub enum State {
 }
 
 /// What a viewer sees of one another viewer (sessions API).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ViewerInfo {
     pub id: u64,
     pub address: String,
@@ -75,7 +75,7 @@ pub(crate) struct ViewerEntry {
 }
 
 /// The upstream currently used (sessions API).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct UpstreamInfo {
     pub provider: String,
     pub account: String,
@@ -107,7 +107,7 @@ pub struct Session {
 }
 
 /// A snapshot for the sessions API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: u64,
     /// `live`, or `movie`/`series` for a download.

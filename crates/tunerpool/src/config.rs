@@ -52,6 +52,39 @@ pub struct Config {
     pub pool: PoolConfig,
     /// How live sessions behave.
     pub relay: RelayConfig,
+    /// Who may use the admin API and web UI.
+    pub admin: AdminConfig,
+}
+
+/// Access to the admin API (`/api/v1`) and so to the web UI.
+///
+/// Its own `[admin]` table because the token is a secret: it is never
+/// serialized or printed with the rest of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct AdminConfig {
+    /// The bearer token (at least 16 characters). When unset, the token in
+    /// `{data_dir}/admin-token` is used, generated on first start.
+    #[serde(skip)]
+    pub token: Option<AdminTokenSetting>,
+}
+
+/// A configured admin token: compared, never shown (`Debug` prints `***`).
+///
+/// A newtype so that printing a `Config` (logs, `config show`) cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminTokenSetting(String);
+
+impl AdminTokenSetting {
+    /// The token itself, for the HTTP layer to compare against.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AdminTokenSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 /// How live sessions share, hold and give back upstream connections.
@@ -223,6 +256,7 @@ impl Default for Config {
                 max_switches: 8,
                 user_limit_policy: UserLimitPolicy::ReplaceOldest,
             },
+            admin: AdminConfig { token: None },
         }
     }
 }
@@ -324,8 +358,9 @@ impl Config {
 
     /// The TOML text of a config (for `config show` / docs), with every key.
     ///
-    /// An unset `public_url` is written as a commented-out line. The output
-    /// loads back to an equal `Config`.
+    /// An unset `public_url` is written as a commented-out line; so is
+    /// `admin.token`, set or not, because it is a secret. The output loads
+    /// back to an equal `Config` when no admin token is set.
     pub fn to_toml(&self) -> String {
         let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
         let d = |v: Duration| s(&humantime::format_duration(v).to_string());
@@ -375,6 +410,11 @@ impl Config {
             UserLimitPolicy::Refuse => "refuse",
         };
         out.push_str(&format!("user_limit_policy = {}\n", s(ulp)));
+        out.push_str("\n[admin]\n");
+        match &self.admin.token {
+            Some(_) => out.push_str("# token = \"…\"  (set; never shown)\n"),
+            None => out.push_str("# token = \"…\"  (not set: the token in data_dir/admin-token is used)\n"),
+        }
         out
     }
 
@@ -519,7 +559,7 @@ struct Key {
 }
 
 /// Table names that hold keys.
-const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay"];
+const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "admin"];
 
 static KEYS: &[Key] = &[
     Key {
@@ -710,7 +750,33 @@ static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "admin.token",
+        apply: |c, r| {
+            c.admin.token = parse_admin_token(r)?;
+            Ok(())
+        },
+    },
 ];
+
+/// At least 16 printable ASCII characters without spaces (it travels in an
+/// `Authorization` header). Empty means "not set". Messages never echo it.
+fn parse_admin_token(raw: Raw<'_, '_>) -> Result<Option<AdminTokenSetting>, String> {
+    let s = want_str(raw, "\"a-long-random-string\"")?.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces (it is sent in an Authorization header)".to_owned());
+    }
+    if s.len() < 16 {
+        return Err(format!(
+            "is too short ({} characters; use at least 16, e.g. the output of `openssl rand -hex 32`)",
+            s.len()
+        ));
+    }
+    Ok(Some(AdminTokenSetting(s.to_owned())))
+}
 
 /// A duration within `min..=max`.
 fn parse_duration_max(raw: Raw<'_, '_>, min: Duration, max: Duration) -> Result<Duration, String> {
@@ -1641,6 +1707,7 @@ timeout = true
                 max_switches: 0,
                 user_limit_policy: UserLimitPolicy::Refuse,
             },
+            admin: AdminConfig::default(),
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -1682,6 +1749,7 @@ timeout = true
                 "relay.linger" | "relay.acquire_wait" | "relay.stall_timeout" => "7s",
                 "relay.buffer_seconds" | "relay.max_switches" => "9",
                 "relay.user_limit_policy" => "refuse",
+                "admin.token" => "0123456789abcdef-token",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };
@@ -1701,6 +1769,33 @@ timeout = true
             let leaf = split_path(key).1;
             assert!(text.contains(&format!("{leaf} = ")), "{key} not in example");
         }
+    }
+
+    #[test]
+    fn admin_token_is_checked_and_never_shown() {
+        let token = "s3cret-admin-token-1234";
+        let cfg = load_no_file(
+            vec![(Config::env_var_name("admin.token"), token.to_owned())],
+            &Overrides { set: vec![], ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(cfg.admin.token.as_ref().map(AdminTokenSetting::expose), Some(token));
+        let shown = format!("{cfg:?}\n{}\n{}", cfg.to_toml(), toml::to_string(&cfg).unwrap());
+        assert!(!shown.contains(token), "{shown}");
+        let err = load_no_file(
+            no_env(),
+            &Overrides {
+                set: vec!["admin.token=short".into(), "admin.token=has space in it!!".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+        assert!(err.problems.iter().all(|p| p.key == "admin.token"), "{err}");
+        assert!(err.problems[0].message.contains("at least 16") && !err.to_string().contains("short\""), "{err}");
+        let cleared =
+            load_no_file(no_env(), &Overrides { set: vec!["admin.token=".into()], ..Default::default() }).unwrap();
+        assert_eq!(cleared.admin.token, None);
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
         format!("cannot listen on {} (choose another port with --listen 127.0.0.1:PORT)", config.listen)
     })?;
     let addr = listener.local_addr()?;
-    let shown = if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() };
+    let shown = crate::serve::shown_addr(addr);
+    let admin = crate::admin_token::load(&config)?;
     println!("tunerpool listening on http://{shown}");
     println!();
     println!(
@@ -78,6 +79,9 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "  Watch:      http://{shown}/stream/1.ts   (VLC, mpv, ffplay; 2 accounts of 1 connection: 2 channels at once)"
     );
+    println!("  Web UI:     http://{shown}/   (log in with the admin token below)");
+    println!("  Token:      {}", admin.text);
+    println!("  API:        curl -H 'Authorization: Bearer {}' http://{shown}/api/v1/pool", admin.text);
     println!("  Channels:   http://{shown}/api/v1/channels");
     println!("  Pool:       http://{shown}/api/v1/pool");
     println!("  Sessions:   http://{shown}/api/v1/sessions");
@@ -92,7 +96,7 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     );
     println!("Press Ctrl-C to stop.");
 
-    let state = crate::serve::app_state(&config, &store, &http, crate::serve::ledger(&config).await?);
+    let state = crate::serve::app_state(&config, &store, &http, crate::serve::ledger(&config).await?, admin.token);
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     fake.shutdown().await;

@@ -1,6 +1,7 @@
 //! The `tunerpool` binary: command line, configuration, and wiring of the
 //! library crates (upstream → catalog → http).
 
+mod admin_token;
 mod cli;
 mod config;
 mod demo;

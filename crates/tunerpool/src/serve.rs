@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tunerpool_catalog::Store;
-use tunerpool_http::{AppState, PoolSettings};
+use tunerpool_http::{AdminToken, AppState, PoolSettings};
 use tunerpool_ledger::{AnyLedger, MemoryLedger, RedisLedger};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
@@ -44,7 +44,13 @@ pub async fn ledger(config: &Config) -> anyhow::Result<Arc<AnyLedger>> {
 }
 
 /// The state every HTTP handler shares.
-pub fn app_state(config: &Config, store: &Store, http: &UpstreamHttp, ledger: Arc<AnyLedger>) -> AppState {
+pub fn app_state(
+    config: &Config,
+    store: &Store,
+    http: &UpstreamHttp,
+    ledger: Arc<AnyLedger>,
+    admin_token: AdminToken,
+) -> AppState {
     let r = &config.relay;
     let settings = RelaySettings {
         linger: r.linger,
@@ -69,6 +75,16 @@ pub fn app_state(config: &Config, store: &Store, http: &UpstreamHttp, ledger: Ar
         ledger,
         pool: PoolSettings { expiry_warning_days: config.pool.expiry_warning_days },
         started: Instant::now(),
+        admin_token,
+    }
+}
+
+/// The address to show for `addr`: 127.0.0.1 instead of "all interfaces".
+pub fn shown_addr(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
     }
 }
 
@@ -79,12 +95,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let http = upstream_http(&config)?;
+    let admin = crate::admin_token::load(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {} (is another program using the port? choose another with --listen)", config.listen)
     })?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "tunerpool listening");
+    if let crate::admin_token::Origin::Generated(path) = &admin.origin {
+        // Shown this once; afterwards it is only in the file.
+        println!("admin token: {}, stored in {}", admin.text, path.display());
+    }
     println!("tunerpool listening on http://{addr}");
+    println!("Web UI: http://{}/ (log in with the admin token)", shown_addr(addr));
     let _catalog_job = crate::scheduler::spawn(store.clone(), http.clone(), config.sync.catalog_interval);
     let _details_job = crate::scheduler::spawn_details(
         store.clone(),
@@ -93,7 +115,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.sync.details_interval,
         config.pool.expiry_warning_days,
     );
-    let state = app_state(&config, &store, &http, ledger(&config).await?);
+    let state = app_state(&config, &store, &http, ledger(&config).await?, admin.token);
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("tunerpool stopped");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{get_json, start_server, testdata, tunerpool};
+use common::{get_json, get_json_as, start_server, testdata, tunerpool};
 use fakeprovider::{FakeConfig, FakeProvider};
 
 #[test]
@@ -12,16 +12,19 @@ fn demo_serves_the_simulated_channels() {
     let mut cmd = tunerpool(dir.path());
     cmd.args(["demo", "--listen", "127.0.0.1:0"]);
     let mut server = start_server(cmd);
-    let (status, j) = get_json(&format!("{}/api/v1/channels", server.base));
+    let (status, _) = get_json(&format!("{}/api/v1/channels", server.base));
+    assert_eq!(status, 401, "the API wants the admin token");
+    let (status, j) = get_json_as(&server.token, &format!("{}/api/v1/channels", server.base));
     assert_eq!(status, 200);
     assert_eq!(j["total"], 20);
     assert_eq!(j["items"].as_array().unwrap().len(), 20);
     assert_eq!(j["items"][0]["name"], "Channel 1");
-    let (_, providers) = get_json(&format!("{}/api/v1/providers", server.base));
+    let (_, providers) = get_json_as(&server.token, &format!("{}/api/v1/providers", server.base));
     assert_eq!(providers[0]["accounts"].as_array().unwrap().len(), 2);
     let text = serde_json::to_string(&providers).unwrap();
     assert!(!text.contains("pass1") && !text.contains("pass2"), "passwords leaked: {text}");
     assert!(server.stdout.iter().any(|l| l.contains("/api/v1/channels")), "{:?}", server.stdout);
+    assert!(server.stdout.iter().any(|l| l.contains("Web UI:")), "{:?}", server.stdout);
     // The printed stream URL plays: MPEG-TS through the pool.
     let watch = server.stdout.iter().find_map(|l| l.trim().strip_prefix("Watch:")).expect("a Watch line");
     let url = watch.split_whitespace().next().unwrap().to_string();
@@ -107,24 +110,23 @@ async fn provider_cli_then_serve() {
     let server = start_server(cmd);
     let (status, health) = get_json(&format!("{}/healthz", server.base));
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
-    let (_, page) = get_json(&format!("{}/api/v1/channels?per_page=5&page=2", server.base));
+    let (_, page) = get_json_as(&server.token, &format!("{}/api/v1/channels?per_page=5&page=2", server.base));
     assert_eq!(page["total"], 20);
     assert_eq!(page["items"][0]["name"], "Channel 6");
-    let (_, groups) = get_json(&format!("{}/api/v1/groups", server.base));
+    let (_, groups) = get_json_as(&server.token, &format!("{}/api/v1/groups", server.base));
     let first_group = groups[0]["name"].as_str().unwrap().to_string();
-    let (_, by_group) = get_json(&format!(
-        "{}/api/v1/channels?group={}",
-        server.base,
-        first_group.replace('&', "%26").replace(' ', "%20")
-    ));
+    let (_, by_group) = get_json_as(
+        &server.token,
+        &format!("{}/api/v1/channels?group={}", server.base, first_group.replace('&', "%26").replace(' ', "%20")),
+    );
     assert_eq!(by_group["total"], groups[0]["channels"]);
-    let (_, by_name) = get_json(&format!("{}/api/v1/channels?q=channel%201", server.base));
+    let (_, by_name) = get_json_as(&server.token, &format!("{}/api/v1/channels?q=channel%201", server.base));
     assert_eq!(by_name["total"], 11, "Channel 1 and 10..19");
-    let (status, bad) = get_json(&format!("{}/api/v1/channels?page=zero&per_page=5000", server.base));
+    let (status, bad) = get_json_as(&server.token, &format!("{}/api/v1/channels?page=zero&per_page=5000", server.base));
     assert_eq!(status, 400);
     let fields: Vec<&str> = bad["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
     assert!(fields.contains(&"page"), "{bad}");
-    let (status, _) = get_json(&format!("{}/api/v1/providers/999", server.base));
+    let (status, _) = get_json_as(&server.token, &format!("{}/api/v1/providers/999", server.base));
     assert_eq!(status, 404);
     drop(server);
 

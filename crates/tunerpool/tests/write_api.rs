@@ -27,10 +27,11 @@ async fn providers_and_accounts_over_the_api() {
     let mut cmd = tunerpool(dir.path());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
     let server = start_server(cmd);
+    assert_eq!(server.token.len(), 64, "a new token is printed at first start: {:?}", server.stdout);
     let api = |p: &str| format!("{}/api/v1{p}", server.base);
     let mut seen = String::new();
     let mut call = |m: &str, p: &str, b: Option<serde_json::Value>| {
-        let (s, v, text) = send(m, &api(p), b);
+        let (s, v, text) = send(&server.token, m, &api(p), b);
         seen.push_str(&text);
         (s, v)
     };

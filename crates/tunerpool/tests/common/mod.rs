@@ -28,6 +28,9 @@ pub struct Server {
     pub child: Child,
     pub base: String,
     pub stdout: Vec<String>,
+    /// The admin token it printed (`admin token: …` at first start, or the
+    /// demo's `Token:` line); empty when it printed none.
+    pub token: String,
 }
 
 impl Server {
@@ -59,7 +62,12 @@ impl Drop for Server {
 /// waits for that line.
 pub fn start_server(mut cmd: Command) -> Server {
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut server = Server { child: cmd.spawn().expect("spawn tunerpool"), base: String::new(), stdout: Vec::new() };
+    let mut server = Server {
+        child: cmd.spawn().expect("spawn tunerpool"),
+        base: String::new(),
+        stdout: Vec::new(),
+        token: String::new(),
+    };
     let stdout = server.child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -77,40 +85,70 @@ pub fn start_server(mut cmd: Command) -> Server {
         let url = line.strip_prefix("tunerpool listening on ").map(|u| u.trim().to_string());
         server.stdout.push(line);
         if let Some(base) = url {
-            // Collect what follows for a moment (the demo prints URLs after).
-            std::thread::sleep(Duration::from_millis(200));
-            while let Ok(l) = rx.try_recv() {
+            // Collect what follows (the demo prints URLs and its token after)
+            // until the output pauses.
+            let until = Instant::now() + Duration::from_secs(5);
+            while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
                 server.stdout.push(l);
+                if Instant::now() > until {
+                    break;
+                }
             }
             server.base = base;
+            server.token = printed_token(&server.stdout).unwrap_or_default();
             return server;
         }
     }
 }
 
-pub fn get_json(url: &str) -> (u16, serde_json::Value) {
-    let url = url.to_string();
-    std::thread::spawn(move || get_json_blocking(&url)).join().unwrap()
+/// The admin token in a server's output: `admin token: TOKEN, stored in …`
+/// (serve, first start) or `Token: TOKEN` (demo).
+pub fn printed_token(stdout: &[String]) -> Option<String> {
+    stdout.iter().find_map(|l| {
+        let l = l.trim();
+        let t =
+            l.strip_prefix("admin token: ").and_then(|r| r.split(',').next()).or_else(|| l.strip_prefix("Token:"))?;
+        Some(t.trim().to_string())
+    })
 }
 
-fn get_json_blocking(url: &str) -> (u16, serde_json::Value) {
+/// GET without credentials (open routes, or to see a 401).
+pub fn get_json(url: &str) -> (u16, serde_json::Value) {
+    get_json_as("", url)
+}
+
+/// GET with `Authorization: Bearer {token}` (no header when `token` is empty).
+pub fn get_json_as(token: &str, url: &str) -> (u16, serde_json::Value) {
+    let (token, url) = (token.to_string(), url.to_string());
+    std::thread::spawn(move || get_json_blocking(&token, &url)).join().unwrap()
+}
+
+fn get_json_blocking(token: &str, url: &str) -> (u16, serde_json::Value) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let resp = reqwest::get(url).await.unwrap();
+        let mut req = reqwest::Client::new().get(url);
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}")))
     })
 }
 
-/// Sends a JSON request; returns status and the body (JSON, or null when empty).
-pub fn send(method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value, String) {
-    let (method, url) = (method.to_string(), url.to_string());
+/// Sends a JSON request with `Authorization: Bearer {token}` (none when
+/// `token` is empty); returns status and the body (JSON, or null when empty).
+pub fn send(token: &str, method: &str, url: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value, String) {
+    let (token, method, url) = (token.to_string(), method.to_string(), url.to_string());
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let client = reqwest::Client::new();
             let mut req = client.request(method.parse().unwrap(), &url);
+            if !token.is_empty() {
+                req = req.bearer_auth(&token);
+            }
             if let Some(b) = body {
                 req = req.json(&b);
             }

@@ -1,0 +1,82 @@
+//! The OpenAPI document of `/api/v1`, generated from the handlers'
+//! `#[utoipa::path]` annotations and the types' `ToSchema` derives. The route
+//! table in `lib.rs` registers every API route through utoipa-axum's
+//! `routes!`, which both routes and documents it, so the two cannot drift.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+
+/// The static part of the document: title, description, tags. Paths and
+/// schemas are added by the router (see [`crate::openapi`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "tunerpool admin API",
+        description = "Manage providers, accounts and live sessions of a tunerpool gateway. Every route needs \
+                       `Authorization: Bearer <admin token>`. Passwords are write-only: accepted, never returned.",
+    ),
+    tags(
+        (name = "providers", description = "IPTV providers and their catalog syncs"),
+        (name = "accounts", description = "Logins of a provider that pool their connections"),
+        (name = "pool", description = "Who uses how many connections of which account"),
+        (name = "sessions", description = "Live sessions: one upstream connection shared by its viewers"),
+        (name = "catalog", description = "Channels and groups"),
+        (name = "meta", description = "This document and live updates"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Name of the bearer scheme in the document.
+const SCHEME: &str = "admin_token";
+
+/// Adds what applies to every operation: the bearer security scheme, and
+/// the 401 answer (the auth layer guards every route of the document).
+pub(crate) fn finish(doc: &mut OpenApi) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        SCHEME,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("The admin token: admin.token, or admin-token in the data dir"))
+                .build(),
+        ),
+    );
+    doc.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
+    let unauthorized = ResponseBuilder::new()
+        .description("no or wrong admin token")
+        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            op.responses.responses.entry("401".into()).or_insert_with(|| unauthorized.clone().into());
+        }
+    }
+}
+
+/// The document as JSON, built once.
+fn json() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| crate::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "the OpenAPI 3.1 document of /api/v1", content_type = "application/json")))]
+pub(crate) async fn document() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], json()).into_response()
+}

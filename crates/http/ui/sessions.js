@@ -1,0 +1,64 @@
+// Live sessions: channel, account, viewers, bitrate, uptime; stop one.
+
+import { api } from './api.js';
+import { subscribe } from './live.js';
+import { clear, fmtBitrate, fmtDuration, h, toast } from './dom.js';
+
+function stateText(s) {
+  return { starting: 'starting', running: 'running', switching: 'switching upstream', lingering: 'no viewers, closing soon',
+    closed: `closed${s.reason ? `: ${s.reason}` : ''}` }[s.state] || s.state;
+}
+
+export function render(main) {
+  const list = h('div', { class: 'list', id: 'sessions' }, h('p', { class: 'muted' }, 'Loading…'));
+  main.append(h('h1', {}, 'Live sessions'), list);
+  let sessions = [];
+  const stopping = new Set();
+
+  const row = (s) => {
+    const stop = h('button', { type: 'button', class: 'danger', 'data-action': 'stop', disabled: stopping.has(s.id) }, 'Stop');
+    stop.addEventListener('click', async () => {
+      stopping.add(s.id);
+      stop.disabled = true;
+      try {
+        await api('DELETE', `/sessions/${s.id}`);
+        toast(`Stopped ${s.channel}`, 'ok');
+      } catch (e) {
+        toast(e.status === 404 ? `${s.channel} had already ended` : e.message, e.status === 404 ? 'info' : 'error');
+      }
+    });
+    const up = s.upstream;
+    return h('div', { class: 'item session', 'data-session-id': s.id },
+      h('div', { class: 'main' },
+        h('div', { class: 'title' }, h('strong', {}, s.channel), h('span', { class: 'muted' }, ` #${s.channel_id}`),
+          h('span', { class: `badge ${s.state}` }, stateText(s))),
+        h('div', { class: 'facts' },
+          h('span', {}, up ? `${up.provider} / ${up.account}` : 'no upstream yet'),
+          h('span', { 'data-viewers': s.viewers.length, title: s.viewers.map((v) => v.user ? `${v.user} (${v.address})` : v.address).join('\n') },
+            `${s.viewers.length} viewer${s.viewers.length === 1 ? '' : 's'}`),
+          h('span', {}, fmtBitrate(s.bitrate_bps)),
+          h('span', { class: 'uptime', 'data-started': s.started_at }, fmtDuration(Date.now() / 1000 - s.started_at)),
+          s.failovers ? h('span', {}, `${s.failovers} failover${s.failovers === 1 ? '' : 's'}`) : null)),
+      h('div', { class: 'actions' }, stop));
+  };
+
+  const draw = () => {
+    clear(list);
+    if (!sessions.length) {
+      list.append(h('p', { class: 'empty' }, 'No live sessions. A player opening ',
+        h('code', {}, `${location.origin}/stream/{channel}.ts`), ' starts one.'));
+    }
+    for (const s of sessions) list.append(row(s));
+  };
+
+  const off = subscribe('sessions', (list) => {
+    sessions = list;
+    for (const id of [...stopping]) if (!list.some((s) => s.id === id)) stopping.delete(id);
+    draw();
+  });
+  // Uptimes tick between updates.
+  const timer = setInterval(() => {
+    for (const el of list.querySelectorAll('.uptime')) el.textContent = fmtDuration(Date.now() / 1000 - Number(el.dataset.started));
+  }, 1000);
+  return () => { off(); clearInterval(timer); };
+}

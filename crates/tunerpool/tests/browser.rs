@@ -1,0 +1,334 @@
+//! The web UI in a real browser: headless Chromium driven over WebDriver by
+//! Debian's `chromedriver`, against the real `tunerpool` binary and the
+//! simulated provider. A person's path through it: log in, add a provider,
+//! add an account and Test it, watch the dashboard count a viewer live (no
+//! reload), stop the session. Screenshots go to
+//! `$CARGO_TARGET_DIR/browser-screenshots/` (or `target/browser-screenshots/`).
+//!
+//! Needs `chromium` and `chromium-driver` (`apt-get install -y chromium
+//! chromium-driver`; `.ci/run` installs them): without them this test fails,
+//! it never skips.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{get_json_as, start_server, tunerpool};
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::StreamExt;
+use serde_json::json;
+
+const TOKEN: &str = "browser-test-admin-token-0123456789";
+const PW1: &str = "first-Pa55word!";
+const PW2: &str = "second-Pa55word?";
+/// Generous: the CI machine has 2 cores shared with the build.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// chromedriver on a free loopback port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_chromedriver() -> Driver {
+    let port = free_port();
+    let child = match Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "cannot run chromedriver ({e}): the browser tests need Chromium and its driver; install them with \
+             `apt-get install -y chromium chromium-driver` (.ci/run does)"
+        ),
+    };
+    let driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ready = reqwest::get(format!("{}/status", driver.url)).await;
+        if let Ok(r) = ready {
+            let status: serde_json::Value = r.json().await.unwrap_or_default();
+            if status["value"]["ready"] == true {
+                return driver;
+            }
+        }
+        assert!(Instant::now() < deadline, "chromedriver did not become ready on port {port}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut options = json!({
+        "args": [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-extensions",
+            "--no-first-run",
+            "--window-size=1280,1000",
+        ]
+    });
+    for bin in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
+        if std::path::Path::new(bin).exists() {
+            options["binary"] = json!(bin);
+            break;
+        }
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert("goog:chromeOptions".into(), options);
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver could not start Chromium: {e}"))
+}
+
+/// Where screenshots go: `$CARGO_TARGET_DIR/browser-screenshots`, else the workspace's `target/`.
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("browser-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The browser session, with the helpers a scenario needs.
+struct Page {
+    c: Client,
+    shots: PathBuf,
+}
+
+impl Page {
+    async fn shot(&self, name: &str) {
+        let png = self.c.screenshot().await.expect("screenshot");
+        std::fs::write(self.shots.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Runs `js` (an expression) in the page and returns its value.
+    async fn eval(&self, js: &str) -> serde_json::Value {
+        self.c.execute(&format!("return ({js});"), vec![]).await.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Waits until the expression `js` is truthy; on timeout saves a screenshot and fails with the page text.
+    async fn wait_for(&self, what: &str, js: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.eval(js).await;
+            if !(v.is_null() || v == false || v == "" || v == 0) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.shot(&format!("FAILED-{}", what.replace(' ', "-"))).await;
+                let text = self.eval("document.body.innerText").await;
+                panic!("timed out waiting for {what} ({js}); the page says:\n{}", text.as_str().unwrap_or(""));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The text of the first element matching `css` (empty when none).
+    async fn text(&self, css: &str) -> String {
+        let js = format!("document.querySelector({})?.textContent ?? ''", json!(css));
+        self.eval(&js).await.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn wait_text(&self, what: &str, css: &str, contains: &str) {
+        let js = format!("(document.querySelector({})?.textContent ?? '').includes({})", json!(css), json!(contains));
+        self.wait_for(what, &js).await;
+    }
+
+    /// Clicks the element matching `css` once it is there and visible.
+    async fn click(&self, css: &str) {
+        let js = format!("(e => e && e.offsetParent !== null && !e.disabled)(document.querySelector({}))", json!(css));
+        self.wait_for(&format!("{css} to be clickable"), &js).await;
+        self.c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    }
+
+    /// Types into a form field (found by its API field name) after clearing it.
+    async fn fill(&self, form: &str, field: &str, value: &str) {
+        let css = format!("{form} .field[data-field=\"{field}\"] input");
+        self.wait_for(&format!("field {field}"), &format!("document.querySelector({})", json!(css))).await;
+        let input = self.c.find(Locator::Css(&css)).await.unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+
+    /// The error shown next to a form field.
+    async fn field_error(&self, form: &str, field: &str) -> String {
+        self.text(&format!("{form} .field[data-field=\"{field}\"] .error")).await
+    }
+}
+
+/// A player: GET /stream/{channel}.ts, reading bytes until the stream ends.
+fn viewer(url: String, bytes: Arc<AtomicU64>) -> tokio::task::JoinHandle<Result<(), String>> {
+    tokio::spawn(async move {
+        let resp = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("{url}: HTTP {}", resp.status()));
+        }
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(c) => {
+                    bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_adds_a_provider_and_an_account_and_watches_the_pool_live() {
+    let fake = FakeProvider::start(FakeConfig::with_accounts(vec![
+        AccountSpec::new("one", PW1, 1),
+        AccountSpec::new("two", PW2, 2),
+    ]))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tunerpool(dir.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("TUNERPOOL_ADMIN_TOKEN", TOKEN);
+    let server = start_server(cmd);
+    let base = server.base.clone();
+    let driver = start_chromedriver().await;
+    let page = Page { c: browser(&driver).await, shots: screenshot_dir() };
+
+    // Log in: a wrong token is refused next to the field, the right one opens the dashboard.
+    page.c.goto(&format!("{base}/")).await.unwrap();
+    page.wait_for("the login screen", "document.querySelector('#login:not([hidden]) #token')").await;
+    page.fill("#login-form", "token", "not-the-admin-token").await;
+    page.click("#login-form button[type=submit]").await;
+    page.wait_text("the wrong token message", "#login-form .field[data-field=token] .error", "not the admin token")
+        .await;
+    page.shot("01-login-wrong-token").await;
+    page.fill("#login-form", "token", TOKEN).await;
+    page.click("#login-form button[type=submit]").await;
+    page.wait_text("the empty dashboard", "#pool-total", "Total: 0/0 active | 0 available").await;
+    page.wait_for("live updates", "document.querySelector('#live-state').dataset.state === 'on'").await;
+
+    // Add the provider; a bad URL is named next to its field first.
+    page.click("#nav a[data-page=providers]").await;
+    page.click("[data-action=add-provider]").await;
+    let form = "form[data-form=provider]";
+    page.fill(form, "name", "Fake IPTV").await;
+    page.fill(form, "url", "panel-without-scheme:80").await;
+    page.fill(form, "username", "one").await;
+    page.fill(form, "password", PW1).await;
+    page.click(&format!("{form} button[type=submit]")).await;
+    page.wait_for(
+        "the url error",
+        &format!("document.querySelector('{form} .field[data-field=url] .error:not([hidden])')"),
+    )
+    .await;
+    assert!(page.field_error(form, "url").await.contains("scheme"), "{}", page.field_error(form, "url").await);
+    page.shot("02-provider-validation").await;
+    page.fill(form, "url", &fake.url()).await;
+    page.click(&format!("{form} button[type=submit]")).await;
+    page.wait_text("the first sync", "[data-provider-id] [data-sync=ok]", "20 live").await;
+    page.shot("03-provider-synced").await;
+
+    // Its accounts: add one, Test shows the detected limit before saving.
+    page.click("[data-provider-id] [data-action=accounts]").await;
+    page.click("[data-action=add-account]").await;
+    let form = "form[data-form=account]";
+    let placeholder = page.eval(&format!("document.querySelector('{form} [name=server_url]').placeholder")).await;
+    assert_eq!(placeholder, json!(fake.url()), "the provider's URL is the server URL placeholder");
+    page.fill(form, "name", "Backup").await;
+    page.fill(form, "username", "two").await;
+    page.fill(form, "password", PW2).await;
+    page.click(&format!("{form} [data-action=test]")).await;
+    page.wait_text("the Test result", &format!("{form} [data-detected=max_connections]"), "Max connections: 2").await;
+    page.shot("04-account-test").await;
+    page.click(&format!("{form} [data-action=save]")).await;
+    page.wait_for("two accounts", "document.querySelectorAll('#accounts .item.account').length === 2").await;
+    page.wait_text("the backup's usage", "#accounts .item.account:nth-child(2) .usage", "0/2 active").await;
+    page.shot("05-accounts").await;
+
+    // The dashboard counts a viewer live, without a reload.
+    page.click("#nav a[data-page=dashboard]").await;
+    page.wait_text("the idle pool", "#pool-total", "Total: 0/3 active | 3 available").await;
+    page.eval("window.__sameDocument = 'yes'").await;
+    page.shot("06-dashboard-idle").await;
+    let (_, channels) = get_json_as(TOKEN, &format!("{base}/api/v1/channels?per_page=1"));
+    let channel = channels["items"][0]["id"].as_i64().unwrap();
+    let bytes = Arc::new(AtomicU64::new(0));
+    let player = viewer(format!("{base}/stream/{channel}.ts"), bytes.clone());
+    page.wait_text("the viewer on the dashboard", "#pool-total", "Total: 1/3 active | 2 available").await;
+    page.wait_text("the provider card", "[data-provider-id] [data-total=provider]", "Total: 1/3 active").await;
+    assert_eq!(page.eval("window.__sameDocument").await, json!("yes"), "the dashboard updated without a reload");
+    page.shot("07-dashboard-one-viewer").await;
+
+    // Stop the session from the sessions page: the player's stream ends, the slot comes back.
+    page.click("#nav a[data-page=sessions]").await;
+    page.wait_text("the session", "#sessions .item.session", "1 viewer").await;
+    page.shot("08-sessions").await;
+    let before = bytes.load(Ordering::Relaxed);
+    assert!(before > 0, "the player received the stream");
+    page.click("#sessions .item.session [data-action=stop]").await;
+    page.wait_for("the session to go", "document.querySelectorAll('#sessions .item.session').length === 0").await;
+    let ended = tokio::time::timeout(WAIT, player).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "the player's stream ended: {ended:?}");
+    page.shot("09-session-stopped").await;
+    page.click("#nav a[data-page=dashboard]").await;
+    page.wait_text("the slot to come back", "#pool-total", "Total: 0/3 active | 3 available").await;
+
+    // Channels: search, and the stream URL to copy.
+    page.click("#nav a[data-page=channels]").await;
+    page.wait_for("the channel list", "document.querySelectorAll('#channels .item.channel').length === 20").await;
+    let search = page.c.find(Locator::Css("main input[type=search]")).await.unwrap();
+    search.send_keys("Channel 1").await.unwrap();
+    page.wait_for("the search", "document.querySelectorAll('#channels .item.channel').length === 11").await;
+    let url = page.eval("document.querySelector('#channels .item.channel input.url').value").await;
+    assert!(url.as_str().unwrap().starts_with(&format!("{base}/stream/")), "{url}");
+    page.shot("10-channels").await;
+
+    // Users: this server has no users API yet, and the page says so.
+    page.click("#nav a[data-page=users]").await;
+    page.wait_text("the users notice", "#users-unavailable", "not available").await;
+    page.shot("11-users-unavailable").await;
+
+    // A phone-width screen: nothing wider than the screen.
+    page.c.set_window_size(390, 844).await.unwrap();
+    page.click("#nav a[data-page=dashboard]").await;
+    page.wait_text("the phone dashboard", "#pool-total", "Total: 0/3").await;
+    let overflow = page.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+    page.shot("12-phone-dashboard").await;
+    assert!(overflow.as_i64().unwrap_or(1) <= 0, "the dashboard scrolls sideways on a phone by {overflow}px");
+    page.click("#nav a[data-page=providers]").await;
+    page.wait_text("the phone providers page", "[data-provider-id] [data-sync=ok]", "20 live").await;
+    let overflow = page.eval("document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+    page.shot("13-phone-providers").await;
+    assert!(overflow.as_i64().unwrap_or(1) <= 0, "the providers page scrolls sideways on a phone by {overflow}px");
+
+    // The passwords typed were sent, never shown back.
+    let html = page.c.source().await.unwrap();
+    assert!(!html.contains(PW1) && !html.contains(PW2), "a password is in the page");
+    page.c.close().await.unwrap();
+    drop(server);
+}
