@@ -64,6 +64,11 @@ impl Store {
         &self.path
     }
 
+    /// The data dir the store lives in (where guides and spool files go too).
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), CatalogError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -52,6 +52,19 @@ pub struct Config {
     pub pool: PoolConfig,
     /// How live sessions behave.
     pub relay: RelayConfig,
+    /// Provider guides (XMLTV).
+    pub epg: EpgConfig,
+}
+
+/// How provider guides are kept fresh.
+///
+/// Grouped in its own `[epg]` table because only the guide job reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EpgConfig {
+    /// How often every provider's guide is fetched again (at least 10m). A
+    /// missing guide is fetched at start-up; a failed fetch is retried sooner.
+    #[serde(serialize_with = "serialize_duration")]
+    pub refresh: Duration,
 }
 
 /// How live sessions share, hold and give back upstream connections.
@@ -207,6 +220,7 @@ impl Default for Config {
                 buffer_seconds: 4,
                 max_switches: 8,
             },
+            epg: EpgConfig { refresh: Duration::from_secs(12 * 60 * 60) },
         }
     }
 }
@@ -354,6 +368,8 @@ impl Config {
         out.push_str(&format!("stall_timeout = {}\n", d(self.relay.stall_timeout)));
         out.push_str(&format!("buffer_seconds = {}\n", self.relay.buffer_seconds));
         out.push_str(&format!("max_switches = {}\n", self.relay.max_switches));
+        out.push_str("\n[epg]\n");
+        out.push_str(&format!("refresh = {}\n", d(self.epg.refresh)));
         out
     }
 
@@ -498,7 +514,7 @@ struct Key {
 }
 
 /// Table names that hold keys.
-const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay"];
+const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "epg"];
 
 static KEYS: &[Key] = &[
     Key {
@@ -675,6 +691,13 @@ static KEYS: &[Key] = &[
         path: "relay.max_switches",
         apply: |c, r| {
             c.relay.max_switches = parse_int(r, 0, 100)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "epg.refresh",
+        apply: |c, r| {
+            c.epg.refresh = parse_duration(r, Duration::from_secs(10 * 60))?;
             Ok(())
         },
     },
@@ -1608,6 +1631,7 @@ timeout = true
                 buffer_seconds: 8,
                 max_switches: 0,
             },
+            epg: EpgConfig { refresh: Duration::from_secs(6 * 60 * 60) },
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -1648,6 +1672,7 @@ timeout = true
                 "pool.lease_ttl" => "20s",
                 "relay.linger" | "relay.acquire_wait" | "relay.stall_timeout" => "7s",
                 "relay.buffer_seconds" | "relay.max_switches" => "9",
+                "epg.refresh" => "1h",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };
