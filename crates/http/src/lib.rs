@@ -2,12 +2,14 @@
 //!
 //! The JSON API over the catalog: reads (`api`: providers, channels,
 //! groups, `/healthz`) and writes (`write`: providers and accounts, sync now,
-//! Test). Every response body
+//! Test); live streams and VOD (`stream`); the merged XMLTV guide and guide
+//! status (`epg`: `/epg.xml`, `/epg.xml.gz`). Every response body
 //! is built from catalog types whose serialization already hides secrets
 //! (passwords are [`tunerpool_catalog::Secret`]s and are never serialized;
 //! provider URLs are redacted).
 
 mod api;
+mod epg;
 pub mod error;
 pub mod pool_status;
 mod stream;
@@ -67,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .route("/movie/{file}", get(stream::movie))
         .route("/series/{file}", get(stream::episode))
         .route("/api/v1/providers/{id}/pool", get(pool_status::one))
+        .route("/api/v1/providers/{id}/epg", post(epg::refresh_now))
+        .route("/api/v1/epg", get(epg::status))
+        .route("/epg.xml", get(epg::epg_xml))
+        .route("/epg.xml.gz", get(epg::epg_xml_gz))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
