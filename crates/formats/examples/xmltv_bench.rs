@@ -51,9 +51,7 @@ fn main() {
             let channels = args.get(4).map(|c| c.parse().expect("CHANNELS is a number"));
             generate(&args[2], mb, channels).expect("writing the guide");
         }
-        Some("merge") if args.len() >= 5 => {
-            merge(&args[2], args[3].parse().expect("CHANNELS is a number"), &args[4..])
-        }
+        Some("merge") if args.len() >= 5 => merge(&args[2], args[3].parse().expect("CHANNELS is a number"), &args[4..]),
         _ => {
             eprintln!("usage: xmltv_bench generate FILE MB [CHANNELS] | xmltv_bench merge OUT CHANNELS FILE...");
             std::process::exit(2);
