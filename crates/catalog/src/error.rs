@@ -42,4 +42,10 @@ pub enum CatalogError {
         #[source]
         source: tunerpool_upstream::UpstreamError,
     },
+    #[error("guide fetch of provider {provider} failed: {source}")]
+    Guide {
+        provider: String,
+        #[source]
+        source: tunerpool_upstream::UpstreamError,
+    },
 }

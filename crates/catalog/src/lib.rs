@@ -4,9 +4,12 @@
 //! viewer). It owns the domain types ([`model`]), the SQLite store
 //! ([`store`]) and the provider sync ([`sync`]) that pulls a provider's
 //! catalog through the `upstream` crate and writes it in batches, keeping ids
-//! stable across re-syncs and the previous catalog when a sync fails.
+//! stable across re-syncs and the previous catalog when a sync fails; and
+//! the provider guides ([`epg`]): where they come from and are kept, and
+//! which guide channels feed which of our channels.
 
 pub mod details;
+pub mod epg;
 pub mod error;
 pub mod events;
 pub mod model;

@@ -60,8 +60,22 @@ impl Store {
         &self.pool
     }
 
+    /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock at
+    /// once, waiting up to the busy timeout: a deferred transaction that reads
+    /// first and writes later fails at once (SQLITE_BUSY_SNAPSHOT) when
+    /// another connection committed in between — an event recorded in the
+    /// background, say — whatever the busy timeout.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, CatalogError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The data dir the store lives in (where guides and spool files go too).
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Checks that the database answers.
@@ -91,7 +105,7 @@ impl Store {
             (ProviderKind::Agtv, None) => Some(AGTV_DEFAULT_MAX_STREAMS),
             (_, m) => m,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM providers WHERE name = ?")
             .bind(new.name.trim())
             .fetch_optional(&mut *tx)
@@ -220,7 +234,7 @@ impl Store {
         }
         let username = input.username.as_deref().map(str::trim);
         let name = input.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).or(username).unwrap_or("Account");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let id = sqlx::query_scalar::<_, i64>(
             "INSERT INTO accounts (provider_id, name, server_url, username, password, search_pattern, replace_pattern,
              max_streams, priority, enabled, is_primary, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) RETURNING id",
@@ -259,7 +273,7 @@ impl Store {
             Some(v) => normalized_server_url(v.clone()),
             None => current.server_url.clone(),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE accounts SET name = ?, server_url = ?, username = ?, password = ?, search_pattern = ?, replace_pattern = ?,
              max_streams = ?, priority = ?, enabled = ? WHERE id = ?",

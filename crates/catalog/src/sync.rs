@@ -440,7 +440,7 @@ struct Writer {
 
 impl Writer {
     async fn begin(store: &Store, provider: &Provider) -> Result<Writer, CatalogError> {
-        let mut tx = store.pool().begin().await?;
+        let mut tx = store.write_tx().await?;
         let gen: i64 =
             sqlx::query_scalar("UPDATE providers SET sync_gen = sync_gen + 1 WHERE id = ? RETURNING sync_gen")
                 .bind(provider.id)

@@ -11,7 +11,11 @@
 //!   incremental (push) parsing, plus a round-tripping writer.
 //! * [`xtream`]: Xtream Codes `player_api.php` JSON responses, with lenient
 //!   field decoding and element-by-element streaming of large lists.
+//! * [`hls`]: HLS master and media playlists, URI resolution, variant choice.
+//! * [`xmltv`]: XMLTV guides, read and written element by element, and
+//!   merged from several providers without holding any of them whole.
 
 pub mod hls;
 pub mod m3u;
+pub mod xmltv;
 pub mod xtream;

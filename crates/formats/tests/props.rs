@@ -1,10 +1,12 @@
 //! Property tests: the parsers never panic on any input, chunked M3U parsing
-//! equals whole-buffer parsing, generated entries survive write → parse, and
-//! HLS parsing, URI resolution and variant choice never panic.
+//! equals whole-buffer parsing, generated entries survive write → parse,
+//! HLS parsing, URI resolution and variant choice never panic, and an XMLTV
+//! merge of any input writes well-formed XML that reads back to what it wrote.
 
 use proptest::prelude::*;
 use tunerpool_formats::hls;
 use tunerpool_formats::m3u::{self, Entry, Parser, Playlist};
+use tunerpool_formats::xmltv::{self, ChannelMap, MergeSource};
 use tunerpool_formats::xtream::{self, LiveStream};
 
 /// Feeds `input` split at the given (unsorted, possibly out of range) points.
@@ -309,5 +311,142 @@ proptest! {
     #[test]
     fn hls_like_text_never_panics(text in hls_like(), base in hls_like()) {
         check_hls(&text, &base)?;
+    }
+}
+
+/// Bytes built from XMLTV-ish fragments: well-formed pieces in any order,
+/// plus the junk real guides carry.
+fn xmltv_like() -> impl Strategy<Value = Vec<u8>> {
+    let fragment = prop_oneof![
+        Just(b"<tv>".to_vec()),
+        Just(b"</tv>".to_vec()),
+        Just(b"<channel id=\"a\">".to_vec()),
+        Just(b"<channel id='b'>".to_vec()),
+        Just(b"<channel id=c/>".to_vec()),
+        Just(b"<channel>".to_vec()),
+        Just(b"</channel>".to_vec()),
+        Just(b"<programme start=\"20250101000000 +0530\" channel=\"a\">".to_vec()),
+        Just(b"<programme channel='b' start='1' stop=\"2 -0330\">".to_vec()),
+        Just(b"<programme start=\"3\" channel=\"c\"/>".to_vec()),
+        Just(b"<programme>".to_vec()),
+        Just(b"</programme>".to_vec()),
+        Just(b"<title lang=\"en\">".to_vec()),
+        Just(b"</title>".to_vec()),
+        Just(b"<desc>".to_vec()),
+        Just(b"</desc>".to_vec()),
+        Just(b"<display-name>".to_vec()),
+        Just(b"</display-name>".to_vec()),
+        Just(b"<icon src=\"x&y\" src=z/>".to_vec()),
+        Just(b"<credits><actor>".to_vec()),
+        Just(b"</actor></credits>".to_vec()),
+        Just(b"<!DOCTYPE tv SYSTEM \"xmltv.dtd\">".to_vec()),
+        Just(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>".to_vec()),
+        Just(b"<!--".to_vec()),
+        Just(b"-->".to_vec()),
+        Just(b"<![CDATA[".to_vec()),
+        Just(b"]]>".to_vec()),
+        Just(b"<!x".to_vec()),
+        Just(b"&amp;".to_vec()),
+        Just(b"&nbsp;".to_vec()),
+        Just(b"&#233;".to_vec()),
+        Just(b"&#1;".to_vec()),
+        Just(b"&".to_vec()),
+        Just(b"<".to_vec()),
+        Just(b">".to_vec()),
+        Just(b"\"".to_vec()),
+        Just(b"'".to_vec()),
+        Just(b"=".to_vec()),
+        Just(b" ".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\xEF\xBB\xBF".to_vec()),
+        Just("é中".as_bytes().to_vec()),
+        "[a-z]{1,6}".prop_map(String::into_bytes),
+        proptest::collection::vec(any::<u8>(), 1..4),
+    ];
+    proptest::collection::vec(fragment, 0..80).prop_map(|v| v.concat())
+}
+
+/// Panics unless `xml` is well-formed in quick-xml's strict mode (matching
+/// end tags, no bare `&`, only references XML defines, valid attributes).
+fn assert_strict_xml(xml: &[u8]) {
+    use quick_xml::events::Event;
+    let mut r = quick_xml::Reader::from_reader(xml);
+    r.config_mut().check_end_names = true;
+    let mut depth = 0i64;
+    let mut buf = Vec::new();
+    let show = || String::from_utf8_lossy(xml).into_owned();
+    loop {
+        buf.clear();
+        match r.read_event_into(&mut buf) {
+            Ok(Event::Start(t)) => {
+                assert!(t.attributes().all(|a| a.is_ok()), "bad attribute in {}", show());
+                depth += 1;
+            }
+            Ok(Event::Empty(t)) => assert!(t.attributes().all(|a| a.is_ok()), "bad attribute in {}", show()),
+            Ok(Event::End(_)) => depth -= 1,
+            Ok(Event::GeneralRef(g)) => {
+                let name = String::from_utf8_lossy(&g).into_owned();
+                let predefined = ["amp", "lt", "gt", "quot", "apos"].contains(&name.as_str());
+                assert!(predefined || name.starts_with('#'), "undefined entity &{name}; in {}", show());
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(e) => panic!("not well-formed ({e}): {}", show()),
+        }
+        assert!(depth >= 0, "unbalanced: {}", show());
+    }
+    assert_eq!(depth, 0, "unclosed: {}", show());
+}
+
+fn check_merge(input: &[u8]) -> Result<(), TestCaseError> {
+    // Reading never panics (and never fails: a slice does not error).
+    let mut n = 0u64;
+    let stats = xmltv::read_guide(input, |_| n += 1).expect("reading a slice cannot fail");
+    prop_assert_eq!(n, stats.channels + stats.programmes);
+
+    let mut first = ChannelMap::new();
+    first.insert("a", "a");
+    first.insert("b", "x&y \"b\"");
+    let mut second = ChannelMap::new();
+    second.insert("a", "a");
+    second.insert("c", "c");
+    let mut sources = [
+        MergeSource::new("1", std::io::Cursor::new(input), first),
+        MergeSource::new("2", std::io::Cursor::new(input), second),
+    ];
+    let mut out = Vec::new();
+    let merged = xmltv::merge(&mut sources, &mut out).expect("writing to a Vec cannot fail");
+    assert_strict_xml(&out);
+    let mut ids = Vec::new();
+    let mut programmes = 0u64;
+    let again = xmltv::read_guide(&out[..], |item| match item {
+        xmltv::Item::Channel(c) => ids.push(c.id),
+        xmltv::Item::Programme(_) => programmes += 1,
+    })
+    .unwrap();
+    prop_assert_eq!((again.skipped, again.repaired, again.errors), (0, 0, 0), "{}", String::from_utf8_lossy(&out));
+    prop_assert_eq!(ids.len() as u64, merged.channels);
+    prop_assert_eq!(programmes, merged.programmes);
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    prop_assert_eq!(unique.len(), ids.len(), "a channel id written twice: {:?}", ids);
+    for id in &ids {
+        prop_assert!(["a", "x&y \"b\"", "c"].contains(&id.as_str()), "unmapped id {}", id);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn xmltv_arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..400)) {
+        check_merge(&input)?;
+    }
+
+    #[test]
+    fn xmltv_like_input_merges_to_well_formed_xml(input in xmltv_like()) {
+        check_merge(&input)?;
     }
 }

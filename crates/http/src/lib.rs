@@ -4,7 +4,8 @@
 //! groups), writes (`write`: providers and accounts, sync now, Test), pool
 //! status, sessions, live updates (`live`, Server-Sent Events) and its
 //! OpenAPI document (`openapi`), all behind the admin token (`auth`); the web
-//! UI (`ui`, embedded files); `/healthz`, `/metrics` and the streams, which
+//! UI (`ui`, embedded files); the merged XMLTV guide (`epg`: `/epg.xml`,
+//! `/epg.xml.gz`); `/healthz`, `/metrics`, the guide and the streams, which
 //! are open. Every response body is built from catalog types whose
 //! serialization already hides secrets (passwords are
 //! [`tunerpool_catalog::Secret`]s and are never serialized; provider URLs are
@@ -12,6 +13,7 @@
 
 mod api;
 pub mod auth;
+mod epg;
 pub mod error;
 mod live;
 mod openapi;
@@ -74,6 +76,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::list_groups))
         .routes(routes!(pool_status::all))
         .routes(routes!(api::list_events))
+        .routes(routes!(epg::status))
+        .routes(routes!(epg::refresh_now))
         .routes(routes!(stream::sessions))
         .routes(routes!(stream::stop_session))
         .routes(routes!(live::live))
@@ -116,6 +120,8 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/series/{file}", get(stream::episode))
         .route("/", get(ui::index))
         .route("/ui/{file}", get(ui::file))
+        .route("/epg.xml", get(epg::epg_xml))
+        .route("/epg.xml.gz", get(epg::epg_xml_gz))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -54,6 +54,8 @@ pub struct Config {
     pub relay: RelayConfig,
     /// Who may use the admin API and web UI.
     pub admin: AdminConfig,
+    /// Provider guides (XMLTV).
+    pub epg: EpgConfig,
 }
 
 /// Access to the admin API (`/api/v1`) and so to the web UI.
@@ -85,6 +87,17 @@ impl fmt::Debug for AdminTokenSetting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"***\"")
     }
+}
+
+/// How provider guides are kept fresh.
+///
+/// Grouped in its own `[epg]` table because only the guide job reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EpgConfig {
+    /// How often every provider's guide is fetched again (at least 10m). A
+    /// missing guide is fetched at start-up; a failed fetch is retried sooner.
+    #[serde(serialize_with = "serialize_duration")]
+    pub refresh: Duration,
 }
 
 /// How live sessions share, hold and give back upstream connections.
@@ -257,6 +270,7 @@ impl Default for Config {
                 user_limit_policy: UserLimitPolicy::ReplaceOldest,
             },
             admin: AdminConfig { token: None },
+            epg: EpgConfig { refresh: Duration::from_secs(12 * 60 * 60) },
         }
     }
 }
@@ -415,6 +429,8 @@ impl Config {
             Some(_) => out.push_str("# token = \"…\"  (set; never shown)\n"),
             None => out.push_str("# token = \"…\"  (not set: the token in data_dir/admin-token is used)\n"),
         }
+        out.push_str("\n[epg]\n");
+        out.push_str(&format!("refresh = {}\n", d(self.epg.refresh)));
         out
     }
 
@@ -559,7 +575,7 @@ struct Key {
 }
 
 /// Table names that hold keys.
-const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "admin"];
+const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "admin", "epg"];
 
 static KEYS: &[Key] = &[
     Key {
@@ -754,6 +770,13 @@ static KEYS: &[Key] = &[
         path: "admin.token",
         apply: |c, r| {
             c.admin.token = parse_admin_token(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "epg.refresh",
+        apply: |c, r| {
+            c.epg.refresh = parse_duration(r, Duration::from_secs(10 * 60))?;
             Ok(())
         },
     },
@@ -1708,6 +1731,7 @@ timeout = true
                 user_limit_policy: UserLimitPolicy::Refuse,
             },
             admin: AdminConfig::default(),
+            epg: EpgConfig { refresh: Duration::from_secs(6 * 60 * 60) },
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -1750,6 +1774,7 @@ timeout = true
                 "relay.buffer_seconds" | "relay.max_switches" => "9",
                 "relay.user_limit_policy" => "refuse",
                 "admin.token" => "0123456789abcdef-token",
+                "epg.refresh" => "1h",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };

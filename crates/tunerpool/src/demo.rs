@@ -59,6 +59,7 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     // With --keep-data the stored URL may point at an earlier run's port.
     store.set_provider_url(provider.id, &fake.url()).await?;
     let report = sync_provider(&store, &http, provider.id).await?;
+    let guide = tunerpool_catalog::epg::refresh_guide(&store, &http, provider.id).await?;
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {} (choose another port with --listen 127.0.0.1:PORT)", config.listen)
@@ -83,6 +84,9 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     println!("  Token:      {}", admin.text);
     println!("  API:        curl -H 'Authorization: Bearer {}' http://{shown}/api/v1/pool", admin.text);
     println!("  Channels:   http://{shown}/api/v1/channels");
+    if let Some(g) = guide {
+        println!("  Guide:      http://{shown}/epg.xml   ({} channels, {} programmes)", g.channels, g.programmes);
+    }
     println!("  Pool:       http://{shown}/api/v1/pool");
     println!("  Sessions:   http://{shown}/api/v1/sessions");
     println!("  Groups:     http://{shown}/api/v1/groups");

@@ -4,7 +4,11 @@
 //!   `sync.catalog_interval`, or (sooner) after a failed sync;
 //! - the details job refreshes every enabled Xtream account's details
 //!   (expiry, limits, active connections) every `sync.details_interval`,
-//!   first after `sync.details_initial_delay`.
+//!   first after `sync.details_initial_delay`;
+//! - the guide job fetches every enabled provider's XMLTV guide every
+//!   `epg.refresh`, at once when a guide was never fetched or its file is
+//!   missing, and (sooner) after a failed fetch; it also removes the guide
+//!   files of providers that no longer exist.
 
 use std::time::Duration;
 
@@ -162,6 +166,81 @@ pub async fn refresh_details(
     })
 }
 
+/// Spawns the guide job; it stops when the returned guard is dropped.
+pub fn spawn_epg(store: Store, http: UpstreamHttp, refresh: Duration) -> CancelOnDrop {
+    let handle = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = run_due_guides(&store, &http, refresh).await {
+                tracing::warn!(error = %e, "guide job: cannot read providers");
+            }
+        }
+    });
+    CancelOnDrop(handle)
+}
+
+/// Fetches, one after another, the guide of every enabled provider that is
+/// due now; returns how many fetches were attempted. Providers without a
+/// guide source are passed over.
+pub async fn run_due_guides(
+    store: &Store,
+    http: &UpstreamHttp,
+    refresh: Duration,
+) -> Result<usize, tunerpool_catalog::CatalogError> {
+    use tunerpool_catalog::epg;
+    let now = tunerpool_catalog::now();
+    let statuses: std::collections::HashMap<i64, epg::EpgStatus> =
+        epg::statuses(store).await?.into_iter().map(|s| (s.provider_id, s)).collect();
+    let providers = store.providers().await?;
+    remove_stale_guides(store.data_dir(), &providers);
+    let mut attempted = 0;
+    for p in providers.iter().filter(|p| p.enabled) {
+        let status = statuses.get(&p.id);
+        let failed = status.and_then(|s| s.ok) == Some(false);
+        let wait = if failed { RETRY_AFTER_FAILURE.min(refresh) } else { refresh };
+        let due = match status.and_then(|s| s.fetched_at) {
+            None => true,
+            Some(at) => {
+                now - at >= wait.as_secs() as i64 || (!failed && !epg::guide_path(store.data_dir(), p.id).exists())
+            }
+        };
+        if !due || !epg::has_guide_source(store, http, p).await? {
+            continue;
+        }
+        attempted += 1;
+        // Errors are recorded on the provider's guide status and logged.
+        let _ = epg::refresh_guide(store, http, p.id).await;
+    }
+    Ok(attempted)
+}
+
+/// Removes guide files of providers that were deleted, and temporary files
+/// a crash left behind (older than a day, so never one being written).
+fn remove_stale_guides(data_dir: &std::path::Path, providers: &[tunerpool_catalog::Provider]) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(tunerpool_catalog::epg::EPG_DIR)) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = match tunerpool_catalog::epg::provider_of_guide_file(&name) {
+            Some(id) => !providers.iter().any(|p| p.id == id),
+            None => {
+                name.ends_with(".tmp")
+                    && entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(86_400)))
+            }
+        };
+        if stale {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::info!(file = %name, "removed a stale guide file"),
+                Err(e) => tracing::warn!(file = %name, error = %e, "cannot remove a stale guide file"),
+            }
+        }
+    }
+}
+
 /// The running scheduler; dropping it stops it.
 pub struct CancelOnDrop(tokio::task::JoinHandle<()>);
 
@@ -177,7 +256,7 @@ mod tests {
     use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
     use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
-    use super::refresh_details;
+    use super::{refresh_details, run_due_guides};
 
     async fn add(store: &Store, name: &str, url: &str, user: &str, pw: &str) -> i64 {
         let p = NewProvider {
@@ -225,5 +304,52 @@ mod tests {
         let dead_primary = store.primary_account(dead).await.unwrap().unwrap();
         assert!(dead_primary.details.last_error.unwrap().contains("cannot reach"));
         assert_eq!(store.account(off.id).await.unwrap().details.last_checked, None);
+    }
+
+    #[tokio::test]
+    async fn guide_job_fetches_missing_guides_and_retries_failures_later() {
+        use std::time::Duration;
+        use tunerpool_catalog::epg::{guide_path, statuses};
+
+        let fake = FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 2)])).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+        let good = add(&store, "good", &fake.url(), "a", "pa").await;
+        let bad = add(&store, "bad", &fake.url(), "a", "wrong").await;
+        let m3u = store
+            .add_provider(&NewProvider {
+                name: "m3u".into(),
+                kind: Some(ProviderKind::M3u),
+                url: "/nowhere.m3u".into(),
+                enabled: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .id;
+        let orphan = dir.path().join("epg").join("provider-999.xml");
+        std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+        std::fs::write(&orphan, "<tv/>").unwrap();
+        let day = Duration::from_secs(86_400);
+
+        // First run: both Xtream providers are tried; the M3U one has no guide source.
+        assert_eq!(run_due_guides(&store, &http, day).await.unwrap(), 2);
+        assert!(guide_path(dir.path(), good).exists());
+        assert!(!guide_path(dir.path(), bad).exists());
+        assert!(!orphan.exists(), "the guide of a deleted provider is removed");
+        let st = statuses(&store).await.unwrap();
+        let of = |id: i64| st.iter().find(|s| s.provider_id == id).unwrap().clone();
+        assert_eq!(of(good).ok, Some(true));
+        assert_eq!(of(bad).ok, Some(false));
+        assert_eq!(of(m3u).fetched_at, None);
+
+        // Nothing is due right after; a failure waits for the retry delay
+        // even though its guide is missing.
+        assert_eq!(run_due_guides(&store, &http, day).await.unwrap(), 0);
+        // A guide file that disappears is fetched again at once.
+        std::fs::remove_file(guide_path(dir.path(), good)).unwrap();
+        assert_eq!(run_due_guides(&store, &http, day).await.unwrap(), 1);
+        assert!(guide_path(dir.path(), good).exists());
     }
 }

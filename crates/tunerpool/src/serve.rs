@@ -115,6 +115,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.sync.details_interval,
         config.pool.expiry_warning_days,
     );
+    let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh);
     let state = app_state(&config, &store, &http, ledger(&config).await?, admin.token);
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{get_json, get_json_as, start_server, testdata, tunerpool};
+use common::{get_json, get_json_as, get_text, start_server, testdata, tunerpool};
 use fakeprovider::{FakeConfig, FakeProvider};
 
 #[test]
@@ -25,6 +25,11 @@ fn demo_serves_the_simulated_channels() {
     assert!(!text.contains("pass1") && !text.contains("pass2"), "passwords leaked: {text}");
     assert!(server.stdout.iter().any(|l| l.contains("/api/v1/channels")), "{:?}", server.stdout);
     assert!(server.stdout.iter().any(|l| l.contains("Web UI:")), "{:?}", server.stdout);
+    let guide = server.stdout.iter().find(|l| l.contains("/epg.xml")).expect("a Guide line");
+    assert!(guide.contains("(18 channels, 540 programmes)"), "{guide}");
+    let (status, xml) = get_text(&format!("{}/epg.xml", server.base));
+    assert_eq!(status, 200);
+    assert_eq!(xml.matches("<channel ").count(), 18);
     // The printed stream URL plays: MPEG-TS through the pool.
     let watch = server.stdout.iter().find_map(|l| l.trim().strip_prefix("Watch:")).expect("a Watch line");
     let url = watch.split_whitespace().next().unwrap().to_string();
@@ -128,6 +133,21 @@ async fn provider_cli_then_serve() {
     assert!(fields.contains(&"page"), "{bad}");
     let (status, _) = get_json_as(&server.token, &format!("{}/api/v1/providers/999", server.base));
     assert_eq!(status, 404);
+    // The guide job fetches the never-fetched guide at start-up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let guide = loop {
+        let (status, xml) = get_text(&format!("{}/epg.xml", server.base));
+        assert_eq!(status, 200);
+        if xml.contains("<programme ") || std::time::Instant::now() > deadline {
+            break xml;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(guide.matches("<channel ").count(), 18, "{guide}");
+    assert_eq!(guide.matches("<programme ").count(), 18 * 30);
+    assert!(data.join("epg").join("provider-1.xml").exists());
+    let (_, epg) = get_json_as(&server.token, &format!("{}/api/v1/epg", server.base));
+    assert_eq!(epg[0]["ok"], true, "{epg}");
     drop(server);
 
     let out = tunerpool(dir.path()).args(["provider", "remove", "Fake", "--data-dir", data_s]).output().unwrap();

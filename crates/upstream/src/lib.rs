@@ -2,9 +2,10 @@
 //!
 //! This crate is the first stage of tunerpool's one-way data flow
 //! (provider → catalog → pool → relay → viewer). It knows how to ask an Xtream
-//! Codes panel for its account details and catalog, and how to download an M3U
-//! playlist, and it hands the results on as *streams of batches* so that a
-//! 200 000-entry catalog never sits whole in memory. It does not know about the
+//! Codes panel for its account details and catalog, how to download an M3U
+//! playlist and how to store a provider's XMLTV guide ([`epg`]), and it hands
+//! the results on as *streams of batches* so that a 200 000-entry catalog
+//! never sits whole in memory. It does not know about the
 //! store: the catalog crate drives it.
 //!
 //! Every error this crate produces has credentials removed (see [`redact`]):
@@ -12,6 +13,7 @@
 //! the URL into its error messages.
 
 pub mod batches;
+pub mod epg;
 pub mod error;
 pub mod http;
 pub mod m3u;

@@ -104,6 +104,19 @@ impl XtreamClient {
         url.to_string()
     }
 
+    /// `xmltv.php` with this account's credentials: the panel's whole guide.
+    pub fn xmltv_url(&self) -> String {
+        let mut url = reqwest::Url::parse(&format!("{}/xmltv.php", self.base)).expect("base URL was validated");
+        url.query_pairs_mut().append_pair("username", &self.username).append_pair("password", &self.password);
+        url.to_string()
+    }
+
+    /// Downloads the panel's guide (`xmltv.php`) and stores it at `dest`;
+    /// see [`crate::epg::download_guide`].
+    pub async fn download_guide(&self, dest: &std::path::Path) -> Result<crate::epg::GuideSummary, UpstreamError> {
+        crate::epg::download_guide(&self.http, &self.xmltv_url(), &[&self.password], dest).await
+    }
+
     fn redacted(&self, url: &str) -> String {
         redact_url(url, &[&self.password])
     }

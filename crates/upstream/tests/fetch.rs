@@ -123,3 +123,36 @@ async fn m3u_from_gzip_file_and_from_http() {
     let msg = e.to_string();
     assert!(msg.contains("password=***") && (msg.contains("401") || msg.contains("403")), "{msg}");
 }
+
+#[tokio::test]
+async fn xtream_guide_is_stored_plain_and_gzip_bodies_are_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake(20).await;
+    let c = XtreamClient::new(http(&dir.path().join("tmp")), &fake.url(), "bob", PW).unwrap();
+    assert!(c.xmltv_url().ends_with("/xmltv.php?username=bob&password=pa%2Fss%2Bw%25rd"), "{}", c.xmltv_url());
+    let dest = dir.path().join("epg").join("provider-1.xml");
+    let summary = c.download_guide(&dest).await.unwrap();
+    // 20 channels, every 7th without an EPG id; 30 hourly programmes each.
+    assert_eq!((summary.channels, summary.programmes, summary.skipped), (18, 18 * 30, 0));
+    assert!(!summary.gzip, "Content-Encoding: gzip is decoded by the client");
+    let text = std::fs::read_to_string(&dest).unwrap();
+    assert!(text.starts_with("<?xml") && text.contains("<channel id=\"ch1.fake\">"));
+    assert_eq!(summary.bytes, text.len() as u64);
+    // The spool file is gone and nothing but the guide is in its directory.
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(dir.path().join("epg")).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_guide_download_names_no_password_and_keeps_the_old_guide() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = fake(5).await;
+    let dest = dir.path().join("provider-1.xml");
+    std::fs::write(&dest, "<tv><channel id=\"old\"/></tv>").unwrap();
+    let c = XtreamClient::new(http(dir.path()), &fake.url(), "bob", "wr/ong+pw").unwrap();
+    let e = c.download_guide(&dest).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, UpstreamError::Status { status: 401, .. }), "{msg}");
+    assert!(!msg.contains("wr/ong") && !msg.contains("wr%2Fong"), "{msg}");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "<tv><channel id=\"old\"/></tv>");
+}

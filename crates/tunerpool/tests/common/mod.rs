@@ -123,6 +123,20 @@ pub fn get_json_as(token: &str, url: &str) -> (u16, serde_json::Value) {
     std::thread::spawn(move || get_json_blocking(&token, &url)).join().unwrap()
 }
 
+/// GET `url` as text: status and body.
+pub fn get_text(url: &str) -> (u16, String) {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let resp = reqwest::get(&url).await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 fn get_json_blocking(token: &str, url: &str) -> (u16, serde_json::Value) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {

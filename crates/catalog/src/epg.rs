@@ -1,0 +1,261 @@
+//! Provider guides (XMLTV): where each provider's guide comes from, where it
+//! is kept, what its last fetch did, and which guide channels belong to
+//! which of our channels.
+//!
+//! A guide is a file, `{data_dir}/epg/provider-{id}.xml` (plain XML, replaced
+//! atomically by each successful fetch, see `tunerpool_upstream::epg`); only
+//! the outcome of the last fetch is in the database (`epg_status`). The
+//! guide comes from the provider's `epg_url` if it has one (set by the
+//! operator, or detected from an M3U playlist's `x-tvg-url` by the catalog
+//! sync), else, for an Xtream provider, from the panel's `xmltv.php` with the
+//! primary account's credentials.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::Row;
+use tunerpool_upstream::epg::{download_guide, GuideSummary};
+use tunerpool_upstream::xtream::XtreamClient;
+use tunerpool_upstream::{UpstreamError, UpstreamHttp};
+
+use crate::error::CatalogError;
+use crate::model::{Provider, ProviderKind};
+use crate::store::{now, Store};
+
+/// The guides' directory inside the data dir.
+pub const EPG_DIR: &str = "epg";
+
+/// Where provider `provider_id`'s guide is kept.
+pub fn guide_path(data_dir: &Path, provider_id: i64) -> PathBuf {
+    data_dir.join(EPG_DIR).join(format!("provider-{provider_id}.xml"))
+}
+
+/// The provider id of a guide file name (`provider-12.xml` → 12).
+pub fn provider_of_guide_file(name: &str) -> Option<i64> {
+    name.strip_prefix("provider-")?.strip_suffix(".xml")?.parse().ok()
+}
+
+/// What the last guide fetch of a provider did; shown in logs and the API
+/// so that an operator can see why a channel has no programmes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct EpgStatus {
+    pub provider_id: i64,
+    /// Last attempt (Unix seconds); `None`: never tried.
+    pub fetched_at: Option<i64>,
+    pub ok: Option<bool>,
+    /// Why the last attempt failed (credentials redacted).
+    pub error: Option<String>,
+    /// Last success.
+    pub ok_at: Option<i64>,
+    pub channels: Option<i64>,
+    pub programmes: Option<i64>,
+    pub bytes: Option<i64>,
+    pub duration_ms: Option<i64>,
+}
+
+/// What one successful guide fetch stored.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct GuideReport {
+    pub provider_id: i64,
+    pub provider: String,
+    pub channels: u64,
+    pub programmes: u64,
+    pub skipped: u64,
+    pub bytes: u64,
+    pub gzip: bool,
+    pub duration_ms: u64,
+}
+
+/// Where a provider's guide is fetched from.
+enum GuideSource {
+    /// The panel's `xmltv.php` for the primary account.
+    Xtream(XtreamClient),
+    /// A guide URL, with the secrets to mask in errors.
+    Url { url: String, secrets: Vec<String> },
+}
+
+/// Where `provider`'s guide comes from, or `None` if it has none (an M3U
+/// provider without `epg_url` and without `x-tvg-url` in its playlist).
+async fn guide_source(
+    store: &Store,
+    http: &UpstreamHttp,
+    provider: &Provider,
+) -> Result<Option<GuideSource>, CatalogError> {
+    let primary = store.primary_account(provider.id).await?;
+    if let Some(url) = provider.epg_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        let secrets = primary.iter().map(|a| a.password.expose().to_string()).filter(|p| !p.is_empty()).collect();
+        return Ok(Some(GuideSource::Url { url: url.to_string(), secrets }));
+    }
+    if provider.kind != ProviderKind::Xtream {
+        return Ok(None);
+    }
+    let Some(account) = primary else { return Ok(None) };
+    let client = XtreamClient::new(
+        http.clone(),
+        account.server_url.as_deref().unwrap_or(&provider.url),
+        account.username.as_deref().unwrap_or_default(),
+        account.password.expose(),
+    )
+    .map_err(|source| CatalogError::Guide { provider: provider.name.clone(), source })?;
+    Ok(Some(GuideSource::Xtream(client)))
+}
+
+/// `true` if `provider` has somewhere to fetch a guide from.
+pub async fn has_guide_source(store: &Store, http: &UpstreamHttp, provider: &Provider) -> Result<bool, CatalogError> {
+    Ok(guide_source(store, http, provider).await?.is_some())
+}
+
+/// Fetches `provider_id`'s guide into its file and records the outcome.
+/// `Ok(None)` when the provider has no guide source. On failure the
+/// previous guide file stays as it was, and the error is recorded and
+/// returned.
+pub async fn refresh_guide(
+    store: &Store,
+    http: &UpstreamHttp,
+    provider_id: i64,
+) -> Result<Option<GuideReport>, CatalogError> {
+    let provider = store.provider(provider_id).await?;
+    let Some(source) = guide_source(store, http, &provider).await? else { return Ok(None) };
+    let dest = guide_path(store.data_dir(), provider.id);
+    let started = Instant::now();
+    let result: Result<GuideSummary, UpstreamError> = match &source {
+        GuideSource::Xtream(client) => client.download_guide(&dest).await,
+        GuideSource::Url { url, secrets } => {
+            let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            download_guide(http, url, &secrets, &dest).await
+        }
+    };
+    let ms = started.elapsed().as_millis() as i64;
+    match result {
+        Ok(s) => {
+            sqlx::query(
+                "INSERT INTO epg_status (provider_id, fetched_at, ok, error, ok_at, channels, programmes, bytes, duration_ms)
+                 VALUES (?1, ?2, 1, NULL, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (provider_id) DO UPDATE SET fetched_at = excluded.fetched_at, ok = 1, error = NULL,
+                 ok_at = excluded.ok_at, channels = excluded.channels, programmes = excluded.programmes,
+                 bytes = excluded.bytes, duration_ms = excluded.duration_ms",
+            )
+            .bind(provider.id)
+            .bind(now())
+            .bind(s.channels as i64)
+            .bind(s.programmes as i64)
+            .bind(s.bytes as i64)
+            .bind(ms)
+            .execute(store.pool())
+            .await?;
+            tracing::info!(
+                provider = %provider.name, channels = s.channels, programmes = s.programmes, skipped = s.skipped,
+                bytes = s.bytes, gzip = s.gzip, ms, "guide fetched"
+            );
+            Ok(Some(GuideReport {
+                provider_id: provider.id,
+                provider: provider.name,
+                channels: s.channels,
+                programmes: s.programmes,
+                skipped: s.skipped,
+                bytes: s.bytes,
+                gzip: s.gzip,
+                duration_ms: ms as u64,
+            }))
+        }
+        Err(source) => {
+            let e = CatalogError::Guide { provider: provider.name.clone(), source };
+            let msg = e.to_string();
+            tracing::warn!(provider = %provider.name, error = %msg, ms, "guide fetch failed; previous guide kept");
+            sqlx::query(
+                "INSERT INTO epg_status (provider_id, fetched_at, ok, error, duration_ms) VALUES (?, ?, 0, ?, ?)
+                 ON CONFLICT (provider_id) DO UPDATE SET fetched_at = excluded.fetched_at, ok = 0, error = excluded.error,
+                 duration_ms = excluded.duration_ms",
+            )
+            .bind(provider.id)
+            .bind(now())
+            .bind(&msg)
+            .bind(ms)
+            .execute(store.pool())
+            .await?;
+            Err(e)
+        }
+    }
+}
+
+/// The guide status of every provider (never-fetched ones included), in
+/// provider order.
+pub async fn statuses(store: &Store) -> Result<Vec<EpgStatus>, CatalogError> {
+    let rows = sqlx::query(
+        "SELECT p.id AS provider_id, e.fetched_at, e.ok, e.error, e.ok_at, e.channels, e.programmes, e.bytes, e.duration_ms
+         FROM providers p LEFT JOIN epg_status e ON e.provider_id = p.id ORDER BY p.priority, p.id",
+    )
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EpgStatus {
+                provider_id: r.try_get("provider_id")?,
+                fetched_at: r.try_get("fetched_at")?,
+                ok: r.try_get("ok")?,
+                error: r.try_get("error")?,
+                ok_at: r.try_get("ok_at")?,
+                channels: r.try_get("channels")?,
+                programmes: r.try_get("programmes")?,
+                bytes: r.try_get("bytes")?,
+                duration_ms: r.try_get("duration_ms")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CatalogError::from)
+}
+
+/// One guide channel of one provider that feeds one of our channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuideLink {
+    /// Whose guide.
+    pub provider_id: i64,
+    /// The channel id in that guide (the stream's tvg-id / `epg_channel_id`).
+    pub source_id: String,
+    /// The id our outputs use for the channel: its own tvg-id.
+    pub output_id: String,
+}
+
+/// Which guide channels feed our channels: for every visible channel (not
+/// hidden, not merged into another) with a tvg-id, its own stream's tvg-id
+/// in its provider's guide and the tvg-ids of the streams merged into it in
+/// theirs, all mapped to the channel's tvg-id. Ordered by provider
+/// priority, so that the first provider's guide wins where several have the
+/// same channel. `groups` limits the channels to those groups (ids).
+pub async fn guide_links(store: &Store, groups: Option<&[i64]>) -> Result<Vec<GuideLink>, CatalogError> {
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "SELECT s.provider_id, TRIM(s.tvg_id) AS source_id, TRIM(c.tvg_id) AS output_id
+         FROM streams c
+         JOIN (SELECT id AS channel_id, id AS stream_id FROM streams
+               UNION ALL SELECT channel_id, stream_id FROM channel_sources) src ON src.channel_id = c.id
+         JOIN streams s ON s.id = src.stream_id
+         JOIN providers p ON p.id = s.provider_id
+         WHERE c.hidden = 0
+           AND NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = c.id)
+           AND TRIM(COALESCE(c.tvg_id, '')) <> '' AND TRIM(COALESCE(s.tvg_id, '')) <> ''",
+    );
+    if let Some(groups) = groups {
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        qb.push(" AND c.group_id IN (");
+        let mut sep = qb.separated(", ");
+        for g in groups {
+            sep.push_bind(*g);
+        }
+        qb.push(")");
+    }
+    qb.push(" ORDER BY p.priority, p.id, c.id");
+    let rows = qb.build().fetch_all(store.pool()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(GuideLink {
+                provider_id: r.try_get("provider_id")?,
+                source_id: r.try_get("source_id")?,
+                output_id: r.try_get("output_id")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(CatalogError::from)
+}

@@ -1,0 +1,153 @@
+//! Provider guides: fetched from the simulated panel (Xtream `xmltv.php`,
+//! M3U `x-tvg-url`), stored as files, status recorded, and guide channels
+//! linked to our channels.
+
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use tunerpool_catalog::epg::{guide_links, guide_path, refresh_guide, statuses, GuideLink};
+use tunerpool_catalog::sync::sync_provider;
+use tunerpool_catalog::{CatalogError, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
+use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+const PW: &str = "m/p+w$";
+
+async fn setup() -> (tempfile::TempDir, Store, UpstreamHttp, FakeProvider) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let fake = FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("main", PW, 2)])).await.unwrap();
+    (dir, store, http, fake)
+}
+
+async fn add(store: &Store, new: NewProvider) -> i64 {
+    store.add_provider(&NewProvider { enabled: true, ..new }).await.unwrap().id
+}
+
+async fn xtream(store: &Store, fake: &FakeProvider, name: &str) -> i64 {
+    add(
+        store,
+        NewProvider {
+            name: name.into(),
+            kind: Some(ProviderKind::Xtream),
+            url: fake.url(),
+            username: Some("main".into()),
+            password: Some(Secret::new(PW)),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+fn links(v: &[GuideLink]) -> Vec<(i64, &str, &str)> {
+    v.iter().map(|l| (l.provider_id, l.source_id.as_str(), l.output_id.as_str())).collect()
+}
+
+#[tokio::test]
+async fn xtream_guide_is_fetched_stored_and_linked() {
+    let (dir, store, http, fake) = setup().await;
+    let pid = xtream(&store, &fake, "X").await;
+    sync_provider(&store, &http, pid).await.unwrap();
+    let report = refresh_guide(&store, &http, pid).await.unwrap().expect("an Xtream provider has a guide");
+    assert_eq!((report.channels, report.programmes), (18, 18 * 30));
+    let path = guide_path(dir.path(), pid);
+    assert_eq!(path, dir.path().join("epg").join(format!("provider-{pid}.xml")));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), report.bytes);
+    let status = &statuses(&store).await.unwrap()[0];
+    assert_eq!(
+        (status.ok, status.channels, status.programmes, status.error.as_deref()),
+        (Some(true), Some(18), Some(540), None)
+    );
+    assert_eq!(status.fetched_at, status.ok_at);
+
+    // Every channel with an EPG id is linked to itself (tvg-id = the guide's id).
+    let all = guide_links(&store, None).await.unwrap();
+    assert_eq!(all.len(), 18);
+    assert_eq!(links(&all)[0], (pid, "ch1.fake", "ch1.fake"));
+    assert!(!all.iter().any(|l| l.source_id == "ch7.fake"));
+}
+
+#[tokio::test]
+async fn m3u_guide_comes_from_x_tvg_url_and_failures_keep_the_old_guide() {
+    let (dir, store, http, fake) = setup().await;
+    let playlist = format!("{}/get.php?username=main&password=m%2Fp%2Bw%24&type=m3u_plus&output=ts", fake.url());
+    let pid = add(
+        &store,
+        NewProvider { name: "M".into(), kind: Some(ProviderKind::M3u), url: playlist, ..Default::default() },
+    )
+    .await;
+    // Before the first sync nothing is known about a guide.
+    assert!(refresh_guide(&store, &http, pid).await.unwrap().is_none());
+    sync_provider(&store, &http, pid).await.unwrap();
+    let detected = store.provider(pid).await.unwrap().epg_url.unwrap();
+    assert!(detected.contains("/xmltv.php?username=main&password="), "{detected}");
+    let report = refresh_guide(&store, &http, pid).await.unwrap().unwrap();
+    assert_eq!(report.channels, 18);
+    let good = std::fs::read(guide_path(dir.path(), pid)).unwrap();
+
+    // A wrong password: the error is recorded without it, the guide stays.
+    let wrong = format!("{}/xmltv.php?username=main&password=s3cr3t-wrong", fake.url());
+    store.update_provider(pid, &ProviderPatch { epg_url: Some(Some(wrong)), ..Default::default() }).await.unwrap();
+    let e = refresh_guide(&store, &http, pid).await.unwrap_err();
+    assert!(matches!(e, CatalogError::Guide { .. }), "{e}");
+    let status = &statuses(&store).await.unwrap()[0];
+    let msg = status.error.clone().unwrap();
+    assert!(msg.contains("401") && !msg.contains("s3cr3t"), "{msg}");
+    assert_eq!((status.ok, status.channels), (Some(false), Some(18)), "counts of the kept guide stay");
+    assert!(status.fetched_at >= status.ok_at);
+    assert_eq!(std::fs::read(guide_path(dir.path(), pid)).unwrap(), good);
+}
+
+#[tokio::test]
+async fn links_follow_merges_hidden_channels_and_groups() {
+    let (_dir, store, http, fake) = setup().await;
+    let a = xtream(&store, &fake, "A").await;
+    let b = xtream(&store, &fake, "B").await;
+    store.update_provider(b, &ProviderPatch { priority: Some(5), ..Default::default() }).await.unwrap();
+    sync_provider(&store, &http, a).await.unwrap();
+    sync_provider(&store, &http, b).await.unwrap();
+    let id = |p: i64, key: &str| {
+        let store = store.clone();
+        let key = key.to_string();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT id FROM streams WHERE provider_id = ? AND upstream_key = ?")
+                .bind(p)
+                .bind(key)
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+        }
+    };
+    // B's channel 2 is merged into A's channel 1 as a further source, under
+    // another guide id; A's channel 3 is hidden.
+    let (a1, b2, a3) = (id(a, "1").await, id(b, "2").await, id(a, "3").await);
+    sqlx::query("UPDATE streams SET tvg_id = 'CH2.other@HD' WHERE id = ?")
+        .bind(b2)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO channel_sources (channel_id, stream_id, position) VALUES (?, ?, 1)")
+        .bind(a1)
+        .bind(b2)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE streams SET hidden = 1 WHERE id = ?").bind(a3).execute(store.pool()).await.unwrap();
+
+    let all = guide_links(&store, None).await.unwrap();
+    let l = links(&all);
+    assert!(l.contains(&(b, "CH2.other@HD", "ch1.fake")), "merged source maps to the channel's id");
+    assert_eq!(l.iter().filter(|x| x.1 == "ch3.fake").count(), 1);
+    assert!(!l.contains(&(a, "ch3.fake", "ch3.fake")), "hidden channel left out");
+    assert!(l.contains(&(b, "ch3.fake", "ch3.fake")), "B's own channel 3 is not hidden");
+    assert!(!l.iter().any(|(_, _, o)| *o == "CH2.other@HD"), "a merged stream is not a channel");
+    // Provider A (priority 0) comes before B (priority 5).
+    let first_b = l.iter().position(|x| x.0 == b).unwrap();
+    assert!(l[..first_b].iter().all(|x| x.0 == a) && l[first_b..].iter().all(|x| x.0 == b));
+
+    // Groups: only the channels of those groups (and their merged sources).
+    let group: i64 =
+        sqlx::query_scalar("SELECT group_id FROM streams WHERE id = ?").bind(a1).fetch_one(store.pool()).await.unwrap();
+    let in_group = guide_links(&store, Some(&[group])).await.unwrap();
+    assert!(!in_group.is_empty() && in_group.len() < all.len());
+    assert!(links(&in_group).contains(&(b, "CH2.other@HD", "ch1.fake")));
+    assert!(guide_links(&store, Some(&[])).await.unwrap().is_empty());
+}
