@@ -9,11 +9,14 @@
 pub mod details;
 pub mod error;
 pub mod model;
+pub mod outputs;
 pub mod secret;
 pub mod store;
 pub mod sync;
+pub mod users;
 
 pub use error::{CatalogError, FieldError};
 pub use model::*;
 pub use secret::Secret;
 pub use store::{now, Store};
+pub use users::{User, UserPatch, UserStatus};

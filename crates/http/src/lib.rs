@@ -9,8 +9,10 @@
 
 mod api;
 pub mod error;
+mod outputs;
 pub mod pool_status;
 mod stream;
+mod users;
 mod write;
 
 use std::time::Instant;
@@ -32,6 +34,9 @@ pub struct AppState {
     pub relay: tunerpool_relay::relay::Relay,
     pub pool: PoolSettings,
     pub started: Instant,
+    /// The base of URLs handed to clients (`public_url`); `None`: the
+    /// request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// The pool settings handlers need.
@@ -67,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/movie/{file}", get(stream::movie))
         .route("/series/{file}", get(stream::episode))
         .route("/api/v1/providers/{id}/pool", get(pool_status::one))
+        .merge(outputs::routes())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

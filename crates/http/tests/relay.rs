@@ -63,6 +63,7 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
         ledger,
         pool: PoolSettings { expiry_warning_days: 7 },
         started: Instant::now(),
+        public_url: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -69,6 +69,7 @@ pub fn app_state(config: &Config, store: &Store, http: &UpstreamHttp, ledger: Ar
         ledger,
         pool: PoolSettings { expiry_warning_days: config.pool.expiry_warning_days },
         started: Instant::now(),
+        public_url: config.public_url.clone(),
     }
 }
 
