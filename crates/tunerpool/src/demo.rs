@@ -1,12 +1,13 @@
 //! `tunerpool demo`: everything a newcomer needs to see tunerpool work, with
 //! no provider of their own — a simulated Xtream provider in-process (2
 //! accounts of 1 connection, 20 live channels), a temporary data dir, the
-//! provider added and synced, and the gateway serving.
+//! provider added and synced, a downstream user `demo` / `demo` to point a
+//! player at, and the gateway serving.
 
 use anyhow::Context;
 use fakeprovider::{FakeConfig, FakeProvider};
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store, UserPatch};
 
 use crate::cli::DemoArgs;
 use crate::config::Config;
@@ -59,6 +60,18 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     // With --keep-data the stored URL may point at an earlier run's port.
     store.set_provider_url(provider.id, &fake.url()).await?;
     let report = sync_provider(&store, &http, provider.id).await?;
+    // A login for players. Its password is printed below on purpose: it is
+    // the demo's fixed, well-known credential.
+    if store.user_by_name("demo").await?.is_none() {
+        store
+            .create_user(&UserPatch {
+                username: Some("demo".into()),
+                password: Some(Secret::new("demo")),
+                max_connections: Some(2),
+                ..Default::default()
+            })
+            .await?;
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {} (choose another port with --listen 127.0.0.1:PORT)", config.listen)
@@ -78,6 +91,10 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "  Watch:      http://{shown}/stream/1.ts   (VLC, mpv, ffplay; 2 accounts of 1 connection: 2 channels at once)"
     );
+    println!("Point a player at it as user demo / demo:");
+    println!("  M3U:        http://{shown}/get.php?username=demo&password=demo&type=m3u_plus&output=ts");
+    println!("  Xtream:     server http://{shown}  username demo  password demo");
+    println!("  HDHomeRun:  http://{shown}/hdhr/demo/demo   (Plex, Jellyfin, Emby: add this as the tuner's address)");
     println!("  Channels:   http://{shown}/api/v1/channels");
     println!("  Pool:       http://{shown}/api/v1/pool");
     println!("  Sessions:   http://{shown}/api/v1/sessions");
