@@ -466,6 +466,7 @@ async fn allowed_groups_filter_every_listing_and_stream() {
     h.user(json!({"username": "all", "password": "a"})).await;
     let cats = h.api("username=all&password=a&action=get_live_categories").await;
     let group: i64 = cats[1]["category_id"].as_str().unwrap().parse().unwrap();
+    let gs = group.to_string();
     let u = h.user(json!({"username": "kid", "password": "k", "allowed_groups": [group]})).await;
     assert_eq!(u["allowed_groups"], json!([group]));
     let creds = "username=kid&password=k";
@@ -474,7 +475,7 @@ async fn allowed_groups_filter_every_listing_and_stream() {
     assert_eq!(h.api(&format!("{creds}&action=get_vod_categories")).await, json!([]));
     let streams = h.api(&format!("{creds}&action=get_live_streams")).await;
     let streams = streams.as_array().unwrap();
-    assert!(!streams.is_empty() && streams.iter().all(|s| s["category_id"] == group.to_string()));
+    assert!(!streams.is_empty() && streams.iter().all(|s| s["category_id"] == gs.as_str()));
     assert_eq!(h.api(&format!("{creds}&action=get_vod_streams")).await, json!([]));
     let m3u = tunerpool_formats::m3u::parse(&body_of(&h, &format!("/get.php?{creds}")).await);
     assert_eq!(m3u.entries.len(), streams.len());
@@ -482,7 +483,7 @@ async fn allowed_groups_filter_every_listing_and_stream() {
     assert_eq!(lineup.as_array().unwrap().len(), streams.len());
     // A channel outside the user's groups does not exist for it.
     let all = h.api("username=all&password=a&action=get_live_streams").await;
-    let outside = all.as_array().unwrap().iter().find(|s| s["category_id"] != group.to_string()).unwrap();
+    let outside = all.as_array().unwrap().iter().find(|s| s["category_id"] != gs.as_str()).unwrap();
     let id = outside["stream_id"].as_i64().unwrap();
     assert_eq!(h.get(&format!("/live/kid/k/{id}.ts")).await.status(), 404);
     assert_eq!(h.get(&format!("/hdhr/kid/k/auto/v{id}")).await.status(), 404);

@@ -80,42 +80,40 @@ async fn vod(
     auth: &ClientAuth,
     addr: ConnectInfo<SocketAddr>,
     kind: MediaKind,
-    u: &str,
-    p: &str,
-    file: &str,
+    (u, p, file): (String, String, String),
     headers: &HeaderMap,
 ) -> Response {
-    let client = match login(st, auth, addr, u, p).await {
+    let client = match login(st, auth, addr, &u, &p).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Some(id) = file_id(file) else {
+    let Some(id) = file_id(&file) else {
         return text(StatusCode::NOT_FOUND, format!("no {} {file:?}", kind.as_str()));
     };
     if let Err(r) = check_visible(st, &client, kind, id).await {
         return r;
     }
-    crate::stream::vod_file(st, kind, file, headers, client.viewer()).await
+    crate::stream::vod_file(st, kind, &file, headers, client.viewer()).await
 }
 
 pub(crate) async fn movie(
     State(st): State<AppState>,
     Extension(auth): Extension<Arc<ClientAuth>>,
     addr: ConnectInfo<SocketAddr>,
-    Path((u, p, file)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    vod(&st, &auth, addr, MediaKind::Movie, &u, &p, &file, &headers).await
+    vod(&st, &auth, addr, MediaKind::Movie, path, &headers).await
 }
 
 pub(crate) async fn episode(
     State(st): State<AppState>,
     Extension(auth): Extension<Arc<ClientAuth>>,
     addr: ConnectInfo<SocketAddr>,
-    Path((u, p, file)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    vod(&st, &auth, addr, MediaKind::Series, &u, &p, &file, &headers).await
+    vod(&st, &auth, addr, MediaKind::Series, path, &headers).await
 }
 
 /// `/timeshift/{u}/{p}/{duration}/{start}/{id}.ts`: catch-up. The catalog
