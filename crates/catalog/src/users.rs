@@ -14,7 +14,7 @@ use crate::store::{now, Store};
 
 /// Usernames that would make a client URL ambiguous with one of our own
 /// routes (`/{user}/{pass}/{id}` is the Xtream short form).
-const RESERVED: &[&str] = &["api", "live", "movie", "series", "timeshift", "hdhr", "stream", "metrics", "healthz"];
+pub const RESERVED: &[&str] = &["api", "live", "movie", "series", "timeshift", "hdhr", "stream", "metrics", "healthz"];
 
 /// Most streams a user may be given as its own limit (a sanity bound).
 pub const MAX_USER_CONNECTIONS: i64 = 1000;

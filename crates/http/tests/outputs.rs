@@ -448,6 +448,11 @@ async fn bad_credentials_are_answered_the_way_clients_expect() {
     assert!(resp.text().await.unwrap().contains("expired"));
     // Unknown channels and ones outside the catalog are 404 even when logged in.
     assert_eq!(h.get("/live/kim/k1m/999999.ts").await.status(), 404);
+    // A mistyped API path is a 404, not a failed login.
+    for _ in 0..12 {
+        assert_eq!(h.get("/api/v1/nothing").await.status(), 404);
+    }
+    assert_eq!(h.api("username=kim&password=k1m").await["user_info"]["auth"], 1);
 
     // Failed logins are limited per address: after 10, even the right
     // password is refused with 429 for a while.

@@ -66,12 +66,17 @@ pub(crate) async fn live(
 }
 
 /// `/{u}/{p}/{id}`: the short form some players use for live channels.
+/// A path under one of our own prefixes (`/api/v1/nothing`) is a plain 404,
+/// not a failed login.
 pub(crate) async fn short(
     st: State<AppState>,
     auth: Extension<Arc<ClientAuth>>,
     addr: ConnectInfo<SocketAddr>,
     path: Path<(String, String, String)>,
 ) -> Response {
+    if tunerpool_catalog::users::RESERVED.contains(&path.0 .0.to_ascii_lowercase().as_str()) {
+        return text(StatusCode::NOT_FOUND, "not found".into());
+    }
     live(st, auth, addr, path).await
 }
 
