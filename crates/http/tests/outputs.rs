@@ -37,8 +37,13 @@ fn fast() -> RelaySettings {
 /// The simulated provider (accounts `a`/`pa` and `b`/`pb`, 1 connection
 /// each) synced into a fresh store, and the gateway serving it.
 async fn harness(settings: RelaySettings) -> Harness {
+    harness_with(settings, 20).await
+}
+
+async fn harness_with(settings: RelaySettings, live_channels: usize) -> Harness {
     let accounts = vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)];
-    let fake = FakeProvider::start(FakeConfig::with_accounts(accounts.clone())).await.unwrap();
+    let config = FakeConfig { live_channels, ..FakeConfig::with_accounts(accounts.clone()) };
+    let fake = FakeProvider::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
@@ -552,4 +557,26 @@ async fn users_api_contract() {
     assert_eq!(h.send("GET", "/api/v1/users/1", None).await.0, 404);
     assert_eq!(h.send("DELETE", "/api/v1/users/1", None).await.0, 404);
     assert_eq!(h.api("username=demo&password=fresh").await["user_info"]["auth"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_page_through_a_catalog_larger_than_a_page() {
+    let h = harness_with(fast(), 2345).await;
+    h.user(json!({"username": "kim", "password": "k1m"})).await;
+    let m3u = tunerpool_formats::m3u::parse(&body_of(&h, "/get.php?username=kim&password=k1m").await);
+    assert_eq!(m3u.entries.len(), 2345);
+    let ids: Vec<i64> = m3u
+        .entries
+        .iter()
+        .map(|e| e.url.rsplit('/').next().unwrap().trim_end_matches(".ts").parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order, no repeats");
+    let streams = h.api("username=kim&password=k1m&action=get_live_streams").await;
+    let streams = streams.as_array().unwrap();
+    assert_eq!(streams.len(), 2345);
+    let api_ids: Vec<i64> = streams.iter().map(|s| s["stream_id"].as_i64().unwrap()).collect();
+    assert_eq!(api_ids, ids);
+    assert_eq!(streams[2344]["num"], 2345);
+    let lineup: Value = h.get("/hdhr/kim/k1m/lineup.json").await.json().await.unwrap();
+    assert_eq!(lineup.as_array().unwrap().len(), 2345);
 }

@@ -31,7 +31,9 @@ pub(crate) struct Paged<F, W> {
 
 struct State<T, F, W> {
     paged: Paged<F, W>,
-    after: i64,
+    /// The next page, already being read while this one is written: the
+    /// store works on its own thread, so reading and writing overlap.
+    next: Option<tokio::task::JoinHandle<Result<Vec<T>, CatalogError>>>,
     buf: Vec<u8>,
     ready: VecDeque<Bytes>,
     first: bool,
@@ -65,14 +67,16 @@ pub(crate) fn paged<T, F, Fut, W>(paged: Paged<F, W>) -> Body
 where
     T: Keyed + Send + 'static,
     F: FnMut(i64) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Vec<T>, CatalogError>> + Send,
+    Fut: Future<Output = Result<Vec<T>, CatalogError>> + Send + 'static,
     W: FnMut(&T, &mut Vec<u8>) + Send + 'static,
 {
     let mut buf = Vec::with_capacity(CHUNK + 4096);
     buf.extend_from_slice(&paged.head);
+    let mut paged = paged;
+    let first_page = tokio::spawn((paged.fetch)(0));
     let state: State<T, F, W> = State {
         paged,
-        after: 0,
+        next: Some(first_page),
         buf,
         ready: VecDeque::new(),
         first: true,
@@ -87,7 +91,9 @@ where
             if st.done {
                 return None;
             }
-            let rows = match (st.paged.fetch)(st.after).await {
+            let Some(next) = st.next.take() else { return None };
+            let fetched = next.await.unwrap_or_else(|e| Err(CatalogError::Conflict(format!("page reader: {e}"))));
+            let rows = match fetched {
                 Ok(rows) => rows,
                 Err(e) => {
                     // The client sees a cut body; there is no status to change any more.
@@ -96,6 +102,11 @@ where
                     return Some((Err(std::io::Error::other("catalog read failed")), st));
                 }
             };
+            if rows.len() >= PAGE as usize {
+                if let Some(last) = rows.last() {
+                    st.next = Some(tokio::spawn((st.paged.fetch)(last.key())));
+                }
+            }
             for row in &rows {
                 if !st.first {
                     st.buf.extend_from_slice(st.paged.separator);
@@ -107,10 +118,7 @@ where
                     st.ready.push_back(Bytes::from(full));
                 }
             }
-            if let Some(last) = rows.last() {
-                st.after = last.key();
-            }
-            if rows.len() < PAGE as usize {
+            if st.next.is_none() {
                 st.done = true;
                 st.buf.extend_from_slice(st.paged.tail);
                 let rest = std::mem::take(&mut st.buf);
