@@ -91,7 +91,7 @@ where
             if st.done {
                 return None;
             }
-            let Some(next) = st.next.take() else { return None };
+            let next = st.next.take()?;
             let fetched = next.await.unwrap_or_else(|e| Err(CatalogError::Conflict(format!("page reader: {e}"))));
             let rows = match fetched {
                 Ok(rows) => rows,
