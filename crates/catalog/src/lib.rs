@@ -13,12 +13,15 @@ pub mod epg;
 pub mod error;
 pub mod events;
 pub mod model;
+pub mod outputs;
 pub mod secret;
 pub mod store;
 pub mod sync;
+pub mod users;
 
 pub use error::{CatalogError, FieldError};
 pub use events::{Event, EventQuery, Level, NewEvent};
 pub use model::*;
 pub use secret::Secret;
 pub use store::{now, Store};
+pub use users::{User, UserPatch, UserStatus};

@@ -316,7 +316,7 @@ pub struct GroupCount {
 
 /// `Some(None)` when a JSON field is present and `null` (clear it), `None`
 /// when absent (keep it): what PATCH needs for optional values.
-fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

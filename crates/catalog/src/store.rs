@@ -542,6 +542,7 @@ impl Store {
         id: i64,
     ) -> Result<(StreamSource, String, Option<String>), CatalogError> {
         let (table, ext) = match kind {
+            MediaKind::Series if id > crate::outputs::EPISODE_ID_BASE => return self.episode_source(id).await,
             MediaKind::Movie => ("movies", "container_extension"),
             MediaKind::Series => ("series", "NULL"),
             MediaKind::Live => return self.stream_source(id).await.map(|s| (s, String::new(), None)),
@@ -558,6 +559,27 @@ impl Store {
             provider_id: row.try_get("provider_id")?,
             upstream_id: row.try_get("upstream_id")?,
             url: row.try_get("url")?,
+            headers: Vec::new(),
+        };
+        Ok((source, row.try_get("name")?, row.try_get("ext")?))
+    }
+
+    /// An Xtream episode stored from a series' info (client id
+    /// [`crate::outputs::EPISODE_ID_BASE`] + row id) as a source to open.
+    async fn episode_source(&self, id: i64) -> Result<(StreamSource, String, Option<String>), CatalogError> {
+        let row = sqlx::query(
+            "SELECT s.provider_id, e.upstream_id, e.name, e.container_extension AS ext
+             FROM episodes e JOIN series s ON s.id = e.series_id WHERE e.id = ?",
+        )
+        .bind(id - crate::outputs::EPISODE_ID_BASE)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| CatalogError::NotFound { what: "episode", id: id.to_string() })?;
+        let source = StreamSource {
+            stream_id: id,
+            provider_id: row.try_get("provider_id")?,
+            upstream_id: row.try_get("upstream_id")?,
+            url: None,
             headers: Vec::new(),
         };
         Ok((source, row.try_get("name")?, row.try_get("ext")?))

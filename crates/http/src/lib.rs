@@ -17,9 +17,11 @@ mod epg;
 pub mod error;
 mod live;
 mod openapi;
+mod outputs;
 pub mod pool_status;
 mod stream;
 mod ui;
+mod users;
 mod write;
 
 use std::time::Instant;
@@ -49,6 +51,9 @@ pub struct AppState {
     pub started: Instant,
     /// Required as `Authorization: Bearer …` by every `/api/v1` route.
     pub admin_token: AdminToken,
+    /// The base of URLs handed to clients (`public_url`); `None`: the
+    /// request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// The pool settings handlers need.
@@ -76,6 +81,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::list_groups))
         .routes(routes!(pool_status::all))
         .routes(routes!(api::list_events))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::one, users::update, users::remove))
         .routes(routes!(epg::status))
         .routes(routes!(epg::refresh_now))
         .routes(routes!(stream::sessions))
@@ -100,6 +107,7 @@ pub fn router(state: AppState) -> Router {
 fn app(state: AppState, shutdown: CancellationToken) -> Router {
     use axum::routing::{any, get};
     let (api, _) = api_routes().split_for_parts();
+    let logins = std::sync::Arc::new(outputs::ClientAuth::default());
     // Unknown API paths answer in JSON too (and only to the admin).
     let api = api
         .route(
@@ -109,7 +117,8 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
             }),
         )
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin))
-        .layer(axum::Extension(live::Shutdown(shutdown)));
+        .layer(axum::Extension(live::Shutdown(shutdown)))
+        .layer(axum::Extension(logins.clone()));
     Router::new()
         .merge(api)
         .route("/healthz", get(api::healthz))
@@ -122,6 +131,7 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/ui/{file}", get(ui::file))
         .route("/epg.xml", get(epg::epg_xml))
         .route("/epg.xml.gz", get(epg::epg_xml_gz))
+        .merge(outputs::routes(logins))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -3,18 +3,17 @@
 //! guides, `/epg.xml` and `/epg.xml.gz` read back and checked against the
 //! catalog.
 
+mod common;
+
+use common::{api_client, app_state, serve, TOKEN};
+
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{NewProvider, ProviderKind, Secret, Store};
 use tunerpool_formats::xmltv::{self, Item};
-use tunerpool_http::{AppState, PoolSettings};
-use tunerpool_ledger::{AnyLedger, MemoryLedger};
-use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
@@ -58,27 +57,16 @@ async fn harness() -> Harness {
     .await;
     sync_provider(&store, &http, xtream).await.unwrap();
     sync_provider(&store, &http, m3u).await.unwrap();
-    let ledger = Arc::new(AnyLedger::Memory(MemoryLedger::new(Duration::from_secs(15))));
-    let state = AppState {
-        store: store.clone(),
-        http: http.clone(),
-        relay: Relay::new(store.clone(), ledger.clone(), http.client().clone(), RelaySettings::default()),
-        ledger,
-        pool: PoolSettings { expiry_warning_days: 7 },
-        started: Instant::now(),
-        admin_token: tunerpool_http::AdminToken::new(TOKEN),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = tunerpool_http::serve(listener, state, std::future::pending()).await;
-    });
+    let (base, server) = serve(app_state(&store, &http, RelaySettings::default())).await;
     Harness { fake, base, store, xtream, m3u, _dir: dir, _server: server }
 }
 
-/// A client that does not decode gzip by itself, so the test sees the wire.
+/// A client that does not decode gzip by itself, so the test sees the wire
+/// (and sends the admin token, for the API calls).
 fn raw_client() -> reqwest::Client {
-    reqwest::Client::builder().no_gzip().build().unwrap()
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TOKEN}").parse().unwrap());
+    reqwest::Client::builder().no_gzip().default_headers(headers).build().unwrap()
 }
 
 struct Guide {
@@ -206,14 +194,4 @@ async fn clients_that_go_away_mid_guide_do_not_hurt_the_next_one() {
     }
     let full = client.get(format!("{}/epg.xml", h.base)).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(parse(&full).programmes.len(), 540);
-}
-
-/// The admin token the harness's server requires on `/api/v1`.
-const TOKEN: &str = "epg-test-admin-token";
-
-/// A client that sends the admin token.
-fn api_client() -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TOKEN}").parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }

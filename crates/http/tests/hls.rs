@@ -2,7 +2,10 @@
 //! HLS playlists of the simulated provider (directly, or behind a master
 //! playlist), relayed to viewers as one continuous MPEG-TS stream.
 
-use std::sync::Arc;
+mod common;
+
+use common::{app_state, serve, TOKEN};
+
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
@@ -10,14 +13,8 @@ use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use futures_util::StreamExt;
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{ChannelQuery, NewProvider, ProviderKind, Store};
-use tunerpool_http::{AppState, PoolSettings};
-use tunerpool_ledger::{AnyLedger, MemoryLedger};
-use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
-
-/// The admin token the harness's server requires on `/api/v1`.
-const TOKEN: &str = "hls-test-admin-token";
 
 struct Harness {
     fake: FakeProvider,
@@ -77,22 +74,8 @@ async fn harness() -> Harness {
     sync_provider(&store, &http, pid).await.unwrap();
     let channels =
         store.channels(&ChannelQuery::default()).await.unwrap().items.into_iter().map(|c| (c.name, c.id)).collect();
-    let ledger = Arc::new(AnyLedger::Memory(MemoryLedger::new(Duration::from_secs(15))));
     let settings = RelaySettings { linger: Duration::from_millis(300), ..RelaySettings::default() };
-    let state = AppState {
-        store: store.clone(),
-        http: http.clone(),
-        relay: Relay::new(store.clone(), ledger.clone(), http.client().clone(), settings),
-        ledger,
-        pool: PoolSettings { expiry_warning_days: 7 },
-        started: Instant::now(),
-        admin_token: tunerpool_http::AdminToken::new(TOKEN),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = tunerpool_http::serve(listener, state, std::future::pending()).await;
-    });
+    let (base, _) = serve(app_state(&store, &http, settings)).await;
     Harness { fake, base, channels, _dir: dir }
 }
 

@@ -1,21 +1,19 @@
 //! The relay over real sockets: tunerpool's HTTP server in-process, the
 //! simulated provider as the upstream, real MPEG-TS.
 
-use std::sync::Arc;
+mod common;
+
+use common::{app_state, serve, TOKEN};
+
 use std::time::{Duration, Instant};
 
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
 use futures_util::StreamExt;
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
-use tunerpool_http::{AppState, PoolSettings};
-use tunerpool_ledger::{AnyLedger, MemoryLedger};
 use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
-
-/// The admin token the harness's server requires on `/api/v1`.
-const TOKEN: &str = "relay-test-admin-token";
 
 struct Harness {
     fake: FakeProvider,
@@ -60,22 +58,9 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
     for a in store.accounts(pid).await.unwrap() {
         tunerpool_catalog::details::refresh_account(&store, &http, &provider, &a).await.unwrap();
     }
-    let ledger = Arc::new(AnyLedger::Memory(MemoryLedger::new(Duration::from_secs(15))));
-    let state = AppState {
-        store: store.clone(),
-        http: http.clone(),
-        relay: Relay::new(store.clone(), ledger.clone(), http.client().clone(), settings),
-        ledger,
-        pool: PoolSettings { expiry_warning_days: 7 },
-        started: Instant::now(),
-        admin_token: tunerpool_http::AdminToken::new(TOKEN),
-    };
+    let state = app_state(&store, &http, settings);
     let relay = state.relay.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = tunerpool_http::serve(listener, state, std::future::pending()).await;
-    });
+    let (base, server) = serve(state).await;
     Harness { fake, base, relay, _dir: dir, _server: server }
 }
 

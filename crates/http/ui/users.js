@@ -1,5 +1,5 @@
 // Users (the people who watch): add/edit, and the URLs to give them.
-// Built against /api/v1/users; a server without it answers 404, and the page says so.
+// Backed by /api/v1/users.
 
 import { api } from './api.js';
 import { clear, clearErrors, copyText, field, fmtDate, h, numOrNull, showErrors, toast } from './dom.js';
@@ -12,7 +12,7 @@ function clientUrls(user, password) {
   return [
     ['M3U playlist', `${o}/get.php?username=${u}&password=${p}&type=m3u_plus&output=ts`],
     ['Xtream server (log in with the same username and password)', o],
-    ['HDHomeRun', `${o}/hdhr/`],
+    ['HDHomeRun tuner (Plex, Jellyfin, Emby)', `${o}/hdhr/${u}/${p}`],
   ];
 }
 
@@ -136,14 +136,7 @@ export function render(main) {
       for (const u of users) list.append(row(u));
     } catch (e) {
       if (gone) return;
-      if (e.status === 404) {
-        add.hidden = true;
-        clear(list).append(h('div', { class: 'card notice', id: 'users-unavailable' },
-          h('strong', {}, 'User management is not available on this server yet. '),
-          'This tunerpool has no /api/v1/users; update tunerpool to add users with their own playlist and Xtream logins.'));
-      } else {
-        clear(list).append(h('p', { class: 'error' }, e.message));
-      }
+      clear(list).append(h('p', { class: 'error' }, e.message));
     }
   }
   api('GET', '/groups').then((g) => { groups = g; }).catch(() => {});

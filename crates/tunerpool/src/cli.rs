@@ -46,6 +46,38 @@ pub enum Command {
     /// Test credentials, add and list accounts of a provider.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Add, list and remove downstream users: the logins players use for the M3U, Xtream and
+    /// HDHomeRun outputs.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (its password is stored hashed).
+    Add {
+        #[arg(long)]
+        username: String,
+        /// Prefer the environment variable, which stays out of shell history and `ps`.
+        #[arg(long, env = "TUNERPOOL_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Streams this user may watch at once; 0 = no limit of its own (the pool still applies).
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        max_connections: i64,
+        /// Expiry as a Unix time in seconds (default: never).
+        #[arg(long, allow_negative_numbers = true)]
+        expires_at: Option<i64>,
+        /// Only these group ids (repeatable; see GET /api/v1/groups); default: every group.
+        #[arg(long = "group")]
+        groups: Vec<i64>,
+    },
+    /// List users (never their passwords).
+    List,
+    /// Remove a user.
+    Remove {
+        /// User id or username.
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,8 +7,8 @@
 //!
 //! Environment variables are `TUNERPOOL_` followed by the key in upper case with
 //! `.` replaced by `_` (`sync.catalog_interval` → `TUNERPOOL_SYNC_CATALOG_INTERVAL`).
-//! `TUNERPOOL_CONFIG` and every variable starting with `TUNERPOOL_PROVIDER_` or
-//! `TUNERPOOL_TEST_` are not configuration keys (they belong to CLI subcommands
+//! `TUNERPOOL_CONFIG`, `TUNERPOOL_USER_PASSWORD` and every variable starting with
+//! `TUNERPOOL_PROVIDER_` or `TUNERPOOL_TEST_` are not configuration keys (they belong to CLI subcommands
 //! and tests) and are ignored here; any other unknown `TUNERPOOL_*` variable is
 //! reported as a problem.
 
@@ -343,8 +343,8 @@ impl Config {
     /// (only TUNERPOOL_* considered; unknown TUNERPOOL_* vars → problem), then
     /// overrides. Collects all problems.
     ///
-    /// `TUNERPOOL_CONFIG`, `TUNERPOOL_PROVIDER_*` and `TUNERPOOL_TEST_*` are
-    /// ignored. Variables are applied in name order so problems are reported
+    /// `TUNERPOOL_CONFIG`, `TUNERPOOL_USER_PASSWORD`, `TUNERPOOL_PROVIDER_*` and
+    /// `TUNERPOOL_TEST_*` are ignored. Variables are applied in name order so problems are reported
     /// deterministically.
     pub fn load(
         file: Option<&Path>,
@@ -449,7 +449,10 @@ impl Config {
 
 /// `true` for `TUNERPOOL_*` variables that are not configuration keys.
 fn is_ignored_env(name: &str) -> bool {
-    name == "TUNERPOOL_CONFIG" || name.starts_with("TUNERPOOL_PROVIDER_") || name.starts_with("TUNERPOOL_TEST_")
+    name == "TUNERPOOL_CONFIG"
+        || name == "TUNERPOOL_USER_PASSWORD"
+        || name.starts_with("TUNERPOOL_PROVIDER_")
+        || name.starts_with("TUNERPOOL_TEST_")
 }
 
 fn load_with_default_file(

@@ -1,12 +1,13 @@
 //! `tunerpool demo`: everything a newcomer needs to see tunerpool work, with
 //! no provider of their own — a simulated Xtream provider in-process (2
 //! accounts of 1 connection, 20 live channels), a temporary data dir, the
-//! provider added and synced, and the gateway serving.
+//! provider added and synced, a downstream user `demo` / `demo` to point a
+//! player at, and the gateway serving.
 
 use anyhow::Context;
 use fakeprovider::{FakeConfig, FakeProvider};
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store, UserPatch};
 
 use crate::cli::DemoArgs;
 use crate::config::Config;
@@ -60,6 +61,18 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     store.set_provider_url(provider.id, &fake.url()).await?;
     let report = sync_provider(&store, &http, provider.id).await?;
     let guide = tunerpool_catalog::epg::refresh_guide(&store, &http, provider.id).await?;
+    // A login for players. Its password is printed below on purpose: it is
+    // the demo's fixed, well-known credential.
+    if store.user_by_name("demo").await?.is_none() {
+        store
+            .create_user(&UserPatch {
+                username: Some("demo".into()),
+                password: Some(Secret::new("demo")),
+                max_connections: Some(2),
+                ..Default::default()
+            })
+            .await?;
+    }
 
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {} (choose another port with --listen 127.0.0.1:PORT)", config.listen)
@@ -83,6 +96,10 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     println!("  Web UI:     http://{shown}/   (log in with the admin token below)");
     println!("  Token:      {}", admin.text);
     println!("  API:        curl -H 'Authorization: Bearer {}' http://{shown}/api/v1/pool", admin.text);
+    println!("Point a player at it as user demo / demo:");
+    println!("  M3U:        http://{shown}/get.php?username=demo&password=demo&type=m3u_plus&output=ts");
+    println!("  Xtream:     server http://{shown}  username demo  password demo");
+    println!("  HDHomeRun:  http://{shown}/hdhr/demo/demo   (Plex, Jellyfin, Emby: add this as the tuner's address)");
     println!("  Channels:   http://{shown}/api/v1/channels");
     if let Some(g) = guide {
         println!("  Guide:      http://{shown}/epg.xml   ({} channels, {} programmes)", g.channels, g.programmes);

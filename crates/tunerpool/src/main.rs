@@ -10,6 +10,7 @@ mod logging;
 mod provider;
 mod scheduler;
 mod serve;
+mod user;
 
 use std::process::ExitCode;
 
@@ -97,6 +98,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             logging::init(&config, true);
             provider::run_account(&config, cmd).await
+        }
+        Command::User(cmd) => {
+            let config = load_config(&cli)?;
+            logging::init(&config, true);
+            user::run(&config, cmd).await
         }
     }
 }

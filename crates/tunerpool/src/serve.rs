@@ -75,6 +75,7 @@ pub fn app_state(
         ledger,
         pool: PoolSettings { expiry_warning_days: config.pool.expiry_warning_days },
         started: Instant::now(),
+        public_url: config.public_url.clone(),
         admin_token,
     }
 }

@@ -12,6 +12,9 @@ use common::{send, start_server, tunerpool};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use serde_json::{json, Value};
 
+/// Downstream users' passwords (no characters that cannot travel in a URL).
+const USER_PW1: &str = "Kim-Secret-9x";
+const USER_PW2: &str = "Kim-Other-7q";
 const PW1: &str = "primary/pa+ss$word";
 const PW2: &str = "backup%pass&word";
 const PW3: &str = "changed#Pass=word";
@@ -217,13 +220,21 @@ async fn admin_api_is_guarded_documented_and_never_returns_a_password() {
     // Bad input echoes field names, not values.
     let (s, _) = call("PATCH", &format!("/api/v1/accounts/{aid}"), Some(json!({"password": PW3, "max_streams": -1})));
     assert_eq!(s, 400);
+    // A downstream user, with a known password too.
+    let (s, u) =
+        call("POST", "/api/v1/users", Some(json!({"username": "kim", "password": USER_PW1, "max_connections": 1})));
+    assert_eq!(s, 201, "{u}");
+    let uid = u["id"].as_i64().unwrap();
+    let (s, _) = call("PATCH", &format!("/api/v1/users/{uid}"), Some(json!({"password": USER_PW2})));
+    assert_eq!(s, 200);
     for (method, path) in ops.iter().filter(|(m, p)| m == "GET" && p != "/api/v1/live") {
-        let (s, _) = call(method, &path.replace("{id}", &pid.to_string()), None);
+        let id = if path.starts_with("/api/v1/users/") { uid } else { pid };
+        let (s, _) = call(method, &path.replace("{id}", &id.to_string()), None);
         assert_eq!(s, 200, "GET {path}");
     }
     seen.push_str(&first_live_events(&base, &token).await);
     assert!(seen.contains("\"username\":\"two\""), "the answers were read");
-    for secret in [PW1, PW2, PW3, "pa%2Bss", "pass%26word", "Pass%3Dword", &token] {
+    for secret in [PW1, PW2, PW3, USER_PW1, USER_PW2, "pa%2Bss", "pass%26word", "Pass%3Dword", &token] {
         assert!(!seen.contains(secret), "an API answer contained a secret ({})", secret.len());
     }
     drop(server);

@@ -308,10 +308,28 @@ async fn a_person_adds_a_provider_and_an_account_and_watches_the_pool_live() {
     assert!(url.as_str().unwrap().starts_with(&format!("{base}/stream/")), "{url}");
     page.shot("10-channels").await;
 
-    // Users: this server has no users API yet, and the page says so.
+    // Users: add one; its player URLs are shown with the password just typed, and they work.
     page.click("#nav a[data-page=users]").await;
-    page.wait_text("the users notice", "#users-unavailable", "not available").await;
-    page.shot("11-users-unavailable").await;
+    page.click("[data-action=add-user]").await;
+    page.fill("[data-form=user]", "username", "kim").await;
+    page.fill("[data-form=user]", "password", "has a space").await;
+    page.click("[data-form=user] button[type=submit]").await;
+    page.wait_for(
+        "the field error",
+        "document.querySelector('[data-form=user] .field[data-field=password] .error:not([hidden])')",
+    )
+    .await;
+    page.fill("[data-form=user]", "password", "kim-pass-1").await;
+    page.fill("[data-form=user]", "max_connections", "2").await;
+    page.click("[data-form=user] button[type=submit]").await;
+    page.wait_text("the new user", "#users .item.user", "0/2 connections").await;
+    let m3u = page.eval("document.querySelector('#users .item.user input.url').value").await;
+    let m3u = m3u.as_str().unwrap().to_string();
+    assert_eq!(m3u, format!("{base}/get.php?username=kim&password=kim-pass-1&type=m3u_plus&output=ts"));
+    page.shot("11-users").await;
+    let playlist = reqwest::get(&m3u).await.unwrap();
+    assert_eq!(playlist.status(), 200);
+    assert!(playlist.text().await.unwrap().starts_with("#EXTM3U"));
 
     // A phone-width screen: nothing wider than the screen.
     page.c.set_window_size(390, 844).await.unwrap();

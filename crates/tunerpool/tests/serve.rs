@@ -41,6 +41,42 @@ fn demo_serves_the_simulated_channels() {
     .unwrap();
     assert_eq!(first[0], 0x47);
 
+    // The printed player URLs work for the demo user: the M3U parses and its
+    // first channel plays, the Xtream login succeeds, the tuner answers.
+    let line = |prefix: &str| {
+        let l = server.stdout.iter().find_map(|l| l.trim().strip_prefix(prefix)).unwrap_or_else(|| panic!("{prefix}"));
+        l.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let m3u_url = line("M3U:");
+    let xtream = line("Xtream:");
+    assert_eq!(xtream, format!("server {} username demo password demo", server.base));
+    let hdhr = line("HDHomeRun:").split_whitespace().next().unwrap().to_string();
+    let (m3u, first, login, discover) = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let body = reqwest::get(&m3u_url).await.unwrap().bytes().await.unwrap();
+            let m3u = tunerpool_formats::m3u::parse(&body);
+            let first = reqwest::get(&m3u.entries[0].url).await.unwrap().chunk().await.unwrap().unwrap();
+            let base = m3u_url.split("/get.php").next().unwrap().to_string();
+            let login: serde_json::Value = reqwest::get(format!("{base}/player_api.php?username=demo&password=demo"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let discover: serde_json::Value =
+                reqwest::get(format!("{hdhr}/discover.json")).await.unwrap().json().await.unwrap();
+            (m3u, first, login, discover)
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(m3u.entries.len(), 20);
+    assert_eq!(m3u.entries[0].title, "Channel 1");
+    assert_eq!(first[0], 0x47);
+    assert_eq!(login["user_info"]["auth"], 1);
+    assert_eq!(discover["TunerCount"], 2);
+
     // SIGTERM stops it cleanly and the temporary data dir goes with it.
     let data_dir = server
         .stdout
@@ -172,4 +208,35 @@ fn config_check_names_every_problem() {
     let out = tunerpool(dir.path()).args(["serve", "--config"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sync.catalog_interval"));
+}
+
+#[test]
+fn user_cli_adds_lists_and_removes_without_showing_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let out = tunerpool(dir.path())
+        .args(["user", "add", "--data-dir", data_s, "--username", "a b", "--max-connections", "-1"])
+        .env("TUNERPOOL_USER_PASSWORD", "x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--username:") && err.contains("--max-connections:"), "{err}");
+    let out = tunerpool(dir.path())
+        .args(["user", "add", "--data-dir", data_s, "--username", "kim", "--max-connections", "2"])
+        .env("TUNERPOOL_USER_PASSWORD", "hunter22")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = tunerpool(dir.path()).args(["user", "list", "--data-dir", data_s]).output().unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["username"], "kim");
+    assert_eq!(list[0]["max_connections"], 2);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("hunter22") && !text.contains("argon2"), "{text}");
+    let out = tunerpool(dir.path()).args(["user", "remove", "kim", "--data-dir", data_s]).output().unwrap();
+    assert!(out.status.success());
+    let out = tunerpool(dir.path()).args(["user", "list", "--data-dir", data_s]).output().unwrap();
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
 }

@@ -161,6 +161,21 @@ impl XtreamClient {
         Ok(list.items)
     }
 
+    /// Any other `player_api.php` action with small JSON answers
+    /// (`get_vod_info`, `get_series_info`, `get_short_epg`, …), as JSON.
+    /// What the panel said is returned as is: callers that pass it on must
+    /// remove what identifies this account.
+    pub async fn action(&self, action: &str, extra: &[(&str, &str)]) -> Result<serde_json::Value, UpstreamError> {
+        let url = self.api_url(Some(action), extra);
+        let body = self.get_small(&url).await?;
+        let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+        if !matches!(body.get(start), Some(b'{' | b'[')) {
+            let snippet = String::from_utf8_lossy(&body[start..body.len().min(start + 60)]).into_owned();
+            return Err(self.bad_body(&url, "a JSON answer", XtreamError::NotJson { snippet }));
+        }
+        serde_json::from_slice(&body[start..]).map_err(|e| self.bad_body(&url, "a JSON answer", XtreamError::Json(e)))
+    }
+
     /// Downloads the item list of one section (live streams, VOD or series)
     /// to a spool file; parse it with [`parse_items`].
     pub async fn download_items(&self, section: Section) -> Result<Spooled, UpstreamError> {

@@ -89,10 +89,13 @@ pub fn write_entry(entry: &Entry, out: &mut String) {
 
 fn write_attrs(list: &[(String, String)], mode: Mode, out: &mut String) {
     for (k, v) in list {
-        let key: String = k
-            .chars()
-            .map(|c| if (c.is_ascii() && !attrs::is_key_byte(c as u8)) || is_line_break(c) { '_' } else { c })
-            .collect();
+        let bad = |c: char| (c.is_ascii() && !attrs::is_key_byte(c as u8)) || is_line_break(c);
+        // Keys are nearly always clean: copy only when one needs fixing.
+        let key: Cow<'_, str> = if k.contains(bad) {
+            Cow::Owned(k.chars().map(|c| if bad(c) { '_' } else { c }).collect())
+        } else {
+            Cow::Borrowed(k)
+        };
         if key.is_empty() {
             continue;
         }

@@ -1,0 +1,180 @@
+//! What client apps and downstream users see: an M3U playlist
+//! (`get.php`, `playlist.m3u`), an Xtream Codes API (`player_api.php` and
+//! its stream URLs), and an HDHomeRun tuner for Plex/Jellyfin/Emby
+//! (`/hdhr/{user}/{pass}/…`). Every request logs in as a downstream user
+//! (`auth`); every stream goes through the same relay calls as `/stream`, so
+//! every endpoint refuses the same way; a user only sees and plays what its
+//! allowed groups hold.
+
+mod auth;
+mod body;
+mod hdhr;
+mod m3u;
+mod streams;
+mod xtream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use tunerpool_catalog::outputs::ItemFilter;
+use tunerpool_catalog::User;
+use tunerpool_relay::{UserQuota, Viewer};
+
+pub(crate) use auth::ClientAuth;
+use auth::Refused;
+
+use crate::AppState;
+
+/// The client-output routes, to merge into the application router. `auth`
+/// is the login cache, shared with the users API (which drops a changed
+/// user's entries).
+pub(crate) fn routes(auth: Arc<ClientAuth>) -> axum::Router<AppState> {
+    Router::new()
+        .route("/get.php", get(m3u::get_php).post(m3u::get_php))
+        .route("/playlist.m3u", get(m3u::get_php))
+        .route("/player_api.php", get(xtream::player_api).post(xtream::player_api))
+        .route("/live/{u}/{p}/{file}", get(streams::live))
+        .route("/hls/{u}/{p}/{id}/{file}", get(streams::hls_segment))
+        .route("/movie/{u}/{p}/{file}", get(streams::movie))
+        .route("/series/{u}/{p}/{file}", get(streams::episode))
+        .route("/timeshift/{u}/{p}/{duration}/{start}/{file}", get(streams::timeshift))
+        .route("/{u}/{p}/{id}", get(streams::short))
+        .route("/hdhr/{u}/{p}/discover.json", get(hdhr::discover))
+        .route("/hdhr/{u}/{p}/lineup.json", get(hdhr::lineup))
+        .route("/hdhr/{u}/{p}/lineup_status.json", get(hdhr::lineup_status))
+        .route("/hdhr/{u}/{p}/lineup.post", get(hdhr::lineup_post).post(hdhr::lineup_post))
+        .route("/hdhr/{u}/{p}/device.xml", get(hdhr::device_xml))
+        .route("/hdhr/{u}/{p}/auto/{channel}", get(hdhr::tune))
+        .layer(Extension(auth))
+}
+
+/// A logged-in client: who, from where.
+pub(crate) struct Client {
+    pub user: User,
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    /// What the user may see.
+    pub fn filter(&self) -> ItemFilter {
+        ItemFilter { allowed_groups: self.user.allowed_groups.clone(), group: None }
+    }
+
+    /// The relay's view of this client: its address and its own limit.
+    pub fn viewer(&self) -> Viewer {
+        Viewer {
+            address: self.addr.to_string(),
+            user: Some(UserQuota {
+                id: self.user.id,
+                name: self.user.username.clone(),
+                max_connections: self.user.max_connections,
+            }),
+        }
+    }
+}
+
+/// Logs a client in, or the plain-text refusal a player shows.
+pub(crate) async fn login(
+    st: &AppState,
+    auth: &ClientAuth,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    username: &str,
+    password: &str,
+) -> Result<Client, Response> {
+    match auth.login(st, addr.ip(), username, password).await {
+        Ok(user) => Ok(Client { user, addr }),
+        Err(r) => Err(refusal(&r)),
+    }
+}
+
+/// The HTTP answer for a refused login (stream URLs, playlists, tuners).
+pub(crate) fn refusal(r: &Refused) -> Response {
+    let status = match r {
+        Refused::BadCredentials => StatusCode::UNAUTHORIZED,
+        Refused::Inactive(_) => StatusCode::FORBIDDEN,
+        Refused::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        Refused::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut resp = text(status, r.message());
+    if let Refused::RateLimited(s) = r {
+        if let Ok(v) = header::HeaderValue::from_str(&s.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+pub(crate) fn text(status: StatusCode, text: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text + "\n").into_response()
+}
+
+/// The base of every URL we hand out: `public_url` when configured, else
+/// what the client called us by (its `Host`), over http.
+pub(crate) fn base_url(st: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &st.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b)))
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// The parameters of a request: its query, then a form body (Xtream
+/// clients send both GET and POST).
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn new(uri: &Uri, body: &[u8]) -> Params {
+        let mut v: Vec<(String, String)> =
+            uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+        v.extend(url::form_urlencoded::parse(body).into_owned());
+        Params(v)
+    }
+
+    /// The first value of `key`, trimmed; empty counts as absent.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// `key` as a number, or a message naming the field.
+    pub fn number(&self, key: &str) -> Result<Option<i64>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| format!("{key}: {v:?} is not a number")),
+        }
+    }
+}
+
+/// How many streams the pool can serve now: the effective limits of usable
+/// accounts, capped per provider — what the HDHomeRun tuner count and
+/// Xtream `max_connections` report.
+pub(crate) async fn pool_capacity(st: &AppState) -> u32 {
+    let now = tunerpool_catalog::now();
+    let mut total = 0u32;
+    let Ok(providers) = st.store.providers().await else { return 0 };
+    for p in providers.iter().filter(|p| p.enabled) {
+        let Ok(accounts) = st.store.accounts(p.id).await else { continue };
+        let mut sum = 0u32;
+        for a in accounts.iter().filter(|a| tunerpool_pool::limits::is_usable(a, p.kind, now).is_ok()) {
+            sum = sum.saturating_add(tunerpool_pool::limits::effective_max(a, p).max);
+        }
+        if let Some(cap) = p.max_streams {
+            sum = sum.min(u32::try_from(cap.max(0)).unwrap_or(u32::MAX));
+        }
+        total = total.saturating_add(sum);
+    }
+    total
+}
+
+/// The id in a stream file name (`123`, `123.ts`, `123.m3u8`), if any.
+pub(crate) fn file_id(file: &str) -> Option<i64> {
+    file.split_once('.').map_or(file, |(id, _)| id).parse().ok()
+}

@@ -1,0 +1,168 @@
+//! Xtream-style stream URLs: `/live/{u}/{p}/{id}.ts|.m3u8`, the short form
+//! `/{u}/{p}/{id}`, `/movie/{u}/{p}/{id}.{ext}`, `/series/{u}/{p}/{id}.{ext}`.
+//! Each logs in, checks that the item is one the user may see (404
+//! otherwise, like anything not in the catalog), and hands over to the same
+//! relay calls as `/stream`, `/movie` and `/series`, with the user's own
+//! limit attached. `.m3u8` asks for the channel as HLS: a playlist of
+//! segments cut from the same shared stream (`/hls/{u}/{p}/{id}/{n}.ts`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Extension;
+use tunerpool_catalog::MediaKind;
+
+use super::{file_id, login, text, Client, ClientAuth};
+use crate::AppState;
+
+/// Whether `client` may play this item; the 404 (or 500) if not.
+pub(crate) async fn check_visible(st: &AppState, client: &Client, kind: MediaKind, id: i64) -> Result<(), Response> {
+    match st.store.item_visible(&client.filter(), kind, id).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::info!(user = %client.user.username, client = %client.addr, kind = kind.as_str(), id,
+                "refused: not in this user's catalog");
+            Err(text(StatusCode::NOT_FOUND, format!("no {} {id}", kind.as_str())))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "visibility check failed");
+            Err(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".into()))
+        }
+    }
+}
+
+/// A live channel for a logged-in client.
+pub(crate) async fn play_live(st: &AppState, client: &Client, id: i64) -> Response {
+    if let Err(r) = check_visible(st, client, MediaKind::Live, id).await {
+        return r;
+    }
+    crate::stream::live_response(st, id, client.viewer()).await
+}
+
+fn live_id(file: &str) -> Option<i64> {
+    match file.split_once('.') {
+        None => file.parse().ok(),
+        Some((id, "ts" | "m3u8")) => id.parse().ok(),
+        Some(_) => None,
+    }
+}
+
+pub(crate) async fn live(
+    State(st): State<AppState>,
+    Extension(auth): Extension<Arc<ClientAuth>>,
+    addr: ConnectInfo<SocketAddr>,
+    Path((u, p, file)): Path<(String, String, String)>,
+) -> Response {
+    let client = match login(&st, &auth, addr, &u, &p).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match live_id(&file) {
+        Some(id) if file.ends_with(".m3u8") => {
+            if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
+                return r;
+            }
+            crate::stream::hls_playlist_response(&st, id, client.viewer(), format!("/hls/{u}/{p}/{id}/")).await
+        }
+        Some(id) => play_live(&st, &client, id).await,
+        None => text(StatusCode::NOT_FOUND, format!("no channel {file:?}: use /live/{{user}}/{{pass}}/{{id}}.ts")),
+    }
+}
+
+/// `/hls/{u}/{p}/{id}/{n}.ts`: a segment of a channel's HLS output.
+pub(crate) async fn hls_segment(
+    State(st): State<AppState>,
+    Extension(auth): Extension<Arc<ClientAuth>>,
+    addr: ConnectInfo<SocketAddr>,
+    Path((u, p, id, file)): Path<(String, String, i64, String)>,
+) -> Response {
+    let client = match login(&st, &auth, addr, &u, &p).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
+        return r;
+    }
+    crate::stream::hls_segment_response(&st, id, &file, Some(client.user.id))
+}
+
+/// `/{u}/{p}/{id}`: the short form some players use for live channels.
+/// A path under one of our own prefixes (`/api/v1/nothing`) is a plain 404,
+/// not a failed login.
+pub(crate) async fn short(
+    st: State<AppState>,
+    auth: Extension<Arc<ClientAuth>>,
+    addr: ConnectInfo<SocketAddr>,
+    path: Path<(String, String, String)>,
+) -> Response {
+    if tunerpool_catalog::users::RESERVED.contains(&path.0 .0.to_ascii_lowercase().as_str()) {
+        return text(StatusCode::NOT_FOUND, "not found".into());
+    }
+    live(st, auth, addr, path).await
+}
+
+async fn vod(
+    st: &AppState,
+    auth: &ClientAuth,
+    addr: ConnectInfo<SocketAddr>,
+    kind: MediaKind,
+    (u, p, file): (String, String, String),
+    headers: &HeaderMap,
+) -> Response {
+    let client = match login(st, auth, addr, &u, &p).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(id) = file_id(&file) else {
+        return text(StatusCode::NOT_FOUND, format!("no {} {file:?}", kind.as_str()));
+    };
+    if let Err(r) = check_visible(st, &client, kind, id).await {
+        return r;
+    }
+    crate::stream::vod_file(st, kind, &file, headers, client.viewer()).await
+}
+
+pub(crate) async fn movie(
+    State(st): State<AppState>,
+    Extension(auth): Extension<Arc<ClientAuth>>,
+    addr: ConnectInfo<SocketAddr>,
+    Path(path): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    vod(&st, &auth, addr, MediaKind::Movie, path, &headers).await
+}
+
+pub(crate) async fn episode(
+    State(st): State<AppState>,
+    Extension(auth): Extension<Arc<ClientAuth>>,
+    addr: ConnectInfo<SocketAddr>,
+    Path(path): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    vod(&st, &auth, addr, MediaKind::Series, path, &headers).await
+}
+
+/// `/timeshift/{u}/{p}/{duration}/{start}/{id}.ts`: catch-up. The catalog
+/// knows which channels have an archive, but the relay cannot open an
+/// archive yet, so this says so (after checking the login and the channel).
+pub(crate) async fn timeshift(
+    State(st): State<AppState>,
+    Extension(auth): Extension<Arc<ClientAuth>>,
+    addr: ConnectInfo<SocketAddr>,
+    Path((u, p, _duration, _start, file)): Path<(String, String, String, String, String)>,
+) -> Response {
+    let client = match login(&st, &auth, addr, &u, &p).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(id) = file_id(&file) else {
+        return text(StatusCode::NOT_FOUND, format!("no channel {file:?}"));
+    };
+    if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
+        return r;
+    }
+    text(StatusCode::NOT_IMPLEMENTED, format!("channel {id}: catch-up (timeshift) is not supported by tunerpool yet"))
+}

@@ -1,0 +1,598 @@
+//! Client outputs over real sockets: tunerpool's HTTP server in-process with
+//! a real SQLite store, the simulated provider as the upstream, and clients
+//! that log in as downstream users (M3U, Xtream API, HDHomeRun).
+
+mod common;
+
+use common::{app_state, serve, TOKEN};
+
+use std::time::Duration;
+
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tunerpool_catalog::sync::sync_provider;
+use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_relay::settings::RelaySettings;
+use tunerpool_relay::UserLimitPolicy;
+use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+struct Harness {
+    fake: FakeProvider,
+    base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+fn fast() -> RelaySettings {
+    RelaySettings {
+        linger: Duration::from_millis(500),
+        acquire_wait: Duration::from_secs(3),
+        stall_timeout: Duration::from_secs(2),
+        ..RelaySettings::default()
+    }
+}
+
+/// The simulated provider (accounts `a`/`pa` and `b`/`pb`, 1 connection
+/// each) synced into a fresh store, and the gateway serving it.
+async fn harness(settings: RelaySettings) -> Harness {
+    harness_with(settings, 20).await
+}
+
+async fn harness_with(settings: RelaySettings, live_channels: usize) -> Harness {
+    let accounts = vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)];
+    let config = FakeConfig { live_channels, ..FakeConfig::with_accounts(accounts.clone()) };
+    let fake = FakeProvider::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let pid = store
+        .add_provider(&NewProvider {
+            name: "Fake".into(),
+            kind: Some(ProviderKind::Xtream),
+            url: fake.url(),
+            username: Some("a".into()),
+            password: Some(Secret::new("pa")),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    let input = AccountPatch {
+        username: Some("b".into()),
+        password: Some(Secret::new("pb")),
+        priority: Some(1),
+        ..Default::default()
+    };
+    store.create_account(pid, &input).await.unwrap();
+    sync_provider(&store, &http, pid).await.unwrap();
+    let provider = store.provider(pid).await.unwrap();
+    for a in store.accounts(pid).await.unwrap() {
+        tunerpool_catalog::details::refresh_account(&store, &http, &provider, &a).await.unwrap();
+    }
+    let (base, server) = serve(app_state(&store, &http, settings)).await;
+    Harness { fake, base, client: reqwest::Client::new(), _dir: dir, _server: server }
+}
+
+impl Harness {
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if path.starts_with("/api/v1/") {
+            req = req.bearer_auth(TOKEN);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    }
+
+    /// Creates a downstream user through the admin API.
+    async fn user(&self, body: Value) -> Value {
+        let (status, u) = self.send("POST", "/api/v1/users", Some(body)).await;
+        assert_eq!(status, 201, "{u}");
+        u
+    }
+
+    async fn api(&self, query: &str) -> Value {
+        let resp = self.client.get(format!("{}/player_api.php?{query}", self.base)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{query}");
+        resp.json().await.unwrap()
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+}
+
+async fn channels(h: &Harness) -> Vec<Value> {
+    let (_, page) = h.send("GET", "/api/v1/channels?per_page=1000", None).await;
+    page["items"].as_array().unwrap().clone()
+}
+
+/// Reads a stream until it ends or `dur` passes; returns the bytes and
+/// whether it ended.
+async fn read_for(resp: reqwest::Response, dur: Duration) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    let deadline = tokio::time::Instant::now() + dur;
+    loop {
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => out.extend_from_slice(&chunk),
+            Ok(_) => return (out, true),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+async fn ffprobe_codecs(url: &str) -> String {
+    let out = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", "-read_intervals", "%+3", url])
+        .output()
+        .await
+        .expect("ffprobe must be installed (apt-get install ffmpeg)");
+    format!("{} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xtream_client_flow_login_categories_streams_play() {
+    let h = harness(fast()).await;
+    h.user(json!({"username": "kim", "password": "k1m", "max_connections": 2})).await;
+    let creds = "username=kim&password=k1m";
+
+    // Login: full user_info and server_info, numbers as strings.
+    let login = h.api(creds).await;
+    let ui = &login["user_info"];
+    assert_eq!(ui["auth"], 1);
+    assert_eq!(ui["username"], "kim");
+    assert_eq!(ui["status"], "Active");
+    assert_eq!(ui["max_connections"], "2");
+    assert_eq!(ui["active_cons"], "0");
+    assert_eq!(ui["is_trial"], "0");
+    assert!(ui["created_at"].is_string() && ui["exp_date"].is_null(), "{ui}");
+    assert_eq!(ui["allowed_output_formats"], json!(["m3u8", "ts"]));
+    let si = &login["server_info"];
+    assert_eq!(si["url"], "127.0.0.1");
+    assert_eq!(si["port"], h.base.rsplit(':').next().unwrap());
+    assert_eq!(si["server_protocol"], "http");
+    assert!(si["timestamp_now"].is_i64() && si["time_now"].as_str().unwrap().len() == 19, "{si}");
+    // POST with a form body works the same.
+    let posted: Value = h
+        .client
+        .post(format!("{}/player_api.php", h.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("{creds}&action=get_live_categories"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Categories, then the streams of one category.
+    let cats = h.api(&format!("{creds}&action=get_live_categories")).await;
+    assert_eq!(posted, cats);
+    let cats = cats.as_array().unwrap();
+    assert_eq!(cats.len(), 4, "{cats:?}");
+    let cat = cats[0]["category_id"].as_str().unwrap().to_string();
+    assert!(cats[0]["category_name"].is_string());
+    let all = h.api(&format!("{creds}&action=get_live_streams")).await;
+    assert_eq!(all.as_array().unwrap().len(), 20);
+    let in_cat = h.api(&format!("{creds}&action=get_live_streams&category_id={cat}")).await;
+    let in_cat = in_cat.as_array().unwrap();
+    assert!(!in_cat.is_empty() && in_cat.len() < 20);
+    assert!(in_cat.iter().all(|s| s["category_id"] == cat.as_str()), "{in_cat:?}");
+    let first = &in_cat[0];
+    assert_eq!(first["stream_type"], "live");
+    assert!(first["stream_id"].is_i64() && first["num"].is_i64() && first["name"].is_string(), "{first}");
+
+    // Play it the way the client builds the URL: ffprobe finds video and audio.
+    let id = first["stream_id"].as_i64().unwrap();
+    let codecs = ffprobe_codecs(&format!("{}/live/kim/k1m/{id}.ts", h.base)).await;
+    assert!(codecs.contains("h264") && codecs.contains("aac"), "ffprobe found: {codecs}");
+    // The short form plays too.
+    let resp = h.get(&format!("/kim/k1m/{id}")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "video/mp2t");
+    drop(resp);
+
+    // VOD: list, info (asked of the provider, ids rewritten), play.
+    let vod = h.api(&format!("{creds}&action=get_vod_streams")).await;
+    let vod = vod.as_array().unwrap();
+    assert_eq!(vod.len(), 10);
+    let movie = vod[0]["stream_id"].as_i64().unwrap();
+    let info = h.api(&format!("{creds}&action=get_vod_info&vod_id={movie}")).await;
+    assert_eq!(info["movie_data"]["stream_id"], movie);
+    assert_eq!(info["info"]["name"], vod[0]["name"]);
+    let text = info.to_string();
+    assert!(!text.contains("pa\"") && !text.contains("/a/pa/"), "provider credentials leaked: {text}");
+    let ext = vod[0]["container_extension"].as_str().unwrap();
+    let resp = h.client.get(format!("{}/movie/kim/k1m/{movie}.{ext}", h.base)).header("range", "bytes=0-187").send();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.bytes().await.unwrap()[0], 0x47);
+
+    // Series: list, info with episodes we can play.
+    let series = h.api(&format!("{creds}&action=get_series")).await;
+    let series = series.as_array().unwrap();
+    assert_eq!(series.len(), 3);
+    assert_eq!(h.api(&format!("{creds}&action=get_series_categories")).await.as_array().unwrap().len(), 1);
+    let sid = series[0]["series_id"].as_i64().unwrap();
+    let info = h.api(&format!("{creds}&action=get_series_info&series_id={sid}")).await;
+    let episodes: Vec<&Value> =
+        info["episodes"].as_object().unwrap().values().flat_map(|l| l.as_array().unwrap()).collect();
+    assert_eq!(episodes.len(), 6, "{info}");
+    let ep = episodes[0];
+    let ep_id: i64 = ep["id"].as_str().unwrap().parse().unwrap();
+    assert!(ep_id > 1_000_000_000, "episode ids are ours: {ep_id}");
+    let ext = ep["container_extension"].as_str().unwrap();
+    let resp = h.client.get(format!("{}/series/kim/k1m/{ep_id}.{ext}", h.base)).header("range", "bytes=0-187");
+    let resp = resp.send().await.unwrap();
+    assert_eq!(resp.status(), 206);
+    assert_eq!(resp.bytes().await.unwrap()[0], 0x47);
+    // Asking again keeps the episode ids.
+    let again = h.api(&format!("{creds}&action=get_series_info&series_id={sid}")).await;
+    assert_eq!(again["episodes"], info["episodes"]);
+
+    // Short EPG: the provider's listings under our stream id.
+    let epg = h.api(&format!("{creds}&action=get_short_epg&stream_id={id}&limit=2")).await;
+    assert!(epg["epg_listings"].is_array(), "{epg}");
+    let table = h.api(&format!("{creds}&action=get_simple_data_table&stream_id={id}")).await;
+    assert!(table["epg_listings"].is_array(), "{table}");
+
+    // Bad input is named.
+    let resp = h.get(&format!("/player_api.php?{creds}&action=get_live_streams&category_id=x")).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("category_id"));
+    let resp = h.get(&format!("/player_api.php?{creds}&action=nope")).await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("action"));
+    // No request to the provider carried anything but its own accounts.
+    assert!(h.fake.counters().accounts.keys().all(|k| k == "a" || k == "b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m3u_output_parses_back_to_the_catalog() {
+    let h = harness(fast()).await;
+    h.user(json!({"username": "kim", "password": "k1m"})).await;
+    let resp = h.get("/get.php?username=kim&password=k1m&type=m3u_plus&output=ts").await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("audio/x-mpegurl"));
+    let body = resp.bytes().await.unwrap();
+    let playlist = tunerpool_formats::m3u::parse(&body);
+    assert!(playlist.skipped.is_empty(), "{:?}", playlist.skipped);
+    assert_eq!(
+        playlist.header.attr("x-tvg-url"),
+        Some(format!("{}/xmltv.php?username=kim&password=k1m", h.base).as_str())
+    );
+    let chans = channels(&h).await;
+    assert_eq!(playlist.entries.len(), chans.len());
+    for (e, c) in playlist.entries.iter().zip(&chans) {
+        let id = c["id"].as_i64().unwrap();
+        assert_eq!(e.url, format!("{}/live/kim/k1m/{id}.ts", h.base));
+        assert_eq!(e.duration, "-1");
+        assert_eq!(e.title, c["name"].as_str().unwrap());
+        assert_eq!(e.tvg_name(), c["name"].as_str());
+        assert_eq!(e.tvg_id(), c["tvg_id"].as_str());
+        assert_eq!(e.tvg_logo(), c["logo"].as_str());
+        assert_eq!(e.tvg_chno(), c["number"].as_str());
+        assert_eq!(e.group_title(), c["group"].as_str());
+    }
+    // Its first URL plays.
+    let resp = h.get(playlist.entries[0].url.strip_prefix(&h.base).unwrap()).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    assert_eq!(body.next().await.unwrap().unwrap()[0], 0x47);
+    drop(body);
+
+    // The per-user form, HLS-style URLs, movies, plain m3u.
+    let text = h.get("/playlist.m3u?username=kim&password=k1m").await.text().await.unwrap();
+    assert_eq!(text.as_bytes(), &body_of(&h, "/get.php?username=kim&password=k1m").await[..]);
+    let hls = tunerpool_formats::m3u::parse(&body_of(&h, "/get.php?username=kim&password=k1m&output=m3u8").await);
+    assert!(hls.entries.iter().all(|e| e.url.ends_with(".m3u8")));
+    let with_vod = tunerpool_formats::m3u::parse(&body_of(&h, "/get.php?username=kim&password=k1m&vod=1").await);
+    assert_eq!(with_vod.entries.len(), 30);
+    assert!(with_vod.entries[20].url.contains("/movie/kim/k1m/"));
+    let plain = tunerpool_formats::m3u::parse(&body_of(&h, "/get.php?username=kim&password=k1m&type=m3u").await);
+    assert!(plain.entries[0].attrs.is_empty());
+    let resp = h.get("/get.php?username=kim&password=k1m&output=rtmp").await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().starts_with("output:"));
+}
+
+async fn body_of(h: &Harness, path: &str) -> Vec<u8> {
+    let resp = h.get(path).await;
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hdhomerun_lineup_matches_the_channels_and_tunes() {
+    let h = harness(fast()).await;
+    h.user(json!({"username": "plex", "password": "px"})).await;
+    let d: Value = h.get("/hdhr/plex/px/discover.json").await.json().await.unwrap();
+    assert_eq!(d["ModelNumber"], "HDTC-2US");
+    assert_eq!(d["TunerCount"], 2, "two accounts of one connection: {d}");
+    let id = d["DeviceID"].as_str().unwrap();
+    assert!(id.len() == 8 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    assert_eq!(d["BaseURL"], format!("{}/hdhr/plex/px", h.base));
+    assert_eq!(d["LineupURL"], format!("{}/hdhr/plex/px/lineup.json", h.base));
+    assert!(d["FirmwareName"].is_string() && d["DeviceAuth"].is_string() && d["FriendlyName"].is_string());
+    // Stable, and per user.
+    let again: Value = h.get("/hdhr/plex/px/discover.json").await.json().await.unwrap();
+    assert_eq!(again["DeviceID"], d["DeviceID"]);
+    h.user(json!({"username": "emby", "password": "em", "max_connections": 1})).await;
+    let other: Value = h.get("/hdhr/emby/em/discover.json").await.json().await.unwrap();
+    assert_ne!(other["DeviceID"], d["DeviceID"]);
+    assert_eq!(other["TunerCount"], 1, "capped by the user's own limit");
+
+    let lineup: Value = h.get("/hdhr/plex/px/lineup.json").await.json().await.unwrap();
+    let lineup = lineup.as_array().unwrap();
+    let chans = channels(&h).await;
+    assert_eq!(lineup.len(), chans.len());
+    for (l, c) in lineup.iter().zip(&chans) {
+        assert_eq!(l["GuideNumber"], c["id"].as_i64().unwrap().to_string());
+        assert_eq!(l["GuideName"], c["name"]);
+        assert_eq!(l["URL"], format!("{}/hdhr/plex/px/auto/v{}", h.base, c["id"]));
+    }
+    let status: Value = h.get("/hdhr/plex/px/lineup_status.json").await.json().await.unwrap();
+    assert_eq!(status["ScanInProgress"], 0);
+    let xml = h.get("/hdhr/plex/px/device.xml").await.text().await.unwrap();
+    assert!(xml.contains("<modelNumber>HDTC-2US</modelNumber>") && xml.contains(id), "{xml}");
+    assert_eq!(
+        h.client.post(format!("{}/hdhr/plex/px/lineup.post?scan=start", h.base)).send().await.unwrap().status(),
+        200
+    );
+
+    // Tuning sends TS bytes right after the 200.
+    let url = lineup[0]["URL"].as_str().unwrap();
+    let resp = h.client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.next()).await.expect("bytes promptly");
+    assert_eq!(first.unwrap().unwrap()[0], 0x47);
+    assert_eq!(h.get("/hdhr/plex/wrong/discover.json").await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_oldest_a_user_zapping_gets_the_new_channel_and_the_old_one_ends() {
+    let h = harness(RelaySettings { user_limit_policy: UserLimitPolicy::ReplaceOldest, ..fast() }).await;
+    h.user(json!({"username": "zap", "password": "z", "max_connections": 1})).await;
+    let first = h.get("/live/zap/z/1.ts").await;
+    assert_eq!(first.status(), 200);
+    let mut first_body = first.bytes_stream();
+    assert_eq!(first_body.next().await.unwrap().unwrap()[0], 0x47);
+    let second = h.get("/live/zap/z/2.ts").await;
+    assert_eq!(second.status(), 200, "the new channel is served");
+    // The first stream ends (possibly after what was already in flight).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut ended = false;
+    while let Ok(next) = tokio::time::timeout_at(deadline, first_body.next()).await {
+        if !matches!(next, Some(Ok(_))) {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended, "the replaced stream ended");
+    let (data, _) = read_for(second, Duration::from_millis(500)).await;
+    assert!(data.len() >= 188 && data[0] == 0x47);
+    let (_, users) = h.send("GET", "/api/v1/users", None).await;
+    assert!(users[0]["active_connections"].as_u64().unwrap() <= 1, "{users}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_a_user_over_its_limit_gets_403_with_the_reason() {
+    let settings = RelaySettings {
+        user_limit_policy: UserLimitPolicy::Refuse,
+        acquire_wait: Duration::from_millis(300),
+        ..fast()
+    };
+    let h = harness(settings).await;
+    h.user(json!({"username": "one", "password": "o", "max_connections": 1})).await;
+    let first = h.get("/live/one/o/1.ts").await;
+    assert_eq!(first.status(), 200);
+    for path in ["/live/one/o/2.ts", "/hdhr/one/o/auto/v3", "/movie/one/o/1.mp4"] {
+        let refused = h.get(path).await;
+        assert_eq!(refused.status(), 403, "{path}");
+        let why = refused.text().await.unwrap();
+        assert!(why.contains("one") && why.contains("limit of 1 connection"), "{path}: {why}");
+        assert!(!why.contains("\"o\""), "{why}");
+    }
+    let (_, u) = h.send("GET", "/api/v1/users/1", None).await;
+    assert_eq!(u["active_connections"], 1);
+    drop(first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_credentials_are_answered_the_way_clients_expect() {
+    let h = harness(fast()).await;
+    h.user(json!({"username": "kim", "password": "k1m"})).await;
+    // Xtream: HTTP 200, auth 0.
+    assert_eq!(h.api("username=kim&password=nope").await, json!({"user_info": {"auth": 0}}));
+    assert_eq!(h.api("username=nobody&password=x&action=get_live_streams").await, json!({"user_info": {"auth": 0}}));
+    assert_eq!(h.api("").await, json!({"user_info": {"auth": 0}}));
+    // Playlists, streams, tuners: 401 with the reason, never the password.
+    for path in
+        ["/get.php?username=kim&password=nope", "/live/kim/nope/1.ts", "/kim/nope/1", "/hdhr/kim/nope/lineup.json"]
+    {
+        let resp = h.get(path).await;
+        assert_eq!(resp.status(), 401, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("wrong username or password") && !text.contains("nope"), "{text}");
+    }
+    // Disabled and expired users: auth 0 with the status; streams 403 with why.
+    let (_, u) =
+        h.send("POST", "/api/v1/users", Some(json!({"username": "off", "password": "x", "enabled": false}))).await;
+    let off = h.api("username=off&password=x").await;
+    assert_eq!((off["user_info"]["auth"].clone(), off["user_info"]["status"].clone()), (json!(0), json!("Disabled")));
+    let resp = h.get("/live/off/x/1.ts").await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("disabled"));
+    let patched = h
+        .send("PATCH", &format!("/api/v1/users/{}", u["id"]), Some(json!({"enabled": true, "expires_at": 1000})))
+        .await;
+    assert_eq!(patched.0, 200);
+    assert_eq!(h.api("username=off&password=x").await["user_info"]["status"], "Expired");
+    let resp = h.get("/get.php?username=off&password=x").await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("expired"));
+    // Unknown channels and ones outside the catalog are 404 even when logged in.
+    assert_eq!(h.get("/live/kim/k1m/999999.ts").await.status(), 404);
+    // A mistyped API path is the admin API's business, not a failed client login.
+    for _ in 0..12 {
+        assert_eq!(h.get("/api/v1/nothing").await.status(), 401, "the admin API's, not a client login");
+    }
+    assert_eq!(h.api("username=kim&password=k1m").await["user_info"]["auth"], 1);
+
+    // Failed logins are limited per address: after 10, even the right
+    // password is refused with 429 for a while.
+    for _ in 0..10 {
+        h.get("/player_api.php?username=kim&password=wrong").await;
+    }
+    let limited = h.get("/player_api.php?username=kim&password=k1m").await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_eq!(h.get("/live/kim/k1m/1.ts").await.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_groups_filter_every_listing_and_stream() {
+    let h = harness(fast()).await;
+    h.user(json!({"username": "all", "password": "a"})).await;
+    let cats = h.api("username=all&password=a&action=get_live_categories").await;
+    let group: i64 = cats[1]["category_id"].as_str().unwrap().parse().unwrap();
+    let gs = group.to_string();
+    let u = h.user(json!({"username": "kid", "password": "k", "allowed_groups": [group]})).await;
+    assert_eq!(u["allowed_groups"], json!([group]));
+    let creds = "username=kid&password=k";
+    let cats = h.api(&format!("{creds}&action=get_live_categories")).await;
+    assert_eq!(cats.as_array().unwrap().len(), 1);
+    assert_eq!(h.api(&format!("{creds}&action=get_vod_categories")).await, json!([]));
+    let streams = h.api(&format!("{creds}&action=get_live_streams")).await;
+    let streams = streams.as_array().unwrap();
+    assert!(!streams.is_empty() && streams.iter().all(|s| s["category_id"] == gs.as_str()));
+    assert_eq!(h.api(&format!("{creds}&action=get_vod_streams")).await, json!([]));
+    let m3u = tunerpool_formats::m3u::parse(&body_of(&h, &format!("/get.php?{creds}")).await);
+    assert_eq!(m3u.entries.len(), streams.len());
+    let lineup: Value = h.get("/hdhr/kid/k/lineup.json").await.json().await.unwrap();
+    assert_eq!(lineup.as_array().unwrap().len(), streams.len());
+    // A channel outside the user's groups does not exist for it.
+    let all = h.api("username=all&password=a&action=get_live_streams").await;
+    let outside = all.as_array().unwrap().iter().find(|s| s["category_id"] != gs.as_str()).unwrap();
+    let id = outside["stream_id"].as_i64().unwrap();
+    assert_eq!(h.get(&format!("/live/kid/k/{id}.ts")).await.status(), 404);
+    assert_eq!(h.get(&format!("/hdhr/kid/k/auto/v{id}")).await.status(), 404);
+    assert_eq!(h.get("/movie/kid/k/1.mp4").await.status(), 404);
+    let inside = streams[0]["stream_id"].as_i64().unwrap();
+    assert_eq!(h.get(&format!("/live/kid/k/{inside}.ts")).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_api_contract() {
+    let h = harness(fast()).await;
+    let u = h.user(json!({"username": "demo", "password": "demo", "max_connections": 1})).await;
+    let created_at = u["created_at"].as_i64().unwrap();
+    assert!(created_at > 1_600_000_000);
+    assert_eq!(
+        u,
+        json!({"id": 1, "username": "demo", "enabled": true, "expires_at": null, "max_connections": 1,
+               "allowed_groups": null, "created_at": created_at, "active_connections": 0})
+    );
+    let (status, list) = h.send("GET", "/api/v1/users", None).await;
+    assert_eq!((status, list), (200, json!([u])));
+    let (status, one) = h.send("GET", "/api/v1/users/1", None).await;
+    assert_eq!((status, one), (200, u.clone()));
+
+    // Duplicate names and bad input name the field.
+    let (status, e) = h.send("POST", "/api/v1/users", Some(json!({"username": "demo", "password": "x"}))).await;
+    assert_eq!(status, 400);
+    assert_eq!(e["fields"][0]["field"], "username", "{e}");
+    let (status, e) =
+        h.send("POST", "/api/v1/users", Some(json!({"username": "a b", "password": "", "max_connections": -1}))).await;
+    assert_eq!(status, 400);
+    let fields: Vec<&str> = e["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["username", "password", "max_connections"]);
+    let (status, e) =
+        h.send("POST", "/api/v1/users", Some(json!({"username": "x", "password": "y", "admin": true}))).await;
+    assert_eq!((status, e["fields"][0]["field"].as_str()), (400, Some("admin")));
+    let (status, e) = h
+        .send("POST", "/api/v1/users", Some(json!({"username": "x", "password": "y", "allowed_groups": [999999]})))
+        .await;
+    assert_eq!((status, e["fields"][0]["field"].as_str()), (400, Some("allowed_groups")));
+
+    // PATCH: fields optional, null clears.
+    let (status, p) =
+        h.send("PATCH", "/api/v1/users/1", Some(json!({"expires_at": 4_000_000_000i64, "allowed_groups": [1]}))).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!((p["expires_at"].as_i64(), p["allowed_groups"].clone()), (Some(4_000_000_000), json!([1])));
+    let (_, p) = h.send("PATCH", "/api/v1/users/1", Some(json!({"expires_at": null, "allowed_groups": null}))).await;
+    assert_eq!((p["expires_at"].clone(), p["allowed_groups"].clone()), (Value::Null, Value::Null));
+    assert_eq!(p["max_connections"], 1);
+
+    // A new password takes effect at once (the login cache does not keep the old one).
+    assert_eq!(h.api("username=demo&password=demo").await["user_info"]["auth"], 1);
+    let (status, p) = h.send("PATCH", "/api/v1/users/1", Some(json!({"password": "fresh"}))).await;
+    assert_eq!(status, 200);
+    assert!(!p.to_string().contains("fresh") && !p.to_string().contains("argon"), "{p}");
+    assert_eq!(h.api("username=demo&password=demo").await["user_info"]["auth"], 0);
+    assert_eq!(h.api("username=demo&password=fresh").await["user_info"]["auth"], 1);
+
+    let (status, _) = h.send("DELETE", "/api/v1/users/1", None).await;
+    assert_eq!(status, 204);
+    assert_eq!(h.send("GET", "/api/v1/users/1", None).await.0, 404);
+    assert_eq!(h.send("DELETE", "/api/v1/users/1", None).await.0, 404);
+    assert_eq!(h.api("username=demo&password=fresh").await["user_info"]["auth"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_page_through_a_catalog_larger_than_a_page() {
+    let h = harness_with(fast(), 2345).await;
+    h.user(json!({"username": "kim", "password": "k1m"})).await;
+    let m3u = tunerpool_formats::m3u::parse(&body_of(&h, "/get.php?username=kim&password=k1m").await);
+    assert_eq!(m3u.entries.len(), 2345);
+    let ids: Vec<i64> = m3u
+        .entries
+        .iter()
+        .map(|e| e.url.rsplit('/').next().unwrap().trim_end_matches(".ts").parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order, no repeats");
+    let streams = h.api("username=kim&password=k1m&action=get_live_streams").await;
+    let streams = streams.as_array().unwrap();
+    assert_eq!(streams.len(), 2345);
+    let api_ids: Vec<i64> = streams.iter().map(|s| s["stream_id"].as_i64().unwrap()).collect();
+    assert_eq!(api_ids, ids);
+    assert_eq!(streams[2344]["num"], 2345);
+    let lineup: Value = h.get("/hdhr/kim/k1m/lineup.json").await.json().await.unwrap();
+    assert_eq!(lineup.as_array().unwrap().len(), 2345);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn m3u8_urls_serve_hls_segments_that_count_against_the_user() {
+    let h = harness(fast()).await;
+    h.user(json!({"username": "hl", "password": "h", "max_connections": 1})).await;
+    let resp = h.get("/live/hl/h/1.m3u8").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/vnd.apple.mpegurl");
+    let playlist = resp.text().await.unwrap();
+    let segment = playlist.lines().find(|l| l.starts_with("/hls/hl/h/1/")).expect("a segment URL").to_string();
+    let data = h.get(&segment).await.bytes().await.unwrap();
+    assert!(data.len() > 1000 && data.chunks(188).all(|p| p[0] == 0x47), "{} bytes", data.len());
+    // The HLS client holds one of the user's connections however often it polls.
+    for _ in 0..3 {
+        assert_eq!(h.get("/live/hl/h/1.m3u8").await.status(), 200);
+    }
+    let (_, users) = h.send("GET", "/api/v1/users", None).await;
+    assert_eq!(users[0]["active_connections"], 1, "{users}");
+    // Wrong credentials and other users' channels get no segments.
+    assert_eq!(h.get(&segment.replace("/hl/h/", "/hl/wrong/")).await.status(), 401);
+    // Zapping to a TS stream replaces the HLS one (limit 1).
+    let ts = h.get("/live/hl/h/2.ts").await;
+    assert_eq!(ts.status(), 200);
+    let (_, users) = h.send("GET", "/api/v1/users", None).await;
+    assert_eq!(users[0]["active_connections"], 1, "{users}");
+    drop(ts);
+}
