@@ -44,8 +44,7 @@ enum Encoding {
 
 /// `GET /epg.xml`: gzip-encoded on the wire if the client accepts it.
 pub(crate) async fn epg_xml(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let encoding = if accepts_gzip(&headers) { Encoding::GzipTransfer } else { Encoding::Plain };
-    respond(&st, encoding, None).await
+    guide_response(&st, &headers, None).await
 }
 
 /// `GET /epg.xml.gz`: the guide as a gzip file.
@@ -53,13 +52,18 @@ pub(crate) async fn epg_xml_gz(State(st): State<AppState>) -> Response {
     respond(&st, Encoding::GzipFile, None).await
 }
 
-/// The merged guide as a response: a gzip file if `gz`, else plain XML.
-/// `allowed_groups` (group ids) limits it to the channels of those groups,
-/// for outputs that serve a user who may see only some groups; `None` means
-/// every channel. No authentication here: callers do that first.
-#[allow(dead_code)] // Used by the Xtream output (xmltv.php), which lands separately.
-pub(crate) async fn guide_response(state: &AppState, gz: bool, allowed_groups: Option<Vec<i64>>) -> Response {
-    respond(state, if gz { Encoding::GzipFile } else { Encoding::Plain }, allowed_groups).await
+/// The merged guide as a response for a client that sent `headers`
+/// (gzip-encoded on the wire if it accepts that). `allowed_groups` (group
+/// ids) limits it to the channels of those groups, for outputs that serve a
+/// user who may see only some groups; `None` means every channel. No
+/// authentication here: callers do that first.
+pub(crate) async fn guide_response(
+    state: &AppState,
+    headers: &HeaderMap,
+    allowed_groups: Option<Vec<i64>>,
+) -> Response {
+    let encoding = if accepts_gzip(headers) { Encoding::GzipTransfer } else { Encoding::Plain };
+    respond(state, encoding, allowed_groups).await
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {

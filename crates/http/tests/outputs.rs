@@ -596,3 +596,22 @@ async fn m3u8_urls_serve_hls_segments_that_count_against_the_user() {
     assert_eq!(users[0]["active_connections"], 1, "{users}");
     drop(ts);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xmltv_php_serves_the_guide_the_playlist_points_at() {
+    let h = harness(fast()).await;
+    h.user(json!({"username": "tv", "password": "t"})).await;
+    let (status, report) = h.send("POST", "/api/v1/providers/1/epg", None).await;
+    assert_eq!(status, 200, "{report}");
+    // The playlist names the guide…
+    let playlist = h.get("/get.php?username=tv&password=t").await.text().await.unwrap();
+    let header = playlist.lines().next().unwrap();
+    let guide_url = header.split("x-tvg-url=\"").nth(1).and_then(|r| r.split('"').next()).expect("x-tvg-url");
+    assert!(guide_url.ends_with("/xmltv.php?username=tv&password=t"), "{header}");
+    // …and it is there, with our channels' programmes.
+    let resp = h.client.get(guide_url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let xml = resp.text().await.unwrap();
+    assert!(xml.contains("<tv") && xml.contains("<channel ") && xml.contains("<programme "), "{}", &xml[..200]);
+    assert_eq!(h.get("/xmltv.php?username=tv&password=wrong").await.status(), 401);
+}

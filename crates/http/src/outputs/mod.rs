@@ -8,6 +8,7 @@
 
 mod auth;
 mod body;
+mod guide;
 mod hdhr;
 mod m3u;
 mod streams;
@@ -38,6 +39,7 @@ pub(crate) fn routes(auth: Arc<ClientAuth>) -> axum::Router<AppState> {
         .route("/get.php", get(m3u::get_php).post(m3u::get_php))
         .route("/playlist.m3u", get(m3u::get_php))
         .route("/player_api.php", get(xtream::player_api).post(xtream::player_api))
+        .route("/xmltv.php", get(guide::xmltv_php).post(guide::xmltv_php))
         .route("/live/{u}/{p}/{file}", get(streams::live))
         .route("/hls/{u}/{p}/{id}/{file}", get(streams::hls_segment))
         .route("/movie/{u}/{p}/{file}", get(streams::movie))
