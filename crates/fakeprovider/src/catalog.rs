@@ -151,6 +151,11 @@ impl Catalog {
         (1..=self.live).contains(&id)
     }
 
+    /// Whether live channel `id` has an archive (`tv_archive: 1`).
+    pub(crate) fn has_archive(&self, id: u64) -> bool {
+        id % 5 == 0
+    }
+
     pub(crate) fn vod_stream_id(&self, k: u64) -> u64 {
         self.live + k
     }
@@ -295,7 +300,7 @@ impl Catalog {
     pub(crate) fn write_live(&self, base: &str, i: u64, out: &mut Vec<u8>) {
         use std::io::Write;
         let cat = self.live_category(i);
-        let archive = i % 5 == 0;
+        let archive = self.has_archive(i);
         let duration = match (archive, i % 10 == 0, i % 3 == 0) {
             (true, true, _) => "\"7\"",
             (true, false, _) => "3",

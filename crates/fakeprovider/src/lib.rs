@@ -184,6 +184,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/live/{u}/{p}/{file}", get(streams::live))
         .route("/movie/{u}/{p}/{file}", get(streams::movie))
         .route("/series/{u}/{p}/{file}", get(streams::series))
+        .route("/timeshift/{u}/{p}/{duration}/{start}/{file}", get(streams::timeshift))
         .route("/hls/{u}/{p}/{id}/{file}", get(streams::hls_segment))
         .route("/token/{token}/live/{u}/{p}/{file}", get(streams::token))
         .merge(control::router())

@@ -184,6 +184,8 @@ pub(crate) async fn hls_segment(
 enum VodKind {
     Movie,
     Series,
+    /// A live channel's archive (catch-up), served like a file.
+    Timeshift,
 }
 
 /// `GET /movie/{u}/{p}/{id}.{ext}`
@@ -202,6 +204,21 @@ pub(crate) async fn series(
     headers: HeaderMap,
 ) -> Response {
     vod(&s, VodKind::Series, &u, &p, &file, &headers)
+}
+
+/// `GET /timeshift/{u}/{p}/{duration}/{start}/{id}.ts`: a channel's archive
+/// from `start` (`YYYY-MM-DD:HH-MM`) for `duration` minutes; only channels
+/// listed with `tv_archive: 1` have one. Served (and counted) like a movie.
+pub(crate) async fn timeshift(
+    State(s): St,
+    Path((u, p, duration, start, file)): Path<(String, String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let valid_start = start.len() == 16 && start.chars().all(|c| c.is_ascii_digit() || c == '-' || c == ':');
+    if duration.parse::<u32>().is_err() || !valid_start {
+        return status(400);
+    }
+    vod(&s, VodKind::Timeshift, &u, &p, &file, &headers)
 }
 
 fn vod_content_type(ext: &str) -> &'static str {
@@ -225,6 +242,7 @@ fn vod(s: &Shared, kind: VodKind, u: &str, p: &str, file: &str, headers: &Header
     let exists = match kind {
         VodKind::Movie => s.catalog.vod_index(id).is_some(),
         VodKind::Series => s.catalog.episode_of(id).is_some(),
+        VodKind::Timeshift => s.catalog.is_live(id) && s.catalog.has_archive(id),
     };
     if !exists {
         return status(404);

@@ -172,7 +172,32 @@ pub(crate) async fn vod_file(
         return plain(StatusCode::NOT_FOUND, format!("no {} {file:?}", kind.as_str()));
     };
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    match st.relay.open_vod(kind, id, range, &viewer).await {
+    file_response(st.relay.open_vod(kind, id, range, &viewer).await, kind.as_str(), id, &viewer.address)
+}
+
+/// A live channel's archive (catch-up) for `viewer`: `duration` minutes from
+/// `start` (`YYYY-MM-DD:HH-MM`), with the client's `Range` passed through.
+pub(crate) async fn timeshift_file(
+    st: &AppState,
+    id: i64,
+    duration: u32,
+    start: &str,
+    headers: &axum::http::HeaderMap,
+    viewer: Viewer,
+) -> Response {
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let opened = st.relay.open_timeshift(id, duration, start, range, &viewer).await;
+    file_response(opened, "channel archive", id, &viewer.address)
+}
+
+/// A provider's file answer passed on, or the refusal.
+fn file_response(
+    opened: Result<tunerpool_relay::vod::VodResponse, WatchError>,
+    what: &str,
+    id: i64,
+    client: &str,
+) -> Response {
+    match opened {
         Ok(v) => {
             let mut b = Response::builder().status(v.status);
             for (k, val) in &v.headers {
@@ -181,6 +206,6 @@ pub(crate) async fn vod_file(
             b.body(Body::from_stream(v.body))
                 .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into()))
         }
-        Err(e) => refusal(e, kind.as_str(), id, &viewer.address),
+        Err(e) => refusal(e, what, id, client),
     }
 }

@@ -8,7 +8,7 @@ use common::{app_state, serve, TOKEN};
 
 use std::time::Duration;
 
-use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tunerpool_catalog::sync::sync_provider;
@@ -614,4 +614,37 @@ async fn xmltv_php_serves_the_guide_the_playlist_points_at() {
     let xml = resp.text().await.unwrap();
     assert!(xml.contains("<tv") && xml.contains("<channel ") && xml.contains("<programme "), "{}", &xml[..200]);
     assert_eq!(h.get("/xmltv.php?username=tv&password=wrong").await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_plays_the_archive_of_channels_that_have_one() {
+    let h = harness(fast()).await;
+    h.user(json!({"username": "cu", "password": "c"})).await;
+    let streams = h.api("username=cu&password=c&action=get_live_streams").await;
+    let streams = streams.as_array().unwrap();
+    let with = streams.iter().find(|s| s["tv_archive"] == 1).expect("a channel with an archive");
+    let without = streams.iter().find(|s| s["tv_archive"] == 0).expect("a channel without");
+    assert!(with["tv_archive_duration"].as_i64().unwrap() > 0, "{with}");
+    let id = with["stream_id"].as_i64().unwrap();
+    // The provider stalls after 100 KB, so the body is still being sent when
+    // the sessions are read (2 MB would fit in the loopback buffers at once).
+    let upstream: u64 = with["name"].as_str().unwrap().trim_start_matches("Channel ").parse().unwrap();
+    h.fake.set_fault(Fault::new(FaultKind::Stall { after_bytes: 100_000 }).for_stream(upstream));
+    let mut resp = h.get(&format!("/timeshift/cu/c/60/2026-11-20:21-00/{id}.ts")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.chunk().await.unwrap().unwrap()[0], 0x47);
+    // While it is sent it holds a slot and is listed with the sessions.
+    let (_, sessions) = h.send("GET", "/api/v1/sessions", None).await;
+    assert_eq!(sessions[0]["kind"], "timeshift", "{sessions}");
+    assert!(!sessions[0]["upstream"]["url"].as_str().unwrap().contains("/pa/"), "{sessions}");
+    drop(resp);
+    // A channel without an archive: the provider says no, and so do we.
+    let no = h.get(&format!("/timeshift/cu/c/60/2026-11-20:21-00/{}.ts", without["stream_id"])).await;
+    assert_eq!(no.status(), 502);
+    // Bad parameters are named.
+    let bad = h.get(&format!("/timeshift/cu/c/60/yesterday/{id}.ts")).await;
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().starts_with("start:"));
+    let bad = h.get(&format!("/timeshift/cu/c/0/2026-11-20:21-00/{id}.ts")).await;
+    assert_eq!(bad.status(), 400);
 }

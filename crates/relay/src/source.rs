@@ -40,7 +40,15 @@ pub enum AcquireError {
 #[derive(Debug, Clone)]
 pub(crate) enum Media {
     Live,
-    Vod { kind: MediaKind, ext: String },
+    Vod {
+        kind: MediaKind,
+        ext: String,
+    },
+    /// A live stream's archive: `duration` minutes from `start`.
+    Timeshift {
+        duration: u32,
+        start: String,
+    },
 }
 
 /// The (stream, account) pairs a session must not try again.
@@ -120,10 +128,16 @@ pub(crate) async fn acquire(
         let c = &candidates[lease.info().index];
         let (provider, accounts) = providers.iter().find(|(p, _)| p.id == c.provider_id).expect("planned from these");
         let account = accounts.iter().find(|a| a.id == c.account_id).expect("planned from these");
+        let mut prefix = String::new();
         let (source, kind, ext) = match media {
             Media::Live => {
                 let s = store.stream_source(c.stream_id).await;
                 (s.map_err(|e| AcquireError::Backend(e.to_string()))?, StreamKind::Live, "ts")
+            }
+            Media::Timeshift { duration, start } => {
+                prefix = format!("{duration}/{start}/");
+                let s = store.stream_source(c.stream_id).await;
+                (s.map_err(|e| AcquireError::Backend(e.to_string()))?, StreamKind::Timeshift, "ts")
             }
             Media::Vod { kind, ext } => {
                 let s = store.vod_source(*kind, c.stream_id).await.map_err(|e| AcquireError::Backend(e.to_string()))?.0;
@@ -132,7 +146,8 @@ pub(crate) async fn acquire(
             }
         };
         let primary = accounts.iter().find(|a| a.is_primary);
-        match stream_url(provider, primary, account, kind, ext, source.upstream_id, source.url.as_deref()) {
+        let id = source.upstream_id.map(|id| format!("{prefix}{id}"));
+        match stream_url(provider, primary, account, kind, ext, id.as_deref(), source.url.as_deref()) {
             Ok(url) => {
                 let secrets = [account.password.expose(), primary.map(|p| p.password.expose()).unwrap_or_default()];
                 let mut headers = source.headers.clone();
@@ -168,7 +183,7 @@ fn stream_url(
     account: &Account,
     kind: StreamKind,
     ext: &str,
-    upstream_id: Option<i64>,
+    upstream_id: Option<&str>,
     url: Option<&str>,
 ) -> Result<String, String> {
     match provider.kind {
@@ -178,7 +193,10 @@ fn stream_url(
                 return Err("the account has no username or password".into());
             };
             let base = account.server_url.as_deref().unwrap_or(&provider.url);
-            Ok(xtream_url(base, kind, user, account.password.expose(), &id.to_string(), ext))
+            Ok(xtream_url(base, kind, user, account.password.expose(), id, ext))
+        }
+        ProviderKind::M3u | ProviderKind::Agtv if kind == StreamKind::Timeshift => {
+            Err("catch-up needs an Xtream provider".into())
         }
         ProviderKind::M3u | ProviderKind::Agtv => {
             let url = url.ok_or("the stream has no URL")?;

@@ -36,7 +36,8 @@ pub struct VodResponse {
 /// One movie or episode being sent, for the sessions API.
 pub(crate) struct Transfer {
     id: u64,
-    kind: MediaKind,
+    /// `movie`, `series` or `timeshift`.
+    kind: &'static str,
     item_id: i64,
     name: String,
     upstream: UpstreamInfo,
@@ -69,7 +70,7 @@ impl Transfer {
         let secs = self.started.elapsed().as_secs_f64();
         SessionInfo {
             id: self.id,
-            kind: self.kind.as_str(),
+            kind: self.kind,
             channel_id: self.item_id,
             channel: self.name.clone(),
             state: State::Running,
@@ -109,8 +110,6 @@ impl Relay {
         let provider =
             inner.store.provider(source.provider_id).await.map_err(|e| WatchError::Internal(e.to_string()))?;
         let ext = stored_ext.unwrap_or_else(|| "mp4".to_string());
-        // A download counts against the user's own limit like a live stream.
-        let ticket = self.claim_user_slot(viewer, || format!("{} {name}", kind.as_str())).await?;
         // A one-source "channel" so that selection, preemption and waiting
         // are exactly those of live channels.
         let item = Channel {
@@ -130,9 +129,46 @@ impl Relay {
                 position: 0,
             }],
         };
+        self.open_file(item, kind.as_str(), Media::Vod { kind, ext }, range, viewer).await
+    }
+
+    /// Opens a live channel's archive (Xtream catch-up) from `start`
+    /// (`YYYY-MM-DD:HH-MM`, the provider's time) for `duration` minutes; sent
+    /// like a file, with `Range` passed through. Every source of the channel
+    /// is a candidate, in order.
+    pub async fn open_timeshift(
+        &self,
+        channel_id: i64,
+        duration: u32,
+        start: &str,
+        range: Option<&str>,
+        viewer: &Viewer,
+    ) -> Result<VodResponse, WatchError> {
+        let channel = match self.inner().store.channel(channel_id).await {
+            Ok(c) => c,
+            Err(CatalogError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id)),
+            Err(e) => return Err(WatchError::Internal(e.to_string())),
+        };
+        let media = Media::Timeshift { duration, start: start.to_string() };
+        self.open_file(channel, "timeshift", media, range, viewer).await
+    }
+
+    /// Leases a slot for `item`, opens `media` from its provider and hands the
+    /// body on, the lease (and the user's ticket) riding along with it.
+    async fn open_file(
+        &self,
+        item: Channel,
+        kind: &'static str,
+        media: Media,
+        range: Option<&str>,
+        viewer: &Viewer,
+    ) -> Result<VodResponse, WatchError> {
+        let inner = self.inner();
+        let (id, name) = (item.id, item.name.clone());
+        // A download counts against the user's own limit like a live stream.
+        let ticket = self.claim_user_slot(viewer, || format!("{kind} {name}")).await?;
         let stop = tokio_util::sync::CancellationToken::new();
-        let holder = format!("{} {id} {name}", kind.as_str());
-        let media = Media::Vod { kind, ext };
+        let holder = format!("{kind} {id} {name}");
         let resolved = match acquire_waiting(inner, &stop, 0, &item, &mut Excluded::new(), &holder, &media).await {
             Ok(r) => r,
             Err(AcquireError::NoCapacity(why)) => {
@@ -154,8 +190,7 @@ impl Relay {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 return Err(WatchError::Upstream(format!(
-                    "cannot reach the provider for {}: {}",
-                    kind.as_str(),
+                    "cannot reach the provider for {kind}: {}",
                     tunerpool_upstream::http::describe_reqwest_error(&e, &[])
                 )))
             }
@@ -163,12 +198,9 @@ impl Relay {
         };
         let status = resp.status().as_u16();
         if !(resp.status().is_success() || status == 416) {
-            return Err(WatchError::Upstream(format!(
-                "the provider answered HTTP {status} for {} {id}",
-                kind.as_str()
-            )));
+            return Err(WatchError::Upstream(format!("the provider answered HTTP {status} for {kind} {id}")));
         }
-        tracing::info!(kind = kind.as_str(), id, provider = %resolved.provider, account = %resolved.account,
+        tracing::info!(kind, id, provider = %resolved.provider, account = %resolved.account,
             url = %resolved.shown_url, status, range = range.unwrap_or(""), "VOD opened");
         let headers = PASSED_HEADERS
             .iter()

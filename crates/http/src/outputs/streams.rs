@@ -145,14 +145,15 @@ pub(crate) async fn episode(
     vod(&st, &auth, addr, MediaKind::Series, path, &headers).await
 }
 
-/// `/timeshift/{u}/{p}/{duration}/{start}/{id}.ts`: catch-up. The catalog
-/// knows which channels have an archive, but the relay cannot open an
-/// archive yet, so this says so (after checking the login and the channel).
+/// `/timeshift/{u}/{p}/{duration}/{start}/{id}.ts`: catch-up — the
+/// channel's archive from `start` (`YYYY-MM-DD:HH-MM`) for `duration`
+/// minutes, from a provider that keeps one (listed with `tv_archive: 1`).
 pub(crate) async fn timeshift(
     State(st): State<AppState>,
     Extension(auth): Extension<Arc<ClientAuth>>,
     addr: ConnectInfo<SocketAddr>,
-    Path((u, p, _duration, _start, file)): Path<(String, String, String, String, String)>,
+    Path((u, p, duration, start, file)): Path<(String, String, String, String, String)>,
+    headers: HeaderMap,
 ) -> Response {
     let client = match login(&st, &auth, addr, &u, &p).await {
         Ok(c) => c,
@@ -161,8 +162,36 @@ pub(crate) async fn timeshift(
     let Some(id) = file_id(&file) else {
         return text(StatusCode::NOT_FOUND, format!("no channel {file:?}"));
     };
+    let Some(duration) = duration.parse::<u32>().ok().filter(|d| (1..=7 * 24 * 60).contains(d)) else {
+        return text(StatusCode::BAD_REQUEST, format!("duration: {duration:?} must be minutes, 1 to 10080"));
+    };
+    if !valid_start(&start) {
+        return text(StatusCode::BAD_REQUEST, format!("start: {start:?} must be YYYY-MM-DD:HH-MM"));
+    }
     if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
         return r;
     }
-    text(StatusCode::NOT_IMPLEMENTED, format!("channel {id}: catch-up (timeshift) is not supported by tunerpool yet"))
+    crate::stream::timeshift_file(&st, id, duration, &start, &headers, client.viewer()).await
+}
+
+/// `YYYY-MM-DD:HH-MM`, as Xtream panels take a catch-up start.
+fn valid_start(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 | 13 => *c == b'-',
+            10 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn catch_up_start_format() {
+        assert!(super::valid_start("2026-11-20:21-05"));
+        for bad in ["2026-11-20 21:05", "2026-11-20:21-5", "../../../etc", "2026-11-20:21-05x", ""] {
+            assert!(!super::valid_start(bad), "{bad}");
+        }
+    }
 }

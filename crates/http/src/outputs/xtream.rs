@@ -209,10 +209,11 @@ struct LiveRow<'a> {
     category_id: Option<String>,
     category_ids: Vec<i64>,
     custom_sid: &'static str,
-    /// Catch-up is not served yet, so none is announced.
+    /// 1 when the provider keeps an archive (served at `/timeshift/…`).
     tv_archive: u8,
     direct_source: &'static str,
-    tv_archive_duration: u8,
+    /// Days of archive.
+    tv_archive_duration: i64,
 }
 
 fn live_streams(st: &AppState, filter: ItemFilter) -> Response {
@@ -240,9 +241,9 @@ fn live_streams(st: &AppState, filter: ItemFilter) -> Response {
                 category_id: category(c.group_id),
                 category_ids: c.group_id.into_iter().collect(),
                 custom_sid: "",
-                tv_archive: 0,
+                tv_archive: u8::from(c.catchup.as_deref() == Some("xc")),
                 direct_source: "",
-                tv_archive_duration: 0,
+                tv_archive_duration: c.catchup_days.filter(|_| c.catchup.as_deref() == Some("xc")).unwrap_or(0),
             };
             let _ = serde_json::to_writer(&mut *out, &row);
         },
