@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tunerpool_catalog::outputs::LiveItem;
 
 use super::body::{paged, Paged, PAGE};
-use super::{base_url, login, pool_capacity, text, Client, ClientAuth};
+use super::{base_url, login, pool_capacity, text, ClientAuth};
 use crate::AppState;
 
 /// Most tuners announced, whatever the pool could do (an M3U provider
@@ -30,16 +30,6 @@ use crate::AppState;
 const MAX_TUNERS: u32 = 64;
 
 type Creds = Path<(String, String)>;
-
-async fn client(
-    st: &AppState,
-    auth: &ClientAuth,
-    addr: ConnectInfo<SocketAddr>,
-    u: &str,
-    p: &str,
-) -> Result<Client, Response> {
-    login(st, auth, addr, u, p).await
-}
 
 /// 8 hex digits, stable for this installation and user.
 async fn device_id(st: &AppState, user_id: i64) -> String {
@@ -77,7 +67,7 @@ pub(crate) async fn discover(
     Path((u, p)): Creds,
     headers: HeaderMap,
 ) -> Response {
-    let c = match client(&st, &auth, addr, &u, &p).await {
+    let c = match login(&st, &auth, addr, &u, &p).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -117,7 +107,7 @@ pub(crate) async fn lineup(
     Path((u, p)): Creds,
     headers: HeaderMap,
 ) -> Response {
-    let c = match client(&st, &auth, addr, &u, &p).await {
+    let c = match login(&st, &auth, addr, &u, &p).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -151,7 +141,7 @@ pub(crate) async fn lineup_status(
     addr: ConnectInfo<SocketAddr>,
     Path((u, p)): Creds,
 ) -> Response {
-    if let Err(r) = client(&st, &auth, addr, &u, &p).await {
+    if let Err(r) = login(&st, &auth, addr, &u, &p).await {
         return r;
     }
     axum::Json(serde_json::json!({"ScanInProgress": 0, "ScanPossible": 1, "Source": "Cable", "SourceList": ["Cable"]}))
@@ -165,7 +155,7 @@ pub(crate) async fn lineup_post(
     addr: ConnectInfo<SocketAddr>,
     Path((u, p)): Creds,
 ) -> Response {
-    match client(&st, &auth, addr, &u, &p).await {
+    match login(&st, &auth, addr, &u, &p).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(r) => r,
     }
@@ -182,7 +172,7 @@ pub(crate) async fn device_xml(
     Path((u, p)): Creds,
     headers: HeaderMap,
 ) -> Response {
-    let c = match client(&st, &auth, addr, &u, &p).await {
+    let c = match login(&st, &auth, addr, &u, &p).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -216,7 +206,7 @@ pub(crate) async fn tune(
     addr: ConnectInfo<SocketAddr>,
     Path((u, p, channel)): Path<(String, String, String)>,
 ) -> Response {
-    let c = match client(&st, &auth, addr, &u, &p).await {
+    let c = match login(&st, &auth, addr, &u, &p).await {
         Ok(c) => c,
         Err(r) => return r,
     };
