@@ -52,6 +52,7 @@ pub struct Event {
     pub level: Level,
     /// `sync`, `account`, `session`, `failover` or `refused`.
     pub kind: String,
+    #[serde(serialize_with = "crate::model::serialize_redacted_text")]
     pub message: String,
     pub provider_id: Option<i64>,
     pub account_id: Option<i64>,

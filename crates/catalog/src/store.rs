@@ -28,12 +28,27 @@ pub fn now() -> i64 {
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and runs migrations.
+    ///
+    /// The data dir is made readable by its owner only (0700; a wider one is
+    /// tightened, with a warning) and so are the database and its `-wal` and
+    /// `-shm` files (0600: SQLite gives those the database file's mode):
+    /// they hold provider passwords.
     pub async fn open(data_dir: &Path) -> Result<Store, CatalogError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| CatalogError::Open {
-            path: data_dir.display().to_string(),
+        use tunerpool_upstream::owner_only;
+        let open_err = |path: &Path, e: std::io::Error| CatalogError::Open {
+            path: path.display().to_string(),
             reason: format!("{e} (check that the data dir is writable, or choose another with --data-dir)"),
-        })?;
+        };
+        if let Some(mode) = owner_only::create_dir(data_dir).map_err(|e| open_err(data_dir, e))? {
+            tracing::warn!(data_dir = %data_dir.display(), was = format!("{mode:o}"),
+                "the data dir was open to other users; it is now readable by its owner only (0700)");
+        }
         let path = data_dir.join(DB_FILE);
+        owner_only::file(&path, true).map_err(|e| open_err(&path, e))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let side = data_dir.join(format!("{DB_FILE}{suffix}"));
+            owner_only::file(&side, false).map_err(|e| open_err(&side, e))?;
+        }
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?
             .filename(&path)

@@ -46,8 +46,10 @@ pub struct SyncReport {
     /// Entries or lines that could not be used (malformed, no id, ...).
     pub skipped: u64,
     /// The first few skipped lines, with line numbers and reasons.
+    #[serde(serialize_with = "crate::model::serialize_redacted_texts")]
     pub skipped_examples: Vec<String>,
-    /// Guide URLs the provider advertised (M3U `x-tvg-url`).
+    /// Guide URLs the provider advertised (M3U `x-tvg-url`), credentials masked.
+    #[serde(serialize_with = "crate::model::serialize_redacted_texts")]
     pub epg_urls: Vec<String>,
     pub duration_ms: u64,
 }
@@ -225,8 +227,10 @@ async fn sync_m3u(
     provider: &Provider,
     started: Instant,
 ) -> Result<SyncReport, CatalogError> {
-    let source = M3uSource::parse(&provider.url)
-        .map_err(|reason| upstream_err(provider, UpstreamError::InvalidUrl { url: provider.url.clone(), reason }))?;
+    let source = M3uSource::parse(&provider.url).map_err(|reason| {
+        let url = tunerpool_upstream::redact::redact_url(&provider.url, &[]);
+        upstream_err(provider, UpstreamError::InvalidUrl { url, reason })
+    })?;
     let primary = store.primary_account(provider.id).await?;
     let password = primary.as_ref().map(|a| a.password.expose().to_string()).unwrap_or_default();
     let mut seen: HashMap<u64, u32> = HashMap::new();

@@ -132,8 +132,21 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/epg.xml", get(epg::epg_xml))
         .route("/epg.xml.gz", get(epg::epg_xml_gz))
         .merge(outputs::routes(logins))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of one request in the request trace: its matched route and its
+/// target with credentials masked — never the raw URI, which carries users'
+/// passwords (`/live/{u}/{p}/…`, `get.php?password=…`).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("-", |m| m.as_str());
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        route,
+        uri = %tunerpool_upstream::redact::redact_url(&req.uri().to_string(), &[]),
+    )
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

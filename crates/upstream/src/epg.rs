@@ -39,7 +39,8 @@ pub struct GuideSummary {
 }
 
 /// Downloads the guide at `url` and stores it, uncompressed, at `dest`
-/// (replacing it atomically; the directory is created if needed). `secrets`
+/// (replacing it atomically, mode 0600; the directory is created 0700 if
+/// needed). `secrets`
 /// are masked in every error. A body with no channel and no programme in it
 /// (an error page, an empty answer) is refused and `dest` is left as it was.
 pub async fn download_guide(
@@ -75,7 +76,7 @@ pub fn store_guide(
         path: dest.display().to_string(),
         reason: format!("cannot {what}: {e}"),
     };
-    std::fs::create_dir_all(&dir).map_err(|e| file_err("create the guide directory", e))?;
+    crate::owner_only::create_dir(&dir).map_err(|e| file_err("create the guide directory", e))?;
     let mut body = BufReader::with_capacity(CHUNK, input);
     let gzip = body.fill_buf().map_err(|e| file_err("read the download", e))?.starts_with(&[0x1f, 0x8b]);
     let mut source: Box<dyn Read> =

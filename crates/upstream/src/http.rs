@@ -109,7 +109,8 @@ impl UpstreamHttp {
 
         let shown = redact_url(url, secrets);
         let resp = self.get(url, secrets, BodySize::Large).await?;
-        std::fs::create_dir_all(&self.settings.spool_dir).map_err(|e| spool_error(&self.settings.spool_dir, e))?;
+        crate::owner_only::create_dir(&self.settings.spool_dir)
+            .map_err(|e| spool_error(&self.settings.spool_dir, e))?;
         let file =
             tempfile::tempfile_in(&self.settings.spool_dir).map_err(|e| spool_error(&self.settings.spool_dir, e))?;
         let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));

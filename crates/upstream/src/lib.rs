@@ -17,6 +17,7 @@ pub mod epg;
 pub mod error;
 pub mod http;
 pub mod m3u;
+pub mod owner_only;
 pub mod redact;
 pub mod xtream;
 

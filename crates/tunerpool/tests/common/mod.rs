@@ -60,8 +60,14 @@ impl Drop for Server {
 
 /// Starts `cmd` (which must print `tunerpool listening on http://ADDR`) and
 /// waits for that line.
-pub fn start_server(mut cmd: Command) -> Server {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+pub fn start_server(cmd: Command) -> Server {
+    start_server_with_stderr(cmd, Stdio::inherit())
+}
+
+/// Like [`start_server`], with the server's log (stderr) going to `stderr`
+/// (e.g. a file the test reads afterwards).
+pub fn start_server_with_stderr(mut cmd: Command, stderr: Stdio) -> Server {
+    cmd.stdout(Stdio::piped()).stderr(stderr);
     let mut server = Server {
         child: cmd.spawn().expect("spawn tunerpool"),
         base: String::new(),
