@@ -266,7 +266,7 @@ async fn sync_m3u(
         w.insert_series(series).await?;
     }
     let summary = batches.finish().await.map_err(|e| upstream_err(provider, e))?;
-    w.report.skipped += summary.skipped.len() as u64;
+    w.report.skipped += summary.skipped_count as u64;
     for s in summary.skipped.iter().take(SKIPPED_EXAMPLES) {
         w.report.skipped_examples.push(format!("line {}: {}", s.line, s.reason));
     }
@@ -276,7 +276,7 @@ async fn sync_m3u(
         return Err(CatalogError::Conflict(format!(
             "provider {}: the playlist has no entries ({} lines skipped{}); the previous catalog was kept",
             provider.name,
-            summary.skipped.len(),
+            summary.skipped_count,
             summary.skipped.first().map(|s| format!(", first: line {}: {}", s.line, s.reason)).unwrap_or_default()
         )));
     }

@@ -48,7 +48,7 @@ async fn guides_and_spool_files_are_owner_only() {
     let mut input = tempfile::tempfile().unwrap();
     std::io::Write::write_all(&mut input, b"<tv><channel id=\"a\"/></tv>").unwrap();
     std::io::Seek::rewind(&mut input).unwrap();
-    tunerpool_upstream::epg::store_guide(input, &dest, "http://h/x", &[]).unwrap();
+    tunerpool_upstream::epg::store_guide(input, &dest, "http://h/x", &[], 1 << 20).unwrap();
     assert_eq!(mode(dest.parent().unwrap()), 0o700);
     assert_eq!(mode(&dest), 0o600);
     store.close().await;

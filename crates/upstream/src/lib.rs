@@ -13,6 +13,7 @@
 //! the URL into its error messages.
 
 pub mod batches;
+pub mod cap;
 pub mod epg;
 pub mod error;
 pub mod http;
@@ -21,5 +22,6 @@ pub mod owner_only;
 pub mod redact;
 pub mod xtream;
 
+pub use cap::{BodyKind, Caps};
 pub use error::UpstreamError;
 pub use http::{HttpSettings, UpstreamHttp};
