@@ -14,11 +14,13 @@ use crate::secret::Secret;
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "tunerpool.db";
 
-/// Handle to the catalog database. Cheap to clone (a connection pool).
+/// Handle to the catalog database. Cheap to clone (a connection pool, and
+/// the queue of the events writer).
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    events: std::sync::Arc<crate::events::EventWriter>,
 }
 
 /// Now, in Unix seconds: the unit of every timestamp in the catalog.
@@ -68,7 +70,19 @@ impl Store {
             .await
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool, path })
+        let events = std::sync::Arc::new(crate::events::EventWriter::start(pool.clone(), crate::events::QUEUE));
+        Ok(Store { pool, path, events })
+    }
+
+    pub(crate) fn event_writer(&self) -> &crate::events::EventWriter {
+        &self.events
+    }
+
+    /// The same store with an event queue of `capacity` (tests of a full queue).
+    #[cfg(test)]
+    pub(crate) fn with_event_queue(mut self, capacity: usize) -> Store {
+        self.events = std::sync::Arc::new(crate::events::EventWriter::start(self.pool.clone(), capacity));
+        self
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -99,7 +113,9 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the events still queued, then closes the database.
     pub async fn close(&self) {
+        self.flush_events().await;
         self.pool.close().await;
     }
 
