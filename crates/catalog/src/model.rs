@@ -126,8 +126,11 @@ impl NewProvider {
 /// Outcome of the last catalog sync of a provider.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SyncStatus {
+    /// The last attempt (Unix seconds).
     pub last_sync_at: Option<i64>,
     pub ok: Option<bool>,
+    /// The last successful sync (Unix seconds).
+    pub last_ok_at: Option<i64>,
     #[serde(serialize_with = "serialize_redacted_opt_text")]
     pub error: Option<String>,
     pub duration_ms: Option<i64>,

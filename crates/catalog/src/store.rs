@@ -687,8 +687,10 @@ fn like_pattern(s: &str) -> String {
     out
 }
 
-const PROVIDER_SELECT: &str = "SELECT id, name, kind, url, epg_url, user_agent, priority, max_streams, enabled, created_at,
-    last_sync_at, last_sync_ok, last_sync_error, last_sync_ms, live_count, vod_count, series_count, skipped_count FROM providers";
+const PROVIDER_SELECT: &str =
+    "SELECT id, name, kind, url, epg_url, user_agent, priority, max_streams, enabled, created_at,
+    last_sync_at, last_sync_ok, last_sync_ok_at, last_sync_error, last_sync_ms, live_count, vod_count, series_count,
+    skipped_count FROM providers";
 
 fn provider_from_row(r: &SqliteRow) -> Result<Provider, CatalogError> {
     let kind: String = r.try_get("kind")?;
@@ -706,6 +708,7 @@ fn provider_from_row(r: &SqliteRow) -> Result<Provider, CatalogError> {
         sync: SyncStatus {
             last_sync_at: r.try_get("last_sync_at")?,
             ok: r.try_get("last_sync_ok")?,
+            last_ok_at: r.try_get("last_sync_ok_at")?,
             error: r.try_get("last_sync_error")?,
             duration_ms: r.try_get("last_sync_ms")?,
             live: r.try_get("live_count")?,

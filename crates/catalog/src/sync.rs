@@ -652,8 +652,9 @@ impl Writer {
         .await?;
         self.report.duration_ms = started.elapsed().as_millis() as u64;
         sqlx::query(
-            "UPDATE providers SET last_sync_at = ?, last_sync_ok = 1, last_sync_error = NULL, last_sync_ms = ?, live_count = ?,
-             vod_count = ?, series_count = ?, skipped_count = ?, epg_url = COALESCE(epg_url, ?) WHERE id = ?",
+            "UPDATE providers SET last_sync_at = ?1, last_sync_ok = 1, last_sync_ok_at = ?1, last_sync_error = NULL,
+             last_sync_ms = ?2, live_count = ?3, vod_count = ?4, series_count = ?5, skipped_count = ?6,
+             epg_url = COALESCE(epg_url, ?7) WHERE id = ?8",
         )
         .bind(now())
         .bind(self.report.duration_ms as i64)

@@ -169,7 +169,7 @@ async fn admin_api_is_guarded_documented_and_never_returns_a_password() {
     // Open routes stay open: health, metrics, the UI, the streams (a 404 for an unknown channel, not a 401).
     for (path, want, content_type) in [
         ("/healthz", 200, "application/json"),
-        ("/metrics", 200, "application/openmetrics-text"),
+        ("/metrics", 200, "text/plain; version=0.0.4"),
         ("/", 200, "text/html"),
         ("/ui/app.js", 200, "text/javascript"),
         ("/ui/style.css", 200, "text/css"),
