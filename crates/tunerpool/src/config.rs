@@ -872,11 +872,12 @@ fn parse_bytes_str(s: &str) -> Result<u64, String> {
 
 /// A size as [`parse_bytes`] reads it back: `256MiB`, `1GiB`, or bytes.
 fn format_bytes(n: u64) -> String {
+    // Whole units of a power of two have no lower bits set.
     match n {
         0 => "0".to_owned(),
-        n if n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
-        n if n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
-        n if n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n if n & ((1 << 30) - 1) == 0 => format!("{}GiB", n >> 30),
+        n if n & ((1 << 20) - 1) == 0 => format!("{}MiB", n >> 20),
+        n if n & ((1 << 10) - 1) == 0 => format!("{}KiB", n >> 10),
         n => n.to_string(),
     }
 }

@@ -112,7 +112,8 @@ async fn no_secret_in_any_api_answer_or_log_line() {
     assert!(upstream.contains("/live/***/***/"), "the session shows its upstream, masked: {sessions}");
     let (_, events) = call("GET", "/api/v1/events", None);
     assert!(events.to_string().contains("127.0.0.1:1"), "the failed sync is in the events: {events}");
-    seen.borrow_mut().push_str(&live_events(&base, &token).await);
+    let live = live_events(&base, &token).await;
+    seen.borrow_mut().push_str(&live);
     drop(body);
     let metrics = reqwest::get(url("/metrics")).await.unwrap().text().await.unwrap();
     seen.borrow_mut().push_str(&metrics);

@@ -70,7 +70,8 @@ impl Caps {
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (size, unit) in UNITS {
-        if n >= size && n % size == 0 {
+        // Sizes are powers of two: whole units have no lower bits set.
+        if n >= size && n & (size - 1) == 0 {
             return format!("{} {unit}", n / size);
         }
     }

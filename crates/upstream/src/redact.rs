@@ -85,7 +85,7 @@ fn next_url(text: &str) -> Option<(usize, usize)> {
                 .map_or(text.len(), |i| sep + i);
             loop {
                 let url = &text[start..end];
-                let trailing = url.trim_end_matches(|c| matches!(c, '.' | ',' | ';' | ':'));
+                let trailing = url.trim_end_matches(['.', ',', ';', ':']);
                 if trailing.ends_with(')') && url.matches(')').count() > url.matches('(').count() {
                     end = start + trailing.len() - 1;
                 } else {
