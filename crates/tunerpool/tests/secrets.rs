@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{send, start_server_with_stderr, tunerpool};
+use common::{first_live_events, send, start_server_with_stderr, tunerpool};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -112,7 +112,7 @@ async fn no_secret_in_any_api_answer_or_log_line() {
     assert!(upstream.contains("/live/***/***/"), "the session shows its upstream, masked: {sessions}");
     let (_, events) = call("GET", "/api/v1/events", None);
     assert!(events.to_string().contains("127.0.0.1:1"), "the failed sync is in the events: {events}");
-    let live = live_events(&base, &token).await;
+    let live = first_live_events(&base, &token).await;
     seen.borrow_mut().push_str(&live);
     drop(body);
     let metrics = reqwest::get(url("/metrics")).await.unwrap().text().await.unwrap();
@@ -142,21 +142,4 @@ fn contexts(text: &str, secret: &str) -> Vec<String> {
             text[start..end].replace(secret, "<SECRET>")
         })
         .collect()
-}
-
-/// `GET /api/v1/live`: the first `pool` and `sessions` events, as text.
-async fn live_events(base: &str, token: &str) -> String {
-    let resp = reqwest::Client::new().get(format!("{base}/api/v1/live")).bearer_auth(token).send().await.unwrap();
-    let mut body = resp.bytes_stream();
-    let mut text = String::new();
-    let read = async {
-        while !(text.contains("event: pool") && text.contains("event: sessions")) {
-            match body.next().await {
-                Some(Ok(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
-                _ => break,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read).await.expect("live events within 30 s");
-    text
 }
