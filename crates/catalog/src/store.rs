@@ -41,7 +41,7 @@ impl Store {
             path: path.display().to_string(),
             reason: format!("{e} (check that the data dir is writable, or choose another with --data-dir)"),
         };
-        if let Some(mode) = owner_only::create_dir(data_dir).map_err(|e| open_err(data_dir, e))? {
+        if let Some(mode) = owner_only::create_private_dir(data_dir).map_err(|e| open_err(data_dir, e))? {
             tracing::warn!(data_dir = %data_dir.display(), was = format!("{mode:o}"),
                 "the data dir was open to other users; it is now readable by its owner only (0700)");
         }

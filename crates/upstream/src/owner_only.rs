@@ -3,23 +3,38 @@
 //! The data dir holds provider passwords (the SQLite database, in plain
 //! text), guides fetched with them, and downloads in progress: nobody but
 //! the gateway's own user has any business reading them. Directories are
-//! made 0700 and files 0600 when they are created, and tightened when they
-//! already exist with wider permissions. (On other systems than Unix these
-//! are plain creations.)
+//! made 0700 and files 0600 when they are created; the data dir and the
+//! database are also tightened when they already exist with wider
+//! permissions. (On other systems than Unix these are plain creations.)
 
 use std::io;
 use std::path::Path;
 
-/// Creates `dir` (and its parents) if needed and makes it 0700. Returns the
-/// mode it had when that was wider (readable or writable by others), so the
-/// caller can say that it was tightened.
-pub fn create_dir(dir: &Path) -> io::Result<Option<u32>> {
+/// Creates `dir` (and missing parents) with mode 0700 if it does not exist;
+/// an existing directory is left as it is (a spool dir may be `/tmp`).
+pub fn create_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         if !dir.exists() {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
         }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Creates `dir` like [`create_dir`], and makes an existing one 0700.
+/// Returns the mode it had when that was wider (open to other users), so
+/// the caller can say that it was tightened. For the data dir.
+pub fn create_private_dir(dir: &Path) -> io::Result<Option<u32>> {
+    create_dir(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -29,7 +44,6 @@ pub fn create_dir(dir: &Path) -> io::Result<Option<u32>> {
     }
     #[cfg(not(unix))]
     {
-        std::fs::create_dir_all(dir)?;
         Ok(None)
     }
 }
@@ -73,14 +87,17 @@ mod tests {
     }
 
     #[test]
-    fn dirs_are_created_and_tightened() {
+    fn dirs_are_created_owner_only_and_the_private_one_tightened() {
         let tmp = tempfile::tempdir().unwrap();
         let new = tmp.path().join("a/b");
-        assert_eq!(create_dir(&new).unwrap(), None);
-        assert_eq!(mode(&new), 0o700);
+        create_dir(&new).unwrap();
+        assert_eq!((mode(&tmp.path().join("a")), mode(&new)), (0o700, 0o700));
         std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(create_dir(&new).unwrap(), Some(0o755));
+        create_dir(&new).unwrap();
+        assert_eq!(mode(&new), 0o755, "an existing dir is left alone");
+        assert_eq!(create_private_dir(&new).unwrap(), Some(0o755));
         assert_eq!(mode(&new), 0o700);
+        assert_eq!(create_private_dir(&new).unwrap(), None);
     }
 
     #[test]
