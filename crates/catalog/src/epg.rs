@@ -45,6 +45,7 @@ pub struct EpgStatus {
     pub fetched_at: Option<i64>,
     pub ok: Option<bool>,
     /// Why the last attempt failed (credentials redacted).
+    #[serde(serialize_with = "crate::model::serialize_redacted_opt_text")]
     pub error: Option<String>,
     /// Last success.
     pub ok_at: Option<i64>,

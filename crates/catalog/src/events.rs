@@ -5,15 +5,33 @@
 //! rejected?") belongs next to the catalog. Events are rows in SQLite, kept
 //! to the newest [`KEEP`], written off the hot path (never per chunk), and
 //! their messages are built from already-redacted errors: no passwords.
+//!
+//! Callers that must not wait ([`Store::note`]: live sessions, syncs) hand
+//! events to **one writer task** through a bounded queue ([`QUEUE`]); it
+//! writes them in batches, one transaction each, so that a burst of events
+//! holds one database connection, not all of them. When the queue is full an
+//! event is dropped and counted ([`Store::dropped_events`], logged by the
+//! writer). [`Store::flush_events`] (and [`Store::close`]) wait until every
+//! event noted before has been written.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::CatalogError;
 use crate::store::{now, Store};
 
 /// How many events are kept.
 pub const KEEP: i64 = 10_000;
+
+/// Events waiting for the writer; more are dropped (and counted).
+pub const QUEUE: usize = 4096;
+
+/// Events the writer puts in one transaction.
+const BATCH: usize = 256;
 
 /// How serious an event is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
@@ -52,15 +70,17 @@ pub struct Event {
     pub level: Level,
     /// `sync`, `account`, `session`, `failover` or `refused`.
     pub kind: String,
+    #[serde(serialize_with = "crate::model::serialize_redacted_text")]
     pub message: String,
     pub provider_id: Option<i64>,
     pub account_id: Option<i64>,
     pub channel_id: Option<i64>,
 }
 
-/// An event to record.
+/// An event to record. Its time is when it is made, not when it is written.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    pub at: i64,
     pub level: Level,
     pub kind: &'static str,
     pub message: String,
@@ -71,7 +91,15 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(level: Level, kind: &'static str, message: impl Into<String>) -> NewEvent {
-        NewEvent { level, kind, message: message.into(), provider_id: None, account_id: None, channel_id: None }
+        NewEvent {
+            at: now(),
+            level,
+            kind,
+            message: message.into(),
+            provider_id: None,
+            account_id: None,
+            channel_id: None,
+        }
     }
 
     pub fn provider(mut self, id: i64) -> NewEvent {
@@ -106,39 +134,122 @@ impl Default for EventQuery {
     }
 }
 
-impl Store {
-    /// Records an event, trimming the log to the newest [`KEEP`].
-    pub async fn record_event(&self, e: &NewEvent) -> Result<(), CatalogError> {
-        let id: i64 = sqlx::query(
-            "INSERT INTO events (at, level, kind, message, provider_id, account_id, channel_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(now())
-        .bind(e.level.as_str())
-        .bind(e.kind)
-        .bind(&e.message)
-        .bind(e.provider_id)
-        .bind(e.account_id)
-        .bind(e.channel_id)
-        .fetch_one(self.pool())
-        .await?
-        .get(0);
-        // Trimming every 100th insert keeps the cost of a write flat.
-        if id % 100 == 0 {
-            sqlx::query("DELETE FROM events WHERE id <= ?").bind(id - KEEP).execute(self.pool()).await?;
+/// What the writer task is asked to do.
+enum Job {
+    Write(NewEvent),
+    /// Answer once everything queued before is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the event writer, held by the [`Store`].
+#[derive(Debug)]
+pub(crate) struct EventWriter {
+    jobs: mpsc::Sender<Job>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Write(_) => "Write",
+            Job::Flush(_) => "Flush",
+        })
+    }
+}
+
+impl EventWriter {
+    /// Starts the writer task on `pool`; it ends when the writer is dropped
+    /// (with the last [`Store`] clone), after writing what is queued.
+    pub(crate) fn start(pool: SqlitePool, capacity: usize) -> EventWriter {
+        let (jobs, rx) = mpsc::channel(capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_events(pool, rx, dropped.clone()));
+        EventWriter { jobs, dropped }
+    }
+}
+
+/// The writer task: batches of up to [`BATCH`] events, one transaction each.
+async fn write_events(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, dropped: Arc<AtomicU64>) {
+    let mut jobs = Vec::with_capacity(BATCH);
+    let mut events = Vec::with_capacity(BATCH);
+    let mut reported = 0u64;
+    while rx.recv_many(&mut jobs, BATCH).await > 0 {
+        let mut flushes = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Write(e) => events.push(e),
+                Job::Flush(done) => flushes.push(done),
+            }
         }
-        Ok(())
+        if !events.is_empty() {
+            if let Err(e) = insert_events(&pool, &events).await {
+                tracing::warn!(error = %e, events = events.len(), "cannot record events");
+            }
+            events.clear();
+        }
+        let total = dropped.load(Ordering::Relaxed);
+        if total > reported {
+            tracing::warn!(dropped = total - reported, total, "events were dropped: the event queue was full");
+            reported = total;
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Inserts `events` in one transaction, trimming the log to the newest
+/// [`KEEP`] whenever an id crosses a multiple of 100 (so that the cost of a
+/// write stays flat).
+async fn insert_events(pool: &SqlitePool, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO events (at, level, kind, message, provider_id, account_id, channel_id) ",
+    );
+    qb.push_values(events, |mut b, e| {
+        b.push_bind(e.at)
+            .push_bind(e.level.as_str())
+            .push_bind(e.kind)
+            .push_bind(&e.message)
+            .push_bind(e.provider_id)
+            .push_bind(e.account_id)
+            .push_bind(e.channel_id);
+    });
+    qb.push(" RETURNING id");
+    let ids: Vec<i64> = qb.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
+    if let Some(last) = ids.iter().copied().filter(|id| id % 100 == 0).max() {
+        sqlx::query("DELETE FROM events WHERE id <= ?").bind(last - KEEP).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+impl Store {
+    /// Records an event now, trimming the log to the newest [`KEEP`].
+    pub async fn record_event(&self, e: &NewEvent) -> Result<(), CatalogError> {
+        Ok(insert_events(self.pool(), std::slice::from_ref(e)).await?)
     }
 
     /// Records an event in the background: for callers that must neither
-    /// wait for the database nor fail because of it (a live session).
+    /// wait for the database nor fail because of it (a live session). When
+    /// the writer's queue is full the event is dropped and counted.
     pub fn note(&self, e: NewEvent) {
-        let store = self.clone();
-        tokio::spawn(async move {
-            if let Err(err) = store.record_event(&e).await {
-                tracing::warn!(error = %err, "cannot record an event");
-            }
-        });
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.event_writer().jobs.try_send(Job::Write(e)) {
+            self.event_writer().dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events dropped since the store was opened because the writer's queue
+    /// was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.event_writer().dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every event noted before this call is written.
+    pub async fn flush_events(&self) {
+        let (done, written) = oneshot::channel();
+        if self.event_writer().jobs.send(Job::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
     }
 
     /// Lists events, newest first.
@@ -179,6 +290,26 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_queue_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap().with_event_queue(10);
+        // The writer cannot run while this loop does not yield: 10 fit, 90 are dropped.
+        for i in 0..100 {
+            store.note(NewEvent::new(Level::Info, "session", format!("e{i}")));
+        }
+        assert_eq!(store.dropped_events(), 90);
+        store.flush_events().await;
+        let written = store.events(&EventQuery::default()).await.unwrap();
+        assert_eq!(written.len(), 10);
+        assert_eq!(written[0].message, "e9");
+        // Room again once written.
+        store.note(NewEvent::new(Level::Info, "session", "later"));
+        store.flush_events().await;
+        assert_eq!(store.events(&EventQuery::default()).await.unwrap()[0].message, "later");
+        assert_eq!(store.dropped_events(), 90);
+    }
 
     #[tokio::test]
     async fn events_are_listed_newest_first_filtered_and_trimmed() {

@@ -126,8 +126,12 @@ impl NewProvider {
 /// Outcome of the last catalog sync of a provider.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SyncStatus {
+    /// The last attempt (Unix seconds).
     pub last_sync_at: Option<i64>,
     pub ok: Option<bool>,
+    /// The last successful sync (Unix seconds).
+    pub last_ok_at: Option<i64>,
+    #[serde(serialize_with = "serialize_redacted_opt_text")]
     pub error: Option<String>,
     pub duration_ms: Option<i64>,
     pub live: i64,
@@ -164,6 +168,24 @@ fn serialize_redacted_opt_url<S: Serializer>(url: &Option<String>, s: S) -> Resu
         Some(u) => serialize_redacted_url(u, s),
         None => s.serialize_none(),
     }
+}
+
+/// Serializes a message (an error, an event, an M3U key) with every URL in
+/// it redacted: rows written by older versions, or text quoted from a
+/// provider, may hold credentials.
+pub(crate) fn serialize_redacted_text<S: Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&tunerpool_upstream::redact::redact_text(text, &[]))
+}
+
+pub(crate) fn serialize_redacted_opt_text<S: Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(t) => serialize_redacted_text(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+pub(crate) fn serialize_redacted_texts<S: Serializer>(texts: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(texts.iter().map(|t| tunerpool_upstream::redact::redact_text(t, &[])))
 }
 
 /// One set of credentials at a provider ("profile" in the seeds). The
@@ -205,6 +227,7 @@ pub struct AccountDetails {
     pub max_connections: Option<i64>,
     pub active_cons: Option<i64>,
     pub last_checked: Option<i64>,
+    #[serde(serialize_with = "serialize_redacted_opt_text")]
     pub last_error: Option<String>,
 }
 
@@ -246,6 +269,9 @@ pub struct ChannelSource {
     pub stream_id: i64,
     pub provider_id: i64,
     pub provider: String,
+    /// Xtream: the stream id; M3U: `tvg:{tvg-id}` or `url:{stream URL}`
+    /// (shown with its credentials masked).
+    #[serde(serialize_with = "serialize_redacted_text")]
     pub upstream_key: String,
     pub upstream_id: Option<i64>,
     pub position: i64,

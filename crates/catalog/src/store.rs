@@ -14,11 +14,13 @@ use crate::secret::Secret;
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "tunerpool.db";
 
-/// Handle to the catalog database. Cheap to clone (a connection pool).
+/// Handle to the catalog database. Cheap to clone (a connection pool, and
+/// the queue of the events writer).
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
+    events: std::sync::Arc<crate::events::EventWriter>,
 }
 
 /// Now, in Unix seconds: the unit of every timestamp in the catalog.
@@ -28,12 +30,27 @@ pub fn now() -> i64 {
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and runs migrations.
+    ///
+    /// The data dir is made readable by its owner only (0700; a wider one is
+    /// tightened, with a warning) and so are the database and its `-wal` and
+    /// `-shm` files (0600: SQLite gives those the database file's mode):
+    /// they hold provider passwords.
     pub async fn open(data_dir: &Path) -> Result<Store, CatalogError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| CatalogError::Open {
-            path: data_dir.display().to_string(),
+        use tunerpool_upstream::owner_only;
+        let open_err = |path: &Path, e: std::io::Error| CatalogError::Open {
+            path: path.display().to_string(),
             reason: format!("{e} (check that the data dir is writable, or choose another with --data-dir)"),
-        })?;
+        };
+        if let Some(mode) = owner_only::create_private_dir(data_dir).map_err(|e| open_err(data_dir, e))? {
+            tracing::warn!(data_dir = %data_dir.display(), was = format!("{mode:o}"),
+                "the data dir was open to other users; it is now readable by its owner only (0700)");
+        }
         let path = data_dir.join(DB_FILE);
+        owner_only::file(&path, true).map_err(|e| open_err(&path, e))?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let side = data_dir.join(format!("{DB_FILE}{suffix}"));
+            owner_only::file(&side, false).map_err(|e| open_err(&side, e))?;
+        }
         let opts = SqliteConnectOptions::from_str("sqlite://")
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?
             .filename(&path)
@@ -53,7 +70,19 @@ impl Store {
             .await
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool, path })
+        let events = std::sync::Arc::new(crate::events::EventWriter::start(pool.clone(), crate::events::QUEUE));
+        Ok(Store { pool, path, events })
+    }
+
+    pub(crate) fn event_writer(&self) -> &crate::events::EventWriter {
+        &self.events
+    }
+
+    /// The same store with an event queue of `capacity` (tests of a full queue).
+    #[cfg(test)]
+    pub(crate) fn with_event_queue(mut self, capacity: usize) -> Store {
+        self.events = std::sync::Arc::new(crate::events::EventWriter::start(self.pool.clone(), capacity));
+        self
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -84,7 +113,9 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the events still queued, then closes the database.
     pub async fn close(&self) {
+        self.flush_events().await;
         self.pool.close().await;
     }
 
@@ -656,8 +687,10 @@ fn like_pattern(s: &str) -> String {
     out
 }
 
-const PROVIDER_SELECT: &str = "SELECT id, name, kind, url, epg_url, user_agent, priority, max_streams, enabled, created_at,
-    last_sync_at, last_sync_ok, last_sync_error, last_sync_ms, live_count, vod_count, series_count, skipped_count FROM providers";
+const PROVIDER_SELECT: &str =
+    "SELECT id, name, kind, url, epg_url, user_agent, priority, max_streams, enabled, created_at,
+    last_sync_at, last_sync_ok, last_sync_ok_at, last_sync_error, last_sync_ms, live_count, vod_count, series_count,
+    skipped_count FROM providers";
 
 fn provider_from_row(r: &SqliteRow) -> Result<Provider, CatalogError> {
     let kind: String = r.try_get("kind")?;
@@ -675,6 +708,7 @@ fn provider_from_row(r: &SqliteRow) -> Result<Provider, CatalogError> {
         sync: SyncStatus {
             last_sync_at: r.try_get("last_sync_at")?,
             ok: r.try_get("last_sync_ok")?,
+            last_ok_at: r.try_get("last_sync_ok_at")?,
             error: r.try_get("last_sync_error")?,
             duration_ms: r.try_get("last_sync_ms")?,
             live: r.try_get("live_count")?,

@@ -46,8 +46,10 @@ pub struct SyncReport {
     /// Entries or lines that could not be used (malformed, no id, ...).
     pub skipped: u64,
     /// The first few skipped lines, with line numbers and reasons.
+    #[serde(serialize_with = "crate::model::serialize_redacted_texts")]
     pub skipped_examples: Vec<String>,
-    /// Guide URLs the provider advertised (M3U `x-tvg-url`).
+    /// Guide URLs the provider advertised (M3U `x-tvg-url`), credentials masked.
+    #[serde(serialize_with = "crate::model::serialize_redacted_texts")]
     pub epg_urls: Vec<String>,
     pub duration_ms: u64,
 }
@@ -225,8 +227,10 @@ async fn sync_m3u(
     provider: &Provider,
     started: Instant,
 ) -> Result<SyncReport, CatalogError> {
-    let source = M3uSource::parse(&provider.url)
-        .map_err(|reason| upstream_err(provider, UpstreamError::InvalidUrl { url: provider.url.clone(), reason }))?;
+    let source = M3uSource::parse(&provider.url).map_err(|reason| {
+        let url = tunerpool_upstream::redact::redact_url(&provider.url, &[]);
+        upstream_err(provider, UpstreamError::InvalidUrl { url, reason })
+    })?;
     let primary = store.primary_account(provider.id).await?;
     let password = primary.as_ref().map(|a| a.password.expose().to_string()).unwrap_or_default();
     let mut seen: HashMap<u64, u32> = HashMap::new();
@@ -262,7 +266,7 @@ async fn sync_m3u(
         w.insert_series(series).await?;
     }
     let summary = batches.finish().await.map_err(|e| upstream_err(provider, e))?;
-    w.report.skipped += summary.skipped.len() as u64;
+    w.report.skipped += summary.skipped_count as u64;
     for s in summary.skipped.iter().take(SKIPPED_EXAMPLES) {
         w.report.skipped_examples.push(format!("line {}: {}", s.line, s.reason));
     }
@@ -272,7 +276,7 @@ async fn sync_m3u(
         return Err(CatalogError::Conflict(format!(
             "provider {}: the playlist has no entries ({} lines skipped{}); the previous catalog was kept",
             provider.name,
-            summary.skipped.len(),
+            summary.skipped_count,
             summary.skipped.first().map(|s| format!(", first: line {}: {}", s.line, s.reason)).unwrap_or_default()
         )));
     }
@@ -648,8 +652,9 @@ impl Writer {
         .await?;
         self.report.duration_ms = started.elapsed().as_millis() as u64;
         sqlx::query(
-            "UPDATE providers SET last_sync_at = ?, last_sync_ok = 1, last_sync_error = NULL, last_sync_ms = ?, live_count = ?,
-             vod_count = ?, series_count = ?, skipped_count = ?, epg_url = COALESCE(epg_url, ?) WHERE id = ?",
+            "UPDATE providers SET last_sync_at = ?1, last_sync_ok = 1, last_sync_ok_at = ?1, last_sync_error = NULL,
+             last_sync_ms = ?2, live_count = ?3, vod_count = ?4, series_count = ?5, skipped_count = ?6,
+             epg_url = COALESCE(epg_url, ?7) WHERE id = ?8",
         )
         .bind(now())
         .bind(self.report.duration_ms as i64)

@@ -154,6 +154,47 @@ async fn m3u_over_http_from_get_php_classifies_live_vod_and_series() {
     assert!(!json.contains("s3cr3t") && !json.contains(&urlenc(PASSWORD)), "{json}");
 }
 
+/// A playlist URL that points at a live stream (an endless body) stops at the
+/// playlist cap: the sync fails naming the key to raise, and the previous
+/// catalog stays.
+#[tokio::test]
+async fn a_playlist_url_pointing_at_a_live_stream_hits_the_cap_and_keeps_the_catalog() {
+    let fake = FakeProvider::start(fake_config()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let caps = tunerpool_upstream::Caps { playlist: 256 << 10, ..Default::default() };
+    let http =
+        UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), caps, ..Default::default() }).unwrap();
+    let p = store
+        .add_provider(&NewProvider {
+            name: "Fake M3U".into(),
+            kind: Some(ProviderKind::M3u),
+            url: format!("{}/get.php?username=alice&password={}&type=m3u&output=ts", fake.url(), urlenc(PASSWORD)),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    sync_provider(&store, &http, p.id).await.unwrap();
+    let before = all_channels(&store).await;
+    assert_eq!(before.len(), 120);
+
+    let live = format!("{}/live/alice/{}/1.ts", fake.url(), urlenc(PASSWORD));
+    let patch = tunerpool_catalog::ProviderPatch { url: Some(live), ..Default::default() };
+    store.update_provider(p.id, &patch).await.unwrap();
+    let err = tokio::time::timeout(std::time::Duration::from_secs(60), sync_provider(&store, &http, p.id))
+        .await
+        .expect("the download is stopped at the cap")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than 256 KiB") && err.contains("sync.max_playlist_bytes"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+    assert_eq!(all_channels(&store).await, before, "the previous catalog is kept");
+    let provider = store.provider(p.id).await.unwrap();
+    assert!(provider.sync.error.unwrap().contains("sync.max_playlist_bytes"));
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "no spool file left");
+}
+
 fn urlenc(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }

@@ -23,7 +23,7 @@ fn parse_chunked(input: &[u8], cuts: &[usize]) -> Playlist {
     parser.feed(&input[from..], &mut entries);
     let summary = parser.finish(&mut entries);
     assert_eq!(summary.entries, entries.len());
-    Playlist { header: summary.header, entries, skipped: summary.skipped }
+    Playlist { header: summary.header, entries, skipped: summary.skipped, skipped_count: summary.skipped_count }
 }
 
 /// Byte strings built from M3U-ish fragments, to reach the interesting paths
@@ -188,6 +188,7 @@ proptest! {
             header: m3u::Header { present: true, attrs: header_attrs },
             entries,
             skipped: Vec::new(),
+            skipped_count: 0,
         };
         let text = m3u::write(&playlist);
         let parsed = m3u::parse(text.as_bytes());

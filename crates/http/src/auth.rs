@@ -48,7 +48,12 @@ pub(crate) async fn require_admin(State(st): State<AppState>, req: Request, next
     });
     match token {
         Some(t) if st.admin_token.matches(t) => next.run(req).await,
-        Some(_) => ApiError::unauthorized(WRONG).into_response(),
+        Some(_) => {
+            if let Some(m) = req.extensions().get::<std::sync::Arc<crate::metrics::HttpMetrics>>() {
+                m.login_failed("admin_token");
+            }
+            ApiError::unauthorized(WRONG).into_response()
+        }
         None => ApiError::unauthorized(MISSING).into_response(),
     }
 }

@@ -16,6 +16,7 @@ pub mod auth;
 mod epg;
 pub mod error;
 mod live;
+mod metrics;
 mod openapi;
 mod outputs;
 pub mod pool_status;
@@ -107,7 +108,8 @@ pub fn router(state: AppState) -> Router {
 fn app(state: AppState, shutdown: CancellationToken) -> Router {
     use axum::routing::{any, get};
     let (api, _) = api_routes().split_for_parts();
-    let logins = std::sync::Arc::new(outputs::ClientAuth::default());
+    let http_metrics = std::sync::Arc::new(metrics::HttpMetrics::default());
+    let logins = std::sync::Arc::new(outputs::ClientAuth::new(http_metrics.clone()));
     // Unknown API paths answer in JSON too (and only to the admin).
     let api = api
         .route(
@@ -124,7 +126,7 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/stream/{channel}", get(stream::live))
         .route("/stream/{channel}/hls/{file}", get(stream::live_segment))
-        .route("/metrics", get(stream::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/movie/{file}", get(stream::movie))
         .route("/series/{file}", get(stream::episode))
         .route("/", get(ui::index))
@@ -132,8 +134,23 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/epg.xml", get(epg::epg_xml))
         .route("/epg.xml.gz", get(epg::epg_xml_gz))
         .merge(outputs::routes(logins))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(http_metrics.clone(), metrics::track))
+        .layer(axum::Extension(http_metrics))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of one request in the request trace: its matched route and its
+/// target with credentials masked — never the raw URI, which carries users'
+/// passwords (`/live/{u}/{p}/…`, `get.php?password=…`).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("-", |m| m.as_str());
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        route,
+        uri = %tunerpool_upstream::redact::redact_url(&req.uri().to_string(), &[]),
+    )
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.

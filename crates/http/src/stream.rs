@@ -132,12 +132,6 @@ pub(crate) async fn stop_session(State(st): State<AppState>, Path(id): Path<Stri
     }
 }
 
-/// Prometheus text exposition.
-pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], st.relay.metrics_text())
-        .into_response()
-}
-
 /// `GET /movie/{id}.{ext}`.
 pub(crate) async fn movie(
     State(st): State<AppState>,

@@ -196,7 +196,8 @@ async fn no_capacity_is_a_503_that_says_why() {
     let missing = reqwest::get(format!("{}/stream/999999.ts", h.base)).await.unwrap();
     assert_eq!(missing.status(), 404);
     let metrics = reqwest::get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
-    assert_eq!(metric(&metrics, "tunerpool_acquire_failures_total"), 1.0, "{metrics}");
+    assert_eq!(metric(&metrics, "tunerpool_refusals_total"), 1.0, "{metrics}");
+    assert!(metrics.contains("tunerpool_refusals_total{reason=\"no_capacity\"} 1"), "{metrics}");
     assert_eq!(metric(&metrics, "tunerpool_viewers"), 1.0, "{metrics}");
     drop(busy);
 }
@@ -238,9 +239,11 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert!(!url.contains("/pb/") && url.contains("***"), "credentials masked: {url}");
     let metrics = reqwest::get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
     assert!(metric(&metrics, "tunerpool_failovers_total") == 1.0, "{metrics}");
+    assert!(metrics.contains("tunerpool_failovers_total{provider=\"Fake\",account=\"Primary\""), "{metrics}");
     assert!(metric(&metrics, "tunerpool_sessions") == 1.0, "{metrics}");
-    assert!(metric(&metrics, "tunerpool_bytes_out_total") > 600_000.0, "{metrics}");
-    assert!(metric(&metrics, "tunerpool_bytes_in_total") >= metric(&metrics, "tunerpool_bytes_out_total"), "{metrics}");
+    let (sent, received) = ("tunerpool_viewer_sent_bytes_total", "tunerpool_upstream_received_bytes_total");
+    assert!(metric(&metrics, sent) > 600_000.0, "{metrics}");
+    assert!(metric(&metrics, received) >= metric(&metrics, sent), "{metrics}");
     // The events log tells the story, without the password.
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/events?level=warn&kind=failover", h.base);
@@ -257,11 +260,20 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert!(body.contains("level") && body.contains("limit"), "{body}");
 }
 
-/// A metric's value in a Prometheus text exposition.
+/// A metric's value in a Prometheus text exposition: the sum of its samples
+/// over all their labels.
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| match rest.strip_prefix('{') {
+            Some(labelled) => labelled.rsplit_once("} ").map(|(_, v)| v),
+            None => rest.strip_prefix(' '),
+        })
+        .map(|v| v.trim().parse::<f64>().unwrap())
+        .collect();
+    assert!(!values.is_empty(), "no {name} in {text}");
+    values.iter().sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

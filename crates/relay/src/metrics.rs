@@ -1,51 +1,109 @@
-//! Prometheus metrics of the relay. Counters and gauges are atomics updated
-//! where things happen (a chunk to a viewer is one relaxed add); the text
-//! exposition is built only when `/metrics` is scraped. The registry belongs
-//! to the relay (not a global), so every instance — and every test — has its
-//! own.
+//! Prometheus metrics of the relay: what happens to streams, per provider
+//! and account. Counters are atomics updated where things happen; the
+//! labelled counter of an upstream is looked up once, when the upstream is
+//! chosen, so a chunk to a viewer stays one relaxed add (no label lookup, no
+//! lock). What is a state rather than an event — sessions, viewers, slots —
+//! is read at scrape time by the `/metrics` handler, not kept here. The
+//! metrics belong to the relay (not a global), so every instance — and every
+//! test — has its own.
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Labels of a per-account series: names for people, the id to tell apart
+/// accounts of the same name. Never a URL or a credential.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabels {
+    pub provider: String,
+    pub account: String,
+    pub account_id: i64,
+}
+
+impl AccountLabels {
+    pub fn new(provider: &str, account: &str, account_id: i64) -> AccountLabels {
+        AccountLabels { provider: provider.to_string(), account: account.to_string(), account_id }
+    }
+}
+
+/// Why a viewer's request was refused.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every account was at its limit (503).
+    NoCapacity,
+    /// The downstream user was at its own limit (403).
+    UserLimit,
+    /// No upstream worked (502).
+    UpstreamFailed,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
+/// The byte counters of one upstream (a provider's account), resolved once.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UpstreamCounters {
+    /// Bytes read from the upstream.
+    pub received: Counter,
+    /// Bytes sent to viewers of it.
+    pub sent: Counter,
+}
 
 /// The relay's metrics, cheap to clone (shared atomics).
 #[derive(Clone, Default)]
 pub struct RelayMetrics {
-    pub sessions: Gauge,
-    pub viewers: Gauge,
-    pub bytes_out: Counter,
-    pub bytes_in: Counter,
-    pub failovers: Counter,
-    pub jumps: Counter,
-    pub drops: Counter,
-    pub acquire_failures: Counter,
+    received: Family<AccountLabels, Counter>,
+    sent: Family<AccountLabels, Counter>,
+    failovers: Family<AccountLabels, Counter>,
+    refusals: Family<RefusalLabels, Counter>,
+    pub(crate) jumps: Counter,
+    pub(crate) drops: Counter,
 }
 
 impl RelayMetrics {
-    /// A registry holding these metrics, under the `tunerpool_` prefix.
-    pub fn registry(&self) -> Registry {
-        let mut r = Registry::with_prefix("tunerpool");
-        r.register("sessions", "Live sessions (one upstream connection each)", self.sessions.clone());
-        r.register("viewers", "Viewers connected to live sessions", self.viewers.clone());
-        r.register("bytes_out", "Bytes sent to viewers", self.bytes_out.clone());
-        r.register("bytes_in", "Bytes read from upstreams", self.bytes_in.clone());
-        r.register("failovers", "Upstream switches of live sessions", self.failovers.clone());
-        r.register("jumps", "Times a slow viewer jumped to the live edge", self.jumps.clone());
-        r.register("drops", "Viewers dropped for being too slow", self.drops.clone());
-        r.register(
-            "acquire_failures",
-            "Requests refused because no account had a free slot",
-            self.acquire_failures.clone(),
+    /// Adds these metrics to `registry` (which carries the `tunerpool_` prefix).
+    pub fn register(&self, r: &mut Registry) {
+        r.register_with_unit(
+            "upstream_received",
+            "Bytes read from providers, by account",
+            Unit::Bytes,
+            self.received.clone(),
         );
-        r
+        r.register_with_unit(
+            "viewer_sent",
+            "Bytes sent to viewers (live and VOD), by the account they came from",
+            Unit::Bytes,
+            self.sent.clone(),
+        );
+        r.register("failovers", "Upstream switches away from an account that failed", self.failovers.clone());
+        r.register("refusals", "Viewer requests refused, by reason", self.refusals.clone());
+        r.register("viewer_jumps", "Times a slow viewer jumped to the live edge", self.jumps.clone());
+        r.register("viewer_drops", "Viewers dropped for being too slow", self.drops.clone());
     }
-}
 
-/// The Prometheus text exposition of `registry`.
-pub fn render(registry: &Registry) -> String {
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = encode(&mut out, registry);
-    out
+    /// The byte counters of an account's upstream.
+    pub(crate) fn upstream(&self, labels: &AccountLabels) -> UpstreamCounters {
+        UpstreamCounters {
+            received: self.received.get_or_create(labels).clone(),
+            sent: self.sent.get_or_create(labels).clone(),
+        }
+    }
+
+    /// An upstream switch away from this account.
+    pub(crate) fn failover(&self, labels: &AccountLabels) {
+        self.failovers.get_or_create(labels).inc();
+    }
+
+    /// A refused viewer request.
+    pub(crate) fn refused(&self, why: Refusal) {
+        let reason = match why {
+            Refusal::NoCapacity => "no_capacity",
+            Refusal::UserLimit => "user_limit",
+            Refusal::UpstreamFailed => "upstream_failed",
+        };
+        self.refusals.get_or_create(&RefusalLabels { reason }).inc();
+    }
 }

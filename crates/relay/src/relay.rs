@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tunerpool_catalog::{CatalogError, Level, NewEvent, Store};
 use tunerpool_ledger::AnyLedger;
 
-use crate::metrics::RelayMetrics;
+use crate::metrics::{Refusal, RelayMetrics};
 use crate::ring::Next;
 use crate::session::{run, Session, SessionInfo, ViewerStats};
 use crate::settings::RelaySettings;
@@ -23,7 +23,6 @@ pub(crate) struct Inner {
     pub client: reqwest::Client,
     pub settings: RelaySettings,
     pub metrics: RelayMetrics,
-    registry: prometheus_client::registry::Registry,
     sessions: Mutex<HashMap<i64, Arc<Session>>>,
     /// Movie and episode downloads in progress.
     pub transfers: crate::vod::Transfers,
@@ -119,6 +118,10 @@ struct ViewerState {
     membership: Membership,
     stats: Arc<ViewerStats>,
     metrics: RelayMetrics,
+    /// Bytes sent, counted for the session's current upstream; re-read when
+    /// the session's counters generation moves on (a failover).
+    sent: prometheus_client::metrics::counter::Counter,
+    sent_gen: u64,
     /// The downstream user's claim, if the viewer is one; a revoked claim
     /// (a newer stream of the same user replaced this one) ends the stream.
     ticket: Option<UserTicket>,
@@ -145,7 +148,6 @@ impl Relay {
                 ledger,
                 client,
                 settings,
-                registry: metrics.registry(),
                 metrics,
                 sessions: Mutex::new(HashMap::new()),
                 transfers: Arc::default(),
@@ -182,7 +184,8 @@ impl Relay {
         let metrics = self.inner.metrics.clone();
         // Everything the stream needs travels in its state: nothing is
         // cloned per chunk.
-        let state = ViewerState { reader, membership, stats, metrics, ticket };
+        let (sent, sent_gen) = (session.counters().sent, session.counters_gen());
+        let state = ViewerState { reader, membership, stats, metrics, sent, sent_gen, ticket };
         let stream = futures_util::stream::unfold(state, move |mut st: ViewerState| async move {
             loop {
                 let next = st.reader.next().await;
@@ -192,7 +195,11 @@ impl Relay {
                 match next {
                     Next::Chunk(b) => {
                         st.stats.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                        st.metrics.bytes_out.inc_by(b.len() as u64);
+                        let gen = st.membership.session.counters_gen();
+                        if gen != st.sent_gen {
+                            (st.sent, st.sent_gen) = (st.membership.session.counters().sent, gen);
+                        }
+                        st.sent.inc_by(b.len() as u64);
                         return Some((Ok(b), st));
                     }
                     Next::Jumped { skipped_bytes } => {
@@ -232,10 +239,13 @@ impl Relay {
                 Ok(()) if session.is_closed() && attempts < 2 => continue,
                 Ok(()) => return Ok((session, entered)),
                 Err((true, why)) => {
-                    self.inner.metrics.acquire_failures.inc();
+                    self.inner.metrics.refused(Refusal::NoCapacity);
                     return Err(WatchError::NoCapacity(why));
                 }
-                Err((false, why)) => return Err(WatchError::Upstream(why)),
+                Err((false, why)) => {
+                    self.inner.metrics.refused(Refusal::UpstreamFailed);
+                    return Err(WatchError::Upstream(why));
+                }
             }
         }
     }
@@ -252,7 +262,7 @@ impl Relay {
         match self.inner.users.claim(quota, s.user_limit_policy, s.acquire_wait, &what()).await {
             Ok(t) => Ok(Some(t)),
             Err(why) => {
-                self.inner.metrics.acquire_failures.inc();
+                self.inner.metrics.refused(Refusal::UserLimit);
                 self.inner.store.note(NewEvent::new(Level::Warn, "refused", why.clone()));
                 Err(WatchError::UserLimit(why))
             }
@@ -320,9 +330,9 @@ impl Relay {
         }
     }
 
-    /// The Prometheus text exposition of the relay's metrics.
-    pub fn metrics_text(&self) -> String {
-        crate::metrics::render(&self.inner.registry)
+    /// The relay's metrics (the `/metrics` handler adds them to its registry).
+    pub fn metrics(&self) -> &RelayMetrics {
+        &self.inner.metrics
     }
 
     /// Stops every session (shutdown).

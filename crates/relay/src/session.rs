@@ -28,7 +28,7 @@ use tunerpool_catalog::{Channel, Level, NewEvent};
 
 use crate::hls;
 use crate::hls_out::HlsOut;
-use crate::metrics::RelayMetrics;
+use crate::metrics::{AccountLabels, RelayMetrics, UpstreamCounters};
 use crate::relay::Inner;
 use crate::ring::Ring;
 use crate::source::{acquire_waiting, AcquireError, Excluded, Media, Resolved};
@@ -102,6 +102,10 @@ pub struct Session {
     viewers_changed: Notify,
     pub(crate) stop: CancellationToken,
     metrics: RelayMetrics,
+    /// The byte counters of the current upstream, and a generation that
+    /// changes with it (viewers re-read the counters only then).
+    counters: Mutex<UpstreamCounters>,
+    counters_gen: AtomicU64,
     /// The HLS output, made when the first HLS client asks.
     hls: Mutex<Option<Arc<HlsOut>>>,
 }
@@ -133,7 +137,6 @@ pub(crate) fn unix(t: SystemTime) -> u64 {
 
 impl Session {
     pub(crate) fn new(id: u64, channel: &Channel, buffer_bytes: usize, metrics: RelayMetrics) -> Arc<Session> {
-        metrics.sessions.inc();
         Arc::new(Session {
             id,
             channel_id: channel.id,
@@ -150,6 +153,8 @@ impl Session {
             viewers_changed: Notify::new(),
             stop: CancellationToken::new(),
             metrics,
+            counters: Mutex::default(),
+            counters_gen: AtomicU64::new(0),
             hls: Mutex::new(None),
         })
     }
@@ -220,7 +225,6 @@ impl Session {
         let entry = ViewerEntry { address, user, since: unix(SystemTime::now()), stats: stats.clone() };
         self.viewers.lock().expect("not poisoned").insert(id, entry);
         self.viewer_count.fetch_add(1, Ordering::AcqRel);
-        self.metrics.viewers.inc();
         self.viewers_changed.notify_one();
         stats
     }
@@ -228,7 +232,6 @@ impl Session {
     pub(crate) fn remove_viewer(&self, id: u64) {
         if self.viewers.lock().expect("not poisoned").remove(&id).is_some() {
             self.viewer_count.fetch_sub(1, Ordering::AcqRel);
-            self.metrics.viewers.dec();
             self.viewers_changed.notify_one();
         }
     }
@@ -272,6 +275,22 @@ impl Session {
 
     fn set_state(&self, s: State) {
         self.state.send_replace(s);
+    }
+
+    /// The byte counters of the current upstream.
+    pub(crate) fn counters(&self) -> UpstreamCounters {
+        self.counters.lock().expect("not poisoned").clone()
+    }
+
+    /// Changes whenever the upstream (and so its counters) changes: one
+    /// relaxed load per chunk tells a viewer whether to re-read them.
+    pub(crate) fn counters_gen(&self) -> u64 {
+        self.counters_gen.load(Ordering::Relaxed)
+    }
+
+    fn set_counters(&self, c: UpstreamCounters) {
+        *self.counters.lock().expect("not poisoned") = c;
+        self.counters_gen.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -318,6 +337,8 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
             account_id: resolved.account_id,
             url: resolved.shown_url.clone(),
         });
+        let labels = AccountLabels::new(&resolved.provider, &resolved.account, resolved.account_id);
+        session.set_counters(session.metrics.upstream(&labels));
         // The same account gets one reconnect; a source that streamed fine for
         // a while gets its budget back.
         let mut retries_left = 1;
@@ -365,7 +386,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         }
         last_failure = Some(failure);
         session.failovers.fetch_add(1, Ordering::Relaxed);
-        session.metrics.failovers.inc();
+        session.metrics.failover(&labels);
         // Viewers of a session that never ran keep waiting for an answer
         // (the next candidate's stream, or the refusal).
         let ran = session.running_since.lock().expect("not poisoned").is_some();
@@ -383,7 +404,6 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         inner.store.note(NewEvent::new(level, kind, msg).channel(channel.id));
     }
     session.ring.close();
-    session.metrics.sessions.dec();
     session.set_state(State::Closed(reason));
     inner.slot_released.notify_waiters();
     inner.forget(&session);
@@ -472,7 +492,8 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     };
     // The first bytes go out at once: a waiting viewer's time to first byte
     // must not include the coalescing delay.
-    session.metrics.bytes_in.inc_by(first.len() as u64);
+    let received = session.counters().received;
+    received.inc_by(first.len() as u64);
     feed(&first, Instant::now(), true);
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -507,7 +528,7 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
             next = body.next() => match next {
                 Some(Ok(data)) => {
                     last_data = tokio::time::Instant::now();
-                    session.metrics.bytes_in.inc_by(data.len() as u64);
+                    received.inc_by(data.len() as u64);
                     feed(&data, Instant::now(), false);
                 }
                 Some(Err(e)) => return Pumped::Failed(format!("the stream broke: {e}")),

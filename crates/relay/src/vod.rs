@@ -172,11 +172,12 @@ impl Relay {
         let resolved = match acquire_waiting(inner, &stop, 0, &item, &mut Excluded::new(), &holder, &media).await {
             Ok(r) => r,
             Err(AcquireError::NoCapacity(why)) => {
-                inner.metrics.acquire_failures.inc();
+                inner.metrics.refused(crate::metrics::Refusal::NoCapacity);
                 return Err(WatchError::NoCapacity(why));
             }
             Err(AcquireError::NoCandidates(why)) | Err(AcquireError::Backend(why)) => {
-                return Err(WatchError::Upstream(why))
+                inner.metrics.refused(crate::metrics::Refusal::UpstreamFailed);
+                return Err(WatchError::Upstream(why));
             }
         };
         let mut req = inner.client.get(&resolved.url);
@@ -208,7 +209,8 @@ impl Relay {
                 resp.headers().get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string()))
             })
             .collect();
-        let metrics = inner.metrics.clone();
+        let labels = crate::metrics::AccountLabels::new(&resolved.provider, &resolved.account, resolved.account_id);
+        let counters = inner.metrics.upstream(&labels);
         let transfer = Arc::new(Transfer {
             id: inner.next_id.fetch_add(1, Ordering::Relaxed),
             kind,
@@ -242,7 +244,8 @@ impl Relay {
                 }
                 let chunk = chunk.map_err(std::io::Error::other)?;
                 transfer.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                metrics.bytes_out.inc_by(chunk.len() as u64);
+                counters.received.inc_by(chunk.len() as u64);
+                counters.sent.inc_by(chunk.len() as u64);
                 Ok(chunk)
             })
             .take_until(stopped);

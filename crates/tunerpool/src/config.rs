@@ -98,6 +98,9 @@ pub struct EpgConfig {
     /// missing guide is fetched at start-up; a failed fetch is retried sooner.
     #[serde(serialize_with = "serialize_duration")]
     pub refresh: Duration,
+    /// The largest guide accepted, in bytes, counted after decompression
+    /// (at least 1 MiB): a guide URL that never ends must not fill the disk.
+    pub max_guide_bytes: u64,
 }
 
 /// How live sessions share, hold and give back upstream connections.
@@ -191,6 +194,11 @@ pub struct SyncConfig {
     /// Delay before the first account details refresh after start-up.
     #[serde(serialize_with = "serialize_duration")]
     pub details_initial_delay: Duration,
+    /// The largest M3U playlist accepted, in bytes, counted after
+    /// decompression (at least 1 MiB).
+    pub max_playlist_bytes: u64,
+    /// The largest `player_api.php` answer accepted, in bytes (at least 1 MiB).
+    pub max_api_bytes: u64,
 }
 
 /// Settings of the HTTP client that talks to upstream provider APIs.
@@ -247,6 +255,8 @@ impl Default for Config {
                 catalog_interval: Duration::from_secs(12 * 60 * 60),
                 details_interval: Duration::from_secs(60),
                 details_initial_delay: Duration::from_secs(60),
+                max_playlist_bytes: tunerpool_upstream::Caps::default().playlist,
+                max_api_bytes: tunerpool_upstream::Caps::default().api,
             },
             upstream: UpstreamConfig {
                 timeout: Duration::from_secs(30),
@@ -270,7 +280,10 @@ impl Default for Config {
                 user_limit_policy: UserLimitPolicy::ReplaceOldest,
             },
             admin: AdminConfig { token: None },
-            epg: EpgConfig { refresh: Duration::from_secs(12 * 60 * 60) },
+            epg: EpgConfig {
+                refresh: Duration::from_secs(12 * 60 * 60),
+                max_guide_bytes: tunerpool_upstream::Caps::default().guide,
+            },
         }
     }
 }
@@ -391,6 +404,8 @@ impl Config {
         out.push_str(&format!("catalog_interval = {}\n", d(self.sync.catalog_interval)));
         out.push_str(&format!("details_interval = {}\n", d(self.sync.details_interval)));
         out.push_str(&format!("details_initial_delay = {}\n", d(self.sync.details_initial_delay)));
+        out.push_str(&format!("max_playlist_bytes = {}\n", s(&format_bytes(self.sync.max_playlist_bytes))));
+        out.push_str(&format!("max_api_bytes = {}\n", s(&format_bytes(self.sync.max_api_bytes))));
         out.push_str("\n[upstream]\n");
         out.push_str(&format!("timeout = {}\n", d(self.upstream.timeout)));
         out.push_str(&format!("connect_timeout = {}\n", d(self.upstream.connect_timeout)));
@@ -431,6 +446,7 @@ impl Config {
         }
         out.push_str("\n[epg]\n");
         out.push_str(&format!("refresh = {}\n", d(self.epg.refresh)));
+        out.push_str(&format!("max_guide_bytes = {}\n", s(&format_bytes(self.epg.max_guide_bytes))));
         out
     }
 
@@ -638,6 +654,20 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
+        path: "sync.max_playlist_bytes",
+        apply: |c, r| {
+            c.sync.max_playlist_bytes = parse_bytes(r, MIN_BODY_CAP)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "sync.max_api_bytes",
+        apply: |c, r| {
+            c.sync.max_api_bytes = parse_bytes(r, MIN_BODY_CAP)?;
+            Ok(())
+        },
+    },
+    Key {
         path: "upstream.timeout",
         apply: |c, r| {
             c.upstream.timeout = parse_duration(r, Duration::from_secs(1))?;
@@ -783,7 +813,74 @@ static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "epg.max_guide_bytes",
+        apply: |c, r| {
+            c.epg.max_guide_bytes = parse_bytes(r, MIN_BODY_CAP)?;
+            Ok(())
+        },
+    },
 ];
+
+/// The smallest size cap on provider bodies: below it a real playlist or
+/// guide would not fit.
+const MIN_BODY_CAP: u64 = 1 << 20;
+
+/// Byte sizes: a whole number of bytes (a TOML integer or a string of
+/// digits), or a number with a unit: `KB`, `MB`, `GB` (powers of 1000),
+/// `KiB`, `MiB`, `GiB` (powers of 1024), case-insensitive, e.g. `"256MiB"`.
+fn parse_bytes(raw: Raw<'_, '_>, min: u64) -> Result<u64, String> {
+    let n = match raw {
+        Raw::Toml(DeValue::Integer(i)) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) if n < 0 => return Err(format!("{n} is negative (use a size like \"256MiB\")")),
+            Ok(n) => n.unsigned_abs(),
+            Err(_) => return Err(format!("{i} is too large (use a size like \"1GiB\")")),
+        },
+        Raw::Toml(DeValue::String(s)) => parse_bytes_str(s)?,
+        Raw::Text(s) => parse_bytes_str(s)?,
+        Raw::Toml(other) => {
+            return Err(format!(
+                "expected a size like \"256MiB\" or a whole number of bytes, found {}",
+                describe(other)
+            ))
+        }
+    };
+    if n < min {
+        return Err(format!("{} is too small (must be at least {})", format_bytes(n), format_bytes(min)));
+    }
+    Ok(n)
+}
+
+fn parse_bytes_str(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("{s:?} is not a size (use e.g. 256MiB, 1GiB, 500MB or a number of bytes)");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A size as [`parse_bytes`] reads it back: `256MiB`, `1GiB`, or bytes.
+fn format_bytes(n: u64) -> String {
+    // Whole units of a power of two have no lower bits set.
+    match n {
+        0 => "0".to_owned(),
+        n if n & ((1 << 30) - 1) == 0 => format!("{}GiB", n >> 30),
+        n if n & ((1 << 20) - 1) == 0 => format!("{}MiB", n >> 20),
+        n if n & ((1 << 10) - 1) == 0 => format!("{}KiB", n >> 10),
+        n => n.to_string(),
+    }
+}
 
 /// At least 16 printable ASCII characters without spaces (it travels in an
 /// `Authorization` header). Empty means "not set". Messages never echo it.
@@ -1711,6 +1808,8 @@ timeout = true
                 catalog_interval: Duration::from_secs(5400),
                 details_interval: Duration::from_secs(5),
                 details_initial_delay: Duration::ZERO,
+                max_playlist_bytes: 5_000_000,
+                max_api_bytes: 3 << 20,
             },
             upstream: UpstreamConfig {
                 timeout: Duration::from_millis(1500),
@@ -1734,7 +1833,7 @@ timeout = true
                 user_limit_policy: UserLimitPolicy::Refuse,
             },
             admin: AdminConfig::default(),
-            epg: EpgConfig { refresh: Duration::from_secs(6 * 60 * 60) },
+            epg: EpgConfig { refresh: Duration::from_secs(6 * 60 * 60), max_guide_bytes: 2 << 30 },
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -1778,6 +1877,7 @@ timeout = true
                 "relay.user_limit_policy" => "refuse",
                 "admin.token" => "0123456789abcdef-token",
                 "epg.refresh" => "1h",
+                "sync.max_playlist_bytes" | "sync.max_api_bytes" | "epg.max_guide_bytes" => "64MiB",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };
@@ -1824,6 +1924,26 @@ timeout = true
         let cleared =
             load_no_file(no_env(), &Overrides { set: vec!["admin.token=".into()], ..Default::default() }).unwrap();
         assert_eq!(cleared.admin.token, None);
+    }
+
+    #[test]
+    fn byte_sizes() {
+        let set = |v: &str| {
+            load_no_file(
+                no_env(),
+                &Overrides { set: vec![format!("sync.max_playlist_bytes={v}")], ..Default::default() },
+            )
+        };
+        assert_eq!(set("300MB").unwrap().sync.max_playlist_bytes, 300_000_000);
+        assert_eq!(set("2 GiB").unwrap().sync.max_playlist_bytes, 2 << 30);
+        assert_eq!(set("1048576").unwrap().sync.max_playlist_bytes, 1 << 20);
+        let e = set("12 apples").unwrap_err().to_string();
+        assert!(e.contains("sync.max_playlist_bytes") && e.contains("is not a size"), "{e}");
+        let e = set("10KiB").unwrap_err().to_string();
+        assert!(e.contains("too small") && e.contains("1MiB"), "{e}");
+        let p = one_problem("[epg]\nmax_guide_bytes = true\n");
+        assert_eq!(p.key, "epg.max_guide_bytes");
+        assert_eq!(format_bytes(256 << 20), "256MiB");
     }
 
     #[test]

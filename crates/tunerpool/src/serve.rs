@@ -24,6 +24,11 @@ pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
         user_agent: config.upstream.user_agent.clone(),
         max_redirects: config.upstream.max_redirects,
         spool_dir: config.data_dir.join("tmp"),
+        caps: tunerpool_upstream::Caps {
+            playlist: config.sync.max_playlist_bytes,
+            api: config.sync.max_api_bytes,
+            guide: config.epg.max_guide_bytes,
+        },
     };
     Ok(UpstreamHttp::new(settings)?)
 }

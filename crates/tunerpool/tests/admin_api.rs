@@ -6,9 +6,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use common::{send, start_server, tunerpool};
+use common::{first_live_events, send, start_server, tunerpool};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use serde_json::{json, Value};
 
@@ -58,26 +57,6 @@ fn refs(v: &Value, out: &mut Vec<String>) {
         Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
         _ => {}
     }
-}
-
-/// `GET /api/v1/live` with the token: the first `pool` and `sessions` events, as text.
-async fn first_live_events(base: &str, token: &str) -> String {
-    use futures_util::StreamExt;
-    let resp = reqwest::Client::new().get(format!("{base}/api/v1/live")).bearer_auth(token).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let mut body = resp.bytes_stream();
-    let mut text = String::new();
-    let read = async {
-        while !(text.contains("event: pool") && text.contains("event: sessions")) {
-            match body.next().await {
-                Some(Ok(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
-                _ => break,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), read).await.expect("live events within 30 s");
-    text
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -169,7 +148,7 @@ async fn admin_api_is_guarded_documented_and_never_returns_a_password() {
     // Open routes stay open: health, metrics, the UI, the streams (a 404 for an unknown channel, not a 401).
     for (path, want, content_type) in [
         ("/healthz", 200, "application/json"),
-        ("/metrics", 200, "application/openmetrics-text"),
+        ("/metrics", 200, "text/plain; version=0.0.4"),
         ("/", 200, "text/html"),
         ("/ui/app.js", 200, "text/javascript"),
         ("/ui/style.css", 200, "text/css"),

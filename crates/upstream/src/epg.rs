@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use tunerpool_formats::xmltv::GuideReader;
 
+use crate::cap::BodyKind;
 use crate::error::UpstreamError;
 use crate::http::UpstreamHttp;
 use crate::redact::{redact_text, redact_url};
@@ -39,7 +40,8 @@ pub struct GuideSummary {
 }
 
 /// Downloads the guide at `url` and stores it, uncompressed, at `dest`
-/// (replacing it atomically; the directory is created if needed). `secrets`
+/// (replacing it atomically, mode 0600; the directory is created 0700 if
+/// needed). `secrets`
 /// are masked in every error. A body with no channel and no programme in it
 /// (an error page, an empty answer) is refused and `dest` is left as it was.
 pub async fn download_guide(
@@ -48,12 +50,13 @@ pub async fn download_guide(
     secrets: &[&str],
     dest: &Path,
 ) -> Result<GuideSummary, UpstreamError> {
-    let spooled = http.download(url, secrets).await?;
+    let spooled = http.download(url, secrets, BodyKind::Guide).await?;
     let shown = redact_url(url, secrets);
     let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
     let dest = dest.to_path_buf();
     let failed_url = shown.clone();
-    tokio::task::spawn_blocking(move || store_guide(spooled, &dest, &shown, &secrets)).await.map_err(|e| {
+    let limit = http.settings().caps.guide;
+    tokio::task::spawn_blocking(move || store_guide(spooled, &dest, &shown, &secrets, limit)).await.map_err(|e| {
         UpstreamError::BadBody {
             url: failed_url,
             expected: "an XMLTV guide",
@@ -64,18 +67,21 @@ pub async fn download_guide(
 
 /// Stores a guide read from `input` (plain or gzip) at `dest`: the blocking
 /// part of [`download_guide`], also usable for a guide that is a local file.
+/// A guide larger than `max_bytes` once decompressed is refused
+/// (`epg.max_guide_bytes`).
 pub fn store_guide(
     input: File,
     dest: &Path,
     shown_url: &str,
     secrets: &[String],
+    max_bytes: u64,
 ) -> Result<GuideSummary, UpstreamError> {
     let dir = dest.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let file_err = |what: &str, e: io::Error| UpstreamError::File {
         path: dest.display().to_string(),
         reason: format!("cannot {what}: {e}"),
     };
-    std::fs::create_dir_all(&dir).map_err(|e| file_err("create the guide directory", e))?;
+    crate::owner_only::create_dir(&dir).map_err(|e| file_err("create the guide directory", e))?;
     let mut body = BufReader::with_capacity(CHUNK, input);
     let gzip = body.fill_buf().map_err(|e| file_err("read the download", e))?.starts_with(&[0x1f, 0x8b]);
     let mut source: Box<dyn Read> =
@@ -106,8 +112,11 @@ pub fn store_guide(
                 })
             }
         };
-        out.write_all(&buf[..n]).map_err(|e| file_err("write the guide", e))?;
         bytes += n as u64;
+        if bytes > max_bytes {
+            return Err(BodyKind::Guide.too_large(shown_url, max_bytes));
+        }
+        out.write_all(&buf[..n]).map_err(|e| file_err("write the guide", e))?;
     }
     let tmp = out.into_inner().map_err(|e| file_err("write the guide", e.into_error()))?;
 
@@ -172,7 +181,7 @@ mod tests {
         input.write_all(body).unwrap();
         std::io::Seek::rewind(&mut input).unwrap();
         let dest = dir.path().join("epg").join("provider-1.xml");
-        let r = store_guide(input, &dest, "http://h/xmltv.php?password=***", &["s3cret".to_string()]);
+        let r = store_guide(input, &dest, "http://h/xmltv.php?password=***", &["s3cret".to_string()], 1 << 20);
         (dir, r)
     }
 
@@ -205,11 +214,31 @@ mod tests {
             let mut input = tempfile::tempfile().unwrap();
             input.write_all(junk).unwrap();
             std::io::Seek::rewind(&mut input).unwrap();
-            let e = store_guide(input, &dest, "http://h/x", &["s3cret".to_string()]).unwrap_err().to_string();
+            let e = store_guide(input, &dest, "http://h/x", &["s3cret".to_string()], 1 << 20).unwrap_err().to_string();
             assert!(!e.contains("s3cret"), "{e}");
             assert!(e.contains("XMLTV"), "{e}");
             assert_eq!(std::fs::read(&dest).unwrap(), GUIDE, "old guide kept");
         }
+        assert_eq!(std::fs::read_dir(dir.path().join("epg")).unwrap().count(), 1, "no temporary files left");
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_stopped_at_the_cap_and_the_old_guide_kept() {
+        let (dir, r) = stored(GUIDE);
+        r.unwrap();
+        let dest = dir.path().join("epg/provider-1.xml");
+        // 64 MiB of zeros compress to ~64 KiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(GUIDE).unwrap();
+        for _ in 0..64 {
+            gz.write_all(&[0u8; 1 << 20]).unwrap();
+        }
+        let mut input = tempfile::tempfile().unwrap();
+        input.write_all(&gz.finish().unwrap()).unwrap();
+        std::io::Seek::rewind(&mut input).unwrap();
+        let e = store_guide(input, &dest, "http://h/x", &[], 8 << 20).unwrap_err().to_string();
+        assert!(e.contains("more than 8 MiB") && e.contains("epg.max_guide_bytes"), "{e}");
+        assert_eq!(std::fs::read(&dest).unwrap(), GUIDE, "old guide kept");
         assert_eq!(std::fs::read_dir(dir.path().join("epg")).unwrap().count(), 1, "no temporary files left");
     }
 }

@@ -17,6 +17,10 @@ pub enum UpstreamError {
     /// error page instead of JSON, a truncated body, ...).
     #[error("{url} did not return {expected}: {detail}")]
     BadBody { url: String, expected: &'static str, detail: String },
+    /// The provider sent more than the cap for this kind of body (a URL that
+    /// points at a live stream, an endless answer, a gzip bomb).
+    #[error("{url} sent more than {} (the {key} limit): the download was stopped; raise {key} if this provider really serves that much", crate::cap::human_bytes(*limit))]
+    TooLarge { url: String, limit: u64, key: &'static str },
     /// Reading a local playlist file failed.
     #[error("cannot read {path}: {reason}")]
     File { path: String, reason: String },

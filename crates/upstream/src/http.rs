@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::cap::{BodyKind, Caps};
 use crate::error::UpstreamError;
 use crate::redact::redact_url;
 
@@ -19,6 +20,8 @@ pub struct HttpSettings {
     /// Where large downloads are spooled before parsing (the data dir's
     /// `tmp`; not `/tmp`, which may be RAM-backed).
     pub spool_dir: std::path::PathBuf,
+    /// The most a provider may send, per kind of body.
+    pub caps: Caps,
 }
 
 impl Default for HttpSettings {
@@ -29,6 +32,7 @@ impl Default for HttpSettings {
             user_agent: concat!("tunerpool/", env!("CARGO_PKG_VERSION")).to_string(),
             max_redirects: 5,
             spool_dir: std::env::temp_dir(),
+            caps: Caps::default(),
         }
     }
 }
@@ -80,20 +84,53 @@ impl UpstreamHttp {
     /// unread. `secrets` are masked in any error message.
     pub async fn get(&self, url: &str, secrets: &[&str], size: BodySize) -> Result<reqwest::Response, UpstreamError> {
         let shown = redact_url(url, secrets);
-        let parsed = parse_http_url(url).map_err(|reason| UpstreamError::InvalidUrl { url: shown.clone(), reason })?;
+        self.get_shown(url, &shown, secrets, size).await
+    }
+
+    async fn get_shown(
+        &self,
+        url: &str,
+        shown: &str,
+        secrets: &[&str],
+        size: BodySize,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let parsed =
+            parse_http_url(url).map_err(|reason| UpstreamError::InvalidUrl { url: shown.to_string(), reason })?;
         let mut req = self.client.get(parsed);
         if size == BodySize::Small {
             req = req.timeout(self.settings.timeout);
         }
         let resp = req.send().await.map_err(|e| UpstreamError::Unreachable {
-            url: shown.clone(),
+            url: shown.to_string(),
             reason: describe_reqwest_error(&e, secrets),
         })?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(UpstreamError::Status { url: shown, status: status.as_u16() });
+            return Err(UpstreamError::Status { url: shown.to_string(), status: status.as_u16() });
         }
         Ok(resp)
+    }
+
+    /// GET a small body (an API answer) into memory, at most the cap of
+    /// `kind`.
+    pub async fn get_bytes(&self, url: &str, secrets: &[&str], kind: BodyKind) -> Result<bytes::Bytes, UpstreamError> {
+        let shown = redact_url(url, secrets);
+        let mut resp = self.get_shown(url, &shown, secrets, BodySize::Small).await?;
+        let limit = self.settings.caps.of(kind);
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(kind.too_large(&shown, limit));
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| UpstreamError::Unreachable {
+            url: shown.clone(),
+            reason: describe_reqwest_error(&e, secrets),
+        })? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(kind.too_large(&shown, limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 }
 
@@ -101,25 +138,37 @@ impl UpstreamHttp {
     /// Downloads `url` into an anonymous temporary file in the spool dir and
     /// returns it rewound. A large catalog is thus fully received before any
     /// of it is written to the store, and memory stays flat: the file lives
-    /// in the page cache, not in this process.
-    pub async fn download(&self, url: &str, secrets: &[&str]) -> Result<std::fs::File, UpstreamError> {
+    /// in the page cache, not in this process. A body larger than the cap of
+    /// `kind` (counted as received, after any `Content-Encoding`) is an
+    /// error, and its spool file is gone with it.
+    pub async fn download(&self, url: &str, secrets: &[&str], kind: BodyKind) -> Result<std::fs::File, UpstreamError> {
         use futures_util::StreamExt;
         use std::io::Seek;
         use tokio::io::AsyncWriteExt;
 
         let shown = redact_url(url, secrets);
-        let resp = self.get(url, secrets, BodySize::Large).await?;
-        std::fs::create_dir_all(&self.settings.spool_dir).map_err(|e| spool_error(&self.settings.spool_dir, e))?;
+        let resp = self.get_shown(url, &shown, secrets, BodySize::Large).await?;
+        let limit = self.settings.caps.of(kind);
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(kind.too_large(&shown, limit));
+        }
+        crate::owner_only::create_dir(&self.settings.spool_dir)
+            .map_err(|e| spool_error(&self.settings.spool_dir, e))?;
         let file =
             tempfile::tempfile_in(&self.settings.spool_dir).map_err(|e| spool_error(&self.settings.spool_dir, e))?;
         let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, tokio::fs::File::from_std(file));
         let mut body = resp.bytes_stream();
+        let mut received = 0u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| UpstreamError::BadBody {
                 url: shown.clone(),
                 expected: "a complete response",
                 detail: format!("the download was interrupted: {}", describe_reqwest_error(&e, secrets)),
             })?;
+            received += chunk.len() as u64;
+            if received > limit {
+                return Err(kind.too_large(&shown, limit));
+            }
             out.write_all(&chunk).await.map_err(|e| spool_error(&self.settings.spool_dir, e))?;
         }
         out.flush().await.map_err(|e| spool_error(&self.settings.spool_dir, e))?;

@@ -13,12 +13,15 @@
 //! the URL into its error messages.
 
 pub mod batches;
+pub mod cap;
 pub mod epg;
 pub mod error;
 pub mod http;
 pub mod m3u;
+pub mod owner_only;
 pub mod redact;
 pub mod xtream;
 
+pub use cap::{BodyKind, Caps};
 pub use error::UpstreamError;
 pub use http::{HttpSettings, UpstreamHttp};

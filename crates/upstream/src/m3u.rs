@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use tunerpool_formats::m3u::{Entry, Parser, Summary};
 
 use crate::batches::{BatchSender, Batches};
+use crate::cap::{is_over_cap, BodyKind, CappedReader};
 use crate::error::UpstreamError;
 use crate::http::{parse_http_url, UpstreamHttp};
 use crate::redact::redact_url;
@@ -46,7 +47,8 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Opens `source` (downloading a URL to a spool file first) and streams its
 /// entries in batches, parsed on a blocking thread. Gzip is handled both as
 /// `Content-Encoding` (by the HTTP client) and as a gzip file (`.m3u.gz`).
-/// `secrets` are masked in errors.
+/// The playlist cap (`sync.max_playlist_bytes`) holds for the download and
+/// for the decompressed text. `secrets` are masked in errors.
 pub async fn fetch(
     http: &UpstreamHttp,
     source: &M3uSource,
@@ -68,7 +70,7 @@ where
     F: FnMut(Entry) -> T + Send + 'static,
 {
     let (file, shown) = match source {
-        M3uSource::Url(url) => (http.download(url, secrets).await?, redact_url(url, secrets)),
+        M3uSource::Url(url) => (http.download(url, secrets, BodyKind::Playlist).await?, redact_url(url, secrets)),
         M3uSource::File(path) => {
             let shown = path.display().to_string();
             let file = std::fs::File::open(path)
@@ -76,20 +78,30 @@ where
             (file, shown)
         }
     };
-    Ok(Batches::spawn(move |sender| tokio::task::spawn_blocking(move || parse_blocking(file, &shown, sender, map))))
+    let limit = http.settings().caps.playlist;
+    Ok(Batches::spawn(move |sender| {
+        tokio::task::spawn_blocking(move || parse_blocking(file, &shown, limit, sender, map))
+    }))
 }
 
 fn parse_blocking<T>(
     file: std::fs::File,
     shown: &str,
+    limit: u64,
     mut sender: BatchSender<T>,
     mut map: impl FnMut(Entry) -> T,
 ) -> Result<Summary, UpstreamError> {
-    let read_err = |e: std::io::Error| UpstreamError::File { path: shown.to_string(), reason: e.to_string() };
+    let read_err = |e: std::io::Error| {
+        if is_over_cap(&e) {
+            return BodyKind::Playlist.too_large(shown, limit);
+        }
+        UpstreamError::File { path: shown.to_string(), reason: e.to_string() }
+    };
     let mut buffered = BufReader::with_capacity(READ_CHUNK, file);
     let is_gzip = buffered.fill_buf().map_err(read_err)?.starts_with(&[0x1f, 0x8b]);
-    let mut reader: Box<dyn Read> =
+    let reader: Box<dyn Read> =
         if is_gzip { Box::new(flate2::bufread::MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let mut reader = CappedReader::new(reader, limit);
     let mut parser = Parser::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut out = Vec::new();

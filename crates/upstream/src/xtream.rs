@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use tunerpool_formats::xtream::{self, AuthResponse, Category, ItemCounts, XtreamError};
 
 use crate::batches::{BatchSender, Batches};
+use crate::cap::BodyKind;
 use crate::error::UpstreamError;
-use crate::http::{BodySize, UpstreamHttp};
+use crate::http::UpstreamHttp;
 use crate::redact::redact_url;
 
 /// Which part of an Xtream catalog.
@@ -122,11 +123,7 @@ impl XtreamClient {
     }
 
     async fn get_small(&self, url: &str) -> Result<bytes::Bytes, UpstreamError> {
-        let resp = self.http.get(url, &[&self.password], BodySize::Small).await?;
-        resp.bytes().await.map_err(|e| UpstreamError::Unreachable {
-            url: self.redacted(url),
-            reason: crate::http::describe_reqwest_error(&e, &[&self.password]),
-        })
+        self.http.get_bytes(url, &[&self.password], BodyKind::Api).await
     }
 
     fn bad_body(&self, url: &str, expected: &'static str, e: XtreamError) -> UpstreamError {
@@ -180,7 +177,7 @@ impl XtreamClient {
     /// to a spool file; parse it with [`parse_items`].
     pub async fn download_items(&self, section: Section) -> Result<Spooled, UpstreamError> {
         let url = self.api_url(Some(section.items_action()), &[]);
-        let file = self.http.download(&url, &[&self.password]).await?;
+        let file = self.http.download(&url, &[&self.password], BodyKind::Api).await?;
         Ok(Spooled { file, shown_url: self.redacted(&url), password: self.password.clone() })
     }
 }

@@ -26,7 +26,7 @@ mod line;
 mod parser;
 mod writer;
 
-pub use parser::{Parser, Summary};
+pub use parser::{Parser, Summary, MAX_ENTRY_LINES, MAX_HEADER_ATTRS, MAX_SKIPPED_KEPT};
 pub use writer::{write, write_entry, write_header};
 
 use serde::Serialize;
@@ -184,18 +184,22 @@ pub struct Playlist {
     pub header: Header,
     /// Entries in file order.
     pub entries: Vec<Entry>,
-    /// Lines that were skipped, in file order of detection.
+    /// The first [`MAX_SKIPPED_KEPT`] lines that were skipped, in file order
+    /// of detection.
     pub skipped: Vec<Skipped>,
+    /// How many lines were skipped in all.
+    pub skipped_count: usize,
 }
 
 /// Parses a whole playlist buffer. Never fails and never panics; unusable
-/// lines end up in [`Playlist::skipped`].
+/// lines are counted in [`Playlist::skipped_count`], the first ones kept in
+/// [`Playlist::skipped`].
 pub fn parse(input: &[u8]) -> Playlist {
     let mut parser = Parser::new();
     let mut entries = Vec::new();
     parser.feed(input, &mut entries);
     let summary = parser.finish(&mut entries);
-    Playlist { header: summary.header, entries, skipped: summary.skipped }
+    Playlist { header: summary.header, entries, skipped: summary.skipped, skipped_count: summary.skipped_count }
 }
 
 fn find_attr<'a>(attrs: &'a [(String, String)], key: &str) -> Option<&'a str> {

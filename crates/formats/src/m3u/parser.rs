@@ -4,7 +4,11 @@
 //! over HTTP in arbitrary chunks. [`Parser`] accepts those chunks as they come
 //! (split anywhere, even inside a line or a UTF-8 character), emits each entry
 //! as soon as its URL line is complete, and only ever buffers one partial line
-//! plus the entry being assembled.
+//! plus the entry being assembled. Whatever the input, its memory is bounded:
+//! skipped lines are all counted but only the first [`MAX_SKIPPED_KEPT`] are
+//! kept as examples, an entry keeps at most [`MAX_ENTRY_LINES`] option lines
+//! and the header at most [`MAX_HEADER_ATTRS`] attributes (the rest are
+//! skipped lines too).
 
 use super::attrs;
 use super::line::{self, Kind};
@@ -17,6 +21,16 @@ const MAX_LINE: usize = 1 << 20;
 /// Bytes of an overlong line kept for its [`Skipped::text`].
 const OVERLONG_KEEP: usize = 512;
 
+/// Skipped lines kept as examples; the others are only counted. A playlist
+/// of junk must not cost memory in proportion to its size.
+pub const MAX_SKIPPED_KEPT: usize = 20;
+
+/// `#EXTVLCOPT`, `#KODIPROP` and other `#…` lines kept for one entry.
+pub const MAX_ENTRY_LINES: usize = 100;
+
+/// Attributes kept from `#EXTM3U` lines.
+pub const MAX_HEADER_ATTRS: usize = 100;
+
 /// What [`Parser::finish`] reports once the input is exhausted.
 ///
 /// Entries have already been handed out by then; this carries everything else
@@ -25,8 +39,10 @@ const OVERLONG_KEEP: usize = 512;
 pub struct Summary {
     /// The `#EXTM3U` header (`present == false` if there was none).
     pub header: Header,
-    /// Lines that were skipped, with reasons.
+    /// The first [`MAX_SKIPPED_KEPT`] lines that were skipped, with reasons.
     pub skipped: Vec<Skipped>,
+    /// How many lines were skipped in all.
+    pub skipped_count: usize,
     /// Number of lines seen (blank ones included).
     pub lines: usize,
     /// Number of entries emitted.
@@ -61,6 +77,7 @@ pub struct Parser {
     entries: usize,
     header: Header,
     skipped: Vec<Skipped>,
+    skipped_count: usize,
     pending: Option<Pending>,
 }
 
@@ -81,6 +98,7 @@ impl Parser {
             entries: 0,
             header: Header::default(),
             skipped: Vec::new(),
+            skipped_count: 0,
             pending: None,
         }
     }
@@ -138,7 +156,13 @@ impl Parser {
         if let Some(p) = self.pending.take() {
             self.skip_pending(p);
         }
-        Summary { header: self.header, skipped: self.skipped, lines: self.lines, entries: self.entries }
+        Summary {
+            header: self.header,
+            skipped: self.skipped,
+            skipped_count: self.skipped_count,
+            lines: self.lines,
+            entries: self.entries,
+        }
     }
 
     /// Appends bytes to the current partial line, switching to overlong mode
@@ -180,6 +204,14 @@ impl Parser {
             Kind::Header(rest) => {
                 self.header.present = true;
                 attrs::parse_header_attrs(rest, &mut self.header.attrs);
+                if self.header.attrs.len() > MAX_HEADER_ATTRS {
+                    self.header.attrs.truncate(MAX_HEADER_ATTRS);
+                    self.skip(
+                        line_no,
+                        format!("more than {MAX_HEADER_ATTRS} header attributes; the rest ignored"),
+                        text,
+                    );
+                }
             }
             Kind::ExtInf(rest) => {
                 let previous = match self.pending.take() {
@@ -217,7 +249,9 @@ impl Parser {
                     Some((k, v)) => (k.trim().to_string(), Some(v.to_string())),
                     None => (rest.trim().to_string(), None),
                 };
-                self.pending_mut(line_no, text).entry.vlc_opts.push(opt);
+                if let Some(e) = self.entry_for_option(line_no, text) {
+                    e.vlc_opts.push(opt);
+                }
             }
             Kind::ExtGrp(rest) => {
                 self.pending_mut(line_no, text).entry.extgrp = Some(rest.trim().to_string());
@@ -227,11 +261,15 @@ impl Parser {
                     Some((k, v)) => (k.trim().to_string(), v.to_string()),
                     None => (rest.trim().to_string(), String::new()),
                 };
-                self.pending_mut(line_no, text).entry.kodi_props.push(prop);
+                if let Some(e) = self.entry_for_option(line_no, text) {
+                    e.kodi_props.push(prop);
+                }
             }
             Kind::OtherDirective => {
-                if let Some(p) = self.pending.as_mut().filter(|p| p.has_extinf) {
-                    p.entry.extra_lines.push(text.to_string());
+                if self.pending.as_ref().is_some_and(|p| p.has_extinf) {
+                    if let Some(e) = self.entry_for_option(line_no, text) {
+                        e.extra_lines.push(text.to_string());
+                    }
                 }
             }
             Kind::Url => {
@@ -269,15 +307,39 @@ impl Parser {
         })
     }
 
+    /// The entry an option line belongs to (started if needed), or `None`
+    /// (and the line skipped) when that entry already has
+    /// [`MAX_ENTRY_LINES`] of them.
+    fn entry_for_option(&mut self, line_no: usize, text: &str) -> Option<&mut Entry> {
+        let e = &self.pending_mut(line_no, text).entry;
+        if e.vlc_opts.len() + e.kodi_props.len() + e.extra_lines.len() >= MAX_ENTRY_LINES {
+            self.skip(line_no, format!("more than {MAX_ENTRY_LINES} option lines for one entry; ignored"), text);
+            return None;
+        }
+        self.pending.as_mut().map(|p| &mut p.entry)
+    }
+
     /// Records an unfinished entry as skipped.
     fn skip_pending(&mut self, p: Pending) {
         let reason =
             if p.has_extinf { "EXTINF without URL" } else { "#EXTVLCOPT/#EXTGRP/#KODIPROP without a following URL" };
-        self.skipped.push(Skipped { line: p.first_line, reason: reason.to_string(), text: p.first_text });
+        self.record(Skipped { line: p.first_line, reason: reason.to_string(), text: p.first_text });
     }
 
     fn skip(&mut self, line: usize, reason: String, text: &str) {
-        self.skipped.push(Skipped { line, reason, text: line::snippet(text) });
+        if self.skipped.len() < MAX_SKIPPED_KEPT {
+            self.record(Skipped { line, reason, text: line::snippet(text) });
+        } else {
+            self.skipped_count += 1;
+        }
+    }
+
+    /// Counts a skipped line, keeping it only as one of the first examples.
+    fn record(&mut self, s: Skipped) {
+        self.skipped_count += 1;
+        if self.skipped.len() < MAX_SKIPPED_KEPT {
+            self.skipped.push(s);
+        }
     }
 }
 
@@ -366,6 +428,26 @@ mod tests {
         let mut out = Vec::new();
         p.feed(b"# generated\n#EXTM3U x-tvg-url=\"e.xml\"\n", &mut out);
         assert_eq!(p.header().epg_urls(), vec!["e.xml"]);
+    }
+
+    #[test]
+    fn junk_is_counted_but_only_the_first_examples_are_kept() {
+        let mut input = b"#EXTM3U\n#EXTINF:-1,A\nhttp://a\n".to_vec();
+        for i in 0..100_000 {
+            input.extend_from_slice(format!("<p>junk line {i} of an error page</p>\n").as_bytes());
+        }
+        input.extend_from_slice(b"#EXTINF:-1,B\n");
+        for i in 0..1000 {
+            input.extend_from_slice(format!("#EXTVLCOPT:opt{i}=x\n").as_bytes());
+        }
+        input.extend_from_slice(b"http://b\n");
+        let (entries, s) = chunked(&input, 64 * 1024);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(s.skipped.len(), MAX_SKIPPED_KEPT, "examples kept");
+        assert_eq!(s.skipped_count, 100_000 + 1000 - MAX_ENTRY_LINES, "every skipped line counted");
+        assert_eq!((s.skipped[0].line, s.skipped[19].line), (4, 23));
+        assert_eq!(entries[1].vlc_opts.len(), MAX_ENTRY_LINES);
+        assert_eq!(parse(&input).skipped_count, s.skipped_count);
     }
 
     #[test]

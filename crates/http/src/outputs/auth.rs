@@ -15,12 +15,13 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tunerpool_catalog::{User, UserStatus};
 
+use crate::metrics::HttpMetrics;
 use crate::AppState;
 
 /// How long a verified password is trusted without running argon2 again.
@@ -77,15 +78,15 @@ pub(crate) struct ClientAuth {
     salt: [u8; 32],
     cache: Mutex<HashMap<i64, Cached>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
-}
-
-impl Default for ClientAuth {
-    fn default() -> Self {
-        ClientAuth { salt: rand::random(), cache: Mutex::default(), failures: Mutex::default() }
-    }
+    /// Counts refused logins (`tunerpool_login_failures_total`).
+    metrics: Arc<HttpMetrics>,
 }
 
 impl ClientAuth {
+    pub(crate) fn new(metrics: Arc<HttpMetrics>) -> Self {
+        ClientAuth { salt: rand::random(), cache: Mutex::default(), failures: Mutex::default(), metrics }
+    }
+
     fn digest(&self, user: &User, password: &str) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.salt);
@@ -111,6 +112,7 @@ impl ClientAuth {
     }
 
     fn failed(&self, ip: IpAddr) {
+        self.metrics.login_failed("bad_credentials");
         let now = Instant::now();
         let mut map = self.failures.lock().expect("not poisoned");
         if map.len() >= MAX_ENTRIES {
@@ -141,6 +143,7 @@ impl ClientAuth {
     ) -> Result<User, Refused> {
         if let Some(left) = self.blocked(ip) {
             tracing::warn!(client = %ip, user = %username, "login refused: too many failed logins from this address");
+            self.metrics.login_failed("rate_limited");
             return Err(Refused::RateLimited(left));
         }
         if username.is_empty() || password.is_empty() {

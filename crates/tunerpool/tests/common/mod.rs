@@ -60,8 +60,14 @@ impl Drop for Server {
 
 /// Starts `cmd` (which must print `tunerpool listening on http://ADDR`) and
 /// waits for that line.
-pub fn start_server(mut cmd: Command) -> Server {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+pub fn start_server(cmd: Command) -> Server {
+    start_server_with_stderr(cmd, Stdio::inherit())
+}
+
+/// Like [`start_server`], with the server's log (stderr) going to `stderr`
+/// (e.g. a file the test reads afterwards).
+pub fn start_server_with_stderr(mut cmd: Command, stderr: Stdio) -> Server {
+    cmd.stdout(Stdio::piped()).stderr(stderr);
     let mut server = Server {
         child: cmd.spawn().expect("spawn tunerpool"),
         base: String::new(),
@@ -175,4 +181,24 @@ pub fn send(token: &str, method: &str, url: &str, body: Option<serde_json::Value
     })
     .join()
     .unwrap()
+}
+
+/// `GET /api/v1/live` with the token: the first `pool` and `sessions` events, as text.
+pub async fn first_live_events(base: &str, token: &str) -> String {
+    use futures_util::StreamExt;
+    let resp = reqwest::Client::new().get(format!("{base}/api/v1/live")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let read = async {
+        while !(text.contains("event: pool") && text.contains("event: sessions")) {
+            match body.next().await {
+                Some(Ok(chunk)) => text.push_str(&String::from_utf8_lossy(&chunk)),
+                _ => break,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read).await.expect("live events within 30 s");
+    text
 }
