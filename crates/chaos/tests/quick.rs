@@ -8,13 +8,21 @@
 //! while they show what is open: run them with `cargo test -p chaos --test quick --
 //! --include-ignored`, and drop the `#[ignore]` once the fix is merged. No target is weakened.
 
-use chaos::scenarios::{self, security, storm};
+use chaos::scenarios;
 use chaos::{Scale, ScenarioReport};
 
 /// Run one scenario at quick scale; print its table (shown on failure or with --nocapture).
 async fn quick(id: &str) -> ScenarioReport {
     chaos::env::raise_file_limit();
     let r = scenarios::run(id, Scale::Quick).await.unwrap_or_else(|e| panic!("{id} could not run: {e:#}"));
+    println!("{}", r.table());
+    r
+}
+
+/// Run one part of a scenario at quick scale (see `scenarios::run_part`).
+async fn quick_part(id: &str, part: &str) -> ScenarioReport {
+    chaos::env::raise_file_limit();
+    let r = scenarios::run_part(id, part, Scale::Quick).await.unwrap_or_else(|e| panic!("{id} {part}: {e:#}"));
     println!("{}", r.table());
     r
 }
@@ -34,20 +42,14 @@ fn assert_targets(r: &ScenarioReport, prefixes: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r1_storm_on_one_instance_keeps_every_account_within_its_limit() {
-    chaos::env::raise_file_limit();
-    let mut r = ScenarioReport::new("R1", "storm");
-    storm::one_instance(&mut r, Scale::Quick).await.expect("R1 runs");
-    println!("{}", r.table());
+    let r = quick_part("R1", "one_instance").await;
     assert_targets(&r, &["one_instance."]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fails before the hardening fixes: issue 10 finding 3 (ledger keyed by local account ids), branch harden-relay"]
 async fn r1_storm_on_two_instances_with_accounts_in_different_orders_keeps_the_limits() {
-    chaos::env::raise_file_limit();
-    let mut r = ScenarioReport::new("R1", "storm");
-    storm::two_instances(&mut r, Scale::Quick).await.expect("R1 runs");
-    println!("{}", r.table());
+    let r = quick_part("R1", "two_instances").await;
     assert_targets(&r, &["two_instances."]);
 }
 
@@ -107,34 +109,26 @@ async fn r6_junk_playlist_keeps_memory_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fails before the hardening fixes: issue 10 finding 1 (streams and the guide need no login), branch harden-access"]
 async fn s1_every_route_refuses_without_credentials() {
-    let mut r = security::report();
-    security::routes(&mut r).await.expect("S1 routes runs");
-    println!("{}", r.table());
+    let r = quick_part("S1", "routes").await;
     assert_targets(&r, &["routes."]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fails before the hardening fixes: issue 10 finding 2 (argon2 unbounded, failures counted when they end), branch harden-access"]
 async fn s1_bad_login_storm_keeps_memory_bounded_and_gets_429s() {
-    let mut r = security::report();
-    security::bad_logins(&mut r, 100).await.expect("S1 bad logins runs");
-    println!("{}", r.table());
+    let r = quick_part("S1", "bad_logins_100").await;
     assert_targets(&r, &["bad_logins_100."]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "fails before the hardening fixes: issue 10 finding 5 (credentials in API output, logs; 0644 database), branch harden-secrets"]
 async fn s1_no_secret_in_api_output_client_output_logs_or_files() {
-    let mut r = security::report();
-    security::secrets(&mut r).await.expect("S1 secrets runs");
-    println!("{}", r.table());
+    let r = quick_part("S1", "secrets").await;
     assert_targets(&r, &["secrets.", "files."]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s1_client_outputs_carry_no_provider_secret() {
-    let mut r = security::report();
-    security::secrets(&mut r).await.expect("S1 secrets runs");
-    println!("{}", r.table());
+    let r = quick_part("S1", "secrets").await;
     assert_targets(&r, &["secrets.hits_in_client_output"]);
 }

@@ -18,10 +18,15 @@ const CHANNELS: usize = 100;
 
 /// Run R1.
 pub async fn run(scale: Scale) -> anyhow::Result<ScenarioReport> {
-    let mut r = ScenarioReport::new("R1", "storm: simultaneous requests on 3 accounts × 2 connections");
+    let mut r = report();
     one_instance(&mut r, scale).await?;
     two_instances(&mut r, scale).await?;
     Ok(r)
+}
+
+/// An empty R1 report (for running its parts one by one).
+pub fn report() -> ScenarioReport {
+    ScenarioReport::new("R1", "storm: simultaneous requests on 3 accounts × 2 connections")
 }
 
 /// Requests per storm, and how long each viewer that gets a stream reads it: longer than
