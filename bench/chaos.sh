@@ -28,16 +28,24 @@ python3 - "$json.tmp" "$json" "$stamp" "$commit" <<'PY'
 import json, sys
 reports = json.load(open(sys.argv[1]))
 json.dump({"date": sys.argv[3], "commit": sys.argv[4], "scenarios": reports}, open(sys.argv[2], "w"), indent=1)
+md = [f"Full run {sys.argv[3]}, commit {sys.argv[4]} (`bench/chaos.sh`, release build).", ""]
 for r in reports:
     print(f"\n{r['id']} {r['title']} ({r['elapsed_s']} s)")
-    print("  settings: " + ", ".join(f"{k}={v}" for k, v in r["params"]))
+    settings = ", ".join(f"{k}={v}" for k, v in r["params"])
+    print("  settings: " + settings)
+    md += [f"### {r['id']} {r['title']}", "", f"{r['elapsed_s']} s; {settings}", "",
+           "| figure | value | target | |", "|---|---|---|---|"]
     for f in r["figures"]:
         verdict = {True: "ok  ", False: "FAIL", None: "    "}[f["pass"]]
         target = f" (target {f['target']})" if f["target"] else ""
         value = f["value"] if isinstance(f["value"], str) else json.dumps(f["value"], ensure_ascii=False)
         print(f"  {verdict} {f['name']}: {value}{target}")
+        cell = value.replace("|", "\\|")
+        md.append(f"| {f['name']} | {cell} | {f['target'] or ''} | {verdict.strip()} |")
+    md.append("")
+open(sys.argv[2][:-5] + ".md", "w").write("\n".join(md))
 PY
 rm -f "$json.tmp"
 echo
-echo "figures: $json"
+echo "figures: $json (and the same as Markdown tables: ${json%.json}.md)"
 exit $status

@@ -36,7 +36,7 @@ const DIRECT_SEED_LEN: usize = 64 << 10;
 /// Run R6.
 pub async fn run(scale: Scale) -> anyhow::Result<ScenarioReport> {
     let direct_cases = scale.pick(2_000, 20_000);
-    let rounds = scale.pick(12, 200);
+    let rounds = scale.pick(12, 100);
     let junk_mb = scale.pick(40, 200);
     let seed: u64 = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20_260_101);
     let mut r = ScenarioReport::new("R6", "fuzz: mutated playlists, guides, HLS and Xtream JSON");
