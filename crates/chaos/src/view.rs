@@ -48,15 +48,16 @@ impl Viewers {
         loadgen::client::run(job, self.shared.clone()).await
     }
 
-    /// Start every URL at the same instant (100 ms from now), each read for `duration`.
-    pub async fn storm(&self, urls: Vec<String>, duration: Duration) -> Vec<ClientRecord> {
+    /// Start every URL at its offset from one instant (100 ms from now), each read for
+    /// `duration`.
+    pub async fn storm(&self, urls: Vec<(String, Duration)>, duration: Duration) -> Vec<ClientRecord> {
         let start = Instant::now() + Duration::from_millis(100);
         let tasks: Vec<_> = urls
             .into_iter()
             .enumerate()
-            .map(|(i, url)| {
+            .map(|(i, (url, offset))| {
                 let v = self.clone();
-                tokio::spawn(async move { v.watch(i, url, start, duration).await })
+                tokio::spawn(async move { v.watch(i, url, start + offset, duration).await })
             })
             .collect();
         let mut out = Vec::with_capacity(tasks.len());

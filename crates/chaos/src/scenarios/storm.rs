@@ -1,10 +1,15 @@
 //! R1 storm: many simultaneous requests over many channels against a small pool (3 accounts ×
 //! 2 connections), on one instance, then on two instances sharing one Redis ledger whose
-//! databases added the same accounts in different orders. The provider's own counters are the
+//! databases added the same accounts in different orders. The first instance is already
+//! playing 2 channels when the storm hits, and with two instances the burst reaches the second
+//! one first (on an idle pool, in random order, the instances' grants fall on matching accounts
+//! by chance). The provider's own counters are the
 //! ground truth: at most 2 connections per account at any moment (6 in all), and it never had
 //! to refuse one.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use fakeprovider::LimitMode;
 
@@ -15,6 +20,10 @@ use crate::{Scale, ScenarioReport};
 
 const ACCOUNTS: [(&str, u32); 3] = [("acct-a", 2), ("acct-b", 2), ("acct-c", 2)];
 const CHANNELS: usize = 100;
+/// Viewers already watching on the first instance when the storm hits.
+const PRELOAD: usize = 2;
+/// How much later the burst reaches the first instance when there are two.
+const LAG: Duration = Duration::from_millis(500);
 
 /// Run R1.
 pub async fn run(scale: Scale) -> anyhow::Result<ScenarioReport> {
@@ -77,21 +86,46 @@ async fn storm(
     hold: Duration,
 ) {
     // Request i goes to instance i mod n, channel (i / n) mod 100: every channel is asked for
-    // on every instance.
-    let urls: Vec<String> = (0..requests)
+    // on every instance. With two instances the burst reaches the second one first and the
+    // first (busy) one LAG later: the order a load balancer's burst lands in is arbitrary, and
+    // this one makes the instances' account numbering matter every time.
+    let urls: Vec<(String, Duration)> = (0..requests)
         .map(|i| {
-            let (gw, ids) = gws[i % gws.len()];
-            live_url(gw, ids[(i / gws.len()) % ids.len().min(CHANNELS)])
+            let n = i % gws.len();
+            let (gw, ids) = gws[n];
+            let offset = if n == 0 && gws.len() > 1 { LAG } else { Duration::ZERO };
+            (live_url(gw, ids[(i / gws.len()) % ids.len().min(CHANNELS)]), offset)
         })
         .collect();
-    let viewers = match Viewers::new(requests) {
+    let viewers = match Viewers::new(requests + PRELOAD) {
         Ok(v) => v,
         Err(e) => {
             r.check(&format!("{label}.setup"), e.to_string(), "ok", false);
             return;
         }
     };
+    // The first instance is already busy when the storm hits: PRELOAD viewers there hold its
+    // first account's slots through the storm.
+    let (first, first_ids) = gws[0];
+    let preload: Vec<_> = first_ids[first_ids.len() - PRELOAD..]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (v, url) = (viewers.clone(), live_url(first, *id));
+            tokio::spawn(async move { v.watch(i, url, Instant::now(), hold + Duration::from_secs(3)).await })
+        })
+        .collect();
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while (totals(fake).open as usize) < PRELOAD {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let records = viewers.storm(urls, hold).await;
+    let mut preloaded = 0;
+    for p in preload {
+        preloaded += p.await.map_or(0, |rec| usize::from(rec.ok));
+    }
     let tally = statuses(&records);
     // Let the streams close before reading the provider's books.
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -102,6 +136,7 @@ async fn storm(
     .await;
     let t = totals(fake);
     r.info(&format!("{label}.answers"), serde_json::to_value(&tally).unwrap_or_default());
+    r.info(&format!("{label}.busy_viewers_alive_at_end"), format!("{preloaded} of {PRELOAD}"));
     r.info(&format!("{label}.streams_served"), records.iter().filter(|c| c.bytes > 0).count());
     r.info(&format!("{label}.provider_connections_opened"), t.opened);
     r.at_most(&format!("{label}.provider_peak_per_account"), f64::from(t.peak_per_account), 2.0);
