@@ -113,6 +113,23 @@ pub async fn read_slowly(http: &reqwest::Client, url: &str, rate_bps: u64, durat
     out
 }
 
+/// The URL of an HLS playlist's entry `uri` (absolute, host-relative or relative), the
+/// playlist being at `playlist_url` on `base` (`http://host:port`).
+pub fn resolve(base: &str, playlist_url: &str, uri: &str) -> String {
+    if uri.starts_with("http://") || uri.starts_with("https://") {
+        uri.to_string()
+    } else if uri.starts_with('/') {
+        format!("{base}{uri}")
+    } else {
+        format!("{}/{uri}", playlist_url.rsplit_once('/').map_or(base, |(dir, _)| dir))
+    }
+}
+
+/// The first media URI of an HLS playlist's text.
+pub fn first_uri(playlist: &str) -> Option<&str> {
+    playlist.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
 /// Tally of outcomes: `"200"`, `"503"`, … or the failure reason when no response came.
 pub fn statuses(records: &[ClientRecord]) -> std::collections::BTreeMap<String, u64> {
     let mut m = std::collections::BTreeMap::new();
@@ -124,4 +141,19 @@ pub fn statuses(records: &[ClientRecord]) -> std::collections::BTreeMap<String, 
         *m.entry(key).or_insert(0) += 1;
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playlist_entries_resolve_like_a_player() {
+        let (base, pl) = ("http://h:1", "http://h:1/live/u/p/7.m3u8");
+        assert_eq!(resolve(base, pl, "/hls/u/p/7/3.ts"), "http://h:1/hls/u/p/7/3.ts");
+        assert_eq!(resolve(base, pl, "3.ts"), "http://h:1/live/u/p/3.ts");
+        assert_eq!(resolve(base, pl, "http://x/1.ts"), "http://x/1.ts");
+        assert_eq!(first_uri("#EXTM3U\n#EXTINF:2,\n\n 0.ts \n1.ts\n"), Some("0.ts"));
+        assert_eq!(first_uri("#EXTM3U\n"), None);
+    }
 }

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 
 use super::{live_url, provider, totals, PASS, USER};
 use crate::env::{Gateway, GatewayOptions};
+use crate::view::{first_uri, resolve};
 use crate::{Scale, ScenarioReport};
 
 /// `relay.linger`'s default.
@@ -283,14 +284,7 @@ async fn hls(ctx: &Ctx, id: i64) {
             return Some(status.to_string());
         }
         let text = resp.text().await.ok()?;
-        let segment = text.lines().find(|l| !l.is_empty() && !l.starts_with('#'))?.to_string();
-        let seg_url = if segment.starts_with("http") {
-            segment
-        } else if segment.starts_with('/') {
-            format!("{}{segment}", ctx.base)
-        } else {
-            format!("{}/{}", url.rsplit_once('/').map_or("", |(b, _)| b), segment)
-        };
+        let seg_url = resolve(&ctx.base, &url, first_uri(&text)?);
         let seg = ctx.http.get(&seg_url).send().await.ok()?;
         let seg_status = seg.status().as_u16();
         let _ = seg.bytes().await;

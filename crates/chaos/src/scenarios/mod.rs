@@ -113,7 +113,8 @@ pub(crate) fn live_url(gw: &Gateway, id: i64) -> String {
     gw.url(&format!("/live/{USER}/{PASS}/{id}.ts"))
 }
 
-/// Per-account high-water marks and refusals/cuts the provider saw.
+/// What a provider saw over all its accounts: the ground truth every limit target is
+/// judged on.
 pub(crate) struct ProviderTotals {
     pub peak_per_account: u32,
     pub peak_sum: u32,
@@ -123,6 +124,7 @@ pub(crate) struct ProviderTotals {
     pub opened: u64,
 }
 
+/// The provider's counters now, summed over its accounts.
 pub(crate) fn totals(p: &FakeProvider) -> ProviderTotals {
     let c = p.counters();
     let a = c.accounts.values();

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::{gateway, provider, PASS, USER};
 use crate::env::{Gateway, GatewayOptions, ADMIN_TOKEN};
 use crate::report::mb;
+use crate::view::{first_uri, resolve};
 use crate::{Scale, ScenarioReport};
 
 /// Memory the gateway may reach under a bad-login storm, bytes.
@@ -277,10 +278,13 @@ pub async fn secrets(r: &mut ScenarioReport) -> anyhow::Result<()> {
     // Streaming: a TS viewer and an HLS viewer held open while the API is read.
     let mut ts = http.get(gw.url(&format!("/live/{USER}/{PASS}/{}.ts", ids[0]))).send().await?;
     let _ = tokio::time::timeout(Duration::from_secs(2), ts.chunk()).await;
-    let (status, m3u8) = gw.get(&format!("/live/{USER}/{PASS}/{}.m3u8", ids[1])).await?;
+    let playlist = format!("/live/{USER}/{PASS}/{}.m3u8", ids[1]);
+    let (status, m3u8) = gw.get(&playlist).await?;
     f.search(&format!("GET /live/…/{}.m3u8 ({status})", ids[1]), &m3u8, true);
-    if let Some(seg) = m3u8.lines().find(|l| !l.is_empty() && !l.starts_with('#')) {
-        let _ = gw.get(seg).await;
+    if let Some(seg) = first_uri(&m3u8) {
+        if let Ok(resp) = http.get(resolve(&gw.base, &gw.url(&playlist), seg)).send().await {
+            let _ = resp.bytes().await;
+        }
     }
     let movies = gw.movie_ids(USER, PASS).await.unwrap_or_default();
     if let Some(m) = movies.first() {
