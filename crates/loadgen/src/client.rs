@@ -160,6 +160,24 @@ fn millis_f(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 
+/// The HTTP client every viewer shares.
+///
+/// HTTP/1.1 only (one TCP connection per viewer, like players), no proxy from the environment
+/// (it would measure the proxy), no transparent decompression (bytes are counted as sent), and
+/// an idle pool as large as the viewer count.
+pub fn http_client(connect_timeout: Duration, clients: usize) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .no_gzip()
+        .tcp_nodelay(true)
+        .connect_timeout(connect_timeout)
+        .pool_max_idle_per_host(clients)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .user_agent(concat!("tunerpool-loadgen/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// Run one client to its end and return what it measured.
 pub async fn run(job: Job, shared: Arc<Shared>) -> ClientRecord {
     tokio::time::sleep_until(job.start_at).await;

@@ -14,10 +14,9 @@
 //! could not start.
 
 mod cli;
-mod client;
 mod report;
-mod sys;
-mod ts;
+
+use loadgen::{client, sys};
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -118,29 +117,11 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The HTTP client every viewer shares.
-///
-/// HTTP/1.1 only (one TCP connection per viewer, like players), no proxy from the environment
-/// (it would measure the proxy), no transparent decompression (bytes are counted as sent), and
-/// an idle pool as large as the viewer count.
-fn http_client(args: &Args) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .http1_only()
-        .no_proxy()
-        .no_gzip()
-        .tcp_nodelay(true)
-        .connect_timeout(args.connect_timeout)
-        .pool_max_idle_per_host(args.clients as usize)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .user_agent(concat!("tunerpool-loadgen/", env!("CARGO_PKG_VERSION")))
-        .build()?)
-}
-
 /// Start every client at its time, wait for all, and return their records, the wall time and
 /// the peak number of concurrent streams.
 async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(Vec<ClientRecord>, Duration, u64)> {
     let shared = Arc::new(Shared {
-        http: http_client(args)?,
+        http: client::http_client(args.connect_timeout, args.clients as usize)?,
         read_timeout: args.read_timeout,
         connect_timeout: args.connect_timeout,
         progress: Progress::default(),

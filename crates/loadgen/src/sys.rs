@@ -45,8 +45,24 @@ pub fn parse_stat(line: &str) -> Option<CpuTimes> {
 
 /// Peak resident set size in bytes (`VmHWM` of `/proc/self/status`).
 pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    status_bytes("self", "VmHWM:")
+}
+
+/// Peak resident set size of another process, in bytes (`VmHWM` of `/proc/PID/status`);
+/// `None` once it has exited (or off Linux).
+pub fn peak_rss_bytes_of(pid: u32) -> Option<u64> {
+    status_bytes(&pid.to_string(), "VmHWM:")
+}
+
+/// Resident set size of another process now, in bytes (`VmRSS` of `/proc/PID/status`).
+pub fn rss_bytes_of(pid: u32) -> Option<u64> {
+    status_bytes(&pid.to_string(), "VmRSS:")
+}
+
+/// A `kB` field of `/proc/{pid}/status`, in bytes.
+fn status_bytes(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_ascii_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
@@ -95,6 +111,8 @@ mod tests {
             let t = CpuTimes::now().expect("/proc/self/stat");
             assert!(t.user_s >= 0.0 && t.system_s >= 0.0);
             assert!(peak_rss_bytes().unwrap() > 0);
+            let me = std::process::id();
+            assert!(peak_rss_bytes_of(me).unwrap() >= rss_bytes_of(me).unwrap());
             assert!(FileLimit::current().is_some());
         }
     }

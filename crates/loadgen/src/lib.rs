@@ -1,0 +1,14 @@
+//! The measuring pieces of `loadgen`, as a library so that other instruments (the `chaos`
+//! reliability harness) measure viewers exactly the way the load generator does instead of
+//! re-implementing it:
+//!
+//! * [`client`]: one HTTP viewer — request, read until its end, TTFB, rate, longest gap, TS
+//!   integrity — as a [`client::ClientRecord`];
+//! * [`ts`]: incremental MPEG-TS sync and continuity checking;
+//! * [`sys`]: CPU time, peak memory and the open-file limit from `/proc`.
+//!
+//! The command line, the run plan and the JSON report stay in the binary.
+
+pub mod client;
+pub mod sys;
+pub mod ts;
