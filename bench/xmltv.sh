@@ -59,8 +59,10 @@ for mb in "${SIZES[@]}"; do
 done
 
 hwm() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+# /epg.xml is the admin's (a player's guide is /xmltv.php with its user's login).
+TOKEN=bench-admin-token-$(date +%s%N)
 fetch() { # url -> "seconds bytes"
-  curl -fsS -o /dev/null -w '%{time_total} %{size_download}\n' "$1"
+  curl -fsS -H "Authorization: Bearer $TOKEN" -o /dev/null -w '%{time_total} %{size_download}\n' "$1"
 }
 
 echo
@@ -74,7 +76,8 @@ for mb in "${SIZES[@]}"; do
     || { cat "$work/add.log" >&2; exit 1; }
   mkdir -p "$data/epg"
   cp "$work/g$mb.xml" "$data/epg/provider-1.xml"
-  $TP serve --listen "127.0.0.1:$PORT" --data-dir "$data" --log-level warn >"$work/serve.log" 2>&1 &
+  TUNERPOOL_ADMIN_TOKEN=$TOKEN $TP serve --listen "127.0.0.1:$PORT" --data-dir "$data" --log-level warn \
+    >"$work/serve.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   before=$(hwm "$server_pid")

@@ -28,8 +28,16 @@ pub enum CatalogError {
     Invalid(Vec<FieldError>),
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
+    /// The request conflicts with the state of things (removing the
+    /// primary account, syncing a provider without credentials). Never an
+    /// internal failure: those are [`CatalogError::Internal`].
     #[error("{0}")]
     Conflict(String),
+    /// Something that should not happen did (a stored value that does not
+    /// parse, a task that died). The message is for the server log, not for
+    /// clients.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("cannot open the store at {path}: {reason}")]
     Open { path: String, reason: String },
     #[error("store error: {0}")]

@@ -105,7 +105,7 @@ pub struct NewEpisode {
 
 fn kind_of(r: &SqliteRow) -> Result<ProviderKind, CatalogError> {
     let k: String = r.try_get("provider_kind")?;
-    k.parse().map_err(CatalogError::Conflict)
+    k.parse().map_err(CatalogError::Internal)
 }
 
 const LIVE_SELECT: &str = "SELECT s.id, s.name, s.group_id, g.name AS group_name, s.tvg_id, s.tvg_name, s.logo, s.chno,
@@ -234,7 +234,7 @@ type SeriesTuple = (
 );
 
 fn parse_kind(k: &str) -> Result<ProviderKind, CatalogError> {
-    k.parse().map_err(CatalogError::Conflict)
+    k.parse().map_err(CatalogError::Internal)
 }
 
 impl Store {
@@ -260,7 +260,7 @@ impl Store {
             .bind(limit as i64)
             .fetch_one(self.pool())
             .await?;
-        serde_json::from_str(&json).map_err(|e| CatalogError::Conflict(format!("listing page: {e}")))
+        serde_json::from_str(&json).map_err(|e| CatalogError::Internal(format!("listing page: {e}")))
     }
 
     /// Up to `limit` live channels with ids above `after`, by id.

@@ -572,14 +572,16 @@ impl Store {
         kind: MediaKind,
         id: i64,
     ) -> Result<(StreamSource, String, Option<String>), CatalogError> {
-        let (table, ext) = match kind {
+        // A series row is playable only when it is itself an episode (an M3U
+        // entry with a URL); an Xtream series is played episode by episode.
+        let (table, ext, playable) = match kind {
             MediaKind::Series if id > crate::outputs::EPISODE_ID_BASE => return self.episode_source(id).await,
-            MediaKind::Movie => ("movies", "container_extension"),
-            MediaKind::Series => ("series", "NULL"),
+            MediaKind::Movie => ("movies", "container_extension", ""),
+            MediaKind::Series => ("series", "NULL", " AND url IS NOT NULL"),
             MediaKind::Live => return self.stream_source(id).await.map(|s| (s, String::new(), None)),
         };
         let row = sqlx::query(&format!(
-            "SELECT id, provider_id, upstream_id, url, name, {ext} AS ext FROM {table} WHERE id = ?"
+            "SELECT id, provider_id, upstream_id, url, name, {ext} AS ext FROM {table} WHERE id = ?{playable}"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -697,7 +699,7 @@ fn provider_from_row(r: &SqliteRow) -> Result<Provider, CatalogError> {
     Ok(Provider {
         id: r.try_get("id")?,
         name: r.try_get("name")?,
-        kind: kind.parse().map_err(|e: String| CatalogError::Conflict(e))?,
+        kind: kind.parse().map_err(CatalogError::Internal)?,
         url: r.try_get("url")?,
         epg_url: r.try_get("epg_url")?,
         user_agent: r.try_get("user_agent")?,

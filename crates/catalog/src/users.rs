@@ -1,11 +1,17 @@
 //! Downstream users: the logins of tunerpool's own outputs (M3U, Xtream,
 //! HDHomeRun). Passwords are stored as argon2id hashes and never leave the
 //! store; a [`User`] carries its hash as a [`Secret`] so it is neither
-//! serialized nor printed.
+//! serialized nor printed. Checking a password is bounded work
+//! ([`PasswordChecks`]).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{CatalogError, FieldError};
 use crate::model::nullable;
@@ -159,31 +165,192 @@ impl UserPatch {
 pub fn hash_password(password: &str) -> Result<String, CatalogError> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt_bytes: [u8; 16] = rand::random();
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| CatalogError::Conflict(format!("salt: {e}")))?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| CatalogError::Internal(format!("salt: {e}")))?;
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| CatalogError::Conflict(format!("cannot hash the password: {e}")))
+        .map_err(|e| CatalogError::Internal(format!("cannot hash the password: {e}")))
 }
 
-/// Checks a password against a stored hash, on a blocking thread (argon2 is
-/// deliberately slow).
-pub async fn verify_password(hash: &Secret, password: &str) -> bool {
-    let (hash, password) = (hash.expose().to_string(), password.to_string());
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        PasswordHash::new(&hash)
-            .is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-    })
-    .await
-    .unwrap_or(false)
+/// The most argon2 memory a stored hash may ask a check for (256 MiB; ours
+/// use 19 MiB).
+const MAX_CHECK_BLOCKS: usize = 256 * 1024;
+
+/// Whether `password` matches the PHC string `hash` (blocking: as slow as
+/// hashing), with `memory` as argon2's working memory: resized to what the
+/// hash's parameters need and kept by the caller for the next check, since
+/// a fresh 19 MiB allocation per check fragments the allocator's heap and
+/// the process grows with every check. Compared in constant time.
+fn password_matches(hash: &str, password: &str, memory: &mut Vec<argon2::Block>) -> bool {
+    use argon2::password_hash::{Error, Output, PasswordHash};
+    let mut check = || -> Result<bool, Error> {
+        let parsed = PasswordHash::new(hash)?;
+        let algorithm = argon2::Algorithm::try_from(parsed.algorithm)?;
+        let version = match parsed.version {
+            Some(v) => argon2::Version::try_from(v).map_err(|_| Error::Version)?,
+            None => argon2::Version::default(),
+        };
+        let params = argon2::Params::try_from(&parsed)?;
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return Ok(false) };
+        if params.block_count() > MAX_CHECK_BLOCKS {
+            return Err(Error::ParamsMaxExceeded);
+        }
+        let mut salt_buf = [0u8; 64];
+        let salt = salt.decode_b64(&mut salt_buf)?;
+        memory.resize(params.block_count(), argon2::Block::default());
+        let argon2 = argon2::Argon2::new(algorithm, version, params);
+        let computed = Output::init_with(expected.len(), |out| {
+            argon2
+                .hash_password_into_with_memory(password.as_bytes(), salt, out, &mut memory[..])
+                .map_err(|_| Error::Crypto)
+        })?;
+        Ok(computed == expected)
+    };
+    check().unwrap_or(false)
 }
+
+/// A hash of a random password with the parameters of real ones: what a
+/// login for a user that does not exist is checked against, so that it
+/// takes as long as a wrong password for one that does.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let random: [u8; 16] = rand::random();
+        let password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        hash_password(&password).unwrap_or_default()
+    })
+}
+
+/// Too many password checks are running or waiting: try again shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many password checks at once")]
+pub struct Busy;
+
+/// Runs argon2 password checks with bounded concurrency and memory. Clones
+/// share the same threads and limits.
+///
+/// A check costs ~19 MiB and tens of milliseconds of CPU on purpose, so
+/// unbounded checks let a burst of wrong passwords take every core and
+/// gigabytes of memory (100 parallel ones took 1.9 GB). Checks run on
+/// `parallel` threads of their own, started by [`PasswordChecks::new`] and
+/// ended when the last clone is dropped, each keeping its 19 MiB between
+/// checks (on tokio's blocking pool, with memory allocated per check, the
+/// process grew with every check however few ran at once). A check waits up
+/// to `wait` for a free thread and is then refused with [`Busy`]; once
+/// started it runs to the end even if the request that asked has gone. A
+/// check for a user that does not exist runs against a dummy hash with the
+/// same parameters, so it takes as long as a wrong password (usernames
+/// cannot be told apart by timing). Counters say how many ran, and the most
+/// at once.
+#[derive(Clone)]
+pub struct PasswordChecks {
+    permits: Arc<Semaphore>,
+    wait: Duration,
+    jobs: mpsc::Sender<Check>,
+    counters: Arc<Counters>,
+}
+
+/// One check for a worker thread; the permit is given back when it is done.
+struct Check {
+    hash: Option<String>,
+    password: String,
+    answer: oneshot::Sender<bool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Default)]
+struct Counters {
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    done: AtomicU64,
+}
+
+impl PasswordChecks {
+    /// At most `parallel` checks at once (at least 1), on as many threads;
+    /// others wait up to `wait` to start.
+    pub fn new(parallel: usize, wait: Duration) -> Self {
+        let parallel = parallel.max(1);
+        let (jobs, queue) = mpsc::channel::<Check>();
+        let queue = Arc::new(Mutex::new(queue));
+        let counters = Arc::new(Counters::default());
+        for i in 0..parallel {
+            let (queue, counters) = (queue.clone(), counters.clone());
+            let worker = std::thread::Builder::new()
+                .name(format!("password-check-{i}"))
+                .spawn(move || run_checks(&queue, &counters));
+            if let Err(e) = worker {
+                tracing::error!(error = %e, "cannot start a password check thread");
+            }
+        }
+        PasswordChecks { permits: Arc::new(Semaphore::new(parallel)), wait, jobs, counters }
+    }
+
+    /// As many checks at once as this machine has cores, at most
+    /// [`MAX_PARALLEL_CHECKS`] (each takes 19 MiB), waiting up to 2 s.
+    pub fn for_this_machine() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PasswordChecks::new(cores.min(MAX_PARALLEL_CHECKS), Duration::from_secs(2))
+    }
+
+    /// Whether `password` matches `hash`; `None` (no such user) checks
+    /// against the dummy hash and is always false.
+    pub async fn verify(&self, hash: Option<&Secret>, password: &str) -> Result<bool, Busy> {
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| Busy)?
+            .map_err(|_| Busy)?;
+        let (answer, answered) = oneshot::channel();
+        let check = Check {
+            hash: hash.map(|h| h.expose().to_string()),
+            password: password.to_string(),
+            answer,
+            _permit: permit,
+        };
+        self.jobs.send(check).map_err(|_| Busy)?;
+        Ok(answered.await.unwrap_or(false))
+    }
+
+    /// The most checks that ever ran at once.
+    pub fn peak(&self) -> usize {
+        self.counters.peak.load(Ordering::SeqCst)
+    }
+
+    /// How many checks have run.
+    pub fn done(&self) -> u64 {
+        self.counters.done.load(Ordering::SeqCst)
+    }
+}
+
+/// A check thread: takes checks off the shared queue until every sender is gone.
+fn run_checks(queue: &Mutex<mpsc::Receiver<Check>>, counters: &Counters) {
+    // argon2's working memory, allocated once for this thread's life.
+    let mut memory = Vec::new();
+    loop {
+        // The lock is held only while waiting for the next check.
+        let next = queue.lock().map(|q| q.recv());
+        let Ok(Ok(check)) = next else { return };
+        let now = counters.running.fetch_add(1, Ordering::SeqCst) + 1;
+        counters.peak.fetch_max(now, Ordering::SeqCst);
+        let hash: &str = check.hash.as_deref().unwrap_or_else(|| dummy_hash());
+        let matched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            password_matches(hash, &check.password, &mut memory)
+        }))
+        .unwrap_or(false);
+        counters.running.fetch_sub(1, Ordering::SeqCst);
+        counters.done.fetch_add(1, Ordering::SeqCst);
+        let _ = check.answer.send(matched && check.hash.is_some());
+        // Dropping the check gives its permit back.
+    }
+}
+
+/// The most argon2 checks [`PasswordChecks::for_this_machine`] runs at once.
+pub const MAX_PARALLEL_CHECKS: usize = 4;
 
 async fn hash_blocking(password: &Secret) -> Result<String, CatalogError> {
     let p = password.expose().to_string();
     tokio::task::spawn_blocking(move || hash_password(&p))
         .await
-        .map_err(|e| CatalogError::Conflict(format!("password hashing failed: {e}")))?
+        .map_err(|e| CatalogError::Internal(format!("password hashing failed: {e}")))?
 }
 
 const USER_SELECT: &str = "SELECT id, username, password_hash, enabled, expires_at, max_connections, allowed_groups,
@@ -368,10 +535,76 @@ mod tests {
         let b = hash_password("s3cret").unwrap();
         assert_ne!(a, b, "salted");
         assert!(a.starts_with("$argon2id$") && !a.contains("s3cret"));
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        assert!(rt.block_on(verify_password(&Secret::new(a.clone()), "s3cret")));
-        assert!(!rt.block_on(verify_password(&Secret::new(a), "s3cret ")));
-        assert!(!rt.block_on(verify_password(&Secret::new("garbage"), "s3cret")));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let checks = PasswordChecks::new(1, Duration::from_secs(5));
+        assert_eq!(rt.block_on(checks.verify(Some(&Secret::new(a.clone())), "s3cret")), Ok(true));
+        assert_eq!(rt.block_on(checks.verify(Some(&Secret::new(a)), "s3cret ")), Ok(false));
+        assert_eq!(rt.block_on(checks.verify(Some(&Secret::new("garbage")), "s3cret")), Ok(false));
+        assert_eq!(checks.done(), 3);
+    }
+
+    #[test]
+    fn checks_agree_with_argon2s_own_verifier_whatever_the_parameters() {
+        use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+        let small = argon2::Params::new(8 * 1024, 1, 1, None).unwrap();
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let other = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, small)
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        let default = hash_password("pw").unwrap();
+        // One memory for every check, as a worker thread keeps it.
+        let mut memory = Vec::new();
+        for hash in [&default, &other, &default] {
+            for (password, want) in [("pw", true), ("pw ", false), ("", false)] {
+                let own = argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &PasswordHash::new(hash).unwrap())
+                    .is_ok();
+                assert_eq!(own, want, "{hash} {password:?}");
+                assert_eq!(password_matches(hash, password, &mut memory), want, "{hash} {password:?}");
+            }
+        }
+        assert!(!password_matches("not a hash", "pw", &mut memory));
+        let greedy = default.replace("m=19456", "m=4000000");
+        assert!(!password_matches(&greedy, "pw", &mut memory), "a hash cannot ask for 4 GB");
+    }
+
+    #[test]
+    fn an_unknown_user_is_checked_against_a_hash_as_costly_as_a_real_one() {
+        use argon2::password_hash::PasswordHash;
+        let real = hash_password("whatever").unwrap();
+        let (real, dummy) = (PasswordHash::new(&real).unwrap(), PasswordHash::new(dummy_hash()).unwrap());
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params, "same memory, time and parallelism cost");
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let checks = PasswordChecks::new(1, Duration::from_secs(5));
+        // Not even the dummy's own password gets in.
+        assert_eq!(rt.block_on(checks.verify(None, "")), Ok(false));
+        assert_eq!(checks.done(), 1, "the check ran");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn checks_run_at_most_n_at_once_and_the_rest_wait_then_are_refused() {
+        let hash = Secret::new(hash_password("right").unwrap());
+        let checks = Arc::new(PasswordChecks::new(2, Duration::from_millis(50)));
+        let tasks: Vec<_> = (0..24)
+            .map(|_| {
+                let (checks, hash) = (checks.clone(), hash.clone());
+                tokio::spawn(async move { checks.verify(Some(&hash), "wrong").await })
+            })
+            .collect();
+        let mut busy = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(matched) => assert!(!matched),
+                Err(Busy) => busy += 1,
+            }
+        }
+        assert!(checks.peak() <= 2, "{} checks ran at once", checks.peak());
+        assert!(busy > 0, "a 50 ms wait cannot start 24 checks 2 at a time");
+        assert_eq!(checks.done() as usize + busy, 24);
     }
 
     #[test]

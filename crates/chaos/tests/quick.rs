@@ -100,28 +100,24 @@ async fn r6_fuzz_crashes_nothing_and_mutated_input_keeps_memory_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails before the hardening fixes: issue 10 finding 6 (the M3U parser keeps every skipped line), branch harden-secrets"]
 async fn r6_junk_playlist_keeps_memory_bounded() {
     let r = quick("R6").await;
     assert_targets(&r, &["junk_playlist."]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails before the hardening fixes: issue 10 finding 1 (streams and the guide need no login), branch harden-access"]
 async fn s1_every_route_refuses_without_credentials() {
     let r = quick_part("S1", "routes").await;
     assert_targets(&r, &["routes."]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails before the hardening fixes: issue 10 finding 2 (argon2 unbounded, failures counted when they end), branch harden-access"]
 async fn s1_bad_login_storm_keeps_memory_bounded_and_gets_429s() {
     let r = quick_part("S1", "bad_logins_100").await;
     assert_targets(&r, &["bad_logins_100."]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails before the hardening fixes: issue 10 finding 5 (credentials in API output, logs; 0644 database), branch harden-secrets"]
 async fn s1_no_secret_in_api_output_client_output_logs_or_files() {
     let r = quick_part("S1", "secrets").await;
     assert_targets(&r, &["secrets.", "files."]);

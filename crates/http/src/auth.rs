@@ -3,7 +3,6 @@
 //! this module only compares, in constant time, and answers 401 in JSON.
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -41,12 +40,7 @@ const WRONG: &str = "wrong admin token (see admin-token in the data dir, or admi
 /// Middleware for the `/api/v1` router: passes requests with the right
 /// bearer token, answers everything else with 401.
 pub(crate) async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let given = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::trim);
-    let token = given.and_then(|v| {
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-    });
-    match token {
+    match crate::access::bearer(req.headers()) {
         Some(t) if st.admin_token.matches(t) => next.run(req).await,
         Some(_) => {
             if let Some(m) = req.extensions().get::<std::sync::Arc<crate::metrics::HttpMetrics>>() {

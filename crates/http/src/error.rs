@@ -1,4 +1,7 @@
 //! API errors as JSON: what went wrong, and for bad input, which field.
+//! Internal failures are answered with a short reference that the server
+//! log repeats next to the full error ([`internal`]), never with the error
+//! itself.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -54,6 +57,17 @@ impl ApiError {
         }
     }
 
+    /// No such thing: 404 with what was looked for.
+    pub fn not_found(message: String) -> Self {
+        ApiError { status: StatusCode::NOT_FOUND, message, fields: vec![] }
+    }
+
+    /// Something failed inside: 500 with a reference to the log line that
+    /// has the details (see [`internal`]).
+    pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: internal(context, err), fields: vec![] }
+    }
+
     pub fn invalid(fields: Vec<FieldError>) -> Self {
         let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         ApiError { status: StatusCode::BAD_REQUEST, message, fields }
@@ -75,20 +89,58 @@ impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Invalid(fields) => ApiError::invalid(fields),
-            CatalogError::NotFound { .. } => {
-                ApiError { status: StatusCode::NOT_FOUND, message: e.to_string(), fields: vec![] }
-            }
+            CatalogError::NotFound { .. } => ApiError::not_found(e.to_string()),
             CatalogError::Conflict(_) => {
                 ApiError { status: StatusCode::CONFLICT, message: e.to_string(), fields: vec![] }
             }
-            other => {
-                tracing::error!(error = %other, "internal error");
-                ApiError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: "internal error; see the server log".into(),
-                    fields: vec![],
-                }
+            other => ApiError::internal("request failed", &other),
+        }
+    }
+}
+
+/// Logs an internal error under a fresh reference and returns what the
+/// client is told: that reference, and none of the error's text (which may
+/// name files, queries or stored values).
+pub(crate) fn internal(context: &str, err: &dyn std::fmt::Display) -> String {
+    let reference = format!("{:08x}", rand::random::<u32>());
+    tracing::error!(reference = %reference, error = %err, "{context}: internal error");
+    format!("internal error (ref={reference}); the server log has the details under this reference")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_answered_with_a_reference_the_log_repeats() {
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
             }
         }
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let err = tracing::subscriber::with_default(subscriber, || {
+            ApiError::from(CatalogError::Internal("row 7: unknown kind \"bogus\"".into()))
+        });
+        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!err.message.contains("bogus"), "{}", err.message);
+        let reference = err.message.split("ref=").nth(1).and_then(|r| r.get(..8)).unwrap();
+        assert!(reference.chars().all(|c| c.is_ascii_hexdigit()), "{}", err.message);
+        let logged = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains(reference) && logged.contains("bogus"), "{logged}");
+        // Real conflicts stay 409 with their message.
+        let conflict = ApiError::from(CatalogError::Conflict("account 3 is the primary account".into()));
+        assert_eq!(
+            (conflict.status, conflict.message.as_str()),
+            (StatusCode::CONFLICT, "account 3 is the primary account")
+        );
     }
 }

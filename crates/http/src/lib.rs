@@ -5,12 +5,15 @@
 //! status, sessions, live updates (`live`, Server-Sent Events) and its
 //! OpenAPI document (`openapi`), all behind the admin token (`auth`); the web
 //! UI (`ui`, embedded files); the merged XMLTV guide (`epg`: `/epg.xml`,
-//! `/epg.xml.gz`); `/healthz`, `/metrics`, the guide and the streams, which
-//! are open. Every response body is built from catalog types whose
-//! serialization already hides secrets (passwords are
-//! [`tunerpool_catalog::Secret`]s and are never serialized; provider URLs are
-//! redacted).
+//! `/epg.xml.gz`), `/metrics` and the admin's streams, which want the token
+//! too (or, opted in, anyone: `access`); the client outputs, which log in a
+//! downstream user (`outputs`); `/healthz`. Behind a reverse proxy the
+//! client's address comes from the proxy's header (`realip`). Every response
+//! body is built from catalog types whose serialization already hides
+//! secrets (passwords are [`tunerpool_catalog::Secret`]s and are never
+//! serialized; provider URLs are redacted).
 
+pub mod access;
 mod api;
 pub mod auth;
 mod epg;
@@ -20,6 +23,7 @@ mod metrics;
 mod openapi;
 mod outputs;
 pub mod pool_status;
+pub mod realip;
 mod stream;
 mod ui;
 mod users;
@@ -27,6 +31,7 @@ mod write;
 
 use std::time::Instant;
 
+use axum::routing::MethodRouter;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tunerpool_catalog::Store;
@@ -36,7 +41,9 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use access::{AccessSettings, Gate};
 pub use auth::AdminToken;
+pub use outputs::ClientAuth;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -55,6 +62,10 @@ pub struct AppState {
     /// The base of URLs handed to clients (`public_url`); `None`: the
     /// request's `Host`.
     pub public_url: Option<String>,
+    /// What the routes outside the admin API let through.
+    pub access: AccessSettings,
+    /// Client logins: their cache, per-address limits and bounded checks.
+    pub logins: std::sync::Arc<ClientAuth>,
 }
 
 /// The pool settings handlers need.
@@ -99,6 +110,42 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// The path of the admin API's catch-all (unknown API paths answer 404 in
+/// JSON, and only to the admin).
+const API_REST: &str = "/api/v1/{*rest}";
+
+/// Every route outside `/api/v1`, with its gate. The router is built from
+/// this list and [`route_table`] reads it, so no route is served without a
+/// gate the tests check.
+fn routes() -> Vec<(&'static str, Gate, MethodRouter<AppState>)> {
+    use axum::routing::get;
+    let mut v = vec![
+        ("/healthz", Gate::Open, get(api::healthz)),
+        ("/", Gate::Open, get(ui::index)),
+        ("/ui/{file}", Gate::Open, get(ui::file)),
+        ("/metrics", Gate::Metrics, get(metrics::metrics)),
+        ("/stream/{channel}", Gate::Stream, get(stream::live)),
+        ("/stream/{channel}/hls/{file}", Gate::Stream, get(stream::live_segment)),
+        ("/movie/{file}", Gate::Stream, get(stream::movie)),
+        ("/series/{file}", Gate::Stream, get(stream::episode)),
+        ("/epg.xml", Gate::Stream, get(epg::epg_xml)),
+        ("/epg.xml.gz", Gate::Stream, get(epg::epg_xml_gz)),
+    ];
+    v.extend(outputs::routes().into_iter().map(|(path, route)| (path, Gate::User, route)));
+    v
+}
+
+/// Every route the server answers and who may use it: each `/api/v1`
+/// operation of the OpenAPI document and the API's catch-all (the admin
+/// token), and every other route with its gate.
+pub fn route_table() -> Vec<(String, Gate)> {
+    let doc = openapi();
+    let mut table: Vec<(String, Gate)> = doc.paths.paths.keys().map(|p| (p.clone(), Gate::Admin)).collect();
+    table.push((API_REST.to_string(), Gate::Admin));
+    table.extend(routes().into_iter().map(|(path, gate, _)| (path.to_string(), gate)));
+    table
+}
+
 /// The whole application router: every route, in one place.
 pub fn router(state: AppState) -> Router {
     app(state, CancellationToken::new())
@@ -106,36 +153,34 @@ pub fn router(state: AppState) -> Router {
 
 /// The router; `shutdown` ends the live event streams when cancelled.
 fn app(state: AppState, shutdown: CancellationToken) -> Router {
-    use axum::routing::{any, get};
+    use axum::middleware::from_fn_with_state;
     let (api, _) = api_routes().split_for_parts();
-    let http_metrics = std::sync::Arc::new(metrics::HttpMetrics::default());
-    let logins = std::sync::Arc::new(outputs::ClientAuth::new(http_metrics.clone()));
+    let http_metrics = state.logins.metrics().clone();
     // Unknown API paths answer in JSON too (and only to the admin).
     let api = api
         .route(
-            "/api/v1/{*rest}",
-            any(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            API_REST,
+            axum::routing::any(|method: axum::http::Method, uri: axum::http::Uri| async move {
                 error::ApiError::no_route(method.as_str(), uri.path())
             }),
         )
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_admin))
-        .layer(axum::Extension(live::Shutdown(shutdown)))
-        .layer(axum::Extension(logins.clone()));
-    Router::new()
-        .merge(api)
-        .route("/healthz", get(api::healthz))
-        .route("/stream/{channel}", get(stream::live))
-        .route("/stream/{channel}/hls/{file}", get(stream::live_segment))
-        .route("/metrics", get(metrics::metrics))
-        .route("/movie/{file}", get(stream::movie))
-        .route("/series/{file}", get(stream::episode))
-        .route("/", get(ui::index))
-        .route("/ui/{file}", get(ui::file))
-        .route("/epg.xml", get(epg::epg_xml))
-        .route("/epg.xml.gz", get(epg::epg_xml_gz))
-        .merge(outputs::routes(logins))
-        .layer(axum::middleware::from_fn_with_state(http_metrics.clone(), metrics::track))
+        .layer(from_fn_with_state(state.clone(), auth::require_admin))
+        .layer(axum::Extension(live::Shutdown(shutdown)));
+    let mut router = Router::new().merge(api);
+    for (path, gate, route) in routes() {
+        let route = match gate {
+            Gate::Stream => route.route_layer(from_fn_with_state(state.clone(), access::stream_gate)),
+            Gate::Metrics => route.route_layer(from_fn_with_state(state.clone(), access::metrics_gate)),
+            // The admin API has its own middleware above; users log in in their handlers.
+            Gate::Open | Gate::Admin | Gate::User => route,
+        };
+        router = router.route(path, route);
+    }
+    router
+        .layer(axum::Extension(state.logins.clone()))
+        .layer(from_fn_with_state(http_metrics.clone(), metrics::track))
         .layer(axum::Extension(http_metrics))
+        .layer(from_fn_with_state(state.clone(), realip::real_client))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }

@@ -1,6 +1,8 @@
 //! `GET /stream/{channel}` (and `/stream/{channel}.ts`): join the channel's
 //! live session or start one. Only catalog channels can be streamed — this is
-//! never an open relay.
+//! never an open relay. These routes (and `/movie`, `/series`) are the
+//! admin's, or the anonymous user's when allowed (`access`); the responses
+//! and refusals here are shared by every endpoint, the client outputs too.
 
 use std::net::SocketAddr;
 
@@ -8,9 +10,11 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use tunerpool_relay::relay::WatchError;
 use tunerpool_relay::Viewer;
 
+use crate::access::{Audience, Caller};
 use crate::AppState;
 
 fn plain(status: StatusCode, text: String) -> Response {
@@ -19,6 +23,7 @@ fn plain(status: StatusCode, text: String) -> Response {
 
 pub(crate) async fn live(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(channel): Path<String>,
 ) -> Response {
@@ -29,21 +34,34 @@ pub(crate) async fn live(
     let Ok(id) = raw.parse::<i64>() else {
         return plain(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use /stream/{{channel id}}.ts or .m3u8"));
     };
-    let viewer = Viewer::anonymous(addr.to_string());
+    let viewer = caller.viewer(&st, addr.to_string());
     if hls {
-        return hls_playlist_response(&st, id, viewer, format!("/stream/{id}/hls/")).await;
+        return hls_playlist_response(&st, id, viewer, format!("/stream/{id}/hls/"), caller.audience()).await;
     }
-    live_response(&st, id, viewer).await
+    live_response(&st, id, viewer, caller.audience()).await
 }
 
 /// `GET /stream/{channel}/hls/{seq}.ts`: a segment of the channel's HLS output.
-pub(crate) async fn live_segment(State(st): State<AppState>, Path((channel, file)): Path<(i64, String)>) -> Response {
-    hls_segment_response(&st, channel, &file, None)
+pub(crate) async fn live_segment(
+    State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((channel, file)): Path<(String, String)>,
+) -> Response {
+    match channel.parse::<i64>() {
+        Ok(id) => hls_segment_response(&st, id, &file, caller.user_id()),
+        Err(_) => plain(StatusCode::NOT_FOUND, format!("no channel {channel:?}")),
+    }
 }
 
 /// A live channel as an HLS playlist for `viewer`; segment `n` is at
 /// `{segment_base}{n}.ts` (relative to the playlist, or absolute).
-pub(crate) async fn hls_playlist_response(st: &AppState, id: i64, viewer: Viewer, segment_base: String) -> Response {
+pub(crate) async fn hls_playlist_response(
+    st: &AppState,
+    id: i64,
+    viewer: Viewer,
+    segment_base: String,
+    audience: Audience,
+) -> Response {
     let client = viewer.address.clone();
     let url = move |seq: u64| format!("{segment_base}{seq}.ts");
     match st.relay.hls_playlist(id, viewer, &url).await {
@@ -52,7 +70,7 @@ pub(crate) async fn hls_playlist_response(st: &AppState, id: i64, viewer: Viewer
             text,
         )
             .into_response(),
-        Err(e) => refusal(e, "channel", id, &client),
+        Err(e) => refusal(e, "channel", id, &client, audience),
     }
 }
 
@@ -76,7 +94,7 @@ pub(crate) fn hls_segment_response(st: &AppState, id: i64, file: &str, user: Opt
 
 /// A live channel's MPEG-TS for `viewer`, or the refusal saying why not.
 /// Every live endpoint (admin `/stream`, the client outputs) answers with this.
-pub(crate) async fn live_response(st: &AppState, id: i64, viewer: Viewer) -> Response {
+pub(crate) async fn live_response(st: &AppState, id: i64, viewer: Viewer, audience: Audience) -> Response {
     let client = viewer.address.clone();
     match st.relay.watch(id, viewer).await {
         Ok(stream) => Response::builder()
@@ -86,17 +104,24 @@ pub(crate) async fn live_response(st: &AppState, id: i64, viewer: Viewer) -> Res
             .header("x-tunerpool-session", stream.session_id.to_string())
             .body(Body::from_stream(stream))
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into())),
-        Err(e) => refusal(e, "channel", id, &client),
+        Err(e) => refusal(e, "channel", id, &client, audience),
     }
 }
 
-/// The response (and log line) for a stream that cannot be served.
-fn refusal(err: WatchError, what: &str, id: i64, client: &str) -> Response {
+/// The response (and log line) for a stream that cannot be served. The log
+/// says why in full; a client is not told which accounts are busy or failed
+/// (the admin is).
+fn refusal(err: WatchError, what: &str, id: i64, client: &str, audience: Audience) -> Response {
+    let told = |why: String, general: String| match audience {
+        Audience::Admin => why,
+        Audience::Client => general,
+    };
     match err {
         WatchError::UnknownChannel(id) => plain(StatusCode::NOT_FOUND, format!("no {what} {id}")),
         WatchError::NoCapacity(why) => {
             tracing::warn!(what, id, client, reason = %why, "refused: no capacity");
-            plain(StatusCode::SERVICE_UNAVAILABLE, why)
+            let general = "no free connection: every provider connection is in use; try again shortly".to_string();
+            plain(StatusCode::SERVICE_UNAVAILABLE, told(why, general))
         }
         WatchError::UserLimit(why) => {
             tracing::warn!(what, id, client, reason = %why, "refused: user at its connection limit");
@@ -104,11 +129,11 @@ fn refusal(err: WatchError, what: &str, id: i64, client: &str) -> Response {
         }
         WatchError::Upstream(why) => {
             tracing::warn!(what, id, client, reason = %why, "refused: no upstream works");
-            plain(StatusCode::BAD_GATEWAY, why)
+            let general = format!("the provider did not deliver {what} {id}; try again later");
+            plain(StatusCode::BAD_GATEWAY, told(why, general))
         }
         WatchError::Internal(why) => {
-            tracing::error!(what, id, reason = %why, "stream failed");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".into())
+            plain(StatusCode::INTERNAL_SERVER_ERROR, crate::error::internal(&format!("{what} {id}"), &why))
         }
     }
 }
@@ -124,32 +149,40 @@ pub(crate) async fn sessions(State(st): State<AppState>) -> axum::Json<Vec<tuner
 /// Stops a session: its viewers' streams end and its slot is released.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
     params(("id" = u64, Path, description = "session id")),
-    responses((status = 204, description = "stopped"), (status = 404, description = "no such session")))]
-pub(crate) async fn stop_session(State(st): State<AppState>, Path(id): Path<String>) -> StatusCode {
+    responses((status = 204, description = "stopped"),
+        (status = 404, description = "no such session", body = crate::error::ErrorBody)))]
+pub(crate) async fn stop_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, crate::error::ApiError> {
     match id.parse::<u64>() {
-        Ok(id) if st.relay.stop(id) => StatusCode::NO_CONTENT,
-        _ => StatusCode::NOT_FOUND,
+        Ok(n) if st.relay.stop(n) => Ok(StatusCode::NO_CONTENT),
+        _ => Err(crate::error::ApiError::not_found(format!("session {id} not found (it may have ended)"))),
     }
 }
 
 /// `GET /movie/{id}.{ext}`.
 pub(crate) async fn movie(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(file): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    vod_file(&st, tunerpool_catalog::MediaKind::Movie, &file, &headers, Viewer::anonymous(addr.to_string())).await
+    let viewer = caller.viewer(&st, addr.to_string());
+    vod_file(&st, tunerpool_catalog::MediaKind::Movie, &file, &headers, viewer, caller.audience()).await
 }
 
 /// `GET /series/{id}.{ext}` (an episode).
 pub(crate) async fn episode(
     State(st): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(file): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    vod_file(&st, tunerpool_catalog::MediaKind::Series, &file, &headers, Viewer::anonymous(addr.to_string())).await
+    let viewer = caller.viewer(&st, addr.to_string());
+    vod_file(&st, tunerpool_catalog::MediaKind::Series, &file, &headers, viewer, caller.audience()).await
 }
 
 /// A movie or episode named `{id}.{ext}` (or just `{id}`) for `viewer`, with
@@ -160,13 +193,14 @@ pub(crate) async fn vod_file(
     file: &str,
     headers: &axum::http::HeaderMap,
     viewer: Viewer,
+    audience: Audience,
 ) -> Response {
     let raw = file.split_once('.').map_or(file, |(id, _)| id);
     let Ok(id) = raw.parse::<i64>() else {
         return plain(StatusCode::NOT_FOUND, format!("no {} {file:?}", kind.as_str()));
     };
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    file_response(st.relay.open_vod(kind, id, range, &viewer).await, kind.as_str(), id, &viewer.address)
+    file_response(st.relay.open_vod(kind, id, range, &viewer).await, kind.as_str(), id, &viewer.address, audience)
 }
 
 /// A live channel's archive (catch-up) for `viewer`: `duration` minutes from
@@ -181,7 +215,7 @@ pub(crate) async fn timeshift_file(
 ) -> Response {
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let opened = st.relay.open_timeshift(id, duration, start, range, &viewer).await;
-    file_response(opened, "channel archive", id, &viewer.address)
+    file_response(opened, "channel archive", id, &viewer.address, Audience::Client)
 }
 
 /// A provider's file answer passed on, or the refusal.
@@ -190,6 +224,7 @@ fn file_response(
     what: &str,
     id: i64,
     client: &str,
+    audience: Audience,
 ) -> Response {
     match opened {
         Ok(v) => {
@@ -200,6 +235,6 @@ fn file_response(
             b.body(Body::from_stream(v.body))
                 .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into()))
         }
-        Err(e) => refusal(e, what, id, client),
+        Err(e) => refusal(e, what, id, client, audience),
     }
 }

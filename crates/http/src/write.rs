@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tunerpool_catalog::details::{refresh_account, test_xtream, TestReport};
 use tunerpool_catalog::sync::{sync_provider, SyncReport};
 use tunerpool_catalog::{
-    Account, AccountPatch, FieldError, NewProvider, Provider, ProviderKind, ProviderPatch, Secret,
+    Account, AccountPatch, CatalogError, FieldError, NewProvider, Provider, ProviderKind, ProviderPatch, Secret,
 };
 
 use crate::error::{ApiError, ErrorBody};
@@ -111,7 +111,14 @@ pub(crate) async fn delete_provider(
         (status = 502, description = "the provider failed; the previous catalog is kept", body = ErrorBody)))]
 pub(crate) async fn sync_now(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<SyncReport>, ApiError> {
     let id = path_id("provider", &id)?;
-    Ok(Json(sync_provider(&st.store, &st.http, id).await.map_err(|e| ApiError::upstream(e.to_string()))?))
+    match sync_provider(&st.store, &st.http, id).await {
+        Ok(report) => Ok(Json(report)),
+        // The provider failed us, or refused what it sent (no credentials,
+        // an empty playlist): the previous catalog is kept.
+        Err(e @ (CatalogError::Sync { .. } | CatalogError::Conflict(_))) => Err(ApiError::upstream(e.to_string())),
+        // An unknown provider is a 404, anything else ours.
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Asks the panel about every enabled account of the provider now.

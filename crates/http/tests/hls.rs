@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{app_state, serve, TOKEN};
+use common::{admin_get, api_client, app_state, ffprobe_auth, serve, TOKEN};
 
 use std::time::{Duration, Instant};
 
@@ -108,7 +108,7 @@ const SEGMENT_BYTES: usize = 400_000;
 async fn a_live_media_playlist_is_relayed_as_continuous_ts() {
     let h = harness().await;
     let id = h.channels["Media playlist"];
-    let resp = reqwest::get(format!("{}/stream/{id}.ts", h.base)).await.unwrap();
+    let resp = admin_get(format!("{}/stream/{id}.ts", h.base)).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "video/mp2t");
     let (data, longest_gap) = read_for(resp, Duration::from_secs(7)).await;
@@ -128,7 +128,19 @@ async fn a_master_playlist_follows_the_h264_variant_and_ffprobe_reads_it() {
     let id = h.channels["Master playlist"];
     let url = format!("{}/stream/{id}.ts", h.base);
     let out = tokio::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", "-read_intervals", "%+3", &url])
+        .args([
+            "-headers",
+            &ffprobe_auth(),
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            "-read_intervals",
+            "%+3",
+            &url,
+        ])
         .output()
         .await
         .expect("ffprobe must be installed (apt-get install ffmpeg)");
@@ -136,8 +148,7 @@ async fn a_master_playlist_follows_the_h264_variant_and_ffprobe_reads_it() {
     assert!(codecs.contains("h264") && codecs.contains("aac"), "ffprobe found: {codecs:?}");
     // The HEVC variant (listed first, higher bandwidth) was not chosen: it
     // does not exist, so choosing it would have failed the stream.
-    let sessions =
-        reqwest::Client::new().get(format!("{}/api/v1/sessions", h.base)).bearer_auth(TOKEN).send().await.unwrap();
+    let sessions = api_client().get(format!("{}/api/v1/sessions", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     let sessions: serde_json::Value = sessions.json().await.unwrap();
     let failovers = sessions.as_array().unwrap().iter().map(|s| s["failovers"].as_u64().unwrap()).sum::<u64>();
     assert_eq!(failovers, 0, "{sessions}");
@@ -147,7 +158,7 @@ async fn a_master_playlist_follows_the_h264_variant_and_ffprobe_reads_it() {
 async fn an_encrypted_playlist_is_refused_with_the_reason() {
     let h = harness().await;
     let id = h.channels["Encrypted"];
-    let resp = reqwest::get(format!("{}/stream/{id}.ts", h.base)).await.unwrap();
+    let resp = admin_get(format!("{}/stream/{id}.ts", h.base)).await.unwrap();
     assert_eq!(resp.status(), 502);
     let text = resp.text().await.unwrap();
     assert!(text.contains("encrypted"), "{text}");
@@ -157,7 +168,7 @@ async fn an_encrypted_playlist_is_refused_with_the_reason() {
 async fn the_hls_upstream_stops_within_the_linger_after_the_last_viewer() {
     let h = harness().await;
     let id = h.channels["Media playlist"];
-    let resp = reqwest::get(format!("{}/stream/{id}.ts", h.base)).await.unwrap();
+    let resp = admin_get(format!("{}/stream/{id}.ts", h.base)).await.unwrap();
     let (data, _) = read_for(resp, Duration::from_millis(1500)).await;
     assert!(all_packets_synced(&data));
     // The viewer left: no more segment or playlist requests after linger

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{app_state, serve, TOKEN};
+use common::{admin_get, api_client, app_state, ffprobe_auth, serve, TOKEN};
 
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,7 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
 
 /// `GET /api/v1/sessions` with the admin token.
 async fn get_sessions(h: &Harness) -> serde_json::Value {
-    let resp =
-        reqwest::Client::new().get(format!("{}/api/v1/sessions", h.base)).bearer_auth(TOKEN).send().await.unwrap();
+    let resp = api_client().get(format!("{}/api/v1/sessions", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }
@@ -115,7 +114,7 @@ async fn wait_for(mut check: impl FnMut() -> bool, within: Duration) -> bool {
 async fn fifty_viewers_share_one_upstream_connection() {
     let h = harness(vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)], None, fast()).await;
     let url = format!("{}/stream/1.ts", h.base);
-    let client = reqwest::Client::new();
+    let client = api_client();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let (client, url) = (client.clone(), url.clone());
@@ -139,7 +138,7 @@ async fn fifty_viewers_share_one_upstream_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closes_within_linger_after_the_last_viewer() {
     let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
-    let resp = reqwest::get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    let resp = admin_get(format!("{}/stream/1.ts", h.base)).await.unwrap();
     assert!(ts_ok(&read_for(resp, Duration::from_millis(600)).await));
     assert_eq!(open_count(&h.fake).await, 1);
     let left = Instant::now();
@@ -154,7 +153,7 @@ async fn twenty_rapid_zaps_on_one_connection_account_never_503() {
     let h =
         harness(vec![AccountSpec::new("a", "pa", 1)], None, RelaySettings { linger: Duration::from_secs(5), ..fast() })
             .await;
-    let client = reqwest::Client::new();
+    let client = api_client();
     let mut current = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
     assert_eq!(current.status(), 200);
     current.chunk().await.unwrap();
@@ -184,18 +183,18 @@ async fn no_capacity_is_a_503_that_says_why() {
         RelaySettings { acquire_wait: Duration::from_millis(300), ..fast() },
     )
     .await;
-    let busy = reqwest::get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    let busy = admin_get(format!("{}/stream/1.ts", h.base)).await.unwrap();
     assert_eq!(busy.status(), 200);
     let started = Instant::now();
-    let refused = reqwest::get(format!("{}/stream/2.ts", h.base)).await.unwrap();
+    let refused = admin_get(format!("{}/stream/2.ts", h.base)).await.unwrap();
     assert_eq!(refused.status(), 503);
     assert!(started.elapsed() >= Duration::from_millis(250), "waited for a slot first");
     let why = refused.text().await.unwrap();
     assert!(why.contains("Fake") && why.contains("1/1"), "{why}");
     assert!(!why.contains("pa"), "{why}");
-    let missing = reqwest::get(format!("{}/stream/999999.ts", h.base)).await.unwrap();
+    let missing = admin_get(format!("{}/stream/999999.ts", h.base)).await.unwrap();
     assert_eq!(missing.status(), 404);
-    let metrics = reqwest::get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
+    let metrics = admin_get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
     assert_eq!(metric(&metrics, "tunerpool_refusals_total"), 1.0, "{metrics}");
     assert!(metrics.contains("tunerpool_refusals_total{reason=\"no_capacity\"} 1"), "{metrics}");
     assert_eq!(metric(&metrics, "tunerpool_viewers"), 1.0, "{metrics}");
@@ -224,7 +223,7 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     let h = harness(vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)], None, fast()).await;
     // Account a's streams (reconnects included) are cut after 300 KB, about 1.3 s.
     h.fake.set_fault(Fault::new(FaultKind::CutAfter { bytes: 300_000 }).for_user("a"));
-    let resp = reqwest::get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    let resp = admin_get(format!("{}/stream/1.ts", h.base)).await.unwrap();
     assert_eq!(resp.status(), 200);
     let (bytes, gap) = watch_gaps(resp, Duration::from_secs(5)).await;
     let c = h.fake.counters();
@@ -237,7 +236,7 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert_eq!(sessions[0]["upstream"]["account"], "b");
     let url = sessions[0]["upstream"]["url"].as_str().unwrap();
     assert!(!url.contains("/pb/") && url.contains("***"), "credentials masked: {url}");
-    let metrics = reqwest::get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
+    let metrics = admin_get(format!("{}/metrics", h.base)).await.unwrap().text().await.unwrap();
     assert!(metric(&metrics, "tunerpool_failovers_total") == 1.0, "{metrics}");
     assert!(metrics.contains("tunerpool_failovers_total{provider=\"Fake\",account=\"Primary\""), "{metrics}");
     assert!(metric(&metrics, "tunerpool_sessions") == 1.0, "{metrics}");
@@ -245,7 +244,7 @@ async fn a_cut_upstream_fails_over_to_the_next_account_within_two_seconds() {
     assert!(metric(&metrics, sent) > 600_000.0, "{metrics}");
     assert!(metric(&metrics, received) >= metric(&metrics, sent), "{metrics}");
     // The events log tells the story, without the password.
-    let client = reqwest::Client::new();
+    let client = api_client();
     let url = format!("{}/api/v1/events?level=warn&kind=failover", h.base);
     let events = client.get(url).bearer_auth(TOKEN).send().await.unwrap();
     let events: serde_json::Value = events.json().await.unwrap();
@@ -281,7 +280,7 @@ async fn a_placeholder_or_a_stall_is_a_failure_not_a_stream() {
     let h = harness(vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)], None, fast()).await;
     // a answers 200 with a text placeholder: not MPEG-TS, so b is used at once.
     h.fake.set_fault(Fault::new(FaultKind::Placeholder).for_user("a"));
-    let resp = reqwest::get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    let resp = admin_get(format!("{}/stream/1.ts", h.base)).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(ts_ok(&read_for(resp, Duration::from_millis(800)).await));
     let c = h.fake.counters();
@@ -291,7 +290,7 @@ async fn a_placeholder_or_a_stall_is_a_failure_not_a_stream() {
     // Channel 2: a stalls after 100 KB; the stall timeout (2 s) moves it on.
     h.fake.clear_faults();
     h.fake.set_fault(Fault::new(FaultKind::Stall { after_bytes: 100_000 }).for_user("a"));
-    let resp = reqwest::get(format!("{}/stream/2.ts", h.base)).await.unwrap();
+    let resp = admin_get(format!("{}/stream/2.ts", h.base)).await.unwrap();
     let (_, gap) = watch_gaps(resp, Duration::from_secs(8)).await;
     assert!(gap < Duration::from_secs(4), "stall 2 s x (1 reconnect + switch): gap {gap:?}");
     assert!(h.fake.counters().accounts["b"].opened >= 2);
@@ -304,9 +303,9 @@ async fn a_viewer_that_stops_reading_does_not_slow_the_others() {
     let h = harness(vec![AccountSpec::new("a", "pa", 1)], Some(8_000_000), settings).await;
     let url = format!("{}/stream/1.ts", h.base);
     // The stuck viewer: connects, reads one chunk, then never reads again.
-    let mut stuck = reqwest::get(&url).await.unwrap();
+    let mut stuck = admin_get(&url).await.unwrap();
     stuck.chunk().await.unwrap();
-    let good = reqwest::get(&url).await.unwrap();
+    let good = admin_get(&url).await.unwrap();
     let t0 = Instant::now();
     let (bytes, gap) = watch_gaps(good, Duration::from_secs(4)).await;
     let rate = bytes as f64 * 8.0 / t0.elapsed().as_secs_f64();
@@ -324,9 +323,9 @@ async fn a_viewer_that_stops_reading_does_not_slow_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_session_ends_its_viewers_and_frees_the_slot() {
     let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
-    let resp = reqwest::get(format!("{}/stream/3.ts", h.base)).await.unwrap();
+    let resp = admin_get(format!("{}/stream/3.ts", h.base)).await.unwrap();
     let id = resp.headers()["x-tunerpool-session"].to_str().unwrap().to_string();
-    let client = reqwest::Client::new();
+    let client = api_client();
     let del = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(del.status(), 204);
     let data = read_for(resp, Duration::from_secs(3)).await;
@@ -342,7 +341,19 @@ async fn ffprobe_finds_h264_and_aac() {
     let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
     let url = format!("{}/stream/1.ts", h.base);
     let out = tokio::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", "-read_intervals", "%+3", &url])
+        .args([
+            "-headers",
+            &ffprobe_auth(),
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            "-read_intervals",
+            "%+3",
+            &url,
+        ])
         .output()
         .await
         .expect("ffprobe must be installed (apt-get install ffmpeg)");
@@ -359,7 +370,7 @@ async fn movies_pass_ranges_through_and_hold_a_slot_while_sent() {
     let settings = RelaySettings { acquire_wait: Duration::from_millis(300), ..fast() };
     let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, settings).await;
     let sample = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/sample-720p.ts")).unwrap();
-    let client = reqwest::Client::new();
+    let client = api_client();
     let resp = client.get(format!("{}/movie/1.ts", h.base)).header("range", "bytes=1000-1999").send().await.unwrap();
     assert_eq!(resp.status(), 206);
     assert_eq!(resp.headers()["content-range"], format!("bytes 1000-1999/{}", sample.len()));
@@ -393,7 +404,7 @@ async fn a_download_is_listed_with_the_sessions_and_can_be_stopped() {
     let settings = RelaySettings { acquire_wait: Duration::from_millis(300), ..fast() };
     let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, settings).await;
     h.fake.set_fault(Fault::new(FaultKind::Stall { after_bytes: 100_000 }).for_stream(21));
-    let client = reqwest::Client::new();
+    let client = api_client();
     let mut held = client.get(format!("{}/movie/1.mp4", h.base)).send().await.unwrap();
     assert_eq!(held.status(), 200);
     held.chunk().await.unwrap();
@@ -435,7 +446,7 @@ async fn a_download_is_listed_with_the_sessions_and_can_be_stopped() {
 async fn hls_clients_get_segments_of_the_same_shared_upstream() {
     let settings = RelaySettings { hls_idle: Duration::from_secs(2), ..fast() };
     let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, settings).await;
-    let client = reqwest::Client::new();
+    let client = api_client();
     // A TS viewer and an HLS client of the same channel share one upstream.
     let ts = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
     assert_eq!(ts.status(), 200);
@@ -453,7 +464,17 @@ async fn hls_clients_get_segments_of_the_same_shared_upstream() {
     // Players read it: ffprobe follows the playlist and finds both streams.
     let url = format!("{}/stream/1.m3u8", h.base);
     let out = tokio::process::Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0", &url])
+        .args([
+            "-headers",
+            &ffprobe_auth(),
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            &url,
+        ])
         .output()
         .await
         .expect("ffprobe must be installed (apt-get install ffmpeg)");

@@ -56,6 +56,61 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Provider guides (XMLTV).
     pub epg: EpgConfig,
+    /// Streams and the guide without a login, for a trusted LAN.
+    pub outputs: OutputsConfig,
+    /// Whom the HTTP server believes and what it shows without the token.
+    pub http: HttpConfig,
+}
+
+/// Access to `/stream`, `/movie`, `/series` and `/epg.xml` without a login.
+///
+/// Its own `[outputs]` table because it is a security decision about the
+/// client-facing routes: off, they want a downstream user's URL or the admin
+/// token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputsConfig {
+    /// Anyone who reaches the port may use those routes (a trusted LAN only).
+    pub anonymous_streams: bool,
+    /// Streams the anonymous users may hold at once, together (1 to 1000).
+    pub anonymous_max_connections: u32,
+}
+
+/// How the HTTP server treats its peers.
+///
+/// Its own `[http]` table: reverse-proxy trust and the metrics endpoint are
+/// server settings, not the relay's or the pool's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpConfig {
+    /// Reverse proxies (addresses or CIDR networks) whose client-address
+    /// header is believed; empty: none.
+    #[serde(serialize_with = "serialize_nets")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header those proxies put the client's address in.
+    pub client_ip_header: ClientIpHeader,
+    /// `/metrics` without the admin token.
+    pub open_metrics: bool,
+}
+
+/// Where a trusted proxy says who the client is (`http.client_ip_header`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum ClientIpHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, Traefik, Caddy).
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded`.
+    #[serde(rename = "forwarded")]
+    Forwarded,
+}
+
+impl ClientIpHeader {
+    /// The spelling used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientIpHeader::XForwardedFor => "x-forwarded-for",
+            ClientIpHeader::Forwarded => "forwarded",
+        }
+    }
 }
 
 /// Access to the admin API (`/api/v1`) and so to the web UI.
@@ -284,6 +339,12 @@ impl Default for Config {
                 refresh: Duration::from_secs(12 * 60 * 60),
                 max_guide_bytes: tunerpool_upstream::Caps::default().guide,
             },
+            outputs: OutputsConfig { anonymous_streams: false, anonymous_max_connections: 2 },
+            http: HttpConfig {
+                trusted_proxies: Vec::new(),
+                client_ip_header: ClientIpHeader::XForwardedFor,
+                open_metrics: false,
+            },
         }
     }
 }
@@ -447,6 +508,14 @@ impl Config {
         out.push_str("\n[epg]\n");
         out.push_str(&format!("refresh = {}\n", d(self.epg.refresh)));
         out.push_str(&format!("max_guide_bytes = {}\n", s(&format_bytes(self.epg.max_guide_bytes))));
+        out.push_str("\n[outputs]\n");
+        out.push_str(&format!("anonymous_streams = {}\n", self.outputs.anonymous_streams));
+        out.push_str(&format!("anonymous_max_connections = {}\n", self.outputs.anonymous_max_connections));
+        out.push_str("\n[http]\n");
+        let nets: Vec<String> = self.http.trusted_proxies.iter().map(|n| s(&n.to_string())).collect();
+        out.push_str(&format!("trusted_proxies = [{}]\n", nets.join(", ")));
+        out.push_str(&format!("client_ip_header = {}\n", s(self.http.client_ip_header.as_str())));
+        out.push_str(&format!("open_metrics = {}\n", self.http.open_metrics));
         out
     }
 
@@ -594,7 +663,7 @@ struct Key {
 }
 
 /// Table names that hold keys.
-const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "admin", "epg"];
+const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "admin", "epg", "outputs", "http"];
 
 static KEYS: &[Key] = &[
     Key {
@@ -820,6 +889,49 @@ static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "outputs.anonymous_streams",
+        apply: |c, r| {
+            c.outputs.anonymous_streams = parse_bool(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "outputs.anonymous_max_connections",
+        apply: |c, r| {
+            c.outputs.anonymous_max_connections = parse_int(r, 1, 1000)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "http.trusted_proxies",
+        apply: |c, r| {
+            c.http.trusted_proxies = parse_nets(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "http.client_ip_header",
+        apply: |c, r| {
+            c.http.client_ip_header = match want_str(r, "\"x-forwarded-for\"")?.trim().to_ascii_lowercase().as_str() {
+                "x-forwarded-for" => ClientIpHeader::XForwardedFor,
+                "forwarded" => ClientIpHeader::Forwarded,
+                other => {
+                    return Err(format!(
+                        "{other:?} is not a header tunerpool reads (use \"x-forwarded-for\" or \"forwarded\")"
+                    ))
+                }
+            };
+            Ok(())
+        },
+    },
+    Key {
+        path: "http.open_metrics",
+        apply: |c, r| {
+            c.http.open_metrics = parse_bool(r)?;
+            Ok(())
+        },
+    },
 ];
 
 /// The smallest size cap on provider bodies: below it a real playlist or
@@ -880,6 +992,65 @@ fn format_bytes(n: u64) -> String {
         n if n & ((1 << 10) - 1) == 0 => format!("{}KiB", n >> 10),
         n => n.to_string(),
     }
+}
+
+/// `true` or `false` (from the environment or `--set` also 1/0, yes/no, on/off).
+fn parse_bool(raw: Raw<'_, '_>) -> Result<bool, String> {
+    match raw {
+        Raw::Toml(DeValue::Boolean(b)) => Ok(*b),
+        Raw::Text(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(format!("{s:?} is not true or false")),
+        },
+        Raw::Toml(DeValue::String(s)) => {
+            Err(format!("expected true or false, found the string {s:?} (remove the quotes)"))
+        }
+        Raw::Toml(other) => Err(format!("expected true or false, found {}", describe(other))),
+    }
+}
+
+/// A list of IP addresses or CIDR networks: a TOML array of strings, or (from
+/// the environment or `--set`) one string separated by commas. A plain
+/// address means just that address; networks are stored by their prefix.
+fn parse_nets(raw: Raw<'_, '_>) -> Result<Vec<ipnet::IpNet>, String> {
+    let items: Vec<String> = match raw {
+        Raw::Text(s) => s.split(',').map(str::to_owned).collect(),
+        Raw::Toml(DeValue::String(s)) => s.split(',').map(str::to_owned).collect(),
+        Raw::Toml(DeValue::Array(a)) => a
+            .iter()
+            .map(|v| match v.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                other => Err(format!("expected strings like \"10.0.0.0/8\", found {}", describe(other))),
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(other) => {
+            return Err(format!("expected a list like [\"127.0.0.1\", \"10.0.0.0/8\"], found {}", describe(other)))
+        }
+    };
+    let mut nets = Vec::new();
+    let mut bad = Vec::new();
+    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match item.parse::<ipnet::IpNet>() {
+            Ok(net) => nets.push(net.trunc()),
+            Err(_) => match item.parse::<std::net::IpAddr>() {
+                Ok(ip) => nets.push(ipnet::IpNet::from(ip)),
+                Err(_) => bad.push(format!("{item:?}")),
+            },
+        }
+    }
+    if !bad.is_empty() {
+        return Err(format!(
+            "{} {} not an IP address or CIDR network (use e.g. \"127.0.0.1\" or \"10.0.0.0/8\")",
+            bad.join(", "),
+            if bad.len() == 1 { "is" } else { "are" }
+        ));
+    }
+    Ok(nets)
+}
+
+fn serialize_nets<S: serde::Serializer>(nets: &[ipnet::IpNet], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(nets.iter().map(ToString::to_string))
 }
 
 /// At least 16 printable ASCII characters without spaces (it travels in an
@@ -1834,6 +2005,12 @@ timeout = true
             },
             admin: AdminConfig::default(),
             epg: EpgConfig { refresh: Duration::from_secs(6 * 60 * 60), max_guide_bytes: 2 << 30 },
+            outputs: OutputsConfig { anonymous_streams: true, anonymous_max_connections: 7 },
+            http: HttpConfig {
+                trusted_proxies: vec!["127.0.0.1/32".parse().unwrap(), "fd00::/8".parse().unwrap()],
+                client_ip_header: ClientIpHeader::Forwarded,
+                open_metrics: true,
+            },
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -1878,6 +2055,10 @@ timeout = true
                 "admin.token" => "0123456789abcdef-token",
                 "epg.refresh" => "1h",
                 "sync.max_playlist_bytes" | "sync.max_api_bytes" | "epg.max_guide_bytes" => "64MiB",
+                "outputs.anonymous_streams" | "http.open_metrics" => "true",
+                "outputs.anonymous_max_connections" => "5",
+                "http.trusted_proxies" => "127.0.0.1, 10.0.0.0/8",
+                "http.client_ip_header" => "forwarded",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };
@@ -1944,6 +2125,50 @@ timeout = true
         let p = one_problem("[epg]\nmax_guide_bytes = true\n");
         assert_eq!(p.key, "epg.max_guide_bytes");
         assert_eq!(format_bytes(256 << 20), "256MiB");
+    }
+
+    #[test]
+    fn access_keys_are_checked_and_named() {
+        let (_dir, path) = file(
+            "[outputs]\nanonymous_streams = true\nanonymous_max_connections = 3\n\
+             [http]\ntrusted_proxies = [\"127.0.0.1\", \"10.1.2.3/8\", \"::1\"]\nclient_ip_header = \"Forwarded\"\n",
+        );
+        let cfg = Config::check_file(&path).unwrap();
+        assert!(cfg.outputs.anonymous_streams);
+        assert_eq!(cfg.outputs.anonymous_max_connections, 3);
+        let nets: Vec<String> = cfg.http.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "::1/128"], "networks are kept by their prefix");
+        assert_eq!(cfg.http.client_ip_header, ClientIpHeader::Forwarded);
+        assert!(!cfg.http.open_metrics);
+
+        let p = problems(
+            "[outputs]\nanonymous_streams = \"yes\"\nanonymous_max_connections = 0\n\
+             [http]\ntrusted_proxies = [\"10.0.0.300\", \"example.org\"]\nclient_ip_header = \"x-real-ip\"\nopen_metrics = 1\n",
+        );
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "outputs.anonymous_streams",
+                "outputs.anonymous_max_connections",
+                "http.trusted_proxies",
+                "http.client_ip_header",
+                "http.open_metrics"
+            ],
+            "{p:?}"
+        );
+        assert!(p[2].message.contains("\"10.0.0.300\", \"example.org\" are not an IP address"), "{}", p[2].message);
+        // From the environment: a comma-separated list, and true/false words.
+        let cfg = load_no_file(
+            env(&[
+                ("TUNERPOOL_HTTP_TRUSTED_PROXIES", "127.0.0.1, 192.168.0.0/16"),
+                ("TUNERPOOL_HTTP_OPEN_METRICS", "yes"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.http.trusted_proxies.len(), 2);
+        assert!(cfg.http.open_metrics);
     }
 
     #[test]

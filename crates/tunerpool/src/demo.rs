@@ -90,24 +90,28 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
         report.vod,
         report.series
     );
+    let api = |path: &str| format!("curl -H 'Authorization: Bearer {}' http://{shown}{path}", admin.text);
     println!(
-        "  Watch:      http://{shown}/stream/1.ts   (VLC, mpv, ffplay; 2 accounts of 1 connection: 2 channels at once)"
+        "  Watch:      http://{shown}/live/demo/demo/1.ts   (VLC, mpv, ffplay; 2 accounts of 1 connection: 2 channels at once)"
     );
     println!("  Web UI:     http://{shown}/   (log in with the admin token below)");
     println!("  Token:      {}", admin.text);
-    println!("  API:        curl -H 'Authorization: Bearer {}' http://{shown}/api/v1/pool", admin.text);
     println!("Point a player at it as user demo / demo:");
     println!("  M3U:        http://{shown}/get.php?username=demo&password=demo&type=m3u_plus&output=ts");
     println!("  Xtream:     server http://{shown}  username demo  password demo");
     println!("  HDHomeRun:  http://{shown}/hdhr/demo/demo   (Plex, Jellyfin, Emby: add this as the tuner's address)");
-    println!("  Channels:   http://{shown}/api/v1/channels");
     if let Some(g) = guide {
-        println!("  Guide:      http://{shown}/epg.xml   ({} channels, {} programmes)", g.channels, g.programmes);
+        println!(
+            "  Guide:      http://{shown}/xmltv.php?username=demo&password=demo   ({} channels, {} programmes)",
+            g.channels, g.programmes
+        );
     }
-    println!("  Pool:       http://{shown}/api/v1/pool");
-    println!("  Sessions:   http://{shown}/api/v1/sessions");
-    println!("  Groups:     http://{shown}/api/v1/groups");
-    println!("  Providers:  http://{shown}/api/v1/providers");
+    println!("The admin API (every /api/v1 route wants the token):");
+    println!("  Pool:       {}", api("/api/v1/pool"));
+    println!("  Channels:   {}", api("/api/v1/channels"));
+    println!("  Sessions:   {}", api("/api/v1/sessions"));
+    println!("  Providers:  {}", api("/api/v1/providers"));
+    println!("  Metrics:    {}", api("/metrics"));
     println!("  Health:     http://{shown}/healthz");
     println!("  Provider's own counters: {}/_control/counters", fake.url());
     println!(

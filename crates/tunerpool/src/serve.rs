@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use tunerpool_catalog::Store;
-use tunerpool_http::{AdminToken, AppState, PoolSettings};
+use tunerpool_http::realip::TrustedProxies;
+use tunerpool_http::{AccessSettings, AdminToken, AppState, ClientAuth, PoolSettings};
 use tunerpool_ledger::{AnyLedger, MemoryLedger, RedisLedger};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
@@ -14,7 +15,7 @@ use tunerpool_pool::select::AccountPolicy;
 use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 
-use crate::config::{Config, LedgerBackend, PoolPolicy, UserLimitPolicy};
+use crate::config::{ClientIpHeader, Config, LedgerBackend, PoolPolicy, UserLimitPolicy};
 
 /// The upstream HTTP client as configured.
 pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
@@ -82,6 +83,22 @@ pub fn app_state(
         started: Instant::now(),
         public_url: config.public_url.clone(),
         admin_token,
+        access: access_settings(config),
+        logins: Arc::new(ClientAuth::default()),
+    }
+}
+
+/// Who may use what without the admin token, as configured.
+fn access_settings(config: &Config) -> AccessSettings {
+    let header = match config.http.client_ip_header {
+        ClientIpHeader::XForwardedFor => tunerpool_http::realip::ClientIpHeader::XForwardedFor,
+        ClientIpHeader::Forwarded => tunerpool_http::realip::ClientIpHeader::Forwarded,
+    };
+    AccessSettings {
+        anonymous_streams: config.outputs.anonymous_streams,
+        anonymous_max_connections: config.outputs.anonymous_max_connections,
+        open_metrics: config.http.open_metrics,
+        proxies: TrustedProxies::new(config.http.trusted_proxies.clone(), header),
     }
 }
 
@@ -110,6 +127,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let crate::admin_token::Origin::Generated(path) = &admin.origin {
         // Shown this once; afterwards it is only in the file.
         println!("admin token: {}, stored in {}", admin.text, path.display());
+    }
+    if config.outputs.anonymous_streams {
+        tracing::warn!(
+            max_connections = config.outputs.anonymous_max_connections,
+            "outputs.anonymous_streams is on: anyone who reaches this port can watch through /stream, /movie and \
+             /series and read /epg.xml (keep it to a trusted LAN)"
+        );
     }
     println!("tunerpool listening on http://{addr}");
     println!("Web UI: http://{}/ (log in with the admin token)", shown_addr(addr));

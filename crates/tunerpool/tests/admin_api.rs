@@ -145,18 +145,27 @@ async fn admin_api_is_guarded_documented_and_never_returns_a_password() {
     let (status, _, _) = send("", "GET", &url("/api/v1/nothing/here"), None);
     assert_eq!(status, 401, "unknown API routes are for the admin too");
 
-    // Open routes stay open: health, metrics, the UI, the streams (a 404 for an unknown channel, not a 401).
+    // Open routes stay open: health and the UI. Metrics, the guide and the
+    // admin's streams want the token (a 401 before any lookup).
     for (path, want, content_type) in [
         ("/healthz", 200, "application/json"),
-        ("/metrics", 200, "text/plain; version=0.0.4"),
         ("/", 200, "text/html"),
         ("/ui/app.js", 200, "text/javascript"),
         ("/ui/style.css", 200, "text/css"),
         ("/ui/nope.js", 404, "text/plain"),
-        ("/stream/999999.ts", 404, "text/plain"),
+        ("/metrics", 401, "text/plain"),
+        ("/epg.xml", 401, "text/plain"),
+        ("/stream/999999.ts", 401, "text/plain"),
     ] {
         let resp = reqwest::get(url(path)).await.unwrap();
         assert_eq!(resp.status().as_u16(), want, "{path}");
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
+    }
+    for (path, want, content_type) in
+        [("/metrics", 200, "text/plain; version=0.0.4"), ("/stream/999999.ts", 404, "text/plain")]
+    {
+        let resp = reqwest::Client::new().get(url(path)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), want, "{path} with the token");
         assert!(resp.headers()["content-type"].to_str().unwrap().starts_with(content_type), "{path}");
     }
 

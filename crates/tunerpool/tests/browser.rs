@@ -181,10 +181,11 @@ impl Page {
     }
 }
 
-/// A player: GET /stream/{channel}.ts, reading bytes until the stream ends.
+/// A player of the admin's GET /stream/{channel}.ts (with the admin token),
+/// reading bytes until the stream ends.
 fn viewer(url: String, bytes: Arc<AtomicU64>) -> tokio::task::JoinHandle<Result<(), String>> {
     tokio::spawn(async move {
-        let resp = reqwest::get(&url).await.map_err(|e| e.to_string())?;
+        let resp = reqwest::Client::new().get(&url).bearer_auth(TOKEN).send().await.map_err(|e| e.to_string())?;
         if resp.status() != 200 {
             return Err(format!("{url}: HTTP {}", resp.status()));
         }
@@ -298,16 +299,6 @@ async fn a_person_adds_a_provider_and_an_account_and_watches_the_pool_live() {
     page.click("#nav a[data-page=dashboard]").await;
     page.wait_text("the slot to come back", "#pool-total", "Total: 0/3 active | 3 available").await;
 
-    // Channels: search, and the stream URL to copy.
-    page.click("#nav a[data-page=channels]").await;
-    page.wait_for("the channel list", "document.querySelectorAll('#channels .item.channel').length === 20").await;
-    let search = page.c.find(Locator::Css("main input[type=search]")).await.unwrap();
-    search.send_keys("Channel 1").await.unwrap();
-    page.wait_for("the search", "document.querySelectorAll('#channels .item.channel').length === 11").await;
-    let url = page.eval("document.querySelector('#channels .item.channel input.url').value").await;
-    assert!(url.as_str().unwrap().starts_with(&format!("{base}/stream/")), "{url}");
-    page.shot("10-channels").await;
-
     // Users: add one; its player URLs are shown with the password just typed, and they work.
     page.click("#nav a[data-page=users]").await;
     page.click("[data-action=add-user]").await;
@@ -326,10 +317,30 @@ async fn a_person_adds_a_provider_and_an_account_and_watches_the_pool_live() {
     let m3u = page.eval("document.querySelector('#users .item.user input.url').value").await;
     let m3u = m3u.as_str().unwrap().to_string();
     assert_eq!(m3u, format!("{base}/get.php?username=kim&password=kim-pass-1&type=m3u_plus&output=ts"));
-    page.shot("11-users").await;
+    page.shot("10-users").await;
     let playlist = reqwest::get(&m3u).await.unwrap();
     assert_eq!(playlist.status(), 200);
     assert!(playlist.text().await.unwrap().starts_with("#EXTM3U"));
+
+    // Channels: search, and a stream URL to copy — a user's, with the
+    // password the admin types (the server cannot know it), and it plays.
+    page.click("#nav a[data-page=channels]").await;
+    page.wait_for("the channel list", "document.querySelectorAll('#channels .item.channel').length === 20").await;
+    let search = page.c.find(Locator::Css("main input[type=search]")).await.unwrap();
+    search.send_keys("Channel 1").await.unwrap();
+    page.wait_for("the search", "document.querySelectorAll('#channels .item.channel').length === 11").await;
+    page.wait_text("the user to pick", "#url-user", "kim").await;
+    let url_of_first = "document.querySelector('#channels .item.channel input.url').value";
+    let id = page.eval("document.querySelector('#channels .item.channel').dataset.channelId").await;
+    let id = id.as_str().unwrap().to_string();
+    assert_eq!(page.eval(url_of_first).await, json!(format!("{base}/live/kim/PASSWORD/{id}.ts")));
+    page.c.find(Locator::Css("#url-password")).await.unwrap().send_keys("kim-pass-1").await.unwrap();
+    let url = format!("{base}/live/kim/kim-pass-1/{id}.ts");
+    page.wait_for("the password in the URLs", &format!("{url_of_first} === {}", json!(url))).await;
+    page.shot("11-channels").await;
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 200, "the copied URL plays");
+    assert_eq!(resp.bytes_stream().next().await.unwrap().unwrap()[0], 0x47);
 
     // A phone-width screen: nothing wider than the screen.
     page.c.set_window_size(390, 844).await.unwrap();

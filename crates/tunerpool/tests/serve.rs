@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{get_json, get_json_as, get_text, start_server, testdata, tunerpool};
+use common::{get_json, get_json_as, get_start, get_text, get_text_as, start_server, testdata, tunerpool};
 use fakeprovider::{FakeConfig, FakeProvider};
 
 #[test]
@@ -25,11 +25,37 @@ fn demo_serves_the_simulated_channels() {
     assert!(!text.contains("pass1") && !text.contains("pass2"), "passwords leaked: {text}");
     assert!(server.stdout.iter().any(|l| l.contains("/api/v1/channels")), "{:?}", server.stdout);
     assert!(server.stdout.iter().any(|l| l.contains("Web UI:")), "{:?}", server.stdout);
-    let guide = server.stdout.iter().find(|l| l.contains("/epg.xml")).expect("a Guide line");
+    let guide = server.stdout.iter().find_map(|l| l.trim().strip_prefix("Guide:")).expect("a Guide line");
     assert!(guide.contains("(18 channels, 540 programmes)"), "{guide}");
-    let (status, xml) = get_text(&format!("{}/epg.xml", server.base));
+    let (status, xml) = get_text(guide.split_whitespace().next().unwrap());
     assert_eq!(status, 200);
     assert_eq!(xml.matches("<channel ").count(), 18);
+    // The admin's guide wants the token.
+    assert_eq!(get_text(&format!("{}/epg.xml", server.base)).0, 401);
+    assert_eq!(get_text_as(&server.token, &format!("{}/epg.xml", server.base)).0, 200);
+
+    // Every URL the demo prints answers: plain ones as they are, the
+    // curl lines with the token they show.
+    let mut checked = 0;
+    for line in &server.stdout {
+        let token = match line.split("Bearer ").nth(1) {
+            Some(rest) => rest.split('\'').next().unwrap().to_string(),
+            None => String::new(),
+        };
+        for url in line.split_whitespace().filter(|w| w.starts_with("http://")) {
+            // A tuner's base address, not a page: players add /discover.json
+            // (checked below); the simulated provider's own address is there
+            // for reference (its counters line is checked).
+            if line.trim().starts_with("HDHomeRun:") || line.starts_with("Demo:") {
+                continue;
+            }
+            let (status, first) = get_start(&token, url);
+            assert_eq!(status, 200, "printed {url} ({line})");
+            assert!(!first.is_empty(), "printed {url} sent nothing");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} printed URLs");
     // The printed stream URL plays: MPEG-TS through the pool.
     let watch = server.stdout.iter().find_map(|l| l.trim().strip_prefix("Watch:")).expect("a Watch line");
     let url = watch.split_whitespace().next().unwrap().to_string();
@@ -172,7 +198,7 @@ async fn provider_cli_then_serve() {
     // The guide job fetches the never-fetched guide at start-up.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let guide = loop {
-        let (status, xml) = get_text(&format!("{}/epg.xml", server.base));
+        let (status, xml) = get_text_as(&server.token, &format!("{}/epg.xml", server.base));
         assert_eq!(status, 200);
         if xml.contains("<programme ") || std::time::Instant::now() > deadline {
             break xml;

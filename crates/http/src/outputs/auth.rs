@@ -1,38 +1,55 @@
 //! Client logins: username and password (from the query or the path),
 //! checked against the user's argon2 hash.
 //!
-//! argon2 is slow on purpose (tens of ms of CPU), and players hit
+//! argon2 is slow on purpose (tens of ms of CPU, 19 MiB), and players hit
 //! `player_api.php` and stream URLs over and over, so a successful check is
 //! remembered for a short while. The cache key is a salted digest of the
 //! given password together with the stored hash and the user's last update,
 //! so a changed password (or any change to the user) misses the cache; the
 //! users API also drops a user's entry when it changes or deletes it.
 //!
-//! Failed logins are counted per client address: too many within a minute
-//! and that address is refused (429) for a while without any check. Every
-//! refusal is logged with the address, the username and the reason — never
-//! the password.
+//! Checks themselves are bounded ([`PasswordChecks`]: as many at once as
+//! cores, the rest wait briefly and are then refused with 503), and a
+//! username that does not exist is checked against a dummy hash, so it takes
+//! as long as a wrong password. Requests with the same username and password
+//! that arrive while a check for them runs wait for its answer instead of
+//! running their own (a player or a Plex server opening several streams at
+//! once after the cache expired costs one check, and is not mistaken for a
+//! burst of attempts); this holds for unknown usernames too, so it shows
+//! nothing about which exist.
+//!
+//! Attempts are counted per client address (behind a trusted proxy, the
+//! client's: `realip`; IPv6 by /64, what one client usually holds) from the
+//! moment they start: an address with [`MAX_FAILURES`] failures within a
+//! minute, counting the checks it has in flight, is refused (429) without
+//! any check — a burst of parallel wrong passwords cannot slip past the
+//! limit. Ten failures block the address for a minute. The table is bounded
+//! ([`MAX_ENTRIES`] addresses). Every refusal is logged with the address, the
+//! username and the reason — never the password.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use sha2::{Digest, Sha256};
-use tunerpool_catalog::{User, UserStatus};
+use tunerpool_catalog::users::{Busy, PasswordChecks};
+use tunerpool_catalog::{Secret, User, UserStatus};
 
 use crate::metrics::HttpMetrics;
 use crate::AppState;
 
 /// How long a verified password is trusted without running argon2 again.
 const CACHE_TTL: Duration = Duration::from_secs(120);
-/// Failed logins from one address within [`FAIL_WINDOW`] that trigger a block.
+/// Failed logins (and checks in flight) from one address within
+/// [`FAIL_WINDOW`] that stop further attempts.
 pub(crate) const MAX_FAILURES: u32 = 10;
 const FAIL_WINDOW: Duration = Duration::from_secs(60);
 /// How long a blocked address is refused.
 const BLOCK_FOR: Duration = Duration::from_secs(60);
 /// Bounds on the in-memory maps.
-const MAX_ENTRIES: usize = 10_000;
+pub(crate) const MAX_ENTRIES: usize = 10_000;
 
 /// Why a login was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +58,13 @@ pub(crate) enum Refused {
     BadCredentials,
     /// Known user, right password, but disabled or expired.
     Inactive(UserStatus),
-    /// Too many failed logins from this address; retry after this many seconds.
+    /// Too many failed (or pending) logins from this address; retry after
+    /// this many seconds.
     RateLimited(u64),
-    /// The store failed.
-    Internal,
+    /// Too many password checks at once on this server; retry in a moment.
+    Busy,
+    /// The store failed; what the client is told (a log reference).
+    Internal(String),
 }
 
 impl Refused {
@@ -55,7 +75,19 @@ impl Refused {
             Refused::Inactive(UserStatus::Expired) => "this user has expired".into(),
             Refused::Inactive(_) => "this user is disabled".into(),
             Refused::RateLimited(s) => format!("too many failed logins from this address: try again in {s} s"),
-            Refused::Internal => "internal error; see the server log".into(),
+            Refused::Busy => "too many logins are being checked right now: try again in a moment".into(),
+            Refused::Internal(m) => m.clone(),
+        }
+    }
+
+    /// The `reason` label of `tunerpool_login_failures_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Refused::BadCredentials => "bad_credentials",
+            Refused::Inactive(_) => "inactive",
+            Refused::RateLimited(_) => "rate_limited",
+            Refused::Busy => "busy",
+            Refused::Internal(_) => "internal",
         }
     }
 }
@@ -65,26 +97,134 @@ struct Cached {
     at: Instant,
 }
 
-struct Failures {
+/// One address's recent attempts.
+struct Attempts {
     window_start: Instant,
-    count: u32,
+    /// Failures since `window_start`.
+    failed: u32,
+    /// Checks running or waiting now.
+    in_flight: u32,
     blocked_until: Option<Instant>,
 }
 
-/// Client login checks with their cache and per-address failure counts.
-/// One per router; shared by every output and the users API (which
-/// invalidates entries).
-pub(crate) struct ClientAuth {
+impl Attempts {
+    /// Whether this entry still matters at `now` (a forgotten one would let
+    /// its address start over).
+    fn live(&self, now: Instant) -> bool {
+        self.in_flight > 0
+            || now.duration_since(self.window_start) < FAIL_WINDOW
+            || self.blocked_until.is_some_and(|b| b > now)
+    }
+}
+
+/// A password check in flight, which requests with the same credentials join.
+type Flight = Shared<BoxFuture<'static, Result<bool, Busy>>>;
+
+/// Client login checks with their cache, per-address attempt counts and
+/// bounded password checks. One per server; shared by every output and the
+/// users API (which invalidates entries).
+pub struct ClientAuth {
     salt: [u8; 32],
     cache: Mutex<HashMap<i64, Cached>>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
-    /// Counts refused logins (`tunerpool_login_failures_total`).
+    attempts: Mutex<HashMap<IpAddr, Attempts>>,
+    /// Checks running now, by a salted digest of username and password.
+    flights: Mutex<HashMap<[u8; 32], Flight>>,
+    checks: PasswordChecks,
+    /// Counts refused logins (`tunerpool_login_failures_total`); the router
+    /// counts its requests into the same [`HttpMetrics`].
     metrics: Arc<HttpMetrics>,
 }
 
+/// The request that started a check: its attempt counts against its
+/// address, and when it ends (answered or dropped) the check is no longer
+/// joinable — a later request checks afresh, against the user as it is then.
+struct Leader<'a> {
+    attempt: Attempt<'a>,
+    key: [u8; 32],
+    flight: Flight,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.attempt.auth.flights.lock().expect("not poisoned");
+        if flights.get(&self.key).is_some_and(|f| f.ptr_eq(&self.flight)) {
+            flights.remove(&self.key);
+        }
+    }
+}
+
+impl Default for ClientAuth {
+    /// Checks bounded by this machine's cores.
+    fn default() -> Self {
+        ClientAuth::new(PasswordChecks::for_this_machine())
+    }
+}
+
+/// An attempt in flight from one address. Dropped, it is no longer in
+/// flight; [`Attempt::failed`] counts it as a failure first.
+struct Attempt<'a> {
+    auth: &'a ClientAuth,
+    key: IpAddr,
+}
+
+impl Attempt<'_> {
+    fn failed(&self) {
+        let now = Instant::now();
+        let mut map = self.auth.attempts.lock().expect("not poisoned");
+        if let Some(a) = map.get_mut(&self.key) {
+            a.failed += 1;
+            if a.failed >= MAX_FAILURES && a.blocked_until.is_none_or(|b| b <= now) {
+                a.blocked_until = Some(now + BLOCK_FOR);
+                tracing::warn!(client = %self.key, failures = a.failed, block_s = BLOCK_FOR.as_secs(),
+                    "too many failed logins: refusing this address for a while");
+            }
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let mut map = self.auth.attempts.lock().expect("not poisoned");
+        if let Some(a) = map.get_mut(&self.key) {
+            a.in_flight = a.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+/// Whose attempts an address counts as: itself, or for IPv6 its /64 (one
+/// client usually holds a whole /64 and could rotate through it).
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        v4 => v4,
+    }
+}
+
 impl ClientAuth {
-    pub(crate) fn new(metrics: Arc<HttpMetrics>) -> Self {
-        ClientAuth { salt: rand::random(), cache: Mutex::default(), failures: Mutex::default(), metrics }
+    /// Logins whose password checks go through `checks`.
+    pub fn new(checks: PasswordChecks) -> Self {
+        ClientAuth {
+            salt: rand::random(),
+            cache: Mutex::default(),
+            attempts: Mutex::default(),
+            flights: Mutex::default(),
+            checks,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The HTTP metrics these logins count into.
+    pub(crate) fn metrics(&self) -> &Arc<HttpMetrics> {
+        &self.metrics
+    }
+
+    /// The password checks (their counters show how many ran, and the most at once).
+    pub fn checks(&self) -> &PasswordChecks {
+        &self.checks
     }
 
     fn digest(&self, user: &User, password: &str) -> [u8; 32] {
@@ -98,6 +238,38 @@ impl ClientAuth {
         h.finalize().into()
     }
 
+    /// What identifies a check: the username and password, salted.
+    fn flight_key(&self, username: &str, password: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update(b"flight");
+        h.update((username.len() as u64).to_le_bytes());
+        h.update(username.as_bytes());
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Joins the check running for these credentials, or starts one (an
+    /// attempt from `ip`, or how long `ip` must wait).
+    fn flight(
+        &self,
+        ip: IpAddr,
+        username: &str,
+        password: &str,
+        hash: Option<&Secret>,
+    ) -> Result<(Flight, Option<Leader<'_>>), u64> {
+        let key = self.flight_key(username, password);
+        let mut flights = self.flights.lock().expect("not poisoned");
+        if let Some(f) = flights.get(&key) {
+            return Ok((f.clone(), None));
+        }
+        let attempt = self.begin(ip)?;
+        let (checks, hash, password) = (self.checks.clone(), hash.cloned(), password.to_string());
+        let flight = async move { checks.verify(hash.as_ref(), &password).await }.boxed().shared();
+        flights.insert(key, flight.clone());
+        Ok((flight.clone(), Some(Leader { attempt, key, flight })))
+    }
+
     /// Forgets a user's cached login (its password or status changed).
     pub(crate) fn forget(&self, user_id: i64) {
         self.cache.lock().expect("not poisoned").remove(&user_id);
@@ -105,32 +277,37 @@ impl ClientAuth {
 
     /// Seconds left in this address's block, if it is blocked.
     fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let map = self.failures.lock().expect("not poisoned");
-        let until = map.get(&ip)?.blocked_until?;
+        let map = self.attempts.lock().expect("not poisoned");
+        let until = map.get(&limit_key(ip))?.blocked_until?;
         let left = until.checked_duration_since(Instant::now())?;
         Some(left.as_secs().max(1))
     }
 
-    fn failed(&self, ip: IpAddr) {
-        self.metrics.login_failed("bad_credentials");
+    /// Starts an attempt from `ip`, or says how many seconds it must wait:
+    /// blocked, or its failures and checks in flight already reach the limit.
+    fn begin(&self, ip: IpAddr) -> Result<Attempt<'_>, u64> {
         let now = Instant::now();
-        let mut map = self.failures.lock().expect("not poisoned");
-        if map.len() >= MAX_ENTRIES {
-            map.retain(|_, f| {
-                now.duration_since(f.window_start) < FAIL_WINDOW || f.blocked_until.is_some_and(|b| b > now)
-            });
+        let key = limit_key(ip);
+        let mut map = self.attempts.lock().expect("not poisoned");
+        if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
+            make_room(&mut map, now);
         }
-        let f = map.entry(ip).or_insert(Failures { window_start: now, count: 0, blocked_until: None });
-        if now.duration_since(f.window_start) >= FAIL_WINDOW {
-            f.window_start = now;
-            f.count = 0;
+        let a = map.entry(key).or_insert(Attempts { window_start: now, failed: 0, in_flight: 0, blocked_until: None });
+        if let Some(left) = a.blocked_until.and_then(|b| b.checked_duration_since(now)) {
+            return Err(left.as_secs().max(1));
         }
-        f.count += 1;
-        if f.count >= MAX_FAILURES {
-            f.blocked_until = Some(now + BLOCK_FOR);
-            tracing::warn!(client = %ip, failures = f.count, block_s = BLOCK_FOR.as_secs(),
-                "too many failed logins: refusing this address for a while");
+        if now.duration_since(a.window_start) >= FAIL_WINDOW {
+            a.window_start = now;
+            a.failed = 0;
+            a.blocked_until = None;
         }
+        if a.failed + a.in_flight >= MAX_FAILURES {
+            let left = FAIL_WINDOW.saturating_sub(now.duration_since(a.window_start));
+            // Checks in flight end within seconds; finished failures with the window.
+            return Err(if a.failed >= MAX_FAILURES { left.as_secs().max(1) } else { 1 });
+        }
+        a.in_flight += 1;
+        Ok(Attempt { auth: self, key })
     }
 
     /// Checks a client's credentials; on success the user (active).
@@ -141,53 +318,139 @@ impl ClientAuth {
         username: &str,
         password: &str,
     ) -> Result<User, Refused> {
-        if let Some(left) = self.blocked(ip) {
+        let result = self.check(st, ip, username, password).await;
+        if let Err(refused) = &result {
+            self.metrics.login_failed(refused.label());
+        }
+        result
+    }
+
+    async fn check(&self, st: &AppState, ip: IpAddr, username: &str, password: &str) -> Result<User, Refused> {
+        let rate_limited = |left: u64| {
             tracing::warn!(client = %ip, user = %username, "login refused: too many failed logins from this address");
-            self.metrics.login_failed("rate_limited");
-            return Err(Refused::RateLimited(left));
+            Refused::RateLimited(left)
+        };
+        if let Some(left) = self.blocked(ip) {
+            return Err(rate_limited(left));
         }
         if username.is_empty() || password.is_empty() {
+            // Nothing to check (and nothing to hide: the request shows it).
+            self.begin(ip).map_err(rate_limited)?.failed();
             tracing::warn!(client = %ip, user = %username, "login refused: no username or password given");
-            self.failed(ip);
             return Err(Refused::BadCredentials);
         }
         let user = match st.store.user_by_name(username).await {
-            Ok(Some(u)) => u,
-            Ok(None) => {
-                tracing::warn!(client = %ip, user = %username, "login refused: no such user");
-                self.failed(ip);
-                return Err(Refused::BadCredentials);
+            Ok(u) => u,
+            Err(e) => return Err(Refused::Internal(crate::error::internal("login: cannot read users", &e))),
+        };
+        if let Some(u) = &user {
+            let digest = self.digest(u, password);
+            let cache = self.cache.lock().expect("not poisoned");
+            if cache.get(&u.id).is_some_and(|c| c.digest == digest && c.at.elapsed() < CACHE_TTL) {
+                drop(cache);
+                return active(u.clone(), ip);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "login: cannot read users");
-                return Err(Refused::Internal);
+        }
+        // An unknown user is checked too (against a dummy hash): same time.
+        let (flight, leader) =
+            self.flight(ip, username, password, user.as_ref().map(|u| &u.password_hash)).map_err(rate_limited)?;
+        let matched = match flight.await {
+            Ok(m) => m,
+            Err(Busy) => {
+                tracing::warn!(client = %ip, user = %username, "login refused: too many password checks at once");
+                return Err(Refused::Busy);
             }
         };
-        let digest = self.digest(&user, password);
-        let cached = self
-            .cache
-            .lock()
-            .expect("not poisoned")
-            .get(&user.id)
-            .is_some_and(|c| c.digest == digest && c.at.elapsed() < CACHE_TTL);
-        if !cached {
-            if !tunerpool_catalog::users::verify_password(&user.password_hash, password).await {
-                tracing::warn!(client = %ip, user = %username, "login refused: wrong password");
-                self.failed(ip);
-                return Err(Refused::BadCredentials);
+        match user {
+            Some(u) if matched => {
+                drop(leader);
+                let digest = self.digest(&u, password);
+                let mut cache = self.cache.lock().expect("not poisoned");
+                if cache.len() >= MAX_ENTRIES {
+                    cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
+                }
+                cache.insert(u.id, Cached { digest, at: Instant::now() });
+                drop(cache);
+                active(u, ip)
             }
-            let mut cache = self.cache.lock().expect("not poisoned");
-            if cache.len() >= MAX_ENTRIES {
-                cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
+            found => {
+                match &leader {
+                    Some(leader) => leader.attempt.failed(),
+                    // A request that joined another's check fails on its own account too.
+                    None => {
+                        if let Ok(attempt) = self.begin(ip) {
+                            attempt.failed();
+                        }
+                    }
+                }
+                let reason = if found.is_some() { "wrong password" } else { "no such user" };
+                tracing::warn!(client = %ip, user = %username, "login refused: {reason}");
+                Err(Refused::BadCredentials)
             }
-            cache.insert(user.id, Cached { digest, at: Instant::now() });
         }
-        match user.status(tunerpool_catalog::now()) {
-            UserStatus::Active => Ok(user),
-            status => {
-                tracing::warn!(client = %ip, user = %username, status = status.as_str(), "login refused: user not active");
-                Err(Refused::Inactive(status))
-            }
+    }
+}
+
+/// The user if it may use the outputs now.
+fn active(user: User, ip: IpAddr) -> Result<User, Refused> {
+    match user.status(tunerpool_catalog::now()) {
+        UserStatus::Active => Ok(user),
+        status => {
+            tracing::warn!(client = %ip, user = %user.username, status = status.as_str(), "login refused: user not active");
+            Err(Refused::Inactive(status))
         }
+    }
+}
+
+/// Makes room in a full attempts table: drops entries that no longer
+/// matter, and if every one still does (a client behind a trusted proxy
+/// inventing addresses), the one whose window started first — never one
+/// with a check in flight.
+fn make_room(map: &mut HashMap<IpAddr, Attempts>, now: Instant) {
+    map.retain(|_, a| a.live(now));
+    if map.len() >= MAX_ENTRIES {
+        let oldest = map.iter().filter(|(_, a)| a.in_flight == 0).min_by_key(|(_, a)| a.window_start).map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            map.remove(&k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> ClientAuth {
+        ClientAuth::new(PasswordChecks::new(1, Duration::from_millis(10)))
+    }
+
+    #[test]
+    fn attempts_in_flight_count_against_the_limit() {
+        let a = auth();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let pending: Vec<_> = (0..MAX_FAILURES).map(|_| a.begin(ip).expect("under the limit")).collect();
+        assert_eq!(a.begin(ip).err(), Some(1), "the 11th attempt waits while 10 are in flight");
+        drop(pending); // they succeeded
+        let failing: Vec<_> = (0..MAX_FAILURES).map(|_| a.begin(ip).expect("in flight again")).collect();
+        failing.iter().for_each(Attempt::failed);
+        drop(failing);
+        assert!(a.blocked(ip).is_some_and(|s| s > 50), "10 failures block for a minute");
+        assert!(a.begin(ip).is_err());
+        // Another address is not affected; an IPv6 neighbour in the same /64 is.
+        assert!(a.begin("192.0.2.8".parse().unwrap()).is_ok());
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        (0..MAX_FAILURES).map(|_| a.begin(v6).unwrap()).for_each(|at| at.failed());
+        assert!(a.begin("2001:db8::ffff:2".parse().unwrap()).is_err());
+        assert!(a.begin("2001:db8:0:1::1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn the_attempts_table_stays_bounded_whatever_the_addresses() {
+        let a = auth();
+        for i in 0..(MAX_ENTRIES as u32 + 2_000) {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            a.begin(ip).unwrap().failed();
+        }
+        assert!(a.attempts.lock().unwrap().len() <= MAX_ENTRIES);
     }
 }

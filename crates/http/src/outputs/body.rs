@@ -92,7 +92,7 @@ where
                 return None;
             }
             let next = st.next.take()?;
-            let fetched = next.await.unwrap_or_else(|e| Err(CatalogError::Conflict(format!("page reader: {e}"))));
+            let fetched = next.await.unwrap_or_else(|e| Err(CatalogError::Internal(format!("page reader: {e}"))));
             let rows = match fetched {
                 Ok(rows) => rows,
                 Err(e) => {

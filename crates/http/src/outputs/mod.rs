@@ -15,44 +15,42 @@ mod streams;
 mod xtream;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Router};
+use axum::routing::{get, MethodRouter};
 use tunerpool_catalog::outputs::ItemFilter;
 use tunerpool_catalog::User;
 use tunerpool_relay::{UserQuota, Viewer};
 
-pub(crate) use auth::ClientAuth;
+pub use auth::ClientAuth;
 use auth::Refused;
 
 use crate::AppState;
 
-/// The client-output routes, to merge into the application router. `auth`
-/// is the login cache, shared with the users API (which drops a changed
-/// user's entries).
-pub(crate) fn routes(auth: Arc<ClientAuth>) -> axum::Router<AppState> {
-    Router::new()
-        .route("/get.php", get(m3u::get_php).post(m3u::get_php))
-        .route("/playlist.m3u", get(m3u::get_php))
-        .route("/player_api.php", get(xtream::player_api).post(xtream::player_api))
-        .route("/xmltv.php", get(guide::xmltv_php).post(guide::xmltv_php))
-        .route("/live/{u}/{p}/{file}", get(streams::live))
-        .route("/hls/{u}/{p}/{id}/{file}", get(streams::hls_segment))
-        .route("/movie/{u}/{p}/{file}", get(streams::movie))
-        .route("/series/{u}/{p}/{file}", get(streams::episode))
-        .route("/timeshift/{u}/{p}/{duration}/{start}/{file}", get(streams::timeshift))
-        .route("/{u}/{p}/{id}", get(streams::short))
-        .route("/hdhr/{u}/{p}/discover.json", get(hdhr::discover))
-        .route("/hdhr/{u}/{p}/lineup.json", get(hdhr::lineup))
-        .route("/hdhr/{u}/{p}/lineup_status.json", get(hdhr::lineup_status))
-        .route("/hdhr/{u}/{p}/lineup.post", get(hdhr::lineup_post).post(hdhr::lineup_post))
-        .route("/hdhr/{u}/{p}/device.xml", get(hdhr::device_xml))
-        .route("/hdhr/{u}/{p}/auto/{channel}", get(hdhr::tune))
-        .layer(Extension(auth))
+/// The client-output routes: each logs a downstream user in (the login
+/// cache, [`ClientAuth`], reaches them as an extension shared with the
+/// users API, which drops a changed user's entries).
+pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/get.php", get(m3u::get_php).post(m3u::get_php)),
+        ("/playlist.m3u", get(m3u::get_php)),
+        ("/player_api.php", get(xtream::player_api).post(xtream::player_api)),
+        ("/xmltv.php", get(guide::xmltv_php).post(guide::xmltv_php)),
+        ("/live/{u}/{p}/{file}", get(streams::live)),
+        ("/hls/{u}/{p}/{id}/{file}", get(streams::hls_segment)),
+        ("/movie/{u}/{p}/{file}", get(streams::movie)),
+        ("/series/{u}/{p}/{file}", get(streams::episode)),
+        ("/timeshift/{u}/{p}/{duration}/{start}/{file}", get(streams::timeshift)),
+        ("/{u}/{p}/{id}", get(streams::short)),
+        ("/hdhr/{u}/{p}/discover.json", get(hdhr::discover)),
+        ("/hdhr/{u}/{p}/lineup.json", get(hdhr::lineup)),
+        ("/hdhr/{u}/{p}/lineup_status.json", get(hdhr::lineup_status)),
+        ("/hdhr/{u}/{p}/lineup.post", get(hdhr::lineup_post).post(hdhr::lineup_post)),
+        ("/hdhr/{u}/{p}/device.xml", get(hdhr::device_xml)),
+        ("/hdhr/{u}/{p}/auto/{channel}", get(hdhr::tune)),
+    ]
 }
 
 /// A logged-in client: who, from where.
@@ -100,15 +98,24 @@ pub(crate) fn refusal(r: &Refused) -> Response {
         Refused::BadCredentials => StatusCode::UNAUTHORIZED,
         Refused::Inactive(_) => StatusCode::FORBIDDEN,
         Refused::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        Refused::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        Refused::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        Refused::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut resp = text(status, r.message());
-    if let Refused::RateLimited(s) = r {
-        if let Ok(v) = header::HeaderValue::from_str(&s.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    let retry_after = match r {
+        Refused::RateLimited(s) => Some(*s),
+        Refused::Busy => Some(1),
+        _ => None,
+    };
+    if let Some(v) = retry_after.and_then(|s| header::HeaderValue::from_str(&s.to_string()).ok()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
+}
+
+/// A 500 for an internal failure: logged under a reference the client is given.
+pub(crate) fn internal(context: &str, err: &dyn std::fmt::Display) -> Response {
+    text(StatusCode::INTERNAL_SERVER_ERROR, crate::error::internal(context, err))
 }
 
 pub(crate) fn text(status: StatusCode, text: String) -> Response {

@@ -16,6 +16,7 @@ use axum::Extension;
 use tunerpool_catalog::MediaKind;
 
 use super::{file_id, login, text, Client, ClientAuth};
+use crate::access::Audience;
 use crate::AppState;
 
 /// Whether `client` may play this item; the 404 (or 500) if not.
@@ -27,10 +28,7 @@ pub(crate) async fn check_visible(st: &AppState, client: &Client, kind: MediaKin
                 "refused: not in this user's catalog");
             Err(text(StatusCode::NOT_FOUND, format!("no {} {id}", kind.as_str())))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "visibility check failed");
-            Err(text(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".into()))
-        }
+        Err(e) => Err(super::internal("visibility check", &e)),
     }
 }
 
@@ -39,7 +37,7 @@ pub(crate) async fn play_live(st: &AppState, client: &Client, id: i64) -> Respon
     if let Err(r) = check_visible(st, client, MediaKind::Live, id).await {
         return r;
     }
-    crate::stream::live_response(st, id, client.viewer()).await
+    crate::stream::live_response(st, id, client.viewer(), Audience::Client).await
 }
 
 fn live_id(file: &str) -> Option<i64> {
@@ -65,7 +63,8 @@ pub(crate) async fn live(
             if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
                 return r;
             }
-            crate::stream::hls_playlist_response(&st, id, client.viewer(), format!("/hls/{u}/{p}/{id}/")).await
+            let segments = format!("/hls/{u}/{p}/{id}/");
+            crate::stream::hls_playlist_response(&st, id, client.viewer(), segments, Audience::Client).await
         }
         Some(id) => play_live(&st, &client, id).await,
         None => text(StatusCode::NOT_FOUND, format!("no channel {file:?}: use /live/{{user}}/{{pass}}/{{id}}.ts")),
@@ -122,7 +121,7 @@ async fn vod(
     if let Err(r) = check_visible(st, &client, kind, id).await {
         return r;
     }
-    crate::stream::vod_file(st, kind, &file, headers, client.viewer()).await
+    crate::stream::vod_file(st, kind, &file, headers, client.viewer(), Audience::Client).await
 }
 
 pub(crate) async fn movie(

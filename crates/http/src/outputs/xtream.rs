@@ -53,7 +53,7 @@ fn refused(r: &Refused, username: &str) -> Response {
         Refused::Inactive(status) => ok(&json!({"user_info": {
             "username": username, "auth": 0, "status": status.as_str(), "message": r.message(),
         }})),
-        Refused::RateLimited(_) | Refused::Internal => super::refusal(r),
+        Refused::RateLimited(_) | Refused::Busy | Refused::Internal(_) => super::refusal(r),
     }
 }
 
@@ -177,10 +177,7 @@ async fn categories(st: &AppState, kind: MediaKind, filter: &ItemFilter) -> Resp
                 .collect();
             ok(&Value::Array(list))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "categories");
-            super::refusal(&Refused::Internal)
-        }
+        Err(e) => super::internal("categories", &e),
     }
 }
 
@@ -189,7 +186,7 @@ fn streamed_json(body: Body) -> Response {
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .body(body)
-        .unwrap_or_else(|_| super::refusal(&Refused::Internal))
+        .unwrap_or_else(|e| super::internal("listing", &e))
 }
 
 fn category(group: Option<i64>) -> Option<String> {
@@ -428,10 +425,7 @@ async fn vod_info(st: &AppState, filter: &ItemFilter, id: i64) -> Response {
     let m = match st.store.movie_item(filter, id).await {
         Ok(Some(m)) => m,
         Ok(None) => return ok(&json!({"info": [], "movie_data": []})),
-        Err(e) => {
-            tracing::error!(error = %e, "vod info");
-            return super::refusal(&Refused::Internal);
-        }
+        Err(e) => return super::internal("vod info", &e),
     };
     let ext = m.container_extension.clone().unwrap_or_else(|| "mp4".into());
     let movie_data = json!({
@@ -476,10 +470,7 @@ async fn series_info(st: &AppState, filter: &ItemFilter, id: i64) -> Response {
     let s = match st.store.series_item(filter, id).await {
         Ok(Some(s)) => s,
         Ok(None) => return ok(&json!({"seasons": [], "info": {}, "episodes": {}})),
-        Err(e) => {
-            tracing::error!(error = %e, "series info");
-            return super::refusal(&Refused::Internal);
-        }
+        Err(e) => return super::internal("series info", &e),
     };
     let info = json!({
         "name": s.name, "cover": s.cover.clone().unwrap_or_default(), "plot": s.plot.clone().unwrap_or_default(),
@@ -527,10 +518,7 @@ async fn series_info(st: &AppState, filter: &ItemFilter, id: i64) -> Response {
                 ep["id"] = Value::String(our.to_string());
             }
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot store episodes");
-            return super::refusal(&Refused::Internal);
-        }
+        Err(e) => return super::internal("cannot store episodes", &e),
     }
     let mut upstream_info = answer.remove("info").filter(Value::is_object).unwrap_or(info);
     upstream_info["category_id"] = json!(category(s.group_id));
@@ -560,10 +548,7 @@ async fn short_epg(st: &AppState, filter: &ItemFilter, action: &str, id: i64, li
     let c = match st.store.live_item(filter, id).await {
         Ok(Some(c)) => c,
         Ok(None) => return ok(&empty),
-        Err(e) => {
-            tracing::error!(error = %e, "short epg");
-            return super::refusal(&Refused::Internal);
-        }
+        Err(e) => return super::internal("short epg", &e),
     };
     let (ProviderKind::Xtream, Some(up)) = (c.provider_kind, c.upstream_id) else { return ok(&empty) };
     let up = up.to_string();

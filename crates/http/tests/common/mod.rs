@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tunerpool_catalog::Store;
-use tunerpool_http::{AdminToken, AppState, PoolSettings};
+use tunerpool_http::{AccessSettings, AdminToken, AppState, ClientAuth, PoolSettings};
 use tunerpool_ledger::{AnyLedger, MemoryLedger};
 use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
@@ -28,6 +28,8 @@ pub fn app_state(store: &Store, http: &UpstreamHttp, settings: RelaySettings) ->
         started: Instant::now(),
         public_url: None,
         admin_token: AdminToken::new(TOKEN),
+        access: AccessSettings::default(),
+        logins: Arc::new(ClientAuth::default()),
     }
 }
 
@@ -47,4 +49,93 @@ pub fn api_client() -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TOKEN}").parse().unwrap());
     reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// GET with the admin token: the admin's `/stream`, `/movie`, `/series`,
+/// `/epg.xml` and `/metrics` want it.
+pub async fn admin_get<U: reqwest::IntoUrl>(url: U) -> reqwest::Result<reqwest::Response> {
+    api_client().get(url).send().await
+}
+
+/// ffprobe's `-headers` value that sends the admin token.
+pub fn ffprobe_auth() -> String {
+    format!("Authorization: Bearer {TOKEN}\r\n")
+}
+
+/// A gateway in front of the simulated provider: accounts `a`/`pa` and
+/// `b`/`pb` (1 connection each), synced into a fresh store, served on a free
+/// port.
+pub struct Gateway {
+    pub fake: fakeprovider::FakeProvider,
+    pub base: String,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+    pub server: tokio::task::JoinHandle<()>,
+}
+
+/// The store and upstream client of a [`Gateway`], synced from `fake`, so
+/// that a test can build the state it needs before serving it.
+pub async fn synced_store(fake: &fakeprovider::FakeProvider, dir: &std::path::Path) -> (Store, UpstreamHttp) {
+    use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret};
+    let store = Store::open(dir).await.unwrap();
+    let http = UpstreamHttp::new(tunerpool_upstream::HttpSettings { spool_dir: dir.join("tmp"), ..Default::default() })
+        .unwrap();
+    let pid = store
+        .add_provider(&NewProvider {
+            name: "Fake".into(),
+            kind: Some(ProviderKind::Xtream),
+            url: fake.url(),
+            username: Some("a".into()),
+            password: Some(Secret::new("pa")),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    let input = AccountPatch {
+        username: Some("b".into()),
+        password: Some(Secret::new("pb")),
+        priority: Some(1),
+        ..Default::default()
+    };
+    store.create_account(pid, &input).await.unwrap();
+    tunerpool_catalog::sync::sync_provider(&store, &http, pid).await.unwrap();
+    let provider = store.provider(pid).await.unwrap();
+    for a in store.accounts(pid).await.unwrap() {
+        tunerpool_catalog::details::refresh_account(&store, &http, &provider, &a).await.unwrap();
+    }
+    (store, http)
+}
+
+/// The simulated provider (2 accounts of 1 connection) and a gateway over
+/// it whose state `configure` may change before it is served.
+pub async fn gateway(settings: RelaySettings, configure: impl FnOnce(&mut AppState)) -> Gateway {
+    use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+    let accounts = vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)];
+    let fake = FakeProvider::start(FakeConfig::with_accounts(accounts)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, http) = synced_store(&fake, dir.path()).await;
+    let mut state = app_state(&store, &http, settings);
+    configure(&mut state);
+    let (base, server) = serve(state.clone()).await;
+    Gateway { fake, base, state, dir, server }
+}
+
+impl Gateway {
+    /// Creates a downstream user through the admin API.
+    pub async fn user(&self, username: &str, password: &str, max_connections: u32) {
+        let resp = api_client()
+            .post(format!("{}/api/v1/users", self.base))
+            .json(&serde_json::json!({"username": username, "password": password, "max_connections": max_connections}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    }
+
+    /// Connections the simulated provider has admitted so far.
+    pub fn provider_connections(&self) -> u64 {
+        self.fake.counters().total_opened
+    }
 }

@@ -131,12 +131,42 @@ pub fn get_json_as(token: &str, url: &str) -> (u16, serde_json::Value) {
 
 /// GET `url` as text: status and body.
 pub fn get_text(url: &str) -> (u16, String) {
-    let url = url.to_string();
+    get_text_as("", url)
+}
+
+/// GET `url` as text with `Authorization: Bearer {token}` (none when empty).
+pub fn get_text_as(token: &str, url: &str) -> (u16, String) {
+    let (token, url) = (token.to_string(), url.to_string());
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let resp = reqwest::get(&url).await.unwrap();
+            let mut req = reqwest::Client::new().get(&url);
+            if !token.is_empty() {
+                req = req.bearer_auth(&token);
+            }
+            let resp = req.send().await.unwrap();
             (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// GET `url` (with the bearer `token` unless empty) and read the first
+/// bytes of its body — enough for a stream that never ends.
+pub fn get_start(token: &str, url: &str) -> (u16, Vec<u8>) {
+    let (token, url) = (token.to_string(), url.to_string());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut req = reqwest::Client::new().get(&url);
+            if !token.is_empty() {
+                req = req.bearer_auth(&token);
+            }
+            let mut resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let first = resp.chunk().await.ok().flatten().map(|b| b.to_vec()).unwrap_or_default();
+            (status, first)
         })
     })
     .join()
