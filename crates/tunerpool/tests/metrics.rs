@@ -75,7 +75,8 @@ async fn metrics_are_labelled_and_promtool_clean() {
     for _ in 0..3 {
         tokio::time::timeout(Duration::from_secs(20), body.next()).await.expect("stream bytes").unwrap().unwrap();
     }
-    let resp = reqwest::get(url("/metrics")).await.unwrap();
+    // Metrics need the admin token (http.open_metrics is off), as Prometheus sends it.
+    let resp = reqwest::Client::new().get(url("/metrics")).bearer_auth(&token).send().await.unwrap();
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = resp.text().await.unwrap();
     assert_eq!(promtool(&text), "", "promtool complains about:\n{text}");
@@ -117,6 +118,7 @@ async fn metrics_are_labelled_and_promtool_clean() {
     // A Prometheus server asks for OpenMetrics and gets it.
     let om = reqwest::Client::new()
         .get(url("/metrics"))
+        .bearer_auth(&token)
         .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
         .send()
         .await

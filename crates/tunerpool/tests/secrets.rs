@@ -115,7 +115,9 @@ async fn no_secret_in_any_api_answer_or_log_line() {
     let live = first_live_events(&base, &token).await;
     seen.borrow_mut().push_str(&live);
     drop(body);
-    let metrics = reqwest::get(url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::Client::new().get(url("/metrics")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
     seen.borrow_mut().push_str(&metrics);
 
     drop(server);
