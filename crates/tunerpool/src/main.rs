@@ -7,6 +7,7 @@ mod config;
 mod demo;
 mod inspect;
 mod logging;
+mod man;
 mod provider;
 mod scheduler;
 mod serve;
@@ -53,6 +54,19 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics when stdout is closed
+            // early (`| head`); a closed pipe is not an error here.
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "tunerpool", &mut script);
+            man::print(&script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            man::write(dir.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::Check { file }) => {
             let path = file.clone().or_else(|| cli.config.clone()).unwrap_or_else(|| "tunerpool.toml".into());
             match Config::check_file(&path) {
