@@ -156,6 +156,10 @@ pub(crate) async fn stream_gate(State(st): State<AppState>, mut req: Request, ne
         None if st.access.anonymous_streams => Caller::Anonymous,
         None => return unauthorized(STREAM_LOGIN),
     };
+    crate::access_log::record_user(match caller {
+        Caller::Admin => "admin",
+        Caller::Anonymous => "anonymous",
+    });
     req.extensions_mut().insert(caller);
     next.run(req).await
 }

@@ -41,7 +41,10 @@ const WRONG: &str = "wrong admin token (see admin-token in the data dir, or admi
 /// bearer token, answers everything else with 401.
 pub(crate) async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {
     match crate::access::bearer(req.headers()) {
-        Some(t) if st.admin_token.matches(t) => next.run(req).await,
+        Some(t) if st.admin_token.matches(t) => {
+            crate::access_log::record_user("admin");
+            next.run(req).await
+        }
         Some(_) => {
             if let Some(m) = req.extensions().get::<std::sync::Arc<crate::metrics::HttpMetrics>>() {
                 m.login_failed("admin_token");

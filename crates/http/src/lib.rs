@@ -14,6 +14,7 @@
 //! serialized; provider URLs are redacted).
 
 pub mod access;
+mod access_log;
 mod api;
 pub mod auth;
 mod epg;
@@ -180,6 +181,7 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
         .layer(axum::Extension(state.logins.clone()))
         .layer(from_fn_with_state(http_metrics.clone(), metrics::track))
         .layer(axum::Extension(http_metrics))
+        .layer(axum::middleware::from_fn(access_log::log))
         .layer(from_fn_with_state(state.clone(), realip::real_client))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)

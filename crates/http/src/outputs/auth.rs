@@ -319,8 +319,9 @@ impl ClientAuth {
         password: &str,
     ) -> Result<User, Refused> {
         let result = self.check(st, ip, username, password).await;
-        if let Err(refused) = &result {
-            self.metrics.login_failed(refused.label());
+        match &result {
+            Ok(user) => crate::access_log::record_user(&user.username),
+            Err(refused) => self.metrics.login_failed(refused.label()),
         }
         result
     }
