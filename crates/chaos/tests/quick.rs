@@ -47,7 +47,6 @@ async fn r1_storm_on_one_instance_keeps_every_account_within_its_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails before the hardening fixes: issue 10 finding 3 (ledger keyed by local account ids), branch harden-relay"]
 async fn r1_storm_on_two_instances_with_accounts_in_different_orders_keeps_the_limits() {
     let r = quick_part("R1", "two_instances").await;
     assert_targets(&r, &["two_instances."]);
@@ -81,7 +80,6 @@ async fn r4_single_faults_leave_the_stream_alive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails before the hardening fixes: issue 10 finding 7 (retry budget; a stall at start waits the open timeout), branch harden-relay"]
 async fn r4_stream_survives_repeated_cuts_and_a_stall_at_start_costs_only_the_stall_timeout() {
     let r = quick("R4").await;
     assert_targets(&r, &["cuts_every_2s.", "stall_at_start."]);

@@ -85,7 +85,7 @@ pub fn provider_status(
         .iter()
         .map(|a| {
             let max = effective_max(a, provider);
-            let active = usage.account(a.id);
+            let active = usage.account(tunerpool_pool::account_key(provider, a));
             let unusable = is_usable(a, provider.kind, now).err();
             let exp = a.details.exp_date.filter(|e| *e > 0);
             let days_left = tunerpool_catalog::days_left(exp, now);

@@ -547,3 +547,52 @@ async fn a_user_at_its_limit_is_refused_under_the_refuse_policy() {
     };
     assert!(h.relay.watch(2, other).await.is_ok());
 }
+
+/// Issue 10 finding 7: a provider that cuts every stream of a channel (every account) every 1.5 s must not end
+/// the viewer's stream: the sources deliver, so the session keeps coming back to them. Before the fix each
+/// account had two tries and the stream ended after about 6 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_cutting_every_stream_every_second_and_a_half_never_ends_the_viewers_stream() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)], None, fast()).await;
+    // The sample's own rate is about 227 KB/s: 340 KB is 1.5 s.
+    h.fake.set_fault(Fault::new(FaultKind::CutAfter { bytes: 340_000 }).for_stream(1));
+    let resp = admin_get(format!("{}/stream/1.ts", h.base)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (bytes, gap) = watch_gaps(resp, Duration::from_secs(15)).await;
+    let c = h.fake.counters();
+    let opened = c.accounts["a"].opened + c.accounts["b"].opened;
+    assert!(opened >= 8, "the provider cut it about 10 times: {c:?}");
+    assert!(bytes > 2_000_000, "{bytes}");
+    assert!(gap < Duration::from_secs(2), "longest gap {gap:?}");
+    assert!(c.accounts.values().all(|a| a.max_concurrent <= 1), "{c:?}");
+}
+
+/// A source that never delivers is still abandoned fast: every account refused means a quick 502, after a
+/// bounded number of tries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_whose_sources_never_deliver_is_refused_fast() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1), AccountSpec::new("b", "pb", 1)], None, fast()).await;
+    h.fake.set_fault(Fault::new(FaultKind::Placeholder).for_stream(2));
+    let t0 = Instant::now();
+    let resp = admin_get(format!("{}/stream/2.ts", h.base)).await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(t0.elapsed() < Duration::from_secs(3), "refused after {:?}", t0.elapsed());
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("not a stream"), "{body}");
+}
+
+/// Issue 10 finding 7: an upstream that answers 200 and then sends nothing is a stall: the first byte is
+/// bounded by `relay.stall_timeout` (2 s here), not by the 10 s open timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_at_the_start_costs_the_stall_timeout_not_the_open_timeout() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
+    h.fake.set_fault(Fault::new(FaultKind::Stall { after_bytes: 0 }).for_user("a").times(1));
+    let t0 = Instant::now();
+    let mut resp = admin_get(format!("{}/stream/3.ts", h.base)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().unwrap();
+    let ttfb = t0.elapsed();
+    assert_eq!(first[0], 0x47);
+    assert!(ttfb < Duration::from_millis(3500), "first byte after {ttfb:?} (stall timeout 2 s, open timeout 10 s)");
+    assert_eq!(h.fake.counters().accounts["a"].opened, 2, "the stalled connection and the reconnect");
+}

@@ -28,9 +28,11 @@ pub use lease::Lease;
 pub use memory::MemoryLedger;
 pub use redis::RedisLedger;
 
-/// A provider account's id (the catalog's `accounts.id`).
+/// A provider account's identity in the ledger: the same on every instance that shares the ledger, so NOT the
+/// catalog's row id (two instances number the same account differently). The pool derives it from the
+/// provider's URL and the account's username (`tunerpool_pool::identity`).
 pub type AccountId = i64;
-/// A provider's id (the catalog's `providers.id`).
+/// A provider's identity in the ledger, derived the same way on every instance (`tunerpool_pool::identity`).
 pub type ProviderId = i64;
 
 /// How long a lease lives without renewal. The [`Lease`] guard renews every third of it, so a crashed instance's

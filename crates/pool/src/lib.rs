@@ -8,6 +8,8 @@
 //!   whether it may be used at all ([`is_usable`]).
 //! - [`select`]: the order in which (source × account) pairs are tried
 //!   ([`plan`]) and the explanation when none is free ([`no_capacity`]).
+//! - [`identity`]: the keys an account and a provider have in the lease
+//!   ledger, the same on every instance sharing it.
 //! - [`rewrite`]: the stream URL for an account (Xtream URLs built or
 //!   rewritten, regex search/replace for generic M3U accounts).
 //!
@@ -15,10 +17,12 @@
 //! snapshot of active leases from the ledger, asks [`plan`] for candidates and
 //! lets the ledger take the first one that still has room.
 
+pub mod identity;
 pub mod limits;
 pub mod rewrite;
 pub mod select;
 
+pub use identity::{account_key, provider_key};
 pub use limits::{effective_max, is_usable, EffectiveMax, MaxOrigin, Unusable, UNLIMITED, XTREAM_DEFAULT_MAX_STREAMS};
 pub use rewrite::{rewrite_xtream, validate_patterns, xtream_url, RegexRewrite, RewriteError, StreamKind};
 pub use select::{

@@ -40,6 +40,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use tunerpool_catalog::{Account, ChannelSource, Provider, ProviderKind};
 
+use crate::identity::{account_key, provider_key};
 use crate::limits::{count, effective_max, is_usable};
 
 /// How the accounts of one provider are ordered; a user setting, because
@@ -97,7 +98,9 @@ pub struct SelectInput<'a> {
     pub sources: &'a [ChannelSource],
     /// Providers by id.
     pub providers: &'a HashMap<i64, ProviderPool<'a>>,
-    /// Account id → active leases (from the ledger's snapshot); missing means 0.
+    /// Active leases by account identity ([`crate::identity::account_key`]), as the ledger's snapshot
+    /// ([`tunerpool_ledger`'s `Usage::accounts`]) has them; missing means 0. Not by row id: instances sharing a
+    /// ledger number the same account differently.
     pub active: &'a HashMap<i64, u32>,
     pub policy: AccountPolicy,
     pub now_unix: i64,
@@ -112,6 +115,10 @@ pub struct Candidate {
     pub stream_id: i64,
     pub provider_id: i64,
     pub account_id: i64,
+    /// The account's identity in the ledger ([`crate::identity::account_key`]): what a lease is taken on.
+    pub account_key: i64,
+    /// The provider's identity in the ledger ([`crate::identity::provider_key`]).
+    pub provider_key: i64,
     /// The account's effective limit ([`crate::effective_max`]).
     pub account_max: u32,
     /// The provider's cap over all its accounts, if any.
@@ -191,6 +198,7 @@ fn kind_rank(kind: ProviderKind) -> u8 {
 /// A usable account with its limit and current load.
 struct Usable<'a> {
     account: &'a Account,
+    key: i64,
     max: u32,
     active: u32,
 }
@@ -201,10 +209,11 @@ struct ProviderEval<'a> {
     usable: Vec<Usable<'a>>,
     skipped: Vec<Skipped>,
     provider_max: Option<u32>,
+    provider_key: i64,
 }
 
-fn active_of(input: &SelectInput, account_id: i64) -> u32 {
-    input.active.get(&account_id).copied().unwrap_or(0)
+fn active_of(input: &SelectInput, provider: &Provider, account: &Account) -> u32 {
+    input.active.get(&account_key(provider, account)).copied().unwrap_or(0)
 }
 
 fn provider_skip(provider_id: i64, reason: &str) -> Skipped {
@@ -219,6 +228,7 @@ fn evaluate<'a>(input: &SelectInput<'a>, provider_id: i64) -> ProviderEval<'a> {
             usable: Vec::new(),
             skipped: vec![provider_skip(provider_id, "provider not found")],
             provider_max: None,
+            provider_key: 0,
         };
     };
     let provider = pool.provider;
@@ -243,8 +253,9 @@ fn evaluate<'a>(input: &SelectInput<'a>, provider_id: i64) -> ProviderEval<'a> {
             }
             None => usable.push(Usable {
                 account,
+                key: account_key(provider, account),
                 max: effective_max(account, provider).max,
-                active: active_of(input, account.id),
+                active: active_of(input, provider, account),
             }),
         }
     }
@@ -266,7 +277,7 @@ fn evaluate<'a>(input: &SelectInput<'a>, provider_id: i64) -> ProviderEval<'a> {
     let used: u64 = usable.iter().map(|u| u64::from(u.active.min(u.max))).sum();
     let mut availability = Ratio::new(total - used, total);
     if let Some(cap) = provider_max {
-        let used_all: u64 = pool.accounts.iter().map(|a| u64::from(active_of(input, a.id))).sum();
+        let used_all: u64 = pool.accounts.iter().map(|a| u64::from(active_of(input, provider, a))).sum();
         let cap = u64::from(cap);
         availability = availability.min(Ratio::new(cap - used_all.min(cap), cap));
     }
@@ -279,6 +290,7 @@ fn evaluate<'a>(input: &SelectInput<'a>, provider_id: i64) -> ProviderEval<'a> {
         usable,
         skipped,
         provider_max,
+        provider_key: provider_key(provider),
     }
 }
 
@@ -313,6 +325,8 @@ pub fn plan(input: &SelectInput) -> Plan {
                 stream_id: source.stream_id,
                 provider_id: source.provider_id,
                 account_id: u.account.id,
+                account_key: u.key,
+                provider_key: eval.provider_key,
                 account_max: u.max,
                 provider_max: eval.provider_max,
             });
@@ -403,7 +417,7 @@ pub fn no_capacity(input: &SelectInput) -> NoCapacity {
             .into_iter()
             .map(|a| AccountUsage {
                 account: a.name.clone(),
-                active: active_of(input, a.id),
+                active: active_of(input, pool.provider, a),
                 max: effective_max(a, pool.provider).max,
                 unusable: if pool.provider.enabled {
                     is_usable(a, pool.provider.kind, input.now_unix).err().map(|u| u.to_string())
@@ -461,12 +475,22 @@ mod tests {
         fn pools(&self) -> HashMap<i64, ProviderPool<'_>> {
             self.providers.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a })).collect()
         }
+        /// `active` (by row id, for readable tests) as the ledger has it: by account identity.
+        fn ledger_active(&self) -> HashMap<i64, u32> {
+            let key = |id: i64| {
+                self.providers
+                    .iter()
+                    .find_map(|(p, accts)| accts.iter().find(|a| a.id == id).map(|a| account_key(p, a)))
+                    .expect("active() names an account of the world")
+            };
+            self.active.iter().map(|(id, n)| (key(*id), *n)).collect()
+        }
         fn plan(&self, policy: AccountPolicy) -> Plan {
             let pools = self.pools();
             plan(&SelectInput {
                 sources: &self.sources,
                 providers: &pools,
-                active: &self.active,
+                active: &self.ledger_active(),
                 policy,
                 now_unix: NOW,
             })
@@ -476,7 +500,7 @@ mod tests {
             no_capacity(&SelectInput {
                 sources: &self.sources,
                 providers: &pools,
-                active: &self.active,
+                active: &self.ledger_active(),
                 policy: AccountPolicy::Priority,
                 now_unix: NOW,
             })
@@ -514,6 +538,8 @@ mod tests {
                 stream_id: 100,
                 provider_id: 1,
                 account_id: 12,
+                account_key: account_key(&w.providers[0].0, &w.providers[0].1[1]),
+                provider_key: provider_key(&w.providers[0].0),
                 account_max: 2,
                 provider_max: None
             }

@@ -88,14 +88,14 @@ async fn selection_skips_rejected_and_expired_accounts_and_the_panel_sees_one_co
         .candidates
         .iter()
         .map(|c| Slot {
-            account: c.account_id,
+            account: c.account_key,
             account_max: c.account_max,
-            provider: c.provider_id,
+            provider: c.provider_key,
             provider_max: c.provider_max,
         })
         .collect();
     let lease = Lease::acquire(ledger.clone(), &slots, "test").await.unwrap();
-    let account = accounts.iter().find(|a| a.id == lease.info().account).unwrap();
+    let account = accounts.iter().find(|a| a.id == p.candidates[lease.info().index].account_id).unwrap();
     assert_eq!(account.username.as_deref(), Some("good"));
     let url = xtream_url(
         &provider.url,
@@ -126,4 +126,123 @@ async fn selection_skips_rejected_and_expired_accounts_and_the_panel_sees_one_co
     drop(resp);
     lease.release().await;
     assert_eq!(ledger.usage().await.unwrap().total(), 0);
+}
+
+/// One tunerpool instance's view of the fake provider: its own store, where the same accounts carry other row
+/// ids than at the other instance.
+async fn instance(
+    fake: &FakeProvider,
+    http: &UpstreamHttp,
+    dir: &std::path::Path,
+    users: [&str; 2],
+) -> (Store, tunerpool_catalog::Provider, Vec<tunerpool_catalog::Account>) {
+    let store = Store::open(dir).await.unwrap();
+    let password = |user: &str| format!("{user}-pw");
+    let pid = store
+        .add_provider(&NewProvider {
+            name: "Fake".into(),
+            kind: Some(ProviderKind::Xtream),
+            url: fake.url(),
+            username: Some(users[0].into()),
+            password: Some(Secret::new(password(users[0]))),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    let input = AccountPatch {
+        username: Some(users[1].into()),
+        password: Some(Secret::new(password(users[1]))),
+        ..Default::default()
+    };
+    store.create_account(pid, &input).await.unwrap();
+    sync_provider(&store, http, pid).await.unwrap();
+    let provider = store.provider(pid).await.unwrap();
+    let accounts = store.accounts(pid).await.unwrap();
+    (store, provider, accounts)
+}
+
+/// Issue 10 finding 3: two instances sharing one ledger, whose databases number the same two accounts the other
+/// way round, each take a slot and play. The ledger must see one account, not two row ids: the second instance
+/// gets the other account, and the provider never counts more than one connection per account.
+#[tokio::test]
+async fn two_instances_numbering_accounts_differently_share_the_limits() {
+    let fake = FakeProvider::start(FakeConfig::with_accounts(vec![
+        AccountSpec::new("a", "a-pw", 1),
+        AccountSpec::new("b", "b-pw", 1),
+    ]))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let ledger = Arc::new(MemoryLedger::new(tunerpool_ledger::DEFAULT_TTL));
+    let one = instance(&fake, &http, &dir.path().join("one"), ["a", "b"]).await;
+    let two = instance(&fake, &http, &dir.path().join("two"), ["b", "a"]).await;
+    let row_id = |(_, _, accounts): &(Store, tunerpool_catalog::Provider, Vec<tunerpool_catalog::Account>), user| {
+        accounts.iter().find(|a| a.username.as_deref() == Some(user)).unwrap().id
+    };
+    assert_ne!(row_id(&one, "a"), row_id(&two, "a"), "the test needs different numberings");
+
+    let mut leases = Vec::new();
+    let mut bodies = Vec::new();
+    for (store, provider, accounts) in [&one, &two] {
+        let channel = store.channels(&ChannelQuery::default()).await.unwrap().items.remove(0);
+        let providers = HashMap::from([(provider.id, ProviderPool { provider, accounts })]);
+        let usage = ledger.usage().await.unwrap();
+        let input = SelectInput {
+            sources: &channel.sources,
+            providers: &providers,
+            active: &usage.accounts,
+            policy: AccountPolicy::Priority,
+            now_unix: now(),
+        };
+        let p = plan(&input);
+        let slots: Vec<Slot> = p
+            .candidates
+            .iter()
+            .map(|c| Slot {
+                account: c.account_key,
+                account_max: c.account_max,
+                provider: c.provider_key,
+                provider_max: c.provider_max,
+            })
+            .collect();
+        let lease = Lease::acquire(ledger.clone(), &slots, "test").await.unwrap();
+        let account = accounts.iter().find(|a| a.id == p.candidates[lease.info().index].account_id).unwrap();
+        let url = xtream_url(
+            &provider.url,
+            StreamKind::Live,
+            account.username.as_deref().unwrap(),
+            account.password.expose(),
+            &channel.sources[0].upstream_id.unwrap().to_string(),
+            "ts",
+        );
+        let resp = reqwest::get(&url).await.unwrap();
+        assert_eq!(resp.status(), 200, "{} was refused", account.name);
+        bodies.push(resp);
+        leases.push((account.username.clone().unwrap(), lease));
+    }
+    assert_ne!(leases[0].0, leases[1].0, "both instances were given the same account");
+    let counters = fake.counters();
+    for user in ["a", "b"] {
+        assert_eq!((counters.accounts[user].max_concurrent, counters.accounts[user].refused), (1, 0), "{user}");
+    }
+    // Both accounts are busy now, as both instances see.
+    for (_, provider, accounts) in [&one, &two] {
+        let slots: Vec<Slot> = accounts
+            .iter()
+            .map(|a| Slot {
+                account: tunerpool_pool::account_key(provider, a),
+                account_max: 1,
+                provider: tunerpool_pool::provider_key(provider),
+                provider_max: None,
+            })
+            .collect();
+        assert!(matches!(Lease::acquire(ledger.clone(), &slots, "third").await, Err(LedgerError::Full)));
+    }
+    drop(bodies);
+    for (_, lease) in leases {
+        lease.release().await;
+    }
 }

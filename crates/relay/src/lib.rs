@@ -3,6 +3,7 @@
 //! - [`ts`]: MPEG-TS tools (probe, packet alignment, keyframe detection, chunking), pure and synchronous.
 //! - [`ring`]: the bounded shared buffer one upstream reader writes and every viewer reads at its own pace.
 //! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
+//! - `retry`: how long a session keeps trying a flaky provider (a switch budget streaming earns back, backoff).
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
 //! - `hls_out`: HLS output — a channel's shared stream cut at keyframes into segments for `.m3u8` clients.
@@ -14,6 +15,7 @@ mod hls;
 mod hls_out;
 pub mod metrics;
 pub mod relay;
+mod retry;
 pub mod ring;
 pub mod session;
 pub mod settings;

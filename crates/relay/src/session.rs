@@ -5,11 +5,17 @@
 //! upstream, checks that the answer really is MPEG-TS (or an HLS playlist of
 //! MPEG-TS segments, followed by [`crate::hls`]), aligns and chunks the
 //! bytes and pushes them into the ring — never waiting for a viewer. On an
-//! error, the end of the stream or a stall it reconnects the same account once,
-//! then fails over to the next candidate (next account, next source), never
-//! back to one that failed, at most `max_switches` times; viewers stay
-//! connected throughout. When the last viewer leaves it lingers, then closes
-//! and releases its slot — at once if a new request needs that slot.
+//! error, the end of the stream or a stall (from the first byte on: at most
+//! `stall_timeout` without data) it reconnects the same account once (again
+//! each time after `healthy_after` of streaming), then fails over to the next
+//! candidate (next account, next source). Once every candidate has failed,
+//! those that delivered media get another round, so a provider that cuts
+//! every few seconds never ends the stream; the switch budget (`crate::retry`:
+//! `max_switches` in a row, earned back by delivered media) and a backoff
+//! for sources that deliver nothing bound the trying, and a channel whose
+//! sources never deliver ends fast. Viewers stay connected throughout. When
+//! the last viewer leaves it lingers, then closes and releases its slot — at
+//! once if a new request needs that slot.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,6 +36,7 @@ use crate::hls;
 use crate::hls_out::HlsOut;
 use crate::metrics::{AccountLabels, RelayMetrics, UpstreamCounters};
 use crate::relay::Inner;
+use crate::retry::{Backoff, SwitchBudget};
 use crate::ring::Ring;
 use crate::source::{acquire_waiting, AcquireError, Excluded, Media, Resolved};
 use crate::ts::{probe, Aligner, Chunker};
@@ -300,14 +307,17 @@ enum Pumped {
     Stopped,
     /// Nobody watched for the linger time.
     Idle,
-    /// The upstream failed; try again or elsewhere.
-    Failed(String),
+    /// The upstream failed, after delivering media for this long; try again or elsewhere.
+    Failed(String, Duration),
 }
 
 /// The session task: from first upstream to the last byte.
 pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Channel) {
     let mut excluded = Excluded::new();
-    let mut switches = 0u32;
+    // Sources that delivered media this session: once every candidate has failed, these get another round.
+    let mut delivered_once = Excluded::new();
+    let mut switches = SwitchBudget::new(inner.settings.max_switches, inner.settings.healthy_after);
+    let mut backoff = Backoff::default();
     let mut last_failure: Option<String> = None;
     let holder = format!("session {} / channel {} {}", session.id, channel.id, channel.name);
     let reason = 'session: loop {
@@ -320,10 +330,26 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
                     session.no_capacity.store(true, Ordering::Release);
                     break 'session why;
                 }
-                Err(AcquireError::NoCandidates(why)) => match &last_failure {
-                    Some(last) => break 'session format!("{why} (last: {last})"),
-                    None => break 'session why,
-                },
+                Err(AcquireError::NoCandidates(why)) => {
+                    // Every candidate failed. A flaky provider's sources did deliver: try them again (the switch
+                    // budget bounds how often); sources that never delivered stay out, so a dead channel ends.
+                    let again: Vec<_> = excluded.intersection(&delivered_once).copied().collect();
+                    if !again.is_empty() {
+                        for source in &again {
+                            excluded.remove(source);
+                        }
+                        tracing::info!(session = session.id, channel = %channel.name, sources = again.len(),
+                            "every source failed; trying again those that delivered");
+                        if wait_or_stop(&session, backoff.delay()).await {
+                            break 'session "stopped".to_string();
+                        }
+                        continue 'session;
+                    }
+                    match &last_failure {
+                        Some(last) => break 'session format!("{why} (last: {last})"),
+                        None => break 'session why,
+                    }
+                }
                 Err(AcquireError::Backend(why)) => break 'session why,
             };
         if session.stop.is_cancelled() {
@@ -340,10 +366,9 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         let labels = AccountLabels::new(&resolved.provider, &resolved.account, resolved.account_id);
         session.set_counters(session.metrics.upstream(&labels));
         // The same account gets one reconnect; a source that streamed fine for
-        // a while gets its budget back.
+        // `healthy_after` before failing gets it back.
         let mut retries_left = 1;
         let failure = loop {
-            let started = Instant::now();
             let outcome = match open(&inner, &resolved).await {
                 Ok(resp) => {
                     if session.running_since.lock().expect("not poisoned").is_none() {
@@ -353,21 +378,29 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
                     session.set_state(if idle { State::Lingering } else { State::Running });
                     pump(&inner, &session, &resolved, resp).await
                 }
-                Err(why) => Pumped::Failed(why),
+                Err(why) => Pumped::Failed(why, Duration::ZERO),
             };
             match outcome {
                 Pumped::Stopped => break 'session "stopped".to_string(),
                 Pumped::Idle => break 'session "no viewers".to_string(),
-                Pumped::Failed(why) => {
+                Pumped::Failed(why, delivered) => {
                     tracing::warn!(session = session.id, channel = %channel.name, account = %resolved.account,
-                        reason = %why, "upstream failed");
-                    if started.elapsed() >= inner.settings.healthy_after {
+                        reason = %why, delivered_ms = delivered.as_millis() as u64, "upstream failed");
+                    switches.earn(delivered);
+                    backoff.failed(delivered);
+                    if !delivered.is_zero() {
+                        delivered_once.insert((resolved.stream_id, resolved.account_id));
+                    }
+                    if delivered >= inner.settings.healthy_after {
                         retries_left = 1;
                     }
                     if retries_left == 0 {
                         break why;
                     }
                     retries_left -= 1;
+                    if wait_or_stop(&session, backoff.delay()).await {
+                        break 'session "stopped".to_string();
+                    }
                 }
             }
         };
@@ -380,9 +413,11 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         excluded.insert((resolved.stream_id, resolved.account_id));
         resolved.lease.release().await;
         inner.slot_released.notify_waiters();
-        switches += 1;
-        if switches > inner.settings.max_switches {
-            break 'session format!("gave up after {switches} upstream switches (last: {failure})");
+        if !switches.spend() {
+            break 'session format!(
+                "gave up: the sources failed faster than they delivered ({} switches allowed in a row; last: {failure})",
+                inner.settings.max_switches
+            );
         }
         last_failure = Some(failure);
         session.failovers.fetch_add(1, Ordering::Relaxed);
@@ -409,6 +444,17 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
     inner.forget(&session);
 }
 
+/// Sleeps `delay` unless the session is stopped first: true when it was.
+async fn wait_or_stop(session: &Session, delay: Duration) -> bool {
+    if delay.is_zero() {
+        return session.stop.is_cancelled();
+    }
+    tokio::select! {
+        _ = session.stop.cancelled() => true,
+        _ = tokio::time::sleep(delay) => false,
+    }
+}
+
 /// An opened upstream: its first bytes (checked to be MPEG-TS) and the rest.
 pub(crate) struct Upstream {
     first: Bytes,
@@ -432,10 +478,15 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, String> {
         if !resp.status().is_success() {
             return Err(format!("the provider answered HTTP {}", resp.status().as_u16()));
         }
-        // Enough bytes to tell MPEG-TS from an HTML page or a placeholder.
+        // Enough bytes to tell MPEG-TS from an HTML page or a placeholder. An upstream that answers and then
+        // sends nothing is a stall like any other: it gets `stall_timeout`, not the whole open timeout.
+        let stall = inner.settings.stall_timeout;
         let mut first = BytesMut::new();
         while first.len() < 188 * 4 {
-            match resp.chunk().await.map_err(|e| format!("the stream broke at once: {}", without_url(&e)))? {
+            let chunk = tokio::time::timeout(stall, resp.chunk())
+                .await
+                .map_err(|_| format!("stalled at the start: no data for {stall:?}"))?;
+            match chunk.map_err(|e| format!("the stream broke at once: {}", without_url(&e)))? {
                 Some(b) => first.extend_from_slice(&b),
                 None => break,
             }
@@ -498,12 +549,15 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_deadline = (session.viewer_count() == 0).then(|| tokio::time::Instant::now() + settings.linger);
-    let mut last_data = tokio::time::Instant::now();
+    let opened = tokio::time::Instant::now();
+    let mut last_data = opened;
+    // What a failure reports: how long this upstream delivered media.
+    let failed = |why: String, last_data: tokio::time::Instant| Pumped::Failed(why, last_data - opened);
     loop {
         let stall_at = last_data + stall;
         tokio::select! {
             _ = session.stop.cancelled() => return Pumped::Stopped,
-            _ = r.lease.lost() => return Pumped::Failed("the lease on the account was lost".into()),
+            _ = r.lease.lost() => return failed("the lease on the account was lost".into(), last_data),
             _ = session.viewers_changed.notified() => {
                 if session.viewer_count() == 0 {
                     idle_deadline.get_or_insert_with(|| tokio::time::Instant::now() + settings.linger);
@@ -522,7 +576,7 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
                 idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
-                return Pumped::Failed(format!("stalled: no data for {stall:?}"));
+                return failed(format!("stalled: no data for {stall:?}"), last_data);
             }
             _ = flush_tick.tick() => feed(&[], Instant::now(), false),
             next = body.next() => match next {
@@ -531,8 +585,8 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
                     received.inc_by(data.len() as u64);
                     feed(&data, Instant::now(), false);
                 }
-                Some(Err(e)) => return Pumped::Failed(format!("the stream broke: {e}")),
-                None => return Pumped::Failed("the provider ended the stream".into()),
+                Some(Err(e)) => return failed(format!("the stream broke: {e}"), last_data),
+                None => return failed("the provider ended the stream".into(), last_data),
             },
         }
     }

@@ -23,11 +23,13 @@ pub struct RelaySettings {
     pub chunk_bytes: usize,
     /// A partial chunk is handed to viewers after this long.
     pub chunk_delay: Duration,
-    /// Upstream switches (failovers) a session may make before giving up.
+    /// Upstream switches (failovers) a session may make in a row before giving up; delivered media earns them
+    /// back, one per `healthy_after`.
     pub max_switches: u32,
     /// Jumps to the live edge a viewer may need before it is dropped as too slow.
     pub max_jumps: u32,
-    /// After streaming fine for this long, a source's retry budget is restored.
+    /// A source that streamed this long before failing gets its reconnect back, and this much delivered media
+    /// earns the session one switch back: a provider that cuts every few seconds never ends the stream.
     pub healthy_after: Duration,
     pub policy: AccountPolicy,
     /// An HLS output nobody polled for this long leaves its session.
@@ -48,7 +50,7 @@ impl Default for RelaySettings {
             chunk_delay: Duration::from_millis(50),
             max_switches: 8,
             max_jumps: 5,
-            healthy_after: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(2),
             policy: AccountPolicy::Priority,
             hls_idle: Duration::from_secs(20),
             user_limit_policy: crate::users::UserLimitPolicy::ReplaceOldest,

@@ -110,9 +110,9 @@ pub(crate) async fn acquire(
         let slots: Vec<Slot> = candidates
             .iter()
             .map(|c| Slot {
-                account: c.account_id,
+                account: c.account_key,
                 account_max: c.account_max,
-                provider: c.provider_id,
+                provider: c.provider_key,
                 provider_max: c.provider_max,
             })
             .collect();

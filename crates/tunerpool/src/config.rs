@@ -174,7 +174,8 @@ pub struct RelayConfig {
     pub stall_timeout: Duration,
     /// Shared buffer per channel, in seconds at 8 Mbit/s (1 MB a second; 1 to 30).
     pub buffer_seconds: u32,
-    /// Upstream switches a session may make before it gives up (0 to 100).
+    /// Upstream switches a session may make in a row before it gives up; delivered media earns them back
+    /// (0 to 100).
     pub max_switches: u32,
     /// A downstream user at its own connection limit asking for another
     /// stream: end its oldest stream, or refuse.
