@@ -36,7 +36,8 @@ pub(crate) async fn live(
     };
     let viewer = caller.viewer(&st, addr.to_string());
     if hls {
-        return hls_playlist_response(&st, id, viewer, format!("/stream/{id}/hls/"), caller.audience()).await;
+        let segments = crate::outputs::public_path(&st, &format!("/stream/{id}/hls/"));
+        return hls_playlist_response(&st, id, viewer, segments, caller.audience()).await;
     }
     live_response(&st, id, viewer, caller.audience()).await
 }

@@ -136,6 +136,17 @@ pub(crate) fn base_url(st: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// A path under our `public_url` (with its path prefix, e.g.
+/// `https://tv.example.org/tp/hls/…` behind a reverse proxy), or the bare
+/// path when none is configured — for URLs in answers that a client resolves
+/// against the URL it asked (HLS segments), so no `Host` is guessed.
+pub(crate) fn public_path(st: &AppState, path: &str) -> String {
+    match &st.public_url {
+        Some(u) => format!("{}{path}", u.trim_end_matches('/')),
+        None => path.to_string(),
+    }
+}
+
 /// The parameters of a request: its query, then a form body (Xtream
 /// clients send both GET and POST).
 pub(crate) struct Params(Vec<(String, String)>);

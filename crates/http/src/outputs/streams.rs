@@ -63,7 +63,7 @@ pub(crate) async fn live(
             if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
                 return r;
             }
-            let segments = format!("/hls/{u}/{p}/{id}/");
+            let segments = super::public_path(&st, &format!("/hls/{u}/{p}/{id}/"));
             crate::stream::hls_playlist_response(&st, id, client.viewer(), segments, Audience::Client).await
         }
         Some(id) => play_live(&st, &client, id).await,
