@@ -69,39 +69,19 @@ impl std::fmt::Display for StreamKind {
     }
 }
 
-/// Percent-encodes a path segment: everything but RFC 3986 unreserved
-/// characters (`A-Z a-z 0-9 - . _ ~`), so `/ + % $ # ? space` survive any
-/// server's decoding.
+/// What a path segment keeps unescaped: RFC 3986 unreserved characters
+/// (`A-Z a-z 0-9 - . _ ~`), so `/ + % $ # ? space` survive any server's
+/// decoding.
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as is.
 fn decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| char::from(c).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
+    percent_encoding::percent_decode_str(s).collect()
 }
 
 /// Builds the URL of an Xtream stream for an account: `{base}/{kind}/{user}/{pass}/{id}.{ext}` with user and pass percent-encoded as path segments (so '/', '+', '%', '$', '#', '?', ' ' survive).

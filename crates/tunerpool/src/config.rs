@@ -1390,31 +1390,6 @@ fn parse_int(raw: Raw<'_, '_>, min: u32, max: u32) -> Result<u32, String> {
 // ---------------------------------------------------------------------------
 // Suggestions
 
-/// Optimal string alignment distance: edits, with swapping two neighbours
-/// counting as one edit.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
 fn close_enough(name: &str, distance: usize) -> bool {
     let limit = match name.chars().count() {
         0..=3 => 1,
@@ -1431,8 +1406,8 @@ fn suggest_key(path: &str) -> Option<&'static str> {
     let candidates = KEYS.iter().map(|k| k.path).chain(SECTIONS.iter().copied());
     let mut best: Option<(usize, &'static str)> = None;
     for cand in candidates {
-        let full = edit_distance(path, cand);
-        let by_leaf = edit_distance(leaf, split_path(cand).1);
+        let full = strsim::osa_distance(path, cand);
+        let by_leaf = strsim::osa_distance(leaf, split_path(cand).1);
         let dist = if close_enough(path, full) { full } else { usize::MAX };
         let dist = if close_enough(leaf, by_leaf) { dist.min(by_leaf) } else { dist };
         if dist != usize::MAX && best.is_none_or(|(b, _)| dist < b) {
@@ -1447,7 +1422,7 @@ fn suggest_env(name: &str) -> Option<String> {
     let mut best: Option<(usize, String)> = None;
     for key in KEYS {
         let var = Config::env_var_name(key.path);
-        let dist = edit_distance(rest, &var[ENV_PREFIX.len()..]);
+        let dist = strsim::osa_distance(rest, &var[ENV_PREFIX.len()..]);
         if close_enough(rest, dist) && best.as_ref().is_none_or(|(b, _)| dist < *b) {
             best = Some((dist, var));
         }
@@ -2170,13 +2145,5 @@ timeout = true
         .unwrap();
         assert_eq!(cfg.http.trusted_proxies.len(), 2);
         assert!(cfg.http.open_metrics);
-    }
-
-    #[test]
-    fn edit_distance_basics() {
-        assert_eq!(edit_distance("log_level", "log_level"), 0);
-        assert_eq!(edit_distance("lgo_level", "log_level"), 1);
-        assert_eq!(edit_distance("listn", "listen"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

@@ -37,7 +37,13 @@ pub fn parse_time(s: &str) -> Option<Timestamp> {
         return None;
     }
     let offset_minutes = parse_offset(rest.trim())?;
-    let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    // A day the month does not have (Feb 30) is junk, not the next month.
+    let date = time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?).ok()?;
+    let days = i64::from(
+        date.to_julian_day() - time::Date::from_calendar_date(1970, time::Month::January, 1).ok()?.to_julian_day(),
+    );
+    let local = days * 86_400 + hour * 3600 + minute * 60 + second;
     Some(Timestamp { unix: local - i64::from(offset_minutes.unwrap_or(0)) * 60, offset_minutes })
 }
 
@@ -65,17 +71,6 @@ fn parse_offset(s: &str) -> Option<Option<i32>> {
         return None;
     }
     Some(Some(sign * (hours * 60 + minutes)))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -110,9 +105,12 @@ mod tests {
 
     #[test]
     fn calendar() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
+        assert_eq!(parse_time("19700101000000").unwrap().unix, 0);
+        assert_eq!(parse_time("20000301").unwrap().unix, 11_017 * 86_400);
+        assert_eq!(parse_time("19691231").unwrap().unix, -86_400);
         assert_eq!(parse_time("20240229120000 +0000").unwrap().unix, 1_709_208_000);
+        // Days a month does not have.
+        assert_eq!(parse_time("20230229120000 +0000"), None);
+        assert_eq!(parse_time("20240431"), None);
     }
 }

@@ -161,10 +161,6 @@ pub(crate) async fn lineup_post(
     }
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 pub(crate) async fn device_xml(
     State(st): State<AppState>,
     Extension(auth): Extension<Arc<ClientAuth>>,
@@ -177,8 +173,8 @@ pub(crate) async fn device_xml(
         Err(r) => return r,
     };
     let id = device_id(&st, c.user.id).await;
-    let base = xml_escape(&tuner_base(&st, &headers, &u, &p));
-    let name = xml_escape(&format!("tunerpool ({})", c.user.username));
+    let base = quick_xml::escape::escape(tuner_base(&st, &headers, &u, &p)).into_owned();
+    let name = quick_xml::escape::escape(format!("tunerpool ({})", c.user.username)).into_owned();
     let xml = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <root xmlns="urn:schemas-upnp-org:device-1-0">
