@@ -59,7 +59,6 @@ async fn r2_churn_leaves_no_slot_session_or_connection_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails before the hardening fixes: issue 10 finding 4 (a slot is reused ~1 ms after its connection closes), branch harden-relay"]
 async fn r2_churn_never_makes_a_provider_refuse_or_cut() {
     let r = quick("R2").await;
     assert_targets(&r, &["refuse.", "cut_oldest.", "slow_release."]);

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 /// live_categories = 10
 /// bitrate_bps = 8000000
 /// limit_mode = { mode = "cut_oldest" }   # or { mode = "refuse", status = 403 }
+/// release_delay_ms = 500                  # slow to notice closes
 ///
 /// [[accounts]]
 /// username = "user1"
@@ -45,8 +46,12 @@ pub struct FakeConfig {
     pub series_categories: usize,
     /// Live pacing rate. `None` = the sample file's real rate (2 277 244 bytes per 10 s).
     pub bitrate_bps: Option<u64>,
-    /// How `max_connections` is enforced.
+    /// How `max_connections` is enforced (changeable at run time: `POST /_control/limits`).
     pub limit_mode: LimitMode,
+    /// Slow to notice: a closed connection keeps counting against its account's limit for this long, as
+    /// real panels that see a close only after milliseconds to seconds. 0 = noticed at once. Changeable at
+    /// run time (`POST /_control/limits`).
+    pub release_delay_ms: u64,
     /// An HLS viewer with no request for this long is considered gone (its connection is released).
     pub hls_session_timeout_ms: u64,
 }
@@ -71,6 +76,7 @@ impl FakeConfig {
             series_categories: 1,
             bitrate_bps: None,
             limit_mode: LimitMode::default(),
+            release_delay_ms: 0,
             hls_session_timeout_ms: 10_000,
         }
     }

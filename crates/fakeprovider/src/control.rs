@@ -5,6 +5,8 @@
 //! * `GET /_control/faults` — active faults; `POST` adds one ([`Fault`] JSON); `DELETE` clears all
 //! * `GET /_control/accounts/{username}` — the account; `POST` with a partial JSON
 //!   (`max_connections`, `auth`, `status`, `exp_date`, `password`, `is_trial`) changes it (404 if unknown)
+//! * `GET /_control/limits` — how limits are enforced ([`LimitSettings`]); `POST` with a partial JSON
+//!   (`limit_mode`, `release_delay_ms`) changes it at run time
 //! * `POST /_control/reset_counters`
 
 use std::sync::atomic::Ordering;
@@ -15,8 +17,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::config::LimitMode;
 use crate::faults::Fault;
 use crate::limits::Counters;
 use crate::state::Shared;
@@ -40,6 +43,35 @@ pub struct AccountPatch {
     pub is_trial: Option<bool>,
 }
 
+/// How the provider enforces connection limits, as `GET /_control/limits` shows it; `POST` takes the same
+/// fields, each optional.
+///
+/// Exists so a test can switch a running provider between the behaviours of real panels: refuse or cut the
+/// oldest connection over the limit, and notice closed connections at once or late.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitSettings {
+    /// Refuse the new connection, or cut the oldest one.
+    pub limit_mode: Option<LimitMode>,
+    /// A closed connection keeps counting for this long (slow to notice); 0 = at once.
+    pub release_delay_ms: Option<u64>,
+}
+
+pub(crate) fn limit_settings(s: &Shared) -> LimitSettings {
+    LimitSettings {
+        limit_mode: Some(s.limits.mode()),
+        release_delay_ms: Some(u64::try_from(s.limits.release_delay().as_millis()).unwrap_or(u64::MAX)),
+    }
+}
+
+pub(crate) fn apply_limit_settings(s: &Shared, patch: &LimitSettings) {
+    if let Some(mode) = patch.limit_mode {
+        s.limits.set_mode(mode);
+    }
+    if let Some(ms) = patch.release_delay_ms {
+        s.limits.set_release_delay(std::time::Duration::from_millis(ms));
+    }
+}
+
 pub(crate) fn counters(s: &Shared) -> Counters {
     let (accounts, total_opened) = s.limits.snapshot(&s.accounts.usernames());
     Counters { accounts, total_opened, api_requests: s.api_requests.load(Ordering::Relaxed) }
@@ -55,11 +87,22 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
         .route("/_control/counters", get(get_counters))
         .route("/_control/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/_control/accounts/{username}", get(get_account).post(patch_account))
+        .route("/_control/limits", get(get_limits).post(post_limits))
         .route("/_control/reset_counters", post(post_reset))
 }
 
 async fn get_counters(State(s): State<Arc<Shared>>) -> Json<Counters> {
     Json(counters(&s))
+}
+
+async fn get_limits(State(s): State<Arc<Shared>>) -> Json<LimitSettings> {
+    Json(limit_settings(&s))
+}
+
+async fn post_limits(State(s): State<Arc<Shared>>, Json(patch): Json<LimitSettings>) -> Json<LimitSettings> {
+    tracing::info!(?patch, "limit enforcement changed");
+    apply_limit_settings(&s, &patch);
+    Json(limit_settings(&s))
 }
 
 async fn list_faults(State(s): State<Arc<Shared>>) -> Json<Vec<Fault>> {

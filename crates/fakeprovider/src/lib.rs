@@ -48,7 +48,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AccountSpec, FakeConfig, LimitMode};
-pub use control::AccountPatch;
+pub use control::{AccountPatch, LimitSettings};
 pub use faults::{Fault, FaultKind};
 pub use limits::{AccountCounters, Counters};
 
@@ -128,6 +128,16 @@ impl FakeProvider {
     /// A snapshot of the connection counters (same as `GET /_control/counters`).
     pub fn counters(&self) -> Counters {
         control::counters(&self.shared)
+    }
+
+    /// How limits are enforced now (same as `GET /_control/limits`).
+    pub fn limit_settings(&self) -> LimitSettings {
+        control::limit_settings(&self.shared)
+    }
+
+    /// Change how limits are enforced at run time (same as `POST /_control/limits`): the fields present apply.
+    pub fn set_limit_settings(&self, patch: &LimitSettings) {
+        control::apply_limit_settings(&self.shared, patch)
     }
 
     /// Zero the counters (same as `POST /_control/reset_counters`); open connections stay

@@ -16,6 +16,12 @@
 //!   slot is handed to the new request. Hence `open` — and therefore `max_concurrent` — never
 //!   exceeds the limit, even though the cut connection's socket may need a few more
 //!   milliseconds to close (it sends no further bytes after the cut).
+//! * Slow to notice (`release_delay`, 0 by default): a closed connection keeps its slot for that long
+//!   after its body is dropped, as real panels that notice a close only after their own timeout. During
+//!   that time it counts in `open` and against the limit (so a new connection then is refused, or in
+//!   `CutOldest` mode evicts it as a cut). Closed slots are dropped lazily, under the same mutex, whenever
+//!   the books are read or changed.
+//! * The mode and the delay can change at run time ([`Limits::set_mode`], [`Limits::set_release_delay`]).
 //! * `opened` counts admitted connections, `bytes_sent` the body bytes produced for them.
 //! * Requests rejected for other reasons (bad credentials, unknown stream, injected faults)
 //!   are not counted as connections at all.
@@ -78,6 +84,9 @@ pub(crate) struct Limits {
 struct State {
     accounts: BTreeMap<String, AccountState>,
     next_id: u64,
+    mode: LimitMode,
+    /// How long a closed connection keeps counting.
+    release_delay: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +107,8 @@ struct Slot {
     cancel: CancellationToken,
     /// For HLS sessions: (stream id, last request).
     hls: Option<(u64, Instant)>,
+    /// When the connection closed, if it did and the provider has not noticed yet (slow to notice).
+    closed: Option<Instant>,
 }
 
 /// Why a request was not admitted.
@@ -122,15 +133,25 @@ pub(crate) struct ConnGuard {
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         let mut state = self.limits.lock();
+        let delay = state.release_delay;
         if let Some(acc) = state.accounts.get_mut(&self.username) {
             // Already gone if this connection was cut: its slot was handed over.
-            acc.open.remove(&self.id);
+            if delay.is_zero() {
+                acc.open.remove(&self.id);
+            } else if let Some(slot) = acc.open.get_mut(&self.id) {
+                slot.closed = Some(Instant::now());
+            }
         }
         tracing::trace!(user = %self.username, id = self.id, "connection released");
     }
 }
 
 impl AccountState {
+    /// Forget closed connections the provider has noticed by `now`.
+    fn notice_closes(&mut self, now: Instant, delay: Duration) {
+        self.open.retain(|_, slot| slot.closed.is_none_or(|at| now.duration_since(at) < delay));
+    }
+
     /// Make room for one more slot under `max`. Returns false if the request must be refused.
     fn make_room(&mut self, max: u32, mode: LimitMode) -> bool {
         if max == 0 || (self.open.len() as u64) < u64::from(max) {
@@ -165,17 +186,49 @@ impl AccountState {
 }
 
 impl Limits {
-    pub(crate) fn new(root: CancellationToken) -> Arc<Self> {
-        Arc::new(Limits { state: Mutex::new(State::default()), root })
+    pub(crate) fn new(root: CancellationToken, mode: LimitMode, release_delay: Duration) -> Arc<Self> {
+        Arc::new(Limits { state: Mutex::new(State { mode, release_delay, ..State::default() }), root })
     }
 
+    /// The books, with every close the provider has noticed by now applied.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (now, delay) = (Instant::now(), state.release_delay);
+        for acc in state.accounts.values_mut() {
+            acc.notice_closes(now, delay);
+        }
+        state
+    }
+
+    /// How the limit is enforced now.
+    pub(crate) fn mode(&self) -> LimitMode {
+        self.lock().mode
+    }
+
+    /// Change how the limit is enforced (applies to the next admission).
+    pub(crate) fn set_mode(&self, mode: LimitMode) {
+        self.lock().mode = mode;
+    }
+
+    /// How long a closed connection keeps counting.
+    pub(crate) fn release_delay(&self) -> Duration {
+        self.lock().release_delay
+    }
+
+    /// Change how long a closed connection keeps counting; already closed ones follow the new delay.
+    pub(crate) fn set_release_delay(&self, delay: Duration) {
+        let mut state = self.lock();
+        state.release_delay = delay;
+        let now = Instant::now();
+        for acc in state.accounts.values_mut() {
+            acc.notice_closes(now, delay);
+        }
     }
 
     /// Admit one streaming connection (live TS, VOD, series) for `username`.
-    pub(crate) fn admit(self: &Arc<Self>, username: &str, max: u32, mode: LimitMode) -> Result<ConnGuard, AtLimit> {
+    pub(crate) fn admit(self: &Arc<Self>, username: &str, max: u32) -> Result<ConnGuard, AtLimit> {
         let mut state = self.lock();
+        let mode = state.mode;
         state.next_id += 1;
         let id = state.next_id;
         let acc = state.accounts.entry(username.to_string()).or_default();
@@ -184,7 +237,7 @@ impl Limits {
             return Err(AtLimit);
         }
         let cancel = self.root.child_token();
-        acc.insert(id, Slot { cancel: cancel.clone(), hls: None });
+        acc.insert(id, Slot { cancel: cancel.clone(), hls: None, closed: None });
         let bytes = acc.bytes.clone();
         tracing::debug!(user = username, id, open = acc.open.len(), "connection admitted");
         Ok(ConnGuard { limits: self.clone(), username: username.to_string(), id, cancel, bytes })
@@ -192,15 +245,10 @@ impl Limits {
 
     /// Register a request of an HLS viewer: opens the session if needed (subject to the limit)
     /// and refreshes its last-seen time. Returns the account's byte counter.
-    pub(crate) fn touch_hls(
-        &self,
-        username: &str,
-        stream_id: u64,
-        max: u32,
-        mode: LimitMode,
-    ) -> Result<Arc<AtomicU64>, AtLimit> {
+    pub(crate) fn touch_hls(&self, username: &str, stream_id: u64, max: u32) -> Result<Arc<AtomicU64>, AtLimit> {
         let now = Instant::now();
         let mut state = self.lock();
+        let mode = state.mode;
         state.next_id += 1;
         let id = state.next_id;
         let acc = state.accounts.entry(username.to_string()).or_default();
@@ -215,7 +263,7 @@ impl Limits {
             tracing::debug!(user = username, stream_id, "HLS session refused: at limit");
             return Err(AtLimit);
         }
-        acc.insert(id, Slot { cancel: self.root.child_token(), hls: Some((stream_id, now)) });
+        acc.insert(id, Slot { cancel: self.root.child_token(), hls: Some((stream_id, now)), closed: None });
         acc.hls.insert(stream_id, id);
         tracing::debug!(user = username, stream_id, id, "HLS session opened");
         Ok(acc.bytes.clone())
@@ -290,16 +338,20 @@ mod tests {
 
     const REFUSE: LimitMode = LimitMode::Refuse { status: 403 };
 
+    fn limits(mode: LimitMode) -> Arc<Limits> {
+        Limits::new(CancellationToken::new(), mode, Duration::ZERO)
+    }
+
     #[test]
     fn refuse_and_release() {
-        let l = Limits::new(CancellationToken::new());
-        let a = l.admit("u", 2, REFUSE).unwrap();
-        let b = l.admit("u", 2, REFUSE).unwrap();
-        assert_eq!(l.admit("u", 2, REFUSE).unwrap_err(), AtLimit);
+        let l = limits(REFUSE);
+        let a = l.admit("u", 2).unwrap();
+        let b = l.admit("u", 2).unwrap();
+        assert_eq!(l.admit("u", 2).unwrap_err(), AtLimit);
         assert_eq!(l.open_count("u"), 2);
         drop(a);
         assert_eq!(l.open_count("u"), 1);
-        let _c = l.admit("u", 2, REFUSE).unwrap();
+        let _c = l.admit("u", 2).unwrap();
         drop(b);
         let (c, total) = l.snapshot(&["u".into(), "other".into()]);
         assert_eq!(total, 3);
@@ -311,9 +363,9 @@ mod tests {
 
     #[test]
     fn cut_oldest_hands_over_slot() {
-        let l = Limits::new(CancellationToken::new());
-        let a = l.admit("u", 1, LimitMode::CutOldest).unwrap();
-        let b = l.admit("u", 1, LimitMode::CutOldest).unwrap();
+        let l = limits(LimitMode::CutOldest);
+        let a = l.admit("u", 1).unwrap();
+        let b = l.admit("u", 1).unwrap();
         assert!(a.cancel.is_cancelled());
         assert!(!b.cancel.is_cancelled());
         drop(a); // must not release b's slot
@@ -326,17 +378,37 @@ mod tests {
 
     #[test]
     fn unlimited_and_hls() {
-        let l = Limits::new(CancellationToken::new());
-        let guards: Vec<_> = (0..10).map(|_| l.admit("u", 0, REFUSE).unwrap()).collect();
+        let l = limits(REFUSE);
+        let guards: Vec<_> = (0..10).map(|_| l.admit("u", 0).unwrap()).collect();
         assert_eq!(l.open_count("u"), 10);
         drop(guards);
-        l.touch_hls("h", 5, 1, REFUSE).unwrap();
-        l.touch_hls("h", 5, 1, REFUSE).unwrap();
+        l.touch_hls("h", 5, 1).unwrap();
+        l.touch_hls("h", 5, 1).unwrap();
         assert_eq!(l.open_count("h"), 1);
-        assert!(l.touch_hls("h", 6, 1, REFUSE).is_err());
+        assert!(l.touch_hls("h", 6, 1).is_err());
         l.sweep_hls(Duration::ZERO);
         assert_eq!(l.open_count("h"), 0);
         let (c, _) = l.snapshot(&[]);
         assert_eq!((c["h"].opened, c["h"].refused), (1, 1));
+    }
+
+    #[test]
+    fn slow_to_notice_keeps_a_closed_connection_counting_until_the_delay_is_lifted() {
+        // An hour: the close can only be noticed through the run-time change below, so the test is not timed.
+        let l = Limits::new(CancellationToken::new(), REFUSE, Duration::from_secs(3600));
+        let a = l.admit("u", 1).unwrap();
+        drop(a);
+        assert_eq!(l.open_count("u"), 1, "still counted after the close");
+        assert_eq!(l.admit("u", 1).unwrap_err(), AtLimit);
+        l.set_mode(LimitMode::CutOldest);
+        let b = l.admit("u", 1).unwrap();
+        let (c, _) = l.snapshot(&[]);
+        assert_eq!((c["u"].refused, c["u"].cut, c["u"].open), (1, 1, 1), "the ghost was evicted");
+        drop(b);
+        assert_eq!(l.open_count("u"), 1);
+        l.set_release_delay(Duration::ZERO);
+        assert_eq!(l.open_count("u"), 0);
+        assert_eq!(l.release_delay(), Duration::ZERO);
+        let _c = l.admit("u", 1).unwrap();
     }
 }

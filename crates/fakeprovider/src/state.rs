@@ -35,7 +35,6 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) tokens: Tokens,
     pub(crate) rate: Rate,
-    pub(crate) limit_mode: LimitMode,
     pub(crate) hls_timeout: Duration,
     pub(crate) api_requests: AtomicU64,
     pub(crate) addr: SocketAddr,
@@ -50,11 +49,10 @@ impl Shared {
             clock,
             catalog: Catalog::new(config, clock.start_unix()),
             accounts: Accounts::new(&config.accounts, clock.start_unix()),
-            limits: Limits::new(shutdown.clone()),
+            limits: Limits::new(shutdown.clone(), config.limit_mode, Duration::from_millis(config.release_delay_ms)),
             faults: Faults::default(),
             tokens: Tokens::default(),
             rate: Rate::new(config.bitrate_bps),
-            limit_mode: config.limit_mode,
             hls_timeout: Duration::from_millis(config.hls_session_timeout_ms),
             api_requests: AtomicU64::new(0),
             addr,
@@ -74,7 +72,7 @@ impl Shared {
 
     /// The response for a request refused because its account is at its limit.
     pub(crate) fn limit_refusal(&self) -> Response {
-        match self.limit_mode {
+        match self.limits.mode() {
             LimitMode::Refuse { status } => body::status(sanitize_status(status, 403)),
             LimitMode::CutOldest => body::status(403),
         }

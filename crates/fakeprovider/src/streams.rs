@@ -46,7 +46,7 @@ fn placeholder() -> Response {
 /// Take a connection slot for `account`, or the refusal response.
 fn admit(s: &Shared, account: &Account) -> Result<ConnGuard, Response> {
     let max = s.accounts.max_connections(&account.username).unwrap_or(account.max_connections);
-    s.limits.admit(&account.username, max, s.limit_mode).map_err(|_| s.limit_refusal())
+    s.limits.admit(&account.username, max).map_err(|_| s.limit_refusal())
 }
 
 /// `GET /live/{u}/{p}/{id}[.ts|.m3u8]`
@@ -142,7 +142,7 @@ fn hls_gate(s: &Shared, account: &Account, id: u64) -> Result<Arc<AtomicU64>, Re
         return Err(status(sanitize_status(code, 503)));
     }
     let max = s.accounts.max_connections(&account.username).unwrap_or(account.max_connections);
-    s.limits.touch_hls(&account.username, id, max, s.limit_mode).map_err(|_| s.limit_refusal())
+    s.limits.touch_hls(&account.username, id, max).map_err(|_| s.limit_refusal())
 }
 
 fn hls_playlist(s: &Shared, account: Account, id: u64) -> Response {

@@ -219,3 +219,40 @@ async fn reset_counters_keeps_open_connections() {
     let u = p.counters().accounts["u"].clone();
     assert_eq!((u.open, u.opened, u.refused, u.max_concurrent), (1, 0, 0, 1));
 }
+
+/// Slow to notice, set at start: a closed connection keeps counting for `release_delay_ms`, so a new one in
+/// that window is refused; switched at run time over `/_control/limits` to cut-oldest, the late close is
+/// evicted as a cut instead; with the delay set to 0 the next close is noticed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_to_notice_and_cut_oldest_set_at_start_and_at_run_time() {
+    let mut cfg = config(&[("u", "p", 1)]);
+    cfg.release_delay_ms = 60_000;
+    let p = start(cfg).await;
+    let c = client();
+    let url = format!("{}/live/u/p/1.ts", p.url());
+    let limits = format!("{}/_control/limits", p.url());
+    let shown: serde_json::Value = c.get(&limits).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shown, serde_json::json!({"limit_mode": {"mode": "refuse", "status": 403}, "release_delay_ms": 60000}));
+
+    let mut a = c.get(&url).send().await.unwrap();
+    assert!(!read_n(&mut a, 1000).await.is_empty());
+    drop(a);
+    // The close reaches the provider (its body is dropped), but it keeps counting the connection.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 403);
+    assert_eq!(p.counters().accounts["u"].open, 1);
+
+    let set = c.post(&limits).json(&serde_json::json!({"limit_mode": {"mode": "cut_oldest"}})).send().await.unwrap();
+    assert_eq!(set.status(), 200);
+    let mut b = c.get(&url).send().await.unwrap();
+    assert_eq!(b.status(), 200);
+    assert!(!read_n(&mut b, 1000).await.is_empty());
+    let u = p.counters().accounts["u"].clone();
+    assert_eq!((u.open, u.cut, u.refused, u.max_concurrent), (1, 1, 1, 1));
+
+    let set = c.post(&limits).json(&serde_json::json!({"release_delay_ms": 0})).send().await.unwrap();
+    let shown: serde_json::Value = set.json().await.unwrap();
+    assert_eq!(shown, serde_json::json!({"limit_mode": {"mode": "cut_oldest"}, "release_delay_ms": 0}));
+    drop(b);
+    wait_counters(&p, Duration::from_secs(2), |c| c.accounts["u"].open == 0).await;
+}

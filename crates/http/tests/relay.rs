@@ -3,14 +3,15 @@
 
 mod common;
 
-use common::{admin_get, api_client, app_state, ffprobe_auth, serve, TOKEN};
+use common::{admin_get, api_client, app_state_with_ledger, ffprobe_auth, serve, TOKEN};
 
 use std::time::{Duration, Instant};
 
-use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind, LimitMode, LimitSettings};
 use futures_util::StreamExt;
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_ledger::MemoryLedger;
 use tunerpool_relay::relay::Relay;
 use tunerpool_relay::settings::RelaySettings;
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
@@ -25,8 +26,14 @@ struct Harness {
 }
 
 async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings: RelaySettings) -> Harness {
-    let fake =
-        FakeProvider::start(FakeConfig { bitrate_bps, ..FakeConfig::with_accounts(accounts.clone()) }).await.unwrap();
+    let config = FakeConfig { bitrate_bps, ..FakeConfig::with_accounts(accounts) };
+    harness_with(config, settings, MemoryLedger::new(Duration::from_secs(15))).await
+}
+
+/// A gateway over a provider configured by `config` (its accounts, the first one primary), with `ledger`.
+async fn harness_with(config: FakeConfig, settings: RelaySettings, ledger: MemoryLedger) -> Harness {
+    let accounts = config.accounts.clone();
+    let fake = FakeProvider::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
@@ -58,7 +65,7 @@ async fn harness(accounts: Vec<AccountSpec>, bitrate_bps: Option<u64>, settings:
     for a in store.accounts(pid).await.unwrap() {
         tunerpool_catalog::details::refresh_account(&store, &http, &provider, &a).await.unwrap();
     }
-    let state = app_state(&store, &http, settings);
+    let state = app_state_with_ledger(&store, &http, settings, ledger);
     let relay = state.relay.clone();
     let (base, server) = serve(state).await;
     Harness { fake, base, relay, _dir: dir, _server: server }
@@ -595,4 +602,61 @@ async fn a_stall_at_the_start_costs_the_stall_timeout_not_the_open_timeout() {
     assert_eq!(first[0], 0x47);
     assert!(ttfb < Duration::from_millis(3500), "first byte after {ttfb:?} (stall timeout 2 s, open timeout 10 s)");
     assert_eq!(h.fake.counters().accounts["a"].opened, 2, "the stalled connection and the reconnect");
+}
+
+/// Zaps on a one-connection account as players do them (the new channel is requested, then the old one
+/// closed), `n` times; every zap must get the new channel. Returns the provider's counters.
+async fn zap(h: &Harness, n: usize) -> fakeprovider::Counters {
+    let client = api_client();
+    let mut current = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
+    assert_eq!(current.status(), 200);
+    current.chunk().await.unwrap();
+    for i in 0..n {
+        let channel = 2 + (i % 5);
+        let next = tokio::spawn(client.get(format!("{}/stream/{channel}.ts", h.base)).send());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(current);
+        let next = next.await.unwrap().unwrap();
+        assert_eq!(next.status(), 200, "zap {i}: {}", next.text().await.unwrap_or_default());
+        current = next;
+        let first = current.chunk().await.unwrap().unwrap();
+        assert_eq!(first[0], 0x47, "zap {i}");
+    }
+    h.fake.counters()
+}
+
+/// Issue 10 finding 4: providers that notice a closed connection late (here 400 ms) must never see the
+/// slot of a just-closed session reused: no refusal in refuse mode, no cut viewer in cut-oldest mode (both
+/// set at run time). Before the fix the slot was reused about 1 ms after the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zapping_against_a_provider_slow_to_notice_closes_is_never_refused_or_cut() {
+    let config =
+        FakeConfig { release_delay_ms: 400, ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)]) };
+    let settings = RelaySettings { linger: Duration::from_secs(5), ..fast() };
+    let ledger = MemoryLedger::new(Duration::from_secs(15)).with_release_cooldown(Duration::from_millis(600));
+    let h = harness_with(config, settings, ledger).await;
+    let c = zap(&h, 6).await;
+    assert_eq!((c.accounts["a"].refused, c.accounts["a"].cut), (0, 0), "{c:?}");
+    assert_eq!(c.accounts["a"].max_concurrent, 1, "{c:?}");
+
+    h.fake.set_limit_settings(&LimitSettings { limit_mode: Some(LimitMode::CutOldest), release_delay_ms: None });
+    h.fake.reset_counters();
+    let c = zap(&h, 6).await;
+    assert_eq!((c.accounts["a"].refused, c.accounts["a"].cut), (0, 0), "{c:?}");
+}
+
+/// Issue 10 finding 4: a provider slower to notice a close than the cool-down (1.2 s against 300 ms) refuses the
+/// slot right after a takeover; that refusal means "not released yet", so the same slot is tried again within
+/// `relay.acquire_wait` (3 s) and the viewer gets the new channel, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_refusal_right_after_a_takeover_waits_for_the_provider_instead_of_failing() {
+    let config = FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)]);
+    let settings = RelaySettings { linger: Duration::from_secs(5), ..fast() };
+    let ledger = MemoryLedger::new(Duration::from_secs(15)).with_release_cooldown(Duration::from_millis(300));
+    let h = harness_with(config, settings, ledger).await;
+    h.fake.set_limit_settings(&LimitSettings { limit_mode: None, release_delay_ms: Some(1200) });
+    assert_eq!(h.fake.limit_settings().release_delay_ms, Some(1200));
+    let c = zap(&h, 3).await;
+    assert!(c.accounts["a"].refused >= 1, "the provider did refuse at first: {c:?}");
+    assert_eq!(c.accounts["a"].max_concurrent, 1, "{c:?}");
 }

@@ -62,6 +62,13 @@ impl Ledger for AnyLedger {
         }
     }
 
+    fn release_cooldown(&self) -> Duration {
+        match self {
+            AnyLedger::Memory(l) => l.release_cooldown(),
+            AnyLedger::Redis(l) => l.release_cooldown(),
+        }
+    }
+
     fn release_now(&self, lease: &LeaseInfo) -> bool {
         match self {
             AnyLedger::Memory(l) => l.release_now(lease),

@@ -6,6 +6,9 @@
 //! has room" that holds under any interleaving, within one process ([`MemoryLedger`]) or across several tunerpool
 //! instances sharing one Redis ([`RedisLedger`]).
 //!
+//! A released slot cools down before anyone gets it again (`pool.release_cooldown`): providers notice a closed
+//! connection milliseconds to seconds late, and one opened in between is refused or cuts another viewer.
+//!
 //! Leases expire: a holder renews its lease (the [`Lease`] guard does it every `ttl / 3`), and a holder that
 //! crashes or hangs stops renewing, so its slot comes back after the TTL. No counter can drift, because the
 //! ledger never counts anything it cannot see expire: it stores the leases themselves.
@@ -122,14 +125,23 @@ pub trait Ledger: Send + Sync + 'static {
     /// the holder lost it and must stop using the upstream connection.
     fn renew(&self, lease: &LeaseInfo) -> impl Future<Output = Result<bool, LedgerError>> + Send;
 
-    /// Give the slot back. Idempotent: releasing a released or expired lease is fine.
+    /// Give the slot back: free for others once the release cool-down ([`Ledger::release_cooldown`]) has
+    /// passed; until then no acquire gets it. The lease itself is gone at once ([`Ledger::renew`] answers
+    /// `false`) and [`Ledger::usage`] no longer counts it: a cooling slot is held by nobody. Idempotent:
+    /// releasing a released or expired lease is fine.
     fn release(&self, lease: &LeaseInfo) -> impl Future<Output = Result<(), LedgerError>> + Send;
 
-    /// Current usage (expired leases are not counted).
+    /// Current usage (expired leases and cooling slots are not counted).
     fn usage(&self) -> impl Future<Output = Result<Usage, LedgerError>> + Send;
 
     /// How long a lease lives without renewal.
     fn ttl(&self) -> Duration;
+
+    /// How long a released slot stays taken (see [`MemoryLedger::with_release_cooldown`]): the provider may
+    /// still count the closed connection for a moment, so the slot is not reused at once.
+    fn release_cooldown(&self) -> Duration {
+        Duration::ZERO
+    }
 
     /// Release without awaiting, when the backend can do that without I/O (the in-memory ledger can).
     /// Returns `false` when it cannot; the caller then has to await [`Ledger::release`]. [`Lease`]'s `Drop`
@@ -137,6 +149,17 @@ pub trait Ledger: Send + Sync + 'static {
     fn release_now(&self, _lease: &LeaseInfo) -> bool {
         false
     }
+}
+
+/// The id under which a released lease's slot cools down: not the lease's own id, so that the lease is gone
+/// (renewing it fails, releasing it again does nothing) while its slot still counts.
+pub(crate) fn cooling_id(lease_id: &str) -> String {
+    format!("{lease_id}:cooling")
+}
+
+/// Whether a member of an account's or provider's holdings is a cooling slot rather than a lease.
+pub(crate) fn is_cooling_id(id: &str) -> bool {
+    id.ends_with(":cooling")
 }
 
 /// A new random instance id, so lease ids from different processes (or a restarted one) never collide.

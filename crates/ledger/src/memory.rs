@@ -19,6 +19,7 @@ type Holdings = HashMap<String, Instant>;
 #[derive(Debug)]
 pub struct MemoryLedger {
     ttl: Duration,
+    cooldown: Duration,
     instance: String,
     counter: AtomicU64,
     state: Mutex<State>,
@@ -35,7 +36,19 @@ struct State {
 impl MemoryLedger {
     /// A ledger whose leases live `ttl` without renewal.
     pub fn new(ttl: Duration) -> Self {
-        MemoryLedger { ttl, instance: crate::instance_id(), counter: AtomicU64::new(0), state: Mutex::default() }
+        MemoryLedger {
+            ttl,
+            cooldown: Duration::ZERO,
+            instance: crate::instance_id(),
+            counter: AtomicU64::new(0),
+            state: Mutex::default(),
+        }
+    }
+
+    /// Released slots stay taken for `cooldown` more (see [`Ledger::release`]); zero by default.
+    pub fn with_release_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
     }
 
     /// The holder label of an active lease, if it is still active.
@@ -111,17 +124,19 @@ impl MemoryLedger {
         let state = &mut *guard;
         let mut usage = Usage::default();
         let holders = &mut state.holders;
+        // Cooling slots of released leases stay in the maps (acquire counts them) but are no lease: not usage.
+        let leases = |h: &Holdings| h.keys().filter(|id| !crate::is_cooling_id(id)).count() as u32;
         state.accounts.retain(|account, holdings| {
             let n = live_count(Some(holdings), now, Some(holders));
-            if n > 0 {
-                usage.accounts.insert(*account, n as u32);
+            if leases(holdings) > 0 {
+                usage.accounts.insert(*account, leases(holdings));
             }
             n > 0
         });
         state.providers.retain(|provider, holdings| {
             let n = live_count(Some(holdings), now, None);
-            if n > 0 {
-                usage.providers.insert(*provider, n as u32);
+            if leases(holdings) > 0 {
+                usage.providers.insert(*provider, leases(holdings));
             }
             n > 0
         });
@@ -143,6 +158,20 @@ fn live_count(holdings: Option<&mut Holdings>, now: Instant, holders: Option<&mu
         None => holdings.retain(|_, expires| *expires > now),
     }
     holdings.len()
+}
+
+/// Remove the lease; with a cool-down, its slot stays taken under [`crate::cooling_id`] until
+/// `min(its expiry, now + cooldown)`.
+fn release(state: &mut State, lease: &LeaseInfo, cooldown: Duration) {
+    let expiry = state.accounts.get(&lease.account).and_then(|h| h.get(&lease.id)).copied();
+    remove(state, lease);
+    let now = Instant::now();
+    if let Some(expiry) = expiry.filter(|e| *e > now && !cooldown.is_zero()) {
+        let until = expiry.min(now + cooldown);
+        let id = crate::cooling_id(&lease.id);
+        state.accounts.entry(lease.account).or_default().insert(id.clone(), until);
+        state.providers.entry(lease.provider).or_default().insert(id, until);
+    }
 }
 
 fn remove(state: &mut State, lease: &LeaseInfo) {
@@ -171,7 +200,7 @@ impl Ledger for MemoryLedger {
     }
 
     async fn release(&self, lease: &LeaseInfo) -> Result<(), LedgerError> {
-        remove(&mut self.lock(), lease);
+        release(&mut self.lock(), lease, self.cooldown);
         Ok(())
     }
 
@@ -183,8 +212,12 @@ impl Ledger for MemoryLedger {
         self.ttl
     }
 
+    fn release_cooldown(&self) -> Duration {
+        self.cooldown
+    }
+
     fn release_now(&self, lease: &LeaseInfo) -> bool {
-        remove(&mut self.lock(), lease);
+        release(&mut self.lock(), lease, self.cooldown);
         true
     }
 }

@@ -24,6 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Layout under the key prefix `P`:
 /// - `P acct:{id}` and `P prov:{id}`: sorted sets, lease id → expiry in ms (Redis server time);
 /// - `P lease:{id}`: the holder label of a lease, expiring with it;
+/// - a released lease's slot cools down as the member `{id}:cooling` of the same two sorted sets;
 /// - `P accts` / `P provs`: the account / provider ids seen, so [`Ledger::usage`] needs no `SCAN`.
 ///
 /// Every operation is one Lua script run with `EVALSHA` (one round trip; the scripts are loaded at connect,
@@ -34,6 +35,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RedisLedger {
     conn: ConnectionManager,
     ttl: Duration,
+    cooldown: Duration,
     prefix: String,
     instance: String,
     counter: std::sync::Arc<AtomicU64>,
@@ -80,11 +82,19 @@ impl RedisLedger {
         Ok(RedisLedger {
             conn,
             ttl,
+            cooldown: Duration::ZERO,
             prefix: key_prefix.to_owned(),
             instance: crate::instance_id(),
             counter: Default::default(),
             password,
         })
+    }
+
+    /// Released slots stay taken for `cooldown` more (see [`Ledger::release`]); zero by default. Instances
+    /// sharing a Redis should use the same value.
+    pub fn with_release_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
     }
 
     /// The random id of this instance; every lease id it hands out starts with it.
@@ -168,7 +178,9 @@ impl Ledger for RedisLedger {
         call.key(self.lease_key(&lease.id))
             .key(self.account_key(lease.account))
             .key(self.provider_key(lease.provider))
-            .arg(&lease.id);
+            .arg(&lease.id)
+            .arg(crate::cooling_id(&lease.id))
+            .arg(u64::try_from(self.cooldown.as_millis()).unwrap_or(u64::MAX));
         let mut conn = self.conn.clone();
         let _: i64 = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
         Ok(())
@@ -185,6 +197,10 @@ impl Ledger for RedisLedger {
 
     fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    fn release_cooldown(&self) -> Duration {
+        self.cooldown
     }
 }
 

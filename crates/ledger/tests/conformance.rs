@@ -23,6 +23,10 @@ macro_rules! conformance {
                 support::release_frees_the_slot_at_once::<$fixture>().await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn released_slot_cools_down_before_reuse() {
+                support::released_slot_cools_down_before_reuse::<$fixture>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn abandoned_lease_expires_after_ttl() {
                 support::abandoned_lease_expires_after_ttl::<$fixture>().await
             }

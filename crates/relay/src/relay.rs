@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::Notify;
 use tunerpool_catalog::{CatalogError, Level, NewEvent, Store};
-use tunerpool_ledger::AnyLedger;
+use tunerpool_ledger::{AnyLedger, Ledger};
 
 use crate::metrics::{Refusal, RelayMetrics};
 use crate::ring::Next;
@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub slot_released: Notify,
     /// Downstream users' own limits.
     pub users: Arc<UserStreams>,
+    /// Account id → when an idle session on it was stopped to free its slot (see [`Inner::preempt_idle`]).
+    taken_over: Mutex<HashMap<i64, std::time::Instant>>,
 }
 
 impl Inner {
@@ -64,9 +66,32 @@ impl Inner {
             s.stop.cancel();
         }
         for s in &idle {
+            let account = s.account_id();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.closed()).await;
+            if let Some(account) = account {
+                let mut taken = self.taken_over.lock().expect("not poisoned");
+                let now = std::time::Instant::now();
+                taken.retain(|_, at| now.duration_since(*at) < self.takeover_window());
+                taken.insert(account, now);
+            }
+        }
+        if !idle.is_empty() {
+            // The provider may count the closed connections a little longer: let the ledger's release
+            // cool-down pass before the caller asks again.
+            tokio::time::sleep(self.ledger.release_cooldown()).await;
         }
         idle.len()
+    }
+
+    /// How long after a takeover a limit refusal on that account still means "not noticed the close yet".
+    fn takeover_window(&self) -> std::time::Duration {
+        self.ledger.release_cooldown() + self.settings.acquire_wait
+    }
+
+    /// Whether an idle session on `account` was stopped for its slot within the takeover window.
+    pub(crate) fn taken_over_recently(&self, account: i64) -> bool {
+        let taken = self.taken_over.lock().expect("not poisoned");
+        taken.get(&account).is_some_and(|at| at.elapsed() < self.takeover_window())
     }
 }
 
@@ -154,6 +179,7 @@ impl Relay {
                 next_id: AtomicU64::new(1),
                 slot_released: Notify::new(),
                 users: Arc::default(),
+                taken_over: Mutex::default(),
             }),
         }
     }

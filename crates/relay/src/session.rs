@@ -301,6 +301,10 @@ impl Session {
     }
 }
 
+/// How often a slot the provider still counts as busy (just taken over) is tried again, within
+/// `relay.acquire_wait`.
+const NOT_YET_RELEASED_RETRY: Duration = Duration::from_millis(200);
+
 /// Why pumping one upstream stopped.
 enum Pumped {
     /// Stopped on purpose (API, shutdown, preemption).
@@ -368,9 +372,27 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         // The same account gets one reconnect; a source that streamed fine for
         // `healthy_after` before failing gets it back.
         let mut retries_left = 1;
+        // When the provider first refused this slot as over its limit, right after a takeover.
+        let mut refused_since: Option<Instant> = None;
         let failure = loop {
             let outcome = match open(&inner, &resolved).await {
+                // Right after taking the slot over from an idle session, a limit refusal means the provider
+                // still counts that session's connection: wait for it to notice, on the same slot, rather than
+                // failing over or refusing the viewer.
+                Err(failed) if failed.is_limit_refusal() && inner.taken_over_recently(resolved.account_id) => {
+                    let since = *refused_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() < inner.settings.acquire_wait {
+                        tracing::info!(session = session.id, account = %resolved.account, reason = %failed.why,
+                            "the provider still counts the connection just closed; retrying the same slot");
+                        if wait_or_stop(&session, NOT_YET_RELEASED_RETRY).await {
+                            break 'session "stopped".to_string();
+                        }
+                        continue;
+                    }
+                    Pumped::Failed(failed.why, Duration::ZERO)
+                }
                 Ok(resp) => {
+                    refused_since = None;
                     if session.running_since.lock().expect("not poisoned").is_none() {
                         *session.running_since.lock().expect("not poisoned") = Some(Instant::now());
                     }
@@ -378,7 +400,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
                     session.set_state(if idle { State::Lingering } else { State::Running });
                     pump(&inner, &session, &resolved, resp).await
                 }
-                Err(why) => Pumped::Failed(why, Duration::ZERO),
+                Err(failed) => Pumped::Failed(failed.why, Duration::ZERO),
             };
             match outcome {
                 Pumped::Stopped => break 'session "stopped".to_string(),
@@ -468,7 +490,7 @@ type Body = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
 
 /// Opens the upstream and checks that it answers MPEG-TS — directly, or as
 /// an HLS playlist whose segments are MPEG-TS.
-async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, String> {
+async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
     let attempt = async {
         let mut req = inner.client.get(&r.url);
         for (k, v) in &r.headers {
@@ -476,7 +498,8 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, String> {
         }
         let mut resp = req.send().await.map_err(|e| format!("cannot connect: {}", without_url(&e)))?;
         if !resp.status().is_success() {
-            return Err(format!("the provider answered HTTP {}", resp.status().as_u16()));
+            let status = resp.status().as_u16();
+            return Err(OpenFailed { why: format!("the provider answered HTTP {status}"), status: Some(status) });
         }
         // Enough bytes to tell MPEG-TS from an HTML page or a placeholder. An upstream that answers and then
         // sends nothing is a stall like any other: it gets `stall_timeout`, not the whole open timeout.
@@ -496,7 +519,7 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, String> {
             let url = resp.url().to_string();
             while let Some(b) = resp.chunk().await.map_err(|e| format!("the playlist broke: {}", without_url(&e)))? {
                 if first.len() + b.len() > 1024 * 1024 {
-                    return Err("not a stream: a playlist larger than 1 MB".into());
+                    return Err(String::from("not a stream: a playlist larger than 1 MB").into());
                 }
                 first.extend_from_slice(&b);
             }
@@ -510,7 +533,26 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, String> {
     };
     match tokio::time::timeout(inner.settings.open_timeout, attempt).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no stream within {:?}", inner.settings.open_timeout)),
+        Err(_) => Err(format!("no stream within {:?}", inner.settings.open_timeout).into()),
+    }
+}
+
+/// Why opening an upstream failed, and the HTTP status if the provider answered with an error.
+struct OpenFailed {
+    why: String,
+    status: Option<u16>,
+}
+
+impl From<String> for OpenFailed {
+    fn from(why: String) -> Self {
+        OpenFailed { why, status: None }
+    }
+}
+
+impl OpenFailed {
+    /// A refusal the way panels say "this account is at its connection limit".
+    fn is_limit_refusal(&self) -> bool {
+        matches!(self.status, Some(403 | 429 | 458 | 509))
     }
 }
 

@@ -211,6 +211,10 @@ pub struct PoolConfig {
     /// How long a lease lives without renewal: a crashed instance's slots come back after this (3s to 5m).
     #[serde(serialize_with = "serialize_duration")]
     pub lease_ttl: Duration,
+    /// A slot whose connection closed is not reused for this long: providers notice closes late
+    /// (0s to 10s; instances sharing a Redis ledger should agree on it).
+    #[serde(serialize_with = "serialize_duration")]
+    pub release_cooldown: Duration,
 }
 
 /// Account order within a provider (seed 000: priority; seed 004: least loaded).
@@ -326,6 +330,7 @@ impl Default for Config {
                 ledger: LedgerBackend::Memory,
                 redis_url: None,
                 lease_ttl: Duration::from_secs(15),
+                release_cooldown: Duration::from_millis(600),
             },
             relay: RelayConfig {
                 linger: Duration::from_secs(3),
@@ -490,6 +495,7 @@ impl Config {
             None => out.push_str("# redis_url = \"redis://127.0.0.1:6379\"  (not set)\n"),
         }
         out.push_str(&format!("lease_ttl = {}\n", d(self.pool.lease_ttl)));
+        out.push_str(&format!("release_cooldown = {}\n", d(self.pool.release_cooldown)));
         out.push_str("\n[relay]\n");
         out.push_str(&format!("linger = {}\n", d(self.relay.linger)));
         out.push_str(&format!("acquire_wait = {}\n", d(self.relay.acquire_wait)));
@@ -820,6 +826,13 @@ static KEYS: &[Key] = &[
                 return Err("must be at most 5m (a crashed instance's slots stay taken this long)".to_owned());
             }
             c.pool.lease_ttl = ttl;
+            Ok(())
+        },
+    },
+    Key {
+        path: "pool.release_cooldown",
+        apply: |c, r| {
+            c.pool.release_cooldown = parse_duration_max(r, Duration::ZERO, Duration::from_secs(10))?;
             Ok(())
         },
     },
@@ -1970,6 +1983,7 @@ timeout = true
                 ledger: LedgerBackend::Redis,
                 redis_url: Some("redis://:pw@127.0.0.1:6380/2".into()),
                 lease_ttl: Duration::from_secs(20),
+                release_cooldown: Duration::from_millis(1500),
             },
             relay: RelayConfig {
                 linger: Duration::ZERO,
@@ -2025,6 +2039,7 @@ timeout = true
                 "pool.ledger" => continue,
                 "pool.redis_url" => "redis://127.0.0.1:6379",
                 "pool.lease_ttl" => "20s",
+                "pool.release_cooldown" => "2s",
                 "relay.linger" | "relay.acquire_wait" | "relay.stall_timeout" => "7s",
                 "relay.buffer_seconds" | "relay.max_switches" => "9",
                 "relay.user_limit_policy" => "refuse",

@@ -36,16 +36,17 @@ pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
 
 /// The lease ledger the configuration asks for.
 pub async fn ledger(config: &Config) -> anyhow::Result<Arc<AnyLedger>> {
-    let ttl = config.pool.lease_ttl;
+    let (ttl, cooldown) = (config.pool.lease_ttl, config.pool.release_cooldown);
     Ok(Arc::new(match (config.pool.ledger, &config.pool.redis_url) {
         (LedgerBackend::Redis, Some(url)) => {
             let ledger = RedisLedger::connect(url, ttl, "tunerpool:")
                 .await
-                .context("cannot use the Redis ledger (check pool.redis_url and that Redis is running)")?;
+                .context("cannot use the Redis ledger (check pool.redis_url and that Redis is running)")?
+                .with_release_cooldown(cooldown);
             tracing::info!(ttl = ?ttl, "lease ledger: redis");
             AnyLedger::Redis(ledger)
         }
-        _ => AnyLedger::Memory(MemoryLedger::new(ttl)),
+        _ => AnyLedger::Memory(MemoryLedger::new(ttl).with_release_cooldown(cooldown)),
     }))
 }
 

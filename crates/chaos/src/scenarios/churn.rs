@@ -2,8 +2,8 @@
 //! channel before closing the current one, as players do), leave, abort a request mid-way,
 //! play a channel as HLS for a segment, read part of a movie with a `Range` — against one
 //! gateway pooling three simulated providers of 3 accounts × 2 connections: one that refuses a
-//! connection over the limit, one that cuts its oldest connection instead, and (where this
-//! fakeprovider has the mode) one that notices closed connections only after a delay. Once
+//! connection over the limit, one that cuts its oldest connection instead, and one that
+//! notices closed connections only after a delay (fakeprovider's `release_delay_ms`). Once
 //! the viewers are gone and the linger (and HLS idle time) has passed, nothing may be held:
 //! no slot in the pool, no session, no provider connection; and no provider ever had to refuse
 //! or cut.
@@ -53,15 +53,10 @@ pub async fn run(scale: Scale) -> anyhow::Result<ScenarioReport> {
         let acc: Vec<(&str, u32)> = acc.iter().map(|(u, m)| (u.as_str(), *m)).collect();
         fakes.push((label, provider(&acc, CHANNELS, MOVIES, mode, None).await?));
     }
-    let slow_mode = set_release_delay(&fakes[2].1, RELEASE_DELAY_MS).await;
-    r.info(
-        "slow_release.mode",
-        if slow_mode {
-            format!("closed connections count {RELEASE_DELAY_MS} ms longer")
-        } else {
-            "not available in this fakeprovider (before harden-relay): runs as refuse".into()
-        },
-    );
+    if !set_release_delay(&fakes[2].1, RELEASE_DELAY_MS).await {
+        anyhow::bail!("the slow_release provider did not take release_delay_ms (POST /_control/limits)");
+    }
+    r.info("slow_release.mode", format!("closed connections count {RELEASE_DELAY_MS} ms longer"));
 
     let gw = Gateway::start(&GatewayOptions::default()).await?;
     for (label, fake) in &fakes {
@@ -149,7 +144,7 @@ pub async fn run(scale: Scale) -> anyhow::Result<ScenarioReport> {
 }
 
 /// Ask the provider to count closed connections for `ms` longer (`POST /_control/limits`, the
-/// "slow to notice" mode); false where this fakeprovider has no such mode.
+/// "slow to notice" mode, set at run time); false if the provider did not take it.
 async fn set_release_delay(fake: &FakeProvider, ms: u64) -> bool {
     let body = serde_json::json!({ "release_delay_ms": ms });
     match reqwest::Client::new().post(format!("{}/_control/limits", fake.url())).json(&body).send().await {

@@ -43,6 +43,9 @@ struct Args {
     /// HTTP status for refusals in refuse mode.
     #[arg(long)]
     refuse_status: Option<u16>,
+    /// Slow to notice: a closed connection keeps counting against its account for this many milliseconds.
+    #[arg(long)]
+    release_delay_ms: Option<u64>,
     /// HLS session timeout in milliseconds.
     #[arg(long)]
     hls_session_timeout_ms: Option<u64>,
@@ -96,6 +99,9 @@ fn build_config(args: &Args) -> anyhow::Result<FakeConfig> {
     }
     if args.bitrate_bps.is_some() {
         cfg.bitrate_bps = args.bitrate_bps;
+    }
+    if let Some(ms) = args.release_delay_ms {
+        cfg.release_delay_ms = ms;
     }
     if let Some(ms) = args.hls_session_timeout_ms {
         cfg.hls_session_timeout_ms = ms;

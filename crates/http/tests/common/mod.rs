@@ -18,7 +18,17 @@ pub const TOKEN: &str = "http-tests-admin-token";
 /// The state of a gateway over `store`, with a memory ledger and `settings`
 /// for its relay.
 pub fn app_state(store: &Store, http: &UpstreamHttp, settings: RelaySettings) -> AppState {
-    let ledger = Arc::new(AnyLedger::Memory(MemoryLedger::new(Duration::from_secs(15))));
+    app_state_with_ledger(store, http, settings, MemoryLedger::new(Duration::from_secs(15)))
+}
+
+/// [`app_state`] over the given ledger (e.g. one with a release cool-down).
+pub fn app_state_with_ledger(
+    store: &Store,
+    http: &UpstreamHttp,
+    settings: RelaySettings,
+    ledger: MemoryLedger,
+) -> AppState {
+    let ledger = Arc::new(AnyLedger::Memory(ledger));
     AppState {
         store: store.clone(),
         http: http.clone(),

@@ -1,4 +1,4 @@
--- Count live leases per account and per provider, dropping expired ones on the way.
+-- Count live leases per account and per provider (not cooling slots), dropping expired ones on the way.
 --
 -- KEYS[1] account index ({prefix}accts), KEYS[2] provider index ({prefix}provs)
 -- ARGV[1] prefix
@@ -12,11 +12,17 @@ local function count(index, kind)
   for _, id in ipairs(redis.call('SMEMBERS', index)) do
     local key = ARGV[1] .. kind .. id
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-    local c = redis.call('ZCARD', key)
+    -- Cooling slots of released leases ('<lease id>:cooling') block acquires but are no lease.
+    local c = 0
+    for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+      if not string.find(member, ':cooling', 1, true) then
+        c = c + 1
+      end
+    end
     if c > 0 then
       out[#out + 1] = id
       out[#out + 1] = tostring(c)
-    else
+    elseif redis.call('ZCARD', key) == 0 then
       redis.call('SREM', index, id)
     end
   end

@@ -23,7 +23,11 @@ pub const SHORT_TTL: Duration = Duration::from_millis(800);
 /// How a test gets a ledger of one kind.
 pub trait Fixture: Sized + Send + Sync + 'static {
     type L: Ledger;
-    fn new(ttl: Duration) -> impl Future<Output = Self> + Send;
+    fn new(ttl: Duration) -> impl Future<Output = Self> + Send {
+        Self::with_cooldown(ttl, Duration::ZERO)
+    }
+    /// A ledger whose released slots stay taken for `cooldown`.
+    fn with_cooldown(ttl: Duration, cooldown: Duration) -> impl Future<Output = Self> + Send;
     /// A handle on the fixture's one ledger state. For Redis each call is a new connection and a new instance
     /// id (another tunerpool instance); for memory it is another `Arc` of the same ledger.
     fn instance(&self) -> impl Future<Output = Arc<Self::L>> + Send;
@@ -33,8 +37,8 @@ pub struct MemoryFixture(Arc<MemoryLedger>);
 
 impl Fixture for MemoryFixture {
     type L = MemoryLedger;
-    async fn new(ttl: Duration) -> Self {
-        MemoryFixture(Arc::new(MemoryLedger::new(ttl)))
+    async fn with_cooldown(ttl: Duration, cooldown: Duration) -> Self {
+        MemoryFixture(Arc::new(MemoryLedger::new(ttl).with_release_cooldown(cooldown)))
     }
     async fn instance(&self) -> Arc<MemoryLedger> {
         Arc::clone(&self.0)
@@ -45,8 +49,8 @@ pub struct AnyMemoryFixture(Arc<AnyLedger>);
 
 impl Fixture for AnyMemoryFixture {
     type L = AnyLedger;
-    async fn new(ttl: Duration) -> Self {
-        AnyMemoryFixture(Arc::new(AnyLedger::Memory(MemoryLedger::new(ttl))))
+    async fn with_cooldown(ttl: Duration, cooldown: Duration) -> Self {
+        AnyMemoryFixture(Arc::new(AnyLedger::Memory(MemoryLedger::new(ttl).with_release_cooldown(cooldown))))
     }
     async fn instance(&self) -> Arc<AnyLedger> {
         Arc::clone(&self.0)
@@ -56,16 +60,18 @@ impl Fixture for AnyMemoryFixture {
 pub struct RedisFixture {
     pub server: RedisServer,
     pub ttl: Duration,
+    pub cooldown: Duration,
 }
 
 impl Fixture for RedisFixture {
     type L = RedisLedger;
-    async fn new(ttl: Duration) -> Self {
-        RedisFixture { server: RedisServer::start(), ttl }
+    async fn with_cooldown(ttl: Duration, cooldown: Duration) -> Self {
+        RedisFixture { server: RedisServer::start(), ttl, cooldown }
     }
     async fn instance(&self) -> Arc<RedisLedger> {
         let ledger = RedisLedger::connect(&self.server.url(), self.ttl, "tunerpool:").await;
-        Arc::new(ledger.unwrap_or_else(|e| panic!("connecting to the test Redis: {e}")))
+        let ledger = ledger.unwrap_or_else(|e| panic!("connecting to the test Redis: {e}"));
+        Arc::new(ledger.with_release_cooldown(self.cooldown))
     }
 }
 
@@ -122,6 +128,60 @@ pub async fn release_frees_the_slot_at_once<F: Fixture>() {
     let again = ledger.acquire(&one, "third").await.expect("acquire right after release");
     assert_eq!(usage(&*ledger).await, usage_of(&[(1, 1)], &[(1, 1)]));
     ledger.release(&again).await.expect("release");
+}
+
+/// 2b. With a release cool-down, a released slot stays taken until the cool-down has passed, for every
+/// instance, while the lease itself is gone at once (not renewable, not in the usage); a dropped lease cools
+/// down too.
+pub async fn released_slot_cools_down_before_reuse<F: Fixture>() {
+    let cooldown = Duration::from_millis(600);
+    let fx = F::with_cooldown(LONG_TTL, cooldown).await;
+    let (ledger, other) = (fx.instance().await, fx.instance().await);
+    assert_eq!(ledger.release_cooldown(), cooldown);
+    for (n, how) in [(1, "release"), (2, "drop")] {
+        let one = [slot(n, 1, n, Some(1))];
+        let lease = Lease::acquire(Arc::clone(&ledger), &one, "first").await.expect("acquire");
+        let info = lease.info().clone();
+        if how == "release" {
+            lease.release().await;
+        } else {
+            drop(lease);
+        }
+        let released = Instant::now();
+        // Redis releases a dropped lease from a spawned task: wait for it to land (a renewal meanwhile only
+        // extends what the release then removes).
+        while ledger.renew(&info).await.expect("renew") {
+            assert!(how == "drop" && released.elapsed() < Duration::from_secs(2), "{how}: the lease is still there");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(matches!(other.acquire(&one, "too early").await, Err(LedgerError::Full)), "{how}");
+        let cooling = usage(&*other).await;
+        assert_eq!((cooling.account(n), cooling.provider(n)), (0, 0), "{how}: a cooling slot is held by nobody");
+        ledger.release(&info).await.expect("releasing again is fine");
+        let again = loop {
+            match other.acquire(&one, "after the cool-down").await {
+                Ok(lease) => break lease,
+                Err(LedgerError::Full) => {
+                    assert!(released.elapsed() < cooldown * 5, "{how}: the slot never came back");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(
+            released.elapsed() >= cooldown - Duration::from_millis(50),
+            "{how}: back after {:?}",
+            released.elapsed()
+        );
+        let held = usage(&*other).await;
+        assert_eq!((held.account(n), held.provider(n)), (1, 1), "{how}");
+        other.release(&again).await.expect("release");
+        let freed = Instant::now();
+        while ledger.acquire(&one, "probe").await.map(|l| l.id).is_err() {
+            assert!(freed.elapsed() < cooldown * 5, "{how}: the last cool-down never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// 3a. A holder that stops renewing loses its slot after the TTL (and not before).
