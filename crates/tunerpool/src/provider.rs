@@ -11,8 +11,20 @@ use crate::serve::{open_store, upstream_http};
 
 pub async fn run(config: &Config, cmd: &ProviderCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
+    let result = provider_command(config, &store, cmd).await;
+    // On every path, errors included: close() writes the queued events
+    // (a sync's result) before the pool goes.
+    store.close().await;
+    result
+}
+
+async fn provider_command(
+    config: &Config,
+    store: &tunerpool_catalog::Store,
+    cmd: &ProviderCommand,
+) -> anyhow::Result<ExitCode> {
     let code = match cmd {
-        ProviderCommand::Add(args) => add(config, &store, args).await?,
+        ProviderCommand::Add(args) => add(config, store, args).await?,
         ProviderCommand::List => {
             let providers = store.providers().await?;
             println!("{}", serde_json::to_string_pretty(&providers)?);
@@ -21,7 +33,7 @@ pub async fn run(config: &Config, cmd: &ProviderCommand) -> anyhow::Result<ExitC
         ProviderCommand::Sync { provider } => {
             let p = store.find_provider(provider).await?;
             let http = upstream_http(config)?;
-            match sync_provider(&store, &http, p.id).await {
+            match sync_provider(store, &http, p.id).await {
                 Ok(report) => {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                     ExitCode::SUCCESS
@@ -39,7 +51,6 @@ pub async fn run(config: &Config, cmd: &ProviderCommand) -> anyhow::Result<ExitC
             ExitCode::SUCCESS
         }
     };
-    store.close().await;
     Ok(code)
 }
 
@@ -100,8 +111,23 @@ pub async fn run_account(config: &Config, cmd: &AccountCommand) -> anyhow::Resul
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        AccountCommand::Add { provider, name, username, password, server_url, max_streams, priority } => {
+        AccountCommand::Add { .. } | AccountCommand::List { .. } => {
             let store = open_store(config).await?;
+            let result = account_command(&store, &http, cmd).await;
+            store.close().await;
+            result
+        }
+    }
+}
+
+async fn account_command(
+    store: &tunerpool_catalog::Store,
+    http: &tunerpool_upstream::UpstreamHttp,
+    cmd: &AccountCommand,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AccountCommand::Test { .. } => unreachable!("needs no store"),
+        AccountCommand::Add { provider, name, username, password, server_url, max_streams, priority } => {
             let p = store.find_provider(provider).await?;
             let input = tunerpool_catalog::AccountPatch {
                 name: name.clone(),
@@ -114,7 +140,7 @@ pub async fn run_account(config: &Config, cmd: &AccountCommand) -> anyhow::Resul
             };
             let code = match store.create_account(p.id, &input).await {
                 Ok(a) => {
-                    let _ = tunerpool_catalog::details::refresh_account(&store, &http, &p, &a).await;
+                    let _ = tunerpool_catalog::details::refresh_account(store, http, &p, &a).await;
                     println!("{}", serde_json::to_string_pretty(&store.account(a.id).await?)?);
                     ExitCode::SUCCESS
                 }
@@ -126,14 +152,11 @@ pub async fn run_account(config: &Config, cmd: &AccountCommand) -> anyhow::Resul
                 }
                 Err(e) => return Err(e.into()),
             };
-            store.close().await;
             Ok(code)
         }
         AccountCommand::List { provider } => {
-            let store = open_store(config).await?;
             let p = store.find_provider(provider).await?;
             println!("{}", serde_json::to_string_pretty(&store.accounts(p.id).await?)?);
-            store.close().await;
             Ok(ExitCode::SUCCESS)
         }
     }
