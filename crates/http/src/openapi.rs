@@ -7,8 +7,11 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Schema};
+use utoipa::Number;
 
 /// The static part of the document: title, description, tags. Paths and
 /// schemas are added by the router (see [`crate::openapi`]).
@@ -33,8 +36,13 @@ pub(crate) struct ApiDoc;
 /// Name of the bearer scheme in the document.
 const SCHEME: &str = "admin_token";
 
-/// Adds what applies to every operation: the bearer security scheme, and
-/// the 401 answer (the auth layer guards every route of the document).
+/// Adds what applies to every operation, so no handler can forget it: the
+/// bearer security scheme; the 401 answer (the auth layer guards every
+/// route of the document); the 400 answer of every operation that takes
+/// input (the JSON and parameter extractors refuse malformed input with a
+/// 400 naming the field); the 500 answer (an internal error, with the
+/// reference its log line carries); and the range of numeric path ids
+/// (1 ..= i64::MAX, as the server parses them).
 pub(crate) fn finish(doc: &mut OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -51,6 +59,14 @@ pub(crate) fn finish(doc: &mut OpenApi) {
         .description("no or wrong admin token")
         .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
         .build();
+    let error = |text: &str| {
+        ResponseBuilder::new()
+            .description(text)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
+            .build()
+    };
+    let bad_input = error("bad input: every problem named with its field");
+    let internal = error("an internal error; the message carries a reference to the server's log line");
     for item in doc.paths.paths.values_mut() {
         let ops = [
             &mut item.get,
@@ -63,7 +79,20 @@ pub(crate) fn finish(doc: &mut OpenApi) {
             &mut item.trace,
         ];
         for op in ops.into_iter().flatten() {
-            op.responses.responses.entry("401".into()).or_insert_with(|| unauthorized.clone().into());
+            let responses = &mut op.responses.responses;
+            responses.entry("401".into()).or_insert_with(|| unauthorized.clone().into());
+            responses.entry("500".into()).or_insert_with(|| internal.clone().into());
+            if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some() {
+                responses.entry("400".into()).or_insert_with(|| bad_input.clone().into());
+            }
+            for param in op.parameters.iter_mut().flatten().filter(|p| p.parameter_in == ParameterIn::Path) {
+                if let Some(RefOr::T(Schema::Object(o))) = &mut param.schema {
+                    if o.schema_type == SchemaType::Type(Type::Integer) {
+                        o.minimum = Some(Number::Int(1));
+                        o.maximum = Some(Number::Int(isize::try_from(i64::MAX).unwrap_or(isize::MAX)));
+                    }
+                }
+            }
         }
     }
 }

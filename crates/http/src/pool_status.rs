@@ -166,7 +166,7 @@ pub(crate) async fn snapshot(st: &AppState) -> Result<PoolStatus, ApiError> {
 }
 
 /// Pool status of one provider.
-#[utoipa::path(get, path = "/api/v1/providers/{id}/pool", tag = "pool",
+#[utoipa::path(get, path = "/api/v1/providers/{id}/pool", tag = "pool", operation_id = "provider_pool",
     params(("id" = i64, Path, description = "provider id")),
     responses((status = 200, description = "the provider's pool now", body = ProviderStatus),
         (status = 404, description = "no such provider", body = ErrorBody),

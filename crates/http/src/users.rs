@@ -41,7 +41,7 @@ pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<Vec<UserView
 }
 
 /// One user.
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", operation_id = "get_user", params(("id" = i64, Path, description = "user id")),
     responses((status = 200, description = "the user", body = UserView),
         (status = 400, description = "not an id", body = ErrorBody),
         (status = 404, description = "no such user", body = ErrorBody)))]

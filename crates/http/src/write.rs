@@ -252,7 +252,8 @@ pub(crate) struct TestInput {
 /// Tests credentials before saving them: reachability, acceptance, detected max connections, expiry, status.
 #[utoipa::path(post, path = "/api/v1/accounts/test", tag = "accounts", request_body = TestInput,
     responses((status = 200, description = "what the panel says (ok false with a reason when not usable)", body = TestReport),
-        (status = 400, description = "bad input, every problem named", body = ErrorBody)))]
+        (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 404, description = "provider_id names no provider", body = ErrorBody)))]
 pub(crate) async fn test_unsaved_account(
     State(st): State<AppState>,
     body: Bytes,

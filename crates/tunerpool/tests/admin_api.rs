@@ -106,9 +106,16 @@ async fn admin_api_is_guarded_documented_and_never_returns_a_password() {
     for (m, p) in EXPECTED {
         assert!(ops.contains(&(m.to_string(), p.to_string())), "{m} {p} is not in the OpenAPI document");
     }
-    for (_, _, op) in spec.operations() {
+    let mut ids = BTreeSet::new();
+    for (path, _, op) in spec.operations() {
         let responses = op.responses.as_ref().unwrap();
         assert!(responses.contains_key("401"), "{:?} does not document 401", op.operation_id);
+        assert!(responses.contains_key("500"), "{:?} does not document 500", op.operation_id);
+        if !op.parameters.is_empty() || op.request_body.is_some() {
+            assert!(responses.contains_key("400"), "{:?} takes input but does not document 400", op.operation_id);
+        }
+        let id = op.operation_id.clone().unwrap_or_else(|| panic!("{path}: no operationId"));
+        assert!(ids.insert(id.clone()), "operationId {id} is used twice");
     }
     assert!(!text.contains("\"password\": \"") && !doc.to_string().contains(PW1));
 
