@@ -660,3 +660,37 @@ async fn a_limit_refusal_right_after_a_takeover_waits_for_the_provider_instead_o
     assert!(c.accounts["a"].refused >= 1, "the provider did refuse at first: {c:?}");
     assert_eq!(c.accounts["a"].max_concurrent, 1, "{c:?}");
 }
+
+/// Issue 10 finding 8: viewers asking for a channel whose session is being stopped (here: stopped through the
+/// API while its upstream stalls at the start, so it takes a moment to close) must get the next session's
+/// stream, not a 502 "stopped". Before the fix the second viewer joined the stopping session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_joining_a_stopping_session_gets_the_next_session() {
+    let h = harness(vec![AccountSpec::new("a", "pa", 1)], None, fast()).await;
+    h.fake.set_fault(Fault::new(FaultKind::Stall { after_bytes: 0 }).for_user("a").times(1));
+    let url = format!("{}/stream/1.ts", h.base);
+    let first = tokio::spawn(admin_get(url.clone()));
+    let mut id = None;
+    assert!(
+        wait_for(
+            || {
+                id = h.relay.sessions().first().map(|s| s.id);
+                id.is_some()
+            },
+            Duration::from_secs(2)
+        )
+        .await
+    );
+    let client = api_client();
+    let stop = format!("{}/api/v1/sessions/{}", h.base, id.unwrap());
+    assert_eq!(client.delete(stop).bearer_auth(TOKEN).send().await.unwrap().status(), 204);
+    let second = admin_get(&url).await.unwrap();
+    let first = first.await.unwrap().unwrap();
+    for (who, resp) in [("joined after the stop", second), ("waiting when it was stopped", first)] {
+        let status = resp.status();
+        let data = read_for(resp, Duration::from_millis(800)).await;
+        assert_eq!(status, 200, "{who}: {}", String::from_utf8_lossy(&data[..data.len().min(200)]));
+        assert!(ts_ok(&data), "{who}");
+    }
+    assert_eq!(h.fake.counters().accounts["a"].max_concurrent, 1);
+}

@@ -174,6 +174,11 @@ impl Session {
         matches!(*self.state.borrow(), State::Closed(_))
     }
 
+    /// Closed, or told to stop and on its way there: no new viewer may join it.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled() || self.is_closed()
+    }
+
     pub fn viewer_count(&self) -> usize {
         self.viewer_count.load(Ordering::Acquire)
     }
