@@ -209,7 +209,9 @@ impl Relay {
             let (s, v) = (session.clone(), membership.viewer);
             t.on_revoke(move || s.remove_viewer(v));
         }
-        let reader = session.ring.subscribe();
+        // Starts with PAT, PMT and a keyframe, whether the channel runs (the latest keyframe in the buffer) or the
+        // viewer is its first (the next keyframe, within one GOP): a player can decode from its first byte.
+        let reader = session.ring.subscribe_at_keyframe(self.inner.settings.keyframe_wait);
         let max_jumps = self.inner.settings.max_jumps as u64;
         let metrics = self.inner.metrics.clone();
         // Everything the stream needs travels in its state: nothing is
