@@ -133,6 +133,10 @@ fn refusal(err: WatchError, what: &str, id: i64, client: &str, audience: Audienc
             let general = format!("the provider did not deliver {what} {id}; try again later");
             plain(StatusCode::BAD_GATEWAY, told(why, general))
         }
+        WatchError::Restarting(why) => {
+            tracing::warn!(what, id, client, reason = %why, "refused: the session was restarting");
+            plain(StatusCode::SERVICE_UNAVAILABLE, why)
+        }
         WatchError::Internal(why) => {
             plain(StatusCode::INTERNAL_SERVER_ERROR, crate::error::internal(&format!("{what} {id}"), &why))
         }

@@ -378,7 +378,7 @@ async fn replace_oldest_a_user_zapping_gets_the_new_channel_and_the_old_one_ends
         }
     }
     assert!(ended, "the replaced stream ended");
-    let (data, _) = read_for(second, Duration::from_millis(500)).await;
+    let (data, _) = read_for(second, Duration::from_millis(1500)).await;
     assert!(data.len() >= 188 && data[0] == 0x47);
     let (_, users) = h.send("GET", "/api/v1/users", None).await;
     assert!(users[0]["active_connections"].as_u64().unwrap() <= 1, "{users}");

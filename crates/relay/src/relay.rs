@@ -106,6 +106,10 @@ pub enum WatchError {
     /// Every upstream failed (502).
     #[error("{0}")]
     Upstream(String),
+    /// The channel's session was being stopped as the viewer joined, and the next one did not start either
+    /// (503: trying again shortly works).
+    #[error("{0}")]
+    Restarting(String),
     /// The downstream user is at its own connection limit (policy refuse).
     #[error("{0}")]
     UserLimit(String),
@@ -205,7 +209,9 @@ impl Relay {
             let (s, v) = (session.clone(), membership.viewer);
             t.on_revoke(move || s.remove_viewer(v));
         }
-        let reader = session.ring.subscribe();
+        // Starts with PAT, PMT and a keyframe, whether the channel runs (the latest keyframe in the buffer) or the
+        // viewer is its first (the next keyframe, within one GOP): a player can decode from its first byte.
+        let reader = session.ring.subscribe_at_keyframe(self.inner.settings.keyframe_wait);
         let max_jumps = self.inner.settings.max_jumps as u64;
         let metrics = self.inner.metrics.clone();
         // Everything the stream needs travels in its state: nothing is
@@ -248,21 +254,40 @@ impl Relay {
 
     /// The channel's session (started if needed) once it runs. `enter`
     /// registers the caller's interest before the wait, so that a starting
-    /// session does not consider itself idle; a session whose linger ran out
-    /// just as the caller joined closes under it, and a fresh one is started
-    /// (once).
+    /// session does not consider itself idle. A session being stopped (its
+    /// linger ran out, it was preempted for its slot, or stopped by the API)
+    /// is never joined: a new one is started; and if the session stops or
+    /// closes under the caller before it runs, the caller joins the next one
+    /// (twice at most, then a 503), never the stopped one's "stopped".
     pub(crate) async fn join<T>(
         &self,
         channel_id: i64,
         mut enter: impl FnMut(&Arc<Session>) -> T,
     ) -> Result<(Arc<Session>, T), WatchError> {
+        const ATTEMPTS: u32 = 3;
         let mut attempts = 0;
         loop {
             attempts += 1;
             let session = self.session_for(channel_id).await?;
             let entered = enter(&session);
-            match session.wait_running().await {
-                Ok(()) if session.is_closed() && attempts < 2 => continue,
+            let outcome = session.wait_running().await;
+            // Stopped (or closed after running, e.g. its linger ran out) under the caller: not an answer about
+            // the channel. A session that failed or found no capacity on its own is one.
+            let stopped_under = match &outcome {
+                Ok(()) => session.is_stopping(),
+                Err((no_capacity, _)) => !no_capacity && session.stop.is_cancelled(),
+            };
+            if stopped_under {
+                drop(entered);
+                if attempts < ATTEMPTS {
+                    continue;
+                }
+                self.inner.metrics.refused(Refusal::NoCapacity);
+                return Err(WatchError::Restarting(format!(
+                    "channel {channel_id} is restarting (its session was stopped as you joined); try again"
+                )));
+            }
+            match outcome {
                 Ok(()) => return Ok((session, entered)),
                 Err((true, why)) => {
                     self.inner.metrics.refused(Refusal::NoCapacity);
@@ -315,9 +340,11 @@ impl Relay {
             Err(e) => return Err(WatchError::Internal(e.to_string())),
         };
         let mut map = self.inner.sessions.lock().expect("not poisoned");
-        if let Some(s) = map.get(&channel_id).filter(|s| !s.is_closed()) {
+        if let Some(s) = map.get(&channel_id).filter(|s| !s.is_stopping()) {
             return Ok(s.clone());
         }
+        // A session being stopped stays out of the map from here on (it removes itself only if it is still the
+        // one there): the new one takes its place.
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let s = Session::new(id, &channel, self.inner.settings.buffer_bytes, self.inner.metrics.clone());
         map.insert(channel_id, s.clone());
@@ -326,7 +353,7 @@ impl Relay {
     }
 
     pub(crate) fn live_session(&self, channel_id: i64) -> Option<Arc<Session>> {
-        self.inner.sessions.lock().expect("not poisoned").get(&channel_id).filter(|s| !s.is_closed()).cloned()
+        self.inner.sessions.lock().expect("not poisoned").get(&channel_id).filter(|s| !s.is_stopping()).cloned()
     }
 
     /// Every live session and every download in progress.

@@ -38,7 +38,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
-use bytes::Bytes;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 
 use crate::ts::Chunk;
@@ -55,6 +57,8 @@ struct Entry {
     /// Stream byte offset of the first byte of `data`.
     offset: u64,
     data: Bytes,
+    /// `data` starts with a keyframe.
+    keyframe: bool,
 }
 
 /// What only the writer changes (under the `writer` mutex).
@@ -81,6 +85,10 @@ pub struct Ring {
     last_key: AtomicU64,
     closed: AtomicBool,
     notify: Notify,
+    /// The stream's latest PAT and PMT packets, handed to every new reader before its first chunk.
+    preamble: ArcSwapOption<Bytes>,
+    /// The stream has no video (its PMT says so): a new reader has no keyframe to wait for.
+    no_video: AtomicBool,
     // Statistics, published for `stats()` without the lock.
     bytes_in: AtomicU64,
     buffered: AtomicU64,
@@ -146,6 +154,8 @@ impl Ring {
             last_key: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             notify: Notify::new(),
+            preamble: ArcSwapOption::empty(),
+            no_video: AtomicBool::new(false),
             bytes_in: AtomicU64::new(0),
             buffered: AtomicU64::new(0),
             keyframes: AtomicU64::new(0),
@@ -184,7 +194,7 @@ impl Ring {
             while w.tail < seq && w.buffered + len > self.max_bytes {
                 self.evict_oldest(&mut w);
             }
-            let entry = Entry { seq, offset: w.bytes_in, data: chunk.data };
+            let entry = Entry { seq, offset: w.bytes_in, data: chunk.data, keyframe: chunk.keyframe };
             self.slot(seq).store(Some(Arc::new(entry)));
             w.buffered += len;
             w.bytes_in += len as u64;
@@ -214,12 +224,35 @@ impl Ring {
 
     /// A new reader positioned at the most recent keyframe chunk still in the buffer (else at the newest chunk, else
     /// at the next chunk to come), so it gets a decodable picture at once.
+    /// Its first chunk comes after the stream's PAT and PMT (see [`Ring::set_preamble`]).
     pub fn subscribe(self: &Arc<Self>) -> Reader {
+        self.subscribe_with(None)
+    }
+
+    /// A new reader that starts with the stream's PAT and PMT and a keyframe: at the most recent keyframe chunk
+    /// still in the buffer, or, when there is none yet (a channel just started: its first bytes are mid-GOP), at
+    /// the next keyframe chunk to come, skipping what comes before it — for at most `max_wait`, after which (or
+    /// once the stream turns out to have no video) it takes the next chunk whatever it is.
+    pub fn subscribe_at_keyframe(self: &Arc<Self>, max_wait: Duration) -> Reader {
+        self.subscribe_with(Some(max_wait))
+    }
+
+    fn subscribe_with(self: &Arc<Self>, keyframe_wait: Option<Duration>) -> Reader {
         self.readers.fetch_add(1, SeqCst);
         let w = self.lock();
-        let mut reader =
-            Reader { ring: Arc::clone(self), next: w.head, next_offset: w.bytes_in, pending: None, jumps: 0, read: 0 };
-        if let Some(seq) = start_position(w.head, w.tail, w.last_key) {
+        let mut reader = Reader {
+            ring: Arc::clone(self),
+            next: w.head,
+            next_offset: w.bytes_in,
+            pending: None,
+            jumps: 0,
+            read: 0,
+            preamble_due: true,
+            until_key: None,
+        };
+        if let Some(wait) = keyframe_wait.filter(|_| w.last_key <= w.tail) {
+            reader.until_key = Some(Instant::now() + wait);
+        } else if let Some(seq) = start_position(w.head, w.tail, w.last_key) {
             // Under the writer lock nothing is evicted, so the entry is there.
             if let Some(e) = self.slot(seq).load_full().filter(|e| e.seq == seq) {
                 reader.next = seq + 1;
@@ -239,6 +272,17 @@ impl Ring {
             self.closed.store(true, SeqCst);
         }
         self.notify.notify_waiters();
+    }
+
+    /// The stream's latest PAT and PMT packets (whole packets), which every new reader gets before its first
+    /// chunk: a player needs them to find the programme, and a chunk starting at a keyframe does not repeat them.
+    pub fn set_preamble(&self, packets: Bytes) {
+        self.preamble.store(Some(Arc::new(packets)));
+    }
+
+    /// Tell new readers that the stream has no video, so no keyframe will come to wait for.
+    pub fn set_no_video(&self, no_video: bool) {
+        self.no_video.store(no_video, SeqCst);
     }
 
     /// Whether [`Ring::close`] was called.
@@ -288,6 +332,10 @@ pub struct Reader {
     pending: Option<Bytes>,
     jumps: u64,
     read: u64,
+    /// The ring's preamble (PAT, PMT) still has to go before the next chunk: this reader has read nothing yet.
+    preamble_due: bool,
+    /// Skipping chunks that do not start with a keyframe, until this instant ([`Ring::subscribe_at_keyframe`]).
+    until_key: Option<Instant>,
 }
 
 enum Try {
@@ -330,32 +378,56 @@ impl Reader {
         if let Some(data) = self.pending.take() {
             return Try::Ready(self.deliver(data));
         }
-        let ring = &*self.ring;
-        let seq = self.next;
-        if seq >= ring.head.load(SeqCst) {
-            // `close` happens after the last push, so a `closed` seen here means `head` is final.
-            if ring.closed.load(SeqCst) && seq >= ring.head.load(SeqCst) {
-                return Try::Ready(Next::Closed);
-            }
+        loop {
+            let ring = &*self.ring;
+            let seq = self.next;
             if seq >= ring.head.load(SeqCst) {
-                return Try::Empty;
+                // `close` happens after the last push, so a `closed` seen here means `head` is final.
+                if ring.closed.load(SeqCst) && seq >= ring.head.load(SeqCst) {
+                    return Try::Ready(Next::Closed);
+                }
+                if seq >= ring.head.load(SeqCst) {
+                    return Try::Empty;
+                }
             }
-        }
-        if seq >= ring.tail.load(SeqCst) {
-            let guard = ring.slot(seq).load();
-            if let Some(e) = guard.as_ref().filter(|e| e.seq == seq) {
-                let data = e.data.clone();
-                drop(guard);
-                self.next = seq + 1;
-                self.next_offset += data.len() as u64;
-                return Try::Ready(self.deliver(data));
+            if seq >= ring.tail.load(SeqCst) {
+                let guard = ring.slot(seq).load();
+                if let Some(e) = guard.as_ref().filter(|e| e.seq == seq) {
+                    let (data, keyframe) = (e.data.clone(), e.keyframe);
+                    drop(guard);
+                    self.next = seq + 1;
+                    self.next_offset += data.len() as u64;
+                    if let Some(deadline) = self.until_key {
+                        if !keyframe && !ring.no_video.load(SeqCst) && Instant::now() < deadline {
+                            // Not decodable from here: skip it, the keyframe is still to come.
+                            continue;
+                        }
+                        self.until_key = None;
+                    }
+                    return Try::Ready(self.deliver(data));
+                }
+                // The slot no longer holds `seq`: the writer evicted it after our `tail` check.
             }
-            // The slot no longer holds `seq`: the writer evicted it after our `tail` check.
+            return Try::Ready(self.jump());
         }
-        Try::Ready(self.jump())
     }
 
     fn deliver(&mut self, data: Bytes) -> Next {
+        let data = match self.preamble_due {
+            true => {
+                self.preamble_due = false;
+                match self.ring.preamble.load_full() {
+                    Some(pre) => {
+                        let mut with = BytesMut::with_capacity(pre.len() + data.len());
+                        with.extend_from_slice(&pre);
+                        with.extend_from_slice(&data);
+                        with.freeze()
+                    }
+                    None => data,
+                }
+            }
+            false => data,
+        };
         self.read += data.len() as u64;
         Next::Chunk(data)
     }
@@ -371,6 +443,7 @@ impl Reader {
             if let Some(target) = start_position(head, tail, last_key) {
                 if let Some(e) = ring.slot(target).load_full().filter(|e| e.seq == target) {
                     let skipped_bytes = e.offset.saturating_sub(self.next_offset);
+                    self.until_key = None;
                     self.next = target + 1;
                     self.next_offset = e.offset + e.data.len() as u64;
                     self.pending = Some(e.data.clone());

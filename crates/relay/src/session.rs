@@ -174,6 +174,11 @@ impl Session {
         matches!(*self.state.borrow(), State::Closed(_))
     }
 
+    /// Closed, or told to stop and on its way there: no new viewer may join it.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stop.is_cancelled() || self.is_closed()
+    }
+
     pub fn viewer_count(&self) -> usize {
         self.viewer_count.load(Ordering::Acquire)
     }
@@ -573,11 +578,20 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     let mut out = Vec::new();
     // Also called with no data on a timer, so that a partial chunk older
     // than `chunk_delay` reaches the viewers even when the upstream pauses.
+    // Until this upstream's first keyframe is out, nothing is held back: a first viewer waits for that keyframe,
+    // and must not wait the coalescing delay on top.
+    let mut keyframe_out = false;
     let mut feed = |data: &[u8], now: Instant, flush: bool| {
         aligner.push(data, &mut packets);
         chunker.push(packets.split().freeze(), now, &mut out);
-        if flush {
+        if flush || !keyframe_out {
             chunker.flush(&mut out);
+        }
+        keyframe_out = keyframe_out || out.iter().any(|c| c.keyframe);
+        // Before the chunks that follow them: a viewer starting at one of those gets these tables first.
+        if let Some(psi) = chunker.take_psi() {
+            session.ring.set_preamble(psi);
+            session.ring.set_no_video(chunker.no_video());
         }
         for c in out.drain(..) {
             session.ring.push(c);

@@ -34,6 +34,9 @@ pub struct RelaySettings {
     pub policy: AccountPolicy,
     /// An HLS output nobody polled for this long leaves its session.
     pub hls_idle: Duration,
+    /// The longest a viewer of a channel that just started waits for its first keyframe (one GOP is usually
+    /// 0.5 to 4 s); after it, the viewer gets the stream from wherever it is.
+    pub keyframe_wait: Duration,
     /// What a downstream user at its own limit gets for a new stream.
     pub user_limit_policy: crate::users::UserLimitPolicy,
 }
@@ -53,6 +56,7 @@ impl Default for RelaySettings {
             healthy_after: Duration::from_secs(2),
             policy: AccountPolicy::Priority,
             hls_idle: Duration::from_secs(20),
+            keyframe_wait: Duration::from_secs(5),
             user_limit_policy: crate::users::UserLimitPolicy::ReplaceOldest,
         }
     }

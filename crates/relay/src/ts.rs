@@ -257,18 +257,27 @@ enum EsStart {
 /// many encoders don't set RAI) the start of a PES (payload_unit_start) on the video PID whose payload contains an
 /// H.264 IDR (nal_unit_type 5) or SPS (7) NAL, or an HEVC IRAP picture or VPS (or an MPEG-2 sequence header). The
 /// video PID is learnt from PAT/PMT (stream_type 0x1B H.264, 0x24 HEVC, 0x01/0x02 MPEG-2); until the PMT is seen,
-/// RAI alone counts, on any PID. Once the PMT is known, only the video PID counts (audio sets RAI on every frame);
+/// RAI alone counts, on the start of a video PES (stream_id 0xE0-0xEF) of any PID. Once the PMT is known, only the
+/// video PID counts (audio sets RAI on every frame);
 /// a program without video has no keyframes, and viewers then simply start at the newest chunk.
 ///
 /// It exists so that the [`Chunker`] can start a chunk at each keyframe, which is what lets a viewer start with a
 /// picture at once. PAT/PMT sections are read when they fit in one packet (all real PATs/PMTs for one programme
 /// do); a longer section is read as far as it goes.
+///
+/// It also keeps the latest PAT and PMT packets ([`KeyframeDetector::take_psi`]), so that a viewer can be given
+/// them before the keyframe it starts at.
 #[derive(Debug)]
 pub struct KeyframeDetector {
     pmt_pids: Vec<u16>,
     video: Option<(u16, Codec)>,
     pmt_seen: bool,
     scratch: Vec<u8>,
+    /// The latest PAT packet, and the latest packet of each PMT PID (starting a section).
+    pat: Option<Bytes>,
+    pmts: Vec<(u16, Bytes)>,
+    /// PAT or PMT content changed since the last [`KeyframeDetector::take_psi`].
+    psi_changed: bool,
 }
 
 impl Default for KeyframeDetector {
@@ -283,7 +292,69 @@ const ES_LOOKAHEAD_PACKETS: usize = 8;
 impl KeyframeDetector {
     /// A detector that knows no PAT/PMT yet.
     pub fn new() -> Self {
-        KeyframeDetector { pmt_pids: Vec::new(), video: None, pmt_seen: false, scratch: Vec::new() }
+        KeyframeDetector {
+            pmt_pids: Vec::new(),
+            video: None,
+            pmt_seen: false,
+            scratch: Vec::new(),
+            pat: None,
+            pmts: Vec::new(),
+            psi_changed: false,
+        }
+    }
+
+    /// The latest PAT packet followed by the latest packet of each PMT it lists, when that changed since the last
+    /// call and all of them have been seen; `None` otherwise. Packets are compared without their continuity
+    /// counter (which moves with every repetition), so a stream repeating the same tables yields them once.
+    pub fn take_psi(&mut self) -> Option<Bytes> {
+        if !self.psi_changed || self.pmt_pids.is_empty() {
+            return None;
+        }
+        let pat = self.pat.as_ref()?;
+        let mut out = BytesMut::with_capacity(PACKET * (1 + self.pmt_pids.len()));
+        out.extend_from_slice(pat);
+        for pid in &self.pmt_pids {
+            out.extend_from_slice(&self.pmts.iter().find(|(p, _)| p == pid)?.1);
+        }
+        self.psi_changed = false;
+        Some(out.freeze())
+    }
+
+    /// Whether the programme is known to have no video (its PMT lists none): no keyframe will ever come.
+    pub fn no_video(&self) -> bool {
+        self.pmt_seen && self.video.is_none()
+    }
+
+    /// Keep `packet` as the latest of its table (PAT, or the PMT on `pid`); note a change of content.
+    fn keep_psi(&mut self, pid: u16, packet: &[u8]) {
+        let same = |old: &Bytes| {
+            old.len() == packet.len()
+                && old[..3] == packet[..3]
+                && old[4..] == packet[4..]
+                && old[3] & 0xf0 == packet[3] & 0xf0
+        };
+        let kept = if pid == 0 {
+            &mut self.pat
+        } else {
+            match self.pmts.iter().position(|(p, _)| *p == pid) {
+                Some(i) => {
+                    if !same(&self.pmts[i].1) {
+                        self.pmts[i].1 = Bytes::copy_from_slice(packet);
+                        self.psi_changed = true;
+                    }
+                    return;
+                }
+                None => {
+                    self.pmts.push((pid, Bytes::copy_from_slice(packet)));
+                    self.psi_changed = true;
+                    return;
+                }
+            }
+        };
+        if !kept.as_ref().is_some_and(same) {
+            *kept = Some(Bytes::copy_from_slice(packet));
+            self.psi_changed = true;
+        }
     }
 
     /// Index of the first packet (in `packets`, a slice of whole packets) that starts a random access point, if any.
@@ -297,15 +368,18 @@ impl KeyframeDetector {
             let Some(h) = Header::parse(p) else { continue };
             if h.pid == 0 && h.pusi {
                 self.read_pat(h.payload(p));
+                self.keep_psi(0, p);
                 continue;
             }
             if h.pusi && self.pmt_pids.contains(&h.pid) {
                 self.read_pmt(h.payload(p));
+                self.keep_psi(h.pid, p);
                 continue;
             }
             match self.video {
                 None => {
-                    if h.rai && !self.pmt_seen {
+                    // Before the PMT: a RAI on a PES start carrying video (audio sets RAI on every frame).
+                    if h.rai && !self.pmt_seen && h.pusi && matches!(h.payload(p), [0, 0, 1, 0xe0..=0xef, ..]) {
                         return Some(i);
                     }
                 }
@@ -571,6 +645,17 @@ impl Chunker {
         if self.since.is_some_and(|t| now.saturating_duration_since(t) >= self.max_delay) {
             self.emit(out);
         }
+    }
+
+    /// The stream's latest PAT and PMT packets when they changed since the last call (see
+    /// [`KeyframeDetector::take_psi`]).
+    pub fn take_psi(&mut self) -> Option<Bytes> {
+        self.detector.take_psi()
+    }
+
+    /// Whether the stream is known to have no video (see [`KeyframeDetector::no_video`]).
+    pub fn no_video(&self) -> bool {
+        self.detector.no_video()
     }
 
     /// When the data held now must be flushed (`None` when nothing is held): pass a `now` at or after it to `push`.

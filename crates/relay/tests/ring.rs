@@ -335,3 +335,49 @@ async fn tiny_chunks_are_bounded_by_the_slot_count_too() {
         assert_eq!(next(&mut r).await, Next::Chunk(chunk(n, 8, false).data));
     }
 }
+
+/// Issue 10 finding 8: the first viewer of a channel that just started (nothing but mid-GOP chunks buffered)
+/// skips to the next keyframe chunk, and gets the stream's PAT and PMT (the preamble) before it; a viewer of a
+/// running channel starts at the buffered keyframe, preamble first; later chunks come as they are.
+#[tokio::test]
+async fn a_keyframe_reader_starts_with_the_preamble_and_a_keyframe() {
+    let ring = Ring::new(64 * 1024);
+    let preamble = Bytes::from_static(b"PAT.....PMT.....");
+    ring.set_preamble(preamble.clone());
+    let with_preamble = |n: u64| {
+        let mut v = preamble.to_vec();
+        v.extend_from_slice(&chunk(n, 100, false).data);
+        Bytes::from(v)
+    };
+    ring.push(chunk(0, 100, false));
+    // An hour: only a keyframe ends the wait here.
+    let mut cold = ring.subscribe_at_keyframe(Duration::from_secs(3600));
+    ring.push(chunk(1, 100, false));
+    assert!(cold.try_next_now().is_none(), "mid-GOP chunks are skipped");
+    ring.push(chunk(2, 100, true));
+    ring.push(chunk(3, 100, false));
+    assert_eq!(next(&mut cold).await, Next::Chunk(with_preamble(2)));
+    assert_eq!(next(&mut cold).await, Next::Chunk(chunk(3, 100, false).data));
+
+    let mut warm = ring.subscribe_at_keyframe(Duration::from_secs(3600));
+    assert_eq!(next(&mut warm).await, Next::Chunk(with_preamble(2)));
+    assert_eq!(next(&mut warm).await, Next::Chunk(chunk(3, 100, false).data));
+    // The plain subscription starts at the same keyframe, with the preamble too.
+    let mut plain = ring.subscribe();
+    assert_eq!(next(&mut plain).await, Next::Chunk(with_preamble(2)));
+}
+
+/// The keyframe wait is bounded: past it, or for a stream without video, the next chunk is taken as it is.
+#[tokio::test]
+async fn the_keyframe_wait_is_bounded_and_skipped_without_video() {
+    let ring = Ring::new(64 * 1024);
+    ring.push(chunk(0, 100, false));
+    let mut expired = ring.subscribe_at_keyframe(Duration::ZERO);
+    ring.push(chunk(1, 100, false));
+    assert_eq!(next(&mut expired).await, Next::Chunk(chunk(1, 100, false).data), "no preamble known: none sent");
+
+    let mut audio_only = ring.subscribe_at_keyframe(Duration::from_secs(3600));
+    ring.set_no_video(true);
+    ring.push(chunk(2, 100, false));
+    assert_eq!(next(&mut audio_only).await, Next::Chunk(chunk(2, 100, false).data));
+}

@@ -274,3 +274,31 @@ fn continuity_of_real_stream() {
     c.push(&dropped);
     assert!(c.errors() >= 1);
 }
+
+/// The detector keeps the stream's latest PAT and PMT packets and hands them out once per change of content:
+/// the sample's tables repeat (with moving continuity counters) but never change.
+#[test]
+fn keyframe_detector_keeps_the_latest_pat_and_pmt() {
+    let ts = sample();
+    let mut d = KeyframeDetector::new();
+    assert!(d.take_psi().is_none());
+    let mut pos = 0;
+    let mut taken = Vec::new();
+    while pos < ts.len() / PACKET * PACKET {
+        let rest = &ts[pos..ts.len() / PACKET * PACKET];
+        pos += d.scan(rest).map_or(rest.len(), |k| (k + 1) * PACKET);
+        taken.extend(d.take_psi());
+    }
+    assert_eq!(taken.len(), 1, "the tables never change in the sample");
+    let psi = &taken[0];
+    assert_eq!(psi.len(), 2 * PACKET);
+    assert_eq!((pid(&psi[..PACKET]), pusi(&psi[..PACKET])), (0, true), "the PAT first");
+    let pmt_pid = pid(&psi[PACKET..]);
+    assert!(pmt_pid != 0 && pmt_pid != VIDEO_PID, "then the PMT, on its own PID ({pmt_pid:#x})");
+    // Both are packets of the sample, byte for byte except the continuity counter.
+    for p in psi.chunks(PACKET) {
+        let same = ts.chunks_exact(PACKET).any(|q| q[..3] == p[..3] && q[4..] == p[4..] && q[3] & 0xf0 == p[3] & 0xf0);
+        assert!(same, "a packet of the sample");
+    }
+    assert!(!d.no_video());
+}
