@@ -130,7 +130,7 @@ async fn main() -> Result<(), Error> {
     let client = reqwest::Client::builder().no_proxy().build()?;
     let (mut up_first, mut up_key, mut gw_first, mut added) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut not_at_keyframe = 0;
-    for channel in &list {
+    for (i, channel) in list.iter().enumerate() {
         let stream = channel.sources[0].upstream_id.ok_or("a channel without an upstream id")?;
         let direct = format!("{}/live/bench/bench/{stream}.ts", fake.url());
         let via = format!("{base}/stream/{}.ts", channel.id);
@@ -144,8 +144,9 @@ async fn main() -> Result<(), Error> {
         up_key.push(ms(up.first_keyframe));
         gw_first.push(ms(gw.first_byte));
         added.push(ms(gw.first_byte) - ms(up.first_keyframe));
-        // Let the session linger out, so that the machine is quiet for the next channel.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Let the session linger out, so that the machine is quiet for the next channel; the pause varies, so
+        // that the channels start at every phase of the GOP.
+        tokio::time::sleep(Duration::from_millis(400 + (i as u64 * 373) % 1000)).await;
     }
     println!("cold joins: {} channels at the sample's own rate (1.8 Mbit/s, one keyframe a second)", list.len());
     println!("                                              p50     p90     max (ms)");

@@ -231,8 +231,9 @@ impl Ring {
 
     /// A new reader that starts with the stream's PAT and PMT and a keyframe: at the most recent keyframe chunk
     /// still in the buffer, or, when there is none yet (a channel just started: its first bytes are mid-GOP), at
-    /// the next keyframe chunk to come, skipping what comes before it — for at most `max_wait`, after which (or
-    /// once the stream turns out to have no video) it takes the next chunk whatever it is.
+    /// the next keyframe chunk to come once the PAT and PMT are known, skipping what comes before it — for at most
+    /// `max_wait`, after which (or once the stream turns out to have no video) it takes the next chunk whatever
+    /// it is.
     pub fn subscribe_at_keyframe(self: &Arc<Self>, max_wait: Duration) -> Reader {
         self.subscribe_with(Some(max_wait))
     }
@@ -398,7 +399,10 @@ impl Reader {
                     self.next = seq + 1;
                     self.next_offset += data.len() as u64;
                     if let Some(deadline) = self.until_key {
-                        if !keyframe && !ring.no_video.load(SeqCst) && Instant::now() < deadline {
+                        // A keyframe is where to start once the PAT and PMT that go before it are known (an upstream
+                        // that starts between its tables and a keyframe makes the reader wait for the next one).
+                        let start_here = keyframe && ring.preamble.load().is_some();
+                        if !start_here && !ring.no_video.load(SeqCst) && Instant::now() < deadline {
                             // Not decodable from here: skip it, the keyframe is still to come.
                             continue;
                         }

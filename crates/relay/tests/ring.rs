@@ -372,6 +372,18 @@ async fn a_keyframe_reader_starts_with_the_preamble_and_a_keyframe() {
 async fn the_keyframe_wait_is_bounded_and_skipped_without_video() {
     let ring = Ring::new(64 * 1024);
     ring.push(chunk(0, 100, false));
+    // A keyframe before the PAT and PMT are known is no place to start: the next one is.
+    let mut early = ring.subscribe_at_keyframe(Duration::from_secs(3600));
+    ring.push(chunk(10, 100, true));
+    assert!(early.try_next_now().is_none(), "no preamble yet");
+    ring.set_preamble(Bytes::from_static(b"PAT+PMT."));
+    ring.push(chunk(11, 100, true));
+    let mut with = b"PAT+PMT.".to_vec();
+    with.extend_from_slice(&chunk(11, 100, true).data);
+    assert_eq!(next(&mut early).await, Next::Chunk(Bytes::from(with)));
+
+    let ring = Ring::new(64 * 1024);
+    ring.push(chunk(0, 100, false));
     let mut expired = ring.subscribe_at_keyframe(Duration::ZERO);
     ring.push(chunk(1, 100, false));
     assert_eq!(next(&mut expired).await, Next::Chunk(chunk(1, 100, false).data), "no preamble known: none sent");
