@@ -218,36 +218,36 @@ pub struct GuideLink {
     pub output_id: String,
 }
 
-/// Which guide channels feed our channels: for every visible channel (not
-/// hidden, not merged into another) with a tvg-id, its own stream's tvg-id
-/// in its provider's guide and the tvg-ids of the streams merged into it in
-/// theirs, all mapped to the channel's tvg-id. Ordered by provider
-/// priority, so that the first provider's guide wins where several have the
-/// same channel. `groups` limits the channels to those groups (ids).
+/// Which guide channels feed our channels: for every visible lineup
+/// channel with a guide id (its own, else its first source's tvg-id), the
+/// tvg-id of each of its sources in that source's provider guide, all mapped
+/// to the channel's guide id. Ordered by provider priority, so that the
+/// first provider's guide wins where several have the same channel.
+/// `groups` limits the channels to those lineup groups (ids).
 pub async fn guide_links(store: &Store, groups: Option<&[i64]>) -> Result<Vec<GuideLink>, CatalogError> {
-    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "SELECT s.provider_id, TRIM(s.tvg_id) AS source_id, TRIM(c.tvg_id) AS output_id
-         FROM streams c
-         JOIN (SELECT id AS channel_id, id AS stream_id FROM streams
-               UNION ALL SELECT channel_id, stream_id FROM channel_sources) src ON src.channel_id = c.id
-         JOIN streams s ON s.id = src.stream_id
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+        "SELECT * FROM (SELECT s.provider_id, TRIM(s.tvg_id) AS source_id, ",
+        crate::lineup::guide_id_sql!(),
+        " AS output_id, p.priority, c.id AS channel_id, c.group_id
+         FROM lineup_channels c LEFT JOIN lineup_groups g ON g.id = c.group_id
+         JOIN lineup_sources ls ON ls.channel_id = c.id
+         JOIN streams s ON s.id = ls.stream_id
          JOIN providers p ON p.id = s.provider_id
-         WHERE c.hidden = 0
-           AND NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = c.id)
-           AND TRIM(COALESCE(c.tvg_id, '')) <> '' AND TRIM(COALESCE(s.tvg_id, '')) <> ''",
-    );
+         WHERE c.hidden = 0 AND COALESCE(g.hidden, 0) = 0 AND TRIM(COALESCE(s.tvg_id, '')) <> '')
+         WHERE output_id IS NOT NULL"
+    ));
     if let Some(groups) = groups {
         if groups.is_empty() {
             return Ok(Vec::new());
         }
-        qb.push(" AND c.group_id IN (");
+        qb.push(" AND group_id IN (");
         let mut sep = qb.separated(", ");
         for g in groups {
             sep.push_bind(*g);
         }
         qb.push(")");
     }
-    qb.push(" ORDER BY p.priority, p.id, c.id");
+    qb.push(" ORDER BY priority, provider_id, channel_id");
     let rows = qb.build().fetch_all(store.pool()).await?;
     rows.iter()
         .map(|r| {

@@ -4,8 +4,9 @@
 
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use tunerpool_catalog::epg::{guide_links, guide_path, refresh_guide, statuses, GuideLink};
+use tunerpool_catalog::lineup::ChannelPatch;
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{CatalogError, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
+use tunerpool_catalog::{CatalogError, ChannelQuery, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
 const PW: &str = "m/p+w$";
@@ -104,48 +105,33 @@ async fn links_follow_merges_hidden_channels_and_groups() {
     store.update_provider(b, &ProviderPatch { priority: Some(5), ..Default::default() }).await.unwrap();
     sync_provider(&store, &http, a).await.unwrap();
     sync_provider(&store, &http, b).await.unwrap();
-    let id = |p: i64, key: &str| {
-        let store = store.clone();
-        let key = key.to_string();
-        async move {
-            sqlx::query_scalar::<_, i64>("SELECT id FROM streams WHERE provider_id = ? AND upstream_key = ?")
-                .bind(p)
-                .bind(key)
-                .fetch_one(store.pool())
-                .await
-                .unwrap()
-        }
-    };
-    // B's channel 2 is merged into A's channel 1 as a further source, under
-    // another guide id; A's channel 3 is hidden.
-    let (a1, b2, a3) = (id(a, "1").await, id(b, "2").await, id(a, "3").await);
+    // Both providers list the same channels: B's streams joined A's
+    // channels. B's channel 2 (under another guide id) is split off and
+    // merged into channel 1 as a further source; channel 3 is hidden.
+    let channels = store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items;
+    let (ch1, ch2, ch3) = (&channels[0], &channels[1], &channels[2]);
+    assert_eq!(ch2.sources.iter().map(|s| s.provider_id).collect::<Vec<_>>(), [a, b]);
     sqlx::query("UPDATE streams SET tvg_id = 'CH2.other@HD' WHERE id = ?")
-        .bind(b2)
+        .bind(ch2.sources[1].stream_id)
         .execute(store.pool())
         .await
         .unwrap();
-    sqlx::query("INSERT INTO channel_sources (channel_id, stream_id, position) VALUES (?, ?, 1)")
-        .bind(a1)
-        .bind(b2)
-        .execute(store.pool())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE streams SET hidden = 1 WHERE id = ?").bind(a3).execute(store.pool()).await.unwrap();
+    let b2 = store.split_source(ch2.id, ch2.sources[1].id).await.unwrap();
+    store.merge_channels(ch1.id, &[b2.id]).await.unwrap();
+    store.update_channel(ch3.id, &ChannelPatch { hidden: Some(true), ..Default::default() }).await.unwrap();
 
     let all = guide_links(&store, None).await.unwrap();
     let l = links(&all);
     assert!(l.contains(&(b, "CH2.other@HD", "ch1.fake")), "merged source maps to the channel's id");
-    assert_eq!(l.iter().filter(|x| x.1 == "ch3.fake").count(), 1);
-    assert!(!l.contains(&(a, "ch3.fake", "ch3.fake")), "hidden channel left out");
-    assert!(l.contains(&(b, "ch3.fake", "ch3.fake")), "B's own channel 3 is not hidden");
+    assert!(l.contains(&(a, "ch2.fake", "ch2.fake")) && l.contains(&(b, "ch4.fake", "ch4.fake")));
+    assert!(!l.iter().any(|x| x.1 == "ch3.fake"), "hidden channel left out, whatever the source");
     assert!(!l.iter().any(|(_, _, o)| *o == "CH2.other@HD"), "a merged stream is not a channel");
     // Provider A (priority 0) comes before B (priority 5).
     let first_b = l.iter().position(|x| x.0 == b).unwrap();
     assert!(l[..first_b].iter().all(|x| x.0 == a) && l[first_b..].iter().all(|x| x.0 == b));
 
-    // Groups: only the channels of those groups (and their merged sources).
-    let group: i64 =
-        sqlx::query_scalar("SELECT group_id FROM streams WHERE id = ?").bind(a1).fetch_one(store.pool()).await.unwrap();
+    // Groups: only the channels of those lineup groups (and their merged sources).
+    let group = ch1.group_id.unwrap();
     let in_group = guide_links(&store, Some(&[group])).await.unwrap();
     assert!(!in_group.is_empty() && in_group.len() < all.len());
     assert!(links(&in_group).contains(&(b, "CH2.other@HD", "ch1.fake")));
