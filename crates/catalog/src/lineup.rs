@@ -34,12 +34,16 @@ use unicode_normalization::UnicodeNormalization;
 use crate::error::CatalogError;
 
 /// SQL for a lineup channel's guide id (alias `c`): its own, else the first
-/// source's tvg-id. The outputs list it and the guide maps to it.
+/// source's tvg-id, else the id of the guide channel (of a source's
+/// provider) named like a source. The outputs list it and the guide maps to it.
 macro_rules! guide_id_sql {
     () => {
         "COALESCE(NULLIF(TRIM(c.tvg_id), ''),
     (SELECT TRIM(xs.tvg_id) FROM lineup_sources x JOIN streams xs ON xs.id = x.stream_id
-     WHERE x.channel_id = c.id AND TRIM(COALESCE(xs.tvg_id, '')) <> '' ORDER BY x.position, x.id LIMIT 1))"
+     WHERE x.channel_id = c.id AND TRIM(COALESCE(xs.tvg_id, '')) <> '' ORDER BY x.position, x.id LIMIT 1),
+    (SELECT gc.id FROM lineup_sources x JOIN streams xs ON xs.id = x.stream_id
+     JOIN guide_channels gc ON gc.provider_id = xs.provider_id AND gc.norm_name = xs.norm_name
+     WHERE x.channel_id = c.id AND xs.norm_name <> '' ORDER BY x.position, x.id, gc.id LIMIT 1))"
     };
 }
 pub(crate) use guide_id_sql;
@@ -238,7 +242,6 @@ struct Loose {
     upstream_key: String,
     tvg_id: Option<String>,
     norm_name: String,
-    group_name: Option<String>,
     group_id: Option<i64>,
 }
 
@@ -282,14 +285,26 @@ pub(crate) async fn maintain(
 ) -> Result<LineupReport, CatalogError> {
     let mut report = LineupReport::default();
     let loose: Vec<Loose> = sqlx::query_as(
-        "SELECT s.id, s.upstream_key, s.tvg_id, s.norm_name, g.name AS group_name, s.group_id
-         FROM streams s LEFT JOIN groups g ON g.id = s.group_id
+        "SELECT s.id, s.upstream_key, s.tvg_id, s.norm_name, s.group_id
+         FROM streams s
          WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
          ORDER BY s.position, s.id",
     )
     .bind(provider_id)
     .fetch_all(&mut *conn)
     .await?;
+    // The provider's group names, once (not per stream).
+    let group_names: HashMap<i64, String> = if loose.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<_, (i64, String)>("SELECT id, name FROM groups WHERE provider_id = ? AND kind = 'live'")
+            .bind(provider_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let group_name = |s: &Loose| s.group_id.and_then(|g| group_names.get(&g)).map(String::as_str);
     let mut taken = vec![false; loose.len()];
 
     if !loose.is_empty() {
@@ -380,9 +395,8 @@ pub(crate) async fn maintain(
     // 2. Join channels that have no source at this provider yet.
     if settings.match_streams {
         let groups: HashSet<String> = settings.match_groups.iter().map(|g| g.trim().to_lowercase()).collect();
-        let in_scope = |s: &Loose| {
-            groups.is_empty() || s.group_name.as_deref().is_some_and(|g| groups.contains(&g.trim().to_lowercase()))
-        };
+        let in_scope =
+            |s: &Loose| groups.is_empty() || group_name(s).is_some_and(|g| groups.contains(&g.trim().to_lowercase()));
         if loose.iter().zip(&taken).any(|(s, t)| !t && in_scope(s)) {
             let keys: Vec<(i64, Option<String>, String)> = sqlx::query_as(
                 "SELECT ls.channel_id, ls.tvg_id, ls.norm_name FROM lineup_sources ls
@@ -461,7 +475,7 @@ pub(crate) async fn maintain(
     // Lineup groups by the provider groups' names, created as needed.
     let mut group_of: HashMap<i64, i64> = HashMap::new();
     for s in &rest {
-        let (Some(gid), Some(name)) = (s.group_id, s.group_name.as_deref()) else { continue };
+        let (Some(gid), Some(name)) = (s.group_id, group_name(s)) else { continue };
         if group_of.contains_key(&gid) {
             continue;
         }

@@ -3,7 +3,7 @@
 //! linked to our channels.
 
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
-use tunerpool_catalog::epg::{guide_links, guide_path, refresh_guide, statuses, GuideLink};
+use tunerpool_catalog::epg::{guide_links, guide_path, refresh_guide, search_guide_channels, statuses, GuideLink};
 use tunerpool_catalog::lineup::ChannelPatch;
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{CatalogError, ChannelQuery, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
@@ -136,4 +136,58 @@ async fn links_follow_merges_hidden_channels_and_groups() {
     assert!(!in_group.is_empty() && in_group.len() < all.len());
     assert!(links(&in_group).contains(&(b, "CH2.other@HD", "ch1.fake")));
     assert!(guide_links(&store, Some(&[])).await.unwrap().is_empty());
+}
+
+/// The guide's channels are indexed at each fetch: a source without a
+/// tvg-id is fed by the guide channel named like it, and a guide id chosen
+/// from a search feeds the channel it was set on.
+#[tokio::test]
+async fn guide_channels_map_by_name_and_can_be_chosen() {
+    let (_dir, store, http, fake) = setup().await;
+    let pid = xtream(&store, &fake, "X").await;
+    sync_provider(&store, &http, pid).await.unwrap();
+    refresh_guide(&store, &http, pid).await.unwrap().unwrap();
+    let found = search_guide_channels(&store, "channel 1", 50).await.unwrap();
+    let names: Vec<&str> = found.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Channel 1",
+            "Channel 10",
+            "Channel 11",
+            "Channel 12",
+            "Channel 13",
+            "Channel 15",
+            "Channel 16",
+            "Channel 17",
+            "Channel 18",
+            "Channel 19"
+        ]
+    );
+    assert_eq!((found[0].id.as_str(), found[0].provider.as_str()), ("ch1.fake", "X"));
+    assert!(search_guide_channels(&store, "%", 50).await.unwrap().is_empty(), "LIKE wildcards are literal");
+
+    let channels = store.channels(&ChannelQuery { per_page: Some(100), ..Default::default() }).await.unwrap().items;
+    // Channel 1's stream loses its tvg-id at the provider: the guide still feeds it, by name.
+    sqlx::query("UPDATE streams SET tvg_id = NULL WHERE id = ?")
+        .bind(channels[0].sources[0].stream_id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.update_channel(channels[0].id, &ChannelPatch { tvg_id: Some(None), ..Default::default() }).await.unwrap();
+    // Channel 7 has no guide id at all; the user picks ch9.fake for it, and hides channel 9.
+    store
+        .update_channel(
+            channels[6].id,
+            &ChannelPatch { tvg_id: Some(Some(found[0].id.replace('1', "9"))), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    store.update_channel(channels[8].id, &ChannelPatch { hidden: Some(true), ..Default::default() }).await.unwrap();
+    let l = guide_links(&store, None).await.unwrap();
+    let l = links(&l);
+    assert!(l.contains(&(pid, "ch1.fake", "ch1.fake")), "by name: {l:?}");
+    assert!(l.contains(&(pid, "ch9.fake", "ch9.fake")), "chosen: {l:?}");
+    assert_eq!(l.iter().filter(|x| x.1 == "ch9.fake").count(), 1);
+    assert_eq!(l.len(), 18, "{l:?}");
 }

@@ -101,6 +101,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::list_groups, lineup::create_group))
         .routes(routes!(lineup::update_group, lineup::remove_group))
         .routes(routes!(lineup::renumber))
+        .routes(routes!(lineup::guide_channels))
         .routes(routes!(pool_status::all))
         .routes(routes!(api::list_events))
         .routes(routes!(users::list, users::create))

@@ -264,3 +264,36 @@ pub(crate) async fn renumber(
     let req: RenumberRequest = json_body(&body)?;
     Ok(Json(st.store.renumber_group(id, req.start).await?))
 }
+
+/// Guide channels of every provider whose name or id contains `q` (any
+/// case), at most `limit` (1 to 1000, default 50): where to pick a channel's
+/// guide id (`PATCH /api/v1/channels/{id}` with `tvg_id`).
+#[utoipa::path(get, path = "/api/v1/guide/channels", tag = "lineup",
+    params(
+        ("q" = Option<String>, Query, description = "part of the name or id"),
+        ("limit" = Option<u32>, Query, description = "1 to 1000 (default 50)"),
+    ),
+    responses((status = 200, description = "matching guide channels, by name", body = Vec<tunerpool_catalog::epg::GuideChannel>),
+        (status = 400, description = "a bad parameter, named", body = ErrorBody)))]
+pub(crate) async fn guide_channels(
+    State(st): State<AppState>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Vec<tunerpool_catalog::epg::GuideChannel>>, ApiError> {
+    let mut errs = Vec::new();
+    let limit = match params.get("limit").map(|v| v.trim().parse::<u32>()) {
+        None => 50,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            errs.push(tunerpool_catalog::FieldError::new("limit", "must be a number from 1 to 1000"));
+            0
+        }
+    };
+    for k in params.keys().filter(|k| !matches!(k.as_str(), "q" | "limit")) {
+        errs.push(tunerpool_catalog::FieldError::new(k, "unknown parameter: use q or limit"));
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(errs));
+    }
+    let q = params.get("q").map(String::as_str).unwrap_or_default();
+    Ok(Json(tunerpool_catalog::epg::search_guide_channels(&st.store, q, limit).await?))
+}

@@ -158,13 +158,30 @@ export function render(main) {
       h('summary', {}, `${c.sources.length} source${c.sources.length === 1 ? '' : 's'}${c.auto_order ? '' : ' (your order)'}`),
       h('ol', {}, ...items));
   };
-  /** Rename and renumber in place. */
+  /** Rename, renumber and set the guide id (picked from a search over the providers' guides) in place. */
   const editor = (c) => {
     const name = h('input', { type: 'text', value: c.name, 'aria-label': `Name of ${c.name}`, 'data-edit': 'name' });
     const number = h('input', { type: 'number', min: '1', value: c.number || '', 'aria-label': `Number of ${c.name}`, 'data-edit': 'number' });
-    return h('div', { class: 'edit' }, number, name,
+    const choices = h('datalist', { id: `guide-${c.id}` });
+    const tvg = h('input', { type: 'text', value: c.tvg_id || '', list: `guide-${c.id}`, 'data-edit': 'tvg_id',
+      placeholder: 'Guide id: type to search the guides', 'aria-label': `Guide id of ${c.name}` });
+    let wait = null;
+    tvg.addEventListener('input', () => {
+      clearTimeout(wait);
+      wait = setTimeout(async () => {
+        const q = tvg.value.trim();
+        if (q.length < 2) return;
+        try {
+          const found = await api('GET', `/guide/channels?${new URLSearchParams({ q, limit: '20' })}`);
+          clear(choices);
+          for (const g of found) choices.append(h('option', { value: g.id }, `${g.name} (${g.provider})`));
+        } catch (_) { /* the search is a help; typing an id works without it */ }
+      }, 250);
+    });
+    return h('div', { class: 'edit' }, number, name, tvg, choices,
       h('button', { type: 'button', 'data-action': 'save', onclick: () => change('Save', async () => {
-        await api('PATCH', `/channels/${c.id}`, { name: name.value, number: Number(number.value) });
+        await api('PATCH', `/channels/${c.id}`,
+          { name: name.value, number: Number(number.value), tvg_id: tvg.value.trim() || null });
         return `Saved #${c.id}.`;
       }) }, 'Save'));
   };
