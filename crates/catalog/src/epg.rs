@@ -9,6 +9,11 @@
 //! operator, or detected from an M3U playlist's `x-tvg-url` by the catalog
 //! sync), else, for an Xtream provider, from the panel's `xmltv.php` with the
 //! primary account's credentials.
+//!
+//! After each successful fetch the guide's channels (id and first display
+//! name) are indexed in `guide_channels`: the guide feeds a lineup channel
+//! whose sources have no tvg-id by its normalized name, and the admin can
+//! search them to set a channel's guide id.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -145,8 +150,9 @@ pub async fn refresh_guide(
             .bind(ms)
             .execute(store.pool())
             .await?;
+            let indexed = index_guide_channels(store, provider.id, dest.clone()).await?;
             tracing::info!(
-                provider = %provider.name, channels = s.channels, programmes = s.programmes, skipped = s.skipped,
+                provider = %provider.name, channels = s.channels, indexed, programmes = s.programmes, skipped = s.skipped,
                 bytes = s.bytes, gzip = s.gzip, ms, "guide fetched"
             );
             Ok(Some(GuideReport {
@@ -178,6 +184,73 @@ pub async fn refresh_guide(
             Err(e)
         }
     }
+}
+
+/// Most guide channels indexed per provider.
+const MAX_GUIDE_CHANNELS: usize = 200_000;
+
+/// Reads the channels of a stored guide (element by element, programmes
+/// skipped unread) into `guide_channels`, replacing the provider's previous
+/// ones. Returns how many.
+async fn index_guide_channels(store: &Store, provider_id: i64, path: PathBuf) -> Result<u64, CatalogError> {
+    use tunerpool_formats::xmltv::{ElementKind, GuideReader};
+    let channels = tokio::task::spawn_blocking(move || {
+        let mut out: Vec<(String, String, String)> = Vec::new();
+        let Ok(file) = std::fs::File::open(&path) else { return out };
+        let Ok(mut reader) = GuideReader::new(std::io::BufReader::with_capacity(64 * 1024, file)) else { return out };
+        while let Ok(Some(e)) = reader.next_element_where(|s| s.kind == ElementKind::Channel) {
+            if let Some(c) = e.to_channel() {
+                let name = c.display_names.first().map(|t| t.value.trim().to_string()).unwrap_or_default();
+                let norm = crate::lineup::normalize_name(&name);
+                out.push((c.id, name, norm));
+            }
+            if out.len() >= MAX_GUIDE_CHANNELS {
+                break;
+            }
+        }
+        out
+    })
+    .await
+    .map_err(|e| CatalogError::Internal(format!("guide channels: {e}")))?;
+    let mut tx = store.write_tx().await?;
+    sqlx::query("DELETE FROM guide_channels WHERE provider_id = ?").bind(provider_id).execute(&mut *tx).await?;
+    for chunk in channels.chunks(2000) {
+        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT OR IGNORE INTO guide_channels (provider_id, id, name, norm_name) ",
+        );
+        qb.push_values(chunk, |mut b, (id, name, norm)| {
+            b.push_bind(provider_id).push_bind(id).push_bind(name).push_bind(norm);
+        });
+        qb.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(channels.len() as u64)
+}
+
+/// A channel of a provider's guide, for choosing a lineup channel's guide id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct GuideChannel {
+    pub provider_id: i64,
+    pub provider: String,
+    /// The id to set as a lineup channel's `tvg_id`.
+    pub id: String,
+    pub name: String,
+}
+
+/// Guide channels whose name or id contains `q` (any case), at most `limit`,
+/// by name.
+pub async fn search_guide_channels(store: &Store, q: &str, limit: u32) -> Result<Vec<GuideChannel>, CatalogError> {
+    let pattern = format!("%{}%", q.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    Ok(sqlx::query_as(
+        "SELECT gc.provider_id, p.name AS provider, gc.id, gc.name FROM guide_channels gc
+         JOIN providers p ON p.id = gc.provider_id
+         WHERE gc.name LIKE ?1 ESCAPE '\\' OR gc.id LIKE ?1 ESCAPE '\\'
+         ORDER BY gc.name, p.priority, gc.provider_id LIMIT ?2",
+    )
+    .bind(pattern)
+    .bind(limit as i64)
+    .fetch_all(store.pool())
+    .await?)
 }
 
 /// The guide status of every provider (never-fetched ones included), in
@@ -218,36 +291,48 @@ pub struct GuideLink {
     pub output_id: String,
 }
 
-/// Which guide channels feed our channels: for every visible channel (not
-/// hidden, not merged into another) with a tvg-id, its own stream's tvg-id
-/// in its provider's guide and the tvg-ids of the streams merged into it in
-/// theirs, all mapped to the channel's tvg-id. Ordered by provider
-/// priority, so that the first provider's guide wins where several have the
-/// same channel. `groups` limits the channels to those groups (ids).
+/// Which guide channels feed our channels: for every visible lineup
+/// channel with a guide id (its own, else its first source's tvg-id, else
+/// the guide channel named like one of its sources), the tvg-id of each of
+/// its sources in that source's provider guide — or, for a source without a
+/// tvg-id, the guide channel of its provider with the same normalized name
+/// — and a guide channel whose id the user chose as the channel's guide
+/// id, all mapped to the channel's guide id. Ordered by provider priority,
+/// so that the first provider's guide wins where several have the same
+/// channel. `groups` limits the channels to those lineup groups (ids).
 pub async fn guide_links(store: &Store, groups: Option<&[i64]>) -> Result<Vec<GuideLink>, CatalogError> {
-    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "SELECT s.provider_id, TRIM(s.tvg_id) AS source_id, TRIM(c.tvg_id) AS output_id
-         FROM streams c
-         JOIN (SELECT id AS channel_id, id AS stream_id FROM streams
-               UNION ALL SELECT channel_id, stream_id FROM channel_sources) src ON src.channel_id = c.id
-         JOIN streams s ON s.id = src.stream_id
+    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+        "SELECT DISTINCT * FROM (
+         SELECT s.provider_id, CASE WHEN TRIM(COALESCE(s.tvg_id, '')) <> '' THEN TRIM(s.tvg_id)
+                ELSE (SELECT gc.id FROM guide_channels gc WHERE gc.provider_id = s.provider_id AND gc.norm_name = s.norm_name
+                      AND s.norm_name <> '' ORDER BY gc.id LIMIT 1) END AS source_id, ",
+        crate::lineup::guide_id_sql!(),
+        " AS output_id, p.priority, c.id AS channel_id, c.group_id
+         FROM lineup_channels c LEFT JOIN lineup_groups g ON g.id = c.group_id
+         JOIN lineup_sources ls ON ls.channel_id = c.id
+         JOIN streams s ON s.id = ls.stream_id
          JOIN providers p ON p.id = s.provider_id
-         WHERE c.hidden = 0
-           AND NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = c.id)
-           AND TRIM(COALESCE(c.tvg_id, '')) <> '' AND TRIM(COALESCE(s.tvg_id, '')) <> ''",
-    );
+         WHERE c.hidden = 0 AND COALESCE(g.hidden, 0) = 0
+         UNION ALL
+         SELECT gc.provider_id, gc.id, gc.id, p.priority, c.id, c.group_id
+         FROM lineup_channels c LEFT JOIN lineup_groups g ON g.id = c.group_id
+         JOIN guide_channels gc ON gc.id = TRIM(c.tvg_id)
+         JOIN providers p ON p.id = gc.provider_id
+         WHERE c.hidden = 0 AND COALESCE(g.hidden, 0) = 0)
+         WHERE output_id IS NOT NULL AND source_id IS NOT NULL"
+    ));
     if let Some(groups) = groups {
         if groups.is_empty() {
             return Ok(Vec::new());
         }
-        qb.push(" AND c.group_id IN (");
+        qb.push(" AND group_id IN (");
         let mut sep = qb.separated(", ");
         for g in groups {
             sep.push_bind(*g);
         }
         qb.push(")");
     }
-    qb.push(" ORDER BY p.priority, p.id, c.id");
+    qb.push(" ORDER BY priority, provider_id, channel_id");
     let rows = qb.build().fetch_all(store.pool()).await?;
     rows.iter()
         .map(|r| {

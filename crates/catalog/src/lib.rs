@@ -6,12 +6,15 @@
 //! catalog through the `upstream` crate and writes it in batches, keeping ids
 //! stable across re-syncs and the previous catalog when a sync fails; and
 //! the provider guides ([`epg`]): where they come from and are kept, and
-//! which guide channels feed which of our channels.
+//! which guide channels feed which of our channels; and the [`lineup`]: the
+//! user's channels, each with sources at any provider, kept in step by every
+//! sync.
 
 pub mod details;
 pub mod epg;
 pub mod error;
 pub mod events;
+pub mod lineup;
 pub mod model;
 pub mod outputs;
 pub mod secret;

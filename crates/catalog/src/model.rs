@@ -264,8 +264,10 @@ impl MediaKind {
 }
 
 /// One place a channel can be played from: a provider's stream.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ChannelSource {
+    /// The lineup source's id (0 outside the lineup: a movie or an episode).
+    pub id: i64,
     pub stream_id: i64,
     pub provider_id: i64,
     pub provider: String,
@@ -275,22 +277,55 @@ pub struct ChannelSource {
     pub upstream_key: String,
     pub upstream_id: Option<i64>,
     pub position: i64,
+    /// The stream's name at its provider.
+    pub name: String,
+    /// The stream's guide id at its provider.
+    pub tvg_id: Option<String>,
 }
 
-/// A channel as clients see it. Its id is the id of its own stream (the
-/// first source); further sources are the same channel at other providers.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// A source whose stream its provider no longer lists (or whose provider
+/// was removed): kept so that the stream is re-attached when it comes back
+/// (by upstream key, tvg-id or normalized name).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LostSource {
+    /// The source's id (for splitting it off or removing it).
+    pub id: i64,
+    pub provider_id: i64,
+    /// The provider's name; `None` when the provider was removed.
+    pub provider: Option<String>,
+    #[serde(serialize_with = "serialize_redacted_text")]
+    pub upstream_key: String,
+    pub tvg_id: Option<String>,
+    pub position: i64,
+}
+
+/// A channel of the lineup: the user's (its id, number, name, group, logo,
+/// guide id and hidden flag survive re-syncs and provider renumbering),
+/// played from any of its sources at any provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Channel {
     pub id: i64,
     pub name: String,
     pub group: Option<String>,
+    /// The lineup group's id (what users' `allowed_groups` list).
+    pub group_id: Option<i64>,
     pub tvg_id: Option<String>,
     pub logo: Option<String>,
+    /// The channel number, as text (what players show).
     pub number: Option<String>,
-    /// False when the operator hid it.
+    /// False when the operator hid it (or its group).
     pub enabled: bool,
-    /// Where it can be played from, in the order they are tried.
+    /// False when no source can be played: every stream is gone, or every
+    /// provider is disabled. The channel and its edits stay.
+    pub available: bool,
+    /// True: sources are ranked by provider (kind, availability, priority),
+    /// their order breaking ties; false: tried in their order.
+    pub auto_order: bool,
+    /// Where it can be played from, in the channel's order (selection ranks
+    /// them by provider when `auto_order`).
     pub sources: Vec<ChannelSource>,
+    /// Sources whose stream is gone, kept for re-attaching.
+    pub lost_sources: Vec<LostSource>,
 }
 
 /// Filter and page for listing channels.
@@ -301,8 +336,12 @@ pub struct ChannelQuery {
     pub per_page: Option<u32>,
     /// Exact group name.
     pub group: Option<String>,
+    /// Lineup group id.
+    pub group_id: Option<i64>,
     /// Case-insensitive substring of the name.
     pub q: Option<String>,
+    /// Only channels that can (true) or cannot (false) be played.
+    pub available: Option<bool>,
 }
 
 /// Largest page the API hands out.
@@ -333,11 +372,16 @@ pub struct Page<T> {
     pub items: Vec<T>,
 }
 
-/// A group with how many entries it holds.
+/// A lineup group with how many channels it holds.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GroupCount {
+    pub id: i64,
     pub name: String,
     pub channels: i64,
+    /// Its place in the lineup (outputs list groups in this order).
+    pub position: i64,
+    /// Hidden groups hide their channels from every output.
+    pub hidden: bool,
 }
 
 /// `Some(None)` when a JSON field is present and `null` (clear it), `None`

@@ -1,11 +1,14 @@
 //! What the client outputs (M3U, Xtream, HDHomeRun) read: what a user may
 //! see, page by page.
 //!
-//! Listings are keyset-paged on the row id (`after`, `limit`), so a
+//! Live channels are the lineup's ([`crate::lineup`]); movies and series
+//! stay per provider. Listings are keyset-paged (live channels on their
+//! number, the rest on the row id: `after`, `limit`), so a
 //! 200 000-entry output is read in bounded pages without holding a read
 //! transaction (or every row) for the whole response. Only what clients are
-//! shown is read: hidden channels, merged sources and disabled providers'
-//! entries are left out, and a user's allowed groups filter everything.
+//! shown is read: hidden channels and groups, channels without a playable
+//! source and disabled providers' entries are left out, and a user's
+//! allowed groups filter everything.
 
 use serde::Serialize;
 use sqlx::sqlite::SqliteRow;
@@ -34,10 +37,13 @@ impl ItemFilter {
     }
 }
 
-/// A live channel as the outputs list it.
+/// A live channel (a lineup channel) as the outputs list it; the
+/// provider fields are those of its first playable source.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LiveItem {
     pub id: i64,
+    /// The lineup number (listings are in this order).
+    pub number: i64,
     pub name: String,
     pub group_id: Option<i64>,
     pub group_name: Option<String>,
@@ -108,12 +114,23 @@ fn kind_of(r: &SqliteRow) -> Result<ProviderKind, CatalogError> {
     k.parse().map_err(CatalogError::Internal)
 }
 
-const LIVE_SELECT: &str = "SELECT s.id, s.name, s.group_id, g.name AS group_name, s.tvg_id, s.tvg_name, s.logo, s.chno,
-        s.catchup, s.catchup_days, s.provider_id, p.kind AS provider_kind, s.upstream_id
-    FROM streams s JOIN providers p ON p.id = s.provider_id LEFT JOIN groups g ON g.id = s.group_id
-    WHERE s.hidden = 0 AND p.enabled = 1 AND NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = s.id)
-      AND (?2 IS NULL OR s.group_id IN (SELECT value FROM json_each(?2)))
-      AND (?3 IS NULL OR s.group_id = ?3)";
+/// Lineup channels clients see: not hidden, not in a hidden group, with a
+/// source at an enabled provider (the first such source gives the provider
+/// fields); ?2 allowed groups, ?3 one group.
+const LIVE_SELECT: &str = concat!(
+    "SELECT c.id, c.number, c.name, c.group_id, g.name AS group_name, ",
+    crate::lineup::guide_id_sql!(),
+    " AS tvg_id, s.tvg_name, COALESCE(c.logo, s.logo) AS logo,
+        CAST(c.number AS TEXT) AS chno, s.catchup, s.catchup_days, s.provider_id, p.kind AS provider_kind, s.upstream_id
+    FROM lineup_channels c LEFT JOIN lineup_groups g ON g.id = c.group_id
+    JOIN streams s ON s.id = (SELECT ls.stream_id FROM lineup_sources ls JOIN providers lp ON lp.id = ls.provider_id
+                              WHERE ls.channel_id = c.id AND ls.stream_id IS NOT NULL AND lp.enabled = 1
+                              ORDER BY ls.position, ls.id LIMIT 1)
+    JOIN providers p ON p.id = s.provider_id
+    WHERE c.hidden = 0 AND COALESCE(g.hidden, 0) = 0
+      AND (?2 IS NULL OR c.group_id IN (SELECT value FROM json_each(?2)))
+      AND (?3 IS NULL OR c.group_id = ?3)"
+);
 
 const MOVIE_SELECT: &str = "SELECT m.id, m.name, m.group_id, g.name AS group_name, m.logo, m.rating,
         m.container_extension, m.added, m.provider_id, p.kind AS provider_kind, m.upstream_id
@@ -132,6 +149,7 @@ const SERIES_SELECT: &str = "SELECT s.id, s.name, s.group_id, g.name AS group_na
 fn live_from_row(r: &SqliteRow) -> Result<LiveItem, CatalogError> {
     Ok(LiveItem {
         id: r.try_get("id")?,
+        number: r.try_get("number")?,
         name: r.try_get("name")?,
         group_id: r.try_get("group_id")?,
         group_name: r.try_get("group_name")?,
@@ -183,13 +201,14 @@ fn series_from_row(r: &SqliteRow) -> Result<SeriesItem, CatalogError> {
 
 /// The columns of each select, in order, for [`Store::page`].
 const LIVE_COLUMNS: &str =
-    "id, name, group_id, group_name, tvg_id, tvg_name, logo, chno, catchup, catchup_days, provider_id, provider_kind, upstream_id";
+    "id, number, name, group_id, group_name, tvg_id, tvg_name, logo, chno, catchup, catchup_days, provider_id, provider_kind, upstream_id";
 const MOVIE_COLUMNS: &str = "id, name, group_id, group_name, logo, rating, container_extension, added, provider_id,
     provider_kind, upstream_id";
 const SERIES_COLUMNS: &str = "id, name, group_id, group_name, cover, plot, genre, release_date, rating, has_url,
     provider_id, provider_kind, upstream_id";
 
 type LiveTuple = (
+    i64,
     i64,
     String,
     Option<i64>,
@@ -263,31 +282,32 @@ impl Store {
         serde_json::from_str(&json).map_err(|e| CatalogError::Internal(format!("listing page: {e}")))
     }
 
-    /// Up to `limit` live channels with ids above `after`, by id.
+    /// Up to `limit` live channels with numbers above `after`, by number.
     pub async fn live_items(&self, f: &ItemFilter, after: i64, limit: u32) -> Result<Vec<LiveItem>, CatalogError> {
-        let rows: Vec<LiveTuple> = self.page(LIVE_SELECT, LIVE_COLUMNS, "s.id", f, after, limit).await?;
+        let rows: Vec<LiveTuple> = self.page(LIVE_SELECT, LIVE_COLUMNS, "c.number", f, after, limit).await?;
         let mut items = rows
             .into_iter()
             .map(|r| {
                 Ok(LiveItem {
                     id: r.0,
-                    name: r.1,
-                    group_id: r.2,
-                    group_name: r.3,
-                    tvg_id: r.4,
-                    tvg_name: r.5,
-                    logo: r.6,
-                    chno: r.7,
-                    catchup: r.8,
-                    catchup_days: r.9,
-                    provider_id: r.10,
-                    provider_kind: parse_kind(&r.11)?,
-                    upstream_id: r.12,
+                    number: r.1,
+                    name: r.2,
+                    group_id: r.3,
+                    group_name: r.4,
+                    tvg_id: r.5,
+                    tvg_name: r.6,
+                    logo: r.7,
+                    chno: r.8,
+                    catchup: r.9,
+                    catchup_days: r.10,
+                    provider_id: r.11,
+                    provider_kind: parse_kind(&r.12)?,
+                    upstream_id: r.13,
                 })
             })
             .collect::<Result<Vec<_>, CatalogError>>()?;
         // json_group_array keeps the subquery's order in practice; make sure.
-        items.sort_unstable_by_key(|i| i.id);
+        items.sort_unstable_by_key(|i| i.number);
         Ok(items)
     }
 
@@ -343,10 +363,10 @@ impl Store {
         Ok(items)
     }
 
-    /// One live channel the filter lets through (hidden, merged or filtered
-    /// out: `None`).
+    /// One live channel the filter lets through (hidden, unavailable or
+    /// filtered out: `None`).
     pub async fn live_item(&self, f: &ItemFilter, id: i64) -> Result<Option<LiveItem>, CatalogError> {
-        let row = sqlx::query(&format!("{LIVE_SELECT} AND s.id = ?1"))
+        let row = sqlx::query(&format!("{LIVE_SELECT} AND c.id = ?1"))
             .bind(id)
             .bind(f.groups_json())
             .bind(f.group)
@@ -397,17 +417,20 @@ impl Store {
         })
     }
 
-    /// The groups of one kind the filter lets through, in provider order.
+    /// The groups of one kind the filter lets through: for live channels the
+    /// lineup's visible groups in their order, else the providers' groups in
+    /// provider order.
     pub async fn group_items(&self, kind: MediaKind, f: &ItemFilter) -> Result<Vec<GroupItem>, CatalogError> {
-        let rows = sqlx::query(
+        let sql = if kind == MediaKind::Live {
+            "SELECT g.id, g.name FROM lineup_groups g
+             WHERE g.hidden = 0 AND ?1 = 'live' AND (?2 IS NULL OR g.id IN (SELECT value FROM json_each(?2)))
+             ORDER BY g.position, g.id"
+        } else {
             "SELECT g.id, g.name FROM groups g JOIN providers p ON p.id = g.provider_id
              WHERE g.kind = ?1 AND p.enabled = 1 AND (?2 IS NULL OR g.id IN (SELECT value FROM json_each(?2)))
-             ORDER BY p.priority, p.id, g.position, g.id",
-        )
-        .bind(kind.as_str())
-        .bind(f.groups_json())
-        .fetch_all(self.pool())
-        .await?;
+             ORDER BY p.priority, p.id, g.position, g.id"
+        };
+        let rows = sqlx::query(sql).bind(kind.as_str()).bind(f.groups_json()).fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| Ok(GroupItem { id: r.try_get("id")?, name: r.try_get("name")? }))
             .collect::<Result<_, sqlx::Error>>()

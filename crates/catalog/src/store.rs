@@ -11,6 +11,15 @@ use crate::error::{CatalogError, FieldError};
 use crate::model::*;
 use crate::secret::Secret;
 
+/// The lineup channels a [`ChannelQuery`] selects: ?1 group name, ?2 name
+/// pattern, ?3 group id, ?4 available, ?5 one channel id.
+const CHANNEL_FROM: &str = "FROM lineup_channels c LEFT JOIN lineup_groups g ON g.id = c.group_id
+    WHERE (?1 IS NULL OR g.name = ?1) AND (?2 IS NULL OR c.name LIKE ?2 ESCAPE '\\')
+      AND (?3 IS NULL OR c.group_id = ?3)
+      AND (?4 IS NULL OR ?4 = EXISTS (SELECT 1 FROM lineup_sources ls JOIN providers p ON p.id = ls.provider_id
+                                     WHERE ls.channel_id = c.id AND ls.stream_id IS NOT NULL AND p.enabled = 1))
+      AND (?5 IS NULL OR c.id = ?5)";
+
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "tunerpool.db";
 
@@ -21,6 +30,7 @@ pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
     events: std::sync::Arc<crate::events::EventWriter>,
+    lineup: std::sync::Arc<std::sync::RwLock<crate::lineup::LineupSettings>>,
 }
 
 /// Now, in Unix seconds: the unit of every timestamp in the catalog.
@@ -71,7 +81,17 @@ impl Store {
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let events = std::sync::Arc::new(crate::events::EventWriter::start(pool.clone(), crate::events::QUEUE));
-        Ok(Store { pool, path, events })
+        Ok(Store { pool, path, events, lineup: Default::default() })
+    }
+
+    /// How syncs fill the lineup from now on (the `lineup.*` settings).
+    pub fn set_lineup_settings(&self, settings: crate::lineup::LineupSettings) {
+        *self.lineup.write().unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    /// How syncs fill the lineup.
+    pub fn lineup_settings(&self) -> crate::lineup::LineupSettings {
+        self.lineup.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn event_writer(&self) -> &crate::events::EventWriter {
@@ -431,9 +451,29 @@ impl Store {
 
     // ---- channels --------------------------------------------------------
 
-    /// A page of client-visible channels, optionally filtered by group and name.
+    /// A page of lineup channels by number, optionally filtered by group,
+    /// name and availability, each with its sources.
     pub async fn channels(&self, q: &ChannelQuery) -> Result<Page<Channel>, CatalogError> {
         self.channels_where(None, q).await
+    }
+
+    /// The lineup channel ids a filter selects (for bulk operations), by number.
+    pub async fn channel_ids(&self, q: &ChannelQuery) -> Result<Vec<i64>, CatalogError> {
+        let (group, pattern) = Self::channel_filter(q);
+        Ok(sqlx::query_scalar(&format!("SELECT c.id {CHANNEL_FROM} ORDER BY c.number"))
+            .bind(group)
+            .bind(pattern.as_deref())
+            .bind(q.group_id)
+            .bind(q.available)
+            .bind(None::<i64>)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    fn channel_filter(q: &ChannelQuery) -> (Option<&str>, Option<String>) {
+        let group = q.group.as_deref().filter(|g| !g.is_empty());
+        let pattern = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(like_pattern);
+        (group, pattern)
     }
 
     async fn channels_where(&self, only: Option<i64>, q: &ChannelQuery) -> Result<Page<Channel>, CatalogError> {
@@ -443,103 +483,106 @@ impl Store {
         }
         let page = q.page.unwrap_or(1);
         let per_page = q.per_page.unwrap_or(DEFAULT_PER_PAGE);
-        let group = q.group.as_deref().filter(|g| !g.is_empty());
-        let pattern = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(like_pattern);
-        // A channel is a live stream that was not merged into another channel.
-        const FROM: &str = "FROM streams s LEFT JOIN groups g ON g.id = s.group_id
-            WHERE NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = s.id)
-              AND (?1 IS NULL OR g.name = ?1) AND (?2 IS NULL OR s.name LIKE ?2 ESCAPE '\\')
-              AND (?5 IS NULL OR s.id = ?5)";
+        let (group, pattern) = Self::channel_filter(q);
         let limit = per_page as i64;
         let offset = (page as i64 - 1) * per_page as i64;
-        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {FROM}"))
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {CHANNEL_FROM}"))
             .bind(group)
             .bind(pattern.as_deref())
-            .bind(limit)
-            .bind(offset)
+            .bind(q.group_id)
+            .bind(q.available)
             .bind(only)
             .fetch_one(&self.pool)
             .await?;
         let rows = sqlx::query(&format!(
-            "SELECT s.id, s.name, g.name AS group_name, s.tvg_id, s.logo, s.chno, s.hidden, s.provider_id, p.name AS provider,
-                    s.upstream_key, s.upstream_id
-             {FROM_PROVIDER} ORDER BY s.id LIMIT ?3 OFFSET ?4",
-            FROM_PROVIDER = FROM.replacen("LEFT JOIN groups g", "JOIN providers p ON p.id = s.provider_id LEFT JOIN groups g", 1)
+            "SELECT c.id, c.name, g.name AS group_name, c.group_id, c.tvg_id, c.logo, c.number, c.hidden,
+                    COALESCE(g.hidden, 0) AS group_hidden, c.auto_order
+             {CHANNEL_FROM} ORDER BY c.number LIMIT ?6 OFFSET ?7"
         ))
         .bind(group)
         .bind(pattern.as_deref())
+        .bind(q.group_id)
+        .bind(q.available)
+        .bind(only)
         .bind(limit)
         .bind(offset)
-        .bind(only)
         .fetch_all(&self.pool)
         .await?;
         let mut items: Vec<Channel> = rows
             .iter()
             .map(|r| {
                 let hidden: bool = r.try_get("hidden")?;
+                let group_hidden: bool = r.try_get("group_hidden")?;
+                let number: i64 = r.try_get("number")?;
                 Ok(Channel {
                     id: r.try_get("id")?,
                     name: r.try_get("name")?,
                     group: r.try_get("group_name")?,
+                    group_id: r.try_get("group_id")?,
                     tvg_id: r.try_get("tvg_id")?,
                     logo: r.try_get("logo")?,
-                    number: r.try_get("chno")?,
-                    enabled: !hidden,
-                    sources: vec![ChannelSource {
-                        stream_id: r.try_get("id")?,
-                        provider_id: r.try_get("provider_id")?,
-                        provider: r.try_get("provider")?,
-                        upstream_key: r.try_get("upstream_key")?,
-                        upstream_id: r.try_get("upstream_id")?,
-                        position: 0,
-                    }],
+                    number: Some(number.to_string()),
+                    enabled: !hidden && !group_hidden,
+                    available: false,
+                    auto_order: r.try_get("auto_order")?,
+                    sources: Vec::new(),
+                    lost_sources: Vec::new(),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()?;
         if !items.is_empty() {
+            let index: std::collections::HashMap<i64, usize> =
+                items.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
             let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "SELECT cs.channel_id, cs.position, s.id AS stream_id, s.provider_id, p.name AS provider, s.upstream_key, s.upstream_id
-                 FROM channel_sources cs JOIN streams s ON s.id = cs.stream_id JOIN providers p ON p.id = s.provider_id
-                 WHERE cs.channel_id IN (",
+                "SELECT ls.id AS source_id, ls.channel_id, ls.position, ls.stream_id, ls.provider_id, p.name AS provider,
+                        ls.upstream_key, s.upstream_id, s.name AS stream_name, ls.tvg_id, p.enabled AS provider_enabled
+                 FROM lineup_sources ls LEFT JOIN streams s ON s.id = ls.stream_id
+                 LEFT JOIN providers p ON p.id = ls.provider_id
+                 WHERE ls.channel_id IN (",
             );
             let mut sep = qb.separated(", ");
             for c in &items {
                 sep.push_bind(c.id);
             }
-            qb.push(") ORDER BY cs.channel_id, cs.position");
-            let srcs = qb.build().fetch_all(&self.pool).await?;
-            let mut idx = 0;
-            for r in &srcs {
+            qb.push(") ORDER BY ls.channel_id, ls.position, ls.id");
+            for r in qb.build().fetch_all(&self.pool).await? {
                 let cid: i64 = r.try_get("channel_id")?;
-                while idx < items.len() && items[idx].id < cid {
-                    idx += 1;
-                }
-                if idx < items.len() && items[idx].id == cid {
-                    items[idx].sources.push(ChannelSource {
-                        stream_id: r.try_get("stream_id")?,
+                let Some(&i) = index.get(&cid) else { continue };
+                let stream_id: Option<i64> = r.try_get("stream_id")?;
+                match stream_id {
+                    Some(stream_id) => {
+                        let enabled: Option<bool> = r.try_get("provider_enabled")?;
+                        if enabled == Some(true) {
+                            items[i].available = true;
+                        }
+                        items[i].sources.push(ChannelSource {
+                            id: r.try_get("source_id")?,
+                            stream_id,
+                            provider_id: r.try_get("provider_id")?,
+                            provider: r.try_get::<Option<String>, _>("provider")?.unwrap_or_default(),
+                            upstream_key: r.try_get("upstream_key")?,
+                            upstream_id: r.try_get("upstream_id")?,
+                            position: r.try_get("position")?,
+                            name: r.try_get::<Option<String>, _>("stream_name")?.unwrap_or_default(),
+                            tvg_id: r.try_get("tvg_id")?,
+                        });
+                    }
+                    None => items[i].lost_sources.push(LostSource {
+                        id: r.try_get("source_id")?,
                         provider_id: r.try_get("provider_id")?,
                         provider: r.try_get("provider")?,
                         upstream_key: r.try_get("upstream_key")?,
-                        upstream_id: r.try_get("upstream_id")?,
+                        tvg_id: r.try_get("tvg_id")?,
                         position: r.try_get("position")?,
-                    });
+                    }),
                 }
             }
         }
         Ok(Page { total, page, per_page, items })
     }
 
-    /// One channel with its sources (a merged stream is not a channel).
+    /// One lineup channel with its sources.
     pub async fn channel(&self, id: i64) -> Result<Channel, CatalogError> {
-        let exists: Option<i64> = sqlx::query_scalar(
-            "SELECT s.id FROM streams s WHERE s.id = ? AND NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = s.id)",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        if exists.is_none() {
-            return Err(CatalogError::NotFound { what: "channel", id: id.to_string() });
-        }
         let page = self.channels_where(Some(id), &ChannelQuery { per_page: Some(1), ..Default::default() }).await?;
         page.items.into_iter().next().ok_or_else(|| CatalogError::NotFound { what: "channel", id: id.to_string() })
     }
@@ -618,17 +661,25 @@ impl Store {
         Ok((source, row.try_get("name")?, row.try_get("ext")?))
     }
 
-    /// Channel groups with their channel counts, by name.
+    /// Lineup groups with their channel counts, in their order.
     pub async fn channel_groups(&self) -> Result<Vec<GroupCount>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT g.name AS group_name, COUNT(*) AS n FROM streams s JOIN groups g ON g.id = s.group_id
-             WHERE NOT EXISTS (SELECT 1 FROM channel_sources m WHERE m.stream_id = s.id)
-             GROUP BY g.name ORDER BY g.name",
+            "SELECT g.id, g.name AS group_name, g.position, g.hidden,
+                    (SELECT COUNT(*) FROM lineup_channels c WHERE c.group_id = g.id) AS n
+             FROM lineup_groups g ORDER BY g.position, g.id",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok(GroupCount { name: r.try_get("group_name")?, channels: r.try_get("n")? }))
+            .map(|r| {
+                Ok(GroupCount {
+                    id: r.try_get("id")?,
+                    name: r.try_get("group_name")?,
+                    channels: r.try_get("n")?,
+                    position: r.try_get("position")?,
+                    hidden: r.try_get("hidden")?,
+                })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }

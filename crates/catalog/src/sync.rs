@@ -6,9 +6,10 @@
 //! 2. in **one transaction**, parse the spooled lists in batches and upsert
 //!    them on `(provider, upstream key)` — which keeps ids stable — stamping
 //!    each row with this sync's generation;
-//! 3. delete what the provider no longer lists (older generation) and record
-//!    the outcome. A live stream *is* a client-visible channel (same id), so
-//!    there is no second table to keep in step.
+//! 3. delete what the provider no longer lists (older generation), bring the
+//!    lineup up to date ([`crate::lineup::maintain`]: re-attach renumbered
+//!    streams, match new ones to channels, create channels) and record the
+//!    outcome.
 //!
 //! Any error rolls the transaction back: the previous catalog stays whole and
 //! the provider's `last_sync_error` says what went wrong.
@@ -51,6 +52,8 @@ pub struct SyncReport {
     /// Guide URLs the provider advertised (M3U `x-tvg-url`), credentials masked.
     #[serde(serialize_with = "crate::model::serialize_redacted_texts")]
     pub epg_urls: Vec<String>,
+    /// What the sync did to the lineup (re-attached, joined, created).
+    pub lineup: crate::lineup::LineupReport,
     pub duration_ms: u64,
 }
 
@@ -165,6 +168,7 @@ async fn sync_xtream(
             catchup_days: s.tv_archive_duration.filter(|_| s.tv_archive),
             catchup_source: None,
             headers: None,
+            norm_name: crate::lineup::normalize_name(&s.name),
             name: s.name,
             position,
         }
@@ -350,6 +354,7 @@ fn m3u_row(e: Entry, seen: &mut HashMap<u64, u32>, position: i64) -> M3uItem {
                 catchup_days: e.attr("catchup-days").and_then(|d| d.trim().parse().ok()),
                 catchup_source: e.attr("catchup-source").filter(|s| !s.is_empty()).map(str::to_string),
                 headers: (!headers.is_empty()).then(|| serde_json::Value::Object(headers).to_string()),
+                norm_name: crate::lineup::normalize_name(&name),
                 name,
                 url: Some(e.url),
                 position,
@@ -398,6 +403,8 @@ struct StreamRow {
     catchup_days: Option<i64>,
     catchup_source: Option<String>,
     headers: Option<String>,
+    /// [`crate::lineup::normalize_name`] of the name, computed on the parsing thread.
+    norm_name: String,
     position: i64,
 }
 
@@ -428,7 +435,7 @@ struct SeriesRow {
     position: i64,
 }
 
-/// Rows per INSERT statement. 14 columns × 500 stays far below SQLite's
+/// Rows per INSERT statement. 18 columns × 500 stays far below SQLite's
 /// 32 766 bound parameters; fewer, larger statements are what make a
 /// 200 000-entry sync fast.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -439,6 +446,7 @@ struct Writer {
     provider_id: i64,
     provider_name: String,
     gen: i64,
+    lineup: crate::lineup::LineupSettings,
     report: SyncReport,
 }
 
@@ -455,6 +463,7 @@ impl Writer {
             provider_id: provider.id,
             provider_name: provider.name.clone(),
             gen,
+            lineup: store.lineup_settings(),
             report: SyncReport { provider_id: provider.id, provider: provider.name.clone(), ..Default::default() },
         })
     }
@@ -522,7 +531,7 @@ impl Writer {
         while rows.peek().is_some() {
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO streams (provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url,
-                 catchup, catchup_days, catchup_source, headers, position, first_gen, sync_gen) ",
+                 catchup, catchup_days, catchup_source, headers, norm_name, position, first_gen, sync_gen) ",
             );
             qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
                 b.push_bind(self.provider_id)
@@ -539,6 +548,7 @@ impl Writer {
                     .push_bind(r.catchup_days)
                     .push_bind(r.catchup_source)
                     .push_bind(r.headers)
+                    .push_bind(r.norm_name)
                     .push_bind(r.position)
                     .push_bind(self.gen)
                     .push_bind(self.gen);
@@ -547,8 +557,8 @@ impl Writer {
                 " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
                  group_id = excluded.group_id, tvg_id = excluded.tvg_id, tvg_name = excluded.tvg_name, logo = excluded.logo,
                  chno = excluded.chno, url = excluded.url, catchup = excluded.catchup, catchup_days = excluded.catchup_days,
-                 catchup_source = excluded.catchup_source, headers = excluded.headers, position = excluded.position,
-                 sync_gen = excluded.sync_gen",
+                 catchup_source = excluded.catchup_source, headers = excluded.headers, norm_name = excluded.norm_name,
+                 position = excluded.position, sync_gen = excluded.sync_gen",
             );
             qb.build().execute(&mut *self.tx).await?;
         }
@@ -637,6 +647,8 @@ impl Writer {
             }
         }
         tracing::debug!(provider = %self.provider_name, ms = started.elapsed().as_millis() as u64, "sync: swept");
+        self.report.lineup = crate::lineup::maintain(&mut *conn, self.provider_id, &self.lineup).await?;
+        tracing::debug!(provider = %self.provider_name, ms = started.elapsed().as_millis() as u64, "sync: lineup maintained");
         self.report.new_channels =
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM streams WHERE provider_id = ? AND first_gen = ?")
                 .bind(self.provider_id)

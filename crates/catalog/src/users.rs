@@ -38,7 +38,8 @@ pub struct User {
     pub expires_at: Option<i64>,
     /// Streams at once; 0 = no limit of its own (the pool still applies).
     pub max_connections: u32,
-    /// Group ids the user may see; `None` = every group.
+    /// Group ids the user may see: lineup groups for live channels, the
+    /// providers' movie and series groups for those; `None` = every group.
     pub allowed_groups: Option<Vec<i64>>,
     pub created_at: i64,
     #[serde(skip)]
@@ -420,7 +421,10 @@ impl Store {
         let mut missing = Vec::new();
         for g in groups {
             let found: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM groups WHERE id = ?").bind(g).fetch_optional(self.pool()).await?;
+                sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = ?1 UNION ALL SELECT id FROM groups WHERE id = ?1 AND kind <> 'live'")
+                    .bind(g)
+                    .fetch_optional(self.pool())
+                    .await?;
             if found.is_none() {
                 missing.push(g.to_string());
             }
@@ -430,7 +434,10 @@ impl Store {
         } else {
             Err(CatalogError::Invalid(vec![FieldError::new(
                 "allowed_groups",
-                format!("no group with id {} (see GET /api/v1/groups)", missing.join(", ")),
+                format!(
+                    "no lineup group or movie/series group with id {} (see GET /api/v1/groups)",
+                    missing.join(", ")
+                ),
             )]))
         }
     }

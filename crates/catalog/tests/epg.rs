@@ -3,9 +3,10 @@
 //! linked to our channels.
 
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
-use tunerpool_catalog::epg::{guide_links, guide_path, refresh_guide, statuses, GuideLink};
+use tunerpool_catalog::epg::{guide_links, guide_path, refresh_guide, search_guide_channels, statuses, GuideLink};
+use tunerpool_catalog::lineup::ChannelPatch;
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{CatalogError, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
+use tunerpool_catalog::{CatalogError, ChannelQuery, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
 const PW: &str = "m/p+w$";
@@ -104,50 +105,89 @@ async fn links_follow_merges_hidden_channels_and_groups() {
     store.update_provider(b, &ProviderPatch { priority: Some(5), ..Default::default() }).await.unwrap();
     sync_provider(&store, &http, a).await.unwrap();
     sync_provider(&store, &http, b).await.unwrap();
-    let id = |p: i64, key: &str| {
-        let store = store.clone();
-        let key = key.to_string();
-        async move {
-            sqlx::query_scalar::<_, i64>("SELECT id FROM streams WHERE provider_id = ? AND upstream_key = ?")
-                .bind(p)
-                .bind(key)
-                .fetch_one(store.pool())
-                .await
-                .unwrap()
-        }
-    };
-    // B's channel 2 is merged into A's channel 1 as a further source, under
-    // another guide id; A's channel 3 is hidden.
-    let (a1, b2, a3) = (id(a, "1").await, id(b, "2").await, id(a, "3").await);
+    // Both providers list the same channels: B's streams joined A's
+    // channels. B's channel 2 (under another guide id) is split off and
+    // merged into channel 1 as a further source; channel 3 is hidden.
+    let channels = store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items;
+    let (ch1, ch2, ch3) = (&channels[0], &channels[1], &channels[2]);
+    assert_eq!(ch2.sources.iter().map(|s| s.provider_id).collect::<Vec<_>>(), [a, b]);
     sqlx::query("UPDATE streams SET tvg_id = 'CH2.other@HD' WHERE id = ?")
-        .bind(b2)
+        .bind(ch2.sources[1].stream_id)
         .execute(store.pool())
         .await
         .unwrap();
-    sqlx::query("INSERT INTO channel_sources (channel_id, stream_id, position) VALUES (?, ?, 1)")
-        .bind(a1)
-        .bind(b2)
-        .execute(store.pool())
-        .await
-        .unwrap();
-    sqlx::query("UPDATE streams SET hidden = 1 WHERE id = ?").bind(a3).execute(store.pool()).await.unwrap();
+    let b2 = store.split_source(ch2.id, ch2.sources[1].id).await.unwrap();
+    store.merge_channels(ch1.id, &[b2.id]).await.unwrap();
+    store.update_channel(ch3.id, &ChannelPatch { hidden: Some(true), ..Default::default() }).await.unwrap();
 
     let all = guide_links(&store, None).await.unwrap();
     let l = links(&all);
     assert!(l.contains(&(b, "CH2.other@HD", "ch1.fake")), "merged source maps to the channel's id");
-    assert_eq!(l.iter().filter(|x| x.1 == "ch3.fake").count(), 1);
-    assert!(!l.contains(&(a, "ch3.fake", "ch3.fake")), "hidden channel left out");
-    assert!(l.contains(&(b, "ch3.fake", "ch3.fake")), "B's own channel 3 is not hidden");
+    assert!(l.contains(&(a, "ch2.fake", "ch2.fake")) && l.contains(&(b, "ch4.fake", "ch4.fake")));
+    assert!(!l.iter().any(|x| x.1 == "ch3.fake"), "hidden channel left out, whatever the source");
     assert!(!l.iter().any(|(_, _, o)| *o == "CH2.other@HD"), "a merged stream is not a channel");
     // Provider A (priority 0) comes before B (priority 5).
     let first_b = l.iter().position(|x| x.0 == b).unwrap();
     assert!(l[..first_b].iter().all(|x| x.0 == a) && l[first_b..].iter().all(|x| x.0 == b));
 
-    // Groups: only the channels of those groups (and their merged sources).
-    let group: i64 =
-        sqlx::query_scalar("SELECT group_id FROM streams WHERE id = ?").bind(a1).fetch_one(store.pool()).await.unwrap();
+    // Groups: only the channels of those lineup groups (and their merged sources).
+    let group = ch1.group_id.unwrap();
     let in_group = guide_links(&store, Some(&[group])).await.unwrap();
     assert!(!in_group.is_empty() && in_group.len() < all.len());
     assert!(links(&in_group).contains(&(b, "CH2.other@HD", "ch1.fake")));
     assert!(guide_links(&store, Some(&[])).await.unwrap().is_empty());
+}
+
+/// The guide's channels are indexed at each fetch: a source without a
+/// tvg-id is fed by the guide channel named like it, and a guide id chosen
+/// from a search feeds the channel it was set on.
+#[tokio::test]
+async fn guide_channels_map_by_name_and_can_be_chosen() {
+    let (_dir, store, http, fake) = setup().await;
+    let pid = xtream(&store, &fake, "X").await;
+    sync_provider(&store, &http, pid).await.unwrap();
+    refresh_guide(&store, &http, pid).await.unwrap().unwrap();
+    let found = search_guide_channels(&store, "channel 1", 50).await.unwrap();
+    let names: Vec<&str> = found.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Channel 1",
+            "Channel 10",
+            "Channel 11",
+            "Channel 12",
+            "Channel 13",
+            "Channel 15",
+            "Channel 16",
+            "Channel 17",
+            "Channel 18",
+            "Channel 19"
+        ]
+    );
+    assert_eq!((found[0].id.as_str(), found[0].provider.as_str()), ("ch1.fake", "X"));
+    assert!(search_guide_channels(&store, "%", 50).await.unwrap().is_empty(), "LIKE wildcards are literal");
+
+    let channels = store.channels(&ChannelQuery { per_page: Some(100), ..Default::default() }).await.unwrap().items;
+    // Channel 1's stream loses its tvg-id at the provider: the guide still feeds it, by name.
+    sqlx::query("UPDATE streams SET tvg_id = NULL WHERE id = ?")
+        .bind(channels[0].sources[0].stream_id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.update_channel(channels[0].id, &ChannelPatch { tvg_id: Some(None), ..Default::default() }).await.unwrap();
+    // Channel 7 has no guide id at all; the user picks ch9.fake for it, and hides channel 9.
+    store
+        .update_channel(
+            channels[6].id,
+            &ChannelPatch { tvg_id: Some(Some(found[0].id.replace('1', "9"))), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    store.update_channel(channels[8].id, &ChannelPatch { hidden: Some(true), ..Default::default() }).await.unwrap();
+    let l = guide_links(&store, None).await.unwrap();
+    let l = links(&l);
+    assert!(l.contains(&(pid, "ch1.fake", "ch1.fake")), "by name: {l:?}");
+    assert!(l.contains(&(pid, "ch9.fake", "ch9.fake")), "chosen: {l:?}");
+    assert_eq!(l.iter().filter(|x| x.1 == "ch9.fake").count(), 1);
+    assert_eq!(l.len(), 18, "{l:?}");
 }

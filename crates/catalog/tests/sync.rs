@@ -232,16 +232,21 @@ async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new() {
     std::fs::write(&file, text).unwrap();
     let r = sync_provider(&store, &http, id).await.unwrap();
     assert_eq!((r.live, r.removed, r.new_channels), (9, 2, 1));
+    // The lineup keeps the channels of 2 and 5, unavailable, for when they
+    // come back; the channel names are the user's (the source shows the
+    // provider's new name).
     let after = all_channels(&store).await;
-    assert_eq!(after.len(), 9);
+    assert_eq!(after.len(), 11);
     let id_of = |list: &[tunerpool_catalog::Channel], tvg: &str| {
         list.iter().find(|c| c.tvg_id.as_deref() == Some(tvg)).map(|c| c.id)
     };
-    for tvg in ["c1", "c3", "c4", "c10"] {
+    for tvg in ["c1", "c2", "c3", "c4", "c10"] {
         assert_eq!(id_of(&before, tvg), id_of(&after, tvg), "{tvg} kept its id");
     }
-    assert!(id_of(&after, "c2").is_none() && id_of(&after, "c5").is_none());
-    assert!(after.iter().any(|c| c.name == "Channel Three"));
+    let gone: Vec<&str> = after.iter().filter(|c| !c.available).map(|c| c.name.as_str()).collect();
+    assert_eq!(gone, ["Chan 2", "Chan 5"]);
+    let three = after.iter().find(|c| c.tvg_id.as_deref() == Some("c3")).unwrap();
+    assert_eq!((three.name.as_str(), three.sources[0].name.as_str()), ("Chan 3", "Channel Three"));
     assert!(id_of(&after, "c11").unwrap() > before.iter().map(|c| c.id).max().unwrap());
 
     // A playlist that turned into an HTML page must not wipe the catalog.

@@ -58,6 +58,13 @@ pub(crate) struct Catalog {
     series_cats: u64,
     /// Unix time the catalog items claim to have been added around.
     created: i64,
+    /// Live channel names, `{i}` = index.
+    name_template: std::sync::Arc<str>,
+    /// Added to every stream id; shared by the clones, so a renumbering shows everywhere.
+    offset: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    epg_ids: bool,
+    /// Added to the index in names and EPG ids.
+    name_offset: u64,
 }
 
 /// One episode of a series.
@@ -78,7 +85,32 @@ impl Catalog {
             series: cfg.series_count as u64,
             series_cats: (cfg.series_categories as u64).max(1),
             created: start_unix - 90 * 86_400,
+            name_template: cfg.live_name_template.as_str().into(),
+            offset: std::sync::Arc::new(cfg.stream_id_offset.into()),
+            epg_ids: cfg.live_epg_ids,
+            name_offset: cfg.live_name_offset,
         }
+    }
+
+    /// The current stream id offset (see `FakeConfig::stream_id_offset`).
+    fn off(&self) -> u64 {
+        self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Renumbers every stream: ids become `offset + …`.
+    pub(crate) fn renumber(&self, offset: u64) {
+        self.offset.store(offset, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The stream id of live channel `i`.
+    pub(crate) fn live_id(&self, i: u64) -> u64 {
+        self.off() + i
+    }
+
+    /// The live channel index of a stream id, if it is a live channel.
+    pub(crate) fn live_index(&self, id: u64) -> Option<u64> {
+        let i = id.checked_sub(self.off())?;
+        (1..=self.live).contains(&i).then_some(i)
     }
 
     fn cats(&self, kind: Kind) -> (u64, u64) {
@@ -148,21 +180,21 @@ impl Catalog {
     }
 
     pub(crate) fn is_live(&self, id: u64) -> bool {
-        (1..=self.live).contains(&id)
+        self.live_index(id).is_some()
     }
 
-    /// Whether live channel `id` has an archive (`tv_archive: 1`).
-    pub(crate) fn has_archive(&self, id: u64) -> bool {
-        id % 5 == 0
+    /// Whether live channel index `i` has an archive (`tv_archive: 1`).
+    pub(crate) fn has_archive(&self, i: u64) -> bool {
+        i % 5 == 0
     }
 
     pub(crate) fn vod_stream_id(&self, k: u64) -> u64 {
-        self.live + k
+        self.off() + self.live + k
     }
 
     /// Movie index of a stream id, if it is a movie.
     pub(crate) fn vod_index(&self, id: u64) -> Option<u64> {
-        let k = id.checked_sub(self.live)?;
+        let k = id.checked_sub(self.off() + self.live)?;
         (1..=self.vod).contains(&k).then_some(k)
     }
 
@@ -171,12 +203,17 @@ impl Catalog {
     }
 
     pub(crate) fn episode_id(&self, e: Episode) -> u64 {
-        self.live + self.vod + (e.series - 1) * EPISODES_PER_SERIES + (e.season - 1) * EPISODES_PER_SEASON + e.episode
+        self.off()
+            + self.live
+            + self.vod
+            + (e.series - 1) * EPISODES_PER_SERIES
+            + (e.season - 1) * EPISODES_PER_SEASON
+            + e.episode
     }
 
     /// The episode a stream id stands for, if any.
     pub(crate) fn episode_of(&self, id: u64) -> Option<Episode> {
-        let n = id.checked_sub(self.live + self.vod)?.checked_sub(1)?;
+        let n = id.checked_sub(self.off() + self.live + self.vod)?.checked_sub(1)?;
         let series = n / EPISODES_PER_SERIES + 1;
         if series > self.series {
             return None;
@@ -192,13 +229,15 @@ impl Catalog {
         })
     }
 
-    /// EPG channel id of live channel `i` (`None` for every 7th channel).
-    pub(crate) fn epg_id(i: u64) -> Option<String> {
-        (i % 7 != 0).then(|| format!("ch{i}.fake"))
+    /// EPG channel id of live channel `i` (`None` for every 7th channel, and for all
+    /// without `live_epg_ids`).
+    pub(crate) fn epg_id(&self, i: u64) -> Option<String> {
+        let n = i + self.name_offset;
+        (self.epg_ids && n % 7 != 0).then(|| format!("ch{n}.fake"))
     }
 
-    pub(crate) fn live_name(i: u64) -> String {
-        format!("Channel {i}")
+    pub(crate) fn live_name(&self, i: u64) -> String {
+        self.name_template.replace("{i}", &(i + self.name_offset).to_string())
     }
 
     pub(crate) fn logo(base: &str, i: u64) -> String {
@@ -308,13 +347,12 @@ impl Catalog {
             (false, _, false) => "0",
         };
         // Writing into a Vec cannot fail.
-        let _ = write!(
-            out,
-            "{{\"num\":{i},\"name\":\"Channel {i}\",\"stream_type\":\"live\",\"stream_id\":{i},\"stream_icon\":"
-        );
+        let _ = write!(out, "{{\"num\":{i},\"name\":");
+        json_str(out, &self.live_name(i));
+        let _ = write!(out, ",\"stream_type\":\"live\",\"stream_id\":{},\"stream_icon\":", self.live_id(i));
         json_str(out, &Self::logo(base, i));
         out.extend_from_slice(b",\"epg_channel_id\":");
-        match Self::epg_id(i) {
+        match self.epg_id(i) {
             Some(id) => json_str(out, &id),
             None => out.extend_from_slice(b"null"),
         }
@@ -507,15 +545,17 @@ impl Catalog {
 
     /// `get_short_epg`: the next `limit` hourly programmes of a channel, from the current hour.
     pub(crate) fn short_epg(&self, id: u64, now: i64, limit: u64) -> serde_json::Value {
-        let epg = if self.is_live(id) { Self::epg_id(id) } else { None };
-        let Some(epg) = epg else {
+        let Some(index) = self.live_index(id) else {
+            return serde_json::json!({"epg_listings": []});
+        };
+        let Some(epg) = self.epg_id(index) else {
             return serde_json::json!({"epg_listings": []});
         };
         let hour = now - now.rem_euclid(3600);
         let listings: Vec<serde_json::Value> = (0..limit.min(EPG_HOURS_AFTER as u64))
             .map(|h| {
                 let start = hour + h as i64 * 3600;
-                let (title, desc) = programme_text(id, start);
+                let (title, desc) = programme_text(index, start);
                 serde_json::json!({
                     "id": (start / 3600).to_string(),
                     "epg_id": id.to_string(),

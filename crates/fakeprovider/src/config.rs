@@ -54,6 +54,19 @@ pub struct FakeConfig {
     pub release_delay_ms: u64,
     /// An HLS viewer with no request for this long is considered gone (its connection is released).
     pub hls_session_timeout_ms: u64,
+    /// Live channel names; `{i}` stands for the channel's index (default `"Channel {i}"`).
+    /// A second provider that carries the same channels under other names uses e.g.
+    /// `"UK: CHANNEL {i} HD"`.
+    pub live_name_template: String,
+    /// Added to the `{i}` of live names and EPG ids: channel 1 is named and guided as channel
+    /// `1 + live_name_offset`, so two providers can carry overlapping ranges of channels.
+    pub live_name_offset: u64,
+    /// Added to every stream id (live, movie, episode): a panel that renumbered its
+    /// streams. Also changeable at run time with `FakeProvider::renumber`.
+    pub stream_id_offset: u64,
+    /// Whether live channels have EPG ids (`ch{i}.fake`, none for every 7th). Off: no
+    /// channel has one, so matching must go by name.
+    pub live_epg_ids: bool,
 }
 
 impl Default for FakeConfig {
@@ -78,6 +91,10 @@ impl FakeConfig {
             limit_mode: LimitMode::default(),
             release_delay_ms: 0,
             hls_session_timeout_ms: 10_000,
+            live_name_template: "Channel {i}".to_string(),
+            live_name_offset: 0,
+            stream_id_offset: 0,
+            live_epg_ids: true,
         }
     }
 

@@ -167,6 +167,12 @@ impl FakeProvider {
         self.shared.accounts.insert(spec);
     }
 
+    /// Renumbers every stream (live, movie, episode) to `offset + …`, as panels do:
+    /// the catalog keeps its channels, under new stream ids.
+    pub fn renumber(&self, offset: u64) {
+        self.shared.catalog.renumber(offset);
+    }
+
     /// Stop accepting, end all open streams, and wait (bounded) for the server to finish.
     pub async fn shutdown(mut self) {
         self.shutdown.cancel();

@@ -50,11 +50,11 @@ pub(crate) fn m3u(catalog: Catalog, req: M3uRequest) -> impl Iterator<Item = Vec
     Chunks::new(head.as_bytes(), entries, b"", move |entry, _first: bool, out: &mut Vec<u8>| {
         let (tvg_id, name, logo, group, url) = match entry {
             Entry::Live(i) => (
-                Catalog::epg_id(i).unwrap_or_default(),
-                Catalog::live_name(i),
+                catalog.epg_id(i).unwrap_or_default(),
+                catalog.live_name(i),
                 Catalog::logo(&base, i),
                 catalog.category_name(Kind::Live, catalog.live_category(i)),
-                format!("{base}/live/{u}/{p}/{i}.{live_ext}"),
+                format!("{base}/live/{u}/{p}/{}.{live_ext}", catalog.live_id(i)),
             ),
             Entry::Vod(k) => (
                 String::new(),
@@ -98,7 +98,11 @@ enum Item {
 pub(crate) fn xmltv(catalog: Catalog, base: String, now: i64) -> impl Iterator<Item = Vec<u8>> + Send {
     let hour = now - now.rem_euclid(3600);
     let n = catalog.live_count();
-    let with_epg = move || (1..=n).filter(|&i| Catalog::epg_id(i).is_some());
+    let c = catalog.clone();
+    let with_epg = move || {
+        let c = c.clone();
+        (1..=n).filter(move |&i| c.epg_id(i).is_some())
+    };
     let items = with_epg().map(Item::Channel).chain(
         with_epg()
             .flat_map(move |i| (-EPG_HOURS_BEFORE..EPG_HOURS_AFTER).map(move |h| Item::Programme(i, hour + h * 3600))),
@@ -110,17 +114,17 @@ pub(crate) fn xmltv(catalog: Catalog, base: String, now: i64) -> impl Iterator<I
     Chunks::new(head.as_bytes(), items, b"</tv>\n", move |item, _first: bool, out: &mut Vec<u8>| {
         let text = match item {
             Item::Channel(i) => {
-                let id = Catalog::epg_id(i).unwrap_or_default();
+                let id = catalog.epg_id(i).unwrap_or_default();
                 let logo = Catalog::logo(&base, i);
                 let icon = if logo.is_empty() { String::new() } else { format!("<icon src=\"{}\"/>", xml(&logo)) };
                 format!(
                     "  <channel id=\"{}\"><display-name>{}</display-name>{icon}</channel>\n",
                     xml(&id),
-                    xml(&Catalog::live_name(i))
+                    xml(&catalog.live_name(i))
                 )
             }
             Item::Programme(i, start) => {
-                let id = Catalog::epg_id(i).unwrap_or_default();
+                let id = catalog.epg_id(i).unwrap_or_default();
                 let (title, desc) = programme_text(i, start);
                 format!(
                         "  <programme start=\"{}\" stop=\"{}\" channel=\"{}\"><title lang=\"en\">{}</title><desc lang=\"en\">{}</desc></programme>\n",

@@ -242,7 +242,7 @@ fn vod(s: &Shared, kind: VodKind, u: &str, p: &str, file: &str, headers: &Header
     let exists = match kind {
         VodKind::Movie => s.catalog.vod_index(id).is_some(),
         VodKind::Series => s.catalog.episode_of(id).is_some(),
-        VodKind::Timeshift => s.catalog.is_live(id) && s.catalog.has_archive(id),
+        VodKind::Timeshift => s.catalog.live_index(id).is_some_and(|i| s.catalog.has_archive(i)),
     };
     if !exists {
         return status(404);

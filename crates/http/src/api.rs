@@ -62,8 +62,8 @@ pub(crate) async fn get_provider(
     Ok(Json(provider_view(&st, p).await?))
 }
 
-/// `?page=&per_page=&group=&q=`, parsed by hand so that a bad value names its field.
-fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQuery, ApiError> {
+/// `?page=&per_page=&group=&group_id=&q=&available=`, parsed by hand so that a bad value names its field.
+pub(crate) fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQuery, ApiError> {
     let mut errs = Vec::new();
     let mut num = |key: &str| -> Option<u32> {
         let v = params.get(key)?;
@@ -77,24 +77,44 @@ fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQuery, ApiEr
     };
     let page = num("page");
     let per_page = num("per_page");
+    let group_id = num("group_id").map(i64::from);
+    let available = match params.get("available").map(|v| v.trim()) {
+        None => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(v) => {
+            errs.push(FieldError::new("available", format!("{v:?} is not true or false")));
+            None
+        }
+    };
     for k in params.keys() {
-        if !matches!(k.as_str(), "page" | "per_page" | "group" | "q") {
-            errs.push(FieldError::new(k, "unknown parameter: use page, per_page, group or q"));
+        if !matches!(k.as_str(), "page" | "per_page" | "group" | "group_id" | "q" | "available") {
+            errs.push(FieldError::new(k, "unknown parameter: use page, per_page, group, group_id, q or available"));
         }
     }
     if !errs.is_empty() {
         return Err(ApiError::invalid(errs));
     }
-    Ok(ChannelQuery { page, per_page, group: params.get("group").cloned(), q: params.get("q").cloned() })
+    Ok(ChannelQuery {
+        page,
+        per_page,
+        group: params.get("group").cloned(),
+        group_id,
+        q: params.get("q").cloned(),
+        available,
+    })
 }
 
-/// Live channels, paged, filtered by exact group and by name.
-#[utoipa::path(get, path = "/api/v1/channels", tag = "catalog",
+/// The lineup's channels by number, paged, each with its sources (and
+/// the lost ones), filtered by group, name and availability.
+#[utoipa::path(get, path = "/api/v1/channels", tag = "lineup",
     params(
         ("page" = Option<u32>, Query, description = "1-based page (default 1)"),
         ("per_page" = Option<u32>, Query, description = "1 to 1000 (default 100)"),
-        ("group" = Option<String>, Query, description = "exact group name"),
+        ("group" = Option<String>, Query, description = "exact lineup group name"),
+        ("group_id" = Option<u32>, Query, description = "lineup group id"),
         ("q" = Option<String>, Query, description = "case-insensitive part of the name"),
+        ("available" = Option<bool>, Query, description = "only channels that can (true) or cannot (false) be played"),
     ),
     responses((status = 200, description = "one page", body = Page<Channel>),
         (status = 400, description = "a bad parameter, named", body = ErrorBody)))]
@@ -106,8 +126,8 @@ pub(crate) async fn list_channels(
     Ok(Json(st.store.channels(&q).await?))
 }
 
-/// Channel groups with how many channels each holds.
-#[utoipa::path(get, path = "/api/v1/groups", tag = "catalog",
+/// The lineup's groups in their order, with how many channels each holds.
+#[utoipa::path(get, path = "/api/v1/groups", tag = "lineup",
     responses((status = 200, description = "every group", body = Vec<GroupCount>)))]
 pub(crate) async fn list_groups(State(st): State<AppState>) -> Result<Json<Vec<GroupCount>>, ApiError> {
     Ok(Json(st.store.channel_groups().await?))

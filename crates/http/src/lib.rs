@@ -1,7 +1,8 @@
 //! tunerpool's HTTP surface, the last stage before the viewer.
 //!
 //! The admin JSON API under `/api/v1`: reads (`api`: providers, channels,
-//! groups), writes (`write`: providers and accounts, sync now, Test), pool
+//! groups), writes (`write`: providers and accounts, sync now, Test), the
+//! lineup's curation (`lineup`: channels, sources, groups), pool
 //! status, sessions, live updates (`live`, Server-Sent Events) and its
 //! OpenAPI document (`openapi`), all behind the admin token (`auth`); the web
 //! UI (`ui`, embedded files); the merged XMLTV guide (`epg`: `/epg.xml`,
@@ -19,6 +20,7 @@ mod api;
 pub mod auth;
 mod epg;
 pub mod error;
+mod lineup;
 mod live;
 mod metrics;
 mod openapi;
@@ -90,8 +92,17 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(write::update_account, write::delete_account))
         .routes(routes!(write::test_saved_account))
         .routes(routes!(write::test_unsaved_account))
-        .routes(routes!(api::list_channels))
-        .routes(routes!(api::list_groups))
+        .routes(routes!(api::list_channels, lineup::create))
+        .routes(routes!(lineup::one, lineup::update, lineup::remove))
+        .routes(routes!(lineup::merge))
+        .routes(routes!(lineup::split))
+        .routes(routes!(lineup::order, lineup::add_source))
+        .routes(routes!(lineup::bulk))
+        .routes(routes!(lineup::unassigned))
+        .routes(routes!(api::list_groups, lineup::create_group))
+        .routes(routes!(lineup::update_group, lineup::remove_group))
+        .routes(routes!(lineup::renumber))
+        .routes(routes!(lineup::guide_channels))
         .routes(routes!(pool_status::all))
         .routes(routes!(api::list_events))
         .routes(routes!(users::list, users::create))

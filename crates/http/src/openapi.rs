@@ -27,7 +27,7 @@ use utoipa::Number;
         (name = "accounts", description = "Logins of a provider that pool their connections"),
         (name = "pool", description = "Who uses how many connections of which account"),
         (name = "sessions", description = "Live sessions: one upstream connection shared by its viewers"),
-        (name = "catalog", description = "Channels and groups"),
+        (name = "lineup", description = "The user's channels (each with sources at any provider), groups, and their curation"),
         (name = "meta", description = "This document and live updates"),
     )
 )]

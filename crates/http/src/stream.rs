@@ -71,7 +71,7 @@ pub(crate) async fn hls_playlist_response(
             text,
         )
             .into_response(),
-        Err(e) => refusal(e, "channel", id, &client, audience),
+        Err(e) => channel_refusal(st, e, id, &client, audience).await,
     }
 }
 
@@ -105,8 +105,82 @@ pub(crate) async fn live_response(st: &AppState, id: i64, viewer: Viewer, audien
             .header("x-tunerpool-session", stream.session_id.to_string())
             .body(Body::from_stream(stream))
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into())),
-        Err(e) => refusal(e, "channel", id, &client, audience),
+        Err(e) => channel_refusal(st, e, id, &client, audience).await,
     }
+}
+
+/// The refusal for a live channel. A client refused for capacity is told,
+/// source by source, why each was refused — how many of its provider's
+/// connections are in use, or that it is unusable — naming neither
+/// providers nor accounts (the admin gets the full story, both named).
+async fn channel_refusal(st: &AppState, err: WatchError, id: i64, client: &str, audience: Audience) -> Response {
+    if let (WatchError::NoCapacity(why), Audience::Client) = (&err, audience) {
+        if let Some(sources) = sources_refused(st, id).await {
+            tracing::warn!(what = "channel", id, client, reason = %why, "refused: no capacity");
+            let text = format!("no free connection for channel {id}; try again shortly. {sources}");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, text);
+        }
+    }
+    refusal(err, "channel", id, client, audience)
+}
+
+/// "source 1: 2 of 2 connections in use; source 2: unusable (expired)": why
+/// each source of a lineup channel was refused, in the order they were
+/// tried (by provider), naming no provider and no account.
+async fn sources_refused(st: &AppState, channel_id: i64) -> Option<String> {
+    use std::collections::HashMap;
+    use tunerpool_ledger::Ledger;
+    use tunerpool_pool::select::{no_capacity, ProviderPool, SelectInput};
+    let channel = st.store.channel(channel_id).await.ok()?;
+    let mut loaded = Vec::new();
+    for s in &channel.sources {
+        if loaded
+            .iter()
+            .any(|(p, _): &(tunerpool_catalog::Provider, Vec<tunerpool_catalog::Account>)| p.id == s.provider_id)
+        {
+            continue;
+        }
+        let p = st.store.provider(s.provider_id).await.ok()?;
+        let accounts = st.store.accounts(p.id).await.ok()?;
+        loaded.push((p, accounts));
+    }
+    let pools: HashMap<i64, ProviderPool> =
+        loaded.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a.as_slice() })).collect();
+    let usage = st.ledger.usage().await.ok()?;
+    let input = SelectInput {
+        sources: &channel.sources,
+        providers: &pools,
+        active: &usage.accounts,
+        policy: Default::default(),
+        now_unix: tunerpool_catalog::now(),
+    };
+    let mut parts: Vec<String> = no_capacity(&input)
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let usable: Vec<_> = p.accounts.iter().filter(|a| a.unusable.is_none()).collect();
+            let state = if p.accounts.is_empty() {
+                "no accounts".to_string()
+            } else if usable.is_empty() {
+                let mut why: Vec<&str> = p.accounts.iter().filter_map(|a| a.unusable.as_deref()).collect();
+                why.dedup();
+                format!("unusable ({})", why.join(", "))
+            } else {
+                let active: u32 = usable.iter().map(|a| a.active.min(a.max)).sum();
+                let max: u32 = usable.iter().map(|a| a.max).sum();
+                format!("{active} of {max} connections in use")
+            };
+            format!("source {}: {state}", i + 1)
+        })
+        .collect();
+    if !channel.lost_sources.is_empty() {
+        parts.push(format!("{} source(s) no longer listed by their provider", channel.lost_sources.len()));
+    }
+    if parts.is_empty() {
+        parts.push("the channel has no source left".into());
+    }
+    Some(format!("Sources: {}.", parts.join("; ")))
 }
 
 /// The response (and log line) for a stream that cannot be served. The log

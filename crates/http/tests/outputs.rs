@@ -524,11 +524,14 @@ async fn users_api_contract() {
         .await;
     assert_eq!((status, e["fields"][0]["field"].as_str()), (400, Some("allowed_groups")));
 
-    // PATCH: fields optional, null clears.
-    let (status, p) =
-        h.send("PATCH", "/api/v1/users/1", Some(json!({"expires_at": 4_000_000_000i64, "allowed_groups": [1]}))).await;
+    // PATCH: fields optional, null clears. Groups are lineup groups.
+    let (_, groups) = h.send("GET", "/api/v1/groups", None).await;
+    let group = groups[0]["id"].as_i64().unwrap();
+    let (status, p) = h
+        .send("PATCH", "/api/v1/users/1", Some(json!({"expires_at": 4_000_000_000i64, "allowed_groups": [group]})))
+        .await;
     assert_eq!(status, 200, "{p}");
-    assert_eq!((p["expires_at"].as_i64(), p["allowed_groups"].clone()), (Some(4_000_000_000), json!([1])));
+    assert_eq!((p["expires_at"].as_i64(), p["allowed_groups"].clone()), (Some(4_000_000_000), json!([group])));
     let (_, p) = h.send("PATCH", "/api/v1/users/1", Some(json!({"expires_at": null, "allowed_groups": null}))).await;
     assert_eq!((p["expires_at"].clone(), p["allowed_groups"].clone()), (Value::Null, Value::Null));
     assert_eq!(p["max_connections"], 1);

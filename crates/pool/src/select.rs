@@ -445,7 +445,7 @@ mod tests {
             provider: format!("p{provider_id}"),
             upstream_key: stream_id.to_string(),
             upstream_id: Some(stream_id),
-            position: 0,
+            ..Default::default()
         }
     }
 

@@ -97,7 +97,12 @@ pub(crate) async fn acquire(
             policy,
             now_unix: tunerpool_catalog::now(),
         };
-        let planned = plan(&input);
+        let mut planned = plan(&input);
+        if !channel.auto_order {
+            // The user ordered the sources by hand: their order wins over the
+            // provider ranking (accounts stay in policy order per source).
+            planned.candidates.sort_by_key(|c| c.source_index);
+        }
         let candidates: Vec<_> =
             planned.candidates.into_iter().filter(|c| !excluded.contains(&(c.stream_id, c.account_id))).collect();
         if candidates.is_empty() {

@@ -120,14 +120,17 @@ impl Relay {
             logo: None,
             number: None,
             enabled: true,
+            available: true,
+            auto_order: true,
             sources: vec![ChannelSource {
                 stream_id: id,
                 provider_id: provider.id,
                 provider: provider.name.clone(),
-                upstream_key: String::new(),
                 upstream_id: source.upstream_id,
-                position: 0,
+                name: name.clone(),
+                ..Default::default()
             }],
+            ..Default::default()
         };
         self.open_file(item, kind.as_str(), Media::Vod { kind, ext }, range, viewer).await
     }

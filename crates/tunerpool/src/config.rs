@@ -60,6 +60,39 @@ pub struct Config {
     pub outputs: OutputsConfig,
     /// Whom the HTTP server believes and what it shows without the token.
     pub http: HttpConfig,
+    /// How syncs fill the lineup (the user's channels).
+    pub lineup: LineupConfig,
+}
+
+/// How each sync brings new streams into the lineup: join a channel of
+/// another provider with the same tvg-id or name, become a channel of their
+/// own, or wait for the user.
+///
+/// Grouped in its own `[lineup]` table because only the sync reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineupConfig {
+    /// `lineup.match`: a new stream joins an existing channel (that has no
+    /// source at its provider yet) with the same tvg-id, else the same
+    /// normalized name.
+    #[serde(rename = "match")]
+    pub match_streams: bool,
+    /// `lineup.match_groups`: only streams in these provider groups (names,
+    /// case-insensitive) are matched; empty: every group.
+    pub match_groups: Vec<String>,
+    /// `lineup.auto_create`: a new stream that joins no channel becomes a
+    /// channel of its own (else it waits, unassigned, for the user).
+    pub auto_create: bool,
+}
+
+impl LineupConfig {
+    /// The catalog's view of these settings.
+    pub fn settings(&self) -> tunerpool_catalog::lineup::LineupSettings {
+        tunerpool_catalog::lineup::LineupSettings {
+            match_streams: self.match_streams,
+            match_groups: self.match_groups.clone(),
+            auto_create: self.auto_create,
+        }
+    }
 }
 
 /// Access to `/stream`, `/movie`, `/series` and `/epg.xml` without a login.
@@ -351,6 +384,7 @@ impl Default for Config {
                 client_ip_header: ClientIpHeader::XForwardedFor,
                 open_metrics: false,
             },
+            lineup: LineupConfig { match_streams: true, match_groups: Vec::new(), auto_create: true },
         }
     }
 }
@@ -523,6 +557,11 @@ impl Config {
         out.push_str(&format!("trusted_proxies = [{}]\n", nets.join(", ")));
         out.push_str(&format!("client_ip_header = {}\n", s(self.http.client_ip_header.as_str())));
         out.push_str(&format!("open_metrics = {}\n", self.http.open_metrics));
+        out.push_str("\n[lineup]\n");
+        out.push_str(&format!("match = {}\n", self.lineup.match_streams));
+        let groups: Vec<String> = self.lineup.match_groups.iter().map(|g| s(g)).collect();
+        out.push_str(&format!("match_groups = [{}]\n", groups.join(", ")));
+        out.push_str(&format!("auto_create = {}\n", self.lineup.auto_create));
         out
     }
 
@@ -670,7 +709,7 @@ struct Key {
 }
 
 /// Table names that hold keys.
-const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "admin", "epg", "outputs", "http"];
+const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "admin", "epg", "outputs", "http", "lineup"];
 
 static KEYS: &[Key] = &[
     Key {
@@ -946,7 +985,55 @@ static KEYS: &[Key] = &[
             Ok(())
         },
     },
+    Key {
+        path: "lineup.match",
+        apply: |c, r| {
+            c.lineup.match_streams = parse_bool(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "lineup.match_groups",
+        apply: |c, r| {
+            c.lineup.match_groups = parse_names(r)?;
+            Ok(())
+        },
+    },
+    Key {
+        path: "lineup.auto_create",
+        apply: |c, r| {
+            c.lineup.auto_create = parse_bool(r)?;
+            Ok(())
+        },
+    },
 ];
+
+/// A list of group names: a TOML array of strings, or comma-separated text
+/// (environment, `--set`). Each name non-empty and at most 200 characters.
+fn parse_names(raw: Raw<'_, '_>) -> Result<Vec<String>, String> {
+    let items: Vec<String> = match raw {
+        Raw::Text(s) => s.split(',').map(str::to_owned).collect(),
+        Raw::Toml(DeValue::String(s)) => s.split(',').map(str::to_owned).collect(),
+        Raw::Toml(DeValue::Array(a)) => a
+            .iter()
+            .map(|v| match v.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                other => Err(format!("expected group names like \"News\", found {}", describe(other))),
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(other) => {
+            return Err(format!("expected a list like [\"News\", \"Sports\"], found {}", describe(other)))
+        }
+    };
+    let names: Vec<String> = items.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if let Some(long) = names.iter().find(|n| n.chars().count() > 200) {
+        return Err(format!("group name {long:?} is longer than 200 characters"));
+    }
+    if names.len() > 1000 {
+        return Err(format!("at most 1000 groups (got {})", names.len()));
+    }
+    Ok(names)
+}
 
 /// The smallest size cap on provider bodies: below it a real playlist or
 /// guide would not fit.
@@ -2001,6 +2088,11 @@ timeout = true
                 client_ip_header: ClientIpHeader::Forwarded,
                 open_metrics: true,
             },
+            lineup: LineupConfig {
+                match_streams: false,
+                match_groups: vec!["News \"24\"".into(), "Sport, Live".into()],
+                auto_create: false,
+            },
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -2050,6 +2142,8 @@ timeout = true
                 "outputs.anonymous_max_connections" => "5",
                 "http.trusted_proxies" => "127.0.0.1, 10.0.0.0/8",
                 "http.client_ip_header" => "forwarded",
+                "lineup.match" | "lineup.auto_create" => "false",
+                "lineup.match_groups" => "News, Sports",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };

@@ -1,8 +1,11 @@
 //! `tunerpool demo`: everything a newcomer needs to see tunerpool work, with
 //! no provider of their own — a simulated Xtream provider in-process (2
-//! accounts of 1 connection, 20 live channels), a temporary data dir, the
-//! provider added and synced, a downstream user `demo` / `demo` to point a
-//! player at, and the gateway serving.
+//! accounts of 1 connection, 20 live channels), a second one that carries
+//! the same channels under other names and stream ids ("UK: CHANNEL 1 HD")
+//! plus five of its own (2 accounts of 1 connection), a temporary data dir,
+//! both providers added and synced (so the lineup shows channels with two
+//! sources), a downstream user `demo` / `demo` to point a player at, and the
+//! gateway serving.
 
 use anyhow::Context;
 use fakeprovider::{FakeConfig, FakeProvider};
@@ -13,29 +16,37 @@ use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::serve::{shutdown_signal, upstream_http};
 
-pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
-    let fake_config = FakeConfig::demo();
-    let fake = FakeProvider::start(fake_config.clone()).await.context("cannot start the simulated provider")?;
-    let (_tmp, data_dir) = match &args.keep_data {
-        Some(dir) => (None, dir.clone()),
-        None => {
-            let tmp = tempfile::Builder::new().prefix("tunerpool-demo-").tempdir()?;
-            let dir = tmp.path().to_path_buf();
-            (Some(tmp), dir)
-        }
-    };
-    config.data_dir = data_dir;
-    let store = Store::open(&config.data_dir).await?;
-    let http = upstream_http(&config)?;
+/// The second simulated provider: the first one's 20 channels under other
+/// names ("UK: CHANNEL 1 HD") and stream ids (1001…), and 5 of its own.
+fn second_config() -> FakeConfig {
+    FakeConfig {
+        accounts: vec![
+            fakeprovider::AccountSpec::new("second1", "second-pass1", 1),
+            fakeprovider::AccountSpec::new("second2", "second-pass2", 1),
+        ],
+        live_channels: 25,
+        live_name_template: "UK: CHANNEL {i} HD".into(),
+        stream_id_offset: 1000,
+        ..FakeConfig::demo()
+    }
+}
 
-    let mut accounts = fake_config.accounts.iter();
+/// The provider called `name` (added on the first run, kept with
+/// `--keep-data`), its URL pointed at `fake`, and its accounts those of `cfg`.
+async fn ensure_provider(
+    store: &Store,
+    name: &str,
+    fake: &FakeProvider,
+    cfg: &FakeConfig,
+) -> anyhow::Result<tunerpool_catalog::Provider> {
+    let mut accounts = cfg.accounts.iter();
     let first = accounts.next().context("the demo provider has no accounts")?;
-    let provider = match store.find_provider("Demo provider").await {
+    let provider = match store.find_provider(name).await {
         Ok(p) => p,
         Err(_) => {
             let p = store
                 .add_provider(&NewProvider {
-                    name: "Demo provider".into(),
+                    name: name.into(),
                     kind: Some(ProviderKind::Xtream),
                     url: fake.url(),
                     username: Some(first.username.clone()),
@@ -59,7 +70,31 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     };
     // With --keep-data the stored URL may point at an earlier run's port.
     store.set_provider_url(provider.id, &fake.url()).await?;
+    Ok(provider)
+}
+
+pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
+    let fake_config = FakeConfig::demo();
+    let fake = FakeProvider::start(fake_config.clone()).await.context("cannot start the simulated provider")?;
+    let second_cfg = second_config();
+    let second = FakeProvider::start(second_cfg.clone()).await.context("cannot start the second simulated provider")?;
+    let (_tmp, data_dir) = match &args.keep_data {
+        Some(dir) => (None, dir.clone()),
+        None => {
+            let tmp = tempfile::Builder::new().prefix("tunerpool-demo-").tempdir()?;
+            let dir = tmp.path().to_path_buf();
+            (Some(tmp), dir)
+        }
+    };
+    config.data_dir = data_dir;
+    let store = crate::serve::open_store(&config).await?;
+    let http = upstream_http(&config)?;
+
+    let provider = ensure_provider(&store, "Demo provider", &fake, &fake_config).await?;
     let report = sync_provider(&store, &http, provider.id).await?;
+    let other = ensure_provider(&store, "Second demo provider", &second, &second_cfg).await?;
+    let other_report = sync_provider(&store, &http, other.id).await?;
+    tunerpool_catalog::epg::refresh_guide(&store, &http, other.id).await?;
     let guide = tunerpool_catalog::epg::refresh_guide(&store, &http, provider.id).await?;
     // A login for players. Its password is printed below on purpose: it is
     // the demo's fixed, well-known credential.
@@ -94,6 +129,26 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "  Watch:      http://{shown}/live/demo/demo/1.ts   (VLC, mpv, ffplay; 2 accounts of 1 connection: 2 channels at once)"
     );
+    let merged = store
+        .channels(&tunerpool_catalog::ChannelQuery { per_page: Some(100), ..Default::default() })
+        .await?
+        .items
+        .into_iter()
+        .find(|c| c.sources.len() >= 2);
+    println!(
+        "Demo: a second simulated provider at {} with {} live channels, {} of them joined the first's channels (same tvg-id or name).",
+        second.url(),
+        other_report.live,
+        other_report.lineup.joined + other_report.lineup.reattached
+    );
+    if let Some(c) = merged {
+        println!(
+            "  2 sources:  http://{shown}/live/demo/demo/{}.ts   ({}: {}; plays from the second provider when the first's accounts are all in use)",
+            c.id,
+            c.name,
+            c.sources.iter().map(|s| format!("{} at {}", s.name, s.provider)).collect::<Vec<_>>().join(", ")
+        );
+    }
     println!("  Web UI:     http://{shown}/   (log in with the admin token below)");
     println!("  Token:      {}", admin.text);
     println!("Point a player at it as user demo / demo:");
@@ -125,5 +180,6 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     fake.shutdown().await;
+    second.shutdown().await;
     Ok(())
 }

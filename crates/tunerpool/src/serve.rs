@@ -112,8 +112,11 @@ pub fn shown_addr(addr: std::net::SocketAddr) -> String {
     }
 }
 
+/// The store in the data dir, with the `lineup.*` settings its syncs follow.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Ok(Store::open(&config.data_dir).await?)
+    let store = Store::open(&config.data_dir).await?;
+    store.set_lineup_settings(config.lineup.settings());
+    Ok(store)
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{get_json_as, start_server, tunerpool};
+use common::{get_json_as, send, start_server, tunerpool};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::StreamExt;
@@ -163,6 +163,8 @@ impl Page {
     async fn click(&self, css: &str) {
         let js = format!("(e => e && e.offsetParent !== null && !e.disabled)(document.querySelector({}))", json!(css));
         self.wait_for(&format!("{css} to be clickable"), &js).await;
+        // In the middle of the window, not under the sticky header.
+        self.eval(&format!("document.querySelector({}).scrollIntoView({{block: 'center'}})", json!(css))).await;
         self.c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
     }
 
@@ -358,6 +360,130 @@ async fn a_person_adds_a_provider_and_an_account_and_watches_the_pool_live() {
     // The passwords typed were sent, never shown back.
     let html = page.c.source().await.unwrap();
     assert!(!html.contains(PW1) && !html.contains(PW2), "a password is in the page");
+    page.c.close().await.unwrap();
+    drop(server);
+}
+
+/// The lineup's curation in the browser: two providers whose catalogs
+/// overlap (matching off, so each stream is a channel), the person merges
+/// "Channel 1" and "UK: CHANNEL 1 HD" and numbers the News group from 101;
+/// a player's get.php shows both at once, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_merges_channels_and_renumbers_a_group() {
+    let a = FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("one", PW1, 1)])).await.unwrap();
+    let b = FakeProvider::start(FakeConfig {
+        live_channels: 25,
+        live_name_template: "UK: CHANNEL {i} HD".into(),
+        stream_id_offset: 1000,
+        ..FakeConfig::with_accounts(vec![AccountSpec::new("two", PW2, 1)])
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tunerpool(dir.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("TUNERPOOL_ADMIN_TOKEN", TOKEN)
+        .env("TUNERPOOL_LINEUP_MATCH", "false");
+    let server = start_server(cmd);
+    let base = server.base.clone();
+    for (name, fake, user, pw) in [("A", &a, "one", PW1), ("B", &b, "two", PW2)] {
+        let body = json!({"name": name, "kind": "xtream", "url": fake.url(), "username": user, "password": pw});
+        let (status, _, text) = send(TOKEN, "POST", &format!("{base}/api/v1/providers"), Some(body));
+        assert_eq!(status, 201, "{text}");
+        let (status, _, text) =
+            send(TOKEN, "POST", &format!("{base}/api/v1/providers/{}/sync", if name == "A" { 1 } else { 2 }), None);
+        assert_eq!(status, 200, "{text}");
+    }
+    let (status, _, text) = send(
+        TOKEN,
+        "POST",
+        &format!("{base}/api/v1/users"),
+        Some(json!({"username": "kim", "password": "kim-pass-1"})),
+    );
+    assert_eq!(status, 201, "{text}");
+    let (_, page1) = get_json_as(TOKEN, &format!("{base}/api/v1/channels?per_page=100"));
+    assert_eq!(page1["total"], 45, "matching is off: every stream is a channel");
+    let playlist = || {
+        let (_, text) = common::get_text(&format!("{base}/get.php?username=kim&password=kim-pass-1&type=m3u_plus"));
+        tunerpool_formats::m3u::parse(text.as_bytes()).entries
+    };
+    assert_eq!(playlist().len(), 45);
+
+    let driver = start_chromedriver().await;
+    let page = Page { c: browser(&driver).await, shots: screenshot_dir() };
+    page.c.goto(&format!("{base}/")).await.unwrap();
+    page.wait_for("the login screen", "document.querySelector('#login:not([hidden]) #token')").await;
+    page.fill("#login-form", "token", TOKEN).await;
+    page.click("#login-form button[type=submit]").await;
+    page.wait_for("the dashboard", "document.querySelector('#pool-total')").await;
+    page.click("#nav a[data-page=channels]").await;
+    page.wait_for("the channel list", "document.querySelectorAll('#channels .item.channel').length === 45").await;
+
+    // Merge: search "CHANNEL 1 HD"'s twin, pick both, merge into the first picked.
+    let one = page1["items"][0]["id"].as_i64().unwrap();
+    let uk_one = page1["items"].as_array().unwrap().iter().find(|c| c["name"] == "UK: CHANNEL 1 HD").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    page.click(&format!("#channels input.pick[data-channel-id='{one}']")).await;
+    page.click(&format!("#channels input.pick[data-channel-id='{uk_one}']")).await;
+    page.shot("21-lineup-picked").await;
+    page.click("#selection [data-action=merge]").await;
+    page.wait_text("the merge", "#lineup-status", "Merged 1 channel(s)").await;
+    page.wait_for("44 channels", "document.querySelectorAll('#channels .item.channel').length === 44").await;
+    page.wait_text(
+        "two sources",
+        &format!("#channels .item.channel[data-channel-id='{one}'] .sources summary"),
+        "2 sources",
+    )
+    .await;
+    page.click(&format!("#channels .item.channel[data-channel-id='{one}'] .sources summary")).await;
+    page.wait_text(
+        "B's source",
+        &format!("#channels .item.channel[data-channel-id='{one}'] .sources"),
+        "UK: CHANNEL 1 HD",
+    )
+    .await;
+    page.shot("22-lineup-merged").await;
+    let entries = playlist();
+    assert_eq!(entries.len(), 44, "get.php shows the merge at once");
+    assert!(!entries.iter().any(|e| e.title == "UK: CHANNEL 1 HD"));
+
+    // Renumber the News group from 101; a number taken outside it is refused, named.
+    let (_, groups) = get_json_as(TOKEN, &format!("{base}/api/v1/groups"));
+    let news = groups.as_array().unwrap().iter().find(|g| g["name"] == "News").unwrap();
+    let news_id = news["id"].as_i64().unwrap().to_string();
+    page.wait_for("the groups", &format!("document.querySelector('#group-filter option[value=\"{news_id}\"]')")).await;
+    page.c.execute(&format!("const s = document.querySelector('#group-filter'); s.value = '{news_id}'; s.dispatchEvent(new Event('change'));"), vec![]).await.unwrap();
+    let in_news = news["channels"].as_i64().unwrap();
+    page.wait_for(
+        "the News channels",
+        &format!("document.querySelectorAll('#channels .item.channel').length === {in_news}"),
+    )
+    .await;
+    let start = page.c.find(Locator::Css("#renumber-start")).await.unwrap();
+    start.send_keys("2").await.unwrap();
+    page.click("#group-tools [data-action=renumber]").await;
+    page.wait_text("the refusal", "#lineup-status", "(start)").await;
+    start.clear().await.unwrap();
+    start.send_keys("101").await.unwrap();
+    page.click("#group-tools [data-action=renumber]").await;
+    page.wait_text("the renumbering", "#lineup-status", "from 101").await;
+    page.wait_text("the new first number", "#channels .item.channel .title", "101").await;
+    page.shot("23-lineup-renumbered").await;
+    let entries = playlist();
+    let news_numbers: Vec<u32> = entries
+        .iter()
+        .filter(|e| e.group_title() == Some("News"))
+        .map(|e| e.tvg_chno().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        news_numbers,
+        (101..101 + in_news as u32).collect::<Vec<_>>(),
+        "get.php lists the new numbers, in order"
+    );
+    let first = entries.iter().find(|e| e.title == "Channel 1").unwrap();
+    assert_eq!(first.tvg_chno(), Some("101"));
     page.c.close().await.unwrap();
     drop(server);
 }

@@ -16,9 +16,14 @@ fn demo_serves_the_simulated_channels() {
     assert_eq!(status, 401, "the API wants the admin token");
     let (status, j) = get_json_as(&server.token, &format!("{}/api/v1/channels", server.base));
     assert_eq!(status, 200);
-    assert_eq!(j["total"], 20);
-    assert_eq!(j["items"].as_array().unwrap().len(), 20);
+    // The first provider's 20 channels, each with a second source at the
+    // second provider ("UK: CHANNEL 1 HD"), and the second's 5 of its own.
+    assert_eq!(j["total"], 25);
+    assert_eq!(j["items"].as_array().unwrap().len(), 25);
     assert_eq!(j["items"][0]["name"], "Channel 1");
+    let sources: Vec<&str> =
+        j["items"][0]["sources"].as_array().unwrap().iter().map(|s| s["provider"].as_str().unwrap()).collect();
+    assert_eq!(sources, ["Demo provider", "Second demo provider"]);
     let (_, providers) = get_json_as(&server.token, &format!("{}/api/v1/providers", server.base));
     assert_eq!(providers[0]["accounts"].as_array().unwrap().len(), 2);
     let text = serde_json::to_string(&providers).unwrap();
@@ -29,7 +34,8 @@ fn demo_serves_the_simulated_channels() {
     assert!(guide.contains("(18 channels, 540 programmes)"), "{guide}");
     let (status, xml) = get_text(guide.split_whitespace().next().unwrap());
     assert_eq!(status, 200);
-    assert_eq!(xml.matches("<channel ").count(), 18);
+    // 22 of the lineup's 25 channels have a guide id (7, 14, 21 have none).
+    assert_eq!(xml.matches("<channel ").count(), 22);
     // The admin's guide wants the token.
     assert_eq!(get_text(&format!("{}/epg.xml", server.base)).0, 401);
     assert_eq!(get_text_as(&server.token, &format!("{}/epg.xml", server.base)).0, 200);
@@ -67,6 +73,50 @@ fn demo_serves_the_simulated_channels() {
     .unwrap();
     assert_eq!(first[0], 0x47);
 
+    // The printed channel with two sources plays when the first provider's
+    // accounts are all in use: channels 2, 3 and 4 take the first's two
+    // connections and one of the second's (ranked by availability); channel
+    // 1 then plays from the second provider.
+    let two = server.stdout.iter().find_map(|l| l.trim().strip_prefix("2 sources:")).expect("a 2 sources line");
+    let url = two.split_whitespace().next().unwrap().to_string();
+    let (base, token) = (server.base.clone(), server.token.clone());
+    let (first, sessions) = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let client = reqwest::Client::new();
+            let list = |client: reqwest::Client| {
+                let (base, token) = (base.clone(), token.clone());
+                async move {
+                    let r = client.get(format!("{base}/api/v1/sessions")).bearer_auth(&token).send().await.unwrap();
+                    r.json::<serde_json::Value>().await.unwrap()
+                }
+            };
+            // The sessions of the streams played above end first (linger).
+            for _ in 0..100 {
+                if list(client.clone()).await == serde_json::json!([]) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let mut held = Vec::new();
+            for ch in [2, 3, 4] {
+                let mut r = client.get(format!("{base}/stream/{ch}.ts")).bearer_auth(&token).send().await.unwrap();
+                assert_eq!(r.status(), 200, "channel {ch}");
+                r.chunk().await.unwrap();
+                held.push(r);
+            }
+            let first = reqwest::get(&url).await.unwrap().chunk().await.unwrap().unwrap();
+            (first, list(client.clone()).await)
+        })
+    })
+    .join()
+    .unwrap();
+    assert_eq!(first[0], 0x47);
+    let by_provider = |p: &str| sessions.as_array().unwrap().iter().filter(|s| s["upstream"]["provider"] == p).count();
+    let one = sessions.as_array().unwrap().iter().find(|s| s["channel_id"] == 1).expect("channel 1 plays");
+    assert_eq!(one["upstream"]["provider"], "Second demo provider", "{sessions}");
+    assert_eq!(by_provider("Demo provider"), 2, "{sessions}");
+
     // The printed player URLs work for the demo user: the M3U parses and its
     // first channel plays, the Xtream login succeeds, the tuner answers.
     let line = |prefix: &str| {
@@ -97,7 +147,7 @@ fn demo_serves_the_simulated_channels() {
     })
     .join()
     .unwrap();
-    assert_eq!(m3u.entries.len(), 20);
+    assert_eq!(m3u.entries.len(), 25);
     assert_eq!(m3u.entries[0].title, "Channel 1");
     assert_eq!(first[0], 0x47);
     assert_eq!(login["user_info"]["auth"], 1);

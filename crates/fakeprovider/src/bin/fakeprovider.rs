@@ -49,6 +49,19 @@ struct Args {
     /// HLS session timeout in milliseconds.
     #[arg(long)]
     hls_session_timeout_ms: Option<u64>,
+    /// Live channel names, `{i}` = the channel's number (e.g. "UK: CHANNEL {i} HD").
+    #[arg(long)]
+    name_template: Option<String>,
+    /// Added to the `{i}` of names and EPG ids: channel 1 is named (and
+    /// guided) as channel 1 + this, so two providers can overlap in part.
+    #[arg(long)]
+    name_offset: Option<u64>,
+    /// Added to every stream id (a panel that renumbered its streams).
+    #[arg(long)]
+    id_offset: Option<u64>,
+    /// No EPG ids on live channels (matching must go by name).
+    #[arg(long)]
+    no_epg_ids: bool,
 }
 
 /// `--limit-mode` values.
@@ -105,6 +118,18 @@ fn build_config(args: &Args) -> anyhow::Result<FakeConfig> {
     }
     if let Some(ms) = args.hls_session_timeout_ms {
         cfg.hls_session_timeout_ms = ms;
+    }
+    if let Some(t) = &args.name_template {
+        cfg.live_name_template = t.clone();
+    }
+    if let Some(n) = args.name_offset {
+        cfg.live_name_offset = n;
+    }
+    if let Some(n) = args.id_offset {
+        cfg.stream_id_offset = n;
+    }
+    if args.no_epg_ids {
+        cfg.live_epg_ids = false;
     }
     let current_status = match cfg.limit_mode {
         LimitMode::Refuse { status } => status,

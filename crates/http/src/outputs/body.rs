@@ -1,5 +1,5 @@
 //! Streamed listing bodies: a catalog read page by page (keyset on the
-//! row id), each item written into a buffer that is sent in ~64 KiB chunks.
+//! row id; live channels on their lineup number), each item written into a buffer that is sent in ~64 KiB chunks.
 //! A 200 000-entry playlist never sits in memory; memory stays flat at one
 //! page of rows plus one chunk.
 
@@ -46,9 +46,10 @@ pub(crate) trait Keyed {
     fn key(&self) -> i64;
 }
 
+/// Live channels are listed in lineup-number order, so they page on it.
 impl Keyed for tunerpool_catalog::outputs::LiveItem {
     fn key(&self) -> i64 {
-        self.id
+        self.number
     }
 }
 impl Keyed for tunerpool_catalog::outputs::MovieItem {

@@ -121,10 +121,10 @@ pub(crate) async fn lineup(
             let (store, f) = (store.clone(), filter.clone());
             async move { store.live_items(&f, after, PAGE).await }
         },
-        // The channel id is the guide number: unique, and what the tune URL takes.
+        // The lineup number is the guide number (unique); the tune URL takes the channel id.
         write: move |c: &LiveItem, out: &mut Vec<u8>| {
             let row =
-                LineupRow { guide_number: c.id.to_string(), guide_name: &c.name, url: format!("{prefix}{}", c.id) };
+                LineupRow { guide_number: c.number.to_string(), guide_name: &c.name, url: format!("{prefix}{}", c.id) };
             let _ = serde_json::to_writer(&mut *out, &row);
         },
     });

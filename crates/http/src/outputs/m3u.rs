@@ -113,7 +113,8 @@ fn write_live(c: &LiveItem, plus: bool, prefix: &str, ext: &str, out: &mut Vec<u
     let mut attrs = Vec::new();
     if plus {
         push_attr(&mut attrs, "tvg-id", c.tvg_id.as_deref());
-        push_attr(&mut attrs, "tvg-name", Some(c.tvg_name.as_deref().unwrap_or(&c.name)));
+        // The lineup's name (the user's), which guides map by too.
+        push_attr(&mut attrs, "tvg-name", Some(&c.name));
         push_attr(&mut attrs, "tvg-logo", c.logo.as_deref());
         push_attr(&mut attrs, "tvg-chno", c.chno.as_deref());
         push_attr(&mut attrs, "group-title", c.group_name.as_deref());

@@ -209,7 +209,6 @@ struct LiveRow<'a> {
 
 fn live_streams(st: &AppState, filter: ItemFilter) -> Response {
     let store = st.store.clone();
-    let mut num = 0u64;
     streamed_json(paged(Paged {
         head: b"[".to_vec(),
         tail: b"]",
@@ -218,10 +217,10 @@ fn live_streams(st: &AppState, filter: ItemFilter) -> Response {
             let (store, f) = (store.clone(), filter.clone());
             async move { store.live_items(&f, after, PAGE).await }
         },
+        // `num` is the lineup number; categories are the lineup groups.
         write: move |c: &LiveItem, out: &mut Vec<u8>| {
-            num += 1;
             let row = LiveRow {
-                num,
+                num: c.number.max(0) as u64,
                 name: &c.name,
                 stream_type: "live",
                 stream_id: c.id,

@@ -1,0 +1,341 @@
+//! The lineup against two simulated providers whose catalogs overlap (real
+//! sockets, a real SQLite file): matching on sync, re-attaching renumbered
+//! streams, curation, and the normalizer on real-world names.
+
+use std::path::{Path, PathBuf};
+
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use tunerpool_catalog::lineup::{normalize_name, BulkChange, ChannelPatch, GroupPatch, LineupSettings};
+use tunerpool_catalog::sync::sync_provider;
+use tunerpool_catalog::{CatalogError, Channel, ChannelQuery, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+async fn setup() -> (tempfile::TempDir, Store, UpstreamHttp) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    (dir, store, http)
+}
+
+/// Provider A: "Channel i", tvg-ids `ch{i}.fake` (none for every 7th), ids i.
+fn config_a() -> FakeConfig {
+    FakeConfig { live_channels: 20, ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)]) }
+}
+
+/// Provider B: the same channels 1..=20 and five more, as "UK: CHANNEL i HD",
+/// under stream ids 1000 + i; same tvg-ids.
+fn config_b() -> FakeConfig {
+    FakeConfig {
+        live_channels: 25,
+        live_name_template: "UK: CHANNEL {i} HD".into(),
+        stream_id_offset: 1000,
+        ..FakeConfig::with_accounts(vec![AccountSpec::new("b", "pb", 1)])
+    }
+}
+
+async fn add(store: &Store, name: &str, fake: &FakeProvider, user: &str, pass: &str) -> i64 {
+    let p = store
+        .add_provider(&NewProvider {
+            name: name.into(),
+            kind: Some(ProviderKind::Xtream),
+            url: fake.url(),
+            username: Some(user.into()),
+            password: Some(Secret::new(pass)),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    p.id
+}
+
+async fn lineup(store: &Store) -> Vec<Channel> {
+    store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items
+}
+
+fn field(e: CatalogError) -> String {
+    match e {
+        CatalogError::Invalid(f) => f[0].field.clone(),
+        other => panic!("expected a field error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn overlapping_providers_share_channels_and_renumbering_keeps_them() {
+    let a = FakeProvider::start(config_a()).await.unwrap();
+    let b = FakeProvider::start(config_b()).await.unwrap();
+    let (_dir, store, http) = setup().await;
+    let pa = add(&store, "A", &a, "a", "pa").await;
+    let pb = add(&store, "B", &b, "b", "pb").await;
+
+    let r = sync_provider(&store, &http, pa).await.unwrap();
+    assert_eq!((r.lineup.created, r.lineup.joined), (20, 0));
+    let r = sync_provider(&store, &http, pb).await.unwrap();
+    // 1..=20 join A's channels (by tvg-id; every 7th has none and joins by
+    // name: "UK: CHANNEL 7 HD" ~ "Channel 7"), 21..=25 are new.
+    assert_eq!((r.lineup.joined, r.lineup.created), (20, 5), "{r:?}");
+
+    let channels = lineup(&store).await;
+    assert_eq!(channels.len(), 25);
+    let numbers: Vec<String> = channels.iter().map(|c| c.number.clone().unwrap()).collect();
+    assert_eq!(numbers, (1..=25).map(|n| n.to_string()).collect::<Vec<_>>());
+    for c in &channels[..20] {
+        let providers: Vec<i64> = c.sources.iter().map(|s| s.provider_id).collect();
+        assert_eq!(providers, [pa, pb], "{}", c.name);
+        assert!(c.available);
+    }
+    let seven = &channels[6];
+    assert_eq!(seven.name, "Channel 7");
+    assert_eq!(seven.sources[1].name, "UK: CHANNEL 7 HD");
+    assert_eq!(seven.sources[1].upstream_id, Some(1007));
+    assert_eq!(channels[22].sources.len(), 1);
+    assert_eq!(channels[22].name, "UK: CHANNEL 23 HD");
+
+    // The user's edits.
+    let edited = store
+        .update_channel(
+            seven.id,
+            &ChannelPatch { name: Some("Seven".into()), number: Some(700), hidden: Some(true), ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!((edited.name.as_str(), edited.number.as_deref(), edited.enabled), ("Seven", Some("700"), false));
+
+    // A renumbers every stream: ids, numbers, names, hidden flags stay, the
+    // sources are re-attached.
+    let before = lineup(&store).await;
+    a.renumber(5000);
+    let r = sync_provider(&store, &http, pa).await.unwrap();
+    assert_eq!((r.removed, r.lineup.reattached, r.lineup.created, r.lineup.joined), (20 + 10, 20, 0, 0), "{r:?}");
+    let after = lineup(&store).await;
+    assert_eq!(after.len(), before.len());
+    for (x, y) in before.iter().zip(&after) {
+        assert_eq!((x.id, &x.number, &x.name, x.enabled), (y.id, &y.number, &y.name, y.enabled));
+        assert_eq!(x.sources.len(), y.sources.len());
+        for (s, t) in x.sources.iter().zip(&y.sources) {
+            assert_eq!((s.id, s.provider_id), (t.id, t.provider_id));
+            if s.provider_id == pa {
+                assert_eq!(t.upstream_id.unwrap(), s.upstream_id.unwrap() + 5000, "re-attached to the new stream id");
+            }
+        }
+    }
+
+    // B disappears and comes back as a new provider: its sources wait
+    // (lost), the channels stay; the re-added B's streams re-attach.
+    store.delete_provider(pb).await.unwrap();
+    let gone = lineup(&store).await;
+    assert_eq!(gone.len(), 25, "no channel is silently deleted");
+    let only_b = gone.iter().find(|c| c.name == "UK: CHANNEL 23 HD").unwrap();
+    assert!(!only_b.available && only_b.sources.is_empty() && only_b.lost_sources.len() == 1);
+    let pb2 = add(&store, "B again", &b, "b", "pb").await;
+    let r = sync_provider(&store, &http, pb2).await.unwrap();
+    assert_eq!((r.lineup.reattached, r.lineup.created), (25, 0), "{r:?}");
+    let back = lineup(&store).await;
+    assert!(back.iter().all(|c| c.available && c.lost_sources.is_empty()));
+    assert_eq!(back.iter().map(|c| c.id).collect::<Vec<_>>(), after.iter().map(|c| c.id).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn matching_follows_the_settings() {
+    let a = FakeProvider::start(config_a()).await.unwrap();
+    let b = FakeProvider::start(config_b()).await.unwrap();
+    let (_dir, store, http) = setup().await;
+    let pa = add(&store, "A", &a, "a", "pa").await;
+    let pb = add(&store, "B", &b, "b", "pb").await;
+    sync_provider(&store, &http, pa).await.unwrap();
+
+    // Matching off, new streams wait for the user.
+    store.set_lineup_settings(LineupSettings { match_streams: false, auto_create: false, ..Default::default() });
+    let r = sync_provider(&store, &http, pb).await.unwrap();
+    assert_eq!((r.lineup.joined, r.lineup.created, r.lineup.unassigned), (0, 0, 25));
+    let waiting = store.unassigned_streams(100).await.unwrap();
+    assert_eq!(waiting.len(), 25);
+    // The user makes one a channel and adds another to an existing channel.
+    let own = store.create_channel_from_stream(waiting[24].stream_id).await.unwrap();
+    assert_eq!((own.name.as_str(), own.number.as_deref()), ("UK: CHANNEL 25 HD", Some("21")));
+    let first = lineup(&store).await.remove(0);
+    let joined = store.add_source(first.id, waiting[0].stream_id).await.unwrap();
+    assert_eq!(joined.sources.len(), 2);
+    assert_eq!(field(store.add_source(first.id, waiting[0].stream_id).await.unwrap_err()), "stream_id");
+
+    // Matching limited to one group ("News": channels 1, 5, 9, ...).
+    store.set_lineup_settings(LineupSettings { match_groups: vec!["news".into()], ..Default::default() });
+    store.delete_provider(pb).await.unwrap();
+    let pb2 = add(&store, "B2", &b, "b", "pb").await;
+    let r = sync_provider(&store, &http, pb2).await.unwrap();
+    // Two lost sources re-attach; of the others, News channels 5, 9, 13, 17
+    // match (1 was re-attached), the rest become channels.
+    assert_eq!((r.lineup.reattached, r.lineup.joined, r.lineup.created), (2, 4, 19), "{r:?}");
+}
+
+#[tokio::test]
+async fn curation_edits_and_refuses_bad_input_without_changing_anything() {
+    let a = FakeProvider::start(config_a()).await.unwrap();
+    let b = FakeProvider::start(config_b()).await.unwrap();
+    let (_dir, store, http) = setup().await;
+    let pa = add(&store, "A", &a, "a", "pa").await;
+    let pb = add(&store, "B", &b, "b", "pb").await;
+    sync_provider(&store, &http, pa).await.unwrap();
+    store.set_lineup_settings(LineupSettings { match_streams: false, ..Default::default() });
+    sync_provider(&store, &http, pb).await.unwrap();
+    let all = lineup(&store).await;
+    assert_eq!(all.len(), 45);
+    let (one, b_one) = (&all[0], &all[20]);
+    assert_eq!(b_one.name, "UK: CHANNEL 1 HD");
+
+    // Merge B's "Channel 1" into A's; then split it off again.
+    let merged = store.merge_channels(one.id, &[b_one.id]).await.unwrap();
+    assert_eq!(merged.sources.iter().map(|s| s.provider_id).collect::<Vec<_>>(), [pa, pb]);
+    assert!(store.channel(b_one.id).await.is_err());
+    assert_eq!(field(store.merge_channels(one.id, &[one.id]).await.unwrap_err()), "channels");
+    assert_eq!(field(store.merge_channels(one.id, &[999_999]).await.unwrap_err()), "channels");
+    assert_eq!(field(store.merge_channels(one.id, &[]).await.unwrap_err()), "channels");
+    assert_eq!(lineup(&store).await.len(), 44);
+
+    // Reorder: B first, by hand; then back to automatic.
+    let ids: Vec<i64> = merged.sources.iter().rev().map(|s| s.id).collect();
+    let ordered = store.order_sources(one.id, Some(&ids)).await.unwrap();
+    assert_eq!(ordered.sources[0].provider_id, pb);
+    assert!(!ordered.auto_order);
+    assert_eq!(field(store.order_sources(one.id, Some(&ids[..1])).await.unwrap_err()), "sources");
+    assert!(store.order_sources(one.id, None).await.unwrap().auto_order);
+
+    let split = store.split_source(one.id, ids[0]).await.unwrap();
+    assert_eq!((split.name.as_str(), split.sources.len()), ("UK: CHANNEL 1 HD", 1));
+    assert_eq!(field(store.split_source(split.id, split.sources[0].id).await.unwrap_err()), "source_id");
+
+    // Renumbering, with the number taken and an empty name refused.
+    let two = &all[1];
+    assert_eq!(
+        field(store.update_channel(two.id, &ChannelPatch { number: Some(3), ..Default::default() }).await.unwrap_err()),
+        "number"
+    );
+    assert_eq!(
+        field(
+            store
+                .update_channel(two.id, &ChannelPatch { name: Some(" ".into()), ..Default::default() })
+                .await
+                .unwrap_err()
+        ),
+        "name"
+    );
+    assert!(matches!(
+        store.update_channel(999_999, &ChannelPatch::default()).await.unwrap_err(),
+        CatalogError::NotFound { .. }
+    ));
+    assert_eq!(store.channel(two.id).await.unwrap(), *two, "refused edits changed nothing");
+
+    // Groups: create, rename, hide, move channels in bulk, number from 101.
+    let sports = store.create_group(&GroupPatch { name: Some("Sports".into()), ..Default::default() }).await.unwrap();
+    assert!(sports.id > 1_000_000);
+    assert_eq!(
+        field(store.create_group(&GroupPatch { name: Some("Sports".into()), ..Default::default() }).await.unwrap_err()),
+        "name"
+    );
+    let moved = store
+        .bulk_change(&BulkChange {
+            q: Some("UK: CHANNEL 2".into()),
+            group_id: Some(Some(sports.id)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved, 7, "UK: CHANNEL 2, 20..25");
+    assert_eq!(
+        field(
+            store
+                .bulk_change(&BulkChange { ids: Some(vec![999_999]), hidden: Some(true), ..Default::default() })
+                .await
+                .unwrap_err()
+        ),
+        "ids"
+    );
+    assert_eq!(field(store.renumber_group(sports.id, 3).await.unwrap_err()), "start");
+    let renumbered = store.renumber_group(sports.id, 101).await.unwrap();
+    assert_eq!(
+        renumbered.iter().map(|c| c.number.clone().unwrap()).collect::<Vec<_>>(),
+        ["101", "102", "103", "104", "105", "106", "107"]
+    );
+    let g = store
+        .update_group(sports.id, &GroupPatch { name: Some("Sport".into()), hidden: Some(true), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!((g.name.as_str(), g.hidden, g.channels), ("Sport", true, 7));
+    assert!(!store.channel(renumbered[0].id).await.unwrap().enabled, "a hidden group hides its channels");
+}
+
+#[tokio::test]
+async fn a_failed_sync_changes_no_lineup_channel() {
+    let a = FakeProvider::start(config_a()).await.unwrap();
+    let (_dir, store, http) = setup().await;
+    let pa = add(&store, "A", &a, "a", "pa").await;
+    sync_provider(&store, &http, pa).await.unwrap();
+    let before = lineup(&store).await;
+    a.renumber(100);
+    a.set_fault(fakeprovider::Fault::new(fakeprovider::FaultKind::ApiHtml));
+    assert!(sync_provider(&store, &http, pa).await.is_err());
+    assert_eq!(lineup(&store).await, before);
+}
+
+fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel)
+}
+
+/// Every name in the real-world playlists and panel answers: normalizing
+/// never panics, is idempotent, ignores case and quality tags and country
+/// prefixes, and gives nothing empty for a name with a letter or digit.
+#[test]
+fn the_normalizer_on_real_world_names() {
+    let mut names = Vec::new();
+    for dir in ["m3u"] {
+        for f in std::fs::read_dir(testdata(&format!("real/{dir}"))).unwrap() {
+            let text = String::from_utf8_lossy(&std::fs::read(f.unwrap().path()).unwrap()).into_owned();
+            names.extend(
+                text.lines()
+                    .filter(|l| l.starts_with("#EXTINF"))
+                    .filter_map(|l| l.rsplit_once(','))
+                    .map(|(_, n)| n.to_string()),
+            );
+        }
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(testdata("real/xtream/tellytv_eternal_get_live_streams.json")).unwrap())
+            .unwrap();
+    names.extend(json.as_array().unwrap().iter().filter_map(|s| s["name"].as_str().map(str::to_string)));
+    assert!(names.len() > 3000, "{}", names.len());
+    for name in &names {
+        let n = normalize_name(name);
+        assert_eq!(normalize_name(&n), n, "idempotent: {name:?}");
+        assert_eq!(normalize_name(&name.to_uppercase()), normalize_name(&name.to_lowercase()), "case: {name:?}");
+        if name.chars().any(char::is_alphanumeric) {
+            assert!(!n.is_empty(), "{name:?}");
+            assert_eq!(normalize_name(&format!("UK: {name} HD")), n, "prefix and tag: {name:?}");
+            assert_eq!(normalize_name(&format!("|EN| {name} [FHD]")), n, "prefix and tag: {name:?}");
+        }
+    }
+}
+
+proptest::proptest! {
+    /// Any text: normalizing never panics, is idempotent and ignores ASCII case.
+    #[test]
+    fn normalizing_is_idempotent(name in "\\PC{0,60}") {
+        let n = normalize_name(&name);
+        proptest::prop_assert_eq!(normalize_name(&n), n.clone());
+        proptest::prop_assert_eq!(normalize_name(&name.to_ascii_uppercase()), normalize_name(&name.to_ascii_lowercase()));
+    }
+
+    /// A channel name of plain words (as long as one is not a tag) is the
+    /// same with a country prefix, a language suffix and quality tags.
+    #[test]
+    fn decorations_do_not_change_a_name(
+        words in proptest::collection::vec("[a-z]{4,9}", 1..4),
+        prefix in "(UK|US|DE|\\|EN\\||FR -)",
+        suffix in "( \\(US\\)| \\[DE\\]| \\| UK|)",
+        tag in "(HD|FHD|UHD|4K|SD|HEVC|50fps| )",
+    ) {
+        let name = words.join(" ");
+        let plain = normalize_name(&name);
+        let decorated = format!("{prefix}: {name} {tag}{suffix}");
+        proptest::prop_assert_eq!(normalize_name(&decorated), plain, "{}", decorated);
+    }
+}
