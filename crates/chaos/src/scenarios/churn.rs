@@ -6,7 +6,7 @@
 //! notices closed connections only after a delay (fakeprovider's `release_delay_ms`). Once
 //! the viewers are gone and the linger (and HLS idle time) has passed, nothing may be held:
 //! no slot in the pool, no session, no provider connection; and no provider ever had to refuse
-//! or cut. (Lineup matching is off here: see `run`.)
+//! or cut.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,10 +69,7 @@ pub async fn run(scale: Scale) -> anyhow::Result<ScenarioReport> {
     }
     r.info("slow_release.mode", format!("closed connections count {RELEASE_DELAY_MS} ms longer"));
 
-    // The three providers carry the same catalog; the lineup would merge them into one channel
-    // with three sources each. Kept apart, every zap lands on one provider's limit mode, which
-    // is what this scenario holds each mode to.
-    let gw = Gateway::start(&GatewayOptions::default().set("lineup.match", false)).await?;
+    let gw = Gateway::start(&GatewayOptions::default()).await?;
     for (label, fake) in &fakes {
         let acc = accounts(label);
         let creds: Vec<(String, String)> = acc.iter().map(|(u, _)| (u.clone(), format!("{u}-pw"))).collect();
