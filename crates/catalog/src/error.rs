@@ -7,11 +7,21 @@ use serde::Serialize;
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    /// The value has the documented shape (the OpenAPI schema allows it)
+    /// but means nothing usable — a URL without a host, say. No schema can
+    /// say what a usable URL is, so these answer 422, not 400.
+    #[serde(skip)]
+    pub unusable: bool,
 }
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError { field: field.into(), message: message.into(), unusable: false }
+    }
+
+    /// A well-formed value that cannot be used (see [`FieldError::unusable`]).
+    pub fn unusable(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { unusable: true, ..FieldError::new(field, message) }
     }
 }
 

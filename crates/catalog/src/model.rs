@@ -58,7 +58,9 @@ pub struct NewProvider {
     pub name: String,
     #[schema(required = true, value_type = ProviderKind)]
     pub kind: Option<ProviderKind>,
+    /// Xtream: the panel's http(s) URL; M3U: the playlist's URL or file path.
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub url: String,
     pub username: Option<String>,
     /// Write-only: accepted, never returned.
@@ -67,7 +69,9 @@ pub struct NewProvider {
     pub epg_url: Option<String>,
     pub user_agent: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub priority: i64,
+    #[schema(minimum = 0)]
     pub max_streams: Option<i64>,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -93,7 +97,7 @@ impl NewProvider {
         match kind {
             ProviderKind::Xtream => {
                 if let Err(e) = tunerpool_upstream::xtream::normalize_base_url(&self.url) {
-                    errs.push(FieldError::new("url", e));
+                    errs.push(FieldError::unusable("url", e));
                 }
                 if self.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
                     errs.push(FieldError::new("username", "is required for an Xtream provider"));
@@ -104,13 +108,13 @@ impl NewProvider {
             }
             ProviderKind::M3u | ProviderKind::Agtv => {
                 if let Err(e) = tunerpool_upstream::m3u::M3uSource::parse(&self.url) {
-                    errs.push(FieldError::new("url", e));
+                    errs.push(FieldError::unusable("url", e));
                 }
             }
         }
         if let Some(epg) = self.epg_url.as_deref().filter(|s| !s.trim().is_empty()) {
             if let Err(e) = tunerpool_upstream::http::parse_http_url(epg) {
-                errs.push(FieldError::new("epg_url", e));
+                errs.push(FieldError::unusable("epg_url", e));
             }
         }
         if let Some(m) = self.max_streams {
@@ -443,7 +447,7 @@ impl AccountPatch {
         if let Some(Some(url)) = &self.server_url {
             if !url.trim().is_empty() {
                 if let Err(e) = tunerpool_upstream::xtream::normalize_base_url(url) {
-                    errs.push(FieldError::new("server_url", e));
+                    errs.push(FieldError::unusable("server_url", e));
                 }
             }
         }
@@ -471,16 +475,17 @@ impl AccountPatch {
         if self.is_primary == Some(false) {
             errs.push(FieldError::new("is_primary", "only true is accepted: make another account primary instead"));
         }
+        // What the provider's kind asks for: the body alone cannot say (422).
         if creating && kind == ProviderKind::Xtream {
             if self.username.is_none() {
-                errs.push(FieldError::new("username", "is required for an account of an Xtream provider"));
+                errs.push(FieldError::unusable("username", "is required for an account of an Xtream provider"));
             }
             if self.password.is_none() {
-                errs.push(FieldError::new("password", "is required for an account of an Xtream provider"));
+                errs.push(FieldError::unusable("password", "is required for an account of an Xtream provider"));
             }
         }
         if kind != ProviderKind::Xtream && self.server_url.as_ref().is_some_and(Option::is_some) {
-            errs.push(FieldError::new(
+            errs.push(FieldError::unusable(
                 "server_url",
                 "applies to Xtream providers only; M3U accounts derive their URLs with search_pattern/replace_pattern",
             ));
@@ -503,9 +508,10 @@ pub struct ProviderPatch {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub user_agent: Option<Option<String>>,
+    #[schema(minimum = 0)]
     pub priority: Option<i64>,
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub max_streams: Option<Option<i64>>,
     pub enabled: Option<bool>,
 }
@@ -526,12 +532,12 @@ impl ProviderPatch {
                 _ => tunerpool_upstream::m3u::M3uSource::parse(url).map(|_| ()),
             };
             if let Err(e) = check {
-                errs.push(FieldError::new("url", e));
+                errs.push(FieldError::unusable("url", e));
             }
         }
         if let Some(Some(epg)) = &self.epg_url {
             if let Err(e) = tunerpool_upstream::http::parse_http_url(epg) {
-                errs.push(FieldError::new("epg_url", e));
+                errs.push(FieldError::unusable("epg_url", e));
             }
         }
         if let Some(Some(m)) = self.max_streams {

@@ -162,7 +162,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_some() {
-            return Err(CatalogError::Invalid(vec![FieldError::new(
+            return Err(CatalogError::Refused(vec![FieldError::new(
                 "name",
                 format!("a provider named {:?} already exists: choose another name", new.name.trim()),
             )]));
@@ -234,7 +234,7 @@ impl Store {
             ProviderKind::Xtream => tunerpool_upstream::xtream::normalize_base_url(url),
             _ => tunerpool_upstream::m3u::M3uSource::parse(url).map(|_| url.trim().to_string()),
         }
-        .map_err(|e| CatalogError::Invalid(vec![FieldError::new("url", e)]))?;
+        .map_err(|e| CatalogError::Invalid(vec![FieldError::unusable("url", e)]))?;
         sqlx::query("UPDATE providers SET url = ? WHERE id = ?").bind(url).bind(id).execute(&self.pool).await?;
         Ok(())
     }
@@ -415,7 +415,7 @@ impl Store {
         .await;
         match res {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Err(CatalogError::Invalid(vec![FieldError::new(
+                return Err(CatalogError::Refused(vec![FieldError::new(
                     "name",
                     format!("a provider named {name:?} already exists: choose another name"),
                 )]))
@@ -708,7 +708,7 @@ fn normalized_server_url(url: Option<String>) -> Option<String> {
 
 fn unique_username(e: sqlx::Error, username: Option<&str>) -> CatalogError {
     match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => CatalogError::Invalid(vec![FieldError::new(
+        sqlx::Error::Database(d) if d.is_unique_violation() => CatalogError::Refused(vec![FieldError::new(
             "username",
             format!("this provider already has an account with username {:?}", username.unwrap_or_default()),
         )]),

@@ -383,7 +383,7 @@ fn user_from_row(r: &SqliteRow) -> Result<User, CatalogError> {
 }
 
 fn taken(username: &str) -> CatalogError {
-    CatalogError::Invalid(vec![FieldError::new(
+    CatalogError::Refused(vec![FieldError::new(
         "username",
         format!("a user named {username:?} already exists: choose another name"),
     )])
@@ -441,7 +441,7 @@ impl Store {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(CatalogError::Invalid(vec![FieldError::new(
+            Err(CatalogError::Refused(vec![FieldError::new(
                 "allowed_groups",
                 format!(
                     "no lineup group or movie/series group with id {} (see GET /api/v1/groups)",

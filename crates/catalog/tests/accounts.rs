@@ -41,6 +41,13 @@ fn invalid_fields(e: CatalogError) -> Vec<String> {
     }
 }
 
+fn refused_fields(e: CatalogError) -> Vec<String> {
+    match e {
+        CatalogError::Refused(f) => f.into_iter().map(|f| f.field).collect(),
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
 #[tokio::test]
 async fn account_crud_with_field_errors() {
     let (_dir, store, _http, fake) = setup().await;
@@ -63,7 +70,7 @@ async fn account_crud_with_field_errors() {
     let a = store.create_account(pid, &input).await.unwrap();
     assert_eq!((a.name.as_str(), a.priority, a.is_primary), ("extra", 1, false));
     assert_eq!(a.server_url.as_deref(), Some(fake.url().as_str()), "normalized");
-    let fields = invalid_fields(store.create_account(pid, &input).await.unwrap_err());
+    let fields = refused_fields(store.create_account(pid, &input).await.unwrap_err());
     assert_eq!(fields, ["username"], "duplicate username");
 
     // PATCH: null clears max_streams; absent keeps the rest.

@@ -306,7 +306,7 @@ async fn provider_input_is_validated_with_field_names() {
     };
     let p = store.add_provider(&ok).await.unwrap();
     assert_eq!(p.max_streams, Some(5), "AGTV capacity defaults to 5");
-    let CatalogError::Invalid(fields) = store.add_provider(&ok).await.unwrap_err() else { panic!() };
+    let CatalogError::Refused(fields) = store.add_provider(&ok).await.unwrap_err() else { panic!() };
     assert_eq!(fields[0].field, "name");
     assert!(fields[0].message.contains("already exists"));
 }

@@ -106,10 +106,10 @@ pub(crate) fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQ
 /// the lost ones), filtered by group, name and availability.
 #[utoipa::path(get, path = "/api/v1/channels", tag = "lineup",
     params(
-        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page (default 1)"),
+        ("page" = Option<i64>, Query, minimum = 1, maximum = 4_294_967_295_i64, description = "1-based page (default 1)"),
         ("per_page" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)"),
         ("group" = Option<String>, Query, description = "exact lineup group name"),
-        ("group_id" = Option<u32>, Query, description = "lineup group id"),
+        ("group_id" = Option<i64>, Query, minimum = 0, maximum = 4_294_967_295_i64, description = "lineup group id"),
         ("q" = Option<String>, Query, description = "case-insensitive part of the name"),
         ("available" = Option<bool>, Query, description = "only channels that can (true) or cannot (false) be played"),
     ),

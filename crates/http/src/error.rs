@@ -75,9 +75,16 @@ impl ApiError {
         ApiError { status: StatusCode::CONFLICT, message, fields }
     }
 
+    /// Bad input: 400 naming every field; 422 when every problem is a
+    /// value of the right shape that cannot be used (a URL without a host).
     pub fn invalid(fields: Vec<FieldError>) -> Self {
         let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        ApiError { status: StatusCode::BAD_REQUEST, message, fields }
+        let status = if !fields.is_empty() && fields.iter().all(|f| f.unusable) {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError { status, message, fields }
     }
 }
 

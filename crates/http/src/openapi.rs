@@ -103,7 +103,62 @@ pub(crate) fn finish(doc: &mut OpenApi) {
 /// The document as JSON, built once.
 fn json() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
-    DOC.get_or_init(|| crate::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(crate::openapi()).unwrap_or_default();
+        tighten(&mut doc);
+        serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    })
+}
+
+/// Bodies that create with a patch type: the fields creating needs (the
+/// handlers' `validate(creating = true)`) become required and non-null in a
+/// schema of their own.
+const CREATES: &[(&str, &str, &str, &[&str])] = &[
+    ("/api/v1/groups", "GroupPatch", "NewGroup", &["name"]),
+    ("/api/v1/users", "UserPatch", "NewUser", &["username", "password"]),
+];
+
+/// What utoipa's derives cannot say, said in JSON Schema (OpenAPI 3.1), so
+/// that the document refuses what the server refuses: creating bodies with
+/// their required fields; a new Xtream provider needs a username and a
+/// password; an unsaved account test needs a `server_url` or a
+/// `provider_id`; a bulk change changes `hidden` or `group_id`; an
+/// account's `is_primary` can only be set.
+fn tighten(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let schemas = &mut doc["components"]["schemas"];
+    for (_, from, to, fields) in CREATES {
+        let mut schema = schemas[*from].clone();
+        for field in *fields {
+            let prop = &mut schema["properties"][*field];
+            if let Some(types) = prop["type"].as_array() {
+                let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                prop["type"] = if kept.len() == 1 { kept[0].clone() } else { Value::Array(kept) };
+            }
+        }
+        schema["required"] = json!(fields);
+        schemas[*to] = schema;
+    }
+    let credential = json!({"type": "string", "pattern": "\\S"});
+    schemas["NewProvider"]["if"] = json!({"properties": {"kind": {"const": "xtream"}}, "required": ["kind"]});
+    schemas["NewProvider"]["then"] = json!({
+        "required": ["username", "password"],
+        "properties": {"username": credential, "password": {"type": "string", "minLength": 1}}
+    });
+    schemas["TestInput"]["anyOf"] = json!([
+        {"required": ["server_url"], "properties": {"server_url": {"type": "string", "pattern": "\\S"}}},
+        {"required": ["provider_id"], "properties": {"provider_id": {"type": "integer"}}}
+    ]);
+    // Only `true` means something ("make this one primary").
+    schemas["AccountPatch"]["properties"]["is_primary"] = json!({"type": ["boolean", "null"], "enum": [true, null]});
+    schemas["BulkChange"]["anyOf"] = json!([
+        {"required": ["hidden"], "properties": {"hidden": {"type": "boolean"}}},
+        {"required": ["group_id"]}
+    ]);
+    for (path, _, to, _) in CREATES {
+        let body = &mut doc["paths"][*path]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        *body = json!({"$ref": format!("#/components/schemas/{to}")});
+    }
 }
 
 /// This document.

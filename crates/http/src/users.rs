@@ -52,7 +52,8 @@ pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> R
 /// Adds a user; its password is stored as an argon2 hash.
 #[utoipa::path(post, path = "/api/v1/users", operation_id = "create_user", tag = "users", request_body = UserPatch,
     responses((status = 201, description = "added", body = UserView),
-        (status = 400, description = "bad input, every problem named (a taken username too)", body = ErrorBody)))]
+        (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 409, description = "the username is taken (field username)", body = ErrorBody)))]
 pub(crate) async fn create(State(st): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let input: UserPatch = json_body(&body)?;
     let user = st.store.create_user(&input).await?;
@@ -66,6 +67,7 @@ pub(crate) async fn create(State(st): State<AppState>, body: Bytes) -> Result<(S
     request_body = UserPatch,
     responses((status = 200, description = "changed", body = UserView),
         (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 409, description = "the username is taken (field username)", body = ErrorBody),
         (status = 404, description = "no such user", body = ErrorBody)))]
 pub(crate) async fn update(
     State(st): State<AppState>,

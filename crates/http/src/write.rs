@@ -18,9 +18,16 @@ use crate::AppState;
 
 /// Parses a JSON body so that a wrong type names its field
 /// (`max_streams: invalid type: string "x", expected i64`).
+///
+/// A number with a zero fraction (`2.0`) is an integer, as JSON Schema has
+/// it, so integer fields take it.
 pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        ApiError::invalid(vec![FieldError::new("body", msg.split(" at line ").next().unwrap_or(&msg))])
+    })?;
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
@@ -34,6 +41,23 @@ pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         ApiError::invalid(vec![FieldError::new(field, msg)])
     })
+}
+
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // ±2^63 (what i64::MIN/MAX become as f64) stay out: a literal just beyond
+            // the range parses to them, and must not be taken for i64::MIN or MAX.
+            if f.fract() == 0.0 && f > i64::MIN as f64 && f < i64::MAX as f64 {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// A numeric id from the path. Anything else names no resource: 404, like
@@ -59,6 +83,7 @@ async fn refresh_all(st: &AppState, provider: &Provider) {
 #[utoipa::path(post, path = "/api/v1/providers", tag = "providers", request_body = NewProvider,
     responses((status = 201, description = "added", body = Provider),
         (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 422, description = "a value of the right shape that cannot be used: a URL without a host, a field the provider's kind needs or refuses", body = ErrorBody),
         (status = 409, description = "the name is taken", body = ErrorBody)))]
 pub(crate) async fn create_provider(
     State(st): State<AppState>,
@@ -79,6 +104,8 @@ pub(crate) async fn create_provider(
 #[utoipa::path(patch, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = i64, Path, description = "provider id")), request_body = ProviderPatch,
     responses((status = 200, description = "the changed provider", body = Provider),
         (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 422, description = "a value of the right shape that cannot be used: a URL without a host, a field the provider's kind needs or refuses", body = ErrorBody),
+        (status = 409, description = "another provider has this name (field name)", body = ErrorBody),
         (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn update_provider(
     State(st): State<AppState>,
@@ -153,6 +180,8 @@ pub(crate) async fn list_accounts(
 #[utoipa::path(post, path = "/api/v1/providers/{id}/accounts", tag = "accounts", params(("id" = i64, Path, description = "provider id")), request_body = AccountPatch,
     responses((status = 201, description = "added, with its details fetched", body = Account),
         (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 422, description = "a value of the right shape that cannot be used: a URL without a host, a field the provider's kind needs or refuses", body = ErrorBody),
+        (status = 409, description = "the provider has an account with this username (field username)", body = ErrorBody),
         (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn create_account(
     State(st): State<AppState>,
@@ -171,6 +200,8 @@ pub(crate) async fn create_account(
 #[utoipa::path(patch, path = "/api/v1/accounts/{id}", tag = "accounts", params(("id" = i64, Path, description = "account id")), request_body = AccountPatch,
     responses((status = 200, description = "the changed account", body = Account),
         (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 422, description = "a value of the right shape that cannot be used: a URL without a host, a field the provider's kind needs or refuses", body = ErrorBody),
+        (status = 409, description = "the provider has another account with this username (field username)", body = ErrorBody),
         (status = 404, description = "no such account", body = ErrorBody)))]
 pub(crate) async fn update_account(
     State(st): State<AppState>,
@@ -271,4 +302,31 @@ pub(crate) async fn test_unsaved_account(
         }
     };
     Ok(Json(test_xtream(&st.http, &server, &input.username, input.password.expose()).await))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integral_floats_are_integers_and_the_rest_is_left_alone() {
+        let mut v: serde_json::Value =
+            serde_json::from_str(r#"{"a": 2.0, "b": [1.5, -3.0], "c": -9223372036854775809, "d": "4.0", "e": 7}"#)
+                .unwrap();
+        integral_floats_as_integers(&mut v);
+        assert_eq!(v["a"], serde_json::json!(2));
+        assert!(v["a"].is_i64());
+        assert_eq!(v["b"], serde_json::json!([1.5, -3]));
+        // Beyond i64: still a float, refused by an integer field.
+        assert!(v["c"].is_f64());
+        assert_eq!((v["d"].as_str(), v["e"].as_i64()), (Some("4.0"), Some(7)));
+        let too_big: Result<StreamCount, _> = json_body(&Bytes::from_static(b"{\"n\": 9223372036854775808}"));
+        assert_eq!(too_big.map_err(|e| e.status.as_u16()).err(), Some(400));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct StreamCount {
+        #[allow(dead_code)]
+        n: i64,
+    }
 }

@@ -507,9 +507,9 @@ async fn users_api_contract() {
     let (status, one) = h.send("GET", "/api/v1/users/1", None).await;
     assert_eq!((status, one), (200, u.clone()));
 
-    // Duplicate names and bad input name the field.
+    // A name taken is a conflict (409), bad input a 400; both name the field.
     let (status, e) = h.send("POST", "/api/v1/users", Some(json!({"username": "demo", "password": "x"}))).await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 409);
     assert_eq!(e["fields"][0]["field"], "username", "{e}");
     let (status, e) =
         h.send("POST", "/api/v1/users", Some(json!({"username": "a b", "password": "", "max_connections": -1}))).await;
@@ -522,7 +522,7 @@ async fn users_api_contract() {
     let (status, e) = h
         .send("POST", "/api/v1/users", Some(json!({"username": "x", "password": "y", "allowed_groups": [999999]})))
         .await;
-    assert_eq!((status, e["fields"][0]["field"].as_str()), (400, Some("allowed_groups")));
+    assert_eq!((status, e["fields"][0]["field"].as_str()), (409, Some("allowed_groups")));
 
     // PATCH: fields optional, null clears. Groups are lineup groups.
     let (_, groups) = h.send("GET", "/api/v1/groups", None).await;
