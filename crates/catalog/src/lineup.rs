@@ -276,6 +276,81 @@ async fn scratch(conn: &mut SqliteConnection, rows: &[(i64, i64, i64)]) -> Resul
     Ok(())
 }
 
+/// Every attached source of the provider carries its stream's current
+/// identity (what re-attaching compares once the stream is gone).
+async fn refresh_identities(conn: &mut SqliteConnection, provider_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE lineup_sources SET upstream_key = s.upstream_key, tvg_id = s.tvg_id, norm_name = s.norm_name
+         FROM streams s
+         WHERE s.id = lineup_sources.stream_id AND s.provider_id = ?1
+           AND (lineup_sources.upstream_key <> s.upstream_key OR lineup_sources.tvg_id IS NOT s.tvg_id
+                OR lineup_sources.norm_name <> s.norm_name)",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes every stream of the provider that no source holds a channel of its
+/// own, in the provider's order, numbered after the highest number, in a
+/// lineup group named like its provider group (created as needed) — what
+/// step 3 of [`maintain`] does when nothing was re-attached or joined, with
+/// the same ids, numbers, names and groups, but without loading a row.
+async fn create_all_loose(conn: &mut SqliteConnection, provider_id: i64) -> Result<u64, CatalogError> {
+    // Missing lineup groups, in the order their first channel comes (as
+    // step 3 creates them), only for groups that get a channel; provider
+    // groups sharing a name share the lineup group. Positions are unique
+    // within a provider's sync, so the first stream's is the order.
+    sqlx::query(
+        "INSERT INTO lineup_groups (name, position)
+         SELECT f.name, (SELECT COALESCE(MAX(position), -1) FROM lineup_groups)
+                        + ROW_NUMBER() OVER (ORDER BY f.first_pos, f.first_id)
+         FROM (SELECT g.name AS name, MIN(s.position) AS first_pos, MIN(s.id) AS first_id
+               FROM streams s JOIN groups g ON g.id = s.group_id AND g.provider_id = ?1 AND g.kind = 'live'
+               WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
+                 AND NOT EXISTS (SELECT 1 FROM lineup_groups lg WHERE lg.name = g.name)
+               GROUP BY g.name) f",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    let (max_id, max_number): (i64, i64) = sqlx::query_as(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'lineup_channels'), 0),
+                    COALESCE((SELECT MAX(id) FROM lineup_channels), 0)),
+                COALESCE((SELECT MAX(number) FROM lineup_channels), 0)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    // The same order in both statements: channel `max_id + n` gets the n-th stream.
+    const LOOSE: &str = "SELECT s.*, ROW_NUMBER() OVER (ORDER BY s.position, s.id) AS rn FROM streams s
+        WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)";
+    let created = sqlx::query(&format!(
+        "INSERT INTO lineup_channels (id, number, name, group_id, logo, tvg_id, created_at)
+         SELECT ?2 + l.rn, ?3 + l.rn, CASE WHEN TRIM(l.name) = '' THEN 'Channel ' || (?3 + l.rn) ELSE l.name END,
+                (SELECT lg.id FROM groups g JOIN lineup_groups lg ON lg.name = g.name
+                 WHERE g.id = l.group_id AND g.provider_id = ?1 AND g.kind = 'live'),
+                l.logo, NULLIF(TRIM(l.tvg_id), ''), ?4
+         FROM ({LOOSE}) l ORDER BY l.rn"
+    ))
+    .bind(provider_id)
+    .bind(max_id)
+    .bind(max_number)
+    .bind(crate::store::now())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(&format!(
+        "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
+         SELECT ?2 + l.rn, l.id, l.provider_id, l.upstream_key, l.tvg_id, l.norm_name, 0 FROM ({LOOSE}) l ORDER BY l.rn"
+    ))
+    .bind(provider_id)
+    .bind(max_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(created)
+}
+
 /// Brings the lineup up to date with one provider's freshly synced streams
 /// (see the module doc). Runs inside the sync's transaction.
 pub(crate) async fn maintain(
@@ -284,6 +359,34 @@ pub(crate) async fn maintain(
     settings: &LineupSettings,
 ) -> Result<LineupReport, CatalogError> {
     let mut report = LineupReport::default();
+    // Nothing to re-attach and no channel to join (a first import, or
+    // matching off): every new stream becomes a channel, in SQL alone —
+    // nothing is loaded, which keeps a 200 000-entry import fast and small.
+    let (lost, joinable): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM lineup_sources WHERE stream_id IS NULL
+                        AND (provider_id = ?1 OR provider_id NOT IN (SELECT id FROM providers))),
+                ?2 AND EXISTS (SELECT 1 FROM lineup_channels c
+                               WHERE NOT EXISTS (SELECT 1 FROM lineup_sources x WHERE x.channel_id = c.id AND x.provider_id = ?1))",
+    )
+    .bind(provider_id)
+    .bind(settings.match_streams)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !lost && !joinable {
+        refresh_identities(conn, provider_id).await?;
+        if settings.auto_create {
+            report.created = create_all_loose(conn, provider_id).await?;
+        } else {
+            report.unassigned = sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM streams s WHERE s.provider_id = ?
+                 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)",
+            )
+            .bind(provider_id)
+            .fetch_one(&mut *conn)
+            .await? as u64;
+        }
+        return Ok(report);
+    }
     let loose: Vec<Loose> = sqlx::query_as(
         "SELECT s.id, s.upstream_key, s.tvg_id, s.norm_name, s.group_id
          FROM streams s
@@ -376,17 +479,7 @@ pub(crate) async fn maintain(
         }
     }
 
-    // Every attached source carries its stream's current identity.
-    sqlx::query(
-        "UPDATE lineup_sources SET upstream_key = s.upstream_key, tvg_id = s.tvg_id, norm_name = s.norm_name
-         FROM streams s
-         WHERE s.id = lineup_sources.stream_id AND s.provider_id = ?1
-           AND (lineup_sources.upstream_key <> s.upstream_key OR lineup_sources.tvg_id IS NOT s.tvg_id
-                OR lineup_sources.norm_name <> s.norm_name)",
-    )
-    .bind(provider_id)
-    .execute(&mut *conn)
-    .await?;
+    refresh_identities(conn, provider_id).await?;
 
     if taken.iter().all(|t| *t) {
         return Ok(report);
