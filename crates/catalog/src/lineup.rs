@@ -293,28 +293,43 @@ async fn refresh_identities(conn: &mut SqliteConnection, provider_id: i64) -> Re
 }
 
 /// Makes every stream of the provider that no source holds a channel of its
-/// own, in the provider's order, numbered after the highest number, in a
-/// lineup group named like its provider group (created as needed) — what
-/// step 3 of [`maintain`] does when nothing was re-attached or joined, with
-/// the same ids, numbers, names and groups, but without loading a row.
+/// own: step 3 of [`maintain`] when nothing was re-attached or joined, with
+/// the list of streams built in SQL instead of loaded.
 async fn create_all_loose(conn: &mut SqliteConnection, provider_id: i64) -> Result<u64, CatalogError> {
-    // Missing lineup groups, in the order their first channel comes (as
-    // step 3 creates them), only for groups that get a channel; provider
-    // groups sharing a name share the lineup group. Positions are unique
-    // within a provider's sync, so the first stream's is the order.
+    scratch(conn, &[]).await?;
+    // The table is empty: row ids 1, 2, … in the provider's order.
+    sqlx::query(
+        "INSERT INTO temp.lineup_scratch (b, c)
+         SELECT s.id, s.group_id FROM streams s
+         WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
+         ORDER BY s.position, s.id",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    create_from_scratch(conn, provider_id).await
+}
+
+/// Creates a channel for each row of the scratch table (`a`: 1, 2, … in the
+/// provider's order; `b`: the stream; `c`: its provider group), numbered
+/// after the highest number, with a source holding the stream, in the
+/// lineup group named like its provider group — created as needed, in the
+/// order of their first channel; provider groups sharing a name share one.
+/// All in SQL, so that a 200 000-entry import loads nothing. Returns how many.
+async fn create_from_scratch(conn: &mut SqliteConnection, provider_id: i64) -> Result<u64, CatalogError> {
     sqlx::query(
         "INSERT INTO lineup_groups (name, position)
-         SELECT f.name, (SELECT COALESCE(MAX(position), -1) FROM lineup_groups)
-                        + ROW_NUMBER() OVER (ORDER BY f.first_pos, f.first_id)
-         FROM (SELECT g.name AS name, MIN(s.position) AS first_pos, MIN(s.id) AS first_id
-               FROM streams s JOIN groups g ON g.id = s.group_id AND g.provider_id = ?1 AND g.kind = 'live'
-               WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
-                 AND NOT EXISTS (SELECT 1 FROM lineup_groups lg WHERE lg.name = g.name)
+         SELECT f.name, (SELECT COALESCE(MAX(position), -1) FROM lineup_groups) + ROW_NUMBER() OVER (ORDER BY f.first)
+         FROM (SELECT g.name AS name, MIN(x.first) AS first
+               FROM (SELECT t.c, MIN(t.a) AS first FROM temp.lineup_scratch t GROUP BY t.c) x
+               JOIN groups g ON g.id = x.c AND g.provider_id = ?1 AND g.kind = 'live'
+               WHERE NOT EXISTS (SELECT 1 FROM lineup_groups lg WHERE lg.name = g.name)
                GROUP BY g.name) f",
     )
     .bind(provider_id)
     .execute(&mut *conn)
     .await?;
+    // Ids are never reused (AUTOINCREMENT): after the highest ever given.
     let (max_id, max_number): (i64, i64) = sqlx::query_as(
         "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'lineup_channels'), 0),
                     COALESCE((SELECT MAX(id) FROM lineup_channels), 0)),
@@ -322,29 +337,26 @@ async fn create_all_loose(conn: &mut SqliteConnection, provider_id: i64) -> Resu
     )
     .fetch_one(&mut *conn)
     .await?;
-    // The same order in both statements: channel `max_id + n` gets the n-th stream.
-    const LOOSE: &str = "SELECT s.*, ROW_NUMBER() OVER (ORDER BY s.position, s.id) AS rn FROM streams s
-        WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)";
-    let created = sqlx::query(&format!(
+    let created = sqlx::query(
         "INSERT INTO lineup_channels (id, number, name, group_id, logo, tvg_id, created_at)
-         SELECT ?2 + l.rn, ?3 + l.rn, CASE WHEN TRIM(l.name) = '' THEN 'Channel ' || (?3 + l.rn) ELSE l.name END,
+         SELECT ?1 + t.a, ?2 + t.a, CASE WHEN TRIM(s.name) = '' THEN 'Channel ' || (?2 + t.a) ELSE s.name END,
                 (SELECT lg.id FROM groups g JOIN lineup_groups lg ON lg.name = g.name
-                 WHERE g.id = l.group_id AND g.provider_id = ?1 AND g.kind = 'live'),
-                l.logo, NULLIF(TRIM(l.tvg_id), ''), ?4
-         FROM ({LOOSE}) l ORDER BY l.rn"
-    ))
-    .bind(provider_id)
+                 WHERE g.id = t.c AND g.provider_id = ?3 AND g.kind = 'live'),
+                s.logo, NULLIF(TRIM(s.tvg_id), ''), ?4
+         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
+    )
     .bind(max_id)
     .bind(max_number)
+    .bind(provider_id)
     .bind(crate::store::now())
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    sqlx::query(&format!(
+    sqlx::query(
         "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
-         SELECT ?2 + l.rn, l.id, l.provider_id, l.upstream_key, l.tvg_id, l.norm_name, 0 FROM ({LOOSE}) l ORDER BY l.rn"
-    ))
-    .bind(provider_id)
+         SELECT ?1 + t.a, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name, 0
+         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
+    )
     .bind(max_id)
     .execute(&mut *conn)
     .await?;
@@ -565,54 +577,10 @@ pub(crate) async fn maintain(
         report.unassigned = rest.len() as u64;
         return Ok(report);
     }
-    // Lineup groups by the provider groups' names, created as needed.
-    let mut group_of: HashMap<i64, i64> = HashMap::new();
-    for s in &rest {
-        let (Some(gid), Some(name)) = (s.group_id, group_name(s)) else { continue };
-        if group_of.contains_key(&gid) {
-            continue;
-        }
-        let lg: i64 = sqlx::query_scalar(
-            "INSERT INTO lineup_groups (name, position) VALUES (?1, (SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_groups))
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-        )
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
-        group_of.insert(gid, lg);
-    }
-    let (max_id, max_number): (i64, i64) = sqlx::query_as(
-        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'lineup_channels'), 0),
-                    COALESCE((SELECT MAX(id) FROM lineup_channels), 0)),
-                COALESCE((SELECT MAX(number) FROM lineup_channels), 0)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows: Vec<(i64, i64, i64)> = rest
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (max_id + 1 + i as i64, s.id, s.group_id.and_then(|g| group_of.get(&g).copied()).unwrap_or(-1)))
-        .collect();
+    let rows: Vec<(i64, i64, i64)> =
+        rest.iter().enumerate().map(|(i, s)| (i as i64 + 1, s.id, s.group_id.unwrap_or(-1))).collect();
     scratch(conn, &rows).await?;
-    sqlx::query(
-        "INSERT INTO lineup_channels (id, number, name, group_id, logo, tvg_id, created_at)
-         SELECT t.a, ?1 + t.a - ?2, CASE WHEN TRIM(s.name) = '' THEN 'Channel ' || (?1 + t.a - ?2) ELSE s.name END,
-                NULLIF(t.c, -1), s.logo, NULLIF(TRIM(s.tvg_id), ''), ?3
-         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
-    )
-    .bind(max_number)
-    .bind(max_id)
-    .bind(crate::store::now())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
-         SELECT t.a, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name, 0
-         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
-    )
-    .execute(&mut *conn)
-    .await?;
-    report.created = rows.len() as u64;
+    report.created = create_from_scratch(conn, provider_id).await?;
     Ok(report)
 }
 
