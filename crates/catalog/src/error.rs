@@ -26,6 +26,13 @@ impl std::fmt::Display for FieldError {
 pub enum CatalogError {
     #[error("invalid input: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<FieldError>),
+    /// Well-formed input that the stored state refuses: it names something
+    /// that does not exist (a stream, a group, a source of another channel)
+    /// or takes what another holds (a channel number). Answered 409 with
+    /// the fields, unlike [`CatalogError::Invalid`] (400), which a request
+    /// can be checked against on its own (its schema).
+    #[error("refused: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Refused(Vec<FieldError>),
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
     /// The request conflicts with the state of things (removing the

@@ -666,8 +666,10 @@ use crate::store::Store;
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelPatch {
+    #[schema(pattern = r"\S", max_length = 200)]
     pub name: Option<String>,
-    /// Unique over the lineup, 1 or more.
+    /// Unique over the lineup, 1 to 9 999 999 ([`MAX_NUMBER`]).
+    #[schema(minimum = 1, maximum = 9_999_999)]
     pub number: Option<i64>,
     /// A lineup group id; `null`: no group.
     #[serde(default, deserialize_with = "nullable")]
@@ -690,8 +692,10 @@ pub struct ChannelPatch {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPatch {
+    #[schema(pattern = r"\S", max_length = 200)]
     pub name: Option<String>,
     /// Place among the groups, 0 = first (outputs list them in this order).
+    #[schema(minimum = 0)]
     pub position: Option<i64>,
     pub hidden: Option<bool>,
 }
@@ -732,6 +736,22 @@ fn invalid(field: &str, msg: impl Into<String>) -> CatalogError {
     CatalogError::Invalid(vec![FieldError::new(field, msg)])
 }
 
+fn refused(field: &str, msg: impl Into<String>) -> CatalogError {
+    CatalogError::Refused(vec![FieldError::new(field, msg)])
+}
+
+/// The highest channel number: numbers are shown by players and tuners,
+/// and a renumbering moves numbers out of the way above it.
+pub const MAX_NUMBER: i64 = 9_999_999;
+
+/// A channel number in 1..=[`MAX_NUMBER`].
+fn check_number(field: &str, number: i64) -> Result<(), CatalogError> {
+    if !(1..=MAX_NUMBER).contains(&number) {
+        return Err(invalid(field, format!("channel numbers go from 1 to {MAX_NUMBER} (got {number})")));
+    }
+    Ok(())
+}
+
 fn not_found(what: &'static str, id: i64) -> CatalogError {
     CatalogError::NotFound { what, id: id.to_string() }
 }
@@ -745,13 +765,10 @@ async fn channel_exists(conn: &mut SqliteConnection, id: i64) -> Result<(), Cata
 async fn group_exists(conn: &mut SqliteConnection, field: &str, id: i64) -> Result<(), CatalogError> {
     let found: Option<i64> =
         sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
-    found.map(|_| ()).ok_or_else(|| invalid(field, format!("no lineup group with id {id} (see GET /api/v1/groups)")))
+    found.map(|_| ()).ok_or_else(|| refused(field, format!("no lineup group with id {id} (see GET /api/v1/groups)")))
 }
 
 async fn number_free(conn: &mut SqliteConnection, field: &str, number: i64, except: i64) -> Result<(), CatalogError> {
-    if number < 1 {
-        return Err(invalid(field, format!("channel numbers start at 1 (got {number})")));
-    }
     let holder: Option<(i64, String)> =
         sqlx::query_as("SELECT id, name FROM lineup_channels WHERE number = ? AND id <> ?")
             .bind(number)
@@ -759,7 +776,7 @@ async fn number_free(conn: &mut SqliteConnection, field: &str, number: i64, exce
             .fetch_optional(&mut *conn)
             .await?;
     match holder {
-        Some((id, name)) => Err(invalid(field, format!("number {number} is taken by channel {id} ({name})"))),
+        Some((id, name)) => Err(refused(field, format!("number {number} is taken by channel {id} ({name})"))),
         None => Ok(()),
     }
 }
@@ -806,18 +823,29 @@ impl Store {
             Some(Ok(n)) => Some(n),
             _ => None,
         };
-        if let Some(n) = patch.number {
-            if let Err(CatalogError::Invalid(mut e)) = number_free(&mut tx, "number", n, id).await {
-                errs.append(&mut e);
-            }
-        }
-        if let Some(Some(g)) = patch.group_id {
-            if let Err(CatalogError::Invalid(mut e)) = group_exists(&mut tx, "group_id", g).await {
-                errs.append(&mut e);
-            }
+        if let Some(Err(CatalogError::Invalid(mut e))) = patch.number.map(|n| check_number("number", n)) {
+            errs.append(&mut e);
         }
         if !errs.is_empty() {
             return Err(CatalogError::Invalid(errs));
+        }
+        // What the stored lineup refuses, after what the request itself gets wrong.
+        let mut refusals = Vec::new();
+        let mut refuse = |r: Result<(), CatalogError>| match r {
+            Err(CatalogError::Refused(mut e)) => {
+                refusals.append(&mut e);
+                Ok(())
+            }
+            other => other,
+        };
+        if let Some(n) = patch.number {
+            refuse(number_free(&mut tx, "number", n, id).await)?;
+        }
+        if let Some(Some(g)) = patch.group_id {
+            refuse(group_exists(&mut tx, "group_id", g).await)?;
+        }
+        if !refusals.is_empty() {
+            return Err(CatalogError::Refused(refusals));
         }
         let blank =
             |v: &Option<Option<String>>| v.clone().map(|o| o.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
@@ -846,27 +874,29 @@ impl Store {
     }
 
     /// Merges channels into `into`: their sources are appended to its own
-    /// (in order), then they are deleted. Unknown ids, `into` among `from`,
-    /// or an empty list: a 4xx naming `channels`, nothing changed.
+    /// (in order; a channel listed twice is merged once), then they are
+    /// deleted. Unknown ids, `into` among `from`, or an empty list: a 4xx
+    /// naming `channels`, nothing changed.
     pub async fn merge_channels(&self, into: i64, from: &[i64]) -> Result<Channel, CatalogError> {
         if from.is_empty() {
             return Err(invalid("channels", "name at least one channel to merge"));
         }
         if from.contains(&into) {
-            return Err(invalid("channels", format!("channel {into} cannot be merged into itself")));
+            return Err(refused("channels", format!("channel {into} cannot be merged into itself")));
         }
+        let mut seen = HashSet::new();
+        let from: Vec<i64> = from.iter().copied().filter(|c| seen.insert(*c)).collect();
         let mut tx = self.write_tx().await?;
         channel_exists(&mut tx, into).await?;
-        let mut seen = HashSet::new();
-        for &c in from {
-            if !seen.insert(c) {
-                return Err(invalid("channels", format!("channel {c} is listed twice")));
-            }
-            if channel_exists(&mut tx, c).await.is_err() {
-                return Err(invalid("channels", format!("no channel with id {c}")));
+        for &c in &from {
+            match channel_exists(&mut tx, c).await {
+                Err(CatalogError::NotFound { .. }) => {
+                    return Err(refused("channels", format!("no channel with id {c}")))
+                }
+                other => other?,
             }
         }
-        for &c in from {
+        for &c in &from {
             let base: i64 =
                 sqlx::query_scalar("SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_sources WHERE channel_id = ?")
                     .bind(into)
@@ -900,14 +930,14 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((stream_name, logo, tvg)) = row else {
-            return Err(invalid("source_id", format!("channel {channel} has no source {source}")));
+            return Err(refused("source_id", format!("channel {channel} has no source {source}")));
         };
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lineup_sources WHERE channel_id = ?")
             .bind(channel)
             .fetch_one(&mut *tx)
             .await?;
         if count < 2 {
-            return Err(invalid("source_id", "a channel's only source cannot be split off"));
+            return Err(refused("source_id", "a channel's only source cannot be split off"));
         }
         let (name, group): (String, Option<i64>) =
             sqlx::query_as("SELECT name, group_id FROM lineup_channels WHERE id = ?")
@@ -957,7 +987,7 @@ impl Store {
                 have.sort_unstable();
                 want.sort_unstable();
                 if have != want {
-                    return Err(invalid(
+                    return Err(refused(
                         "sources",
                         format!("must list each of the channel's source ids exactly once: {have:?}"),
                     ));
@@ -989,7 +1019,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(h) = holder {
-            return Err(invalid(
+            return Err(refused(
                 "stream_id",
                 format!("stream {stream_id} already is a source of channel {h} (merge the channels instead)"),
             ));
@@ -1006,7 +1036,7 @@ impl Store {
         .await?
         .rows_affected();
         if n == 0 {
-            return Err(invalid("stream_id", format!("no live stream with id {stream_id}")));
+            return Err(refused("stream_id", format!("no live stream with id {stream_id}")));
         }
         tx.commit().await?;
         self.channel(channel).await
@@ -1021,7 +1051,7 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(h) = holder {
-            return Err(invalid("stream_id", format!("stream {stream_id} already is a source of channel {h}")));
+            return Err(refused("stream_id", format!("stream {stream_id} already is a source of channel {h}")));
         }
         type StreamRow = (String, Option<String>, Option<String>, Option<String>);
         let row: Option<StreamRow> = sqlx::query_as(
@@ -1031,7 +1061,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some((name, logo, tvg, group)) = row else {
-            return Err(invalid("stream_id", format!("no live stream with id {stream_id}")));
+            return Err(refused("stream_id", format!("no live stream with id {stream_id}")));
         };
         let group_id: Option<i64> = match group {
             Some(g) => Some(
@@ -1086,9 +1116,7 @@ impl Store {
     /// ("number this group from 101"). A number that a channel outside the
     /// group holds: a 4xx naming `start`, nothing changed.
     pub async fn renumber_group(&self, group: i64, start: i64) -> Result<Vec<Channel>, CatalogError> {
-        if start < 1 {
-            return Err(invalid("start", format!("channel numbers start at 1 (got {start})")));
-        }
+        check_number("start", start)?;
         let mut tx = self.write_tx().await?;
         let found: Option<i64> = sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = ?")
             .bind(group)
@@ -1102,6 +1130,12 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         let end = start + ids.len() as i64 - 1;
+        if end > MAX_NUMBER {
+            return Err(refused(
+                "start",
+                format!("the group's {} channels from {start} would end at {end}, above {MAX_NUMBER}", ids.len()),
+            ));
+        }
         let clash: Option<(i64, i64, String)> = sqlx::query_as(
             "SELECT number, id, name FROM lineup_channels WHERE number BETWEEN ?1 AND ?2 AND COALESCE(group_id, -1) <> ?3
              ORDER BY number LIMIT 1",
@@ -1112,7 +1146,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((n, id, name)) = clash {
-            return Err(invalid(
+            return Err(refused(
                 "start",
                 format!(
                     "numbers {start}–{end} are needed, and {n} is taken by channel {id} ({name}) outside the group"
@@ -1169,7 +1203,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(u) = unknown {
-            return Err(invalid("ids", format!("no channel with id {u}")));
+            return Err(refused("ids", format!("no channel with id {u}")));
         }
         let n = sqlx::query(
             "UPDATE lineup_channels SET hidden = COALESCE(?1, hidden), group_id = CASE WHEN ?2 THEN ?3 ELSE group_id END
@@ -1275,7 +1309,7 @@ impl Store {
 fn unique_group(e: sqlx::Error, name: &str) -> CatalogError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
-            invalid("name", format!("a group named {name:?} exists"))
+            refused("name", format!("a group named {name:?} exists"))
         }
         _ => e.into(),
     }

@@ -54,7 +54,9 @@ impl std::fmt::Display for ProviderKind {
 #[serde(deny_unknown_fields)]
 pub struct NewProvider {
     #[serde(default)]
+    #[schema(required = true, pattern = r"\S", max_length = 200)]
     pub name: String,
+    #[schema(required = true, value_type = ProviderKind)]
     pub kind: Option<ProviderKind>,
     #[serde(default)]
     pub url: String,
@@ -400,19 +402,22 @@ where
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountPatch {
+    #[schema(max_length = 200)]
     pub name: Option<String>,
     /// Empty or `null`: use the provider's URL.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub server_url: Option<Option<String>>,
+    #[schema(pattern = r"\S")]
     pub username: Option<String>,
     /// Write-only: accepted, never returned.
-    #[schema(value_type = Option<String>, format = Password, write_only)]
+    #[schema(value_type = Option<String>, format = Password, write_only, min_length = 1)]
     pub password: Option<Secret>,
     /// `null`: use the limit the panel reports.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     pub max_streams: Option<Option<i64>>,
+    #[schema(minimum = 0)]
     pub priority: Option<i64>,
     pub enabled: Option<bool>,
     /// Only `true` is meaningful: make this the provider's primary account.
@@ -488,7 +493,9 @@ impl AccountPatch {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderPatch {
+    #[schema(pattern = r"\S", max_length = 200)]
     pub name: Option<String>,
+    #[schema(pattern = r"\S")]
     pub url: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]

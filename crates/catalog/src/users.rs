@@ -86,12 +86,21 @@ impl User {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
+    /// Required to create a user. No spaces, control characters or
+    /// `/ ? # & % \`: it appears in stream URLs.
+    #[schema(pattern = r"^[^\s\u0000-\u001f\u007f-\u009f/?#&%\\]+$", max_length = 64)]
     pub username: Option<String>,
-    #[schema(value_type = Option<String>, format = Password, write_only)]
+    /// Required to create a user; the same characters as `username`.
+    #[schema(value_type = Option<String>, format = Password, write_only,
+        pattern = r"^[^\s\u0000-\u001f\u007f-\u009f/?#&%\\]+$", max_length = 128)]
     pub password: Option<Secret>,
     pub enabled: Option<bool>,
+    /// Unix seconds; `null`: never.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(minimum = 1)]
     pub expires_at: Option<Option<i64>>,
+    /// 0: no limit of its own.
+    #[schema(minimum = 0, maximum = 1000)]
     pub max_connections: Option<i64>,
     #[serde(default, deserialize_with = "nullable")]
     pub allowed_groups: Option<Option<Vec<i64>>>,

@@ -55,7 +55,7 @@ async fn lineup(store: &Store) -> Vec<Channel> {
 
 fn field(e: CatalogError) -> String {
     match e {
-        CatalogError::Invalid(f) => f[0].field.clone(),
+        CatalogError::Invalid(f) | CatalogError::Refused(f) => f[0].field.clone(),
         other => panic!("expected a field error, got {other}"),
     }
 }

@@ -367,7 +367,7 @@ impl Catalog {
     /// One `get_vod_streams` row.
     pub(crate) fn write_vod(&self, base: &str, k: u64, out: &mut Vec<u8>) {
         let name = format!("Movie {k}");
-        let icon = format!("{base}/posters/movie{k}.jpg");
+        let icon = format!("{base}/posters/movie{k}.png");
         let (r, r5) = rating(k);
         let added = self.added(k);
         let cat = self.vod_category(k);
@@ -395,7 +395,7 @@ impl Catalog {
     /// One `get_series` row.
     pub(crate) fn write_series(&self, base: &str, s: u64, out: &mut Vec<u8>) {
         let name = format!("Series {s}");
-        let cover = format!("{base}/posters/series{s}.jpg");
+        let cover = format!("{base}/posters/series{s}.png");
         let plot = format!("The adventures of test pattern number {s}.");
         let cat = self.series_category(s);
         let genre = self.category_name(Kind::Series, cat);
@@ -432,7 +432,7 @@ impl Catalog {
         };
         let (r, _) = rating(k);
         let cat = self.vod_category(k);
-        let image = format!("{base}/posters/movie{k}.jpg");
+        let image = format!("{base}/posters/movie{k}.png");
         serde_json::json!({
             "info": {
                 "kinopoisk_url": "",
@@ -478,7 +478,7 @@ impl Catalog {
         if !self.is_series(s) {
             return serde_json::json!({"seasons": [], "info": [], "episodes": []});
         }
-        let cover = format!("{base}/posters/series{s}.jpg");
+        let cover = format!("{base}/posters/series{s}.png");
         let cat = self.series_category(s);
         let (r, r5) = rating(s);
         let seasons: Vec<serde_json::Value> = (1..=SEASONS)

@@ -30,6 +30,7 @@ mod config;
 mod control;
 mod escape;
 mod faults;
+mod images;
 mod limits;
 mod media;
 mod playlist;
@@ -203,6 +204,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/timeshift/{u}/{p}/{duration}/{start}/{file}", get(streams::timeshift))
         .route("/hls/{u}/{p}/{id}/{file}", get(streams::hls_segment))
         .route("/token/{token}/live/{u}/{p}/{file}", get(streams::token))
+        .route("/logos/{file}", get(images::logo))
+        .route("/posters/{file}", get(images::poster))
         .merge(control::router())
         .fallback(streams::fallback)
         .with_state(shared)

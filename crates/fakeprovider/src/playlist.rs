@@ -59,14 +59,14 @@ pub(crate) fn m3u(catalog: Catalog, req: M3uRequest) -> impl Iterator<Item = Vec
             Entry::Vod(k) => (
                 String::new(),
                 format!("Movie {k}"),
-                format!("{base}/posters/movie{k}.jpg"),
+                format!("{base}/posters/movie{k}.png"),
                 catalog.category_name(Kind::Vod, catalog.vod_category(k)),
                 format!("{base}/movie/{u}/{p}/{}.ts", catalog.vod_stream_id(k)),
             ),
             Entry::Episode(e) => (
                 String::new(),
                 format!("Series {} S{:02} E{:02}", e.series, e.season, e.episode),
-                format!("{base}/posters/series{}.jpg", e.series),
+                format!("{base}/posters/series{}.png", e.series),
                 catalog.category_name(Kind::Series, catalog.series_category(e.series)),
                 format!("{base}/series/{u}/{p}/{}.ts", catalog.episode_id(e)),
             ),

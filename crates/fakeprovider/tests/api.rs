@@ -317,3 +317,25 @@ async fn control_counters_match_library_and_reset() {
     assert_eq!(after.total_opened, 0);
     assert_eq!(after.accounts["u"].open, 1);
 }
+
+/// Every picture the catalog points at is there: a player or the web UI
+/// shows a logo or a poster, not a broken image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logos_and_posters_are_served() {
+    let p = start(FakeConfig::demo()).await;
+    let live = api(&p, "username=user1&password=pass1&action=get_live_streams").await;
+    let vod = api(&p, "username=user1&password=pass1&action=get_vod_streams").await;
+    let series = api(&p, "username=user1&password=pass1&action=get_series").await;
+    let mut urls: Vec<String> =
+        live.as_array().unwrap().iter().take(3).map(|s| s["stream_icon"].as_str().unwrap().into()).collect();
+    urls.push(vod[0]["stream_icon"].as_str().unwrap().into());
+    urls.push(series[0]["cover"].as_str().unwrap().into());
+    for url in &urls {
+        let r = client().get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.headers()["content-type"], "image/png", "{url}");
+        assert!(r.bytes().await.unwrap().starts_with(b"\x89PNG\r\n\x1a\n"), "{url}");
+    }
+    let r = client().get(format!("{}/logos/1.gif", p.url())).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -49,15 +49,12 @@ pub(crate) async fn list_providers(State(st): State<AppState>) -> Result<Json<Ve
 /// One provider with its accounts.
 #[utoipa::path(get, path = "/api/v1/providers/{id}", tag = "providers", params(("id" = i64, Path, description = "provider id")),
     responses((status = 200, description = "the provider", body = ProviderView),
-        (status = 400, description = "not an id", body = ErrorBody),
         (status = 404, description = "no such provider", body = ErrorBody)))]
 pub(crate) async fn get_provider(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ProviderView>, ApiError> {
-    let id: i64 = id.parse().map_err(|_| {
-        ApiError::invalid(vec![FieldError::new("id", format!("{id:?} is not a provider id (a number)"))])
-    })?;
+    let id = crate::write::path_id("provider", &id)?;
     let p = st.store.provider(id).await?;
     Ok(Json(provider_view(&st, p).await?))
 }
@@ -109,8 +106,8 @@ pub(crate) fn channel_query(params: &HashMap<String, String>) -> Result<ChannelQ
 /// the lost ones), filtered by group, name and availability.
 #[utoipa::path(get, path = "/api/v1/channels", tag = "lineup",
     params(
-        ("page" = Option<u32>, Query, description = "1-based page (default 1)"),
-        ("per_page" = Option<u32>, Query, description = "1 to 1000 (default 100)"),
+        ("page" = Option<u32>, Query, minimum = 1, description = "1-based page (default 1)"),
+        ("per_page" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)"),
         ("group" = Option<String>, Query, description = "exact lineup group name"),
         ("group_id" = Option<u32>, Query, description = "lineup group id"),
         ("q" = Option<String>, Query, description = "case-insensitive part of the name"),
@@ -136,9 +133,9 @@ pub(crate) async fn list_groups(State(st): State<AppState>) -> Result<Json<Vec<G
 /// `GET /api/v1/events?limit=&before=&level=&kind=`: the events log, newest first.
 #[utoipa::path(get, path = "/api/v1/events", tag = "status",
     params(
-        ("limit" = Option<u32>, Query, description = "1 to 1000 (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)"),
         ("before" = Option<i64>, Query, description = "only events older than this event id (paging)"),
-        ("level" = Option<String>, Query, description = "lowest level: info, warn or error"),
+        ("level" = Option<tunerpool_catalog::Level>, Query, description = "lowest level: info, warn or error"),
         ("kind" = Option<String>, Query, description = "sync, account, session, failover or refused"),
     ),
     responses((status = 200, description = "newest first", body = Vec<tunerpool_catalog::Event>),

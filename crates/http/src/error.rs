@@ -68,6 +68,13 @@ impl ApiError {
         ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: internal(context, err), fields: vec![] }
     }
 
+    /// Well-formed input the stored state refuses (an unknown stream or
+    /// group named in the body, a number taken): 409, naming the fields.
+    pub fn refused(fields: Vec<FieldError>) -> Self {
+        let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        ApiError { status: StatusCode::CONFLICT, message, fields }
+    }
+
     pub fn invalid(fields: Vec<FieldError>) -> Self {
         let message = fields.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         ApiError { status: StatusCode::BAD_REQUEST, message, fields }
@@ -89,6 +96,7 @@ impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         match e {
             CatalogError::Invalid(fields) => ApiError::invalid(fields),
+            CatalogError::Refused(fields) => ApiError::refused(fields),
             CatalogError::NotFound { .. } => ApiError::not_found(e.to_string()),
             CatalogError::Conflict(_) => {
                 ApiError { status: StatusCode::CONFLICT, message: e.to_string(), fields: vec![] }

@@ -38,7 +38,6 @@ async fn known_group(st: &AppState, id: &str) -> Result<i64, ApiError> {
 /// One channel with its sources.
 #[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "lineup", params(("id" = i64, Path, description = "channel id")),
     responses((status = 200, description = "the channel", body = Channel),
-        (status = 400, description = "not an id", body = ErrorBody),
         (status = 404, description = "no such channel", body = ErrorBody)))]
 pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Channel>, ApiError> {
     Ok(Json(st.store.channel(path_id("channel", &id)?).await?))
@@ -47,10 +46,11 @@ pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> R
 /// Edits a channel: absent fields are kept, `null` clears `group_id`,
 /// `logo` and `tvg_id`. A number another channel holds, an empty name or an
 /// unknown group: `400` naming the field, nothing changed.
-#[utoipa::path(patch, path = "/api/v1/channels/{id}", tag = "lineup", params(("id" = i64, Path, description = "channel id")),
+#[utoipa::path(patch, path = "/api/v1/channels/{id}", operation_id = "update_channel", tag = "lineup", params(("id" = i64, Path, description = "channel id")),
     request_body = ChannelPatch,
     responses((status = 200, description = "changed", body = Channel),
         (status = 400, description = "bad input, every problem named", body = ErrorBody),
+        (status = 409, description = "a number taken or an unknown group (fields number, group_id): nothing changed", body = ErrorBody),
         (status = 404, description = "no such channel", body = ErrorBody)))]
 pub(crate) async fn update(
     State(st): State<AppState>,
@@ -63,7 +63,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a channel; its streams become unassigned (see `/api/v1/lineup/unassigned`).
-#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "lineup", params(("id" = i64, Path, description = "channel id")),
+#[utoipa::path(delete, path = "/api/v1/channels/{id}", operation_id = "remove_channel", tag = "lineup", params(("id" = i64, Path, description = "channel id")),
     responses((status = 204, description = "deleted"),
         (status = 404, description = "no such channel", body = ErrorBody)))]
 pub(crate) async fn remove(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -76,6 +76,7 @@ pub(crate) async fn remove(State(st): State<AppState>, Path(id): Path<String>) -
 #[serde(deny_unknown_fields)]
 pub struct MergeRequest {
     /// Their sources are appended to the target's, in this order; then they are deleted.
+    #[schema(min_items = 1)]
     pub channels: Vec<i64>,
 }
 
@@ -83,7 +84,8 @@ pub struct MergeRequest {
 #[utoipa::path(post, path = "/api/v1/channels/{id}/merge", tag = "lineup",
     params(("id" = i64, Path, description = "the channel that stays")), request_body = MergeRequest,
     responses((status = 200, description = "the merged channel", body = Channel),
-        (status = 400, description = "an unknown, repeated or the same channel (field channels): nothing changed", body = ErrorBody),
+        (status = 400, description = "no channel listed (field channels)", body = ErrorBody),
+        (status = 409, description = "an unknown channel, or this one (field channels): nothing changed", body = ErrorBody),
         (status = 404, description = "no such channel", body = ErrorBody)))]
 pub(crate) async fn merge(
     State(st): State<AppState>,
@@ -107,7 +109,7 @@ pub struct SplitRequest {
 #[utoipa::path(post, path = "/api/v1/channels/{id}/split", tag = "lineup",
     params(("id" = i64, Path, description = "channel id")), request_body = SplitRequest,
     responses((status = 201, description = "the new channel", body = Channel),
-        (status = 400, description = "not a source of this channel, or its only one (field source_id)", body = ErrorBody),
+        (status = 409, description = "not a source of this channel, or its only one (field source_id)", body = ErrorBody),
         (status = 404, description = "no such channel", body = ErrorBody)))]
 pub(crate) async fn split(
     State(st): State<AppState>,
@@ -133,7 +135,7 @@ pub struct SourceOrder {
 #[utoipa::path(put, path = "/api/v1/channels/{id}/sources", tag = "lineup",
     params(("id" = i64, Path, description = "channel id")), request_body = SourceOrder,
     responses((status = 200, description = "the channel", body = Channel),
-        (status = 400, description = "not each source once (field sources)", body = ErrorBody),
+        (status = 409, description = "not each of the channel's sources once (field sources)", body = ErrorBody),
         (status = 404, description = "no such channel", body = ErrorBody)))]
 pub(crate) async fn order(
     State(st): State<AppState>,
@@ -157,7 +159,7 @@ pub struct StreamRef {
 #[utoipa::path(post, path = "/api/v1/channels/{id}/sources", tag = "lineup",
     params(("id" = i64, Path, description = "channel id")), request_body = StreamRef,
     responses((status = 200, description = "the channel", body = Channel),
-        (status = 400, description = "no such stream, or already a source of a channel (field stream_id)", body = ErrorBody),
+        (status = 409, description = "no such stream, or already a source of a channel (field stream_id)", body = ErrorBody),
         (status = 404, description = "no such channel", body = ErrorBody)))]
 pub(crate) async fn add_source(
     State(st): State<AppState>,
@@ -170,9 +172,9 @@ pub(crate) async fn add_source(
 }
 
 /// Makes an unassigned stream a channel (next free number).
-#[utoipa::path(post, path = "/api/v1/channels", tag = "lineup", request_body = StreamRef,
+#[utoipa::path(post, path = "/api/v1/channels", operation_id = "create_channel", tag = "lineup", request_body = StreamRef,
     responses((status = 201, description = "the new channel", body = Channel),
-        (status = 400, description = "no such stream, or already a source of a channel (field stream_id)", body = ErrorBody)))]
+        (status = 409, description = "no such stream, or already a source of a channel (field stream_id)", body = ErrorBody)))]
 pub(crate) async fn create(State(st): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Channel>), ApiError> {
     let req: StreamRef = json_body(&body)?;
     Ok((StatusCode::CREATED, Json(st.store.create_channel_from_stream(req.stream_id).await?)))
@@ -196,7 +198,8 @@ pub struct BulkResult {
 /// the filter (`group`, `filter_group_id`, `q`) selects.
 #[utoipa::path(post, path = "/api/v1/channels/bulk", tag = "lineup", request_body = BulkChange,
     responses((status = 200, description = "how many changed", body = BulkResult),
-        (status = 400, description = "an unknown channel (ids) or group (group_id), or nothing to change: nothing changed", body = ErrorBody)))]
+        (status = 400, description = "nothing to change (field hidden): nothing changed", body = ErrorBody),
+        (status = 409, description = "an unknown channel (ids) or group (group_id): nothing changed", body = ErrorBody)))]
 pub(crate) async fn bulk(State(st): State<AppState>, body: Bytes) -> Result<Json<BulkResult>, ApiError> {
     let change: BulkChange = json_body(&body)?;
     Ok(Json(BulkResult { changed: st.store.bulk_change(&change).await? }))
@@ -205,7 +208,8 @@ pub(crate) async fn bulk(State(st): State<AppState>, body: Bytes) -> Result<Json
 /// Creates a group (`name` required; at the end unless `position` is given).
 #[utoipa::path(post, path = "/api/v1/groups", tag = "lineup", request_body = GroupPatch,
     responses((status = 201, description = "created", body = GroupCount),
-        (status = 400, description = "an empty or taken name (field name)", body = ErrorBody)))]
+        (status = 400, description = "an empty name (field name)", body = ErrorBody),
+        (status = 409, description = "a taken name (field name)", body = ErrorBody)))]
 pub(crate) async fn create_group(
     State(st): State<AppState>,
     body: Bytes,
@@ -219,7 +223,8 @@ pub(crate) async fn create_group(
 #[utoipa::path(patch, path = "/api/v1/groups/{id}", tag = "lineup", params(("id" = i64, Path, description = "group id")),
     request_body = GroupPatch,
     responses((status = 200, description = "changed", body = GroupCount),
-        (status = 400, description = "an empty or taken name (field name)", body = ErrorBody),
+        (status = 400, description = "an empty name (field name)", body = ErrorBody),
+        (status = 409, description = "a taken name (field name)", body = ErrorBody),
         (status = 404, description = "no such group", body = ErrorBody)))]
 pub(crate) async fn update_group(
     State(st): State<AppState>,
@@ -246,6 +251,7 @@ pub(crate) async fn remove_group(State(st): State<AppState>, Path(id): Path<Stri
 pub struct RenumberRequest {
     /// The group's first channel gets this number, the next one more, in
     /// their current order.
+    #[schema(minimum = 1, maximum = 9_999_999)]
     pub start: i64,
 }
 
@@ -253,7 +259,7 @@ pub struct RenumberRequest {
 #[utoipa::path(post, path = "/api/v1/groups/{id}/renumber", tag = "lineup",
     params(("id" = i64, Path, description = "group id")), request_body = RenumberRequest,
     responses((status = 200, description = "the group's channels, renumbered", body = Vec<Channel>),
-        (status = 400, description = "a needed number is taken outside the group, or below 1 (field start): nothing changed", body = ErrorBody),
+        (status = 409, description = "a needed number is taken outside the group, or beyond the highest (field start): nothing changed", body = ErrorBody),
         (status = 404, description = "no such group", body = ErrorBody)))]
 pub(crate) async fn renumber(
     State(st): State<AppState>,
@@ -271,7 +277,7 @@ pub(crate) async fn renumber(
 #[utoipa::path(get, path = "/api/v1/guide/channels", tag = "lineup",
     params(
         ("q" = Option<String>, Query, description = "part of the name or id"),
-        ("limit" = Option<u32>, Query, description = "1 to 1000 (default 50)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 50)"),
     ),
     responses((status = 200, description = "matching guide channels, by name", body = Vec<tunerpool_catalog::epg::GuideChannel>),
         (status = 400, description = "a bad parameter, named", body = ErrorBody)))]

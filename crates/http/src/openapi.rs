@@ -39,8 +39,9 @@ const SCHEME: &str = "admin_token";
 /// Adds what applies to every operation, so no handler can forget it: the
 /// bearer security scheme; the 401 answer (the auth layer guards every
 /// route of the document); the 400 answer of every operation that takes
-/// input (the JSON and parameter extractors refuse malformed input with a
-/// 400 naming the field); the 500 answer (an internal error, with the
+/// a body or query parameters (the JSON and parameter extractors refuse
+/// malformed input with a 400 naming the field; a path id that is not a
+/// number is a 404); the 500 answer (an internal error, with the
 /// reference its log line carries); and the range of numeric path ids
 /// (1 ..= i64::MAX, as the server parses them).
 pub(crate) fn finish(doc: &mut OpenApi) {
@@ -82,7 +83,9 @@ pub(crate) fn finish(doc: &mut OpenApi) {
             let responses = &mut op.responses.responses;
             responses.entry("401".into()).or_insert_with(|| unauthorized.clone().into());
             responses.entry("500".into()).or_insert_with(|| internal.clone().into());
-            if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) || op.request_body.is_some() {
+            // A path id that does not parse names no resource: 404, not 400.
+            let queried = op.parameters.iter().flatten().any(|p| p.parameter_in != ParameterIn::Path);
+            if queried || op.request_body.is_some() {
                 responses.entry("400".into()).or_insert_with(|| bad_input.clone().into());
             }
             for param in op.parameters.iter_mut().flatten().filter(|p| p.parameter_in == ParameterIn::Path) {

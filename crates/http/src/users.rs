@@ -43,7 +43,6 @@ pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<Vec<UserView
 /// One user.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", operation_id = "get_user", params(("id" = i64, Path, description = "user id")),
     responses((status = 200, description = "the user", body = UserView),
-        (status = 400, description = "not an id", body = ErrorBody),
         (status = 404, description = "no such user", body = ErrorBody)))]
 pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<UserView>, ApiError> {
     let user = st.store.user(path_id("user", &id)?).await?;
@@ -51,7 +50,7 @@ pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> R
 }
 
 /// Adds a user; its password is stored as an argon2 hash.
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = UserPatch,
+#[utoipa::path(post, path = "/api/v1/users", operation_id = "create_user", tag = "users", request_body = UserPatch,
     responses((status = 201, description = "added", body = UserView),
         (status = 400, description = "bad input, every problem named (a taken username too)", body = ErrorBody)))]
 pub(crate) async fn create(State(st): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<UserView>), ApiError> {
@@ -63,7 +62,7 @@ pub(crate) async fn create(State(st): State<AppState>, body: Bytes) -> Result<(S
 
 /// Changes a user (absent fields are kept; `null` clears `expires_at` and
 /// `allowed_groups`); its cached client logins are dropped.
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
+#[utoipa::path(patch, path = "/api/v1/users/{id}", operation_id = "update_user", tag = "users", params(("id" = i64, Path, description = "user id")),
     request_body = UserPatch,
     responses((status = 200, description = "changed", body = UserView),
         (status = 400, description = "bad input, every problem named", body = ErrorBody),
@@ -83,7 +82,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a user.
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = i64, Path, description = "user id")),
+#[utoipa::path(delete, path = "/api/v1/users/{id}", operation_id = "remove_user", tag = "users", params(("id" = i64, Path, description = "user id")),
     responses((status = 204, description = "deleted"),
         (status = 404, description = "no such user", body = ErrorBody)))]
 pub(crate) async fn remove(

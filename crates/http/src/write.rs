@@ -36,9 +36,10 @@ pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
     })
 }
 
+/// A numeric id from the path. Anything else names no resource: 404, like
+/// an id that does not exist.
 pub(crate) fn path_id(what: &str, raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::invalid(vec![FieldError::new("id", format!("{raw:?} is not a {what} id (a number)"))]))
+    raw.parse().map_err(|_| ApiError::not_found(format!("no {what} {raw:?}: {what} ids are numbers")))
 }
 
 /// Refreshes the details of every account of a provider, logging failures:

@@ -194,9 +194,10 @@ impl crate::relay::Relay {
             }
             _ => None,
         };
-        let (_, out) = self
+        let (session, out) = self
             .join(channel_id, |session| {
                 let (out, fresh) = session.hls_output_or_new();
+                let mut started = None;
                 if fresh {
                     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
                     let user_name = viewer.user.as_ref().map(|u| u.name.clone());
@@ -204,11 +205,16 @@ impl crate::relay::Relay {
                     let membership = Membership { session: session.clone(), viewer: id };
                     let reader = session.ring.subscribe();
                     tokio::spawn(segmenter(out.clone(), reader, membership, inner.settings.hls_idle));
+                    started = Some(id);
                 }
                 out.touch(None);
-                out
+                (out, started)
             })
             .await?;
+        let (out, started) = out;
+        if let Some(id) = started {
+            session.log_stream_started(id);
+        }
         if let (Some(uid), Some(t)) = (user, ticket) {
             out.add_ticket(uid, t);
         }

@@ -203,6 +203,7 @@ impl Relay {
                 (Membership { session: session.clone(), viewer }, stats)
             })
             .await?;
+        session.log_stream_started(membership.viewer);
         if let Some(t) = &ticket {
             // Replaced by the same user's newer stream: leave the session at
             // once, so that it can give its slot to that stream.

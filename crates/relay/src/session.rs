@@ -242,9 +242,35 @@ impl Session {
     }
 
     pub(crate) fn remove_viewer(&self, id: u64) {
-        if self.viewers.lock().expect("not poisoned").remove(&id).is_some() {
-            self.viewer_count.fetch_sub(1, Ordering::AcqRel);
-            self.viewers_changed.notify_one();
+        let Some(gone) = self.viewers.lock().expect("not poisoned").remove(&id) else { return };
+        self.viewer_count.fetch_sub(1, Ordering::AcqRel);
+        self.viewers_changed.notify_one();
+        let (provider, account) = self.upstream_names();
+        tracing::info!(target: "tunerpool::stream", session = self.id, viewer = id,
+            user = gone.user.as_deref().unwrap_or("-"), channel = %self.channel_name, %provider, %account,
+            client = %gone.address, bytes = gone.stats.bytes.load(Ordering::Relaxed),
+            seconds = unix(SystemTime::now()).saturating_sub(gone.since), "stream stopped");
+    }
+
+    /// The operator's "who watches what, through which account" line, once
+    /// the viewer's stream is served; "stream stopped" is its pair.
+    pub(crate) fn log_stream_started(&self, id: u64) {
+        let Some((user, client)) =
+            self.viewers.lock().expect("not poisoned").get(&id).map(|v| (v.user.clone(), v.address.clone()))
+        else {
+            return;
+        };
+        let (provider, account) = self.upstream_names();
+        tracing::info!(target: "tunerpool::stream", session = self.id, viewer = id,
+            user = user.as_deref().unwrap_or("-"), channel = %self.channel_name, %provider, %account, %client,
+            "stream started");
+    }
+
+    /// The current upstream's provider and account names, `-` before there is one.
+    fn upstream_names(&self) -> (String, String) {
+        match &*self.upstream.lock().expect("not poisoned") {
+            Some(u) => (u.provider.clone(), u.account.clone()),
+            None => ("-".into(), "-".into()),
         }
     }
 

@@ -60,7 +60,12 @@ struct Listed {
 
 impl Drop for Listed {
     fn drop(&mut self) {
-        self.transfers.lock().expect("not poisoned").remove(&self.id);
+        let gone = self.transfers.lock().expect("not poisoned").remove(&self.id);
+        if let Some(t) = gone {
+            tracing::info!(target: "tunerpool::stream", session = t.id, kind = t.kind, user = t.user.as_deref().unwrap_or("-"),
+                channel = %t.name, provider = %t.upstream.provider, account = %t.upstream.account, client = %t.address,
+                bytes = t.bytes.load(Ordering::Relaxed), seconds = t.started.elapsed().as_secs(), "stream stopped");
+        }
     }
 }
 
@@ -233,6 +238,9 @@ impl Relay {
             stop,
         });
         inner.transfers.lock().expect("not poisoned").insert(transfer.id, transfer.clone());
+        tracing::info!(target: "tunerpool::stream", session = transfer.id, kind, user = transfer.user.as_deref().unwrap_or("-"),
+            channel = %transfer.name, provider = %resolved.provider, account = %resolved.account, client = %transfer.address,
+            "stream started");
         let listed = Listed { transfers: inner.transfers.clone(), id: transfer.id };
         let stopped = transfer.stop.clone().cancelled_owned();
         // The lease, the user's ticket and the listing ride along with the

@@ -115,7 +115,14 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let shown = crate::serve::shown_addr(addr);
     let admin = crate::admin_token::load(&config)?;
+    // A TV or a phone on the LAN cannot use 127.0.0.1: players get the
+    // machine's LAN address when the demo listens on every interface.
+    let lan = addr.ip().is_unspecified().then(lan_address).flatten();
+    let player = lan.map(|ip| std::net::SocketAddr::new(ip, addr.port()).to_string()).unwrap_or_else(|| shown.clone());
     println!("tunerpool listening on http://{shown}");
+    if player != shown {
+        println!("  and on the LAN at http://{player}");
+    }
     println!();
     println!(
         "Demo: simulated provider at {} with {} accounts, synced {} live channels, {} movies, {} series.",
@@ -125,9 +132,11 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
         report.vod,
         report.series
     );
-    let api = |path: &str| format!("curl -H 'Authorization: Bearer {}' http://{shown}{path}", admin.text);
     println!(
-        "  Watch:      http://{shown}/live/demo/demo/1.ts   (VLC, mpv, ffplay; 2 accounts of 1 connection: 2 channels at once)"
+        "Demo: a second simulated provider at {} with {} live channels, {} of them joined the first's channels (same tvg-id or name).",
+        second.url(),
+        other_report.live,
+        other_report.lineup.joined + other_report.lineup.reattached
     );
     let merged = store
         .channels(&tunerpool_catalog::ChannelQuery { per_page: Some(100), ..Default::default() })
@@ -135,33 +144,33 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
         .items
         .into_iter()
         .find(|c| c.sources.len() >= 2);
+    println!();
+    println!("Point a player at it as user demo / demo:");
     println!(
-        "Demo: a second simulated provider at {} with {} live channels, {} of them joined the first's channels (same tvg-id or name).",
-        second.url(),
-        other_report.live,
-        other_report.lineup.joined + other_report.lineup.reattached
+        "  Watch:      http://{player}/live/demo/demo/1.ts   (VLC, mpv, ffplay; 2 accounts of 1 connection: 2 channels at once)"
     );
     if let Some(c) = merged {
         println!(
-            "  2 sources:  http://{shown}/live/demo/demo/{}.ts   ({}: {}; plays from the second provider when the first's accounts are all in use)",
+            "  2 sources:  http://{player}/live/demo/demo/{}.ts   ({}: {}; plays from the second provider when the first's accounts are all in use)",
             c.id,
             c.name,
             c.sources.iter().map(|s| format!("{} at {}", s.name, s.provider)).collect::<Vec<_>>().join(", ")
         );
     }
-    println!("  Web UI:     http://{shown}/   (log in with the admin token below)");
-    println!("  Token:      {}", admin.text);
-    println!("Point a player at it as user demo / demo:");
-    println!("  M3U:        http://{shown}/get.php?username=demo&password=demo&type=m3u_plus&output=ts");
-    println!("  Xtream:     server http://{shown}  username demo  password demo");
-    println!("  HDHomeRun:  http://{shown}/hdhr/demo/demo   (Plex, Jellyfin, Emby: add this as the tuner's address)");
+    println!("  M3U:        http://{player}/get.php?username=demo&password=demo&type=m3u_plus&output=ts");
+    println!("  Xtream:     server http://{player}  username demo  password demo");
+    println!("  HDHomeRun:  http://{player}/hdhr/demo/demo   (Plex, Jellyfin, Emby: add this as the tuner's address)");
     if let Some(g) = guide {
         println!(
-            "  Guide:      http://{shown}/xmltv.php?username=demo&password=demo   ({} channels, {} programmes)",
+            "  Guide:      http://{player}/xmltv.php?username=demo&password=demo   ({} channels, {} programmes)",
             g.channels, g.programmes
         );
     }
-    println!("The admin API (every /api/v1 route wants the token):");
+    println!();
+    println!("Administer it with the admin token (the web UI asks for it; every /api/v1 route wants it):");
+    println!("  Web UI:     http://{shown}/");
+    println!("  Token:      {}", admin.text);
+    let api = |path: &str| format!("curl -H 'Authorization: Bearer {}' http://{shown}{path}", admin.text);
     println!("  Pool:       {}", api("/api/v1/pool"));
     println!("  Channels:   {}", api("/api/v1/channels"));
     println!("  Sessions:   {}", api("/api/v1/sessions"));
@@ -169,6 +178,7 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     println!("  Metrics:    {}", api("/metrics"));
     println!("  Health:     http://{shown}/healthz");
     println!("  Provider's own counters: {}/_control/counters", fake.url());
+    println!();
     println!(
         "Data dir: {}{}",
         config.data_dir.display(),
@@ -182,4 +192,13 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     fake.shutdown().await;
     second.shutdown().await;
     Ok(())
+}
+
+/// The address this machine is reached at on its LAN: the source address of
+/// its default route. std is enough: connecting a UDP socket sends nothing,
+/// it only makes the OS choose the interface. `None` without a route.
+fn lan_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    Some(socket.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
 }

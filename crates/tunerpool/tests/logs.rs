@@ -1,7 +1,8 @@
 //! The log of a short session, read as an operator would read a log file:
 //! an access line per request (route, never the raw URI; status, bytes,
-//! duration, client, user), plain text without colour codes when it is not
-//! a terminal, and no password anywhere.
+//! duration, client, user), a line when a stream starts and stops (user,
+//! channel, account, client), plain text without colour codes when it is
+//! not a terminal, and no password anywhere.
 
 mod common;
 
@@ -56,7 +57,8 @@ async fn access_lines_plain_text_and_no_password() {
     assert_eq!(wrong.status(), 401);
     // The stream's line is written when the gateway notices the client left.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log_path).unwrap().contains("route=/live/{u}/{p}/{file} status=200") {
+    let written = |l: &str| l.contains("route=/live/{u}/{p}/{file} status=200") && l.contains("stream stopped");
+    while !written(&std::fs::read_to_string(&log_path).unwrap()) {
         assert!(std::time::Instant::now() < deadline, "no access line for the stream");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -85,6 +87,19 @@ async fn access_lines_plain_text_and_no_password() {
     assert_eq!(field(line, "complete"), Some("false"), "the viewer left mid-stream: {line}");
     let line = find("/live/{u}/{p}/{file}", "401");
     assert_eq!(field(line, "user"), Some("-"), "{line}");
+    // The stream's own lines: who watched which channel, through which account, from where.
+    for what in ["stream started", "stream stopped"] {
+        let line = log
+            .lines()
+            .find(|l| l.contains("tunerpool::stream") && l.contains(what))
+            .unwrap_or_else(|| panic!("no \"{what}\" line:\n{log}"));
+        assert_eq!(field(line, "user"), Some("kim"), "{line}");
+        assert_eq!(field(line, "account"), Some("Primary"), "{line}");
+        assert!(field(line, "client").is_some_and(|c| c.starts_with("127.0.0.1:")), "{line}");
+        assert!(field(line, "channel").is_some_and(|c| !c.is_empty() && c != "-"), "{line}");
+    }
+    let stopped = log.lines().find(|l| l.contains("stream stopped")).unwrap();
+    assert!(field(stopped, "bytes").unwrap().parse::<usize>().unwrap() >= got, "{stopped}");
     let line = find("/api/v1/users", "201");
     assert_eq!(field(line, "user"), Some("admin"), "{line}");
     assert!(field(line, "ms").unwrap().parse::<u64>().is_ok(), "{line}");

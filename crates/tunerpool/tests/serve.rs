@@ -40,6 +40,14 @@ fn demo_serves_the_simulated_channels() {
     assert_eq!(get_text(&format!("{}/epg.xml", server.base)).0, 401);
     assert_eq!(get_text_as(&server.token, &format!("{}/epg.xml", server.base)).0, 200);
 
+    // The lineup's logos are pictures a player can show, not 404s.
+    let (_, channels) = get_text_as(&server.token, &format!("{}/api/v1/channels", server.base));
+    let channels: serde_json::Value = serde_json::from_str(&channels).unwrap();
+    let logo = channels["items"][0]["logo"].as_str().expect("channel 1 has a logo").to_string();
+    let (status, first) = get_start("", &logo);
+    assert_eq!(status, 200, "{logo}");
+    assert!(first.starts_with(b"\x89PNG"), "{logo} is not a PNG");
+
     // Every URL the demo prints answers: plain ones as they are, the
     // curl lines with the token they show.
     let mut checked = 0;

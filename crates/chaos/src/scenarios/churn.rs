@@ -13,13 +13,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fakeprovider::{FakeProvider, LimitMode};
+use fakeprovider::{FakeConfig, FakeProvider, LimitMode};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{live_url, provider, totals, PASS, USER};
+use super::{live_url, provider_config, totals, PASS, USER};
 use crate::env::{Gateway, GatewayOptions};
 use crate::view::{first_uri, resolve};
 use crate::{Scale, ScenarioReport};
@@ -46,12 +46,23 @@ pub async fn run(scale: Scale) -> anyhow::Result<ScenarioReport> {
 
     let accounts = |p: &str| [(format!("{p}-a"), 2), (format!("{p}-b"), 2), (format!("{p}-c"), 2)];
     let mut fakes: Vec<(&str, FakeProvider)> = Vec::new();
-    for (label, mode) in
-        [("refuse", LimitMode::default()), ("cut_oldest", LimitMode::CutOldest), ("slow_release", LimitMode::default())]
-    {
+    let modes = [
+        ("refuse", LimitMode::default()),
+        ("cut_oldest", LimitMode::CutOldest),
+        ("slow_release", LimitMode::default()),
+    ];
+    for (n, (label, mode)) in modes.into_iter().enumerate() {
         let acc = accounts(label);
         let acc: Vec<(&str, u32)> = acc.iter().map(|(u, m)| (u.as_str(), *m)).collect();
-        fakes.push((label, provider(&acc, CHANNELS, MOVIES, mode, None).await?));
+        // Each provider carries its own channels (Channel 1–30, 31–60, 61–90): the lineup
+        // (issue 11) merges channels of the same name across providers into one, and this
+        // scenario is about 90 channels each on one provider, so that every limit mode is hit
+        // by its own share of the viewers.
+        let config = FakeConfig {
+            live_name_offset: (n * CHANNELS) as u64,
+            ..provider_config(&acc, CHANNELS, MOVIES, mode, None)
+        };
+        fakes.push((label, FakeProvider::start(config).await?));
     }
     if !set_release_delay(&fakes[2].1, RELEASE_DELAY_MS).await {
         anyhow::bail!("the slow_release provider did not take release_delay_ms (POST /_control/limits)");

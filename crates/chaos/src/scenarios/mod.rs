@@ -76,8 +76,19 @@ pub(crate) async fn provider(
     mode: LimitMode,
     bitrate_bps: Option<u64>,
 ) -> anyhow::Result<FakeProvider> {
+    FakeProvider::start(provider_config(accounts, channels, movies, mode, bitrate_bps)).await
+}
+
+/// The configuration [`provider`] starts, for a scenario that changes more of it.
+pub(crate) fn provider_config(
+    accounts: &[(&str, u32)],
+    channels: usize,
+    movies: usize,
+    mode: LimitMode,
+    bitrate_bps: Option<u64>,
+) -> FakeConfig {
     let accounts = accounts.iter().map(|(u, max)| AccountSpec::new(u, &format!("{u}-pw"), *max)).collect();
-    FakeProvider::start(FakeConfig {
+    FakeConfig {
         live_channels: channels,
         live_categories: 4,
         vod_count: movies,
@@ -85,8 +96,7 @@ pub(crate) async fn provider(
         limit_mode: mode,
         bitrate_bps,
         ..FakeConfig::with_accounts(accounts)
-    })
-    .await
+    }
 }
 
 /// A gateway with one Xtream provider at `url` whose accounts are added in the order given,
