@@ -10,6 +10,11 @@
 # every row already exists (the steady state of the 12 h schedule).
 #
 # Each scenario runs RUNS times (default 3), each first sync into a new data dir.
+# Since the lineup (issue 11) a first sync also makes every stream a lineup
+# channel (matching is on, as by default; there is nothing to join): the
+# "lineup channels created" column. The process's CPU time and the machine's
+# 1-minute load average are shown too: with other work on the two cores the
+# wall time stretches while the CPU time stays.
 #
 # Usage: bench/import.sh [ENTRIES] [RUNS]   (default 200000 3)
 set -euo pipefail
@@ -20,8 +25,9 @@ PORT=${BENCH_PORT:-19477}
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time: apt-get install -y time" >&2; exit 1; }
 
 cargo build --release -q -p tunerpool -p fakeprovider
-TP=target/release/tunerpool
-FP=target/release/fakeprovider
+T=${CARGO_TARGET_DIR:-target}
+TP=$T/release/tunerpool
+FP=$T/release/fakeprovider
 work=$(mktemp -d)
 trap 'kill $fp_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -32,20 +38,22 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/_control/counters" >/de
 
 measure() { # label, data dir, command...
   local label=$1 dir=$2; shift 2
-  /usr/bin/time -f '%e %M' -o "$work/time" "$@" --data-dir "$dir" >"$work/out.json" 2>"$work/err" \
+  /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" --data-dir "$dir" >"$work/out.json" 2>"$work/err" \
     || { cat "$work/err" >&2; exit 1; }
-  read -r secs rss_kb <"$work/time"
-  local sync_ms entries
+  read -r secs rss_kb user sys <"$work/time"
+  local sync_ms entries created
   sync_ms=$(grep -o '"duration_ms": [0-9]*' "$work/out.json" | grep -o '[0-9]*$')
   entries=$(grep -o '"live": [0-9]*' "$work/out.json" | grep -o '[0-9]*$')
-  printf '| %s | %s | %s s | %s ms | %d MB |\n' "$label" "$entries" "$secs" "$sync_ms" $((rss_kb / 1024))
+  created=$(grep -o '"created": [0-9]*' "$work/out.json" | grep -o '[0-9]*$')
+  printf '| %s | %s | %s | %s s | %s ms | %s s | %d MB | %s |\n' "$label" "$entries" "$created" "$secs" "$sync_ms" \
+    "$(echo "$user + $sys" | bc)" $((rss_kb / 1024)) "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 curl -fs "http://127.0.0.1:$PORT/get.php?username=bench&password=bench&type=m3u_plus&output=ts" -o "$work/big.m3u"
 echo "machine: $(nproc) cores, $(uname -sr); entries: $N; M3U file: $(du -h "$work/big.m3u" | cut -f1)"
 echo
-echo "| import | entries | wall (process) | sync | peak RSS |"
-echo "|---|---|---|---|---|"
+echo "| import | entries | lineup channels created | wall (process) | sync | CPU (user+sys) | peak RSS | load |"
+echo "|---|---|---|---|---|---|---|---|"
 for run in $(seq "$RUNS"); do
   measure "Xtream, first sync (player_api over loopback)" "$work/x$run" \
     $TP provider add --name bench --kind xtream --url "http://127.0.0.1:$PORT" --username bench --password bench

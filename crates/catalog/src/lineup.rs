@@ -276,6 +276,104 @@ async fn scratch(conn: &mut SqliteConnection, rows: &[(i64, i64, i64)]) -> Resul
     Ok(())
 }
 
+/// Every attached source of the provider carries its stream's current
+/// identity (what re-attaching compares once the stream is gone).
+async fn refresh_identities(conn: &mut SqliteConnection, provider_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE lineup_sources SET upstream_key = s.upstream_key, tvg_id = s.tvg_id, norm_name = s.norm_name
+         FROM streams s
+         WHERE s.id = lineup_sources.stream_id AND s.provider_id = ?1
+           AND (lineup_sources.upstream_key <> s.upstream_key OR lineup_sources.tvg_id IS NOT s.tvg_id
+                OR lineup_sources.norm_name <> s.norm_name)",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Makes every stream of the provider that no source holds a channel of its
+/// own: step 3 of [`maintain`] when nothing was re-attached or joined, with
+/// the list of streams built in SQL instead of loaded.
+async fn create_all_loose(conn: &mut SqliteConnection, provider_id: i64) -> Result<u64, CatalogError> {
+    scratch(conn, &[]).await?;
+    // The table is empty: row ids 1, 2, … in the provider's order.
+    sqlx::query(
+        "INSERT INTO temp.lineup_scratch (b, c)
+         SELECT s.id, s.group_id FROM streams s
+         WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
+         ORDER BY s.position, s.id",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    create_from_scratch(conn, provider_id).await
+}
+
+/// Creates a channel for each row of the scratch table (`a`: 1, 2, … in the
+/// provider's order; `b`: the stream; `c`: its provider group), numbered
+/// after the highest number, with a source holding the stream, in the
+/// lineup group named like its provider group — created as needed, in the
+/// order of their first channel; provider groups sharing a name share one.
+/// All in SQL, so that a 200 000-entry import loads nothing. Returns how many.
+async fn create_from_scratch(conn: &mut SqliteConnection, provider_id: i64) -> Result<u64, CatalogError> {
+    sqlx::query(
+        "INSERT INTO lineup_groups (name, position)
+         SELECT f.name, (SELECT COALESCE(MAX(position), -1) FROM lineup_groups) + ROW_NUMBER() OVER (ORDER BY f.first)
+         FROM (SELECT g.name AS name, MIN(x.first) AS first
+               FROM (SELECT t.c, MIN(t.a) AS first FROM temp.lineup_scratch t GROUP BY t.c) x
+               JOIN groups g ON g.id = x.c AND g.provider_id = ?1 AND g.kind = 'live'
+               WHERE NOT EXISTS (SELECT 1 FROM lineup_groups lg WHERE lg.name = g.name)
+               GROUP BY g.name) f",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    // Provider group → lineup group, looked up once per channel below (one
+    // lookup instead of a join of two tables: -25% for the channels' insert).
+    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS lineup_group_map (g INTEGER PRIMARY KEY, lg INTEGER NOT NULL)")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM temp.lineup_group_map").execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO temp.lineup_group_map (g, lg)
+         SELECT g.id, lg.id FROM groups g JOIN lineup_groups lg ON lg.name = g.name
+         WHERE g.provider_id = ?1 AND g.kind = 'live'",
+    )
+    .bind(provider_id)
+    .execute(&mut *conn)
+    .await?;
+    // Ids are never reused (AUTOINCREMENT): after the highest ever given.
+    let (max_id, max_number): (i64, i64) = sqlx::query_as(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'lineup_channels'), 0),
+                    COALESCE((SELECT MAX(id) FROM lineup_channels), 0)),
+                COALESCE((SELECT MAX(number) FROM lineup_channels), 0)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let created = sqlx::query(
+        "INSERT INTO lineup_channels (id, number, name, group_id, logo, tvg_id, created_at)
+         SELECT ?1 + t.a, ?2 + t.a, CASE WHEN TRIM(s.name) = '' THEN 'Channel ' || (?2 + t.a) ELSE s.name END,
+                (SELECT m.lg FROM temp.lineup_group_map m WHERE m.g = t.c), s.logo, NULLIF(TRIM(s.tvg_id), ''), ?3
+         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
+    )
+    .bind(max_id)
+    .bind(max_number)
+    .bind(crate::store::now())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
+         SELECT ?1 + t.a, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name, 0
+         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
+    )
+    .bind(max_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(created)
+}
+
 /// Brings the lineup up to date with one provider's freshly synced streams
 /// (see the module doc). Runs inside the sync's transaction.
 pub(crate) async fn maintain(
@@ -284,6 +382,34 @@ pub(crate) async fn maintain(
     settings: &LineupSettings,
 ) -> Result<LineupReport, CatalogError> {
     let mut report = LineupReport::default();
+    // Nothing to re-attach and no channel to join (a first import, or
+    // matching off): every new stream becomes a channel, in SQL alone —
+    // nothing is loaded, which keeps a 200 000-entry import fast and small.
+    let (lost, joinable): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM lineup_sources WHERE stream_id IS NULL
+                        AND (provider_id = ?1 OR provider_id NOT IN (SELECT id FROM providers))),
+                ?2 AND EXISTS (SELECT 1 FROM lineup_channels c
+                               WHERE NOT EXISTS (SELECT 1 FROM lineup_sources x WHERE x.channel_id = c.id AND x.provider_id = ?1))",
+    )
+    .bind(provider_id)
+    .bind(settings.match_streams)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !lost && !joinable {
+        refresh_identities(conn, provider_id).await?;
+        if settings.auto_create {
+            report.created = create_all_loose(conn, provider_id).await?;
+        } else {
+            report.unassigned = sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM streams s WHERE s.provider_id = ?
+                 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)",
+            )
+            .bind(provider_id)
+            .fetch_one(&mut *conn)
+            .await? as u64;
+        }
+        return Ok(report);
+    }
     let loose: Vec<Loose> = sqlx::query_as(
         "SELECT s.id, s.upstream_key, s.tvg_id, s.norm_name, s.group_id
          FROM streams s
@@ -376,17 +502,7 @@ pub(crate) async fn maintain(
         }
     }
 
-    // Every attached source carries its stream's current identity.
-    sqlx::query(
-        "UPDATE lineup_sources SET upstream_key = s.upstream_key, tvg_id = s.tvg_id, norm_name = s.norm_name
-         FROM streams s
-         WHERE s.id = lineup_sources.stream_id AND s.provider_id = ?1
-           AND (lineup_sources.upstream_key <> s.upstream_key OR lineup_sources.tvg_id IS NOT s.tvg_id
-                OR lineup_sources.norm_name <> s.norm_name)",
-    )
-    .bind(provider_id)
-    .execute(&mut *conn)
-    .await?;
+    refresh_identities(conn, provider_id).await?;
 
     if taken.iter().all(|t| *t) {
         return Ok(report);
@@ -472,54 +588,10 @@ pub(crate) async fn maintain(
         report.unassigned = rest.len() as u64;
         return Ok(report);
     }
-    // Lineup groups by the provider groups' names, created as needed.
-    let mut group_of: HashMap<i64, i64> = HashMap::new();
-    for s in &rest {
-        let (Some(gid), Some(name)) = (s.group_id, group_name(s)) else { continue };
-        if group_of.contains_key(&gid) {
-            continue;
-        }
-        let lg: i64 = sqlx::query_scalar(
-            "INSERT INTO lineup_groups (name, position) VALUES (?1, (SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_groups))
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-        )
-        .bind(name)
-        .fetch_one(&mut *conn)
-        .await?;
-        group_of.insert(gid, lg);
-    }
-    let (max_id, max_number): (i64, i64) = sqlx::query_as(
-        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'lineup_channels'), 0),
-                    COALESCE((SELECT MAX(id) FROM lineup_channels), 0)),
-                COALESCE((SELECT MAX(number) FROM lineup_channels), 0)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows: Vec<(i64, i64, i64)> = rest
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (max_id + 1 + i as i64, s.id, s.group_id.and_then(|g| group_of.get(&g).copied()).unwrap_or(-1)))
-        .collect();
+    let rows: Vec<(i64, i64, i64)> =
+        rest.iter().enumerate().map(|(i, s)| (i as i64 + 1, s.id, s.group_id.unwrap_or(-1))).collect();
     scratch(conn, &rows).await?;
-    sqlx::query(
-        "INSERT INTO lineup_channels (id, number, name, group_id, logo, tvg_id, created_at)
-         SELECT t.a, ?1 + t.a - ?2, CASE WHEN TRIM(s.name) = '' THEN 'Channel ' || (?1 + t.a - ?2) ELSE s.name END,
-                NULLIF(t.c, -1), s.logo, NULLIF(TRIM(s.tvg_id), ''), ?3
-         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
-    )
-    .bind(max_number)
-    .bind(max_id)
-    .bind(crate::store::now())
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
-         SELECT t.a, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name, 0
-         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
-    )
-    .execute(&mut *conn)
-    .await?;
-    report.created = rows.len() as u64;
+    report.created = create_from_scratch(conn, provider_id).await?;
     Ok(report)
 }
 

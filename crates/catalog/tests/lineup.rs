@@ -277,6 +277,159 @@ async fn a_failed_sync_changes_no_lineup_channel() {
     assert_eq!(lineup(&store).await, before);
 }
 
+/// A sync that fails inside its transaction, after it has upserted the
+/// renumbered streams and while it re-attaches them to the lineup (a
+/// failure injected with a trigger): every channel, source and stream stays
+/// as it was; the next sync does the work.
+#[tokio::test]
+async fn a_sync_failing_mid_way_through_the_lineup_changes_nothing() {
+    let a = FakeProvider::start(config_a()).await.unwrap();
+    let b = FakeProvider::start(config_b()).await.unwrap();
+    let (_dir, store, http) = setup().await;
+    let pa = add(&store, "A", &a, "a", "pa").await;
+    let pb = add(&store, "B", &b, "b", "pb").await;
+    sync_provider(&store, &http, pa).await.unwrap();
+    sync_provider(&store, &http, pb).await.unwrap();
+    let first = lineup(&store).await.remove(0);
+    store.update_channel(first.id, &ChannelPatch { hidden: Some(true), ..Default::default() }).await.unwrap();
+    let before = lineup(&store).await;
+    let streams_before = store.counts(pb).await.unwrap();
+
+    b.renumber(3000);
+    sqlx::query(
+        "CREATE TRIGGER fail_reattach AFTER UPDATE OF stream_id ON lineup_sources
+         WHEN OLD.stream_id IS NULL AND NEW.stream_id IS NOT NULL
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let err = sync_provider(&store, &http, pb).await.unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(lineup(&store).await, before, "channels, sources and their streams as they were");
+    assert_eq!(store.counts(pb).await.unwrap(), streams_before);
+
+    sqlx::query("DROP TRIGGER fail_reattach").execute(store.pool()).await.unwrap();
+    let r = sync_provider(&store, &http, pb).await.unwrap();
+    assert_eq!((r.lineup.reattached, r.lineup.created), (25, 0), "{r:?}");
+    let after = lineup(&store).await;
+    assert_eq!(
+        after.iter().map(|c| (c.id, &c.number, &c.name, c.enabled)).collect::<Vec<_>>(),
+        before.iter().map(|c| (c.id, &c.number, &c.name, c.enabled)).collect::<Vec<_>>()
+    );
+    assert_eq!(after[0].sources[1].upstream_id, Some(3001));
+}
+
+async fn add_m3u(store: &Store, name: &str, path: &Path) -> i64 {
+    let p = store
+        .add_provider(&NewProvider {
+            name: name.into(),
+            kind: Some(ProviderKind::M3u),
+            url: path.display().to_string(),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    p.id
+}
+
+/// A first import with nothing to re-attach or join takes a set-based path
+/// (every stream a channel, in SQL alone); a sync with something to match
+/// takes the general one. Both give the same channels and groups: ids and
+/// numbers after the highest, names, groups
+/// created in the order of their first channel, guide ids trimmed, sources.
+#[tokio::test]
+async fn the_first_import_fast_path_gives_what_the_general_path_gives() {
+    let (dir, fast, http) = setup().await;
+    let list = dir.path().join("x.m3u");
+    let mut text = String::from("#EXTM3U\n");
+    for i in 1..=30 {
+        // Groups interleaved and out of name order, some entries without a
+        // group, guide ids with spaces, repeated names.
+        let group = match i % 4 {
+            0 => String::new(),
+            k => format!(" group-title=\"G{}\"", 4 - k),
+        };
+        let name = match i {
+            17 | 18 => "Same Name".to_string(),
+            _ => format!("Chan {i}"),
+        };
+        let tvg = if i % 5 == 0 { format!(" tvg-id=\" t{i} \"") } else { String::new() };
+        text += &format!("#EXTINF:-1{tvg}{group} tvg-logo=\"http://l/{i}.png\",{name}\nhttp://h/{i}.ts\n");
+    }
+    std::fs::write(&list, text).unwrap();
+
+    // Fast: a fresh lineup.
+    let x = add_m3u(&fast, "X", &list).await;
+    let r_fast = sync_provider(&fast, &http, x).await.unwrap();
+    assert_eq!((r_fast.lineup.created, r_fast.lineup.joined, r_fast.lineup.reattached), (30, 0, 0));
+
+    // General: a lineup holding one channel whose provider was removed (a
+    // lost source to try to re-attach, a channel to try to join), matching nothing.
+    let dir2 = tempfile::tempdir().unwrap();
+    let slow = Store::open(dir2.path()).await.unwrap();
+    let z_list = dir2.path().join("z.m3u");
+    std::fs::write(&z_list, "#EXTM3U\n#EXTINF:-1 group-title=\"ZG\",Zeta Unique\nhttp://z/1.ts\n").unwrap();
+    let z = add_m3u(&slow, "Z", &z_list).await;
+    sync_provider(&slow, &http, z).await.unwrap();
+    let zeta = lineup(&slow).await.remove(0);
+    slow.delete_group(zeta.group_id.unwrap()).await.unwrap();
+    slow.delete_provider(z).await.unwrap();
+    let x2 = add_m3u(&slow, "X", &list).await;
+    let r_slow = sync_provider(&slow, &http, x2).await.unwrap();
+    assert_eq!(r_slow.lineup, r_fast.lineup);
+
+    let fast_channels = lineup(&fast).await;
+    let slow_channels: Vec<Channel> = lineup(&slow).await.into_iter().filter(|c| c.id != zeta.id).collect();
+    assert_eq!(fast_channels.len(), 30);
+    assert_eq!(fast_channels[4].tvg_id.as_deref(), Some("t5"), "trimmed");
+    let key = |c: &Channel, id_off: i64, number_off: i64| {
+        let sources: Vec<_> =
+            c.sources.iter().map(|s| (s.upstream_key.clone(), s.name.clone(), s.tvg_id.clone(), s.position)).collect();
+        (
+            c.id - id_off,
+            c.number.as_deref().unwrap().parse::<i64>().unwrap() - number_off,
+            c.name.clone(),
+            c.group.clone(),
+            c.tvg_id.clone(),
+            c.logo.clone(),
+            c.enabled,
+            sources,
+            c.lost_sources.len(),
+        )
+    };
+    let one = zeta.number.as_deref().unwrap().parse::<i64>().unwrap();
+    for (f, s) in fast_channels.iter().zip(&slow_channels) {
+        assert_eq!(key(f, 0, 0), key(s, zeta.id, one), "{} / {}", f.name, s.name);
+    }
+    assert_eq!(slow_channels.len(), 30);
+    let groups = |g: Vec<tunerpool_catalog::GroupCount>| -> Vec<(String, i64, i64)> {
+        g.into_iter().map(|g| (g.name, g.position, g.channels)).collect()
+    };
+    let fast_groups = groups(fast.channel_groups().await.unwrap());
+    assert_eq!(
+        fast_groups,
+        [("G3".to_string(), 0, 8), ("G2".to_string(), 1, 8), ("G1".to_string(), 2, 7)],
+        "in the order of their first channel"
+    );
+    assert_eq!(groups(slow.channel_groups().await.unwrap()), fast_groups);
+
+    // A re-sync that adds streams, with every channel already holding one of
+    // this provider's: the fast path again, numbered after the highest.
+    let before = lineup(&fast).await;
+    std::fs::write(
+        &list,
+        format!("{}#EXTINF:-1 group-title=\"G9\",Chan 31\nhttp://h/31.ts\n", std::fs::read_to_string(&list).unwrap()),
+    )
+    .unwrap();
+    let r = sync_provider(&fast, &http, x).await.unwrap();
+    assert_eq!((r.lineup.created, r.lineup.joined, r.lineup.reattached), (1, 0, 0));
+    let after = lineup(&fast).await;
+    assert_eq!(&after[..30], &before[..]);
+    assert_eq!((after[30].id, after[30].number.as_deref(), after[30].group.as_deref()), (31, Some("31"), Some("G9")));
+}
+
 fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel)
 }

@@ -598,6 +598,23 @@ mod tests {
     }
 
     #[test]
+    fn names_and_guide_ids_follow_the_offsets() {
+        let c = Catalog::new(
+            &FakeConfig {
+                live_name_template: "UK: CHANNEL {i} HD".into(),
+                live_name_offset: 100,
+                stream_id_offset: 5000,
+                ..FakeConfig::demo()
+            },
+            1_700_000_000,
+        );
+        assert_eq!((c.live_name(1), c.live_id(1)), ("UK: CHANNEL 101 HD".to_string(), 5001));
+        assert_eq!((c.epg_id(1), c.epg_id(5)), (Some("ch101.fake".to_string()), None), "105 is a 7th");
+        let bare = Catalog::new(&FakeConfig { live_epg_ids: false, ..FakeConfig::demo() }, 1_700_000_000);
+        assert_eq!((bare.live_name(3), bare.epg_id(3)), ("Channel 3".to_string(), None));
+    }
+
+    #[test]
     fn ids_round_trip() {
         let c = cat();
         assert!(c.is_live(20) && !c.is_live(21) && !c.is_live(0));

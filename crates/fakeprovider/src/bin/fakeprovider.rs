@@ -226,4 +226,24 @@ mod tests {
         assert_eq!(build_config(&args).unwrap().limit_mode, LimitMode::CutOldest);
         assert!(parse_accounts("x").is_err());
     }
+
+    /// The flags bench/lineup.sh gives its second provider.
+    #[test]
+    fn overlap_flags() {
+        let args = Args::parse_from([
+            "fakeprovider",
+            "--name-template",
+            "UK: CHANNEL {i} HD",
+            "--name-offset",
+            "25000",
+            "--id-offset",
+            "10000000",
+            "--no-epg-ids",
+        ]);
+        let cfg = build_config(&args).unwrap();
+        assert_eq!(cfg.live_name_template, "UK: CHANNEL {i} HD");
+        assert_eq!((cfg.live_name_offset, cfg.stream_id_offset, cfg.live_epg_ids), (25_000, 10_000_000, false));
+        let cfg = build_config(&Args::parse_from(["fakeprovider"])).unwrap();
+        assert_eq!((cfg.live_name_offset, cfg.stream_id_offset, cfg.live_epg_ids), (0, 0, true));
+    }
 }
