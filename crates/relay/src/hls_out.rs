@@ -16,7 +16,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -43,7 +45,8 @@ pub(crate) struct OutSegment {
 
 /// The HLS side of one session.
 pub(crate) struct HlsOut {
-    started: Instant,
+    /// On tokio's clock, as the segmenter's idle timer is.
+    started: tokio::time::Instant,
     segments: Mutex<VecDeque<Arc<OutSegment>>>,
     /// Milliseconds since `started` of the latest client request.
     last_request: AtomicU64,
@@ -57,7 +60,7 @@ pub(crate) struct HlsOut {
 impl HlsOut {
     pub(crate) fn new() -> Arc<HlsOut> {
         Arc::new(HlsOut {
-            started: Instant::now(),
+            started: tokio::time::Instant::now(),
             segments: Mutex::new(VecDeque::new()),
             last_request: AtomicU64::new(0),
             changed: Notify::new(),
@@ -70,7 +73,7 @@ impl HlsOut {
     pub(crate) fn touch(&self, user: Option<i64>) {
         self.last_request.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         if let Some(u) = user {
-            if let Some(entry) = self.tickets.lock().expect("not poisoned").get_mut(&u) {
+            if let Some(entry) = self.tickets.lock().get_mut(&u) {
                 entry.1 = Instant::now();
             }
         }
@@ -86,16 +89,16 @@ impl HlsOut {
 
     /// Whether `user` holds a live (not replaced) ticket here.
     pub(crate) fn has_ticket(&self, user: i64) -> bool {
-        self.tickets.lock().expect("not poisoned").get(&user).is_some_and(|(t, _)| !t.is_revoked())
+        self.tickets.lock().get(&user).is_some_and(|(t, _)| !t.is_revoked())
     }
 
     pub(crate) fn add_ticket(&self, user: i64, ticket: UserTicket) {
-        self.tickets.lock().expect("not poisoned").insert(user, (ticket, Instant::now()));
+        self.tickets.lock().insert(user, (ticket, Instant::now()));
     }
 
     /// The playlist, once at least one segment is finished.
     pub(crate) fn playlist(&self, segment_url: &dyn Fn(u64) -> String) -> Option<String> {
-        let segments = self.segments.lock().expect("not poisoned");
+        let segments = self.segments.lock();
         let first = segments.front()?;
         let longest = segments.iter().map(|s| s.duration.as_secs_f64()).fold(0.0, f64::max);
         let mut out = format!(
@@ -110,11 +113,11 @@ impl HlsOut {
     }
 
     pub(crate) fn segment(&self, seq: u64) -> Option<Arc<OutSegment>> {
-        self.segments.lock().expect("not poisoned").iter().find(|s| s.seq == seq).cloned()
+        self.segments.lock().iter().find(|s| s.seq == seq).cloned()
     }
 
     fn publish(&self, seg: OutSegment) {
-        let mut segments = self.segments.lock().expect("not poisoned");
+        let mut segments = self.segments.lock();
         segments.push_back(Arc::new(seg));
         while segments.len() > KEEP {
             segments.pop_front();
@@ -126,7 +129,7 @@ impl HlsOut {
     /// Gives back the tickets of users that stopped polling, and of users
     /// whose HLS stream was replaced by a newer stream of theirs.
     fn expire_tickets(&self, idle: Duration) {
-        self.tickets.lock().expect("not poisoned").retain(|_, (t, seen)| !t.is_revoked() && seen.elapsed() < idle);
+        self.tickets.lock().retain(|_, (t, seen)| !t.is_revoked() && seen.elapsed() < idle);
     }
 }
 
@@ -140,6 +143,11 @@ async fn segmenter(out: Arc<HlsOut>, mut reader: Reader, membership: Membership,
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut began = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Wakes when `idle` has passed since the latest request, not on the next tick after it:
+    // the output leaves `idle` after the last poll, so the session's linger (and its slot)
+    // starts on time.
+    let idle_check = tokio::time::sleep(idle.saturating_sub(out.idle_for()));
+    tokio::pin!(idle_check);
     loop {
         tokio::select! {
             next = reader.next() => match next {
@@ -159,18 +167,20 @@ async fn segmenter(out: Arc<HlsOut>, mut reader: Reader, membership: Membership,
                 Next::Jumped { .. } => chunks.clear(),
                 Next::Closed => break,
             },
-            _ = tick.tick() => {
-                out.expire_tickets(idle);
-                if out.idle_for() >= idle {
+            _ = tick.tick() => out.expire_tickets(idle),
+            _ = &mut idle_check => {
+                let idle_for = out.idle_for();
+                if idle_for >= idle {
                     tracing::debug!(session = session.id, "HLS output idle: leaving the session");
                     break;
                 }
+                idle_check.as_mut().reset(tokio::time::Instant::now() + (idle - idle_for));
             }
         }
     }
     out.ended.store(true, Ordering::Release);
     out.changed.notify_waiters();
-    out.tickets.lock().expect("not poisoned").clear();
+    out.tickets.lock().clear();
     drop(membership);
 }
 
@@ -245,5 +255,60 @@ impl crate::relay::Relay {
         let out = self.live_session(channel_id)?.hls_output()?;
         out.touch(user);
         out.segment(seq).map(|s| s.chunks.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::RelayMetrics;
+    use crate::session::Session;
+    use tunerpool_catalog::Channel;
+
+    /// A segmenter on a session nobody writes to, counting as its viewer 1.
+    fn segmenter_on_idle_session(idle: Duration) -> (Arc<HlsOut>, Arc<Session>) {
+        let session = Session::new(
+            1,
+            &Channel { id: 1, name: "one".into(), ..Default::default() },
+            1 << 20,
+            RelayMetrics::default(),
+        );
+        let out = HlsOut::new();
+        session.add_viewer(1, "hls".into(), None);
+        let membership = Membership { session: session.clone(), viewer: 1 };
+        tokio::spawn(segmenter(out.clone(), session.ring.subscribe(), membership, idle));
+        (out, session)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_output_leaves_its_idle_time_after_the_last_request_not_at_a_later_tick() {
+        let idle = Duration::from_secs(20);
+        let (out, session) = segmenter_on_idle_session(idle);
+        // The last poll comes just after one of the segmenter's 1 s ticks.
+        tokio::time::sleep(Duration::from_millis(3050)).await;
+        out.touch(None);
+        let polled = tokio::time::Instant::now();
+        tokio::time::sleep_until(polled + idle - Duration::from_millis(10)).await;
+        assert!(!out.is_ended(), "left before its idle time");
+        assert_eq!(session.viewer_count(), 1);
+        // It leaves `idle` after that poll (so the session's linger starts then), not at the
+        // next tick, up to 1 s later.
+        tokio::time::sleep_until(polled + idle + Duration::from_millis(10)).await;
+        assert!(out.is_ended(), "still there {:?} after the last poll", polled.elapsed());
+        assert_eq!(session.viewer_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polls_keep_the_output() {
+        let idle = Duration::from_secs(2);
+        let (out, session) = segmenter_on_idle_session(idle);
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            out.touch(None);
+        }
+        assert!(!out.is_ended());
+        assert_eq!(session.viewer_count(), 1);
+        tokio::time::sleep(idle + Duration::from_millis(10)).await;
+        assert!(out.is_ended());
     }
 }

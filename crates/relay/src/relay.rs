@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -40,7 +42,7 @@ pub(crate) struct Inner {
 impl Inner {
     /// Removes a finished session from the map (if it is still the one there).
     pub(crate) fn forget(&self, session: &Arc<Session>) {
-        let mut map = self.sessions.lock().expect("not poisoned");
+        let mut map = self.sessions.lock();
         if map.get(&session.channel_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
             map.remove(&session.channel_id);
         }
@@ -54,7 +56,6 @@ impl Inner {
         let idle: Vec<Arc<Session>> = self
             .sessions
             .lock()
-            .expect("not poisoned")
             .values()
             .filter(|s| {
                 s.id != except && s.viewer_count() == 0 && s.account_id().is_some_and(|a| accounts.contains(&a))
@@ -69,7 +70,7 @@ impl Inner {
             let account = s.account_id();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.closed()).await;
             if let Some(account) = account {
-                let mut taken = self.taken_over.lock().expect("not poisoned");
+                let mut taken = self.taken_over.lock();
                 let now = std::time::Instant::now();
                 taken.retain(|_, at| now.duration_since(*at) < self.takeover_window());
                 taken.insert(account, now);
@@ -90,7 +91,7 @@ impl Inner {
 
     /// Whether an idle session on `account` was stopped for its slot within the takeover window.
     pub(crate) fn taken_over_recently(&self, account: i64) -> bool {
-        let taken = self.taken_over.lock().expect("not poisoned");
+        let taken = self.taken_over.lock();
         taken.get(&account).is_some_and(|at| at.elapsed() < self.takeover_window())
     }
 }
@@ -340,7 +341,7 @@ impl Relay {
             Err(CatalogError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id)),
             Err(e) => return Err(WatchError::Internal(e.to_string())),
         };
-        let mut map = self.inner.sessions.lock().expect("not poisoned");
+        let mut map = self.inner.sessions.lock();
         if let Some(s) = map.get(&channel_id).filter(|s| !s.is_stopping()) {
             return Ok(s.clone());
         }
@@ -354,14 +355,14 @@ impl Relay {
     }
 
     pub(crate) fn live_session(&self, channel_id: i64) -> Option<Arc<Session>> {
-        self.inner.sessions.lock().expect("not poisoned").get(&channel_id).filter(|s| !s.is_stopping()).cloned()
+        self.inner.sessions.lock().get(&channel_id).filter(|s| !s.is_stopping()).cloned()
     }
 
     /// Every live session and every download in progress.
     pub fn sessions(&self) -> Vec<SessionInfo> {
         let mut v: Vec<SessionInfo> =
-            self.inner.sessions.lock().expect("not poisoned").values().map(|s| s.info()).collect();
-        v.extend(self.inner.transfers.lock().expect("not poisoned").values().map(|t| t.info()));
+            self.inner.sessions.lock().values().map(|s| s.info()).collect();
+        v.extend(self.inner.transfers.lock().values().map(|t| t.info()));
         v.sort_by_key(|s| s.id);
         v
     }
@@ -369,13 +370,13 @@ impl Relay {
     /// Stops a session (its viewers' streams end) or a download. False if
     /// there is none with that id.
     pub fn stop(&self, session_id: u64) -> bool {
-        let map = self.inner.sessions.lock().expect("not poisoned");
+        let map = self.inner.sessions.lock();
         if let Some(s) = map.values().find(|s| s.id == session_id) {
             s.stop.cancel();
             return true;
         }
         drop(map);
-        match self.inner.transfers.lock().expect("not poisoned").get(&session_id) {
+        match self.inner.transfers.lock().get(&session_id) {
             Some(t) => {
                 t.stop.cancel();
                 true
@@ -391,10 +392,10 @@ impl Relay {
 
     /// Stops every session (shutdown).
     pub fn stop_all(&self) {
-        for s in self.inner.sessions.lock().expect("not poisoned").values() {
+        for s in self.inner.sessions.lock().values() {
             s.stop.cancel();
         }
-        for t in self.inner.transfers.lock().expect("not poisoned").values() {
+        for t in self.inner.transfers.lock().values() {
             t.stop.cancel();
         }
     }

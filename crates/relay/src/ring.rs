@@ -35,7 +35,9 @@
 //!   A slot costs one pointer: 4 MB of buffer is ~3 200 slots, ~25 KB.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
 use std::time::{Duration, Instant};
@@ -170,9 +172,9 @@ impl Ring {
     }
 
     fn lock(&self) -> MutexGuard<'_, WriterState> {
-        // A panic while holding the lock cannot leave the state inconsistent in a way that matters more than
-        // losing the session, and the ring must keep working: ignore poisoning.
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        // parking_lot's lock does not poison: a panic while holding it loses at most that
+        // session's state, and the ring keeps working.
+        self.writer.lock()
     }
 
     /// Append a chunk. Never blocks or awaits, whatever the readers do; O(1) for the writer regardless of the

@@ -19,7 +19,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Instant, SystemTime};
 
 use std::pin::Pin;
@@ -185,7 +187,7 @@ impl Session {
 
     /// The account whose slot this session holds, if running.
     pub(crate) fn account_id(&self) -> Option<i64> {
-        self.upstream.lock().expect("not poisoned").as_ref().map(|u| u.account_id)
+        self.upstream.lock().as_ref().map(|u| u.account_id)
     }
 
     /// Waits until the session runs (Ok) or gives up: Err with whether it
@@ -216,12 +218,12 @@ impl Session {
 
     /// The running HLS output, if any.
     pub(crate) fn hls_output(&self) -> Option<Arc<HlsOut>> {
-        self.hls.lock().expect("not poisoned").clone().filter(|o| !o.is_ended())
+        self.hls.lock().clone().filter(|o| !o.is_ended())
     }
 
     /// The running HLS output, or a new one (`true`: the caller starts its segmenter).
     pub(crate) fn hls_output_or_new(&self) -> (Arc<HlsOut>, bool) {
-        let mut slot = self.hls.lock().expect("not poisoned");
+        let mut slot = self.hls.lock();
         match slot.as_ref().filter(|o| !o.is_ended()) {
             Some(o) => (o.clone(), false),
             None => {
@@ -235,14 +237,14 @@ impl Session {
     pub(crate) fn add_viewer(&self, id: u64, address: String, user: Option<String>) -> Arc<ViewerStats> {
         let stats = Arc::new(ViewerStats::default());
         let entry = ViewerEntry { address, user, since: unix(SystemTime::now()), stats: stats.clone() };
-        self.viewers.lock().expect("not poisoned").insert(id, entry);
+        self.viewers.lock().insert(id, entry);
         self.viewer_count.fetch_add(1, Ordering::AcqRel);
         self.viewers_changed.notify_one();
         stats
     }
 
     pub(crate) fn remove_viewer(&self, id: u64) {
-        let Some(gone) = self.viewers.lock().expect("not poisoned").remove(&id) else { return };
+        let Some(gone) = self.viewers.lock().remove(&id) else { return };
         self.viewer_count.fetch_sub(1, Ordering::AcqRel);
         self.viewers_changed.notify_one();
         let (provider, account) = self.upstream_names();
@@ -256,7 +258,7 @@ impl Session {
     /// the viewer's stream is served; "stream stopped" is its pair.
     pub(crate) fn log_stream_started(&self, id: u64) {
         let Some((user, client)) =
-            self.viewers.lock().expect("not poisoned").get(&id).map(|v| (v.user.clone(), v.address.clone()))
+            self.viewers.lock().get(&id).map(|v| (v.user.clone(), v.address.clone()))
         else {
             return;
         };
@@ -268,7 +270,7 @@ impl Session {
 
     /// The current upstream's provider and account names, `-` before there is one.
     fn upstream_names(&self) -> (String, String) {
-        match &*self.upstream.lock().expect("not poisoned") {
+        match &*self.upstream.lock() {
             Some(u) => (u.provider.clone(), u.account.clone()),
             None => ("-".into(), "-".into()),
         }
@@ -276,7 +278,7 @@ impl Session {
 
     pub fn info(&self) -> SessionInfo {
         let bytes = self.ring.stats().bytes_in;
-        let running = *self.running_since.lock().expect("not poisoned");
+        let running = *self.running_since.lock();
         let bitrate_bps = running
             .map(|t| t.elapsed().as_secs_f64())
             .filter(|s| *s > 0.5)
@@ -285,7 +287,6 @@ impl Session {
         let viewers = self
             .viewers
             .lock()
-            .expect("not poisoned")
             .iter()
             .map(|(id, v)| ViewerInfo {
                 id: *id,
@@ -302,7 +303,7 @@ impl Session {
             channel_id: self.channel_id,
             channel: self.channel_name.clone(),
             state: self.state(),
-            upstream: self.upstream.lock().expect("not poisoned").clone(),
+            upstream: self.upstream.lock().clone(),
             bytes,
             bitrate_bps,
             failovers: self.failovers.load(Ordering::Relaxed),
@@ -317,7 +318,7 @@ impl Session {
 
     /// The byte counters of the current upstream.
     pub(crate) fn counters(&self) -> UpstreamCounters {
-        self.counters.lock().expect("not poisoned").clone()
+        self.counters.lock().clone()
     }
 
     /// Changes whenever the upstream (and so its counters) changes: one
@@ -327,7 +328,7 @@ impl Session {
     }
 
     fn set_counters(&self, c: UpstreamCounters) {
-        *self.counters.lock().expect("not poisoned") = c;
+        *self.counters.lock() = c;
         self.counters_gen.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -392,7 +393,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         }
         tracing::info!(session = session.id, channel = %channel.name, provider = %resolved.provider,
             account = %resolved.account, url = %resolved.shown_url, "upstream selected");
-        *session.upstream.lock().expect("not poisoned") = Some(UpstreamInfo {
+        *session.upstream.lock() = Some(UpstreamInfo {
             provider: resolved.provider.clone(),
             account: resolved.account.clone(),
             account_id: resolved.account_id,
@@ -424,8 +425,8 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
                 }
                 Ok(resp) => {
                     refused_since = None;
-                    if session.running_since.lock().expect("not poisoned").is_none() {
-                        *session.running_since.lock().expect("not poisoned") = Some(Instant::now());
+                    if session.running_since.lock().is_none() {
+                        *session.running_since.lock() = Some(Instant::now());
                     }
                     let idle = session.viewer_count() == 0;
                     session.set_state(if idle { State::Lingering } else { State::Running });
@@ -477,12 +478,12 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         session.metrics.failover(&labels);
         // Viewers of a session that never ran keep waiting for an answer
         // (the next candidate's stream, or the refusal).
-        let ran = session.running_since.lock().expect("not poisoned").is_some();
+        let ran = session.running_since.lock().is_some();
         session.set_state(if ran { State::Switching } else { State::Starting });
     };
     tracing::info!(session = session.id, channel = %channel.name, %reason, "session closed");
     if reason != "stopped" && reason != "no viewers" {
-        let ran = session.running_since.lock().expect("not poisoned").is_some();
+        let ran = session.running_since.lock().is_some();
         let (level, kind, what) = match (ran, session.no_capacity.load(Ordering::Acquire)) {
             (false, true) => (Level::Warn, "refused", "refused, no capacity"),
             (false, false) => (Level::Error, "session", "could not start"),

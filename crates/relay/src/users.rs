@@ -12,7 +12,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -107,7 +109,7 @@ impl UserTicket {
     /// Sets what to do when this stream is replaced by a newer one (run at
     /// once if that already happened).
     pub(crate) fn on_revoke(&self, f: impl FnOnce() + Send + 'static) {
-        let mut map = self.owner.held.lock().expect("not poisoned");
+        let mut map = self.owner.held.lock();
         match map.get_mut(&self.user).and_then(|l| l.iter_mut().find(|h| h.key == self.key)) {
             Some(h) => h.on_revoke = Some(Box::new(f)),
             None => {
@@ -120,7 +122,7 @@ impl UserTicket {
 
 impl Drop for UserTicket {
     fn drop(&mut self) {
-        let mut map = self.owner.held.lock().expect("not poisoned");
+        let mut map = self.owner.held.lock();
         if let Some(list) = map.get_mut(&self.user) {
             list.retain(|h| h.key != self.key);
             if list.is_empty() {
@@ -135,7 +137,7 @@ impl Drop for UserTicket {
 impl UserStreams {
     /// How many streams the user holds now.
     pub(crate) fn count(&self, user: i64) -> usize {
-        self.held.lock().expect("not poisoned").get(&user).map_or(0, Vec::len)
+        self.held.lock().get(&user).map_or(0, Vec::len)
     }
 
     /// Claims a slot of `quota` for a stream described by `what`. Under the
@@ -158,7 +160,7 @@ impl UserStreams {
             // the check and the wait is not missed.
             released.as_mut().enable();
             {
-                let mut map = self.held.lock().expect("not poisoned");
+                let mut map = self.held.lock();
                 let list = map.entry(quota.id).or_default();
                 let max = quota.max_connections as usize;
                 if max > 0 && list.len() >= max && policy == UserLimitPolicy::ReplaceOldest {

@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -60,7 +62,7 @@ struct Listed {
 
 impl Drop for Listed {
     fn drop(&mut self) {
-        let gone = self.transfers.lock().expect("not poisoned").remove(&self.id);
+        let gone = self.transfers.lock().remove(&self.id);
         if let Some(t) = gone {
             tracing::info!(target: "tunerpool::stream", session = t.id, kind = t.kind, user = t.user.as_deref().unwrap_or("-"),
                 channel = %t.name, provider = %t.upstream.provider, account = %t.upstream.account, client = %t.address,
@@ -237,7 +239,7 @@ impl Relay {
             bytes: AtomicU64::new(0),
             stop,
         });
-        inner.transfers.lock().expect("not poisoned").insert(transfer.id, transfer.clone());
+        inner.transfers.lock().insert(transfer.id, transfer.clone());
         tracing::info!(target: "tunerpool::stream", session = transfer.id, kind, user = transfer.user.as_deref().unwrap_or("-"),
             channel = %transfer.name, provider = %resolved.provider, account = %resolved.account, client = %transfer.address,
             "stream started");

@@ -1,10 +1,13 @@
 //! The shared buffer: readers at their own pace, a writer that never waits.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::task::JoinHandle;
 use tunerpool_relay::ring::{Next, Ring};
+use tunerpool_relay::Reader;
 use tunerpool_relay::ts::Chunk;
 
 const T: Duration = Duration::from_secs(10);
@@ -20,8 +23,30 @@ fn number(b: &Bytes) -> u64 {
     u64::from_be_bytes(b[..8].try_into().unwrap())
 }
 
-async fn next(r: &mut tunerpool_relay::Reader) -> Next {
+async fn next(r: &mut Reader) -> Next {
     tokio::time::timeout(T, r.next()).await.expect("reader stuck")
+}
+
+/// Spawns a task calling `r.next()` and returns once that call has been polled (so a
+/// reader with nothing to read is parked, its waker registered): an explicit signal
+/// instead of sleeping and hoping the task ran. The task gives the reader back with
+/// what `next()` returned, so the reader lives as long as the handle's output.
+async fn spawn_next(mut r: Reader) -> JoinHandle<(Reader, Next)> {
+    let (polled, was_polled) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let got = {
+            let mut next = std::pin::pin!(r.next());
+            let first = futures_util::poll!(next.as_mut());
+            let _ = polled.send(());
+            match first {
+                Poll::Ready(n) => n,
+                Poll::Pending => next.await,
+            }
+        };
+        (r, got)
+    });
+    was_polled.await.expect("the task polled next()");
+    task
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -117,11 +142,7 @@ async fn stuck_reader_never_blocks_the_writer_and_memory_stays_bounded() {
     let mut waiting = ring.subscribe();
     assert!(matches!(next(&mut waiting).await, Next::Chunk(_)));
     // A reader parked inside `next()` (registered with the notifier) must not slow the writer either.
-    let parked = tokio::spawn(async move {
-        let _ = waiting.next().await;
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let parked = spawn_next(waiting).await;
 
     let start = Instant::now();
     let mut max_seen = 0;
@@ -231,11 +252,9 @@ async fn readers_drain_then_see_closed() {
 
     // A reader waiting when close comes is woken.
     let ring = Ring::new(1 << 20);
-    let mut r = ring.subscribe();
-    let waiter = tokio::spawn(async move { r.next().await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let waiter = spawn_next(ring.subscribe()).await;
     ring.close();
-    assert_eq!(tokio::time::timeout(T, waiter).await.unwrap().unwrap(), Next::Closed);
+    assert_eq!(tokio::time::timeout(T, waiter).await.unwrap().unwrap().1, Next::Closed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -249,10 +268,8 @@ async fn dropped_readers_leave_nothing_behind() {
     // Readers dropped (cancelled) in the middle of waiting.
     let mut tasks = Vec::new();
     for _ in 0..100 {
-        let mut r = ring.subscribe();
-        tasks.push(tokio::spawn(async move { r.next().await }));
+        tasks.push(spawn_next(ring.subscribe()).await);
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(ring.stats().readers, 100);
     for t in &tasks {
         t.abort();

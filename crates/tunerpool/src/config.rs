@@ -205,8 +205,9 @@ pub struct RelayConfig {
     /// No upstream data for this long is a failure (1s to 1m).
     #[serde(serialize_with = "serialize_duration")]
     pub stall_timeout: Duration,
-    /// Shared buffer per channel, in seconds at 8 Mbit/s (1 MB a second; 1 to 30).
-    pub buffer_seconds: u32,
+    /// Shared buffer per channel, in bytes (256KiB to 64MiB). How many seconds it holds
+    /// depends on the channel's bitrate: 4MiB is about 4 s at 8 Mbit/s, 16 s at 2 Mbit/s.
+    pub buffer_size: u64,
     /// Upstream switches a session may make in a row before it gives up; delivered media earns them back
     /// (0 to 100).
     pub max_switches: u32,
@@ -369,7 +370,7 @@ impl Default for Config {
                 linger: Duration::from_secs(3),
                 acquire_wait: Duration::from_secs(3),
                 stall_timeout: Duration::from_secs(5),
-                buffer_seconds: 4,
+                buffer_size: 4 << 20,
                 max_switches: 8,
                 user_limit_policy: UserLimitPolicy::ReplaceOldest,
             },
@@ -534,7 +535,7 @@ impl Config {
         out.push_str(&format!("linger = {}\n", d(self.relay.linger)));
         out.push_str(&format!("acquire_wait = {}\n", d(self.relay.acquire_wait)));
         out.push_str(&format!("stall_timeout = {}\n", d(self.relay.stall_timeout)));
-        out.push_str(&format!("buffer_seconds = {}\n", self.relay.buffer_seconds));
+        out.push_str(&format!("buffer_size = {}\n", s(&format_bytes(self.relay.buffer_size))));
         out.push_str(&format!("max_switches = {}\n", self.relay.max_switches));
         let ulp = match self.relay.user_limit_policy {
             UserLimitPolicy::ReplaceOldest => "replace_oldest",
@@ -897,9 +898,13 @@ static KEYS: &[Key] = &[
         },
     },
     Key {
-        path: "relay.buffer_seconds",
+        path: "relay.buffer_size",
         apply: |c, r| {
-            c.relay.buffer_seconds = parse_int(r, 1, 30)?;
+            let n = parse_bytes(r, 256 << 10)?;
+            if n > 64 << 20 {
+                return Err(format!("{} is more than 64MiB per channel", format_bytes(n)));
+            }
+            c.relay.buffer_size = n;
             Ok(())
         },
     },
@@ -1202,7 +1207,16 @@ fn apply_text(cfg: &mut Config, source: &str, path: &str, value: &str, out: &mut
     }
 }
 
+/// Keys that were renamed, with what to write instead.
+const RENAMED: &[(&str, &str)] = &[(
+    "relay.buffer_seconds",
+    "relay.buffer_size, a size like \"4MiB\" (the buffer was always 1 MB per \"second\", whatever the bitrate)",
+)];
+
 fn unknown_key_message(path: &str) -> String {
+    if let Some((_, instead)) = RENAMED.iter().find(|(old, _)| *old == path) {
+        return format!("was renamed: use {instead}");
+    }
     if SECTIONS.contains(&path) {
         let example = KEYS.iter().find(|k| k.path.starts_with(&format!("{path}."))).map_or("", |k| k.path);
         return format!("is a section, not a key (set one of its keys, e.g. {example})");
@@ -2076,7 +2090,7 @@ timeout = true
                 linger: Duration::ZERO,
                 acquire_wait: Duration::from_secs(10),
                 stall_timeout: Duration::from_secs(2),
-                buffer_seconds: 8,
+                buffer_size: 8 << 20,
                 max_switches: 0,
                 user_limit_policy: UserLimitPolicy::Refuse,
             },
@@ -2133,7 +2147,8 @@ timeout = true
                 "pool.lease_ttl" => "20s",
                 "pool.release_cooldown" => "2s",
                 "relay.linger" | "relay.acquire_wait" | "relay.stall_timeout" => "7s",
-                "relay.buffer_seconds" | "relay.max_switches" => "9",
+                "relay.max_switches" => "9",
+                "relay.buffer_size" => "9MiB",
                 "relay.user_limit_policy" => "refuse",
                 "admin.token" => "0123456789abcdef-token",
                 "epg.refresh" => "1h",
@@ -2190,6 +2205,21 @@ timeout = true
         let cleared =
             load_no_file(no_env(), &Overrides { set: vec!["admin.token=".into()], ..Default::default() }).unwrap();
         assert_eq!(cleared.admin.token, None);
+    }
+
+    #[test]
+    fn the_relay_buffer_is_a_size_and_its_old_name_says_so() {
+        let set = |v: &str| {
+            load_no_file(no_env(), &Overrides { set: vec![format!("relay.buffer_size={v}")], ..Default::default() })
+        };
+        assert_eq!(Config::default().relay.buffer_size, 4 << 20);
+        assert_eq!(set("12MB").unwrap().relay.buffer_size, 12_000_000);
+        let e = set("65MiB").unwrap_err().to_string();
+        assert!(e.contains("relay.buffer_size") && e.contains("more than 64MiB"), "{e}");
+        assert!(set("100KiB").unwrap_err().to_string().contains("too small"));
+        let p = one_problem("[relay]\nbuffer_seconds = 4\n");
+        assert_eq!(p.key, "relay.buffer_seconds");
+        assert!(p.message.starts_with("was renamed: use relay.buffer_size"), "{}", p.message);
     }
 
     #[test]

@@ -29,10 +29,11 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tunerpool_catalog::users::{Busy, PasswordChecks};
 use tunerpool_catalog::{Secret, User, UserStatus};
@@ -146,7 +147,7 @@ struct Leader<'a> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        let mut flights = self.attempt.auth.flights.lock().expect("not poisoned");
+        let mut flights = self.attempt.auth.flights.lock();
         if flights.get(&self.key).is_some_and(|f| f.ptr_eq(&self.flight)) {
             flights.remove(&self.key);
         }
@@ -170,7 +171,7 @@ struct Attempt<'a> {
 impl Attempt<'_> {
     fn failed(&self) {
         let now = Instant::now();
-        let mut map = self.auth.attempts.lock().expect("not poisoned");
+        let mut map = self.auth.attempts.lock();
         if let Some(a) = map.get_mut(&self.key) {
             a.failed += 1;
             if a.failed >= MAX_FAILURES && a.blocked_until.is_none_or(|b| b <= now) {
@@ -184,7 +185,7 @@ impl Attempt<'_> {
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        let mut map = self.auth.attempts.lock().expect("not poisoned");
+        let mut map = self.auth.attempts.lock();
         if let Some(a) = map.get_mut(&self.key) {
             a.in_flight = a.in_flight.saturating_sub(1);
         }
@@ -259,7 +260,7 @@ impl ClientAuth {
         hash: Option<&Secret>,
     ) -> Result<(Flight, Option<Leader<'_>>), u64> {
         let key = self.flight_key(username, password);
-        let mut flights = self.flights.lock().expect("not poisoned");
+        let mut flights = self.flights.lock();
         if let Some(f) = flights.get(&key) {
             return Ok((f.clone(), None));
         }
@@ -272,12 +273,12 @@ impl ClientAuth {
 
     /// Forgets a user's cached login (its password or status changed).
     pub(crate) fn forget(&self, user_id: i64) {
-        self.cache.lock().expect("not poisoned").remove(&user_id);
+        self.cache.lock().remove(&user_id);
     }
 
     /// Seconds left in this address's block, if it is blocked.
     fn blocked(&self, ip: IpAddr) -> Option<u64> {
-        let map = self.attempts.lock().expect("not poisoned");
+        let map = self.attempts.lock();
         let until = map.get(&limit_key(ip))?.blocked_until?;
         let left = until.checked_duration_since(Instant::now())?;
         Some(left.as_secs().max(1))
@@ -288,7 +289,7 @@ impl ClientAuth {
     fn begin(&self, ip: IpAddr) -> Result<Attempt<'_>, u64> {
         let now = Instant::now();
         let key = limit_key(ip);
-        let mut map = self.attempts.lock().expect("not poisoned");
+        let mut map = self.attempts.lock();
         if map.len() >= MAX_ENTRIES && !map.contains_key(&key) {
             make_room(&mut map, now);
         }
@@ -346,7 +347,7 @@ impl ClientAuth {
         };
         if let Some(u) = &user {
             let digest = self.digest(u, password);
-            let cache = self.cache.lock().expect("not poisoned");
+            let cache = self.cache.lock();
             if cache.get(&u.id).is_some_and(|c| c.digest == digest && c.at.elapsed() < CACHE_TTL) {
                 drop(cache);
                 return active(u.clone(), ip);
@@ -366,7 +367,7 @@ impl ClientAuth {
             Some(u) if matched => {
                 drop(leader);
                 let digest = self.digest(&u, password);
-                let mut cache = self.cache.lock().expect("not poisoned");
+                let mut cache = self.cache.lock();
                 if cache.len() >= MAX_ENTRIES {
                     cache.retain(|_, c| c.at.elapsed() < CACHE_TTL);
                 }
@@ -452,6 +453,6 @@ mod tests {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             a.begin(ip).unwrap().failed();
         }
-        assert!(a.attempts.lock().unwrap().len() <= MAX_ENTRIES);
+        assert!(a.attempts.lock().len() <= MAX_ENTRIES);
     }
 }
