@@ -360,8 +360,7 @@ impl Relay {
 
     /// Every live session and every download in progress.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        let mut v: Vec<SessionInfo> =
-            self.inner.sessions.lock().values().map(|s| s.info()).collect();
+        let mut v: Vec<SessionInfo> = self.inner.sessions.lock().values().map(|s| s.info()).collect();
         v.extend(self.inner.transfers.lock().values().map(|t| t.info()));
         v.sort_by_key(|s| s.id);
         v

@@ -257,9 +257,7 @@ impl Session {
     /// The operator's "who watches what, through which account" line, once
     /// the viewer's stream is served; "stream stopped" is its pair.
     pub(crate) fn log_stream_started(&self, id: u64) {
-        let Some((user, client)) =
-            self.viewers.lock().get(&id).map(|v| (v.user.clone(), v.address.clone()))
-        else {
+        let Some((user, client)) = self.viewers.lock().get(&id).map(|v| (v.user.clone(), v.address.clone())) else {
             return;
         };
         let (provider, account) = self.upstream_names();
