@@ -74,8 +74,9 @@ async fn providers_and_accounts_over_the_api() {
     assert_eq!(s, 201, "{a}");
     assert_eq!(a["details"]["max_connections"], 2);
     let aid = a["id"].as_i64().unwrap();
+    // The same username again: the state refuses it (409), naming the field.
     let (s, v) = call("POST", &format!("/providers/{pid}/accounts"), Some(body));
-    assert_eq!((s, fields(&v)), (400, vec!["username".to_string()]));
+    assert_eq!((s, fields(&v)), (409, vec!["username".to_string()]));
 
     // PATCH: set, then clear, the manual limit.
     let (s, a) = call("PATCH", &format!("/accounts/{aid}"), Some(json!({"max_streams": 1})));
