@@ -16,7 +16,7 @@
 //! error message contains a password.
 
 use regex::Regex;
-use tunerpool_catalog::{FieldError, Secret};
+use tunerpool_domain::{FieldError, Secret};
 
 /// Why a stream URL could not be made for an account. Messages never contain
 /// passwords: any URL included is redacted (passwords, raw or

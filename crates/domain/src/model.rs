@@ -1,8 +1,11 @@
 //! The catalog's domain types, as the rest of tunerpool sees them.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::FieldError;
+use crate::fields::{
+    nullable, serialize_redacted_opt_text, serialize_redacted_opt_url, serialize_redacted_text, serialize_redacted_url,
+};
 use crate::secret::Secret;
 
 /// The capacity of an AGTV-like provider, which cannot tell its own limit.
@@ -165,35 +168,6 @@ pub struct Provider {
     pub sync: SyncStatus,
 }
 
-fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&tunerpool_upstream::redact::redact_url(url, &[]))
-}
-
-fn serialize_redacted_opt_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match url {
-        Some(u) => serialize_redacted_url(u, s),
-        None => s.serialize_none(),
-    }
-}
-
-/// Serializes a message (an error, an event, an M3U key) with every URL in
-/// it redacted: rows written by older versions, or text quoted from a
-/// provider, may hold credentials.
-pub(crate) fn serialize_redacted_text<S: Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&tunerpool_upstream::redact::redact_text(text, &[]))
-}
-
-pub(crate) fn serialize_redacted_opt_text<S: Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match text {
-        Some(t) => serialize_redacted_text(t, s),
-        None => s.serialize_none(),
-    }
-}
-
-pub(crate) fn serialize_redacted_texts<S: Serializer>(texts: &[String], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(texts.iter().map(|t| tunerpool_upstream::redact::redact_text(t, &[])))
-}
-
 /// One set of credentials at a provider ("profile" in the seeds). The
 /// password is a [`Secret`]: not serialized, not printed.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -214,13 +188,6 @@ pub struct Account {
     pub is_primary: bool,
     pub created_at: i64,
     pub details: AccountDetails,
-}
-
-/// Whole days until `exp_date` (negative once past), or `None` when there is
-/// no expiry: panels send 0 (or nothing) for accounts that never expire. The
-/// one rule behind Test reports, pool status and expiry warnings.
-pub fn days_left(exp_date: Option<i64>, now: i64) -> Option<i64> {
-    exp_date.filter(|e| *e > 0).map(|e| (e - now).div_euclid(86_400))
 }
 
 /// What the provider said about an account the last time it was asked.
@@ -388,16 +355,6 @@ pub struct GroupCount {
     pub position: i64,
     /// Hidden groups hide their channels from every output.
     pub hidden: bool,
-}
-
-/// `Some(None)` when a JSON field is present and `null` (clear it), `None`
-/// when absent (keep it): what PATCH needs for optional values.
-pub(crate) fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Changes to an account (PATCH), also the input for creating one (POST).
