@@ -32,7 +32,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tunerpool_catalog::{Channel, Level, NewEvent};
+use tunerpool_domain::{Channel, Level, NewEvent};
 
 use crate::hls;
 use crate::hls_out::HlsOut;
@@ -257,9 +257,7 @@ impl Session {
     /// The operator's "who watches what, through which account" line, once
     /// the viewer's stream is served; "stream stopped" is its pair.
     pub(crate) fn log_stream_started(&self, id: u64) {
-        let Some((user, client)) =
-            self.viewers.lock().get(&id).map(|v| (v.user.clone(), v.address.clone()))
-        else {
+        let Some((user, client)) = self.viewers.lock().get(&id).map(|v| (v.user.clone(), v.address.clone())) else {
             return;
         };
         let (provider, account) = self.upstream_names();
@@ -463,7 +461,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
             channel.name, resolved.provider, resolved.account
         );
         let event = NewEvent::new(Level::Warn, "failover", msg).channel(channel.id).account(resolved.account_id);
-        inner.store.note(event);
+        inner.catalog.note(event);
         excluded.insert((resolved.stream_id, resolved.account_id));
         resolved.lease.release().await;
         inner.slot_released.notify_waiters();
@@ -490,7 +488,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
             (true, _) => (Level::Error, "session", "ended"),
         };
         let msg = format!("channel {}: {what}: {reason}", channel.name);
-        inner.store.note(NewEvent::new(level, kind, msg).channel(channel.id));
+        inner.catalog.note(NewEvent::new(level, kind, msg).channel(channel.id));
     }
     session.ring.close();
     session.set_state(State::Closed(reason));
