@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tunerpool_relay::ring::{Next, Ring};
-use tunerpool_relay::Reader;
 use tunerpool_relay::ts::Chunk;
+use tunerpool_relay::Reader;
 
 const T: Duration = Duration::from_secs(10);
 
