@@ -5,7 +5,7 @@ use serde::{Deserialize, Serializer};
 
 /// Serializes a URL with its credentials masked.
 pub fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&tunerpool_upstream::redact::redact_url(url, &[]))
+    s.serialize_str(&crate::redact::redact_url(url, &[]))
 }
 
 /// [`serialize_redacted_url`] for an optional URL.
@@ -20,7 +20,7 @@ pub fn serialize_redacted_opt_url<S: Serializer>(url: &Option<String>, s: S) -> 
 /// it redacted: rows written by older versions, or text quoted from a
 /// provider, may hold credentials.
 pub fn serialize_redacted_text<S: Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&tunerpool_upstream::redact::redact_text(text, &[]))
+    s.serialize_str(&crate::redact::redact_text(text, &[]))
 }
 
 /// [`serialize_redacted_text`] for an optional message.
@@ -33,7 +33,7 @@ pub fn serialize_redacted_opt_text<S: Serializer>(text: &Option<String>, s: S) -
 
 /// [`serialize_redacted_text`] for a list of messages.
 pub fn serialize_redacted_texts<S: Serializer>(texts: &[String], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(texts.iter().map(|t| tunerpool_upstream::redact::redact_text(t, &[])))
+    s.collect_seq(texts.iter().map(|t| crate::redact::redact_text(t, &[])))
 }
 
 /// `Some(None)` when a JSON field is present and `null` (clear it), `None`

@@ -3,8 +3,9 @@
 //! Providers, accounts, channels and their sources ([`model`]), the
 //! [`Secret`] a password travels in, a [`FieldError`] naming what is wrong
 //! with an input, the events worth recording ([`event`]) and the clock
-//! ([`time`]). Plain data with validation and (redacting) serialization: no
-//! I/O, no SQL. It exists so that the pure stages (`pool`) and the ones that
+//! ([`time`]), the checks of provider URLs ([`location`]) and the one
+//! redaction of credentials ([`redact`]). Plain data with validation and
+//! (redacting) serialization: no I/O, no SQL, nothing of tunerpool below it. It exists so that the pure stages (`pool`) and the ones that
 //! only need to *read* the catalog (`relay`, through its own narrow trait)
 //! do not link the SQLite store; `tunerpool-catalog` stores these types and
 //! re-exports them.
@@ -12,7 +13,9 @@
 pub mod error;
 pub mod event;
 pub mod fields;
+pub mod location;
 pub mod model;
+pub mod redact;
 pub mod secret;
 pub mod time;
 

@@ -99,7 +99,7 @@ impl NewProvider {
         };
         match kind {
             ProviderKind::Xtream => {
-                if let Err(e) = tunerpool_upstream::xtream::normalize_base_url(&self.url) {
+                if let Err(e) = crate::location::normalize_base_url(&self.url) {
                     errs.push(FieldError::unusable("url", e));
                 }
                 if self.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
@@ -110,13 +110,13 @@ impl NewProvider {
                 }
             }
             ProviderKind::M3u | ProviderKind::Agtv => {
-                if let Err(e) = tunerpool_upstream::m3u::M3uSource::parse(&self.url) {
+                if let Err(e) = crate::location::M3uSource::parse(&self.url) {
                     errs.push(FieldError::unusable("url", e));
                 }
             }
         }
         if let Some(epg) = self.epg_url.as_deref().filter(|s| !s.trim().is_empty()) {
-            if let Err(e) = tunerpool_upstream::http::parse_http_url(epg) {
+            if let Err(e) = crate::location::parse_http_url(epg) {
                 errs.push(FieldError::unusable("epg_url", e));
             }
         }
@@ -403,7 +403,7 @@ impl AccountPatch {
         }
         if let Some(Some(url)) = &self.server_url {
             if !url.trim().is_empty() {
-                if let Err(e) = tunerpool_upstream::xtream::normalize_base_url(url) {
+                if let Err(e) = crate::location::normalize_base_url(url) {
                     errs.push(FieldError::unusable("server_url", e));
                 }
             }
@@ -485,15 +485,15 @@ impl ProviderPatch {
         }
         if let Some(url) = &self.url {
             let check = match kind {
-                ProviderKind::Xtream => tunerpool_upstream::xtream::normalize_base_url(url).map(|_| ()),
-                _ => tunerpool_upstream::m3u::M3uSource::parse(url).map(|_| ()),
+                ProviderKind::Xtream => crate::location::normalize_base_url(url).map(|_| ()),
+                _ => crate::location::M3uSource::parse(url).map(|_| ()),
             };
             if let Err(e) = check {
                 errs.push(FieldError::unusable("url", e));
             }
         }
         if let Some(Some(epg)) = &self.epg_url {
-            if let Err(e) = tunerpool_upstream::http::parse_http_url(epg) {
+            if let Err(e) = crate::location::parse_http_url(epg) {
                 errs.push(FieldError::unusable("epg_url", e));
             }
         }

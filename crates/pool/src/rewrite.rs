@@ -353,9 +353,9 @@ fn no_match_reason(url: &str) -> String {
 }
 
 /// `url` with its credentials masked (the one redaction of
-/// [`tunerpool_upstream::redact`]).
+/// [`tunerpool_domain::redact`]).
 pub(crate) fn redact(url: &str, secrets: &[&str]) -> String {
-    tunerpool_upstream::redact::redact_url(url, secrets)
+    tunerpool_domain::redact::redact_url(url, secrets)
 }
 
 /// Regex rewrite for generic M3U accounts (seed 003): search_pattern / replace_pattern with `$1`, `${name}` back-references
