@@ -45,7 +45,7 @@ pub async fn test_xtream(http: &UpstreamHttp, server_url: &str, username: &str, 
 }
 
 fn report_from(info: &tunerpool_formats::xtream::UserInfo, now: i64) -> TestReport {
-    let days_left = crate::model::days_left(info.exp_date, now);
+    let days_left = tunerpool_domain::days_left(info.exp_date, now);
     let expired = info.exp_date.is_some_and(|exp| exp > 0 && exp <= now);
     let status_ok = info.status.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("active"));
     let reason = if !info.auth {

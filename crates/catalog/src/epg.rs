@@ -50,7 +50,7 @@ pub struct EpgStatus {
     pub fetched_at: Option<i64>,
     pub ok: Option<bool>,
     /// Why the last attempt failed (credentials redacted).
-    #[serde(serialize_with = "crate::model::serialize_redacted_opt_text")]
+    #[serde(serialize_with = "tunerpool_domain::fields::serialize_redacted_opt_text")]
     pub error: Option<String>,
     /// Last success.
     pub ok_at: Option<i64>,

@@ -17,12 +17,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::CatalogError;
-use crate::store::{now, Store};
+use crate::store::Store;
+pub use tunerpool_domain::event::{Level, NewEvent};
 
 /// How many events are kept.
 pub const KEEP: i64 = 10_000;
@@ -33,34 +34,6 @@ pub const QUEUE: usize = 4096;
 /// Events the writer puts in one transaction.
 const BATCH: usize = 256;
 
-/// How serious an event is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Info,
-    Warn,
-    Error,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Level> {
-        match s {
-            "info" => Some(Level::Info),
-            "warn" | "warning" => Some(Level::Warn),
-            "error" => Some(Level::Error),
-            _ => None,
-        }
-    }
-}
-
 /// One logged event.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Event {
@@ -70,52 +43,11 @@ pub struct Event {
     pub level: Level,
     /// `sync`, `account`, `session`, `failover` or `refused`.
     pub kind: String,
-    #[serde(serialize_with = "crate::model::serialize_redacted_text")]
+    #[serde(serialize_with = "tunerpool_domain::fields::serialize_redacted_text")]
     pub message: String,
     pub provider_id: Option<i64>,
     pub account_id: Option<i64>,
     pub channel_id: Option<i64>,
-}
-
-/// An event to record. Its time is when it is made, not when it is written.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub at: i64,
-    pub level: Level,
-    pub kind: &'static str,
-    pub message: String,
-    pub provider_id: Option<i64>,
-    pub account_id: Option<i64>,
-    pub channel_id: Option<i64>,
-}
-
-impl NewEvent {
-    pub fn new(level: Level, kind: &'static str, message: impl Into<String>) -> NewEvent {
-        NewEvent {
-            at: now(),
-            level,
-            kind,
-            message: message.into(),
-            provider_id: None,
-            account_id: None,
-            channel_id: None,
-        }
-    }
-
-    pub fn provider(mut self, id: i64) -> NewEvent {
-        self.provider_id = Some(id);
-        self
-    }
-
-    pub fn account(mut self, id: i64) -> NewEvent {
-        self.account_id = Some(id);
-        self
-    }
-
-    pub fn channel(mut self, id: i64) -> NewEvent {
-        self.channel_id = Some(id);
-        self
-    }
 }
 
 /// Which events to list: newest first, `limit` of them, older than `before`

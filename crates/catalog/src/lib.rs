@@ -1,8 +1,9 @@
 //! tunerpool's catalog: what providers offer and how to reach it.
 //!
 //! Second stage of the data flow (provider → **catalog** → pool → relay →
-//! viewer). It owns the domain types ([`model`]), the SQLite store
-//! ([`store`]) and the provider sync ([`sync`]) that pulls a provider's
+//! viewer). It stores the domain types (defined in `tunerpool-domain`,
+//! re-exported here as [`model`]) in the SQLite store ([`store`]), and owns
+//! the provider sync ([`sync`]) that pulls a provider's
 //! catalog through the `upstream` crate and writes it in batches, keeping ids
 //! stable across re-syncs and the previous catalog when a sync fails; and
 //! the provider guides ([`epg`]): where they come from and are kept, and
@@ -15,9 +16,7 @@ pub mod epg;
 pub mod error;
 pub mod events;
 pub mod lineup;
-pub mod model;
 pub mod outputs;
-pub mod secret;
 pub mod store;
 pub mod sync;
 pub mod users;
@@ -27,4 +26,6 @@ pub use events::{Event, EventQuery, Level, NewEvent};
 pub use model::*;
 pub use secret::Secret;
 pub use store::{now, Store};
+/// The domain types, stored here; see `tunerpool-domain`.
+pub use tunerpool_domain::{days_left, model, secret};
 pub use users::{User, UserPatch, UserStatus};

@@ -658,8 +658,9 @@ mod tests {
 // ---- curation -------------------------------------------------------------
 
 use crate::error::FieldError;
-use crate::model::{nullable, Channel, GroupCount};
+use crate::model::{Channel, GroupCount};
 use crate::store::Store;
+use tunerpool_domain::fields::nullable;
 
 /// Changes to a lineup channel (PATCH). Absent fields are left alone;
 /// `null` clears an optional one.

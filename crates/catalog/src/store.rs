@@ -33,10 +33,7 @@ pub struct Store {
     lineup: std::sync::Arc<std::sync::RwLock<crate::lineup::LineupSettings>>,
 }
 
-/// Now, in Unix seconds: the unit of every timestamp in the catalog.
-pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
+pub use tunerpool_domain::now;
 
 impl Store {
     /// Opens (creating if needed) the store in `data_dir` and runs migrations.

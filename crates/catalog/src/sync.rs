@@ -47,10 +47,10 @@ pub struct SyncReport {
     /// Entries or lines that could not be used (malformed, no id, ...).
     pub skipped: u64,
     /// The first few skipped lines, with line numbers and reasons.
-    #[serde(serialize_with = "crate::model::serialize_redacted_texts")]
+    #[serde(serialize_with = "tunerpool_domain::fields::serialize_redacted_texts")]
     pub skipped_examples: Vec<String>,
     /// Guide URLs the provider advertised (M3U `x-tvg-url`), credentials masked.
-    #[serde(serialize_with = "crate::model::serialize_redacted_texts")]
+    #[serde(serialize_with = "tunerpool_domain::fields::serialize_redacted_texts")]
     pub epg_urls: Vec<String>,
     /// What the sync did to the lineup (re-attached, joined, created).
     pub lineup: crate::lineup::LineupReport,

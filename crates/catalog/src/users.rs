@@ -14,9 +14,9 @@ use sqlx::Row;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{CatalogError, FieldError};
-use crate::model::nullable;
 use crate::secret::Secret;
 use crate::store::{now, Store};
+use tunerpool_domain::fields::nullable;
 
 /// Usernames that would make a client URL ambiguous with one of our own
 /// routes (`/{user}/{pass}/{id}` is the Xtream short form).

@@ -110,7 +110,12 @@ async fn main() -> Result<(), Error> {
     let state = AppState {
         store: store.clone(),
         http: http.clone(),
-        relay: Relay::new(store.clone(), ledger.clone(), http.client().clone(), settings),
+        relay: Relay::new(
+            tunerpool_http::StoreCatalog::shared(store.clone()),
+            ledger.clone(),
+            http.client().clone(),
+            settings,
+        ),
         ledger,
         pool: PoolSettings { expiry_warning_days: 7 },
         started: Instant::now(),

@@ -27,6 +27,7 @@ mod openapi;
 mod outputs;
 pub mod pool_status;
 pub mod realip;
+pub mod relay_catalog;
 mod stream;
 mod ui;
 mod users;
@@ -47,6 +48,7 @@ use utoipa_axum::routes;
 pub use access::{AccessSettings, Gate};
 pub use auth::AdminToken;
 pub use outputs::ClientAuth;
+pub use relay_catalog::StoreCatalog;
 
 /// What every handler can reach.
 #[derive(Clone)]

@@ -16,7 +16,7 @@
 //! changing it must not change the identity, and a key must reveal nothing.
 
 use sha2::{Digest, Sha256};
-use tunerpool_catalog::{Account, Provider, ProviderKind};
+use tunerpool_domain::{Account, Provider, ProviderKind};
 
 /// The ledger key of `provider` (its cap over all accounts is counted under it).
 pub fn provider_key(provider: &Provider) -> i64 {
@@ -79,7 +79,7 @@ fn digest(parts: &[&str]) -> i64 {
 mod tests {
     use super::*;
     use crate::testutil::{account, provider};
-    use tunerpool_catalog::Secret;
+    use tunerpool_domain::Secret;
 
     #[test]
     fn same_account_same_key_whatever_the_row_ids_and_password() {

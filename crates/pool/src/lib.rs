@@ -15,7 +15,8 @@
 //!
 //! The binary loads providers and accounts from the catalog store, takes a
 //! snapshot of active leases from the ledger, asks [`plan`] for candidates and
-//! lets the ledger take the first one that still has room.
+//! lets the ledger take the first one that still has room. It knows the
+//! domain types (`tunerpool-domain`), never the store.
 
 pub mod identity;
 pub mod limits;
@@ -32,7 +33,7 @@ pub use select::{
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    use tunerpool_catalog::{Account, AccountDetails, Provider, ProviderKind, Secret, SyncStatus};
+    use tunerpool_domain::{Account, AccountDetails, Provider, ProviderKind, Secret, SyncStatus};
 
     pub fn provider(id: i64, name: &str, kind: ProviderKind) -> Provider {
         Provider {

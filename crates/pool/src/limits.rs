@@ -18,7 +18,7 @@
 //! from the store (validated there) and are read as `0`.
 
 use serde::Serialize;
-use tunerpool_catalog::{Account, Provider, ProviderKind, AGTV_DEFAULT_MAX_STREAMS};
+use tunerpool_domain::{Account, Provider, ProviderKind, AGTV_DEFAULT_MAX_STREAMS};
 
 /// The "no limit" of a plain M3U provider that states none: large enough
 /// never to be the reason a stream is refused, small enough that sums and
@@ -158,7 +158,7 @@ pub(crate) fn format_date(unix: i64) -> String {
 mod tests {
     use super::*;
     use crate::testutil::{account, provider};
-    use tunerpool_catalog::Secret;
+    use tunerpool_domain::Secret;
 
     fn eff(kind: ProviderKind, provider_max: Option<i64>, manual: Option<i64>, detected: Option<i64>) -> EffectiveMax {
         let mut p = provider(1, "p", kind);

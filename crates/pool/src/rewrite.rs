@@ -16,7 +16,7 @@
 //! error message contains a password.
 
 use regex::Regex;
-use tunerpool_catalog::{FieldError, Secret};
+use tunerpool_domain::{FieldError, Secret};
 
 /// Why a stream URL could not be made for an account. Messages never contain
 /// passwords: any URL included is redacted (passwords, raw or
@@ -353,9 +353,9 @@ fn no_match_reason(url: &str) -> String {
 }
 
 /// `url` with its credentials masked (the one redaction of
-/// [`tunerpool_upstream::redact`]).
+/// [`tunerpool_domain::redact`]).
 pub(crate) fn redact(url: &str, secrets: &[&str]) -> String {
-    tunerpool_upstream::redact::redact_url(url, secrets)
+    tunerpool_domain::redact::redact_url(url, secrets)
 }
 
 /// Regex rewrite for generic M3U accounts (seed 003): search_pattern / replace_pattern with `$1`, `${name}` back-references

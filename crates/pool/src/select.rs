@@ -38,7 +38,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use tunerpool_catalog::{Account, ChannelSource, Provider, ProviderKind};
+use tunerpool_domain::{Account, ChannelSource, Provider, ProviderKind};
 
 use crate::identity::{account_key, provider_key};
 use crate::limits::{count, effective_max, is_usable};

@@ -263,7 +263,7 @@ mod tests {
     use super::*;
     use crate::metrics::RelayMetrics;
     use crate::session::Session;
-    use tunerpool_catalog::Channel;
+    use tunerpool_domain::Channel;
 
     /// A segmenter on a session nobody writes to, counting as its viewer 1.
     fn segmenter_on_idle_session(idle: Duration) -> (Arc<HlsOut>, Arc<Session>) {

@@ -4,6 +4,7 @@
 //! - [`ring`]: the bounded shared buffer one upstream reader writes and every viewer reads at its own pace.
 //! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
 //! - `retry`: how long a session keeps trying a flaky provider (a switch budget streaming earns back, backoff).
+//! - [`catalog`]: the narrow trait through which the relay reads channels and accounts and records events.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
 //! - `hls_out`: HLS output — a channel's shared stream cut at keyframes into segments for `.m3u8` clients.
@@ -11,6 +12,7 @@
 //! - [`vod`]: movies and episodes, proxied with `Range` passed through.
 //! - [`users`]: downstream users' own connection limits (replace the oldest stream, or refuse).
 
+pub mod catalog;
 mod hls;
 mod hls_out;
 pub mod metrics;
@@ -24,6 +26,7 @@ pub mod ts;
 pub mod users;
 pub mod vod;
 
+pub use catalog::{Catalog, LookupError, VodSource};
 pub use ring::{Next, Reader, Ring, RingStats};
 pub use ts::{probe, Aligner, Chunk, Chunker, Continuity, KeyframeDetector, NotTs, PACKET};
 pub use users::{UserLimitPolicy, UserQuota, Viewer};

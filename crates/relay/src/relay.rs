@@ -9,9 +9,10 @@ use parking_lot::Mutex;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::Notify;
-use tunerpool_catalog::{CatalogError, Level, NewEvent, Store};
+use tunerpool_domain::{Level, NewEvent};
 use tunerpool_ledger::{AnyLedger, Ledger};
 
+use crate::catalog::{Catalog, LookupError};
 use crate::metrics::{Refusal, RelayMetrics};
 use crate::ring::Next;
 use crate::session::{run, Session, SessionInfo, ViewerStats};
@@ -20,7 +21,7 @@ use crate::users::{UserStreams, UserTicket, Viewer};
 
 /// Shared by the relay handle and every session task.
 pub(crate) struct Inner {
-    pub store: Store,
+    pub catalog: Arc<dyn Catalog>,
     pub ledger: Arc<AnyLedger>,
     pub client: reqwest::Client,
     pub settings: RelaySettings,
@@ -170,11 +171,18 @@ impl Drop for Membership {
 }
 
 impl Relay {
-    pub fn new(store: Store, ledger: Arc<AnyLedger>, client: reqwest::Client, settings: RelaySettings) -> Relay {
+    /// A relay reading channels and accounts from `catalog` (the store, in
+    /// the gateway) and leasing slots from `ledger`.
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        ledger: Arc<AnyLedger>,
+        client: reqwest::Client,
+        settings: RelaySettings,
+    ) -> Relay {
         let metrics = RelayMetrics::default();
         Relay {
             inner: Arc::new(Inner {
-                store,
+                catalog,
                 ledger,
                 client,
                 settings,
@@ -316,7 +324,7 @@ impl Relay {
             Ok(t) => Ok(Some(t)),
             Err(why) => {
                 self.inner.metrics.refused(Refusal::UserLimit);
-                self.inner.store.note(NewEvent::new(Level::Warn, "refused", why.clone()));
+                self.inner.catalog.note(NewEvent::new(Level::Warn, "refused", why.clone()));
                 Err(WatchError::UserLimit(why))
             }
         }
@@ -336,9 +344,9 @@ impl Relay {
         if let Some(s) = self.live_session(channel_id) {
             return Ok(s);
         }
-        let channel = match self.inner.store.channel(channel_id).await {
+        let channel = match self.inner.catalog.channel(channel_id).await {
             Ok(c) => c,
-            Err(CatalogError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id)),
+            Err(LookupError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id)),
             Err(e) => return Err(WatchError::Internal(e.to_string())),
         };
         let mut map = self.inner.sessions.lock();

@@ -32,7 +32,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
-use tunerpool_catalog::{Channel, Level, NewEvent};
+use tunerpool_domain::{Channel, Level, NewEvent};
 
 use crate::hls;
 use crate::hls_out::HlsOut;
@@ -461,7 +461,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
             channel.name, resolved.provider, resolved.account
         );
         let event = NewEvent::new(Level::Warn, "failover", msg).channel(channel.id).account(resolved.account_id);
-        inner.store.note(event);
+        inner.catalog.note(event);
         excluded.insert((resolved.stream_id, resolved.account_id));
         resolved.lease.release().await;
         inner.slot_released.notify_waiters();
@@ -488,7 +488,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
             (true, _) => (Level::Error, "session", "ended"),
         };
         let msg = format!("channel {}: {what}: {reason}", channel.name);
-        inner.store.note(NewEvent::new(level, kind, msg).channel(channel.id));
+        inner.catalog.note(NewEvent::new(level, kind, msg).channel(channel.id));
     }
     session.ring.close();
     session.set_state(State::Closed(reason));

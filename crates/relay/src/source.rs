@@ -3,11 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tunerpool_catalog::{Account, Channel, MediaKind, Provider, ProviderKind, Store};
+use tunerpool_domain::{Account, Channel, MediaKind, Provider, ProviderKind};
 use tunerpool_ledger::{AnyLedger, Lease, Ledger, LedgerError, Slot};
 use tunerpool_pool::rewrite::{rewrite_xtream, xtream_url, RegexRewrite, StreamKind};
 use tunerpool_pool::select::{no_capacity, plan, ProviderPool, SelectInput};
 use tunerpool_upstream::redact::redact_url;
+
+use crate::catalog::Catalog;
 
 /// A slot and where to use it.
 pub(crate) struct Resolved {
@@ -60,7 +62,7 @@ pub(crate) fn candidate_accounts(channel_accounts: &[(Provider, Vec<Account>)]) 
 }
 
 pub(crate) async fn load_providers(
-    store: &Store,
+    catalog: &dyn Catalog,
     channel: &Channel,
 ) -> Result<Vec<(Provider, Vec<Account>)>, AcquireError> {
     let mut out: Vec<(Provider, Vec<Account>)> = Vec::new();
@@ -68,8 +70,8 @@ pub(crate) async fn load_providers(
         if out.iter().any(|(p, _)| p.id == src.provider_id) {
             continue;
         }
-        let p = store.provider(src.provider_id).await.map_err(|e| AcquireError::Backend(e.to_string()))?;
-        let accounts = store.accounts(p.id).await.map_err(|e| AcquireError::Backend(e.to_string()))?;
+        let p = catalog.provider(src.provider_id).await.map_err(|e| AcquireError::Backend(e.to_string()))?;
+        let accounts = catalog.accounts(p.id).await.map_err(|e| AcquireError::Backend(e.to_string()))?;
         out.push((p, accounts));
     }
     Ok(out)
@@ -85,7 +87,7 @@ pub(crate) async fn acquire(
     holder: &str,
     media: &Media,
 ) -> Result<Resolved, AcquireError> {
-    let (store, ledger, policy) = (&inner.store, &inner.ledger, inner.settings.policy);
+    let (catalog, ledger, policy) = (&*inner.catalog, &inner.ledger, inner.settings.policy);
     let pools: HashMap<i64, ProviderPool> =
         providers.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a.as_slice() })).collect();
     loop {
@@ -95,7 +97,7 @@ pub(crate) async fn acquire(
             providers: &pools,
             active: &usage.accounts,
             policy,
-            now_unix: tunerpool_catalog::now(),
+            now_unix: tunerpool_domain::now(),
         };
         let mut planned = plan(&input);
         if !channel.auto_order {
@@ -136,16 +138,20 @@ pub(crate) async fn acquire(
         let mut prefix = String::new();
         let (source, kind, ext) = match media {
             Media::Live => {
-                let s = store.stream_source(c.stream_id).await;
+                let s = catalog.stream_source(c.stream_id).await;
                 (s.map_err(|e| AcquireError::Backend(e.to_string()))?, StreamKind::Live, "ts")
             }
             Media::Timeshift { duration, start } => {
                 prefix = format!("{duration}/{start}/");
-                let s = store.stream_source(c.stream_id).await;
+                let s = catalog.stream_source(c.stream_id).await;
                 (s.map_err(|e| AcquireError::Backend(e.to_string()))?, StreamKind::Timeshift, "ts")
             }
             Media::Vod { kind, ext } => {
-                let s = store.vod_source(*kind, c.stream_id).await.map_err(|e| AcquireError::Backend(e.to_string()))?.0;
+                let s = catalog
+                    .vod_source(*kind, c.stream_id)
+                    .await
+                    .map_err(|e| AcquireError::Backend(e.to_string()))?
+                    .source;
                 let k = if *kind == MediaKind::Series { StreamKind::Series } else { StreamKind::Movie };
                 (s, k, ext.as_str())
             }
@@ -247,7 +253,7 @@ pub(crate) async fn acquire_waiting(
     let deadline = tokio::time::Instant::now() + inner.settings.acquire_wait;
     loop {
         // Re-read accounts each time: a switch may follow a details refresh.
-        let providers = load_providers(&inner.store, channel).await?;
+        let providers = load_providers(&*inner.catalog, channel).await?;
         let result = tokio::select! {
             _ = stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
             r = acquire(inner, channel, &providers, excluded, holder, media) => r,

@@ -16,7 +16,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use tunerpool_catalog::{CatalogError, Channel, ChannelSource, MediaKind};
+use tunerpool_domain::{Channel, ChannelSource, MediaKind};
+
+use crate::catalog::{LookupError, VodSource};
 
 use crate::relay::{Relay, WatchError};
 use crate::session::{unix, SessionInfo, State, UpstreamInfo, ViewerInfo};
@@ -109,13 +111,13 @@ impl Relay {
         viewer: &Viewer,
     ) -> Result<VodResponse, WatchError> {
         let inner = self.inner();
-        let (source, name, stored_ext) = match inner.store.vod_source(kind, id).await {
+        let VodSource { source, name, ext: stored_ext } = match inner.catalog.vod_source(kind, id).await {
             Ok(s) => s,
-            Err(CatalogError::NotFound { .. }) => return Err(WatchError::UnknownChannel(id)),
+            Err(LookupError::NotFound { .. }) => return Err(WatchError::UnknownChannel(id)),
             Err(e) => return Err(WatchError::Internal(e.to_string())),
         };
         let provider =
-            inner.store.provider(source.provider_id).await.map_err(|e| WatchError::Internal(e.to_string()))?;
+            inner.catalog.provider(source.provider_id).await.map_err(|e| WatchError::Internal(e.to_string()))?;
         let ext = stored_ext.unwrap_or_else(|| "mp4".to_string());
         // A one-source "channel" so that selection, preemption and waiting
         // are exactly those of live channels.
@@ -154,9 +156,9 @@ impl Relay {
         range: Option<&str>,
         viewer: &Viewer,
     ) -> Result<VodResponse, WatchError> {
-        let channel = match self.inner().store.channel(channel_id).await {
+        let channel = match self.inner().catalog.channel(channel_id).await {
             Ok(c) => c,
-            Err(CatalogError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id)),
+            Err(LookupError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id)),
             Err(e) => return Err(WatchError::Internal(e.to_string())),
         };
         let media = Media::Timeshift { duration, start: start.to_string() };

@@ -78,7 +78,12 @@ pub fn app_state(
     AppState {
         store: store.clone(),
         http: http.clone(),
-        relay: Relay::new(store.clone(), ledger.clone(), http.client().clone(), settings),
+        relay: Relay::new(
+            tunerpool_http::StoreCatalog::shared(store.clone()),
+            ledger.clone(),
+            http.client().clone(),
+            settings,
+        ),
         ledger,
         pool: PoolSettings { expiry_warning_days: config.pool.expiry_warning_days },
         started: Instant::now(),

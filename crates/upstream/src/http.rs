@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::cap::{BodyKind, Caps};
 use crate::error::UpstreamError;
 use crate::redact::redact_url;
+pub use tunerpool_domain::location::parse_http_url;
 
 /// How tunerpool talks HTTP to providers; comes from the `upstream.*` config keys.
 #[derive(Debug, Clone)]
@@ -182,24 +183,6 @@ fn spool_error(dir: &std::path::Path, e: std::io::Error) -> UpstreamError {
     UpstreamError::File { path: dir.display().to_string(), reason: format!("cannot spool a download: {e}") }
 }
 
-/// Parses an absolute http(s) URL, with a message that says what is wrong.
-pub fn parse_http_url(url: &str) -> Result<reqwest::Url, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| match e {
-        url::ParseError::RelativeUrlWithoutBase => {
-            "the URL has no scheme: start it with http:// or https://".to_string()
-        }
-        other => other.to_string(),
-    })?;
-    match parsed.scheme() {
-        "http" | "https" => {}
-        other => return Err(format!("unsupported scheme {other}: use http:// or https://")),
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err("the URL has no host".to_string());
-    }
-    Ok(parsed)
-}
-
 /// A reqwest error as a short sentence, without the URL (which may hold a
 /// password) and with the root cause.
 pub fn describe_reqwest_error(e: &reqwest::Error, secrets: &[&str]) -> String {
@@ -224,26 +207,5 @@ pub fn describe_reqwest_error(e: &reqwest::Error, secrets: &[&str]) -> String {
         kind.to_string()
     } else {
         format!("{kind}: {root}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_without_scheme_says_so() {
-        let e = parse_http_url("provider.example:8080").unwrap_err();
-        // "provider.example:8080" parses as scheme "provider.example"; both must be refused clearly.
-        assert!(e.contains("scheme"), "{e}");
-        let e = parse_http_url("/get.php").unwrap_err();
-        assert!(e.contains("http://"), "{e}");
-    }
-
-    #[test]
-    fn accepts_http_and_https() {
-        assert!(parse_http_url("http://a.b:8080/x").is_ok());
-        assert!(parse_http_url("https://a.b").is_ok());
-        assert!(parse_http_url("ftp://a.b").is_err());
     }
 }

@@ -19,8 +19,11 @@ pub mod error;
 pub mod http;
 pub mod m3u;
 pub mod owner_only;
-pub mod redact;
 pub mod xtream;
+
+/// The one redaction of credentials, from `tunerpool-domain` (pure, so the
+/// domain types can redact when serialized); every crate reaches it here too.
+pub use tunerpool_domain::redact;
 
 pub use cap::{BodyKind, Caps};
 pub use error::UpstreamError;

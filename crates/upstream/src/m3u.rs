@@ -1,7 +1,5 @@
 //! Downloading (or reading) an M3U playlist and parsing it as it arrives.
 
-use std::path::PathBuf;
-
 use std::io::{BufRead, BufReader, Read};
 
 use tunerpool_formats::m3u::{Entry, Parser, Summary};
@@ -9,38 +7,9 @@ use tunerpool_formats::m3u::{Entry, Parser, Summary};
 use crate::batches::{BatchSender, Batches};
 use crate::cap::{is_over_cap, BodyKind, CappedReader};
 use crate::error::UpstreamError;
-use crate::http::{parse_http_url, UpstreamHttp};
+use crate::http::UpstreamHttp;
 use crate::redact::redact_url;
-
-/// Where a playlist comes from: a URL or a file on this machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum M3uSource {
-    Url(String),
-    File(PathBuf),
-}
-
-impl M3uSource {
-    /// `http(s)://…` is a URL, anything without a scheme is a local path, any
-    /// other scheme is refused with a message saying what is supported.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err("the playlist location is empty: give an http(s):// URL or a file path".into());
-        }
-        let lower = s.to_ascii_lowercase();
-        if lower.starts_with("http://") || lower.starts_with("https://") {
-            parse_http_url(s)?;
-            return Ok(M3uSource::Url(s.to_string()));
-        }
-        if let Some(path) = s.strip_prefix("file://") {
-            return Ok(M3uSource::File(PathBuf::from(path)));
-        }
-        if let Some((scheme, _)) = s.split_once("://") {
-            return Err(format!("unsupported scheme {scheme}://: use http://, https:// or a file path"));
-        }
-        Ok(M3uSource::File(PathBuf::from(s)))
-    }
-}
+pub use tunerpool_domain::location::M3uSource;
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -129,18 +98,4 @@ fn parse_blocking<T>(
         return Err(UpstreamError::Cancelled);
     }
     Ok(summary)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn source_kinds() {
-        assert_eq!(M3uSource::parse("http://a/b.m3u").unwrap(), M3uSource::Url("http://a/b.m3u".into()));
-        assert_eq!(M3uSource::parse("/tmp/x.m3u").unwrap(), M3uSource::File("/tmp/x.m3u".into()));
-        assert_eq!(M3uSource::parse("file:///tmp/x.m3u").unwrap(), M3uSource::File("/tmp/x.m3u".into()));
-        assert!(M3uSource::parse("rtmp://a/b").unwrap_err().contains("rtmp"));
-        assert!(M3uSource::parse("  ").is_err());
-    }
 }

@@ -12,6 +12,7 @@ use crate::cap::BodyKind;
 use crate::error::UpstreamError;
 use crate::http::UpstreamHttp;
 use crate::redact::redact_url;
+pub use tunerpool_domain::location::normalize_base_url;
 
 /// Which part of an Xtream catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,26 +56,6 @@ impl std::fmt::Debug for XtreamClient {
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
-}
-
-/// Turns what users paste as a server URL into the panel's base URL:
-/// `http://host:port/`, `http://host:port/player_api.php?…` and
-/// `http://host:port/get.php?…` all become `http://host:port`.
-pub fn normalize_base_url(input: &str) -> Result<String, String> {
-    let trimmed = input.trim();
-    let url = crate::http::parse_http_url(trimmed)?;
-    let mut base = format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default());
-    if let Some(port) = url.port() {
-        base.push_str(&format!(":{port}"));
-    }
-    let mut path = url.path().trim_end_matches('/').to_string();
-    for suffix in ["/player_api.php", "/get.php", "/xmltv.php", "/panel_api.php"] {
-        if let Some(stripped) = path.strip_suffix(suffix) {
-            path = stripped.to_string();
-        }
-    }
-    base.push_str(&path);
-    Ok(base)
 }
 
 impl XtreamClient {
@@ -260,18 +241,6 @@ fn parse_blocking<T: DeserializeOwned, R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalizes_pasted_urls() {
-        assert_eq!(normalize_base_url("http://h:8080/").unwrap(), "http://h:8080");
-        assert_eq!(
-            normalize_base_url(" http://h:8080/player_api.php?username=a&password=b ").unwrap(),
-            "http://h:8080"
-        );
-        assert_eq!(normalize_base_url("https://h/get.php?username=a").unwrap(), "https://h");
-        assert_eq!(normalize_base_url("http://h/sub/dir/").unwrap(), "http://h/sub/dir");
-        assert!(normalize_base_url("h:8080").is_err());
-    }
 
     #[test]
     fn api_url_encodes_credentials() {

@@ -32,7 +32,12 @@ pub fn app_state_with_ledger(
     AppState {
         store: store.clone(),
         http: http.clone(),
-        relay: Relay::new(store.clone(), ledger.clone(), http.client().clone(), settings),
+        relay: Relay::new(
+            tunerpool_http::StoreCatalog::shared(store.clone()),
+            ledger.clone(),
+            http.client().clone(),
+            settings,
+        ),
         ledger,
         pool: PoolSettings { expiry_warning_days: 7 },
         started: Instant::now(),

@@ -1,8 +1,11 @@
 //! The catalog's domain types, as the rest of tunerpool sees them.
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::FieldError;
+use crate::fields::{
+    nullable, serialize_redacted_opt_text, serialize_redacted_opt_url, serialize_redacted_text, serialize_redacted_url,
+};
 use crate::secret::Secret;
 
 /// The capacity of an AGTV-like provider, which cannot tell its own limit.
@@ -96,7 +99,7 @@ impl NewProvider {
         };
         match kind {
             ProviderKind::Xtream => {
-                if let Err(e) = tunerpool_upstream::xtream::normalize_base_url(&self.url) {
+                if let Err(e) = crate::location::normalize_base_url(&self.url) {
                     errs.push(FieldError::unusable("url", e));
                 }
                 if self.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
@@ -107,13 +110,13 @@ impl NewProvider {
                 }
             }
             ProviderKind::M3u | ProviderKind::Agtv => {
-                if let Err(e) = tunerpool_upstream::m3u::M3uSource::parse(&self.url) {
+                if let Err(e) = crate::location::M3uSource::parse(&self.url) {
                     errs.push(FieldError::unusable("url", e));
                 }
             }
         }
         if let Some(epg) = self.epg_url.as_deref().filter(|s| !s.trim().is_empty()) {
-            if let Err(e) = tunerpool_upstream::http::parse_http_url(epg) {
+            if let Err(e) = crate::location::parse_http_url(epg) {
                 errs.push(FieldError::unusable("epg_url", e));
             }
         }
@@ -165,35 +168,6 @@ pub struct Provider {
     pub sync: SyncStatus,
 }
 
-fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&tunerpool_upstream::redact::redact_url(url, &[]))
-}
-
-fn serialize_redacted_opt_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match url {
-        Some(u) => serialize_redacted_url(u, s),
-        None => s.serialize_none(),
-    }
-}
-
-/// Serializes a message (an error, an event, an M3U key) with every URL in
-/// it redacted: rows written by older versions, or text quoted from a
-/// provider, may hold credentials.
-pub(crate) fn serialize_redacted_text<S: Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&tunerpool_upstream::redact::redact_text(text, &[]))
-}
-
-pub(crate) fn serialize_redacted_opt_text<S: Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match text {
-        Some(t) => serialize_redacted_text(t, s),
-        None => s.serialize_none(),
-    }
-}
-
-pub(crate) fn serialize_redacted_texts<S: Serializer>(texts: &[String], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(texts.iter().map(|t| tunerpool_upstream::redact::redact_text(t, &[])))
-}
-
 /// One set of credentials at a provider ("profile" in the seeds). The
 /// password is a [`Secret`]: not serialized, not printed.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -214,13 +188,6 @@ pub struct Account {
     pub is_primary: bool,
     pub created_at: i64,
     pub details: AccountDetails,
-}
-
-/// Whole days until `exp_date` (negative once past), or `None` when there is
-/// no expiry: panels send 0 (or nothing) for accounts that never expire. The
-/// one rule behind Test reports, pool status and expiry warnings.
-pub fn days_left(exp_date: Option<i64>, now: i64) -> Option<i64> {
-    exp_date.filter(|e| *e > 0).map(|e| (e - now).div_euclid(86_400))
 }
 
 /// What the provider said about an account the last time it was asked.
@@ -390,16 +357,6 @@ pub struct GroupCount {
     pub hidden: bool,
 }
 
-/// `Some(None)` when a JSON field is present and `null` (clear it), `None`
-/// when absent (keep it): what PATCH needs for optional values.
-pub(crate) fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// Changes to an account (PATCH), also the input for creating one (POST).
 /// Absent fields are left alone; `null` clears an optional value (e.g.
 /// `"max_streams": null` goes back to the detected limit).
@@ -446,7 +403,7 @@ impl AccountPatch {
         }
         if let Some(Some(url)) = &self.server_url {
             if !url.trim().is_empty() {
-                if let Err(e) = tunerpool_upstream::xtream::normalize_base_url(url) {
+                if let Err(e) = crate::location::normalize_base_url(url) {
                     errs.push(FieldError::unusable("server_url", e));
                 }
             }
@@ -528,15 +485,15 @@ impl ProviderPatch {
         }
         if let Some(url) = &self.url {
             let check = match kind {
-                ProviderKind::Xtream => tunerpool_upstream::xtream::normalize_base_url(url).map(|_| ()),
-                _ => tunerpool_upstream::m3u::M3uSource::parse(url).map(|_| ()),
+                ProviderKind::Xtream => crate::location::normalize_base_url(url).map(|_| ()),
+                _ => crate::location::M3uSource::parse(url).map(|_| ()),
             };
             if let Err(e) = check {
                 errs.push(FieldError::unusable("url", e));
             }
         }
         if let Some(Some(epg)) = &self.epg_url {
-            if let Err(e) = tunerpool_upstream::http::parse_http_url(epg) {
+            if let Err(e) = crate::location::parse_http_url(epg) {
                 errs.push(FieldError::unusable("epg_url", e));
             }
         }
