@@ -172,24 +172,13 @@ async fn the_hls_upstream_stops_within_the_linger_after_the_last_viewer() {
     let (data, _) = read_for(resp, Duration::from_millis(1500)).await;
     assert!(all_packets_synced(&data));
     // The viewer left: the session ends after the linger (0.3 s), its last request done…
-    let left = Instant::now();
-    loop {
-        let sessions: serde_json::Value = api_client()
-            .get(format!("{}/api/v1/sessions", h.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    tunerpool_testkit::eventually("the session ends, its last request done", Duration::from_secs(5), || async {
+        let sessions: serde_json::Value =
+            api_client().get(format!("{}/api/v1/sessions", h.base)).bearer_auth(TOKEN).send().await.ok()?.json().await.ok()?;
         // Gone from the gateway, and no request of it still open at the provider.
-        if sessions.as_array().unwrap().is_empty() && h.fake.counters().accounts["a"].open == 0 {
-            break;
-        }
-        assert!(left.elapsed() < Duration::from_secs(5), "the session outlived its linger: {sessions}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (sessions.as_array()?.is_empty() && h.fake.counters().accounts["a"].open == 0).then_some(())
+    })
+    .await;
     // …and from then on nothing more is fetched (watched for 2 s: more than a segment's duration).
     let before = h.fake.counters().accounts["a"].bytes_sent;
     tokio::time::sleep(Duration::from_secs(2)).await;
