@@ -10,9 +10,7 @@
 //! source and disabled providers' entries are left out, and a user's
 //! allowed groups filter everything.
 
-use serde::Serialize;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use serde::{Deserialize, Serialize};
 
 use crate::error::CatalogError;
 use crate::model::{MediaKind, ProviderKind};
@@ -39,7 +37,7 @@ impl ItemFilter {
 
 /// A live channel (a lineup channel) as the outputs list it; the
 /// provider fields are those of its first playable source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveItem {
     pub id: i64,
     /// The lineup number (listings are in this order).
@@ -60,7 +58,7 @@ pub struct LiveItem {
 }
 
 /// A movie as the outputs list it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MovieItem {
     pub id: i64,
     pub name: String,
@@ -76,7 +74,7 @@ pub struct MovieItem {
 }
 
 /// A series (Xtream: a show; M3U: one episode entry) as the outputs list it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeriesItem {
     pub id: i64,
     pub name: String,
@@ -88,6 +86,7 @@ pub struct SeriesItem {
     pub release_date: Option<String>,
     pub rating: Option<String>,
     /// M3U: the entry's own URL (it is an episode); Xtream: none.
+    #[serde(deserialize_with = "bool_from_int")]
     pub has_url: bool,
     pub provider_id: i64,
     pub provider_kind: ProviderKind,
@@ -107,11 +106,6 @@ pub struct NewEpisode {
     pub upstream_id: i64,
     pub name: String,
     pub container_extension: Option<String>,
-}
-
-fn kind_of(r: &SqliteRow) -> Result<ProviderKind, CatalogError> {
-    let k: String = r.try_get("provider_kind")?;
-    k.parse().map_err(CatalogError::Internal)
 }
 
 /// Lineup channels clients see: not hidden, not in a hidden group, with a
@@ -146,125 +140,51 @@ const SERIES_SELECT: &str = "SELECT s.id, s.name, s.group_id, g.name AS group_na
       AND (?2 IS NULL OR s.group_id IN (SELECT value FROM json_each(?2)))
       AND (?3 IS NULL OR s.group_id = ?3)";
 
-fn live_from_row(r: &SqliteRow) -> Result<LiveItem, CatalogError> {
-    Ok(LiveItem {
-        id: r.try_get("id")?,
-        number: r.try_get("number")?,
-        name: r.try_get("name")?,
-        group_id: r.try_get("group_id")?,
-        group_name: r.try_get("group_name")?,
-        tvg_id: r.try_get("tvg_id")?,
-        tvg_name: r.try_get("tvg_name")?,
-        logo: r.try_get("logo")?,
-        chno: r.try_get("chno")?,
-        catchup: r.try_get("catchup")?,
-        catchup_days: r.try_get("catchup_days")?,
-        provider_id: r.try_get("provider_id")?,
-        provider_kind: kind_of(r)?,
-        upstream_id: r.try_get("upstream_id")?,
-    })
-}
+/// Each listing: its select, its columns, the key it pages on.
+const LIVE: (&str, &str, &str) = (LIVE_SELECT, LIVE_COLUMNS, "c.number");
+const MOVIES: (&str, &str, &str) = (MOVIE_SELECT, MOVIE_COLUMNS, "m.id");
+const SERIES: (&str, &str, &str) = (SERIES_SELECT, SERIES_COLUMNS, "s.id");
 
-fn movie_from_row(r: &SqliteRow) -> Result<MovieItem, CatalogError> {
-    Ok(MovieItem {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        group_id: r.try_get("group_id")?,
-        group_name: r.try_get("group_name")?,
-        logo: r.try_get("logo")?,
-        rating: r.try_get("rating")?,
-        container_extension: r.try_get("container_extension")?,
-        added: r.try_get("added")?,
-        provider_id: r.try_get("provider_id")?,
-        provider_kind: kind_of(r)?,
-        upstream_id: r.try_get("upstream_id")?,
-    })
-}
-
-fn series_from_row(r: &SqliteRow) -> Result<SeriesItem, CatalogError> {
-    Ok(SeriesItem {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        group_id: r.try_get("group_id")?,
-        group_name: r.try_get("group_name")?,
-        cover: r.try_get("cover")?,
-        plot: r.try_get("plot")?,
-        genre: r.try_get("genre")?,
-        release_date: r.try_get("release_date")?,
-        rating: r.try_get("rating")?,
-        has_url: r.try_get("has_url")?,
-        provider_id: r.try_get("provider_id")?,
-        provider_kind: kind_of(r)?,
-        upstream_id: r.try_get("upstream_id")?,
-    })
-}
-
-/// The columns of each select, in order, for [`Store::page`].
+/// The columns of each select, in the order of its item's fields: rows
+/// come out of SQLite as JSON arrays and are decoded field by field into
+/// the item (`field_order` below holds the two to the same order).
 const LIVE_COLUMNS: &str =
     "id, number, name, group_id, group_name, tvg_id, tvg_name, logo, chno, catchup, catchup_days, provider_id, provider_kind, upstream_id";
-const MOVIE_COLUMNS: &str = "id, name, group_id, group_name, logo, rating, container_extension, added, provider_id,
-    provider_kind, upstream_id";
-const SERIES_COLUMNS: &str = "id, name, group_id, group_name, cover, plot, genre, release_date, rating, has_url,
+const MOVIE_COLUMNS: &str =
+    "id, name, group_id, group_name, logo, rating, container_extension, added, provider_id, provider_kind, upstream_id";
+const SERIES_COLUMNS: &str = "id, name, group_id, group_name, cover, plot, genre, release_date, rating, has_url, \
     provider_id, provider_kind, upstream_id";
 
-type LiveTuple = (
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    i64,
-    String,
-    Option<i64>,
-);
-type MovieTuple = (
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    i64,
-    String,
-    Option<i64>,
-);
-type SeriesTuple = (
-    i64,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    String,
-    Option<i64>,
-);
-
-fn parse_kind(k: &str) -> Result<ProviderKind, CatalogError> {
-    k.parse().map_err(CatalogError::Internal)
+/// SQLite's JSON has no booleans: a flag comes as 0 or 1.
+fn bool_from_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(i64::deserialize(d)? != 0)
 }
 
 impl Store {
-    /// One page of a listing as a single JSON array of rows, built by SQLite
-    /// and decoded here: a row crossing sqlx costs several allocations and a
-    /// thread hand-off, which for 200 000 rows dominated the whole response.
+    /// Rows of `select` as one JSON array of arrays built by SQLite, decoded
+    /// here: a row crossing sqlx costs several allocations and a thread
+    /// hand-off, which for 200 000 rows dominated the whole response.
+    async fn rows<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        key: i64,
+        f: &ItemFilter,
+        limit: u32,
+    ) -> Result<Vec<T>, CatalogError> {
+        let json: String = sqlx::query_scalar(sql)
+            .bind(key)
+            .bind(f.groups_json())
+            .bind(f.group)
+            .bind(limit as i64)
+            .fetch_one(self.pool())
+            .await?;
+        serde_json::from_str(&json).map_err(|e| CatalogError::Internal(format!("listing rows: {e}")))
+    }
+
+    /// One page of a listing: up to `limit` rows with `id` above `after`, by `id`.
     async fn page<T: serde::de::DeserializeOwned>(
         &self,
-        select: &str,
-        columns: &str,
-        id: &str,
+        (select, columns, id): (&str, &str, &str),
         f: &ItemFilter,
         after: i64,
         limit: u32,
@@ -272,40 +192,23 @@ impl Store {
         let sql = format!(
             "SELECT json_group_array(json_array({columns})) FROM ({select} AND {id} > ?1 ORDER BY {id} LIMIT ?4)"
         );
-        let json: String = sqlx::query_scalar(&sql)
-            .bind(after)
-            .bind(f.groups_json())
-            .bind(f.group)
-            .bind(limit as i64)
-            .fetch_one(self.pool())
-            .await?;
-        serde_json::from_str(&json).map_err(|e| CatalogError::Internal(format!("listing page: {e}")))
+        self.rows(&sql, after, f, limit).await
+    }
+
+    /// The row of `select` whose `id` is `key`, if the filter lets it through.
+    async fn one<T: serde::de::DeserializeOwned>(
+        &self,
+        (select, columns, id): (&str, &str, &str),
+        f: &ItemFilter,
+        key: i64,
+    ) -> Result<Option<T>, CatalogError> {
+        let sql = format!("SELECT json_group_array(json_array({columns})) FROM ({select} AND {id} = ?1 LIMIT ?4)");
+        Ok(self.rows(&sql, key, f, 1).await?.pop())
     }
 
     /// Up to `limit` live channels with numbers above `after`, by number.
     pub async fn live_items(&self, f: &ItemFilter, after: i64, limit: u32) -> Result<Vec<LiveItem>, CatalogError> {
-        let rows: Vec<LiveTuple> = self.page(LIVE_SELECT, LIVE_COLUMNS, "c.number", f, after, limit).await?;
-        let mut items = rows
-            .into_iter()
-            .map(|r| {
-                Ok(LiveItem {
-                    id: r.0,
-                    number: r.1,
-                    name: r.2,
-                    group_id: r.3,
-                    group_name: r.4,
-                    tvg_id: r.5,
-                    tvg_name: r.6,
-                    logo: r.7,
-                    chno: r.8,
-                    catchup: r.9,
-                    catchup_days: r.10,
-                    provider_id: r.11,
-                    provider_kind: parse_kind(&r.12)?,
-                    upstream_id: r.13,
-                })
-            })
-            .collect::<Result<Vec<_>, CatalogError>>()?;
+        let mut items: Vec<LiveItem> = self.page(LIVE, f, after, limit).await?;
         // json_group_array keeps the subquery's order in practice; make sure.
         items.sort_unstable_by_key(|i| i.number);
         Ok(items)
@@ -313,52 +216,14 @@ impl Store {
 
     /// Up to `limit` movies with ids above `after`, by id.
     pub async fn movie_items(&self, f: &ItemFilter, after: i64, limit: u32) -> Result<Vec<MovieItem>, CatalogError> {
-        let rows: Vec<MovieTuple> = self.page(MOVIE_SELECT, MOVIE_COLUMNS, "m.id", f, after, limit).await?;
-        let mut items = rows
-            .into_iter()
-            .map(|r| {
-                Ok(MovieItem {
-                    id: r.0,
-                    name: r.1,
-                    group_id: r.2,
-                    group_name: r.3,
-                    logo: r.4,
-                    rating: r.5,
-                    container_extension: r.6,
-                    added: r.7,
-                    provider_id: r.8,
-                    provider_kind: parse_kind(&r.9)?,
-                    upstream_id: r.10,
-                })
-            })
-            .collect::<Result<Vec<_>, CatalogError>>()?;
+        let mut items: Vec<MovieItem> = self.page(MOVIES, f, after, limit).await?;
         items.sort_unstable_by_key(|i| i.id);
         Ok(items)
     }
 
     /// Up to `limit` series with ids above `after`, by id.
     pub async fn series_items(&self, f: &ItemFilter, after: i64, limit: u32) -> Result<Vec<SeriesItem>, CatalogError> {
-        let rows: Vec<SeriesTuple> = self.page(SERIES_SELECT, SERIES_COLUMNS, "s.id", f, after, limit).await?;
-        let mut items = rows
-            .into_iter()
-            .map(|r| {
-                Ok(SeriesItem {
-                    id: r.0,
-                    name: r.1,
-                    group_id: r.2,
-                    group_name: r.3,
-                    cover: r.4,
-                    plot: r.5,
-                    genre: r.6,
-                    release_date: r.7,
-                    rating: r.8,
-                    has_url: r.9 != 0,
-                    provider_id: r.10,
-                    provider_kind: parse_kind(&r.11)?,
-                    upstream_id: r.12,
-                })
-            })
-            .collect::<Result<Vec<_>, CatalogError>>()?;
+        let mut items: Vec<SeriesItem> = self.page(SERIES, f, after, limit).await?;
         items.sort_unstable_by_key(|i| i.id);
         Ok(items)
     }
@@ -366,35 +231,17 @@ impl Store {
     /// One live channel the filter lets through (hidden, unavailable or
     /// filtered out: `None`).
     pub async fn live_item(&self, f: &ItemFilter, id: i64) -> Result<Option<LiveItem>, CatalogError> {
-        let row = sqlx::query(&format!("{LIVE_SELECT} AND c.id = ?1"))
-            .bind(id)
-            .bind(f.groups_json())
-            .bind(f.group)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(live_from_row).transpose()
+        self.one((LIVE_SELECT, LIVE_COLUMNS, "c.id"), f, id).await
     }
 
     /// One movie the filter lets through.
     pub async fn movie_item(&self, f: &ItemFilter, id: i64) -> Result<Option<MovieItem>, CatalogError> {
-        let row = sqlx::query(&format!("{MOVIE_SELECT} AND m.id = ?1"))
-            .bind(id)
-            .bind(f.groups_json())
-            .bind(f.group)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(movie_from_row).transpose()
+        self.one(MOVIES, f, id).await
     }
 
     /// One series the filter lets through.
     pub async fn series_item(&self, f: &ItemFilter, id: i64) -> Result<Option<SeriesItem>, CatalogError> {
-        let row = sqlx::query(&format!("{SERIES_SELECT} AND s.id = ?1"))
-            .bind(id)
-            .bind(f.groups_json())
-            .bind(f.group)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(series_from_row).transpose()
+        self.one(SERIES, f, id).await
     }
 
     /// Whether the filter lets a client play this item: a live channel, a
@@ -459,5 +306,56 @@ impl Store {
         }
         tx.commit().await?;
         Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::{self, Visitor};
+
+    /// The field names of a struct's derived `Deserialize`, in order: what
+    /// it asks a deserializer for.
+    fn field_names<T: for<'de> Deserialize<'de>>() -> &'static [&'static str] {
+        struct Fields<'a>(&'a mut &'static [&'static str]);
+        impl<'de> de::Deserializer<'de> for Fields<'_> {
+            type Error = de::value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(de::Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                *self.0 = fields;
+                Err(de::Error::custom("fields captured"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+                unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Fields(&mut fields));
+        fields
+    }
+
+    #[test]
+    fn each_listing_selects_its_columns_in_the_order_of_its_fields() {
+        let columns = |c: &str| c.split(',').map(str::trim).map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(columns(LIVE_COLUMNS), field_names::<LiveItem>());
+        assert_eq!(columns(MOVIE_COLUMNS), field_names::<MovieItem>());
+        assert_eq!(columns(SERIES_COLUMNS), field_names::<SeriesItem>());
+    }
+
+    #[test]
+    fn a_row_decodes_from_sqlites_json_array() {
+        let row = r#"[7, 101, "One", 3, "News", "one.uk", null, null, "101", "xc", 7, 2, "xtream", 55]"#;
+        let item: LiveItem = serde_json::from_str(row).unwrap();
+        assert_eq!((item.id, item.number, item.provider_kind, item.upstream_id), (7, 101, ProviderKind::Xtream, Some(55)));
+        let row = r#"[9, "S", null, null, null, null, null, null, null, 1, 2, "m3u", null]"#;
+        assert!(serde_json::from_str::<SeriesItem>(row).unwrap().has_url);
     }
 }

@@ -45,33 +45,7 @@ async fn harness_with(settings: RelaySettings, live_channels: usize) -> Harness 
     let config = FakeConfig { live_channels, ..FakeConfig::with_accounts(accounts.clone()) };
     let fake = FakeProvider::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
-    let pid = store
-        .add_provider(&NewProvider {
-            name: "Fake".into(),
-            kind: Some(ProviderKind::Xtream),
-            url: fake.url(),
-            username: Some("a".into()),
-            password: Some(Secret::new("pa")),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .id;
-    let input = AccountPatch {
-        username: Some("b".into()),
-        password: Some(Secret::new("pb")),
-        priority: Some(1),
-        ..Default::default()
-    };
-    store.create_account(pid, &input).await.unwrap();
-    sync_provider(&store, &http, pid).await.unwrap();
-    let provider = store.provider(pid).await.unwrap();
-    for a in store.accounts(pid).await.unwrap() {
-        tunerpool_catalog::details::refresh_account(&store, &http, &provider, &a).await.unwrap();
-    }
+    let (store, http) = synced_store(&fake, dir.path()).await;
     let (base, server) = serve(app_state(&store, &http, settings)).await;
     Harness { fake, base, client: reqwest::Client::new(), _dir: dir, _server: server }
 }

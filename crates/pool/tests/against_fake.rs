@@ -9,10 +9,11 @@ use std::sync::Arc;
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use tunerpool_catalog::details::refresh_account;
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{AccountPatch, ChannelQuery, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_catalog::{ChannelQuery, Store};
 use tunerpool_ledger::{Lease, Ledger, LedgerError, MemoryLedger, Slot};
 use tunerpool_pool::rewrite::{xtream_url, StreamKind};
 use tunerpool_pool::select::{no_capacity, plan, AccountPolicy, ProviderPool, SelectInput};
+use tunerpool_testkit::{add_xtream, open_store, sync_with_details};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
 fn now() -> i64 {
@@ -29,31 +30,11 @@ async fn selection_skips_rejected_and_expired_accounts_and_the_panel_sees_one_co
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
-    let pid = store
-        .add_provider(&NewProvider {
-            name: "Fake".into(),
-            kind: Some(ProviderKind::Xtream),
-            url: fake.url(),
-            username: Some("good".into()),
-            password: Some(Secret::new("g/pw+1")),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .id;
-    for (user, pw) in [("refused", "r"), ("old", "o")] {
-        let input = AccountPatch { username: Some(user.into()), password: Some(Secret::new(pw)), ..Default::default() };
-        store.create_account(pid, &input).await.unwrap();
-    }
-    sync_provider(&store, &http, pid).await.unwrap();
+    let (store, http) = open_store(dir.path()).await;
+    let pid = add_xtream(&store, &fake, &[("good", "g/pw+1"), ("refused", "r"), ("old", "o")]).await;
     // Details on add, as the API does.
+    sync_with_details(&store, &http, pid).await;
     let provider = store.provider(pid).await.unwrap();
-    for a in store.accounts(pid).await.unwrap() {
-        refresh_account(&store, &http, &provider, &a).await.unwrap();
-    }
 
     // The panel now refuses one account and reports another expired.
     fake.update_account("refused", |a| a.auth = false);
@@ -136,27 +117,9 @@ async fn instance(
     dir: &std::path::Path,
     users: [&str; 2],
 ) -> (Store, tunerpool_catalog::Provider, Vec<tunerpool_catalog::Account>) {
-    let store = Store::open(dir).await.unwrap();
-    let password = |user: &str| format!("{user}-pw");
-    let pid = store
-        .add_provider(&NewProvider {
-            name: "Fake".into(),
-            kind: Some(ProviderKind::Xtream),
-            url: fake.url(),
-            username: Some(users[0].into()),
-            password: Some(Secret::new(password(users[0]))),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .id;
-    let input = AccountPatch {
-        username: Some(users[1].into()),
-        password: Some(Secret::new(password(users[1]))),
-        ..Default::default()
-    };
-    store.create_account(pid, &input).await.unwrap();
+    let (store, _) = open_store(dir).await;
+    let (p0, p1) = (format!("{}-pw", users[0]), format!("{}-pw", users[1]));
+    let pid = add_xtream(&store, fake, &[(users[0], &p0), (users[1], &p1)]).await;
     sync_provider(&store, http, pid).await.unwrap();
     let provider = store.provider(pid).await.unwrap();
     let accounts = store.accounts(pid).await.unwrap();

@@ -209,6 +209,10 @@ pub enum ConfigCommand {
     /// Print the effective configuration (file, environment and flags applied) as TOML.
     #[command(after_help = "Example:\n  tunerpool config show --set relay.linger=30s > tunerpool.toml")]
     Show,
+    /// Print the reference of every key (default, what else to know, environment variable) as the
+    /// Markdown table README.md carries.
+    #[command(after_help = "Example:\n  tunerpool config reference")]
+    Reference,
 }
 
 #[derive(Debug, Subcommand)]

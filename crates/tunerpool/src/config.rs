@@ -704,9 +704,44 @@ enum Raw<'a, 'i> {
 
 type Apply = fn(&mut Config, Raw<'_, '_>) -> Result<(), String>;
 
+/// One configuration key: where it is, what the reference says of it
+/// after its default (a range, the other choices), and how it is applied.
+/// The README's configuration reference is made from this table
+/// ([`reference`]), so a key is documented where it is defined.
 struct Key {
     path: &'static str,
+    about: &'static str,
     apply: Apply,
+}
+
+/// Command-line flags that set a key directly (any key: `--set`).
+const FLAGS: &[(&str, &str)] = &[("listen", "--listen"), ("data_dir", "--data-dir"), ("log_level", "--log-level")];
+
+/// The configuration reference as a Markdown table, made from the key
+/// table: every key, its default (from [`Config::default`]) and what else
+/// to know, its environment variable and flag. README.md carries it (a test
+/// keeps the two the same); `tunerpool config reference` prints it.
+pub fn reference() -> String {
+    let defaults: toml::Table = Config::default().to_toml().parse().expect("to_toml writes TOML");
+    let mut out = String::from("| key | default | env / flag |\n|---|---|---|\n");
+    for k in KEYS {
+        let (section, leaf) = split_path(k.path);
+        let table = match section {
+            Some(section) => defaults.get(section).and_then(toml::Value::as_table),
+            None => Some(&defaults),
+        };
+        let default = match table.and_then(|t| t.get(leaf)) {
+            None => "unset".to_owned(),
+            Some(toml::Value::String(v)) => format!("`{}`", v.replace(env!("CARGO_PKG_VERSION"), "<version>")),
+            Some(v) => format!("`{v}`"),
+        };
+        let mut set_by = format!("`{}`", Config::env_var_name(k.path));
+        if let Some((_, flag)) = FLAGS.iter().find(|(key, _)| *key == k.path) {
+            set_by.push_str(&format!(", `{flag}`"));
+        }
+        out.push_str(&format!("| `{}` | {default}{} | {set_by} |\n", k.path, k.about));
+    }
+    out
 }
 
 /// Table names that hold keys.
@@ -715,6 +750,7 @@ const SECTIONS: &[&str] = &["sync", "upstream", "pool", "relay", "admin", "epg",
 static KEYS: &[Key] = &[
     Key {
         path: "listen",
+        about: "",
         apply: |c, r| {
             c.listen = parse_listen(r)?;
             Ok(())
@@ -722,6 +758,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "data_dir",
+        about: "",
         apply: |c, r| {
             c.data_dir = parse_data_dir(r)?;
             Ok(())
@@ -729,6 +766,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "log_level",
+        about: "",
         apply: |c, r| {
             c.log_level = parse_log_filter(r)?;
             Ok(())
@@ -736,6 +774,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "log_format",
+        about: " (or `json`)",
         apply: |c, r| {
             c.log_format = parse_log_format(r)?;
             Ok(())
@@ -743,6 +782,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "public_url",
+        about: "",
         apply: |c, r| {
             c.public_url = parse_public_url(r)?;
             Ok(())
@@ -750,6 +790,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "sync.catalog_interval",
+        about: "",
         apply: |c, r| {
             c.sync.catalog_interval = parse_duration(r, Duration::from_secs(60))?;
             Ok(())
@@ -757,6 +798,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "sync.details_interval",
+        about: "",
         apply: |c, r| {
             c.sync.details_interval = parse_duration(r, Duration::from_secs(5))?;
             Ok(())
@@ -764,6 +806,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "sync.details_initial_delay",
+        about: "",
         apply: |c, r| {
             c.sync.details_initial_delay = parse_duration(r, Duration::ZERO)?;
             Ok(())
@@ -771,6 +814,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "sync.max_playlist_bytes",
+        about: " (after decompression)",
         apply: |c, r| {
             c.sync.max_playlist_bytes = parse_bytes(r, MIN_BODY_CAP)?;
             Ok(())
@@ -778,6 +822,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "sync.max_api_bytes",
+        about: " (one `player_api.php` answer)",
         apply: |c, r| {
             c.sync.max_api_bytes = parse_bytes(r, MIN_BODY_CAP)?;
             Ok(())
@@ -785,6 +830,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "upstream.timeout",
+        about: "",
         apply: |c, r| {
             c.upstream.timeout = parse_duration(r, Duration::from_secs(1))?;
             Ok(())
@@ -792,6 +838,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "upstream.connect_timeout",
+        about: "",
         apply: |c, r| {
             c.upstream.connect_timeout = parse_duration(r, Duration::from_secs(1))?;
             Ok(())
@@ -799,6 +846,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "upstream.user_agent",
+        about: "",
         apply: |c, r| {
             c.upstream.user_agent = parse_user_agent(r)?;
             Ok(())
@@ -806,6 +854,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "upstream.max_redirects",
+        about: "",
         apply: |c, r| {
             c.upstream.max_redirects = parse_int(r, 0, 20)?;
             Ok(())
@@ -813,6 +862,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "pool.policy",
+        about: " (or `least_loaded`)",
         apply: |c, r| {
             c.pool.policy = match want_str(r, "\"priority\"")?.trim().to_ascii_lowercase().as_str() {
                 "priority" => PoolPolicy::Priority,
@@ -824,6 +874,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "pool.expiry_warning_days",
+        about: "",
         apply: |c, r| {
             c.pool.expiry_warning_days = parse_int(r, 0, 365)?;
             Ok(())
@@ -831,6 +882,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "pool.ledger",
+        about: " (or `redis` for several instances)",
         apply: |c, r| {
             c.pool.ledger = match want_str(r, "\"memory\"")?.trim().to_ascii_lowercase().as_str() {
                 "memory" => LedgerBackend::Memory,
@@ -842,6 +894,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "pool.redis_url",
+        about: " (required for `redis`)",
         apply: |c, r| {
             let s = want_str(r, "\"redis://127.0.0.1:6379\"")?.trim();
             c.pool.redis_url = match s {
@@ -860,6 +913,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "pool.lease_ttl",
+        about: "",
         apply: |c, r| {
             let ttl = parse_duration(r, Duration::from_secs(3))?;
             if ttl > Duration::from_secs(300) {
@@ -871,6 +925,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "pool.release_cooldown",
+        about: " (0s to 10s)",
         apply: |c, r| {
             c.pool.release_cooldown = parse_duration_max(r, Duration::ZERO, Duration::from_secs(10))?;
             Ok(())
@@ -878,6 +933,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "relay.linger",
+        about: "",
         apply: |c, r| {
             c.relay.linger = parse_duration_max(r, Duration::ZERO, Duration::from_secs(60))?;
             Ok(())
@@ -885,6 +941,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "relay.acquire_wait",
+        about: "",
         apply: |c, r| {
             c.relay.acquire_wait = parse_duration_max(r, Duration::ZERO, Duration::from_secs(30))?;
             Ok(())
@@ -892,6 +949,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "relay.stall_timeout",
+        about: "",
         apply: |c, r| {
             c.relay.stall_timeout = parse_duration_max(r, Duration::from_secs(1), Duration::from_secs(60))?;
             Ok(())
@@ -899,6 +957,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "relay.buffer_size",
+        about: " per channel (256KiB to 64MiB; ~4 s at 8 Mbit/s)",
         apply: |c, r| {
             let n = parse_bytes(r, 256 << 10)?;
             if n > 64 << 20 {
@@ -910,6 +969,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "relay.max_switches",
+        about: "",
         apply: |c, r| {
             c.relay.max_switches = parse_int(r, 0, 100)?;
             Ok(())
@@ -917,6 +977,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "relay.user_limit_policy",
+        about: " (or `refuse`)",
         apply: |c, r| {
             c.relay.user_limit_policy = match want_str(r, "\"replace_oldest\"")?.trim().to_ascii_lowercase().as_str() {
                 "replace_oldest" | "replace-oldest" => UserLimitPolicy::ReplaceOldest,
@@ -928,6 +989,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "admin.token",
+        about: ": `{data_dir}/admin-token`, generated on first start",
         apply: |c, r| {
             c.admin.token = parse_admin_token(r)?;
             Ok(())
@@ -935,6 +997,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "epg.refresh",
+        about: "",
         apply: |c, r| {
             c.epg.refresh = parse_duration(r, Duration::from_secs(10 * 60))?;
             Ok(())
@@ -942,6 +1005,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "epg.max_guide_bytes",
+        about: " (after decompression)",
         apply: |c, r| {
             c.epg.max_guide_bytes = parse_bytes(r, MIN_BODY_CAP)?;
             Ok(())
@@ -949,6 +1013,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "outputs.anonymous_streams",
+        about: "",
         apply: |c, r| {
             c.outputs.anonymous_streams = parse_bool(r)?;
             Ok(())
@@ -956,6 +1021,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "outputs.anonymous_max_connections",
+        about: "",
         apply: |c, r| {
             c.outputs.anonymous_max_connections = parse_int(r, 1, 1000)?;
             Ok(())
@@ -963,6 +1029,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "http.trusted_proxies",
+        about: " (a list of IPs or CIDRs; from the environment, comma-separated)",
         apply: |c, r| {
             c.http.trusted_proxies = parse_nets(r)?;
             Ok(())
@@ -970,6 +1037,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "http.client_ip_header",
+        about: " (or `forwarded`)",
         apply: |c, r| {
             c.http.client_ip_header = match want_str(r, "\"x-forwarded-for\"")?.trim().to_ascii_lowercase().as_str() {
                 "x-forwarded-for" => ClientIpHeader::XForwardedFor,
@@ -985,6 +1053,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "http.open_metrics",
+        about: "",
         apply: |c, r| {
             c.http.open_metrics = parse_bool(r)?;
             Ok(())
@@ -992,6 +1061,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "lineup.match",
+        about: ": new streams join channels of other providers with the same tvg-id or normalized name",
         apply: |c, r| {
             c.lineup.match_streams = parse_bool(r)?;
             Ok(())
@@ -999,6 +1069,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "lineup.match_groups",
+        about: ": every group (provider group names, case-insensitive; from the environment, comma-separated)",
         apply: |c, r| {
             c.lineup.match_groups = parse_names(r)?;
             Ok(())
@@ -1006,6 +1077,7 @@ static KEYS: &[Key] = &[
     },
     Key {
         path: "lineup.auto_create",
+        about: ": unmatched new streams become channels (`false`: they wait, unassigned)",
         apply: |c, r| {
             c.lineup.auto_create = parse_bool(r)?;
             Ok(())
@@ -2205,6 +2277,18 @@ timeout = true
         let cleared =
             load_no_file(no_env(), &Overrides { set: vec!["admin.token=".into()], ..Default::default() }).unwrap();
         assert_eq!(cleared.admin.token, None);
+    }
+
+    #[test]
+    fn the_readme_carries_the_reference_made_from_the_key_table() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+        let made = reference();
+        assert!(
+            readme.contains(&made),
+            "README.md's configuration table is not the one the key table makes: put `tunerpool config reference` \
+             in its place:\n{made}"
+        );
+        assert_eq!(made.lines().count(), KEYS.len() + 2);
     }
 
     #[test]

@@ -86,6 +86,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", load_config(&cli)?.to_toml());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config(ConfigCommand::Reference) => {
+            print!("{}", config::reference());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect(cmd) => {
             let config = load_config(&cli)?;
             logging::init(&config, true);

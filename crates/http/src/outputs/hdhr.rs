@@ -10,26 +10,26 @@
 //! every viewer at the latest keyframe already buffered, and Plex gives up
 //! on a tuner that sends a 200 and then nothing.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tunerpool_catalog::outputs::LiveItem;
 
 use super::body::{paged, Paged, PAGE};
-use super::{base_url, login, pool_capacity, text, ClientAuth};
+use super::{base_url, pool_capacity, text, PathLogin};
 use crate::AppState;
 
 /// Most tuners announced, whatever the pool could do (an M3U provider
 /// without a limit would otherwise announce billions).
 const MAX_TUNERS: u32 = 64;
 
-type Creds = Path<(String, String)>;
+/// The channel of a tune URL (`auto/v{id}`).
+#[derive(Deserialize)]
+pub(crate) struct Tune {
+    channel: String,
+}
 
 /// 8 hex digits, stable for this installation and user.
 async fn device_id(st: &AppState, user_id: i64) -> String {
@@ -38,8 +38,8 @@ async fn device_id(st: &AppState, user_id: i64) -> String {
     digest[..4].iter().map(|b| format!("{b:02X}")).collect()
 }
 
-fn tuner_base(st: &AppState, headers: &HeaderMap, u: &str, p: &str) -> String {
-    format!("{}/hdhr/{u}/{p}", base_url(st, headers))
+fn tuner_base(st: &AppState, headers: &HeaderMap, login: &PathLogin) -> String {
+    format!("{}/hdhr/{}/{}", base_url(st, headers), login.username, login.password)
 }
 
 #[derive(Serialize)]
@@ -62,20 +62,15 @@ struct Discover {
 
 pub(crate) async fn discover(
     State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p)): Creds,
+    login: PathLogin,
     headers: HeaderMap,
 ) -> Response {
-    let c = match login(&st, &auth, addr, &u, &p).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = &login.client;
     let mut tuners = pool_capacity(&st).await.min(MAX_TUNERS);
     if c.user.max_connections > 0 {
         tuners = tuners.min(c.user.max_connections);
     }
-    let base = tuner_base(&st, &headers, &u, &p);
+    let base = tuner_base(&st, &headers, &login);
     axum::Json(Discover {
         friendly_name: format!("tunerpool ({})", c.user.username),
         manufacturer: "tunerpool",
@@ -102,16 +97,11 @@ struct LineupRow<'a> {
 
 pub(crate) async fn lineup(
     State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p)): Creds,
+    login: PathLogin,
     headers: HeaderMap,
 ) -> Response {
-    let c = match login(&st, &auth, addr, &u, &p).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let prefix = format!("{}/auto/v", tuner_base(&st, &headers, &u, &p));
+    let c = &login.client;
+    let prefix = format!("{}/auto/v", tuner_base(&st, &headers, &login));
     let (store, filter) = (st.store.clone(), c.filter());
     let body = paged(Paged {
         head: b"[".to_vec(),
@@ -135,45 +125,25 @@ pub(crate) async fn lineup(
         .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into()))
 }
 
-pub(crate) async fn lineup_status(
-    State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p)): Creds,
-) -> Response {
-    if let Err(r) = login(&st, &auth, addr, &u, &p).await {
-        return r;
-    }
+/// Logged in (the extractor), nothing to scan.
+pub(crate) async fn lineup_status(_: PathLogin) -> Response {
     axum::Json(serde_json::json!({"ScanInProgress": 0, "ScanPossible": 1, "Source": "Cable", "SourceList": ["Cable"]}))
         .into_response()
 }
 
 /// `lineup.post?scan=start|abort`: there is nothing to scan; accepted.
-pub(crate) async fn lineup_post(
-    State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p)): Creds,
-) -> Response {
-    match login(&st, &auth, addr, &u, &p).await {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(r) => r,
-    }
+pub(crate) async fn lineup_post(_: PathLogin) -> Response {
+    StatusCode::OK.into_response()
 }
 
 pub(crate) async fn device_xml(
     State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p)): Creds,
+    login: PathLogin,
     headers: HeaderMap,
 ) -> Response {
-    let c = match login(&st, &auth, addr, &u, &p).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = &login.client;
     let id = device_id(&st, c.user.id).await;
-    let base = quick_xml::escape::escape(tuner_base(&st, &headers, &u, &p)).into_owned();
+    let base = quick_xml::escape::escape(tuner_base(&st, &headers, &login)).into_owned();
     let name = quick_xml::escape::escape(format!("tunerpool ({})", c.user.username)).into_owned();
     let xml = format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -198,16 +168,12 @@ pub(crate) async fn device_xml(
 /// `auto/v{channel}`: tune a channel.
 pub(crate) async fn tune(
     State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p, channel)): Path<(String, String, String)>,
+    Path(Tune { channel }): Path<Tune>,
+    login: PathLogin,
 ) -> Response {
-    let c = match login(&st, &auth, addr, &u, &p).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = &login.client;
     match channel.strip_prefix('v').and_then(|n| n.parse::<i64>().ok()) {
-        Some(id) => super::streams::play_live(&st, &c, id).await,
+        Some(id) => super::streams::play_live(&st, c, id).await,
         None => text(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use auto/v{{channel id}}")),
     }
 }

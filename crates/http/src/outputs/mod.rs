@@ -15,8 +15,10 @@ mod streams;
 mod xtream;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
@@ -75,6 +77,37 @@ impl Client {
                 max_connections: self.user.max_connections,
             }),
         }
+    }
+}
+
+/// A client logged in with the credentials in its URL's path
+/// (`/live/{u}/{p}/…`, `/hdhr/{u}/{p}/…`): the extractor of every such
+/// route, so a handler runs logged in or not at all, and refuses the same
+/// way everywhere. The credentials stay at hand for the URLs answered with
+/// them (HLS segments, the tuner's base URL). Put it after the cheaper
+/// extractors: a malformed path is refused before any password check.
+pub(crate) struct PathLogin {
+    pub client: Client,
+    pub username: String,
+    pub password: String,
+}
+
+impl FromRequestParts<AppState> for PathLogin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
+        let params = RawPathParams::from_request_parts(parts, st).await.map_err(IntoResponse::into_response)?;
+        let param = |name: &str| params.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
+        let (Some(username), Some(password)) = (param("u"), param("p")) else {
+            return Err(internal("path login", &"route without {u} and {p}"));
+        };
+        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
+        let auth = parts.extensions.get::<Arc<ClientAuth>>().cloned();
+        let (Some(addr), Some(auth)) = (addr, auth) else {
+            return Err(internal("path login", &"no client address or login state"));
+        };
+        let client = login(st, &auth, addr, &username, &password).await?;
+        Ok(PathLogin { client, username, password })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Xtream-style stream URLs: `/live/{u}/{p}/{id}.ts|.m3u8`, the short form
 //! `/{u}/{p}/{id}`, `/movie/{u}/{p}/{id}.{ext}`, `/series/{u}/{p}/{id}.{ext}`.
-//! Each logs in, checks that the item is one the user may see (404
+//! Each logs in ([`PathLogin`]), checks that the item is one the user may see (404
 //! otherwise, like anything not in the catalog), and hands over to the same
 //! relay calls as `/stream`, `/movie` and `/series`, with the user's own
 //! limit attached. `.m3u8` asks for the channel as HLS: a playlist of
@@ -13,9 +13,10 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Extension;
+use serde::Deserialize;
 use tunerpool_catalog::MediaKind;
 
-use super::{file_id, login, text, Client, ClientAuth};
+use super::{file_id, login, text, Client, ClientAuth, PathLogin};
 use crate::access::Audience;
 use crate::AppState;
 
@@ -48,100 +49,103 @@ fn live_id(file: &str) -> Option<i64> {
     }
 }
 
-pub(crate) async fn live(
-    State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p, file)): Path<(String, String, String)>,
-) -> Response {
-    let client = match login(&st, &auth, addr, &u, &p).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match live_id(&file) {
+/// The file of a stream URL (`{id}.ts`, `{id}.mkv`).
+#[derive(Deserialize)]
+pub(crate) struct File {
+    file: String,
+}
+
+pub(crate) async fn live(State(st): State<AppState>, Path(File { file }): Path<File>, login: PathLogin) -> Response {
+    live_for(&st, &login, &file).await
+}
+
+async fn live_for(st: &AppState, login: &PathLogin, file: &str) -> Response {
+    let client = &login.client;
+    match live_id(file) {
         Some(id) if file.ends_with(".m3u8") => {
-            if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
+            if let Err(r) = check_visible(st, client, MediaKind::Live, id).await {
                 return r;
             }
-            let segments = super::public_path(&st, &format!("/hls/{u}/{p}/{id}/"));
-            crate::stream::hls_playlist_response(&st, id, client.viewer(), segments, Audience::Client).await
+            let (u, p) = (&login.username, &login.password);
+            let segments = super::public_path(st, &format!("/hls/{u}/{p}/{id}/"));
+            crate::stream::hls_playlist_response(st, id, client.viewer(), segments, Audience::Client).await
         }
-        Some(id) => play_live(&st, &client, id).await,
+        Some(id) => play_live(st, client, id).await,
         None => text(StatusCode::NOT_FOUND, format!("no channel {file:?}: use /live/{{user}}/{{pass}}/{{id}}.ts")),
     }
+}
+
+/// A segment of a channel's HLS output.
+#[derive(Deserialize)]
+pub(crate) struct Segment {
+    id: i64,
+    file: String,
 }
 
 /// `/hls/{u}/{p}/{id}/{n}.ts`: a segment of a channel's HLS output.
 pub(crate) async fn hls_segment(
     State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p, id, file)): Path<(String, String, i64, String)>,
+    Path(Segment { id, file }): Path<Segment>,
+    login: PathLogin,
 ) -> Response {
-    let client = match login(&st, &auth, addr, &u, &p).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
+    if let Err(r) = check_visible(&st, &login.client, MediaKind::Live, id).await {
         return r;
     }
-    crate::stream::hls_segment_response(&st, id, &file, Some(client.user.id))
+    crate::stream::hls_segment_response(&st, id, &file, Some(login.client.user.id))
 }
 
 /// `/{u}/{p}/{id}`: the short form some players use for live channels.
 /// A path under one of our own prefixes (`/api/v1/nothing`) is a plain 404,
-/// not a failed login.
+/// not a failed login — so this one checks the path before logging in.
 pub(crate) async fn short(
-    st: State<AppState>,
-    auth: Extension<Arc<ClientAuth>>,
+    State(st): State<AppState>,
+    Extension(auth): Extension<Arc<ClientAuth>>,
     addr: ConnectInfo<SocketAddr>,
-    path: Path<(String, String, String)>,
+    Path((username, password, file)): Path<(String, String, String)>,
 ) -> Response {
-    if tunerpool_catalog::users::RESERVED.contains(&path.0 .0.to_ascii_lowercase().as_str()) {
+    if tunerpool_catalog::users::RESERVED.contains(&username.to_ascii_lowercase().as_str()) {
         return text(StatusCode::NOT_FOUND, "not found".into());
     }
-    live(st, auth, addr, path).await
+    match login(&st, &auth, addr, &username, &password).await {
+        Ok(client) => live_for(&st, &PathLogin { client, username, password }, &file).await,
+        Err(r) => r,
+    }
 }
 
-async fn vod(
-    st: &AppState,
-    auth: &ClientAuth,
-    addr: ConnectInfo<SocketAddr>,
-    kind: MediaKind,
-    (u, p, file): (String, String, String),
-    headers: &HeaderMap,
-) -> Response {
-    let client = match login(st, auth, addr, &u, &p).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let Some(id) = file_id(&file) else {
+async fn vod(st: &AppState, client: &Client, kind: MediaKind, file: &str, headers: &HeaderMap) -> Response {
+    let Some(id) = file_id(file) else {
         return text(StatusCode::NOT_FOUND, format!("no {} {file:?}", kind.as_str()));
     };
-    if let Err(r) = check_visible(st, &client, kind, id).await {
+    if let Err(r) = check_visible(st, client, kind, id).await {
         return r;
     }
-    crate::stream::vod_file(st, kind, &file, headers, client.viewer(), Audience::Client).await
+    crate::stream::vod_file(st, kind, file, headers, client.viewer(), Audience::Client).await
 }
 
 pub(crate) async fn movie(
     State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path(path): Path<(String, String, String)>,
+    Path(File { file }): Path<File>,
+    login: PathLogin,
     headers: HeaderMap,
 ) -> Response {
-    vod(&st, &auth, addr, MediaKind::Movie, path, &headers).await
+    vod(&st, &login.client, MediaKind::Movie, &file, &headers).await
 }
 
 pub(crate) async fn episode(
     State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path(path): Path<(String, String, String)>,
+    Path(File { file }): Path<File>,
+    login: PathLogin,
     headers: HeaderMap,
 ) -> Response {
-    vod(&st, &auth, addr, MediaKind::Series, path, &headers).await
+    vod(&st, &login.client, MediaKind::Series, &file, &headers).await
+}
+
+/// The catch-up part of a `/timeshift/…` URL.
+#[derive(Deserialize)]
+pub(crate) struct Timeshift {
+    duration: String,
+    start: String,
+    file: String,
 }
 
 /// `/timeshift/{u}/{p}/{duration}/{start}/{id}.ts`: catch-up — the
@@ -149,15 +153,11 @@ pub(crate) async fn episode(
 /// minutes, from a provider that keeps one (listed with `tv_archive: 1`).
 pub(crate) async fn timeshift(
     State(st): State<AppState>,
-    Extension(auth): Extension<Arc<ClientAuth>>,
-    addr: ConnectInfo<SocketAddr>,
-    Path((u, p, duration, start, file)): Path<(String, String, String, String, String)>,
+    Path(Timeshift { duration, start, file }): Path<Timeshift>,
+    login: PathLogin,
     headers: HeaderMap,
 ) -> Response {
-    let client = match login(&st, &auth, addr, &u, &p).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let client = &login.client;
     let Some(id) = file_id(&file) else {
         return text(StatusCode::NOT_FOUND, format!("no channel {file:?}"));
     };
@@ -167,7 +167,7 @@ pub(crate) async fn timeshift(
     if !valid_start(&start) {
         return text(StatusCode::BAD_REQUEST, format!("start: {start:?} must be YYYY-MM-DD:HH-MM"));
     }
-    if let Err(r) = check_visible(&st, &client, MediaKind::Live, id).await {
+    if let Err(r) = check_visible(&st, client, MediaKind::Live, id).await {
         return r;
     }
     crate::stream::timeshift_file(&st, id, duration, &start, &headers, client.viewer()).await

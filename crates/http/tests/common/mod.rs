@@ -91,35 +91,9 @@ pub struct Gateway {
 /// The store and upstream client of a [`Gateway`], synced from `fake`, so
 /// that a test can build the state it needs before serving it.
 pub async fn synced_store(fake: &fakeprovider::FakeProvider, dir: &std::path::Path) -> (Store, UpstreamHttp) {
-    use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret};
-    let store = Store::open(dir).await.unwrap();
-    let http = UpstreamHttp::new(tunerpool_upstream::HttpSettings { spool_dir: dir.join("tmp"), ..Default::default() })
-        .unwrap();
-    let pid = store
-        .add_provider(&NewProvider {
-            name: "Fake".into(),
-            kind: Some(ProviderKind::Xtream),
-            url: fake.url(),
-            username: Some("a".into()),
-            password: Some(Secret::new("pa")),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .id;
-    let input = AccountPatch {
-        username: Some("b".into()),
-        password: Some(Secret::new("pb")),
-        priority: Some(1),
-        ..Default::default()
-    };
-    store.create_account(pid, &input).await.unwrap();
-    tunerpool_catalog::sync::sync_provider(&store, &http, pid).await.unwrap();
-    let provider = store.provider(pid).await.unwrap();
-    for a in store.accounts(pid).await.unwrap() {
-        tunerpool_catalog::details::refresh_account(&store, &http, &provider, &a).await.unwrap();
-    }
+    let (store, http) = tunerpool_testkit::open_store(dir).await;
+    let pid = tunerpool_testkit::add_xtream(&store, fake, &[("a", "pa"), ("b", "pb")]).await;
+    tunerpool_testkit::sync_with_details(&store, &http, pid).await;
     (store, http)
 }
 

@@ -1,0 +1,102 @@
+//! What the integration tests of several crates need alike, kept once: a
+//! store with an Xtream provider over the simulated one ([`fakeprovider`]),
+//! synced the way the gateway does it, and [`eventually`], the way to wait
+//! for something to happen (never a bare sleep).
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fakeprovider::FakeProvider;
+use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+/// A store in `dir` and the upstream client the gateway would use with it
+/// (its downloads spooled under `dir/tmp`).
+pub async fn open_store(dir: &Path) -> (Store, UpstreamHttp) {
+    let store = Store::open(dir).await.expect("the store opens");
+    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.join("tmp"), ..Default::default() })
+        .expect("the upstream client builds");
+    (store, http)
+}
+
+/// Adds the simulated provider as Xtream provider "Fake" with these
+/// accounts (username, password): the first is the primary, the others
+/// follow at priority 1, 2, …. Returns the provider's id. Nothing is synced.
+pub async fn add_xtream(store: &Store, fake: &FakeProvider, accounts: &[(&str, &str)]) -> i64 {
+    let ((user, pass), others) = accounts.split_first().expect("at least one account");
+    let pid = store
+        .add_provider(&NewProvider {
+            name: "Fake".into(),
+            kind: Some(ProviderKind::Xtream),
+            url: fake.url(),
+            username: Some((*user).into()),
+            password: Some(Secret::new(*pass)),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .expect("the provider is added")
+        .id;
+    for (priority, (user, pass)) in (1..).zip(others) {
+        let input = AccountPatch {
+            username: Some((*user).into()),
+            password: Some(Secret::new(*pass)),
+            priority: Some(priority),
+            ..Default::default()
+        };
+        store.create_account(pid, &input).await.expect("the account is added");
+    }
+    pid
+}
+
+/// Syncs the provider's catalog, then fetches every account's details
+/// (limits, expiry) from the panel, as the gateway's jobs do.
+pub async fn sync_with_details(store: &Store, http: &UpstreamHttp, pid: i64) {
+    tunerpool_catalog::sync::sync_provider(store, http, pid).await.expect("the provider syncs");
+    let provider = store.provider(pid).await.expect("the provider exists");
+    for a in store.accounts(pid).await.expect("its accounts") {
+        tunerpool_catalog::details::refresh_account(store, http, &provider, &a).await.expect("the details load");
+    }
+}
+
+/// Polls `check` every 20 ms until it gives `Some`, and returns that; after
+/// `within`, panics naming `what`. The way tests wait for something to
+/// happen: as soon as it has, and with a clear failure if it never does.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < within, "{what}: not after {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn eventually_returns_as_soon_as_the_check_holds() {
+        let mut calls = 0;
+        let got = eventually("three calls", Duration::from_secs(5), || {
+            calls += 1;
+            let n = calls;
+            async move { (n >= 3).then_some(n) }
+        })
+        .await;
+        assert_eq!(got, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "never: not after")]
+    async fn eventually_fails_naming_what_never_happened() {
+        eventually("never", Duration::from_millis(50), || async { None::<()> }).await;
+    }
+}
