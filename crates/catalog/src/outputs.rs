@@ -11,6 +11,7 @@
 //! allowed groups filter everything.
 
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 
 use crate::error::CatalogError;
 use crate::model::{MediaKind, ProviderKind};
@@ -354,7 +355,10 @@ mod tests {
     fn a_row_decodes_from_sqlites_json_array() {
         let row = r#"[7, 101, "One", 3, "News", "one.uk", null, null, "101", "xc", 7, 2, "xtream", 55]"#;
         let item: LiveItem = serde_json::from_str(row).unwrap();
-        assert_eq!((item.id, item.number, item.provider_kind, item.upstream_id), (7, 101, ProviderKind::Xtream, Some(55)));
+        assert_eq!(
+            (item.id, item.number, item.provider_kind, item.upstream_id),
+            (7, 101, ProviderKind::Xtream, Some(55))
+        );
         let row = r#"[9, "S", null, null, null, null, null, null, null, 1, 2, "m3u", null]"#;
         assert!(serde_json::from_str::<SeriesItem>(row).unwrap().has_url);
     }

@@ -4,18 +4,15 @@
 
 mod common;
 
-use common::{app_state, serve, TOKEN};
+use common::{app_state, serve, synced_store, TOKEN};
 
 use std::time::Duration;
 
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
 use tunerpool_relay::settings::RelaySettings;
 use tunerpool_relay::UserLimitPolicy;
-use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
 struct Harness {
     fake: FakeProvider,

@@ -60,11 +60,7 @@ struct Discover {
     tuner_count: u32,
 }
 
-pub(crate) async fn discover(
-    State(st): State<AppState>,
-    login: PathLogin,
-    headers: HeaderMap,
-) -> Response {
+pub(crate) async fn discover(State(st): State<AppState>, login: PathLogin, headers: HeaderMap) -> Response {
     let c = &login.client;
     let mut tuners = pool_capacity(&st).await.min(MAX_TUNERS);
     if c.user.max_connections > 0 {
@@ -95,11 +91,7 @@ struct LineupRow<'a> {
     url: String,
 }
 
-pub(crate) async fn lineup(
-    State(st): State<AppState>,
-    login: PathLogin,
-    headers: HeaderMap,
-) -> Response {
+pub(crate) async fn lineup(State(st): State<AppState>, login: PathLogin, headers: HeaderMap) -> Response {
     let c = &login.client;
     let prefix = format!("{}/auto/v", tuner_base(&st, &headers, &login));
     let (store, filter) = (st.store.clone(), c.filter());
@@ -136,11 +128,7 @@ pub(crate) async fn lineup_post(_: PathLogin) -> Response {
     StatusCode::OK.into_response()
 }
 
-pub(crate) async fn device_xml(
-    State(st): State<AppState>,
-    login: PathLogin,
-    headers: HeaderMap,
-) -> Response {
+pub(crate) async fn device_xml(State(st): State<AppState>, login: PathLogin, headers: HeaderMap) -> Response {
     let c = &login.client;
     let id = device_id(&st, c.user.id).await;
     let base = quick_xml::escape::escape(tuner_base(&st, &headers, &login)).into_owned();
@@ -166,11 +154,7 @@ pub(crate) async fn device_xml(
 }
 
 /// `auto/v{channel}`: tune a channel.
-pub(crate) async fn tune(
-    State(st): State<AppState>,
-    Path(Tune { channel }): Path<Tune>,
-    login: PathLogin,
-) -> Response {
+pub(crate) async fn tune(State(st): State<AppState>, Path(Tune { channel }): Path<Tune>, login: PathLogin) -> Response {
     let c = &login.client;
     match channel.strip_prefix('v').and_then(|n| n.parse::<i64>().ok()) {
         Some(id) => super::streams::play_live(&st, c, id).await,
