@@ -178,16 +178,11 @@ async fn anonymous_streams_are_an_opt_in_with_their_own_limit() {
     assert_eq!(wrong.send().await.unwrap().status(), 401);
     // The anonymous slot comes back when its stream ends.
     drop(first);
-    let mut again = None;
-    for _ in 0..50 {
+    let _again = tunerpool_testkit::eventually("the anonymous limit given back", Duration::from_secs(5), || async {
         let resp = reqwest::get(format!("{}/stream/2.ts", g.base)).await.unwrap();
-        if resp.status() == 200 {
-            again = Some(resp);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(again.is_some(), "the anonymous limit was not given back");
+        (resp.status() == 200).then_some(resp)
+    })
+    .await;
     let sessions: Value = serde_json::to_value(g.state.relay.sessions()).unwrap();
     assert!(!sessions.to_string().contains(TOKEN));
 }

@@ -172,8 +172,7 @@ async fn the_hls_upstream_stops_within_the_linger_after_the_last_viewer() {
     let (data, _) = read_for(resp, Duration::from_millis(1500)).await;
     assert!(all_packets_synced(&data));
     // The viewer left: the session ends after the linger (0.3 s)…
-    let left = Instant::now();
-    loop {
+    tunerpool_testkit::eventually("the session to end after its linger", Duration::from_secs(5), || async {
         let sessions: serde_json::Value = api_client()
             .get(format!("{}/api/v1/sessions", h.base))
             .bearer_auth(TOKEN)
@@ -183,12 +182,9 @@ async fn the_hls_upstream_stops_within_the_linger_after_the_last_viewer() {
             .json()
             .await
             .unwrap();
-        if sessions.as_array().unwrap().is_empty() {
-            break;
-        }
-        assert!(left.elapsed() < Duration::from_secs(5), "the session outlived its linger: {sessions}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        sessions.as_array().unwrap().is_empty().then_some(())
+    })
+    .await;
     // …and from then on nothing more is fetched: after 1 s for a request in
     // flight when it ended, watched for 2 s (more than a segment's duration).
     tokio::time::sleep(Duration::from_secs(1)).await;

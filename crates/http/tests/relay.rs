@@ -106,15 +106,13 @@ async fn open_count(fake: &FakeProvider) -> u32 {
     fake.counters().accounts.values().map(|a| a.open).sum()
 }
 
-async fn wait_for(mut check: impl FnMut() -> bool, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    check()
+/// Waits until `check` holds, failing the test after `within`.
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool, within: Duration) {
+    tunerpool_testkit::eventually(what, within, || {
+        let ok = check();
+        async move { ok.then_some(()) }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +147,12 @@ async fn upstream_closes_within_linger_after_the_last_viewer() {
     assert!(ts_ok(&read_for(resp, Duration::from_millis(1500)).await));
     assert_eq!(open_count(&h.fake).await, 1);
     let left = Instant::now();
-    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_millis(500 + 1000)).await);
+    wait_for(
+        "the upstream connections closed",
+        || h.fake.counters().accounts["a"].open == 0,
+        Duration::from_millis(500 + 1000),
+    )
+    .await;
     assert!(left.elapsed() >= Duration::from_millis(400), "lingered");
     let sessions: serde_json::Value = get_sessions(&h).await;
     assert_eq!(sessions, serde_json::json!([]));
@@ -292,7 +295,12 @@ async fn a_placeholder_or_a_stall_is_a_failure_not_a_stream() {
     assert!(ts_ok(&read_for(resp, Duration::from_millis(1500)).await));
     let c = h.fake.counters();
     assert_eq!(c.accounts["b"].opened, 1, "{c:?}");
-    assert!(wait_for(|| h.fake.counters().accounts.values().all(|a| a.open == 0), Duration::from_secs(3)).await);
+    wait_for(
+        "the upstream connections closed",
+        || h.fake.counters().accounts.values().all(|a| a.open == 0),
+        Duration::from_secs(3),
+    )
+    .await;
 
     // Channel 2: a stalls after 100 KB; the stall timeout (2 s) moves it on.
     h.fake.clear_faults();
@@ -337,7 +345,8 @@ async fn stopping_a_session_ends_its_viewers_and_frees_the_slot() {
     assert_eq!(del.status(), 204);
     let data = read_for(resp, Duration::from_secs(3)).await;
     assert!(data.len() < 20_000_000, "the stream ended");
-    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(2)).await);
+    wait_for("the upstream connections closed", || h.fake.counters().accounts["a"].open == 0, Duration::from_secs(2))
+        .await;
     let again = client.delete(format!("{}/api/v1/sessions/{id}", h.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(again.status(), 404);
 }
@@ -395,7 +404,8 @@ async fn movies_pass_ranges_through_and_hold_a_slot_while_sent() {
     assert_eq!(live.status(), 503);
     // ... and given back when the viewer goes away.
     drop(held);
-    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(3)).await);
+    wait_for("the upstream connections closed", || h.fake.counters().accounts["a"].open == 0, Duration::from_secs(3))
+        .await;
     let live = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
     assert_eq!(live.status(), 200);
     drop(live);
@@ -436,7 +446,8 @@ async fn a_download_is_listed_with_the_sessions_and_can_be_stopped() {
     assert_eq!(del.status(), 204);
     // Stopping ends the body; the slot comes back and the list empties.
     while let Ok(Some(_)) = held.chunk().await {}
-    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_secs(3)).await);
+    wait_for("the upstream connections closed", || h.fake.counters().accounts["a"].open == 0, Duration::from_secs(3))
+        .await;
     let sessions: serde_json::Value = client
         .get(format!("{}/api/v1/sessions", h.base))
         .bearer_auth(TOKEN)
@@ -493,7 +504,12 @@ async fn hls_clients_get_segments_of_the_same_shared_upstream() {
     // With the TS viewer gone and no HLS request for hls_idle, the channel
     // closes: idle 2 s + linger 0.5 s (+1 s).
     drop(ts);
-    assert!(wait_for(|| h.fake.counters().accounts["a"].open == 0, Duration::from_millis(3500)).await);
+    wait_for(
+        "the upstream connections closed",
+        || h.fake.counters().accounts["a"].open == 0,
+        Duration::from_millis(3500),
+    )
+    .await;
 }
 
 fn user(max_connections: u32) -> tunerpool_relay::Viewer {
@@ -529,7 +545,7 @@ async fn a_user_at_its_limit_zapping_gets_the_new_channel_and_loses_the_old() {
     assert_eq!(h.relay.user_connections(1), 1);
     assert_eq!(h.fake.counters().accounts["a"].max_concurrent, 1, "never over the account's limit");
     drop(old);
-    assert!(wait_for(|| h.relay.user_connections(1) == 0, Duration::from_secs(1)).await);
+    wait_for("the user's connections released", || h.relay.user_connections(1) == 0, Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -671,16 +687,15 @@ async fn a_viewer_joining_a_stopping_session_gets_the_next_session() {
     let url = format!("{}/stream/1.ts", h.base);
     let first = tokio::spawn(admin_get(url.clone()));
     let mut id = None;
-    assert!(
-        wait_for(
-            || {
-                id = h.relay.sessions().first().map(|s| s.id);
-                id.is_some()
-            },
-            Duration::from_secs(2)
-        )
-        .await
-    );
+    wait_for(
+        "a session to start",
+        || {
+            id = h.relay.sessions().first().map(|s| s.id);
+            id.is_some()
+        },
+        Duration::from_secs(2),
+    )
+    .await;
     let client = api_client();
     let stop = format!("{}/api/v1/sessions/{}", h.base, id.unwrap());
     assert_eq!(client.delete(stop).bearer_auth(TOKEN).send().await.unwrap().status(), 204);
