@@ -2076,10 +2076,12 @@ timeout = true
             admin: AdminConfig { token: Some(AdminTokenSetting("0123456789abcdef-token".into())) },
             ..Config::default()
         };
-        let mut redis = Config::default();
-        redis.public_url = Some("http://10.0.0.1:8080".into());
-        redis.pool.redis_url = Some("redis://127.0.0.1:6379".into());
-        for cfg in [Config::default(), admin, redis] {
+        let urls = Config {
+            public_url: Some("http://10.0.0.1:8080".into()),
+            pool: PoolConfig { redis_url: Some("redis://127.0.0.1:6379".into()), ..PoolConfig::default() },
+            ..Config::default()
+        };
+        for cfg in [Config::default(), admin, urls] {
             let text = cfg.to_toml();
             // Each key line as its dotted path, commented-out or not.
             let mut section = String::new();
