@@ -652,11 +652,12 @@ impl Config {
         finish(cfg, problems)
     }
 
-    /// The TOML text of a config (for `config show` / docs), with every key.
+    /// The TOML text of a config (for `config show` / docs), with every key,
+    /// each written by the `show` of its entry in `config_tables!`.
     ///
-    /// An unset `public_url` is written as a commented-out line; so is
-    /// `admin.token`, set or not, because it is a secret. The output loads
-    /// back to an equal `Config` when no admin token is set.
+    /// An unset `public_url` or `pool.redis_url` is written as a commented-out
+    /// line; so is `admin.token`, set or not, because it is a secret. The
+    /// output loads back to an equal `Config` when no admin token is set.
     pub fn to_toml(&self) -> String {
         write_toml(self)
     }
@@ -801,8 +802,9 @@ type Apply = fn(&mut Config, Raw<'_, '_>) -> Result<(), String>;
 
 /// One configuration key: where it is, what the reference says of it
 /// after its default (a range, the other choices), and how it is applied.
-/// The README's configuration reference is made from this table
-/// ([`reference`]), so a key is documented where it is defined.
+/// `config_tables!` makes the table of them (`KEYS`) from the key
+/// declarations; the README's configuration reference is made from this
+/// table ([`reference`]), so a key is documented where it is defined.
 struct Key {
     path: &'static str,
     about: &'static str,
