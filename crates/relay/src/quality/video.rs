@@ -391,6 +391,12 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_parser_is_an_error() {
+        let r: Result<(), String> = guarded("test", || panic!("overflow"));
+        assert_eq!(r, Err("test parser failed on malformed data".to_string()));
+    }
+
+    #[test]
     fn h264_profile_names() {
         assert_eq!(h264_profile(66, 0x40), "Constrained Baseline");
         assert_eq!(h264_profile(100, 0), "High");
