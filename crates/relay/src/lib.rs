@@ -4,6 +4,8 @@
 //! - [`ring`]: the bounded shared buffer one upstream reader writes and every viewer reads at its own pace.
 //! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
 //! - `retry`: how long a session keeps trying a flaky provider (a switch budget streaming earns back, backoff).
+//! - [`quality`]: passive source quality (codecs, picture size, frame rate, bitrates, dead-input verdicts) from the
+//!   TS bytes; not wired into sessions yet.
 //! - [`catalog`]: the narrow trait through which the relay reads channels and accounts and records events.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
@@ -16,6 +18,7 @@ pub mod catalog;
 mod hls;
 mod hls_out;
 pub mod metrics;
+pub mod quality;
 pub mod relay;
 mod retry;
 pub mod ring;
@@ -27,6 +30,7 @@ pub mod users;
 pub mod vod;
 
 pub use catalog::{Catalog, LookupError, VodSource};
+pub use quality::{Analyzer, QualityReport, Verdict};
 pub use ring::{Next, Reader, Ring, RingStats};
 pub use ts::{probe, Aligner, Chunk, Chunker, Continuity, KeyframeDetector, NotTs, PACKET};
 pub use users::{UserLimitPolicy, UserQuota, Viewer};

@@ -466,20 +466,20 @@ impl KeyframeDetector {
     }
 }
 
-/// The parts of a TS packet header the tools need.
-struct Header {
-    pid: u16,
-    pusi: bool,
-    scrambled: bool,
-    rai: bool,
-    discontinuity: bool,
-    has_payload: bool,
-    cc: u8,
-    payload_start: usize,
+/// The parts of a TS packet header the tools need (also used by [`crate::quality`]).
+pub(crate) struct Header {
+    pub(crate) pid: u16,
+    pub(crate) pusi: bool,
+    pub(crate) scrambled: bool,
+    pub(crate) rai: bool,
+    pub(crate) discontinuity: bool,
+    pub(crate) has_payload: bool,
+    pub(crate) cc: u8,
+    pub(crate) payload_start: usize,
 }
 
 impl Header {
-    fn parse(p: &[u8]) -> Option<Header> {
+    pub(crate) fn parse(p: &[u8]) -> Option<Header> {
         if p.len() < PACKET || p[0] != SYNC {
             return None;
         }
@@ -510,7 +510,7 @@ impl Header {
         })
     }
 
-    fn payload<'a>(&self, p: &'a [u8]) -> &'a [u8] {
+    pub(crate) fn payload<'a>(&self, p: &'a [u8]) -> &'a [u8] {
         if self.has_payload {
             p.get(self.payload_start..PACKET).unwrap_or(&[])
         } else {
@@ -520,7 +520,7 @@ impl Header {
 }
 
 /// The PSI section in a PUSI payload (after the pointer field), bounded by its section_length, if it has `table_id`.
-fn section(payload: &[u8], table_id: u8) -> Option<&[u8]> {
+pub(crate) fn section(payload: &[u8], table_id: u8) -> Option<&[u8]> {
     let pointer = usize::from(*payload.first()?);
     let s = payload.get(1 + pointer..)?;
     if *s.first()? != table_id || s.len() < 3 {
@@ -533,7 +533,7 @@ fn section(payload: &[u8], table_id: u8) -> Option<&[u8]> {
 
 /// The elementary stream bytes in the first packet of a PES (after its header); the whole payload if the header
 /// does not look like one.
-fn pes_es(payload: &[u8]) -> &[u8] {
+pub(crate) fn pes_es(payload: &[u8]) -> &[u8] {
     match payload {
         [0, 0, 1, _, _, _, _, _, hdr_len, ..] => payload.get(9 + usize::from(*hdr_len)..).unwrap_or(&[]),
         _ => payload,
