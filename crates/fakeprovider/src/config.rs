@@ -67,6 +67,43 @@ pub struct FakeConfig {
     /// Whether live channels have EPG ids (`ch{i}.fake`, none for every 7th). Off: no
     /// channel has one, so matching must go by name.
     pub live_epg_ids: bool,
+    /// Channels that send something other than the 720p sample: another fixture (HEVC,
+    /// interlaced SD, MPEG-2, audio only) or a dead variant (an HTML page). Channels not
+    /// listed send the sample. In TOML: `live_media = [{ channel = 3, media = "hevc_360p25" }]`.
+    pub live_media: Vec<ChannelMedia>,
+}
+
+/// What one live channel sends (see [`FakeConfig::live_media`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMedia {
+    /// The channel's index `{i}` (1-based; stable when the provider renumbers its streams).
+    pub channel: u64,
+    /// What it sends.
+    pub media: LiveMedia,
+}
+
+/// The media a live channel sends: a fixture of `testdata/media/` looped at its own
+/// bitrate (or at [`FakeConfig::bitrate_bps`] when set), or a dead variant.
+///
+/// Exists so that tests of source quality (passive measurement, probing, ranking) have
+/// channels that differ in resolution, frame rate, codec and bitrate, and channels that
+/// are dead in the ways real ones are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveMedia {
+    /// `sample-720p.ts`: H.264 Main 1280x720 25 fps + AAC, ~1.8 Mbit/s.
+    #[default]
+    Sample720p,
+    /// `hevc-360p25.ts`: HEVC Main 640x360 25 fps + AAC and E-AC-3, ~0.55 Mbit/s.
+    Hevc360p25,
+    /// `h264-576i25.ts`: H.264 High 720x576 interlaced 25 fps + AC-3 5.1.
+    H264_576i25,
+    /// `mpeg2-576i25.ts`: MPEG-2 720x576 interlaced 25 fps + MP2.
+    Mpeg2_576i25,
+    /// `radio-aac.ts`: AAC only, no video.
+    RadioAac,
+    /// Not a stream: a `200 text/html` page, as a panel's error or "expired" page.
+    Html,
 }
 
 impl Default for FakeConfig {
@@ -95,6 +132,7 @@ impl FakeConfig {
             live_name_offset: 0,
             stream_id_offset: 0,
             live_epg_ids: true,
+            live_media: Vec::new(),
         }
     }
 

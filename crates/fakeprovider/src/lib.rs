@@ -48,7 +48,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AccountSpec, FakeConfig, LimitMode};
+pub use config::{AccountSpec, ChannelMedia, FakeConfig, LimitMode, LiveMedia};
 pub use control::{AccountPatch, LimitSettings};
 pub use faults::{Fault, FaultKind};
 pub use limits::{AccountCounters, Counters};

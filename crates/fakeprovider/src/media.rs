@@ -13,11 +13,37 @@ use axum::body::Body;
 use bytes::Bytes;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
+use crate::config::LiveMedia;
 use crate::limits::ConnGuard;
 
 /// The 10 s H.264+AAC MPEG-TS sample, looped as every live channel and served as every movie.
 pub(crate) static SAMPLE_TS: &[u8] =
     include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/sample-720p.ts"));
+
+/// The other fixtures a live channel may send ([`LiveMedia`]).
+static HEVC_360P25: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/hevc-360p25.ts"));
+static H264_576I25: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/h264-576i25.ts"));
+static MPEG2_576I25: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/mpeg2-576i25.ts"));
+static RADIO_AAC: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/radio-aac.ts"));
+
+/// Body of a [`LiveMedia::Html`] channel.
+pub(crate) const HTML_PAGE: &str = "<!DOCTYPE html><html><head><title>Stream unavailable</title></head>\
+<body><h1>This channel is not available in your package</h1></body></html>\n";
+
+impl LiveMedia {
+    /// The fixture looped and its duration in seconds; `None` for a dead variant that sends no TS.
+    pub(crate) fn looped(self) -> Option<(&'static [u8], f64)> {
+        match self {
+            LiveMedia::Sample720p => Some((SAMPLE_TS, SAMPLE_SECS)),
+            LiveMedia::Hevc360p25 => Some((HEVC_360P25, 4.0)),
+            LiveMedia::H264_576i25 => Some((H264_576I25, 2.0)),
+            LiveMedia::Mpeg2_576i25 => Some((MPEG2_576I25, 2.0)),
+            LiveMedia::RadioAac => Some((RADIO_AAC, 4.0)),
+            LiveMedia::Html => None,
+        }
+    }
+}
 
 /// The same content as five 2 s HLS segments.
 pub(crate) static HLS_SEGMENTS: [&[u8]; 5] = [
@@ -48,29 +74,33 @@ const FILE_CHUNK: usize = 64 * 1024;
 pub(crate) const PLACEHOLDER_BODY: &str = "<html><head><title>Account expired</title></head>\
 <body><h1>Your subscription has expired</h1><p>Please contact your reseller.</p></body></html>\n";
 
-/// Live pacing rate in bytes per second.
+/// Live pacing: the configured bitrate, or each fixture's own.
 ///
 /// Exists so that "real bitrate" vs "benchmark bitrate" is decided once, at start.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rate {
-    bytes_per_sec: f64,
+    bitrate_bps: Option<u64>,
 }
 
 impl Rate {
     pub(crate) fn new(bitrate_bps: Option<u64>) -> Self {
-        let bytes_per_sec = match bitrate_bps {
-            Some(bps) if bps >= 8 => bps as f64 / 8.0,
-            Some(_) => 1.0,
-            None => SAMPLE_TS.len() as f64 / SAMPLE_SECS,
-        };
-        Rate { bytes_per_sec }
+        Rate { bitrate_bps }
     }
 
-    /// The live point: where in the looped sample a viewer joining now starts,
+    /// Bytes per second for a fixture of `len` bytes lasting `secs`.
+    fn bytes_per_sec(&self, len: usize, secs: f64) -> f64 {
+        match self.bitrate_bps {
+            Some(bps) if bps >= 8 => bps as f64 / 8.0,
+            Some(_) => 1.0,
+            None => len as f64 / secs,
+        }
+    }
+
+    /// The live point: where in a looped fixture a viewer joining now starts,
     /// rounded down to a TS packet boundary.
-    pub(crate) fn live_offset(&self, elapsed: Duration) -> usize {
-        let total = (elapsed.as_secs_f64() * self.bytes_per_sec) as u128;
-        let pos = (total % SAMPLE_TS.len() as u128) as usize;
+    fn live_offset(&self, data: &[u8], secs: f64, elapsed: Duration) -> usize {
+        let total = (elapsed.as_secs_f64() * self.bytes_per_sec(data.len(), secs)) as u128;
+        let pos = (total % data.len() as u128) as usize;
         pos - pos % TS_PACKET
     }
 }
@@ -88,6 +118,7 @@ pub(crate) enum Source {
 /// Exists to make live streams behave like a broadcast: bytes become available with wall
 /// time, and a reader that falls behind gets a bounded catch-up burst, not the whole backlog.
 pub(crate) struct LivePacer {
+    data: &'static [u8],
     pos: usize,
     bytes_per_sec: f64,
     start: Instant,
@@ -98,14 +129,17 @@ pub(crate) struct LivePacer {
 }
 
 impl LivePacer {
-    pub(crate) fn new(rate: Rate, elapsed: Duration) -> Self {
+    /// Paces `data` (a fixture lasting `secs`), joined at the live point `elapsed` after start.
+    pub(crate) fn new(data: &'static [u8], secs: f64, rate: Rate, elapsed: Duration) -> Self {
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let per_tick = rate.bytes_per_sec * TICK.as_secs_f64();
+        let bytes_per_sec = rate.bytes_per_sec(data.len(), secs);
+        let per_tick = bytes_per_sec * TICK.as_secs_f64();
         let max_chunk = ((per_tick * MAX_BURST_TICKS) as usize / TS_PACKET).max(1) * TS_PACKET;
         LivePacer {
-            pos: rate.live_offset(elapsed),
-            bytes_per_sec: rate.bytes_per_sec,
+            data,
+            pos: rate.live_offset(data, secs, elapsed),
+            bytes_per_sec,
             start: Instant::now(),
             credited: 0.0,
             interval,
@@ -126,9 +160,9 @@ impl LivePacer {
                 self.credited += (n - self.max_chunk) as f64;
                 n = self.max_chunk;
             }
-            let end = (self.pos + n).min(SAMPLE_TS.len());
-            let chunk = Bytes::from_static(&SAMPLE_TS[self.pos..end]);
-            self.pos = if end >= SAMPLE_TS.len() { 0 } else { end };
+            let end = (self.pos + n).min(self.data.len());
+            let chunk = Bytes::from_static(&self.data[self.pos..end]);
+            self.pos = if end >= self.data.len() { 0 } else { end };
             self.credited += chunk.len() as f64;
             return chunk;
         }
@@ -329,12 +363,30 @@ mod tests {
     #[test]
     fn live_offset_is_aligned_and_wraps() {
         let r = Rate::new(None);
-        assert_eq!(r.live_offset(Duration::ZERO), 0);
-        let o = r.live_offset(Duration::from_millis(3_333));
+        let at = |ms| r.live_offset(SAMPLE_TS, SAMPLE_SECS, Duration::from_millis(ms));
+        assert_eq!(at(0), 0);
+        let o = at(3_333);
         assert_eq!(o % TS_PACKET, 0);
         assert!(o > 700_000 && o < 800_000);
-        assert_eq!(r.live_offset(Duration::from_secs(10)), 0);
-        assert_eq!(r.live_offset(Duration::from_secs(25)), r.live_offset(Duration::from_secs(5)));
+        assert_eq!(at(10_000), 0);
+        assert_eq!(at(25_000), at(5_000));
+    }
+
+    #[test]
+    fn every_looped_fixture_is_whole_packets() {
+        for media in [
+            LiveMedia::Sample720p,
+            LiveMedia::Hevc360p25,
+            LiveMedia::H264_576i25,
+            LiveMedia::Mpeg2_576i25,
+            LiveMedia::RadioAac,
+        ] {
+            let (data, secs) = media.looped().unwrap();
+            assert_eq!(data.len() % TS_PACKET, 0, "{media:?}");
+            assert!(data.chunks(TS_PACKET).all(|p| p[0] == 0x47), "{media:?}");
+            assert!(secs > 0.0);
+        }
+        assert!(LiveMedia::Html.looped().is_none());
     }
 
     #[test]

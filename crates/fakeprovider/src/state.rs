@@ -3,6 +3,7 @@
 // Handlers return ready-made responses as their error values; boxing them buys nothing here.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::accounts::{Account, Accounts};
 use crate::body;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
-use crate::config::{FakeConfig, LimitMode};
+use crate::config::{FakeConfig, LimitMode, LiveMedia};
 use crate::faults::Faults;
 use crate::limits::Limits;
 use crate::media::Rate;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) faults: Faults,
     pub(crate) tokens: Tokens,
     pub(crate) rate: Rate,
+    /// What each listed live channel (by index) sends instead of the sample.
+    live_media: HashMap<u64, LiveMedia>,
     pub(crate) hls_timeout: Duration,
     pub(crate) api_requests: AtomicU64,
     pub(crate) addr: SocketAddr,
@@ -53,11 +56,17 @@ impl Shared {
             faults: Faults::default(),
             tokens: Tokens::default(),
             rate: Rate::new(config.bitrate_bps),
+            live_media: config.live_media.iter().map(|m| (m.channel, m.media)).collect(),
             hls_timeout: Duration::from_millis(config.hls_session_timeout_ms),
             api_requests: AtomicU64::new(0),
             addr,
             shutdown,
         }
+    }
+
+    /// What live channel `index` sends.
+    pub(crate) fn live_media(&self, index: u64) -> LiveMedia {
+        self.live_media.get(&index).copied().unwrap_or_default()
     }
 
     /// Credentials check for stream endpoints: 401 for bad credentials, 403 for an account

@@ -21,7 +21,7 @@ use crate::escape::{path_decode, url_segment};
 use crate::faults::{FaultKind, Target};
 use crate::limits::ConnGuard;
 use crate::media::{
-    self, parse_range, stream_body, Limit, LivePacer, RangeOutcome, Source, PLACEHOLDER_BODY, SAMPLE_TS,
+    self, parse_range, stream_body, Limit, LivePacer, RangeOutcome, Source, HTML_PAGE, PLACEHOLDER_BODY, SAMPLE_TS,
 };
 use crate::state::{sanitize_status, Shared};
 use crate::tokens::TokenTarget;
@@ -105,7 +105,14 @@ fn live_ts(s: &Shared, account: Account, id: u64, via_token: bool, headers: &Hea
         Ok(g) => g,
         Err(resp) => return resp,
     };
-    let source = Source::Live(LivePacer::new(s.rate, s.clock.elapsed()));
+    let media = s.catalog.live_index(id).map(|i| s.live_media(i)).unwrap_or_default();
+    let Some((data, secs)) = media.looped() else {
+        // A dead channel: the panel answers with a page, not a stream (the slot is held
+        // only while the page is sent, as a real panel's would be).
+        drop(guard);
+        return with_type(HTML_PAGE.into_response(), "text/html; charset=utf-8");
+    };
+    let source = Source::Live(LivePacer::new(data, secs, s.rate, s.clock.elapsed()));
     let mut resp = with_type(stream_body(source, limit, guard).into_response(), "video/mp2t");
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp

@@ -208,3 +208,33 @@ async fn vod_ranges() {
     assert_eq!(u.opened, 5, "416 is not a connection");
     assert_eq!(u.bytes_sent, 1000 + 244 + 188 + 2_277_244 + 188);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_channel_can_send_another_fixture_or_a_page() {
+    let mut cfg = config(&[("u", "p", 1)]);
+    cfg.live_media = vec![
+        fakeprovider::ChannelMedia { channel: 2, media: fakeprovider::LiveMedia::Hevc360p25 },
+        fakeprovider::ChannelMedia { channel: 3, media: fakeprovider::LiveMedia::Html },
+    ];
+    let p = start(cfg).await;
+    let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/hevc-360p25.ts")).unwrap();
+    // Channel 2 loops the HEVC fixture at its own rate (~69 KB/s): every packet it sends is
+    // one of the fixture's.
+    let mut r = client().get(format!("{}/live/u/p/2.ts", p.url())).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "video/mp2t");
+    let (bytes, first) = measure(&mut r, Duration::from_secs(1)).await;
+    let expected = fixture.len() as f64 / 4.0;
+    assert!((0.7..=1.3).contains(&(bytes as f64 / expected)), "got {bytes} bytes in 1 s, expected ~{expected}");
+    let packets: std::collections::HashSet<&[u8]> = fixture.chunks(188).collect();
+    assert!(first.chunks(188).all(|pkt| packets.contains(pkt)), "not the HEVC fixture's packets");
+    drop(r);
+    // Channel 3 is dead: a web page, and the slot is free again once it is sent.
+    let page = client().get(format!("{}/live/u/p/3.ts", p.url())).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().await.unwrap().contains("<html>"));
+    wait_counters(&p, Duration::from_secs(2), |c| c.accounts["u"].open == 0).await;
+    let mut r = client().get(format!("{}/live/u/p/1.ts", p.url())).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the page kept the only slot");
+    assert!(is_ts(&r.chunk().await.unwrap().unwrap()));
+}
