@@ -4,7 +4,8 @@
 //! [`Secret`] a password travels in, a [`FieldError`] naming what is wrong
 //! with an input, the events worth recording ([`event`]) and the clock
 //! ([`time`]), the checks of provider URLs ([`location`]) and the one
-//! redaction of credentials ([`redact`]). Plain data with validation and
+//! redaction of credentials ([`redact`]), and the score of a source's
+//! measured quality ([`quality`]). Plain data with validation and
 //! (redacting) serialization: no I/O, no SQL, nothing of tunerpool below it. It exists so that the pure stages (`pool`) and the ones that
 //! only need to *read* the catalog (`relay`, through its own narrow trait)
 //! do not link the SQLite store; `tunerpool-catalog` stores these types and
@@ -15,6 +16,7 @@ pub mod event;
 pub mod fields;
 pub mod location;
 pub mod model;
+pub mod quality;
 pub mod redact;
 pub mod secret;
 pub mod time;
