@@ -153,6 +153,8 @@ async fn sources_refused(st: &AppState, channel_id: i64) -> Option<String> {
         active: &usage.accounts,
         policy: Default::default(),
         now_unix: tunerpool_catalog::now(),
+        scores: &[],
+        quality_policy: Default::default(),
     };
     let mut parts: Vec<String> = no_capacity(&input)
         .providers

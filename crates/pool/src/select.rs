@@ -15,11 +15,12 @@
 //!       has 0), and no higher than what is left under the provider's own
 //!       `max_streams` cap;
 //!    3. the provider's `priority`, lowest first.
-//! 2. **Sources are stably sorted by their provider's rank.** So the ranking
-//!    only ever reorders sources at *different* providers: sources at the same
-//!    provider keep their order in the channel, and so do sources at different
-//!    providers that rank equally. The channel's source order is the final
-//!    tiebreaker.
+//! 2. **Sources are stably sorted by their provider's rank**, then by their
+//!    quality score ([`SelectInput::scores`], best first) among sources the
+//!    ranking does not tell apart — or, with [`QualityPolicy::QualityFirst`],
+//!    by score first and provider rank among equal scores. Without scores the
+//!    ranking only ever reorders sources at *different* providers. The
+//!    channel's source order is the final tiebreaker.
 //! 3. **Each source is paired with its provider's usable accounts** in policy
 //!    order ([`AccountPolicy`]), source by source: all accounts for the first
 //!    source at a provider come before any account for its second source.
@@ -38,6 +39,7 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
+use tunerpool_domain::quality::QualityPolicy;
 use tunerpool_domain::{Account, ChannelSource, Provider, ProviderKind};
 
 use crate::identity::{account_key, provider_key};
@@ -104,6 +106,11 @@ pub struct SelectInput<'a> {
     pub active: &'a HashMap<i64, u32>,
     pub policy: AccountPolicy,
     pub now_unix: i64,
+    /// Each source's quality score ([`tunerpool_domain::quality::score`]), in the
+    /// order of `sources`; empty when the channel's sources are not scored.
+    pub scores: &'a [f64],
+    /// Whether the provider ranking or the score comes first.
+    pub quality_policy: QualityPolicy,
 }
 
 /// One (source × account) pair to try, with the limits the ledger must
@@ -302,8 +309,14 @@ fn rank<'a>(input: &SelectInput<'a>) -> (HashMap<i64, ProviderEval<'a>>, Vec<usi
         evals.entry(s.provider_id).or_insert_with(|| evaluate(input, s.provider_id));
     }
     let mut order: Vec<usize> = (0..input.sources.len()).collect();
-    // Stable: equal ranks keep the channel's order.
-    order.sort_by_key(|&i| evals[&input.sources[i].provider_id].key);
+    // Scores compared in hundredths: exact, and no float in an ordering.
+    let score = |i: usize| Reverse(input.scores.get(i).map_or(0, |s| (s * 100.0).round() as i64));
+    let key = |i: usize| evals[&input.sources[i].provider_id].key;
+    // Stable: equal keys keep the channel's order.
+    match input.quality_policy {
+        QualityPolicy::AvailabilityFirst => order.sort_by_key(|&i| (key(i), score(i))),
+        QualityPolicy::QualityFirst => order.sort_by_key(|&i| (score(i), key(i))),
+    }
     (evals, order)
 }
 
@@ -454,11 +467,19 @@ mod tests {
         providers: Vec<(Provider, Vec<Account>)>,
         active: HashMap<i64, u32>,
         sources: Vec<ChannelSource>,
+        scores: Vec<f64>,
+        quality_policy: QualityPolicy,
     }
 
     impl World {
         fn new() -> World {
-            World { providers: Vec::new(), active: HashMap::new(), sources: Vec::new() }
+            World {
+                providers: Vec::new(),
+                active: HashMap::new(),
+                sources: Vec::new(),
+                scores: Vec::new(),
+                quality_policy: QualityPolicy::default(),
+            }
         }
         fn provider(&mut self, p: Provider, accounts: Vec<Account>) -> &mut Self {
             self.providers.push((p, accounts));
@@ -493,6 +514,8 @@ mod tests {
                 active: &self.ledger_active(),
                 policy,
                 now_unix: NOW,
+                scores: &self.scores,
+                quality_policy: self.quality_policy,
             })
         }
         fn no_capacity(&self) -> NoCapacity {
@@ -503,6 +526,8 @@ mod tests {
                 active: &self.ledger_active(),
                 policy: AccountPolicy::Priority,
                 now_unix: NOW,
+                scores: &self.scores,
+                quality_policy: self.quality_policy,
             })
         }
     }
@@ -599,6 +624,26 @@ mod tests {
         // Fill provider 2: it drops behind provider 1.
         w.active(21, 2);
         assert_eq!(pairs(&w.plan(AccountPolicy::Priority)), vec![(300, 31), (100, 11), (100, 12), (200, 21)]);
+    }
+
+    #[test]
+    fn scores_order_sources_the_ranking_does_not_tell_apart() {
+        let mut w = World::new();
+        w.provider(provider(1, "one", ProviderKind::Xtream), vec![acc(11, 1, 0, Some(2))])
+            .provider(provider(2, "two", ProviderKind::Agtv), vec![acc(21, 2, 0, Some(2))])
+            .sources(&[(100, 1), (101, 1), (200, 2)]);
+        // No scores: the channel's order within provider 1.
+        assert_eq!(pairs(&w.plan(AccountPolicy::Priority)), vec![(100, 11), (101, 11), (200, 21)]);
+        // 101 measured better than 100: it goes first at its provider; the
+        // AGTV source stays last however good it is (availability first).
+        w.scores = vec![40.0, 80.0, 95.0];
+        assert_eq!(pairs(&w.plan(AccountPolicy::Priority)), vec![(101, 11), (100, 11), (200, 21)]);
+        // Quality first: the best score leads, across providers.
+        w.quality_policy = QualityPolicy::QualityFirst;
+        assert_eq!(pairs(&w.plan(AccountPolicy::Priority)), vec![(200, 21), (101, 11), (100, 11)]);
+        // Equal scores fall back to the provider ranking, then the channel's order.
+        w.scores = vec![70.0, 70.0, 70.0];
+        assert_eq!(pairs(&w.plan(AccountPolicy::Priority)), vec![(100, 11), (101, 11), (200, 21)]);
     }
 
     #[test]

@@ -57,6 +57,8 @@ async fn selection_skips_rejected_and_expired_accounts_and_the_panel_sees_one_co
         active: &usage.accounts,
         policy: AccountPolicy::Priority,
         now_unix: now(),
+        scores: &[],
+        quality_policy: Default::default(),
     };
     let p = plan(&input);
     assert_eq!(p.candidates.len(), 1, "{p:?}");
@@ -159,6 +161,8 @@ async fn two_instances_numbering_accounts_differently_share_the_limits() {
             active: &usage.accounts,
             policy: AccountPolicy::Priority,
             now_unix: now(),
+            scores: &[],
+            quality_policy: Default::default(),
         };
         let p = plan(&input);
         let slots: Vec<Slot> = p

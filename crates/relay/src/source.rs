@@ -98,6 +98,8 @@ pub(crate) async fn acquire(
             active: &usage.accounts,
             policy,
             now_unix: tunerpool_domain::now(),
+            scores: &[],
+            quality_policy: Default::default(),
         };
         let mut planned = plan(&input);
         if !channel.auto_order {
