@@ -12,6 +12,8 @@
 # from /proc) and peak RSS (VmHWM) over the scenario.
 #
 # Usage: bench/relay.sh [VIEWERS] [SECONDS]   (default 1000 20)
+# BENCH_BIN_DIR=dir: use the release binaries already built there (e.g. two
+# builds to compare, each with its own CARGO_TARGET_DIR) instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIEWERS=${1:-1000}
@@ -20,10 +22,15 @@ FP_PORT=${BENCH_FP_PORT:-19577}
 TP_PORT=${BENCH_TP_PORT:-19578}
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 
-cargo build --release -q -p tunerpool -p fakeprovider -p loadgen
-TP=target/release/tunerpool
-FP=target/release/fakeprovider
-LG=target/release/loadgen
+if [ -n "${BENCH_BIN_DIR:-}" ]; then
+  bin=$BENCH_BIN_DIR
+else
+  cargo build --release -q -p tunerpool -p fakeprovider -p loadgen
+  bin=${CARGO_TARGET_DIR:-target}/release
+fi
+TP=$bin/tunerpool
+FP=$bin/fakeprovider
+LG=$bin/loadgen
 work=$(mktemp -d)
 cleanup() { kill "$tp_pid" "$fp_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

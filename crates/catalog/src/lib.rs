@@ -9,7 +9,7 @@
 //! the provider guides ([`epg`]): where they come from and are kept, and
 //! which guide channels feed which of our channels; and the [`lineup`]: the
 //! user's channels, each with sources at any provider, kept in step by every
-//! sync.
+//! sync; and the [`quality`] of live sources, as the relay measured them.
 
 pub mod details;
 pub mod epg;
@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod lineup;
 pub mod outputs;
+pub mod quality;
 pub mod store;
 pub mod sync;
 pub mod users;
@@ -24,6 +25,7 @@ pub mod users;
 pub use error::{CatalogError, FieldError};
 pub use events::{Event, EventQuery, Level, NewEvent};
 pub use model::*;
+pub use quality::{NewQuality, StoredQuality};
 pub use secret::Secret;
 pub use store::{now, Store};
 /// The domain types, stored here; see `tunerpool-domain`.

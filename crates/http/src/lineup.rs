@@ -14,7 +14,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tunerpool_catalog::lineup::{BulkChange, ChannelPatch, GroupPatch, UnassignedStream};
-use tunerpool_catalog::{Channel, GroupCount};
+use tunerpool_catalog::{Channel, ChannelSource, GroupCount, LostSource};
+use tunerpool_relay::SourceMeasurement;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::write::{json_body, path_id};
@@ -35,12 +36,98 @@ async fn known_group(st: &AppState, id: &str) -> Result<i64, ApiError> {
     Ok(id)
 }
 
-/// One channel with its sources.
+/// A channel as `GET /api/v1/channels/{id}` shows it: [`Channel`], each source with what the relay last measured
+/// of it; exists so that the admin sees what a source really is (codec, size, frame rate, bitrate, dead or not)
+/// next to where it comes from.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChannelDetail {
+    pub id: i64,
+    pub name: String,
+    pub group: Option<String>,
+    /// The lineup group's id (what users' `allowed_groups` list).
+    pub group_id: Option<i64>,
+    pub tvg_id: Option<String>,
+    pub logo: Option<String>,
+    /// The channel number, as text (what players show).
+    pub number: Option<String>,
+    /// False when the operator hid it (or its group).
+    pub enabled: bool,
+    /// False when no source can be played.
+    pub available: bool,
+    /// True: sources are ranked by provider; false: tried in their order.
+    pub auto_order: bool,
+    /// Where it can be played from, in the channel's order, each with its latest measurement.
+    pub sources: Vec<MeasuredSource>,
+    /// Sources whose stream is gone, kept for re-attaching.
+    pub lost_sources: Vec<LostSource>,
+}
+
+/// A channel's source with the relay's latest measurement of it; exists as the sources of [`ChannelDetail`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MeasuredSource {
+    #[serde(flatten)]
+    pub source: ChannelSource,
+    /// What the relay last measured of this source while playing it (passively, from the relayed bytes);
+    /// `null` when it has not been played (since measuring began).
+    pub quality: Option<SourceMeasurement>,
+}
+
+impl ChannelDetail {
+    fn new(channel: Channel, mut quality: std::collections::HashMap<i64, tunerpool_catalog::StoredQuality>) -> Self {
+        // Every field named: a field added to `Channel` must be added here too.
+        let Channel {
+            id,
+            name,
+            group,
+            group_id,
+            tvg_id,
+            logo,
+            number,
+            enabled,
+            available,
+            auto_order,
+            sources,
+            lost_sources,
+        } = channel;
+        let sources = sources
+            .into_iter()
+            .map(|source| {
+                let quality = quality.remove(&source.stream_id).and_then(|q| {
+                    serde_json::from_str(&q.report)
+                        .map_err(
+                            |e| tracing::warn!(stream = source.stream_id, error = %e, "unreadable stored measurement"),
+                        )
+                        .ok()
+                });
+                MeasuredSource { source, quality }
+            })
+            .collect();
+        ChannelDetail {
+            id,
+            name,
+            group,
+            group_id,
+            tvg_id,
+            logo,
+            number,
+            enabled,
+            available,
+            auto_order,
+            sources,
+            lost_sources,
+        }
+    }
+}
+
+/// A channel, each source with the relay's latest measurement of it (`quality`, or `null`).
 #[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "lineup", params(("id" = i64, Path, description = "channel id")),
-    responses((status = 200, description = "the channel", body = Channel),
+    responses((status = 200, description = "the channel, its sources with their latest measurement", body = ChannelDetail),
         (status = 404, description = "no such channel", body = ErrorBody)))]
-pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<Channel>, ApiError> {
-    Ok(Json(st.store.channel(path_id("channel", &id)?).await?))
+pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<ChannelDetail>, ApiError> {
+    let channel = st.store.channel(path_id("channel", &id)?).await?;
+    let streams: Vec<i64> = channel.sources.iter().map(|s| s.stream_id).collect();
+    let quality = st.store.latest_quality(&streams).await?;
+    Ok(Json(ChannelDetail::new(channel, quality)))
 }
 
 /// Edits a channel: absent fields are kept, `null` clears `group_id`,

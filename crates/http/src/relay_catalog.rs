@@ -8,8 +8,10 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
-use tunerpool_catalog::{Account, CatalogError, Channel, MediaKind, NewEvent, Provider, Store, StreamSource};
-use tunerpool_relay::{Catalog, LookupError, VodSource};
+use tunerpool_catalog::{
+    Account, CatalogError, Channel, MediaKind, NewEvent, NewQuality, Provider, Store, StreamSource,
+};
+use tunerpool_relay::{Catalog, LookupError, SourceMeasurement, VodSource};
 
 /// [`Store`] seen through the relay's [`Catalog`] trait. A newtype because
 /// neither the trait nor the store belongs to this crate.
@@ -60,4 +62,31 @@ impl Catalog for StoreCatalog {
         }
         .boxed()
     }
+
+    fn record_quality(&self, m: SourceMeasurement) -> BoxFuture<'_, Result<(), LookupError>> {
+        async move {
+            let q = new_quality(&m).map_err(|e| LookupError::Backend(e.to_string()))?;
+            self.0.record_quality(&q).await.map_err(lookup_error)
+        }
+        .boxed()
+    }
+}
+
+/// The relay's measurement as the store keeps it: the whole of it as JSON, and the columns worth searching on.
+pub(crate) fn new_quality(m: &SourceMeasurement) -> Result<NewQuality, serde_json::Error> {
+    let report = serde_json::to_string(m)?;
+    let verdict = serde_json::to_value(m.report.verdict)?.as_str().unwrap_or_default().to_string();
+    let video = m.report.video.as_ref();
+    let codec = video.map(|v| serde_json::to_value(v.codec)).transpose()?;
+    Ok(NewQuality {
+        stream_id: m.stream_id,
+        measured_at: i64::try_from(m.measured_at).unwrap_or(i64::MAX),
+        verdict,
+        video_codec: codec.and_then(|c| c.as_str().map(str::to_string)),
+        width: video.and_then(|v| v.width).map(i64::from),
+        height: video.and_then(|v| v.height).map(i64::from),
+        fps: video.and_then(|v| v.fps),
+        bitrate: m.report.total_bitrate.and_then(|b| i64::try_from(b).ok()),
+        report,
+    })
 }

@@ -2,13 +2,15 @@
 //!
 //! A session reads a channel, its providers and their accounts, and where a
 //! stream is, when it starts or fails over (never per chunk), and records
-//! events. Those six calls are all the relay asks of the catalog, so it does
+//! events and source measurements. Those seven calls are all the relay asks of the catalog, so it does
 //! not link the SQLite store: the crate that wires the gateway (`http`)
 //! implements [`Catalog`] for the store, and the relay's tests for a map in
 //! memory.
 
 use futures_util::future::BoxFuture;
 use tunerpool_domain::{Account, Channel, MediaKind, NewEvent, Provider, StreamSource};
+
+use crate::measure::SourceMeasurement;
 
 /// The catalog as the relay sees it. Object-safe (`Arc<dyn Catalog>`): each
 /// lookup returns a boxed future, which costs one allocation per session
@@ -31,6 +33,11 @@ pub trait Catalog: Send + Sync + 'static {
 
     /// Where a movie or an episode is, with its name and container extension.
     fn vod_source(&self, kind: MediaKind, id: i64) -> BoxFuture<'_, Result<VodSource, LookupError>>;
+
+    /// Keeps a live source's measurement (the latest per source, and its history). Called from a task of its
+    /// own, never on a session's path: once a connection's stream has said what it is, every few minutes
+    /// after, and when the connection ends.
+    fn record_quality(&self, measurement: SourceMeasurement) -> BoxFuture<'_, Result<(), LookupError>>;
 }
 
 /// A movie or an episode: where it is, its name, and the container

@@ -5,7 +5,9 @@
 //! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
 //! - `retry`: how long a session keeps trying a flaky provider (a switch budget streaming earns back, backoff).
 //! - [`quality`]: passive source quality (codecs, picture size, frame rate, bitrates, dead-input verdicts) from the
-//!   TS bytes; not wired into sessions yet.
+//!   TS bytes.
+//! - [`measure`]: every live upstream connection measured by a [`quality::Analyzer`] fed on the reader task,
+//!   its reports handed to the catalog off the hot path.
 //! - [`catalog`]: the narrow trait through which the relay reads channels and accounts and records events.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
@@ -17,6 +19,7 @@
 pub mod catalog;
 mod hls;
 mod hls_out;
+pub mod measure;
 pub mod metrics;
 pub mod quality;
 pub mod relay;
@@ -30,6 +33,7 @@ pub mod users;
 pub mod vod;
 
 pub use catalog::{Catalog, LookupError, VodSource};
+pub use measure::SourceMeasurement;
 pub use quality::{Analyzer, QualityReport, Verdict};
 pub use ring::{Next, Reader, Ring, RingStats};
 pub use ts::{probe, Aligner, Chunk, Chunker, Continuity, KeyframeDetector, NotTs, PACKET};

@@ -36,6 +36,7 @@ use tunerpool_domain::{Channel, Level, NewEvent};
 
 use crate::hls;
 use crate::hls_out::HlsOut;
+use crate::measure::Measurer;
 use crate::metrics::{AccountLabels, RelayMetrics, UpstreamCounters};
 use crate::relay::Inner;
 use crate::retry::{Backoff, SwitchBudget};
@@ -513,6 +514,8 @@ pub(crate) struct Upstream {
     body: Body,
     /// No data for this long is a stall.
     stall: Duration,
+    /// From sending the request to the first byte of the answer's body.
+    ttfb: Option<Duration>,
 }
 
 /// The rest of an upstream's bytes; an `Err` says why it broke.
@@ -522,6 +525,8 @@ type Body = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
 /// an HLS playlist whose segments are MPEG-TS.
 async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
     let attempt = async {
+        let sent = Instant::now();
+        let mut ttfb = None;
         let mut req = inner.client.get(&r.url);
         for (k, v) in &r.headers {
             req = req.header(k.as_str(), v.as_str());
@@ -540,7 +545,12 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
                 .await
                 .map_err(|_| format!("stalled at the start: no data for {stall:?}"))?;
             match chunk.map_err(|e| format!("the stream broke at once: {}", without_url(&e)))? {
-                Some(b) => first.extend_from_slice(&b),
+                Some(b) => {
+                    if ttfb.is_none() && !b.is_empty() {
+                        ttfb = Some(sent.elapsed());
+                    }
+                    first.extend_from_slice(&b)
+                }
                 None => break,
             }
         }
@@ -555,11 +565,11 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
             }
             let start = hls::start(inner.client.clone(), r.headers.clone(), url, &first).await?;
             let stall = inner.settings.stall_timeout + start.target;
-            return Ok(Upstream { first: start.first, body: Box::pin(start.body), stall });
+            return Ok(Upstream { first: start.first, body: Box::pin(start.body), stall, ttfb });
         }
         probe(&first).map_err(|e| format!("not a stream: {e}"))?;
         let body = resp.bytes_stream().map(|r| r.map_err(|e| without_url(&e)));
-        Ok(Upstream { first: first.freeze(), body: Box::pin(body), stall: inner.settings.stall_timeout })
+        Ok(Upstream { first: first.freeze(), body: Box::pin(body), stall: inner.settings.stall_timeout, ttfb })
     };
     match tokio::time::timeout(inner.settings.open_timeout, attempt).await {
         Ok(r) => r,
@@ -595,8 +605,17 @@ fn without_url(e: &reqwest::Error) -> String {
 /// Reads one upstream into the ring until it fails, the session is stopped,
 /// or nobody watched for the linger time.
 async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream) -> Pumped {
-    let Upstream { first, mut body, stall } = upstream;
+    let Upstream { first, mut body, stall, ttfb } = upstream;
     let settings = &inner.settings;
+    // This connection's measurement: fed the packets pushed below, on this task only.
+    let mut measurer = Measurer::new(
+        inner.catalog.clone(),
+        r.stream_id,
+        r.account_id,
+        ttfb,
+        settings.quality_first_after,
+        settings.quality_every,
+    );
     let mut aligner = Aligner::new();
     let mut chunker = Chunker::new(settings.chunk_bytes, settings.chunk_delay);
     let mut packets = BytesMut::with_capacity(settings.chunk_bytes * 2);
@@ -606,8 +625,9 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     // Until this upstream's first keyframe is out, nothing is held back: a first viewer waits for that keyframe,
     // and must not wait the coalescing delay on top.
     let mut keyframe_out = false;
-    let mut feed = |data: &[u8], now: Instant, flush: bool| {
+    let mut feed = |measurer: &mut Measurer, data: &[u8], now: Instant, flush: bool| {
         aligner.push(data, &mut packets);
+        measurer.feed(&packets);
         chunker.push(packets.split().freeze(), now, &mut out);
         if flush || !keyframe_out {
             chunker.flush(&mut out);
@@ -626,7 +646,7 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     // must not include the coalescing delay.
     let received = session.counters().received;
     received.inc_by(first.len() as u64);
-    feed(&first, Instant::now(), true);
+    feed(&mut measurer, &first, Instant::now(), true);
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut idle_deadline = (session.viewer_count() == 0).then(|| tokio::time::Instant::now() + settings.linger);
@@ -634,11 +654,11 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     let mut last_data = opened;
     // What a failure reports: how long this upstream delivered media.
     let failed = |why: String, last_data: tokio::time::Instant| Pumped::Failed(why, last_data - opened);
-    loop {
+    let outcome = loop {
         let stall_at = last_data + stall;
         tokio::select! {
-            _ = session.stop.cancelled() => return Pumped::Stopped,
-            _ = r.lease.lost() => return failed("the lease on the account was lost".into(), last_data),
+            _ = session.stop.cancelled() => break Pumped::Stopped,
+            _ = r.lease.lost() => break failed("the lease on the account was lost".into(), last_data),
             _ = session.viewers_changed.notified() => {
                 if session.viewer_count() == 0 {
                     idle_deadline.get_or_insert_with(|| tokio::time::Instant::now() + settings.linger);
@@ -652,23 +672,33 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
             }
             _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
                 if session.viewer_count() == 0 {
-                    return Pumped::Idle;
+                    break Pumped::Idle;
                 }
                 idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
-                return failed(format!("stalled: no data for {stall:?}"), last_data);
+                break failed(format!("stalled: no data for {stall:?}"), last_data);
             }
-            _ = flush_tick.tick() => feed(&[], Instant::now(), false),
+            _ = flush_tick.tick() => {
+                let now = Instant::now();
+                feed(&mut measurer, &[], now, false);
+                measurer.tick(now);
+            }
             next = body.next() => match next {
                 Some(Ok(data)) => {
                     last_data = tokio::time::Instant::now();
                     received.inc_by(data.len() as u64);
-                    feed(&data, Instant::now(), false);
+                    feed(&mut measurer, &data, Instant::now(), false);
                 }
-                Some(Err(e)) => return failed(format!("the stream broke: {e}"), last_data),
-                None => return failed("the provider ended the stream".into(), last_data),
+                Some(Err(e)) => break failed(format!("the stream broke: {e}"), last_data),
+                None => break failed("the provider ended the stream".into(), last_data),
             },
         }
+    };
+    match &outcome {
+        Pumped::Stopped => measurer.finish("stopped".into(), false),
+        Pumped::Idle => measurer.finish("no viewers".into(), false),
+        Pumped::Failed(why, _) => measurer.finish(why.clone(), true),
     }
+    outcome
 }

@@ -39,6 +39,11 @@ pub struct RelaySettings {
     pub keyframe_wait: Duration,
     /// What a downstream user at its own limit gets for a new stream.
     pub user_limit_policy: crate::users::UserLimitPolicy,
+    /// A live upstream's first quality report is handed to the catalog once it has streamed this long and its
+    /// stream has said what it is (and always when the connection ends).
+    pub quality_first_after: Duration,
+    /// Then again every this long while it streams.
+    pub quality_every: Duration,
 }
 
 impl Default for RelaySettings {
@@ -58,6 +63,8 @@ impl Default for RelaySettings {
             hls_idle: Duration::from_secs(20),
             keyframe_wait: Duration::from_secs(5),
             user_limit_policy: crate::users::UserLimitPolicy::ReplaceOldest,
+            quality_first_after: Duration::from_secs(10),
+            quality_every: Duration::from_secs(300),
         }
     }
 }

@@ -157,3 +157,65 @@ async fn with_every_slot_held_another_channel_waits_then_is_refused_and_the_limi
         h.abort();
     }
 }
+
+/// Whether `m` says the simulated provider's sample: H.264 1280x720 at 25 fps.
+fn is_sample(m: &tunerpool_relay::SourceMeasurement) -> bool {
+    let Some(v) = &m.report.video else { return false };
+    m.report.verdict == tunerpool_relay::Verdict::Ok
+        && v.codec == tunerpool_relay::quality::VideoCodec::H264
+        && (v.width, v.height) == (Some(1280), Some(720))
+        && v.fps.is_some_and(|f| (f - 25.0).abs() < 0.1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_hands_its_sources_measurement_to_the_catalog_while_it_runs_and_when_it_ends() {
+    let accounts = [("a", "pa", 1)];
+    let fake = provider(&accounts).await;
+    let catalog = catalog(&fake, &accounts);
+    let settings = RelaySettings { quality_first_after: Duration::from_millis(1500), ..fast() };
+    let relay = relay(&catalog, settings);
+    let mut stream = relay.watch(2, viewer()).await.unwrap_or_else(|e| panic!("channel 2 plays: {e}"));
+    // The first report, while the session runs: once the stream said what it is.
+    watch(&mut stream, Duration::from_secs(10), |_| catalog.measurements().iter().any(|m| m.ended.is_none())).await;
+    assert!(
+        catalog.measurements().iter().any(|m| m.ended.is_none()),
+        "a report while running: {:?}",
+        catalog.measurements()
+    );
+    let first = catalog.measurements().into_iter().find(|m| m.ended.is_none()).expect("a running report");
+    assert!(is_sample(&first), "the sample, measured: {first:?}");
+    assert_eq!((first.stream_id, first.account_id), (1002, catalog.account_id("a")));
+    assert!(first.ttfb_ms.is_some() && first.streamed_ms >= 1500 && !first.failed, "{first:?}");
+    assert!(first.report.total_bitrate.is_some_and(|b| b > 100_000), "{first:?}");
+    // The last one, when the session ends for lack of viewers (after lingering).
+    drop(stream);
+    assert!(
+        wait_for(
+            || catalog.measurements().iter().any(|m| m.ended.as_deref() == Some("no viewers")),
+            Duration::from_secs(5)
+        )
+        .await,
+        "a report at the end: {:?}",
+        catalog.measurements()
+    );
+    let all = catalog.measurements();
+    assert_eq!(all.len(), 2, "one while running (the next is minutes away), one at the end: {all:?}");
+    assert!(is_sample(&all[1]) && !all[1].failed && all[1].streamed_ms >= first.streamed_ms, "{:?}", all[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upstream_connection_is_measured_with_why_it_failed() {
+    let accounts = [("a", "pa", 1), ("b", "pb", 1)];
+    let fake = provider(&accounts).await;
+    let catalog = catalog(&fake, &accounts);
+    let relay = relay(&catalog, fast());
+    fake.set_fault(Fault::new(FaultKind::CutAfter { bytes: 300_000 }).for_user("a"));
+    let mut stream = relay.watch(1, viewer()).await.unwrap_or_else(|e| panic!("channel 1 plays: {e}"));
+    let a = catalog.account_id("a");
+    let failed_at_a = || catalog.measurements().iter().filter(|m| m.account_id == a && m.failed).count();
+    watch(&mut stream, Duration::from_secs(10), |_| failed_at_a() == 2).await;
+    assert_eq!(failed_at_a(), 2, "both connections of a measured as failed: {:?}", catalog.measurements());
+    for m in catalog.measurements().iter().filter(|m| m.account_id == a) {
+        assert!(m.ended.is_some() && m.report.bytes > 0 && m.ttfb_ms.is_some(), "{m:?}");
+    }
+}

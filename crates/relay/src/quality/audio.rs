@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Audio codec of a source's audio track, named as ffprobe's `codec_name` names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AudioCodec {
     /// AAC in ADTS frames (stream_type 0x0F).

@@ -46,7 +46,7 @@ const PCR_WRAP: u64 = (1 << 33) * 300;
 
 /// Whether a source is usable, as far as the bytes seen so far tell; exists so that a dead input (an HTML page, a
 /// radio stream on a TV channel, garbage) can be told from a good one without a player.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Not enough seen yet to say (no data, or the PMT or the video parameters have not come by yet).
@@ -64,7 +64,7 @@ pub enum Verdict {
 }
 
 /// Where a reported frame rate comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FpsSource {
     /// The codec's own timing information (H.264/HEVC VUI, MPEG-2 frame_rate_code).
@@ -74,7 +74,7 @@ pub enum FpsSource {
 }
 
 /// The video track of a source, as far as it is known; exists as the video half of [`QualityReport`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VideoReport {
     /// The PID carrying it.
     pub pid: u16,
@@ -97,7 +97,7 @@ pub struct VideoReport {
 }
 
 /// One audio track of a source; exists as the audio half of [`QualityReport`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AudioReport {
     pub pid: u16,
     pub codec: AudioCodec,
@@ -113,7 +113,7 @@ pub struct AudioReport {
 
 /// What the analyzer knows about a source so far; exists so that sources can be ranked and dead ones flagged from
 /// what the relay already reads. Every measurement is optional: it is `None` until the stream has shown it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QualityReport {
     pub verdict: Verdict,
     /// Why the verdict is not `ok` (printable, short).

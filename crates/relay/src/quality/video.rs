@@ -11,7 +11,7 @@ use h264_reader::rbsp::{BitReader, ByteReader};
 use serde::{Deserialize, Serialize};
 
 /// Video codec of a source, named as ffprobe's `codec_name` names it, so the report reads like ffprobe's output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum VideoCodec {
     /// MPEG-1 video (stream_type 0x01).
     #[serde(rename = "mpeg1video")]

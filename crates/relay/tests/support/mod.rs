@@ -17,7 +17,7 @@ use tunerpool_domain::{
 use tunerpool_ledger::{AnyLedger, MemoryLedger};
 use tunerpool_relay::relay::{Relay, ViewerStream};
 use tunerpool_relay::settings::RelaySettings;
-use tunerpool_relay::{Catalog, LookupError, VodSource};
+use tunerpool_relay::{Catalog, LookupError, SourceMeasurement, VodSource};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
 /// The catalog as maps in memory, and the events the relay recorded.
@@ -28,6 +28,8 @@ pub struct MemoryCatalog {
     pub channels: Mutex<HashMap<i64, Channel>>,
     pub streams: Mutex<HashMap<i64, StreamSource>>,
     pub events: Mutex<Vec<NewEvent>>,
+    /// The source measurements handed over, in order.
+    pub measurements: Mutex<Vec<SourceMeasurement>>,
 }
 
 fn found<T: Clone>(map: &Mutex<HashMap<i64, T>>, what: &'static str, id: i64) -> Result<T, LookupError> {
@@ -57,6 +59,14 @@ impl Catalog for MemoryCatalog {
 
     fn vod_source(&self, kind: MediaKind, id: i64) -> BoxFuture<'_, Result<VodSource, LookupError>> {
         async move { Err(LookupError::NotFound { what: kind.as_str(), id: id.to_string() }) }.boxed()
+    }
+
+    fn record_quality(&self, measurement: SourceMeasurement) -> BoxFuture<'_, Result<(), LookupError>> {
+        async move {
+            self.measurements.lock().unwrap().push(measurement);
+            Ok(())
+        }
+        .boxed()
     }
 }
 
@@ -152,6 +162,11 @@ impl MemoryCatalog {
     /// The events of `kind` recorded so far.
     pub fn events_of(&self, kind: &str) -> Vec<NewEvent> {
         self.events.lock().unwrap().iter().filter(|e| e.kind == kind).cloned().collect()
+    }
+
+    /// The source measurements handed over so far.
+    pub fn measurements(&self) -> Vec<SourceMeasurement> {
+        self.measurements.lock().unwrap().clone()
     }
 
     /// True once an event of `kind` at `level` was recorded.

@@ -1,0 +1,143 @@
+//! Source quality: the relay's measurements of live sources (issue 13), kept per source — the latest one, and a
+//! history of every one for [`KEEP_SECONDS`]. The catalog does not know the relay's report type: it stores the
+//! report as JSON, with the few fields worth searching and sorting on in columns of their own.
+
+use std::collections::HashMap;
+
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use crate::error::CatalogError;
+use crate::store::Store;
+
+/// How long the history keeps a measurement: 30 days.
+pub const KEEP_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A measurement of the source a stream is, to keep; exists so that the store can take the relay's report without
+/// depending on the relay (the `http` crate's adapter builds it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewQuality {
+    /// The stream that was played; the measurement is kept under its identity (provider, upstream key).
+    pub stream_id: i64,
+    /// Unix seconds.
+    pub measured_at: i64,
+    /// `pending`, `ok`, `not_ts`, `no_video` or `unreadable`.
+    pub verdict: String,
+    pub video_codec: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub fps: Option<f64>,
+    /// All bits per second.
+    pub bitrate: Option<i64>,
+    /// The whole measurement, as JSON.
+    pub report: String,
+}
+
+/// A kept measurement; exists so that the API can show a source's latest one (and tests read the history).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredQuality {
+    pub measured_at: i64,
+    pub verdict: String,
+    pub video_codec: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub fps: Option<f64>,
+    pub bitrate: Option<i64>,
+    /// The whole measurement, as JSON.
+    pub report: String,
+}
+
+const COLUMNS: &str = "measured_at, verdict, video_codec, width, height, fps, bitrate, report";
+
+fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<StoredQuality, sqlx::Error> {
+    Ok(StoredQuality {
+        measured_at: row.try_get("measured_at")?,
+        verdict: row.try_get("verdict")?,
+        video_codec: row.try_get("video_codec")?,
+        width: row.try_get("width")?,
+        height: row.try_get("height")?,
+        fps: row.try_get("fps")?,
+        bitrate: row.try_get("bitrate")?,
+        report: row.try_get("report")?,
+    })
+}
+
+impl Store {
+    /// Keeps a measurement: it becomes its source's latest (unless a newer one is there already) and joins the
+    /// history, whose measurements older than [`KEEP_SECONDS`] before this one are removed. A stream that is not
+    /// (or no longer) in the catalog: `NotFound`.
+    pub async fn record_quality(&self, q: &NewQuality) -> Result<(), CatalogError> {
+        let mut tx = self.pool().begin().await?;
+        let identity = sqlx::query("SELECT provider_id, upstream_key FROM streams WHERE id = ?")
+            .bind(q.stream_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| CatalogError::NotFound { what: "stream", id: q.stream_id.to_string() })?;
+        let (provider_id, key): (i64, String) = (identity.try_get(0)?, identity.try_get(1)?);
+        for table in ["source_quality", "source_quality_history"] {
+            let conflict = if table == "source_quality" {
+                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET measured_at = excluded.measured_at, \
+                 verdict = excluded.verdict, video_codec = excluded.video_codec, width = excluded.width, \
+                 height = excluded.height, fps = excluded.fps, bitrate = excluded.bitrate, report = excluded.report \
+                 WHERE excluded.measured_at >= source_quality.measured_at"
+            } else {
+                ""
+            };
+            sqlx::query(&format!(
+                "INSERT INTO {table} (provider_id, upstream_key, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?){conflict}"
+            ))
+            .bind(provider_id)
+            .bind(&key)
+            .bind(q.measured_at)
+            .bind(&q.verdict)
+            .bind(&q.video_codec)
+            .bind(q.width)
+            .bind(q.height)
+            .bind(q.fps)
+            .bind(q.bitrate)
+            .bind(&q.report)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM source_quality_history WHERE measured_at < ?")
+            .bind(q.measured_at - KEEP_SECONDS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest measurement of each of these streams' sources that has one, by stream id.
+    pub async fn latest_quality(&self, stream_ids: &[i64]) -> Result<HashMap<i64, StoredQuality>, CatalogError> {
+        let mut out = HashMap::new();
+        // Well under SQLite's limit of bound parameters per statement.
+        for ids in stream_ids.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT s.id, q.measured_at, q.verdict, q.video_codec, q.width, q.height, q.fps, q.bitrate, q.report \
+                 FROM streams s JOIN source_quality q ON q.provider_id = s.provider_id \
+                 AND q.upstream_key = s.upstream_key WHERE s.id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(self.pool()).await? {
+                out.insert(row.try_get::<i64, _>("id")?, stored(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A stream's source's kept measurements, oldest first.
+    pub async fn quality_history(&self, stream_id: i64) -> Result<Vec<StoredQuality>, CatalogError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM streams s JOIN source_quality_history q ON q.provider_id = s.provider_id \
+             AND q.upstream_key = s.upstream_key WHERE s.id = ? ORDER BY q.measured_at, q.id",
+            COLUMNS.split(", ").map(|c| format!("q.{c}")).collect::<Vec<_>>().join(", ")
+        ))
+        .bind(stream_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(stored).collect::<Result<_, _>>()?)
+    }
+}

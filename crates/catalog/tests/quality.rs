@@ -1,0 +1,123 @@
+//! Source measurements: the latest per source, a bounded history, kept under the stream's identity.
+
+use tunerpool_catalog::quality::KEEP_SECONDS;
+use tunerpool_catalog::{CatalogError, NewProvider, NewQuality, ProviderKind, Secret, Store};
+
+async fn setup() -> (tempfile::TempDir, Store, i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let provider = store
+        .add_provider(&NewProvider {
+            name: "P".into(),
+            kind: Some(ProviderKind::Xtream),
+            url: "http://127.0.0.1:9".into(),
+            username: Some("u".into()),
+            password: Some(Secret::new("p")),
+            enabled: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id;
+    (dir, store, provider)
+}
+
+/// A stream row of `provider` with this id and upstream key, as a sync writes it.
+async fn stream(store: &Store, provider: i64, id: i64, key: &str) {
+    sqlx::query(
+        "INSERT INTO streams (id, provider_id, upstream_key, name, position, first_gen, sync_gen) \
+         VALUES (?, ?, ?, 'S', 0, 1, 1)",
+    )
+    .bind(id)
+    .bind(provider)
+    .bind(key)
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+fn measurement(stream_id: i64, at: i64, height: i64) -> NewQuality {
+    NewQuality {
+        stream_id,
+        measured_at: at,
+        verdict: "ok".into(),
+        video_codec: Some("h264".into()),
+        width: Some(height * 16 / 9),
+        height: Some(height),
+        fps: Some(25.0),
+        bitrate: Some(8_000_000),
+        report: format!(r#"{{"height":{height}}}"#),
+    }
+}
+
+#[tokio::test]
+async fn the_latest_measurement_is_kept_per_source_and_every_one_in_the_history() {
+    let (_dir, store, p) = setup().await;
+    stream(&store, p, 1, "101").await;
+    stream(&store, p, 2, "102").await;
+    let t = 1_800_000_000;
+    store.record_quality(&measurement(1, t, 720)).await.unwrap();
+    store.record_quality(&measurement(1, t + 300, 1080)).await.unwrap();
+    // Late: a report taken before the one kept does not replace it (it still joins the history).
+    store.record_quality(&measurement(1, t + 100, 576)).await.unwrap();
+    let latest = store.latest_quality(&[1, 2, 3]).await.unwrap();
+    assert_eq!(latest.len(), 1, "only stream 1 was measured: {latest:?}");
+    let q = &latest[&1];
+    assert_eq!((q.measured_at, q.height, q.width), (t + 300, Some(1080), Some(1920)));
+    assert_eq!((q.verdict.as_str(), q.video_codec.as_deref(), q.fps), ("ok", Some("h264"), Some(25.0)));
+    assert_eq!(q.report, r#"{"height":1080}"#);
+    let history: Vec<_> = store.quality_history(1).await.unwrap().iter().map(|h| h.height).collect();
+    assert_eq!(history, [Some(720), Some(576), Some(1080)], "oldest first");
+    assert!(store.quality_history(2).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_history_keeps_thirty_days() {
+    let (_dir, store, p) = setup().await;
+    stream(&store, p, 1, "101").await;
+    stream(&store, p, 2, "102").await;
+    let t = 1_800_000_000;
+    store.record_quality(&measurement(1, t, 720)).await.unwrap();
+    store.record_quality(&measurement(2, t + 10, 720)).await.unwrap();
+    store.record_quality(&measurement(1, t + KEEP_SECONDS, 1080)).await.unwrap();
+    assert_eq!(store.quality_history(1).await.unwrap().len(), 2, "exactly 30 days old is kept");
+    store.record_quality(&measurement(2, t + KEEP_SECONDS + 11, 576)).await.unwrap();
+    let one: Vec<_> = store.quality_history(1).await.unwrap().iter().map(|h| h.measured_at).collect();
+    let two: Vec<_> = store.quality_history(2).await.unwrap().iter().map(|h| h.measured_at).collect();
+    assert_eq!(one, [t + KEEP_SECONDS], "older than 30 days pruned, whichever source");
+    assert_eq!(two, [t + KEEP_SECONDS + 11]);
+    // The latest stays, however old.
+    assert_eq!(store.latest_quality(&[1]).await.unwrap()[&1].measured_at, t + KEEP_SECONDS);
+}
+
+#[tokio::test]
+async fn a_measurement_follows_its_streams_identity_not_its_row() {
+    let (_dir, store, p) = setup().await;
+    stream(&store, p, 1, "101").await;
+    store.record_quality(&measurement(1, 1_800_000_000, 720)).await.unwrap();
+    // A sync dropped the stream, a later one brought it back under another row id.
+    sqlx::query("DELETE FROM streams WHERE id = 1").execute(store.pool()).await.unwrap();
+    assert!(store.latest_quality(&[1]).await.unwrap().is_empty());
+    stream(&store, p, 7, "101").await;
+    assert_eq!(store.latest_quality(&[7]).await.unwrap()[&7].height, Some(720));
+    // An unknown stream has no source to keep it under.
+    match store.record_quality(&measurement(99, 1_800_000_000, 720)).await {
+        Err(CatalogError::NotFound { what: "stream", .. }) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn measurements_go_with_their_provider() {
+    let (_dir, store, p) = setup().await;
+    stream(&store, p, 1, "101").await;
+    store.record_quality(&measurement(1, 1_800_000_000, 720)).await.unwrap();
+    store.delete_provider(p).await.unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM source_quality) + (SELECT COUNT(*) FROM source_quality_history)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+}
