@@ -6,8 +6,14 @@ use std::collections::HashMap;
 
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use tunerpool_domain::quality::SourceQuality;
+
 use crate::error::CatalogError;
 use crate::store::Store;
+
+/// Connections that ended within this many seconds count towards a
+/// source's stability: a week.
+pub const STABILITY_WINDOW: i64 = 7 * 24 * 3600;
 
 /// How long the history keeps a measurement: 30 days.
 pub const KEEP_SECONDS: i64 = 30 * 24 * 3600;
@@ -139,5 +145,67 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         Ok(rows.iter().map(stored).collect::<Result<_, _>>()?)
+    }
+    /// What the score of each of these streams' sources rests on
+    /// ([`tunerpool_domain::quality::SourceQuality`]), by stream id, for those
+    /// measured: the latest measurement, its time to the first keyframe
+    /// (first byte plus keyframe), and the failures per hour of playback over
+    /// the connections that ended in the last [`STABILITY_WINDOW`] seconds.
+    pub async fn source_quality(&self, stream_ids: &[i64]) -> Result<HashMap<i64, SourceQuality>, CatalogError> {
+        let since = tunerpool_domain::now() - STABILITY_WINDOW;
+        let mut out = HashMap::new();
+        for ids in stream_ids.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT s.id, q.verdict, q.video_codec, q.width, q.height, q.fps, \
+                 COALESCE(json_extract(q.report, '$.report.video.bitrate'), q.bitrate) AS bitrate, \
+                 json_extract(q.report, '$.ttfb_ms') AS ttfb_ms, \
+                 json_extract(q.report, '$.report.time_to_first_keyframe_ms') AS keyframe_ms, \
+                 ended.failures, ended.streamed_ms \
+                 FROM streams s JOIN source_quality q ON q.provider_id = s.provider_id \
+                 AND q.upstream_key = s.upstream_key \
+                 LEFT JOIN (SELECT provider_id, upstream_key, \
+                     SUM(json_extract(report, '$.failed')) AS failures, \
+                     SUM(json_extract(report, '$.streamed_ms')) AS streamed_ms \
+                   FROM source_quality_history \
+                   WHERE measured_at >= ",
+            );
+            qb.push_bind(since);
+            qb.push(
+                " AND json_extract(report, '$.ended') IS NOT NULL GROUP BY provider_id, upstream_key) ended \
+                 ON ended.provider_id = q.provider_id AND ended.upstream_key = q.upstream_key \
+                 WHERE s.id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(self.pool()).await? {
+                let failures: Option<i64> = row.try_get("failures")?;
+                let streamed_ms: Option<i64> = row.try_get("streamed_ms")?;
+                let ttfb: Option<i64> = row.try_get("ttfb_ms")?;
+                let keyframe: Option<i64> = row.try_get("keyframe_ms")?;
+                let quality = SourceQuality {
+                    verdict: row.try_get("verdict")?,
+                    video_codec: row.try_get("video_codec")?,
+                    width: row.try_get::<Option<i64>, _>("width")?.and_then(|v| u32::try_from(v).ok()),
+                    height: row.try_get::<Option<i64>, _>("height")?.and_then(|v| u32::try_from(v).ok()),
+                    fps: row.try_get("fps")?,
+                    bitrate: row.try_get::<Option<i64>, _>("bitrate")?.and_then(|v| u64::try_from(v).ok()),
+                    start_ms: match (ttfb, keyframe) {
+                        (None, None) => None,
+                        (a, b) => Some(a.unwrap_or(0).max(0) as u64 + b.unwrap_or(0).max(0) as u64),
+                    },
+                    faults_per_hour: streamed_ms.map(|ms| {
+                        // A floor of a quarter hour: one failure in a short
+                        // session is not a hundred per hour.
+                        let hours = (ms.max(0) as f64 / 3_600_000.0).max(0.25);
+                        failures.unwrap_or(0).max(0) as f64 / hours
+                    }),
+                };
+                out.insert(row.try_get::<i64, _>("id")?, quality);
+            }
+        }
+        Ok(out)
     }
 }

@@ -121,3 +121,33 @@ async fn measurements_go_with_their_provider() {
     .unwrap();
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn what_the_score_rests_on_counts_failures_per_hour_of_ended_connections() {
+    let (_dir, store, p) = setup().await;
+    stream(&store, p, 1, "101").await;
+    stream(&store, p, 2, "102").await;
+    stream(&store, p, 3, "103").await;
+    let now = tunerpool_catalog::now();
+    let ended = |id, at, failed: bool, streamed_ms: u64| NewQuality {
+        report: format!(
+            r#"{{"stream_id":{id},"ttfb_ms":300,"streamed_ms":{streamed_ms},"ended":"stall","failed":{failed},
+               "report":{{"verdict":"ok","video":{{"bitrate":5000000}},"time_to_first_keyframe_ms":700}}}}"#
+        ),
+        ..measurement(id, at, 1080)
+    };
+    // Stream 1: two hours in two connections, one of which failed: 0.5 per hour.
+    store.record_quality(&ended(1, now - 7200, false, 3_600_000)).await.unwrap();
+    store.record_quality(&ended(1, now - 60, true, 3_600_000)).await.unwrap();
+    // Stream 2: a running report only: nothing ended yet.
+    store.record_quality(&measurement(2, now, 576)).await.unwrap();
+    let q = store.source_quality(&[1, 2, 3]).await.unwrap();
+    assert_eq!(q.len(), 2, "stream 3 was never measured");
+    let one = &q[&1];
+    assert_eq!((one.verdict.as_str(), one.height, one.fps), ("ok", Some(1080), Some(25.0)));
+    assert_eq!(one.bitrate, Some(5_000_000), "the video's own bitrate");
+    assert_eq!(one.start_ms, Some(1000), "first byte + first keyframe");
+    assert_eq!(one.faults_per_hour, Some(0.5));
+    let two = &q[&2];
+    assert_eq!((two.height, two.bitrate, two.faults_per_hour, two.start_ms), (Some(576), Some(8_000_000), None, None));
+}
