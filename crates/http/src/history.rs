@@ -61,14 +61,23 @@ pub async fn sample_pool(st: &AppState) -> Result<usize, ApiError> {
     Ok(samples.len())
 }
 
+/// A whole number as JSON Schema counts one: `12`, and `12.0` too.
+fn whole(v: &str) -> Option<i64> {
+    let v = v.trim();
+    v.parse::<i64>().ok().or_else(|| {
+        let f = v.parse::<f64>().ok().filter(|f| f.is_finite() && f.fract() == 0.0)?;
+        (f.abs() < 9.0e15).then_some(f as i64)
+    })
+}
+
 /// A range from `from`/`to` (unix seconds; default: the last day), and the
 /// errors of the other parameters checked by `more`.
 fn range(params: &HashMap<String, String>, errs: &mut Vec<FieldError>) -> Range {
     let now = tunerpool_catalog::now();
     let mut time = |key: &str, default: i64| match params.get(key) {
         None => default,
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if (0..=MAX_TIME).contains(&n) => n,
+        Some(v) => match whole(v) {
+            Some(n) if (0..=MAX_TIME).contains(&n) => n,
             _ => {
                 errs.push(FieldError::new(key, format!("{v:?} is not a time (unix seconds, 0 to {MAX_TIME})")));
                 default
@@ -82,8 +91,8 @@ fn range(params: &HashMap<String, String>, errs: &mut Vec<FieldError>) -> Range 
 
 fn id_param(params: &HashMap<String, String>, key: &str, errs: &mut Vec<FieldError>) -> Option<i64> {
     let v = params.get(key)?;
-    match v.parse::<i64>() {
-        Ok(n) if n >= 0 => Some(n),
+    match whole(v) {
+        Some(n) if n >= 0 => Some(n),
         _ => {
             errs.push(FieldError::new(key, format!("{v:?} is not an id (a whole number, 0 or more)")));
             None
@@ -94,8 +103,8 @@ fn id_param(params: &HashMap<String, String>, key: &str, errs: &mut Vec<FieldErr
 fn limit_param(params: &HashMap<String, String>, max: u32, default: u32, errs: &mut Vec<FieldError>) -> u32 {
     match params.get("limit") {
         None => default,
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if (1..=max).contains(&n) => n,
+        Some(v) => match whole(v) {
+            Some(n) if (1..=i64::from(max)).contains(&n) => n as u32,
             _ => {
                 errs.push(FieldError::new("limit", format!("{v:?} is not a number from 1 to {max}")));
                 default
@@ -195,7 +204,7 @@ pub(crate) enum AlertFilter {
 /// Alerts: open ones first, then resolved ones, newest first. Resolved alerts are kept for `history.retention`.
 #[utoipa::path(get, path = "/api/v1/alerts", tag = "history",
     params(
-        ("state" = Option<AlertFilter>, Query, description = "open, resolved or all (default all)"),
+        ("state" = inline(Option<AlertFilter>), Query, description = "open, resolved or all (default all)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "1 to 1000 (default 100)"),
     ),
     responses((status = 200, description = "open first, then newest first", body = Vec<Alert>),
@@ -217,4 +226,19 @@ pub(crate) async fn alerts(
     let limit = limit_param(&params, 1000, 100, &mut errs);
     checked(errs, ())?;
     Ok(Json(st.store.alerts(state, limit).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole;
+
+    #[test]
+    fn whole_numbers_as_json_schema_counts_them() {
+        assert_eq!(whole("12"), Some(12));
+        assert_eq!(whole(" 0.0 "), Some(0));
+        assert_eq!(whole("-3.0"), Some(-3));
+        for bad in ["1.5", "1e300", "NaN", "inf", "", "x"] {
+            assert_eq!(whole(bad), None, "{bad}");
+        }
+    }
 }
