@@ -9,12 +9,15 @@
 //! the provider guides ([`epg`]): where they come from and are kept, and
 //! which guide channels feed which of our channels; and the [`lineup`]: the
 //! user's channels, each with sources at any provider, kept in step by every
-//! sync; and the [`quality`] of live sources, as the relay measured them.
+//! sync; the [`history`] of accounts, the pool and channel views (bounded,
+//! downsampled) and the [`alerts`] record with its delivery outbox; and the [`quality`] of live sources, as the relay measured them.
 
+pub mod alerts;
 pub mod details;
 pub mod epg;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod lineup;
 pub mod outputs;
 pub mod quality;

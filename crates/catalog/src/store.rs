@@ -362,25 +362,27 @@ impl Store {
     /// Records that the panel refused an account's credentials, keeping its
     /// last known details.
     pub async fn record_rejected(&self, account_id: i64, error: &str) -> Result<(), CatalogError> {
+        let at = now();
         sqlx::query("UPDATE accounts SET auth = 0, last_checked = ?, last_error = ? WHERE id = ?")
-            .bind(now())
+            .bind(at)
             .bind(error)
             .bind(account_id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        self.sample_account(account_id, at).await
     }
 
     /// Records that asking the provider about an account failed, keeping the
     /// last known details.
     pub async fn record_details_error(&self, account_id: i64, error: &str) -> Result<(), CatalogError> {
+        let at = now();
         sqlx::query("UPDATE accounts SET last_checked = ?, last_error = ? WHERE id = ?")
-            .bind(now())
+            .bind(at)
             .bind(error)
             .bind(account_id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        self.sample_account(account_id, at).await
     }
 
     /// Applies a PATCH to a provider.
@@ -429,6 +431,7 @@ impl Store {
         account_id: i64,
         info: &tunerpool_formats::xtream::UserInfo,
     ) -> Result<(), CatalogError> {
+        let at = now();
         sqlx::query(
             "UPDATE accounts SET auth = ?, status = ?, exp_date = ?, is_trial = ?, max_connections = ?, active_cons = ?,
              last_checked = ?, last_error = NULL WHERE id = ?",
@@ -439,11 +442,12 @@ impl Store {
         .bind(info.is_trial)
         .bind(info.max_connections)
         .bind(info.active_cons)
-        .bind(now())
+        .bind(at)
         .bind(account_id)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        // One history sample per refresh (crate::history).
+        self.sample_account(account_id, at).await
     }
 
     // ---- channels --------------------------------------------------------

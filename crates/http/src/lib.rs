@@ -3,7 +3,8 @@
 //! The admin JSON API under `/api/v1`: reads (`api`: providers, channels,
 //! groups), writes (`write`: providers and accounts, sync now, Test), the
 //! lineup's curation (`lineup`: channels, sources, groups), pool
-//! status, sessions, live updates (`live`, Server-Sent Events) and its
+//! status, history and alerts (`history`, which also takes the pool's
+//! minute sample), sessions, live updates (`live`, Server-Sent Events) and its
 //! OpenAPI document (`openapi`), all behind the admin token (`auth`); the web
 //! UI (`ui`, embedded files); the merged XMLTV guide (`epg`: `/epg.xml`,
 //! `/epg.xml.gz`), `/metrics` and the admin's streams, which want the token
@@ -20,6 +21,7 @@ mod api;
 pub mod auth;
 mod epg;
 pub mod error;
+pub mod history;
 mod lineup;
 mod live;
 mod metrics;
@@ -107,6 +109,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(lineup::guide_channels))
         .routes(routes!(pool_status::all))
         .routes(routes!(api::list_events))
+        .routes(routes!(history::accounts))
+        .routes(routes!(history::pool))
+        .routes(routes!(history::channels))
+        .routes(routes!(history::alerts))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::one, users::update, users::remove))
         .routes(routes!(epg::status))

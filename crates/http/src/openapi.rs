@@ -28,6 +28,7 @@ use utoipa::Number;
         (name = "pool", description = "Who uses how many connections of which account"),
         (name = "sessions", description = "Live sessions: one upstream connection shared by its viewers"),
         (name = "lineup", description = "The user's channels (each with sources at any provider), groups, and their curation"),
+        (name = "history", description = "Accounts, the pool and channel views over time; alerts"),
         (name = "meta", description = "This document and live updates"),
     )
 )]

@@ -224,6 +224,7 @@ impl crate::relay::Relay {
         let (out, started) = out;
         if let Some(id) = started {
             session.log_stream_started(id);
+            inner.metrics.viewed(channel_id);
         }
         if let (Some(uid), Some(t)) = (user, ticket) {
             out.add_ticket(uid, t);

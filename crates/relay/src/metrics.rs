@@ -52,9 +52,23 @@ pub(crate) struct UpstreamCounters {
     pub sent: Counter,
 }
 
+/// What happened since the history sampler last asked: stream starts per
+/// lineup channel and, per provider, stream starts refused for lack of
+/// capacity while it was among the candidates. Exists because history
+/// (views per channel, refusals per provider) needs counts keyed by ids the
+/// Prometheus counters do not carry; drained by [`RelayMetrics::take_tally`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Channel id → viewers that started watching it (TS streams and HLS outputs).
+    pub views: std::collections::HashMap<i64, u64>,
+    /// Provider id → refusals for no capacity with it a candidate.
+    pub refusals: std::collections::HashMap<i64, u64>,
+}
+
 /// The relay's metrics, cheap to clone (shared atomics).
 #[derive(Clone, Default)]
 pub struct RelayMetrics {
+    tally: std::sync::Arc<parking_lot::Mutex<Tally>>,
     received: Family<AccountLabels, Counter>,
     sent: Family<AccountLabels, Counter>,
     failovers: Family<AccountLabels, Counter>,
@@ -95,6 +109,27 @@ impl RelayMetrics {
     /// An upstream switch away from this account.
     pub(crate) fn failover(&self, labels: &AccountLabels) {
         self.failovers.get_or_create(labels).inc();
+    }
+
+    /// A viewer started watching a channel (once per viewer, never per chunk).
+    pub(crate) fn viewed(&self, channel_id: i64) {
+        *self.tally.lock().views.entry(channel_id).or_default() += 1;
+    }
+
+    /// A start refused for no capacity, each of `providers` a candidate.
+    pub(crate) fn refused_at(&self, providers: impl IntoIterator<Item = i64>) {
+        let mut providers: Vec<i64> = providers.into_iter().collect();
+        providers.sort_unstable();
+        providers.dedup();
+        let mut tally = self.tally.lock();
+        for p in providers {
+            *tally.refusals.entry(p).or_default() += 1;
+        }
+    }
+
+    /// What happened since the last call (the history sampler's minute).
+    pub fn take_tally(&self) -> Tally {
+        std::mem::take(&mut *self.tally.lock())
     }
 
     /// A refused viewer request.

@@ -213,6 +213,7 @@ impl Relay {
             })
             .await?;
         session.log_stream_started(membership.viewer);
+        self.inner.metrics.viewed(channel_id);
         if let Some(t) = &ticket {
             // Replaced by the same user's newer stream: leave the session at
             // once, so that it can give its slot to that stream.

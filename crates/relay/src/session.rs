@@ -363,6 +363,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
                 Ok(r) => r,
                 Err(AcquireError::NoCapacity(why)) => {
                     session.no_capacity.store(true, Ordering::Release);
+                    inner.metrics.refused_at(channel.sources.iter().map(|s| s.provider_id));
                     break 'session why;
                 }
                 Err(AcquireError::NoCandidates(why)) => {

@@ -185,6 +185,7 @@ impl Relay {
             Ok(r) => r,
             Err(AcquireError::NoCapacity(why)) => {
                 inner.metrics.refused(crate::metrics::Refusal::NoCapacity);
+                inner.metrics.refused_at(item.sources.iter().map(|s| s.provider_id));
                 return Err(WatchError::NoCapacity(why));
             }
             Err(AcquireError::NoCandidates(why)) | Err(AcquireError::Backend(why)) => {

@@ -421,6 +421,54 @@ config_tables! {
             parse = parse_bool, show = show_plain,
             about = ": unmatched new streams become channels (`false`: they wait, unassigned)";
     }
+
+    /// What is kept of the past (accounts, pool, channel views).
+    history =>
+    /// How much history is kept and how often the pool is sampled.
+    ///
+    /// Its own `[history]` table: only the history job reads it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct HistoryConfig {
+        /// History and resolved alerts older than this are deleted (1h to 10 years).
+        retention: Duration = Duration::from_secs(30 * 24 * 60 * 60),
+            parse = |r| parse_duration_max(r, Duration::from_secs(3600), Duration::from_secs(10 * 365 * 86_400)),
+            show = show_duration, about = " (1h to 10 years)";
+        /// Samples are kept as taken this long, then folded into one per hour
+        /// (1h to 90 days; at most `retention`).
+        raw_retention: Duration = Duration::from_secs(48 * 60 * 60),
+            parse = |r| parse_duration_max(r, Duration::from_secs(3600), Duration::from_secs(90 * 86_400)),
+            show = show_duration, about = " (1h to 90 days, at most `history.retention`)";
+        /// How often the pool is sampled and the alert conditions checked (5s to 1h).
+        sample_interval: Duration = Duration::from_secs(60),
+            parse = |r| parse_duration_max(r, Duration::from_secs(5), Duration::from_secs(3600)),
+            show = show_duration, about = " (5s to 1h; alerts are checked as often)";
+    }
+
+    /// Where alerts are sent.
+    alerts =>
+    /// Where alerts (an account expiring or refused, a sync failing, the
+    /// pool exhausted) are sent, and how hard delivery tries.
+    ///
+    /// Its own `[alerts]` table: the webhooks are secrets (a token in a URL),
+    /// never shown by `config show`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct AlertsConfig {
+        /// Receivers as `format:url`, format one of json, ntfy, gotify, discord,
+        /// slack, apprise (e.g. `"ntfy:https://ntfy.sh/my-topic"`); empty: alerts
+        /// are only shown in the API.
+        webhooks: Vec<tunerpool_alerts::Webhook> = Vec::new(),
+            parse = parse_webhooks, show = |w| show_webhooks(w),
+            about = ": none (a list of `format:url`; json, ntfy, gotify, discord, slack, apprise; from the \
+                     environment, comma-separated; never shown)";
+        /// Also send an alert's resolution.
+        notify_resolved: bool = true,
+            parse = parse_bool, show = show_plain;
+        /// A delivery still failing this long after its alert is given up (1m to 30 days); until then it is
+        /// retried with exponential backoff.
+        retry_for: Duration = Duration::from_secs(24 * 60 * 60),
+            parse = |r| parse_duration_max(r, Duration::from_secs(60), Duration::from_secs(30 * 86_400)),
+            show = show_duration, about = " (1m to 30 days)";
+    }
 }
 
 impl LineupConfig {
@@ -764,6 +812,17 @@ fn finish(cfg: Config, mut problems: Vec<Problem>) -> Result<Config, ConfigError
             message: "is required when pool.ledger is \"redis\" (e.g. redis://127.0.0.1:6379)".to_owned(),
         });
     }
+    if cfg.history.raw_retention > cfg.history.retention {
+        problems.push(Problem {
+            source: "configuration".to_owned(),
+            key: "history.raw_retention".to_owned(),
+            message: format!(
+                "{} is longer than history.retention ({}): raw samples cannot outlive the history",
+                humantime::format_duration(cfg.history.raw_retention),
+                humantime::format_duration(cfg.history.retention)
+            ),
+        });
+    }
     if problems.is_empty() {
         Ok(cfg)
     } else {
@@ -909,6 +968,57 @@ fn show_admin_token(token: &Option<AdminTokenSetting>) -> Shown {
         .to_owned(),
     )
 }
+/// Alert webhooks: a TOML array of `format:url` strings, or comma-separated
+/// text (environment, `--set`). Every bad entry is named by its position,
+/// never by its URL (which may hold a token).
+fn parse_webhooks(raw: Raw<'_, '_>) -> Result<Vec<tunerpool_alerts::Webhook>, String> {
+    let items: Vec<String> = match raw {
+        Raw::Text(s) => s.split(',').map(str::to_owned).collect(),
+        Raw::Toml(DeValue::String(s)) => s.split(',').map(str::to_owned).collect(),
+        Raw::Toml(DeValue::Array(a)) => a
+            .iter()
+            .map(|v| match v.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                other => {
+                    Err(format!("expected strings like \"ntfy:https://ntfy.sh/my-topic\", found {}", describe(other)))
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(other) => {
+            return Err(format!(
+                "expected a list like [\"ntfy:https://ntfy.sh/my-topic\", \"json:https://example.com/hook\"], found {}",
+                describe(other)
+            ))
+        }
+    };
+    let items: Vec<&str> = items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+    if items.len() > 20 {
+        return Err(format!("at most 20 webhooks (got {})", items.len()));
+    }
+    let mut hooks = Vec::new();
+    let mut bad = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item.parse::<tunerpool_alerts::Webhook>() {
+            Ok(w) => hooks.push(w),
+            Err(e) => bad.push(format!("entry {}: {e}", i + 1)),
+        }
+    }
+    if bad.is_empty() {
+        Ok(hooks)
+    } else {
+        Err(bad.join("; "))
+    }
+}
+
+/// Webhook URLs are secrets: an empty list is written, a set one only counted.
+fn show_webhooks(hooks: &[tunerpool_alerts::Webhook]) -> Shown {
+    if hooks.is_empty() {
+        Shown::Value("[]".to_owned())
+    } else {
+        Shown::Commented(format!("[\"…\"]  ({} set; never shown)", hooks.len()))
+    }
+}
+
 /// A list of group names: a TOML array of strings, or comma-separated text
 /// (environment, `--set`). Each name non-empty and at most 200 characters.
 fn parse_names(raw: Raw<'_, '_>) -> Result<Vec<String>, String> {
@@ -2055,6 +2165,16 @@ timeout = true
                 match_groups: vec!["News \"24\"".into(), "Sport, Live".into()],
                 auto_create: false,
             },
+            history: HistoryConfig {
+                retention: Duration::from_secs(7 * 86_400),
+                raw_retention: Duration::from_secs(3 * 3600),
+                sample_interval: Duration::from_secs(30),
+            },
+            alerts: AlertsConfig {
+                webhooks: Vec::new(),
+                notify_resolved: false,
+                retry_for: Duration::from_secs(2 * 3600),
+            },
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -2138,6 +2258,12 @@ timeout = true
                 "http.client_ip_header" => "forwarded",
                 "lineup.match" | "lineup.auto_create" => "false",
                 "lineup.match_groups" => "News, Sports",
+                "history.retention" => "60days",
+                "history.raw_retention" => "3h",
+                "history.sample_interval" => "30s",
+                "alerts.webhooks" => "ntfy:https://ntfy.sh/topic, json:http://127.0.0.1:9/hook",
+                "alerts.notify_resolved" => "false",
+                "alerts.retry_for" => "2h",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };
@@ -2157,6 +2283,47 @@ timeout = true
             let leaf = split_path(key).1;
             assert!(text.contains(&format!("{leaf} = ")), "{key} not in example");
         }
+    }
+
+    #[test]
+    fn alert_webhooks_are_checked_per_entry_and_never_shown() {
+        let secret = "https://discord.com/api/webhooks/1/SECRETTOKEN";
+        let cfg = load_no_file(
+            vec![(Config::env_var_name("alerts.webhooks"), format!("discord:{secret}, ntfy:https://ntfy.sh/topic"))],
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.alerts.webhooks.len(), 2);
+        let shown = format!("{cfg:?}\n{}", cfg.to_toml());
+        assert!(!shown.contains("SECRETTOKEN") && !shown.contains("topic"), "{shown}");
+        assert!(shown.contains("# webhooks = [\"…\"]  (2 set; never shown)"), "{shown}");
+
+        let err = load_no_file(
+            no_env(),
+            &Overrides {
+                set: vec![
+                    "alerts.webhooks=json:https://ok.example/h,https://nokind.example/SECRET2,teams:https://t.example"
+                        .into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("alerts.webhooks: entry 2: expected `format:url`"), "{err}");
+        assert!(err.contains("entry 3: unknown format \"teams\""), "{err}");
+        assert!(!err.contains("SECRET2"), "{err}");
+
+        let err = load_no_file(
+            no_env(),
+            &Overrides {
+                set: vec!["history.retention=2h".into(), "history.raw_retention=3h".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("history.raw_retention: 3h is longer than history.retention (2h)"), "{err}");
     }
 
     #[test]

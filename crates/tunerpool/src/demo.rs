@@ -187,6 +187,9 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     println!("Press Ctrl-C to stop.");
 
     let state = crate::serve::app_state(&config, &store, &http, crate::serve::ledger(&config).await?, admin.token);
+    // History and alerts, as `serve` keeps them.
+    let (alerting, _sender) = crate::serve::alerting(&config, &store).await?;
+    let _history_job = crate::scheduler::spawn_history(state.clone(), crate::serve::history_job(&config, alerting));
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     fake.shutdown().await;

@@ -8,7 +8,13 @@
 //! - the guide job fetches every enabled provider's XMLTV guide every
 //!   `epg.refresh`, at once when a guide was never fetched or its file is
 //!   missing, and (sooner) after a failed fetch; it also removes the guide
-//!   files of providers that no longer exist.
+//!   files of providers that no longer exist;
+//! - the history job samples the pool every `history.sample_interval`
+//!   (slots, sessions, viewers, refusals per provider; stream starts per
+//!   channel), checks the alert conditions as often, and once an hour folds
+//!   old samples into hourly ones and deletes what is past
+//!   `history.retention`. The details job checks the alert conditions after
+//!   every run too, so an expiring or refused account is told at once.
 
 use std::time::Duration;
 
@@ -72,6 +78,7 @@ pub fn spawn_details(
     initial_delay: Duration,
     interval: Duration,
     expiry_warning_days: u32,
+    alerting: Alerting,
 ) -> CancelOnDrop {
     let handle = tokio::spawn(async move {
         tokio::time::sleep(initial_delay).await;
@@ -85,12 +92,82 @@ pub fn spawn_details(
                     if let Err(e) = warn_expiring(&store, expiry_warning_days).await {
                         tracing::warn!(error = %e, "account details job: cannot read accounts");
                     }
+                    alerting.check(&store).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "account details job: cannot read accounts"),
             }
         }
     });
     CancelOnDrop(handle)
+}
+
+/// How alerts are checked and where their deliveries are announced: shared
+/// by the details job and the history job. Exists so that both check the
+/// same rules against the same webhooks, and wake the one sender.
+#[derive(Clone)]
+pub struct Alerting {
+    pub rules: tunerpool_alerts::Rules,
+    pub webhooks: Vec<tunerpool_alerts::Webhook>,
+    pub notify_resolved: bool,
+    /// Notified when an alert opened or resolved: the sender sends at once.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Alerting {
+    /// Checks the alert conditions now; errors are logged (the next check retries).
+    pub async fn check(&self, store: &Store) {
+        let now = tunerpool_catalog::now();
+        match tunerpool_alerts::check(store, self.rules, &self.webhooks, self.notify_resolved, now).await {
+            Ok(changed) if !changed.opened.is_empty() || !changed.resolved.is_empty() => self.wake.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "alerts: cannot check the conditions"),
+        }
+    }
+}
+
+/// What the history job does, and how often.
+#[derive(Clone)]
+pub struct HistoryJob {
+    pub interval: Duration,
+    pub retention: tunerpool_catalog::history::Retention,
+    pub alerting: Alerting,
+}
+
+/// How often old samples are folded and expired ones deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Spawns the history job over the server's state; it stops when the
+/// returned guard is dropped.
+pub fn spawn_history(state: tunerpool_http::AppState, job: HistoryJob) -> CancelOnDrop {
+    let handle = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(job.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pruned: Option<tokio::time::Instant> = None;
+        loop {
+            tick.tick().await;
+            history_tick(&state, &job, &mut pruned).await;
+        }
+    });
+    CancelOnDrop(handle)
+}
+
+/// One run of the history job: sample, check alerts, prune when due.
+pub async fn history_tick(
+    state: &tunerpool_http::AppState,
+    job: &HistoryJob,
+    pruned: &mut Option<tokio::time::Instant>,
+) {
+    if let Err(e) = tunerpool_http::history::sample_pool(state).await {
+        tracing::warn!(error = %e.message, "history job: cannot sample the pool");
+    }
+    job.alerting.check(&state.store).await;
+    if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+        *pruned = Some(tokio::time::Instant::now());
+        match state.store.prune_history(tunerpool_catalog::now(), job.retention).await {
+            Ok(r) => tracing::debug!(folded = r.folded, expired = r.expired, "history pruned"),
+            Err(e) => tracing::warn!(error = %e, "history job: cannot prune"),
+        }
+    }
 }
 
 /// Logs a warning for every enabled account that expires within `days`.
@@ -243,6 +320,13 @@ fn remove_stale_guides(data_dir: &std::path::Path, providers: &[tunerpool_catalo
 
 /// The running scheduler; dropping it stops it.
 pub struct CancelOnDrop(tokio::task::JoinHandle<()>);
+
+impl CancelOnDrop {
+    /// Stops `task` when the guard is dropped.
+    pub fn new(task: tokio::task::JoinHandle<()>) -> CancelOnDrop {
+        CancelOnDrop(task)
+    }
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {

@@ -147,19 +147,64 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("tunerpool listening on http://{addr}");
     println!("Web UI: http://{}/ (log in with the admin token)", shown_addr(addr));
     let _catalog_job = crate::scheduler::spawn(store.clone(), http.clone(), config.sync.catalog_interval);
+    let (alerting, _sender) = alerting(&config, &store).await?;
     let _details_job = crate::scheduler::spawn_details(
         store.clone(),
         http.clone(),
         config.sync.details_initial_delay,
         config.sync.details_interval,
         config.pool.expiry_warning_days,
+        alerting.clone(),
     );
     let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh);
     let state = app_state(&config, &store, &http, ledger(&config).await?, admin.token);
+    let _history_job = crate::scheduler::spawn_history(state.clone(), history_job(&config, alerting));
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     tracing::info!("tunerpool stopped");
     Ok(())
+}
+
+/// The alert rules and webhooks as configured, and the running sender of
+/// their deliveries (stopped when the guard is dropped).
+pub async fn alerting(
+    config: &Config,
+    store: &Store,
+) -> anyhow::Result<(crate::scheduler::Alerting, crate::scheduler::CancelOnDrop)> {
+    let a = &config.alerts;
+    let targets: Vec<String> = a.webhooks.iter().map(tunerpool_alerts::Webhook::target).collect();
+    // Deliveries to webhooks removed from the configuration have nowhere to go.
+    let dropped = store.drop_deliveries_except(&targets).await?;
+    if dropped > 0 {
+        tracing::info!(dropped, "alerts: dropped deliveries to webhooks no longer configured");
+    }
+    let backoff = tunerpool_alerts::Backoff { give_up_after: a.retry_for, ..Default::default() };
+    let sender = tunerpool_alerts::Sender::new(a.webhooks.clone(), backoff, std::time::Duration::from_secs(10))?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let guard = crate::scheduler::CancelOnDrop::new(sender.spawn(store.clone(), wake.clone()));
+    for w in &a.webhooks {
+        tracing::info!(webhook = %w, "alerts go to this webhook");
+    }
+    let alerting = crate::scheduler::Alerting {
+        rules: tunerpool_alerts::Rules { expiry_warning_days: config.pool.expiry_warning_days, ..Default::default() },
+        webhooks: a.webhooks.clone(),
+        notify_resolved: a.notify_resolved,
+        wake,
+    };
+    Ok((alerting, guard))
+}
+
+/// The history job as configured.
+pub fn history_job(config: &Config, alerting: crate::scheduler::Alerting) -> crate::scheduler::HistoryJob {
+    let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    crate::scheduler::HistoryJob {
+        interval: config.history.sample_interval,
+        retention: tunerpool_catalog::history::Retention {
+            raw_secs: secs(config.history.raw_retention),
+            keep_secs: secs(config.history.retention),
+        },
+        alerting,
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
