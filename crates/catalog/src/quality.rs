@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use tunerpool_domain::quality::SourceQuality;
+pub use tunerpool_domain::quality::{score, QualityPolicy, QualityWeights, SourceQuality};
 
 use crate::error::CatalogError;
 use crate::store::Store;

@@ -90,7 +90,7 @@ impl Default for QualityWeights {
     /// Picture first (resolution, then stability: a source that drops is worse
     /// than a softer one), then frame rate, bitrate, start time and codec.
     fn default() -> Self {
-        QualityWeights { resolution: 3.0, fps: 1.5, bitrate: 1.0, codec: 0.5, stability: 2.0, start_time: 1.0 }
+        QualityWeights { resolution: 6.0, fps: 3.0, bitrate: 2.0, codec: 1.0, stability: 4.0, start_time: 2.0 }
     }
 }
 

@@ -4,10 +4,12 @@
 //! ([`tunerpool_relay::Catalog`]) and does not link the store; this adapter
 //! is the one place that knows both.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
+use tunerpool_catalog::quality::SourceQuality;
 use tunerpool_catalog::{
     Account, CatalogError, Channel, MediaKind, NewEvent, NewQuality, Provider, Store, StreamSource,
 };
@@ -69,6 +71,10 @@ impl Catalog for StoreCatalog {
             self.0.record_quality(&q).await.map_err(lookup_error)
         }
         .boxed()
+    }
+
+    fn source_quality(&self, stream_ids: Vec<i64>) -> BoxFuture<'_, Result<HashMap<i64, SourceQuality>, LookupError>> {
+        async move { self.0.source_quality(&stream_ids).await.map_err(lookup_error) }.boxed()
     }
 }
 

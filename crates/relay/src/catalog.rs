@@ -2,12 +2,16 @@
 //!
 //! A session reads a channel, its providers and their accounts, and where a
 //! stream is, when it starts or fails over (never per chunk), and records
-//! events and source measurements. Those seven calls are all the relay asks of the catalog, so it does
+//! events and source measurements, and reads what the sources' quality scores
+//! rest on. Those eight calls are all the relay asks of the catalog, so it does
 //! not link the SQLite store: the crate that wires the gateway (`http`)
 //! implements [`Catalog`] for the store, and the relay's tests for a map in
 //! memory.
 
+use std::collections::HashMap;
+
 use futures_util::future::BoxFuture;
+use tunerpool_domain::quality::SourceQuality;
 use tunerpool_domain::{Account, Channel, MediaKind, NewEvent, Provider, StreamSource};
 
 use crate::measure::SourceMeasurement;
@@ -38,6 +42,10 @@ pub trait Catalog: Send + Sync + 'static {
     /// own, never on a session's path: once a connection's stream has said what it is, every few minutes
     /// after, and when the connection ends.
     fn record_quality(&self, measurement: SourceMeasurement) -> BoxFuture<'_, Result<(), LookupError>>;
+
+    /// What the quality scores of these streams' sources rest on, for those measured (by stream id). Read
+    /// when a session picks its source, for a channel that orders its sources itself.
+    fn source_quality(&self, stream_ids: Vec<i64>) -> BoxFuture<'_, Result<HashMap<i64, SourceQuality>, LookupError>>;
 }
 
 /// A movie or an episode: where it is, its name, and the container

@@ -394,6 +394,11 @@ impl Relay {
     }
 
     /// The relay's metrics (the `/metrics` handler adds them to its registry).
+    pub fn settings(&self) -> &RelaySettings {
+        &self.inner.settings
+    }
+
+    /// The relay's counters.
     pub fn metrics(&self) -> &RelayMetrics {
         &self.inner.metrics
     }

@@ -44,6 +44,10 @@ pub struct RelaySettings {
     pub quality_first_after: Duration,
     /// Then again every this long while it streams.
     pub quality_every: Duration,
+    /// How much each aspect of a source's measured quality counts in its score.
+    pub quality_weights: tunerpool_domain::quality::QualityWeights,
+    /// Whether the provider ranking or the quality score orders a channel's sources first.
+    pub quality_policy: tunerpool_domain::quality::QualityPolicy,
 }
 
 impl Default for RelaySettings {
@@ -65,6 +69,8 @@ impl Default for RelaySettings {
             user_limit_policy: crate::users::UserLimitPolicy::ReplaceOldest,
             quality_first_after: Duration::from_secs(10),
             quality_every: Duration::from_secs(300),
+            quality_weights: Default::default(),
+            quality_policy: Default::default(),
         }
     }
 }

@@ -77,6 +77,28 @@ pub(crate) async fn load_providers(
     Ok(out)
 }
 
+/// Each source's quality score, in the channel's order, for a channel that
+/// orders its sources itself (by hand-ordered channels, and with only one
+/// source, none: the order is given). A catalog that cannot answer leaves the
+/// sources unscored (logged): a missing score must not keep a channel off air.
+async fn source_scores(inner: &crate::relay::Inner, channel: &Channel) -> Vec<f64> {
+    if !channel.auto_order || channel.sources.len() < 2 {
+        return Vec::new();
+    }
+    let ids = channel.sources.iter().map(|s| s.stream_id).collect();
+    match inner.catalog.source_quality(ids).await {
+        Ok(known) => channel
+            .sources
+            .iter()
+            .map(|s| tunerpool_domain::quality::score(known.get(&s.stream_id), &inner.settings.quality_weights))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(channel = channel.id, error = %e, "source quality unavailable; sources keep their order");
+            Vec::new()
+        }
+    }
+}
+
 /// One attempt: plan, lease, URL. Candidates whose URL cannot be built are
 /// excluded and the next is tried.
 pub(crate) async fn acquire(
@@ -90,6 +112,7 @@ pub(crate) async fn acquire(
     let (catalog, ledger, policy) = (&*inner.catalog, &inner.ledger, inner.settings.policy);
     let pools: HashMap<i64, ProviderPool> =
         providers.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a.as_slice() })).collect();
+    let scores = source_scores(inner, channel).await;
     loop {
         let usage = ledger.usage().await.map_err(|e| AcquireError::Backend(e.to_string()))?;
         let input = SelectInput {
@@ -98,8 +121,8 @@ pub(crate) async fn acquire(
             active: &usage.accounts,
             policy,
             now_unix: tunerpool_domain::now(),
-            scores: &[],
-            quality_policy: Default::default(),
+            scores: &scores,
+            quality_policy: inner.settings.quality_policy,
         };
         let mut planned = plan(&input);
         if !channel.auto_order {

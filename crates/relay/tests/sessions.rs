@@ -219,3 +219,41 @@ async fn a_failed_upstream_connection_is_measured_with_why_it_failed() {
         assert!(m.ended.is_some() && m.report.bytes > 0 && m.ttfb_ms.is_some(), "{m:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_orders_itself_starts_on_its_best_measured_source() {
+    use tunerpool_domain::quality::SourceQuality;
+    let accounts = [("a", "pa", 1)];
+    let fake = provider(&accounts).await;
+    let catalog = catalog(&fake, &accounts);
+    // Channel 10: streams 3 then 4. Stream 3 was found dead (no video), 4 is a clean 1080p50.
+    catalog.add_channel(10, 1, &[3, 4]);
+    catalog.quality.lock().unwrap().extend([
+        (1003, SourceQuality { verdict: "no_video".into(), ..Default::default() }),
+        (
+            1004,
+            SourceQuality {
+                verdict: "ok".into(),
+                video_codec: Some("h264".into()),
+                height: Some(1080),
+                fps: Some(50.0),
+                ..Default::default()
+            },
+        ),
+    ]);
+    let relay = relay(&catalog, fast());
+    let upstream_of = |relay: &tunerpool_relay::relay::Relay| {
+        relay.sessions()[0].upstream.as_ref().map(|u| u.url.clone()).unwrap_or_default()
+    };
+
+    // Ordered by hand (the default of this catalog): the channel's order wins.
+    let stream = relay.watch(10, viewer()).await.unwrap();
+    assert!(upstream_of(&relay).ends_with("/3.ts"), "{}", upstream_of(&relay));
+    drop(stream);
+    assert!(wait_for(|| relay.sessions().is_empty(), Duration::from_secs(5)).await, "the session did not end");
+
+    // Ordering itself: the dead source goes behind the measured one.
+    catalog.channels.lock().unwrap().get_mut(&10).unwrap().auto_order = true;
+    let _stream = relay.watch(10, viewer()).await.unwrap();
+    assert!(upstream_of(&relay).ends_with("/4.ts"), "{}", upstream_of(&relay));
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use fakeprovider::FakeProvider;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
+use tunerpool_domain::quality::SourceQuality;
 use tunerpool_domain::{
     Account, AccountDetails, Channel, ChannelSource, Level, MediaKind, NewEvent, Provider, ProviderKind, Secret,
     StreamSource, SyncStatus,
@@ -30,6 +31,8 @@ pub struct MemoryCatalog {
     pub events: Mutex<Vec<NewEvent>>,
     /// The source measurements handed over, in order.
     pub measurements: Mutex<Vec<SourceMeasurement>>,
+    /// What each stream's quality score rests on, as a test sets it.
+    pub quality: Mutex<HashMap<i64, SourceQuality>>,
 }
 
 fn found<T: Clone>(map: &Mutex<HashMap<i64, T>>, what: &'static str, id: i64) -> Result<T, LookupError> {
@@ -65,6 +68,14 @@ impl Catalog for MemoryCatalog {
         async move {
             self.measurements.lock().unwrap().push(measurement);
             Ok(())
+        }
+        .boxed()
+    }
+
+    fn source_quality(&self, stream_ids: Vec<i64>) -> BoxFuture<'_, Result<HashMap<i64, SourceQuality>, LookupError>> {
+        async move {
+            let known = self.quality.lock().unwrap();
+            Ok(stream_ids.iter().filter_map(|id| known.get(id).map(|q| (*id, q.clone()))).collect())
         }
         .boxed()
     }
