@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
+use tunerpool_catalog::quality::{QualityPolicy, QualityWeights};
 
 /// Name of the configuration file that is read from the working directory
 /// when no file is given explicitly.
@@ -422,6 +423,35 @@ config_tables! {
             about = ": unmatched new streams become channels (`false`: they wait, unassigned)";
     }
 
+    /// How a channel's sources are ordered by their measured quality.
+    quality =>
+    /// How each source's measured quality (resolution, frame rate, bitrate,
+    /// codec, stability, start time) becomes a score from 0 to 100, and
+    /// whether that score or the provider ranking orders a channel's sources
+    /// first (for channels that order themselves).
+    ///
+    /// Its own `[quality]` table: only source selection and the listings read it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct QualityConfig {
+        /// `availability_first`: the provider ranking (kind, free capacity,
+        /// priority), the score among equals; `quality_first`: the best score first.
+        policy: QualityPolicy = QualityPolicy::AvailabilityFirst,
+            parse = parse_quality_policy, show = |p| quoted(p.as_str()),
+            about = " (or `quality_first`)";
+        /// Weight of the picture's height (0 to 100; the weights are relative).
+        weight_resolution: u32 = 6, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
+        /// Weight of the frame rate.
+        weight_fps: u32 = 3, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
+        /// Weight of the video bitrate.
+        weight_bitrate: u32 = 2, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
+        /// Weight of the codec (H.264, HEVC and AV1 above MPEG-2).
+        weight_codec: u32 = 1, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
+        /// Weight of stability: failures per hour of playback over the last week.
+        weight_stability: u32 = 4, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
+        /// Weight of the time to the first picture.
+        weight_start_time: u32 = 2, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
+    }
+
     /// What is kept of the past (accounts, pool, channel views).
     history =>
     /// How much history is kept and how often the pool is sampled.
@@ -468,6 +498,20 @@ config_tables! {
         retry_for: Duration = Duration::from_secs(24 * 60 * 60),
             parse = |r| parse_duration_max(r, Duration::from_secs(60), Duration::from_secs(30 * 86_400)),
             show = show_duration, about = " (1m to 30 days)";
+    }
+}
+
+impl QualityConfig {
+    /// The weights as the score takes them.
+    pub fn weights(&self) -> QualityWeights {
+        QualityWeights {
+            resolution: self.weight_resolution.into(),
+            fps: self.weight_fps.into(),
+            bitrate: self.weight_bitrate.into(),
+            codec: self.weight_codec.into(),
+            stability: self.weight_stability.into(),
+            start_time: self.weight_start_time.into(),
+        }
     }
 }
 
@@ -1238,6 +1282,14 @@ fn parse_user_limit_policy(raw: Raw<'_, '_>) -> Result<UserLimitPolicy, String> 
         "replace_oldest" | "replace-oldest" => Ok(UserLimitPolicy::ReplaceOldest),
         "refuse" => Ok(UserLimitPolicy::Refuse),
         other => Err(format!("{other:?} is not a policy (use \"replace_oldest\" or \"refuse\")")),
+    }
+}
+
+fn parse_quality_policy(raw: Raw<'_, '_>) -> Result<QualityPolicy, String> {
+    match want_str(raw, "\"availability_first\"")?.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+        "availability_first" => Ok(QualityPolicy::AvailabilityFirst),
+        "quality_first" => Ok(QualityPolicy::QualityFirst),
+        other => Err(format!("{other:?} is not a policy (use \"availability_first\" or \"quality_first\")")),
     }
 }
 
@@ -2165,6 +2217,15 @@ timeout = true
                 match_groups: vec!["News \"24\"".into(), "Sport, Live".into()],
                 auto_create: false,
             },
+            quality: QualityConfig {
+                policy: QualityPolicy::QualityFirst,
+                weight_resolution: 0,
+                weight_fps: 100,
+                weight_bitrate: 7,
+                weight_codec: 0,
+                weight_stability: 50,
+                weight_start_time: 1,
+            },
             history: HistoryConfig {
                 retention: Duration::from_secs(7 * 86_400),
                 raw_retention: Duration::from_secs(3 * 3600),
@@ -2228,6 +2289,21 @@ timeout = true
     }
 
     #[test]
+    fn quality_keys_are_checked() {
+        let p = one_problem("[quality]\npolicy = \"best\"\n");
+        assert_eq!(p.key, "quality.policy");
+        assert!(p.message.contains("quality_first"), "{}", p.message);
+        let p = one_problem("[quality]\nweight_fps = 101\n");
+        assert_eq!(p.key, "quality.weight_fps");
+        assert!(p.message.contains("0 to 100"), "{}", p.message);
+        let (_dir, path) = file("[quality]\npolicy = \"quality_first\"\nweight_resolution = 0\n");
+        let cfg = Config::check_file(&path).unwrap();
+        assert_eq!(cfg.quality.policy, QualityPolicy::QualityFirst);
+        assert_eq!(cfg.quality.weights().resolution, 0.0);
+        assert_eq!(Config::default().quality.weights(), QualityWeights::default(), "one default");
+    }
+
+    #[test]
     fn env_var_names() {
         assert_eq!(Config::env_var_name("sync.catalog_interval"), "TUNERPOOL_SYNC_CATALOG_INTERVAL");
         // Every key can be set from the environment.
@@ -2264,6 +2340,8 @@ timeout = true
                 "alerts.webhooks" => "ntfy:https://ntfy.sh/topic, json:http://127.0.0.1:9/hook",
                 "alerts.notify_resolved" => "false",
                 "alerts.retry_for" => "2h",
+                "quality.policy" => "quality_first",
+                k if k.starts_with("quality.weight_") => "17",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",
             };

@@ -73,6 +73,8 @@ pub fn app_state(
             PoolPolicy::Priority => AccountPolicy::Priority,
             PoolPolicy::LeastLoaded => AccountPolicy::LeastLoaded,
         },
+        quality_weights: config.quality.weights(),
+        quality_policy: config.quality.policy,
         ..RelaySettings::default()
     };
     AppState {
