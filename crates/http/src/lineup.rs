@@ -13,7 +13,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use tunerpool_catalog::lineup::{BulkChange, ChannelPatch, GroupPatch, UnassignedStream};
+
+use tunerpool_catalog::quality::{score, QualityWeights, SourceQuality};
 use tunerpool_catalog::{Channel, ChannelSource, GroupCount, LostSource};
 use tunerpool_relay::SourceMeasurement;
 
@@ -54,10 +57,16 @@ pub struct ChannelDetail {
     pub enabled: bool,
     /// False when no source can be played.
     pub available: bool,
-    /// True: sources are ranked by provider; false: tried in their order.
+    /// True: sources are ranked by provider and quality; false: tried in their order.
     pub auto_order: bool,
-    /// Where it can be played from, in the channel's order, each with its latest measurement.
+    /// Where it can be played from, in the channel's order, each with its latest measurement and score.
     pub sources: Vec<MeasuredSource>,
+    /// The source ids in the order a viewer starting now would have them tried: the user's order when
+    /// `auto_order` is false, else the provider ranking and the scores under `order_policy`. Sources with no
+    /// usable account come last, in the channel's order.
+    pub try_order: Vec<i64>,
+    /// How `try_order` was made: `by_hand`, `availability_first` or `quality_first`.
+    pub order_policy: String,
     /// Sources whose stream is gone, kept for re-attaching.
     pub lost_sources: Vec<LostSource>,
 }
@@ -70,10 +79,20 @@ pub struct MeasuredSource {
     /// What the relay last measured of this source while playing it (passively, from the relayed bytes);
     /// `null` when it has not been played (since measuring began).
     pub quality: Option<SourceMeasurement>,
+    /// Its quality score, 0 (dead) to 100 with the configured weights; 50 when never measured.
+    pub score: f64,
+    /// A short label: `1080p50 H.264 6.1 Mbit/s`, `dead: no_video`, or `not measured`.
+    pub badge: String,
 }
 
 impl ChannelDetail {
-    fn new(channel: Channel, mut quality: std::collections::HashMap<i64, tunerpool_catalog::StoredQuality>) -> Self {
+    fn new(
+        channel: Channel,
+        mut quality: HashMap<i64, tunerpool_catalog::StoredQuality>,
+        basis: &HashMap<i64, SourceQuality>,
+        weights: &QualityWeights,
+        (try_order, order_policy): (Vec<i64>, String),
+    ) -> Self {
         // Every field named: a field added to `Channel` must be added here too.
         let Channel {
             id,
@@ -99,7 +118,10 @@ impl ChannelDetail {
                         )
                         .ok()
                 });
-                MeasuredSource { source, quality }
+                let basis = basis.get(&source.stream_id);
+                let score = score(basis, weights);
+                let badge = basis.map_or_else(|| "not measured".to_owned(), SourceQuality::badge);
+                MeasuredSource { source, quality, score, badge }
             })
             .collect();
         ChannelDetail {
@@ -114,9 +136,51 @@ impl ChannelDetail {
             available,
             auto_order,
             sources,
+            try_order,
+            order_policy,
             lost_sources,
         }
     }
+}
+
+/// The source ids of `channel` in the order a session starting now would try them, and how that order was
+/// made (see [`ChannelDetail::try_order`]).
+async fn try_order(st: &AppState, channel: &Channel, scores: &[f64]) -> Result<(Vec<i64>, String), ApiError> {
+    use tunerpool_ledger::Ledger;
+    use tunerpool_pool::select::{plan, ProviderPool, SelectInput};
+    let settings = st.relay.settings();
+    let providers = crate::stream::channel_providers(st, channel).await?;
+    let pools: HashMap<i64, ProviderPool> =
+        providers.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a.as_slice() })).collect();
+    let usage = st.ledger.usage().await.map_err(|e| ApiError::internal("ledger usage", &e))?;
+    let input = SelectInput {
+        sources: &channel.sources,
+        providers: &pools,
+        active: &usage.accounts,
+        policy: settings.policy,
+        now_unix: tunerpool_catalog::now(),
+        scores,
+        quality_policy: settings.quality_policy,
+    };
+    let mut indices: Vec<usize> = Vec::new();
+    for c in plan(&input).candidates {
+        if !indices.contains(&c.source_index) {
+            indices.push(c.source_index);
+        }
+    }
+    let how = if channel.auto_order {
+        settings.quality_policy.as_str().to_owned()
+    } else {
+        // As the relay does: the user's order wins.
+        indices.sort_unstable();
+        "by_hand".to_owned()
+    };
+    for i in 0..channel.sources.len() {
+        if !indices.contains(&i) {
+            indices.push(i);
+        }
+    }
+    Ok((indices.into_iter().map(|i| channel.sources[i].id).collect(), how))
 }
 
 /// A channel, each source with the relay's latest measurement of it (`quality`, or `null`).
@@ -127,7 +191,12 @@ pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> R
     let channel = st.store.channel(path_id("channel", &id)?).await?;
     let streams: Vec<i64> = channel.sources.iter().map(|s| s.stream_id).collect();
     let quality = st.store.latest_quality(&streams).await?;
-    Ok(Json(ChannelDetail::new(channel, quality)))
+    let basis = st.store.source_quality(&streams).await?;
+    let weights = st.relay.settings().quality_weights;
+    // The relay scores only channels that order themselves; shown for every channel.
+    let scores: Vec<f64> = channel.sources.iter().map(|s| score(basis.get(&s.stream_id), &weights)).collect();
+    let order = try_order(&st, &channel, if channel.auto_order { &scores } else { &[] }).await?;
+    Ok(Json(ChannelDetail::new(channel, quality, &basis, &weights, order)))
 }
 
 /// Edits a channel: absent fields are kept, `null` clears `group_id`,

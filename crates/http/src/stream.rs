@@ -124,6 +124,24 @@ async fn channel_refusal(st: &AppState, err: WatchError, id: i64, client: &str, 
     refusal(err, "channel", id, client, audience)
 }
 
+/// The providers of a channel's sources with all their accounts, each once:
+/// what source selection plans with.
+pub(crate) async fn channel_providers(
+    st: &AppState,
+    channel: &tunerpool_catalog::Channel,
+) -> Result<Vec<(tunerpool_catalog::Provider, Vec<tunerpool_catalog::Account>)>, tunerpool_catalog::CatalogError> {
+    let mut loaded: Vec<(tunerpool_catalog::Provider, Vec<tunerpool_catalog::Account>)> = Vec::new();
+    for s in &channel.sources {
+        if loaded.iter().any(|(p, _)| p.id == s.provider_id) {
+            continue;
+        }
+        let p = st.store.provider(s.provider_id).await?;
+        let accounts = st.store.accounts(p.id).await?;
+        loaded.push((p, accounts));
+    }
+    Ok(loaded)
+}
+
 /// "source 1: 2 of 2 connections in use; source 2: unusable (expired)": why
 /// each source of a lineup channel was refused, in the order they were
 /// tried (by provider), naming no provider and no account.
@@ -132,18 +150,7 @@ async fn sources_refused(st: &AppState, channel_id: i64) -> Option<String> {
     use tunerpool_ledger::Ledger;
     use tunerpool_pool::select::{no_capacity, ProviderPool, SelectInput};
     let channel = st.store.channel(channel_id).await.ok()?;
-    let mut loaded = Vec::new();
-    for s in &channel.sources {
-        if loaded
-            .iter()
-            .any(|(p, _): &(tunerpool_catalog::Provider, Vec<tunerpool_catalog::Account>)| p.id == s.provider_id)
-        {
-            continue;
-        }
-        let p = st.store.provider(s.provider_id).await.ok()?;
-        let accounts = st.store.accounts(p.id).await.ok()?;
-        loaded.push((p, accounts));
-    }
+    let loaded = channel_providers(st, &channel).await.ok()?;
     let pools: HashMap<i64, ProviderPool> =
         loaded.iter().map(|(p, a)| (p.id, ProviderPool { provider: p, accounts: a.as_slice() })).collect();
     let usage = st.ledger.usage().await.ok()?;
