@@ -36,6 +36,11 @@ static ASSETS: &[Asset] = &[
     asset!("sessions.js", JS),
     asset!("channels.js", JS),
     asset!("users.js", JS),
+    asset!("history.js", JS),
+    // uPlot 1.6.32 (npm `uplot`, dist/), MIT: the history charts.
+    asset!("uPlot.iife.min.js", JS),
+    asset!("uPlot.min.css", "text/css; charset=utf-8"),
+    asset!("uPlot.LICENSE", "text/plain; charset=utf-8"),
 ];
 
 /// Scripts only from here; data only from the API; pictures (channel logos)

@@ -9,17 +9,18 @@ import * as accounts from './accounts.js';
 import * as sessions from './sessions.js';
 import * as channels from './channels.js';
 import * as users from './users.js';
+import * as history from './history.js';
 
 const main = document.getElementById('main');
 let cleanup = null;
 
-/** Hash routes: #/, #/providers, #/providers/3, #/sessions, #/channels, #/users */
+/** Hash routes: #/, #/providers, #/providers/3, #/sessions, #/channels, #/users, #/history */
 function route() {
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
   const [page, id] = parts;
   if (!page) return { name: 'dashboard', mod: dashboard };
   if (page === 'providers' && id) return { name: 'providers', mod: accounts, id: Number(id) };
-  const mods = { providers, sessions, channels, users };
+  const mods = { providers, sessions, channels, users, history };
   return mods[page] ? { name: page, mod: mods[page] } : { name: 'dashboard', mod: dashboard };
 }
 

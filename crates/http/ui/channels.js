@@ -14,7 +14,7 @@
 // a PASSWORD placeholder to replace by hand.
 
 import { api, ApiError } from './api.js';
-import { clear, copyText, h } from './dom.js';
+import { clear, copyText, fmtDateTime, h } from './dom.js';
 
 const PER_PAGE = 50;
 
@@ -154,9 +154,34 @@ export function render(main) {
       items.push(h('li', { class: 'source lost', 'data-source-id': s.id },
         h('span', {}, `${s.provider || 'removed provider'}`), h('span', { class: 'badge off' }, 'gone: waits for the stream to come back')));
     }
-    return h('details', { class: 'sources' },
+    const box = h('details', { class: 'sources' },
       h('summary', {}, `${c.sources.length} source${c.sources.length === 1 ? '' : 's'}${c.auto_order ? '' : ' (your order)'}`),
       h('ol', {}, ...items));
+    // Opened: what each source is (the relay's latest measurement) and the
+    // order a viewer starting now would get them in.
+    box.addEventListener('toggle', () => {
+      if (box.open) showQuality(box, c.id).catch(() => {});
+    });
+    return box;
+  };
+  const POLICY = { by_hand: 'your order', availability_first: 'provider ranking, then quality',
+    quality_first: 'quality, then provider ranking' };
+  const showQuality = async (box, id) => {
+    const d = await api('GET', `/channels/${id}`);
+    if (gone) return;
+    for (const s of d.sources) {
+      const li = box.querySelector(`li[data-source-id="${s.id}"]`);
+      if (!li) continue;
+      li.querySelector('.quality')?.remove();
+      const dead = s.badge.startsWith('dead');
+      li.append(h('span', { class: `badge quality${dead ? ' off' : ''}`, 'data-score': String(Math.round(s.score)),
+        title: s.quality ? `measured ${fmtDateTime(s.quality.measured_at)}; score ${s.score.toFixed(0)} of 100` : 'never played since measuring began' },
+      `${s.badge} · ${s.score.toFixed(0)}`));
+    }
+    box.querySelector('.try-order')?.remove();
+    const pos = new Map(d.sources.map((s, i) => [s.id, i + 1]));
+    box.append(h('p', { class: 'try-order muted' },
+      `Tried now in this order: ${d.try_order.map((sid) => pos.get(sid)).join(', ')} (${POLICY[d.order_policy] || d.order_policy}).`));
   };
   /** Rename, renumber and set the guide id (picked from a search over the providers' guides) in place. */
   const editor = (c) => {

@@ -487,3 +487,100 @@ async fn a_person_merges_channels_and_renumbers_a_group() {
     page.c.close().await.unwrap();
     drop(server);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_sees_what_each_source_is_and_the_pool_history() {
+    // Two providers carry "Channel 1": A sends the 720p H.264 sample, B the
+    // HEVC one. A's only account expires in 3 days: an alert.
+    let in_3_days = tunerpool_catalog::now() + 3 * 86_400;
+    let a = FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec {
+        exp_date: Some(in_3_days),
+        ..AccountSpec::new("one", PW1, 1)
+    }]))
+    .await
+    .unwrap();
+    let b = FakeProvider::start(FakeConfig {
+        live_media: vec![fakeprovider::ChannelMedia { channel: 1, media: fakeprovider::LiveMedia::Hevc360p25 }],
+        ..FakeConfig::with_accounts(vec![AccountSpec::new("two", PW2, 1)])
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tunerpool(dir.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("TUNERPOOL_ADMIN_TOKEN", TOKEN)
+        .env("TUNERPOOL_HISTORY_SAMPLE_INTERVAL", "5s")
+        .env("TUNERPOOL_RELAY_LINGER", "0s");
+    let server = start_server(cmd);
+    let base = server.base.clone();
+    for (id, name, fake, user, pw) in [(1, "A", &a, "one", PW1), (2, "B", &b, "two", PW2)] {
+        let body = json!({"name": name, "kind": "xtream", "url": fake.url(), "username": user, "password": pw});
+        let (status, _, text) = send(TOKEN, "POST", &format!("{base}/api/v1/providers"), Some(body));
+        assert_eq!(status, 201, "{text}");
+        let (status, _, text) = send(TOKEN, "POST", &format!("{base}/api/v1/providers/{id}/sync"), None);
+        assert_eq!(status, 200, "{text}");
+    }
+    let (_, found) = get_json_as(TOKEN, &format!("{base}/api/v1/channels?q=Channel%201&per_page=100"));
+    let channel = found["items"].as_array().unwrap().iter().find(|c| c["name"] == "Channel 1").unwrap().clone();
+    assert_eq!(channel["sources"].as_array().unwrap().len(), 2, "matched by name: {channel}");
+    let id = channel["id"].as_i64().unwrap();
+
+    // Watch it for 2 s: A (the Xtream provider ranked first) is measured when
+    // the session ends.
+    let bytes = Arc::new(AtomicU64::new(0));
+    let watching = viewer(format!("{base}/stream/{id}.ts"), bytes.clone());
+    let deadline = Instant::now() + WAIT;
+    while bytes.load(Ordering::Relaxed) < 500_000 {
+        assert!(Instant::now() < deadline, "the stream did not play");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    watching.abort();
+    let deadline = Instant::now() + WAIT;
+    let detail = loop {
+        let (_, d) = get_json_as(TOKEN, &format!("{base}/api/v1/channels/{id}"));
+        if d["sources"].as_array().unwrap().iter().any(|s| !s["quality"].is_null()) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no measurement recorded: {d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let measured = detail["sources"].as_array().unwrap().iter().find(|s| !s["quality"].is_null()).unwrap();
+    assert!(measured["badge"].as_str().unwrap().starts_with("720p25 H.264"), "{measured}");
+    // The pool is sampled every 5 s.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, rows) = get_json_as(TOKEN, &format!("{base}/api/v1/history/pool"));
+        if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no pool sample");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let driver = start_chromedriver().await;
+    let page = Page { c: browser(&driver).await, shots: screenshot_dir() };
+    page.c.goto(&format!("{base}/")).await.unwrap();
+    page.wait_for("the login screen", "document.querySelector('#login:not([hidden]) #token')").await;
+    page.fill("#login-form", "token", TOKEN).await;
+    page.click("#login-form button[type=submit]").await;
+    page.wait_for("the dashboard", "document.querySelector('#pool-total')").await;
+    page.click("#nav a[data-page=channels]").await;
+    let item = format!("#channels .item.channel[data-channel-id='{id}']");
+    page.wait_for("the channel", &format!("document.querySelector(\"{item}\")")).await;
+    page.click(&format!("{item} .sources summary")).await;
+    page.wait_text("the measured source's badge", &format!("{item} .sources"), "720p25 H.264").await;
+    page.wait_text("the unmeasured source", &format!("{item} .sources"), "not measured").await;
+    page.wait_text("the order", &format!("{item} .try-order"), "Tried now in this order").await;
+    page.shot("31-source-quality").await;
+
+    page.click("#nav a[data-page=history]").await;
+    page.wait_for("a pool chart", "document.querySelector('.charts .chart canvas')").await;
+    page.wait_for("the chart's series", "document.querySelectorAll('.charts .chart .u-legend .u-series').length >= 5")
+        .await;
+    page.wait_text("the expiry alert", "#alerts", "expires").await;
+    page.shot("32-history").await;
+    page.c.close().await.unwrap();
+    drop(server);
+}
