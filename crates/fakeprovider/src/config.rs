@@ -104,6 +104,9 @@ pub enum LiveMedia {
     RadioAac,
     /// Not a stream: a `200 text/html` page, as a panel's error or "expired" page.
     Html,
+    /// A placeholder clip: the 10 s sample played once from its start, then the panel
+    /// ends the response, as panels do with their "channel offline" clips.
+    Placeholder,
 }
 
 impl Default for FakeConfig {

@@ -40,8 +40,14 @@ impl LiveMedia {
             LiveMedia::H264_576i25 => Some((H264_576I25, 2.0)),
             LiveMedia::Mpeg2_576i25 => Some((MPEG2_576I25, 2.0)),
             LiveMedia::RadioAac => Some((RADIO_AAC, 4.0)),
+            LiveMedia::Placeholder => Some((SAMPLE_TS, SAMPLE_SECS)),
             LiveMedia::Html => None,
         }
+    }
+
+    /// Whether the fixture is played once from its start and the response then ends.
+    pub(crate) fn once(self) -> bool {
+        self == LiveMedia::Placeholder
     }
 }
 
@@ -126,6 +132,8 @@ pub(crate) struct LivePacer {
     credited: f64,
     interval: Interval,
     max_chunk: usize,
+    /// Played once from the start (a placeholder clip): the body ends with the fixture.
+    once: bool,
 }
 
 impl LivePacer {
@@ -144,10 +152,21 @@ impl LivePacer {
             credited: 0.0,
             interval,
             max_chunk,
+            once: false,
         }
     }
 
-    async fn next(&mut self) -> Bytes {
+    /// Plays `data` once from its start at its own rate, then ends (see [`LiveMedia::Placeholder`]).
+    pub(crate) fn once(mut self) -> Self {
+        self.pos = 0;
+        self.once = true;
+        self
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.once && self.pos >= self.data.len() {
+            return None;
+        }
         loop {
             self.interval.tick().await;
             let due = self.bytes_per_sec * self.start.elapsed().as_secs_f64() - self.credited;
@@ -162,9 +181,9 @@ impl LivePacer {
             }
             let end = (self.pos + n).min(self.data.len());
             let chunk = Bytes::from_static(&self.data[self.pos..end]);
-            self.pos = if end >= self.data.len() { 0 } else { end };
+            self.pos = if end >= self.data.len() && !self.once { 0 } else { end };
             self.credited += chunk.len() as f64;
-            return chunk;
+            return Some(chunk);
         }
     }
 }
@@ -176,7 +195,7 @@ impl Source {
 
     async fn next(&mut self) -> Option<Bytes> {
         match self {
-            Source::Live(pacer) => Some(pacer.next().await),
+            Source::Live(pacer) => pacer.next().await,
             Source::File { data, pos, end } => {
                 if *pos >= *end {
                     return None;

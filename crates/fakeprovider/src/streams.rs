@@ -112,7 +112,8 @@ fn live_ts(s: &Shared, account: Account, id: u64, via_token: bool, headers: &Hea
         drop(guard);
         return with_type(HTML_PAGE.into_response(), "text/html; charset=utf-8");
     };
-    let source = Source::Live(LivePacer::new(data, secs, s.rate, s.clock.elapsed()));
+    let pacer = LivePacer::new(data, secs, s.rate, s.clock.elapsed());
+    let source = Source::Live(if media.once() { pacer.once() } else { pacer });
     let mut resp = with_type(stream_body(source, limit, guard).into_response(), "video/mp2t");
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
