@@ -28,7 +28,7 @@ pub mod users;
 pub use error::{CatalogError, FieldError};
 pub use events::{Event, EventQuery, Level, NewEvent};
 pub use model::*;
-pub use quality::{NewQuality, StoredQuality};
+pub use quality::{NewQuality, ProbeScope, SourceRef, StoredQuality};
 pub use secret::Secret;
 pub use store::{now, Store};
 /// The domain types, stored here; see `tunerpool-domain`.

@@ -209,3 +209,74 @@ impl Store {
         Ok(out)
     }
 }
+
+/// A lineup source to probe: its stream, provider and channel; exists so that the relay's probe scheduler and the
+/// API's "probe this channel / group" get the same thing from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceRef {
+    pub stream_id: i64,
+    pub provider_id: i64,
+    pub channel_id: i64,
+}
+
+fn source_ref(row: &sqlx::sqlite::SqliteRow) -> Result<SourceRef, sqlx::Error> {
+    Ok(SourceRef {
+        stream_id: row.try_get("stream_id")?,
+        provider_id: row.try_get("provider_id")?,
+        channel_id: row.try_get("channel_id")?,
+    })
+}
+
+/// Which lineup sources [`Store::sources_to_probe`] lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeScope {
+    Channel(i64),
+    Group(i64),
+}
+
+impl Store {
+    /// Up to `limit` lineup sources worth probing, best first: never measured, then found dead, then the oldest
+    /// measurements; only those last measured before `older_than` (unix seconds), with a stream, of channels
+    /// that are not hidden (nor their group) and of enabled providers.
+    pub async fn probe_candidates(&self, older_than: i64, limit: i64) -> Result<Vec<SourceRef>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT ls.stream_id, ls.provider_id, ls.channel_id
+             FROM lineup_sources ls
+             JOIN lineup_channels c ON c.id = ls.channel_id
+             LEFT JOIN lineup_groups g ON g.id = c.group_id
+             JOIN providers p ON p.id = ls.provider_id
+             LEFT JOIN source_quality q ON q.provider_id = ls.provider_id AND q.upstream_key = ls.upstream_key
+             WHERE ls.stream_id IS NOT NULL AND c.hidden = 0 AND COALESCE(g.hidden, 0) = 0 AND p.enabled = 1
+               AND (q.measured_at IS NULL OR q.measured_at < ?1)
+             ORDER BY q.measured_at IS NOT NULL, COALESCE(q.verdict IN ('ok', 'pending'), 0), q.measured_at,
+                      c.number, ls.position
+             LIMIT ?2",
+        )
+        .bind(older_than)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(source_ref).collect::<Result<_, _>>()?)
+    }
+
+    /// The sources (with a stream) of a lineup channel or of every channel of a lineup group, in channel
+    /// number and source order; `NotFound` for an unknown channel or group.
+    pub async fn sources_to_probe(&self, scope: ProbeScope) -> Result<Vec<SourceRef>, CatalogError> {
+        let (exists, what, id, filter) = match scope {
+            ProbeScope::Channel(id) => ("SELECT 1 FROM lineup_channels WHERE id = ?", "channel", id, "c.id = ?"),
+            ProbeScope::Group(id) => ("SELECT 1 FROM lineup_groups WHERE id = ?", "group", id, "c.group_id = ?"),
+        };
+        if sqlx::query(exists).bind(id).fetch_optional(self.pool()).await?.is_none() {
+            return Err(CatalogError::NotFound { what, id: id.to_string() });
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT ls.stream_id, ls.provider_id, ls.channel_id FROM lineup_sources ls
+             JOIN lineup_channels c ON c.id = ls.channel_id
+             WHERE ls.stream_id IS NOT NULL AND {filter} ORDER BY c.number, ls.position"
+        ))
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(source_ref).collect::<Result<_, _>>()?)
+    }
+}

@@ -151,3 +151,45 @@ async fn what_the_score_rests_on_counts_failures_per_hour_of_ended_connections()
     let two = &q[&2];
     assert_eq!((two.height, two.bitrate, two.faults_per_hour, two.start_ms), (Some(576), Some(8_000_000), None, None));
 }
+
+#[tokio::test]
+async fn probes_go_to_unmeasured_then_dead_then_oldest_sources_of_visible_channels() {
+    use tunerpool_catalog::ProbeScope;
+    let (_dir, store, p) = setup().await;
+    let mut channels = Vec::new();
+    for id in 1..=6 {
+        stream(&store, p, id, &id.to_string()).await;
+        channels.push(store.create_channel_from_stream(id).await.unwrap().id);
+    }
+    let now = tunerpool_domain::now();
+    let day = 86_400;
+    store.record_quality(&measurement(2, now - 10 * day, 720)).await.unwrap();
+    let dead = NewQuality { verdict: "not_ts".into(), ..measurement(3, now - 5 * day, 720) };
+    store.record_quality(&dead).await.unwrap();
+    store.record_quality(&measurement(4, now - 60, 720)).await.unwrap();
+    store.record_quality(&measurement(5, now - 20 * day, 720)).await.unwrap();
+    // Stream 6's channel is hidden: nobody watches it through tunerpool, so it is not probed.
+    sqlx::query("UPDATE lineup_channels SET hidden = 1 WHERE id = ?")
+        .bind(channels[5])
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    let got = store.probe_candidates(now - day, 10).await.unwrap();
+    let order: Vec<i64> = got.iter().map(|s| s.stream_id).collect();
+    assert_eq!(order, vec![1, 3, 5, 2], "never measured, dead, then oldest; 4 is recent and 6 hidden");
+    assert!(got.iter().all(|s| s.provider_id == p));
+    assert_eq!(got[0].channel_id, channels[0]);
+    assert_eq!(store.probe_candidates(now - day, 2).await.unwrap().len(), 2, "limited");
+
+    let one = store.sources_to_probe(ProbeScope::Channel(channels[3])).await.unwrap();
+    assert_eq!(one.iter().map(|s| s.stream_id).collect::<Vec<_>>(), vec![4], "asked for: probed however recent");
+    match store.sources_to_probe(ProbeScope::Channel(999_999)).await {
+        Err(CatalogError::NotFound { what: "channel", .. }) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+    match store.sources_to_probe(ProbeScope::Group(999_999)).await {
+        Err(CatalogError::NotFound { what: "group", .. }) => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+}
