@@ -3,7 +3,7 @@
 //! The admin JSON API under `/api/v1`: reads (`api`: providers, channels,
 //! groups), writes (`write`: providers and accounts, sync now, Test), the
 //! lineup's curation (`lineup`: channels, sources, groups), pool
-//! status, history and alerts (`history`, which also takes the pool's
+//! status, probes of sources (`probes`), history and alerts (`history`, which also takes the pool's
 //! minute sample), sessions, live updates (`live`, Server-Sent Events) and its
 //! OpenAPI document (`openapi`), all behind the admin token (`auth`); the web
 //! UI (`ui`, embedded files); the merged XMLTV guide (`epg`: `/epg.xml`,
@@ -28,6 +28,7 @@ mod metrics;
 mod openapi;
 mod outputs;
 pub mod pool_status;
+mod probes;
 pub mod realip;
 pub mod relay_catalog;
 mod stream;
@@ -113,6 +114,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history::pool))
         .routes(routes!(history::channels))
         .routes(routes!(history::alerts))
+        .routes(routes!(probes::status, probes::request))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::one, users::update, users::remove))
         .routes(routes!(epg::status))
@@ -229,6 +231,10 @@ pub async fn serve(
     // starts, so that graceful shutdown can finish.
     let relay = state.relay.clone();
     let stopping = CancellationToken::new();
+    // The probe scheduler: requests from the API, and sources it picks itself when `probe.auto` is on.
+    let prober = relay.clone();
+    let probing = stopping.clone();
+    tokio::spawn(async move { prober.run_prober(probing).await });
     let cancel = stopping.clone();
     let shutdown = async move {
         shutdown.await;

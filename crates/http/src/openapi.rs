@@ -29,6 +29,7 @@ use utoipa::Number;
         (name = "sessions", description = "Live sessions: one upstream connection shared by its viewers"),
         (name = "lineup", description = "The user's channels (each with sources at any provider), groups, and their curation"),
         (name = "history", description = "Accounts, the pool and channel views over time; alerts"),
+        (name = "quality", description = "Probes: measuring the sources nobody watches, with spare slots"),
         (name = "meta", description = "This document and live updates"),
     )
 )]

@@ -13,6 +13,7 @@ use tunerpool_catalog::quality::SourceQuality;
 use tunerpool_catalog::{
     Account, CatalogError, Channel, MediaKind, NewEvent, NewQuality, Provider, Store, StreamSource,
 };
+use tunerpool_relay::probe::ProbeTarget;
 use tunerpool_relay::{Catalog, LookupError, SourceMeasurement, VodSource};
 
 /// [`Store`] seen through the relay's [`Catalog`] trait. A newtype because
@@ -76,6 +77,20 @@ impl Catalog for StoreCatalog {
     fn source_quality(&self, stream_ids: Vec<i64>) -> BoxFuture<'_, Result<HashMap<i64, SourceQuality>, LookupError>> {
         async move { self.0.source_quality(&stream_ids).await.map_err(lookup_error) }.boxed()
     }
+
+    fn probe_candidates(&self, older_than: u64, limit: usize) -> BoxFuture<'_, Result<Vec<ProbeTarget>, LookupError>> {
+        async move {
+            let older_than = i64::try_from(older_than).unwrap_or(i64::MAX);
+            let found = self.0.probe_candidates(older_than, limit as i64).await.map_err(lookup_error)?;
+            Ok(found.into_iter().map(probe_target).collect())
+        }
+        .boxed()
+    }
+}
+
+/// A store's lineup source as a probe's target.
+pub fn probe_target(s: tunerpool_catalog::SourceRef) -> ProbeTarget {
+    ProbeTarget { stream_id: s.stream_id, provider_id: s.provider_id, channel_id: Some(s.channel_id) }
 }
 
 /// The relay's measurement as the store keeps it: the whole of it as JSON, and the columns worth searching on.

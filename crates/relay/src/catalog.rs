@@ -3,7 +3,7 @@
 //! A session reads a channel, its providers and their accounts, and where a
 //! stream is, when it starts or fails over (never per chunk), and records
 //! events and source measurements, and reads what the sources' quality scores
-//! rest on. Those eight calls are all the relay asks of the catalog, so it does
+//! rest on, and which sources to probe. Those nine calls are all the relay asks of the catalog, so it does
 //! not link the SQLite store: the crate that wires the gateway (`http`)
 //! implements [`Catalog`] for the store, and the relay's tests for a map in
 //! memory.
@@ -15,6 +15,7 @@ use tunerpool_domain::quality::SourceQuality;
 use tunerpool_domain::{Account, Channel, MediaKind, NewEvent, Provider, StreamSource};
 
 use crate::measure::SourceMeasurement;
+use crate::probe::ProbeTarget;
 
 /// The catalog as the relay sees it. Object-safe (`Arc<dyn Catalog>`): each
 /// lookup returns a boxed future, which costs one allocation per session
@@ -46,6 +47,11 @@ pub trait Catalog: Send + Sync + 'static {
     /// What the quality scores of these streams' sources rest on, for those measured (by stream id). Read
     /// when a session picks its source, for a channel that orders its sources itself.
     fn source_quality(&self, stream_ids: Vec<i64>) -> BoxFuture<'_, Result<HashMap<i64, SourceQuality>, LookupError>>;
+
+    /// Up to `limit` lineup sources worth probing, best first: those never measured, then those found dead, then
+    /// the oldest measurements — only sources last measured before `older_than` (unix seconds), of visible
+    /// channels and enabled providers. Read by the probe scheduler every few seconds at most.
+    fn probe_candidates(&self, older_than: u64, limit: usize) -> BoxFuture<'_, Result<Vec<ProbeTarget>, LookupError>>;
 }
 
 /// A movie or an episode: where it is, its name, and the container

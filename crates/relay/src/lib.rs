@@ -8,6 +8,8 @@
 //!   TS bytes.
 //! - [`measure`]: every live upstream connection measured by a [`quality::Analyzer`] fed on the reader task,
 //!   its reports handed to the catalog off the hot path.
+//! - [`probe`]: active probing of the sources nobody watches, with slots a reserve leaves spare, stopped the
+//!   moment a viewer needs the slot; and its scheduler.
 //! - [`catalog`]: the narrow trait through which the relay reads channels and accounts and records events.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
@@ -21,6 +23,7 @@ mod hls;
 mod hls_out;
 pub mod measure;
 pub mod metrics;
+pub mod probe;
 pub mod quality;
 pub mod relay;
 mod retry;

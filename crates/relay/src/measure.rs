@@ -35,6 +35,10 @@ pub struct SourceMeasurement {
     pub ended: Option<String>,
     /// True when it ended by failing (the session then reconnected or failed over).
     pub failed: bool,
+    /// True when a probe measured it (a connection nobody watched, see [`crate::probe`]); false when a viewer's
+    /// session did.
+    #[serde(default)]
+    pub probe: bool,
     /// What the stream is, as far as its bytes told.
     pub report: QualityReport,
 }
@@ -126,6 +130,7 @@ impl Measurer {
             ttfb_ms: self.ttfb.map(|d| d.as_millis() as u64),
             ended,
             failed,
+            probe: false,
             report,
         };
         let catalog = self.catalog.clone();

@@ -38,6 +38,11 @@ pub(crate) struct Inner {
     pub users: Arc<UserStreams>,
     /// Account id → when an idle session on it was stopped to free its slot (see [`Inner::preempt_idle`]).
     taken_over: Mutex<HashMap<i64, std::time::Instant>>,
+    /// Probes holding (or getting) a slot: a viewer's request that needs it stops them.
+    pub probes: crate::probe::RunningProbes,
+    /// The probe scheduler's state, and its wake-up when the API asks for probes.
+    pub schedule: Mutex<crate::probe::Schedule>,
+    pub probe_requested: Notify,
 }
 
 impl Inner {
@@ -49,11 +54,13 @@ impl Inner {
         }
     }
 
-    /// Stops sessions that nobody watches and that hold a slot on one of
-    /// `accounts`, and waits until they have given their slots back. Returns
-    /// how many were stopped. This is what makes zapping on a 1-connection
-    /// account work: the old channel's lingering session yields at once.
+    /// Stops sessions that nobody watches and probes, that hold a slot on one
+    /// of `accounts`, and waits until they have given their slots back.
+    /// Returns how many were stopped. This is what makes zapping on a
+    /// 1-connection account work: the old channel's lingering session yields
+    /// at once; and what keeps a probe from ever delaying a viewer.
     pub(crate) async fn preempt_idle(&self, accounts: &std::collections::HashSet<i64>, except: u64) -> usize {
+        let probed = self.stop_probes(accounts).await;
         let idle: Vec<Arc<Session>> = self
             .sessions
             .lock()
@@ -67,22 +74,26 @@ impl Inner {
             tracing::info!(session = s.id, channel = %s.channel_name, "stopping an idle session: its slot is needed");
             s.stop.cancel();
         }
+        let mut freed = probed;
         for s in &idle {
             let account = s.account_id();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), s.closed()).await;
-            if let Some(account) = account {
-                let mut taken = self.taken_over.lock();
-                let now = std::time::Instant::now();
-                taken.retain(|_, at| now.duration_since(*at) < self.takeover_window());
-                taken.insert(account, now);
+            freed.extend(account);
+        }
+        if !freed.is_empty() {
+            let mut taken = self.taken_over.lock();
+            let now = std::time::Instant::now();
+            taken.retain(|_, at| now.duration_since(*at) < self.takeover_window());
+            for account in &freed {
+                taken.insert(*account, now);
             }
         }
-        if !idle.is_empty() {
+        if !idle.is_empty() || !freed.is_empty() {
             // The provider may count the closed connections a little longer: let the ledger's release
             // cool-down pass before the caller asks again.
             tokio::time::sleep(self.ledger.release_cooldown()).await;
         }
-        idle.len()
+        idle.len().max(freed.len())
     }
 
     /// How long after a takeover a limit refusal on that account still means "not noticed the close yet".
@@ -193,6 +204,9 @@ impl Relay {
                 slot_released: Notify::new(),
                 users: Arc::default(),
                 taken_over: Mutex::default(),
+                probes: Mutex::default(),
+                schedule: Mutex::default(),
+                probe_requested: Notify::new(),
             }),
         }
     }

@@ -90,6 +90,8 @@ pub struct UpstreamInfo {
     pub provider: String,
     pub account: String,
     pub account_id: i64,
+    /// The provider's stream being played (the catalog's stream id).
+    pub stream_id: i64,
     /// With credentials masked.
     pub url: String,
 }
@@ -397,6 +399,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
             provider: resolved.provider.clone(),
             account: resolved.account.clone(),
             account_id: resolved.account_id,
+            stream_id: resolved.stream_id,
             url: resolved.shown_url.clone(),
         });
         let labels = AccountLabels::new(&resolved.provider, &resolved.account, resolved.account_id);
@@ -511,20 +514,20 @@ async fn wait_or_stop(session: &Session, delay: Duration) -> bool {
 
 /// An opened upstream: its first bytes (checked to be MPEG-TS) and the rest.
 pub(crate) struct Upstream {
-    first: Bytes,
-    body: Body,
+    pub first: Bytes,
+    pub body: Body,
     /// No data for this long is a stall.
-    stall: Duration,
+    pub stall: Duration,
     /// From sending the request to the first byte of the answer's body.
-    ttfb: Option<Duration>,
+    pub ttfb: Option<Duration>,
 }
 
 /// The rest of an upstream's bytes; an `Err` says why it broke.
-type Body = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+pub(crate) type Body = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
 
 /// Opens the upstream and checks that it answers MPEG-TS — directly, or as
 /// an HLS playlist whose segments are MPEG-TS.
-async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
+pub(crate) async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
     let attempt = async {
         let sent = Instant::now();
         let mut ttfb = None;
@@ -535,7 +538,8 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
         let mut resp = req.send().await.map_err(|e| format!("cannot connect: {}", without_url(&e)))?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
-            return Err(OpenFailed { why: format!("the provider answered HTTP {status}"), status: Some(status) });
+            let why = format!("the provider answered HTTP {status}");
+            return Err(OpenFailed { why, status: Some(status), not_ts: false });
         }
         // Enough bytes to tell MPEG-TS from an HTML page or a placeholder. An upstream that answers and then
         // sends nothing is a stall like any other: it gets `stall_timeout`, not the whole open timeout.
@@ -568,7 +572,7 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
             let stall = inner.settings.stall_timeout + start.target;
             return Ok(Upstream { first: start.first, body: Box::pin(start.body), stall, ttfb });
         }
-        probe(&first).map_err(|e| format!("not a stream: {e}"))?;
+        probe(&first).map_err(|e| OpenFailed { why: format!("not a stream: {e}"), status: None, not_ts: true })?;
         let body = resp.bytes_stream().map(|r| r.map_err(|e| without_url(&e)));
         Ok(Upstream { first: first.freeze(), body: Box::pin(body), stall: inner.settings.stall_timeout, ttfb })
     };
@@ -579,14 +583,16 @@ async fn open(inner: &Inner, r: &Resolved) -> Result<Upstream, OpenFailed> {
 }
 
 /// Why opening an upstream failed, and the HTTP status if the provider answered with an error.
-struct OpenFailed {
-    why: String,
+pub(crate) struct OpenFailed {
+    pub why: String,
     status: Option<u16>,
+    /// The provider answered, but not with a stream (an HTML page, text, junk).
+    pub not_ts: bool,
 }
 
 impl From<String> for OpenFailed {
     fn from(why: String) -> Self {
-        OpenFailed { why, status: None }
+        OpenFailed { why, status: None, not_ts: false }
     }
 }
 

@@ -48,6 +48,8 @@ pub struct RelaySettings {
     pub quality_weights: tunerpool_domain::quality::QualityWeights,
     /// Whether the provider ranking or the quality score orders a channel's sources first.
     pub quality_policy: tunerpool_domain::quality::QualityPolicy,
+    /// Active probing of the sources nobody watches.
+    pub probe: crate::probe::ProbeSettings,
 }
 
 impl Default for RelaySettings {
@@ -71,6 +73,7 @@ impl Default for RelaySettings {
             quality_every: Duration::from_secs(300),
             quality_weights: Default::default(),
             quality_policy: Default::default(),
+            probe: Default::default(),
         }
     }
 }

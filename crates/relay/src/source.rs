@@ -100,7 +100,9 @@ async fn source_scores(inner: &crate::relay::Inner, channel: &Channel) -> Vec<f6
 }
 
 /// One attempt: plan, lease, URL. Candidates whose URL cannot be built are
-/// excluded and the next is tried.
+/// excluded and the next is tried. `reserve` slots must stay free on the
+/// account (and on a provider that caps its accounts together) after this
+/// one: 0 for viewers, more for a probe.
 pub(crate) async fn acquire(
     inner: &crate::relay::Inner,
     channel: &Channel,
@@ -108,6 +110,7 @@ pub(crate) async fn acquire(
     excluded: &mut Excluded,
     holder: &str,
     media: &Media,
+    reserve: u32,
 ) -> Result<Resolved, AcquireError> {
     let (catalog, ledger, policy) = (&*inner.catalog, &inner.ledger, inner.settings.policy);
     let pools: HashMap<i64, ProviderPool> =
@@ -143,9 +146,9 @@ pub(crate) async fn acquire(
             .iter()
             .map(|c| Slot {
                 account: c.account_key,
-                account_max: c.account_max,
+                account_max: c.account_max.saturating_sub(reserve),
                 provider: c.provider_key,
-                provider_max: c.provider_max,
+                provider_max: c.provider_max.map(|max| max.saturating_sub(reserve)),
             })
             .collect();
         let lease = match Lease::acquire(ledger.clone(), &slots, holder).await {
@@ -281,7 +284,7 @@ pub(crate) async fn acquire_waiting(
         let providers = load_providers(&*inner.catalog, channel).await?;
         let result = tokio::select! {
             _ = stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
-            r = acquire(inner, channel, &providers, excluded, holder, media) => r,
+            r = acquire(inner, channel, &providers, excluded, holder, media, 0) => r,
         };
         match result {
             Err(AcquireError::NoCapacity(why)) => {

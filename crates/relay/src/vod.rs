@@ -233,6 +233,7 @@ impl Relay {
                 provider: resolved.provider.clone(),
                 account: resolved.account.clone(),
                 account_id: resolved.account_id,
+                stream_id: resolved.stream_id,
                 url: resolved.shown_url.clone(),
             },
             address: viewer.address.clone(),

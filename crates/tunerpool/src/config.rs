@@ -452,6 +452,38 @@ config_tables! {
         weight_start_time: u32 = 2, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
     }
 
+    /// Active probing of the sources nobody watches.
+    probe =>
+    /// How sources nobody watches are measured with spare slots: a probe
+    /// streams a source for a while, through the ledger like any session,
+    /// only where `reserve` slots stay free, and stops the moment a viewer
+    /// needs its slot. Requests from the API and UI run whatever `auto` says.
+    ///
+    /// Its own `[probe]` table: only the probe scheduler reads it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ProbeConfig {
+        /// Probe by itself: never-measured and dead sources first, then the
+        /// oldest measurements. Off by default: probes open connections the
+        /// provider sees.
+        auto: bool = false, parse = parse_bool, show = show_plain,
+            about = ": probe unwatched sources by itself (API/UI requests run either way)";
+        /// Slots that must stay free on an account (and its provider) while a
+        /// probe holds one (0 to 100).
+        reserve: u32 = 1, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
+        /// How long a probe streams a source (2s to 5m; less when it is found dead sooner).
+        duration: Duration = Duration::from_secs(15),
+            parse = |r| parse_duration_max(r, Duration::from_secs(2), Duration::from_secs(300)),
+            show = show_duration, about = " (2s to 5m)";
+        /// The shortest time between two probe starts on one provider (0s to 1d).
+        interval: Duration = Duration::from_secs(60),
+            parse = |r| parse_duration_max(r, Duration::ZERO, Duration::from_secs(86_400)),
+            show = show_duration, about = " (0s to 1d)";
+        /// A source measured more recently than this is left alone by `auto` (1m to 365d).
+        remeasure_after: Duration = Duration::from_secs(86_400),
+            parse = |r| parse_duration_max(r, Duration::from_secs(60), Duration::from_secs(365 * 86_400)),
+            show = show_duration, about = " (1m to 365d)";
+    }
+
     /// What is kept of the past (accounts, pool, channel views).
     history =>
     /// How much history is kept and how often the pool is sampled.
@@ -2226,6 +2258,13 @@ timeout = true
                 weight_stability: 50,
                 weight_start_time: 1,
             },
+            probe: ProbeConfig {
+                auto: true,
+                reserve: 0,
+                duration: Duration::from_secs(40),
+                interval: Duration::ZERO,
+                remeasure_after: Duration::from_secs(3600),
+            },
             history: HistoryConfig {
                 retention: Duration::from_secs(7 * 86_400),
                 raw_retention: Duration::from_secs(3 * 3600),
@@ -2289,6 +2328,19 @@ timeout = true
     }
 
     #[test]
+    fn probe_keys_are_checked() {
+        let p = one_problem("[probe]\nduration = \"1s\"\n");
+        assert_eq!(p.key, "probe.duration");
+        let p = one_problem("[probe]\nreserve = -1\n");
+        assert_eq!(p.key, "probe.reserve");
+        let p = one_problem("[probe]\nauto = \"sometimes\"\n");
+        assert_eq!(p.key, "probe.auto");
+        let (_dir, path) = file("[probe]\nauto = true\nreserve = 0\ninterval = \"0s\"\n");
+        let cfg = Config::check_file(&path).unwrap();
+        assert!(cfg.probe.auto && cfg.probe.reserve == 0 && cfg.probe.interval.is_zero());
+    }
+
+    #[test]
     fn quality_keys_are_checked() {
         let p = one_problem("[quality]\npolicy = \"best\"\n");
         assert_eq!(p.key, "quality.policy");
@@ -2341,6 +2393,10 @@ timeout = true
                 "alerts.notify_resolved" => "false",
                 "alerts.retry_for" => "2h",
                 "quality.policy" => "quality_first",
+                "probe.auto" => "true",
+                "probe.reserve" => "0",
+                "probe.duration" | "probe.interval" => "30s",
+                "probe.remeasure_after" => "2h",
                 k if k.starts_with("quality.weight_") => "17",
                 k if k.starts_with("sync.") || k.starts_with("upstream.") && k.contains("timeout") => "2m",
                 _ => "something",

@@ -75,6 +75,13 @@ pub fn app_state(
         },
         quality_weights: config.quality.weights(),
         quality_policy: config.quality.policy,
+        probe: tunerpool_relay::probe::ProbeSettings {
+            auto: config.probe.auto,
+            reserve: config.probe.reserve,
+            duration: config.probe.duration,
+            interval: config.probe.interval,
+            remeasure_after: config.probe.remeasure_after,
+        },
         ..RelaySettings::default()
     };
     AppState {

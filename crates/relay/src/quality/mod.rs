@@ -61,6 +61,12 @@ pub enum Verdict {
     /// MPEG-TS whose video can't be read: an unreadable or truncated SPS, absurd dimensions, scrambled video, no
     /// PMT or no parameter set for too long.
     Unreadable,
+    /// The provider did not give the stream: an HTTP error, no connection, nothing within the open timeout. Set
+    /// by a probe ([`crate::probe`]), never by the analyzer.
+    Refused,
+    /// A clip, not a live channel: the provider ended the stream after a few seconds (a "channel offline"
+    /// placeholder). Set by a probe, never by the analyzer.
+    Placeholder,
 }
 
 /// Where a reported frame rate comes from.

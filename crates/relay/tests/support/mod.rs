@@ -79,6 +79,15 @@ impl Catalog for MemoryCatalog {
         }
         .boxed()
     }
+
+    /// The relay's own tests schedule no probes: nothing to probe.
+    fn probe_candidates(
+        &self,
+        _older_than: u64,
+        _limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<tunerpool_relay::probe::ProbeTarget>, LookupError>> {
+        async move { Ok(Vec::new()) }.boxed()
+    }
 }
 
 impl MemoryCatalog {
