@@ -72,13 +72,15 @@ impl Store {
     /// history, whose measurements older than [`KEEP_SECONDS`] before this one are removed. A stream that is not
     /// (or no longer) in the catalog: `NotFound`.
     pub async fn record_quality(&self, q: &NewQuality) -> Result<(), CatalogError> {
-        let mut tx = self.pool().begin().await?;
+        // Read outside the transaction: a deferred transaction that reads and then writes cannot wait for another
+        // writer (SQLite answers "database is locked" at once), one that starts by writing waits its turn.
         let identity = sqlx::query("SELECT provider_id, upstream_key FROM streams WHERE id = ?")
             .bind(q.stream_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(self.pool())
             .await?
             .ok_or_else(|| CatalogError::NotFound { what: "stream", id: q.stream_id.to_string() })?;
         let (provider_id, key): (i64, String) = (identity.try_get(0)?, identity.try_get(1)?);
+        let mut tx = self.pool().begin().await?;
         for table in ["source_quality", "source_quality_history"] {
             let conflict = if table == "source_quality" {
                 " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET measured_at = excluded.measured_at, \

@@ -77,6 +77,11 @@ export function render(main) {
       return `Numbered ${r.length} channel(s) from ${start.value}.`;
     }) }, 'Renumber'),
     newGroup,
+    h('button', { type: 'button', 'data-action': 'probe-group', onclick: () => change('Probe', async () => {
+      if (!group.value) throw new ApiError(400, 'pick a group first', []);
+      const r = await api('POST', '/probes', { group_id: Number(group.value) });
+      return probed(r);
+    }) }, 'Probe this group'),
     h('button', { type: 'button', 'data-action': 'add-group', onclick: () => change('New group', async () => {
       const g = await api('POST', '/groups', { name: newGroup.value });
       newGroup.value = '';
@@ -164,6 +169,9 @@ export function render(main) {
     });
     return box;
   };
+  /** What a probe request queued, in words. */
+  const probed = (r) => `Probe: ${r.queued} of ${r.sources.length} source${r.sources.length === 1 ? '' : 's'} queued `
+    + '(one per provider at a time, only with spare connections); open the sources again to see what they are.';
   const POLICY = { by_hand: 'your order', availability_first: 'provider ranking, then quality',
     quality_first: 'quality, then provider ranking' };
   const showQuality = async (box, id) => {
@@ -172,11 +180,18 @@ export function render(main) {
     for (const s of d.sources) {
       const li = box.querySelector(`li[data-source-id="${s.id}"]`);
       if (!li) continue;
-      li.querySelector('.quality')?.remove();
+      for (const old of li.querySelectorAll('.quality, .measured')) old.remove();
       const dead = s.badge.startsWith('dead');
+      const q = s.quality;
+      const how = q ? `${q.probe ? 'probed' : 'played'} ${fmtDateTime(q.measured_at)}` : 'never measured';
       li.append(h('span', { class: `badge quality${dead ? ' off' : ''}`, 'data-score': String(Math.round(s.score)),
-        title: s.quality ? `measured ${fmtDateTime(s.quality.measured_at)}; score ${s.score.toFixed(0)} of 100` : 'never played since measuring began' },
-      `${s.badge} · ${s.score.toFixed(0)}`));
+        title: `${how}; score ${s.score.toFixed(0)} of 100` }, `${s.badge} · ${s.score.toFixed(0)}`),
+      h('span', { class: 'measured muted' }, ` ${how}${dead && q?.report?.reason ? ` — ${q.report.reason}` : ''}`));
+    }
+    if (!box.querySelector('[data-action="probe"]')) {
+      box.append(h('button', { type: 'button', 'data-action': 'probe',
+        onclick: () => change('Probe', async () => probed(await api('POST', '/probes', { channel_id: id }))) },
+      'Probe now'));
     }
     box.querySelector('.try-order')?.remove();
     const pos = new Map(d.sources.map((s, i) => [s.id, i + 1]));

@@ -38,6 +38,8 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/sessions"),
     ("DELETE", "/api/v1/sessions/{id}"),
     ("GET", "/api/v1/channels"),
+    ("GET", "/api/v1/probes"),
+    ("POST", "/api/v1/probes"),
     ("GET", "/api/v1/groups"),
     ("GET", "/api/v1/live"),
     ("GET", "/api/v1/openapi.json"),

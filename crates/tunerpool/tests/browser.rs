@@ -511,7 +511,11 @@ async fn a_person_sees_what_each_source_is_and_the_pool_history() {
         .arg(dir.path().join("data"))
         .env("TUNERPOOL_ADMIN_TOKEN", TOKEN)
         .env("TUNERPOOL_HISTORY_SAMPLE_INTERVAL", "5s")
-        .env("TUNERPOOL_RELAY_LINGER", "0s");
+        .env("TUNERPOOL_RELAY_LINGER", "0s")
+        // B's account has one connection: probes may use it (nobody watches), briefly.
+        .env("TUNERPOOL_PROBE_RESERVE", "0")
+        .env("TUNERPOOL_PROBE_INTERVAL", "0s")
+        .env("TUNERPOOL_PROBE_DURATION", "3s");
     let server = start_server(cmd);
     let base = server.base.clone();
     for (id, name, fake, user, pw) in [(1, "A", &a, "one", PW1), (2, "B", &b, "two", PW2)] {
@@ -574,6 +578,23 @@ async fn a_person_sees_what_each_source_is_and_the_pool_history() {
     page.wait_text("the unmeasured source", &format!("{item} .sources"), "not measured").await;
     page.wait_text("the order", &format!("{item} .try-order"), "Tried now in this order").await;
     page.shot("31-source-quality").await;
+    // Probe the channel's sources: B's becomes known without anyone watching it.
+    page.click(&format!("{item} [data-action=probe]")).await;
+    page.wait_text("the probe request", "#lineup-status", "queued").await;
+    page.wait_for("the list again", &format!("document.querySelector(\"{item} .sources summary\")")).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, d) = get_json_as(TOKEN, &format!("{base}/api/v1/channels/{id}"));
+        if d["sources"].as_array().unwrap().iter().all(|s| s["quality"]["probe"] == true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the probes measured nothing: {d}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    page.click(&format!("{item} .sources summary")).await;
+    page.wait_text("the probed source's badge", &format!("{item} .sources"), "360p25 HEVC").await;
+    page.wait_text("when it was probed", &format!("{item} .sources"), "probed ").await;
+    page.shot("31b-probed").await;
 
     page.click("#nav a[data-page=history]").await;
     page.wait_for("a pool chart", "document.querySelector('.charts .chart canvas')").await;
