@@ -1,6 +1,6 @@
 //! History and alerts in the admin API, and the pool sampler.
 //!
-//! `GET /api/v1/history/accounts`, `/history/pool`, `/history/channels`:
+//! `GET /api/v1/history/accounts`, `/history/pool`, `/history/channels`, `/history/sources`:
 //! the series the store keeps (`catalog::history`) over a time range;
 //! `GET /api/v1/alerts`: open alerts first, then recently resolved ones
 //! (`catalog::alerts`). [`sample_pool`] is the minute's sample: the pool
@@ -190,6 +190,45 @@ pub(crate) async fn channels(
     let limit = limit_param(&params, MAX_ROWS, 100, &mut errs);
     checked(errs, ())?;
     Ok(Json(st.store.channel_views(r, limit).await?))
+}
+
+/// A source's measurements over time: every report of every connection that played it (a viewer's session
+/// every few minutes and when it ended, or a probe), kept 30 days.
+#[utoipa::path(get, path = "/api/v1/history/sources", tag = "history",
+    params(
+        ("stream_id" = i64, Query, minimum = 0, description = "the source's stream (a channel's `sources[].stream_id`)"),
+        ("from" = Option<i64>, Query, minimum = 0, maximum = 253_402_300_799_i64,
+            description = "start, unix seconds (default: a day before `to`)"),
+        ("to" = Option<i64>, Query, minimum = 0, maximum = 253_402_300_799_i64,
+            description = "end, unix seconds (default: now); a range that ends before it starts is empty"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000,
+            description = "1 to 10000 measurements, the latest (default 1000)"),
+    ),
+    responses((status = 200, description = "oldest first", body = Vec<tunerpool_relay::SourceMeasurement>),
+        (status = 400, description = "a bad or missing parameter, named", body = ErrorBody)))]
+pub(crate) async fn sources(
+    State(st): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<tunerpool_relay::SourceMeasurement>>, ApiError> {
+    let mut errs = Vec::new();
+    let r = range(&params, &mut errs);
+    let stream = id_param(&params, "stream_id", &mut errs);
+    if stream.is_none() && !params.contains_key("stream_id") {
+        errs.push(FieldError::new("stream_id", "missing: name the source's stream id"));
+    }
+    let limit = limit_param(&params, MAX_ROWS, 1000, &mut errs);
+    let stream = checked(errs, stream)?.unwrap_or_default();
+    let kept = st.store.quality_history_in(stream, r, limit).await?;
+    // Reports the relay wrote; one that cannot be read (a format from the future) is left out, and logged.
+    let read = kept
+        .iter()
+        .filter_map(|q| {
+            serde_json::from_str(&q.report)
+                .map_err(|e| tracing::warn!(stream, error = %e, "unreadable stored measurement"))
+                .ok()
+        })
+        .collect();
+    Ok(Json(read))
 }
 
 /// Which alerts `GET /api/v1/alerts` lists.

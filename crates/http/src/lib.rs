@@ -113,6 +113,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history::accounts))
         .routes(routes!(history::pool))
         .routes(routes!(history::channels))
+        .routes(routes!(history::sources))
         .routes(routes!(history::alerts))
         .routes(routes!(probes::status, probes::request))
         .routes(routes!(users::list, users::create))

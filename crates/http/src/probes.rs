@@ -35,7 +35,7 @@ pub struct ProbesQueued {
 
 /// Queues the sources of a channel or a group for probing. Each runs when its provider's turn comes (one
 /// probe per provider at a time, `probe.interval` apart) and only on a slot that leaves `probe.reserve` free.
-#[utoipa::path(post, path = "/api/v1/probes", tag = "quality", request_body = ProbeRequest,
+#[utoipa::path(post, path = "/api/v1/probes", operation_id = "request_probes", tag = "quality", request_body = ProbeRequest,
     responses((status = 202, description = "queued", body = ProbesQueued),
         (status = 400, description = "a malformed body", body = ErrorBody),
         (status = 404, description = "no such channel or group", body = ErrorBody),
@@ -67,7 +67,7 @@ pub(crate) async fn request(
 
 /// What probing does now: its settings, the probes running (with the account each holds), those waiting, and
 /// the latest results.
-#[utoipa::path(get, path = "/api/v1/probes", tag = "quality",
+#[utoipa::path(get, path = "/api/v1/probes", operation_id = "probe_status", tag = "quality",
     responses((status = 200, description = "probing now", body = ProbeStatus)))]
 pub(crate) async fn status(State(st): State<AppState>) -> Json<ProbeStatus> {
     Json(st.relay.probe_status())

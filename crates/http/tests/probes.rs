@@ -180,6 +180,16 @@ async fn probes_mark_dead_sources_with_the_reason_and_measure_live_ones() {
             assert_eq!(source["score"].as_f64(), Some(0.0), "channel {id}");
         }
     }
+    // The source's history has the probe's measurement.
+    let stream = p.channel(6).await["sources"][0]["stream_id"].as_i64().unwrap();
+    let url = format!("{}/api/v1/history/sources?stream_id={stream}", p.base);
+    let history: Value = api_client().get(url).send().await.unwrap().json().await.unwrap();
+    let kept = history.as_array().unwrap();
+    assert!(!kept.is_empty() && kept.iter().all(|m| m["probe"] == true && m["stream_id"] == stream), "{history}");
+    assert_eq!(kept.last().unwrap()["report"]["video"]["codec"], "hevc", "{history}");
+    let resp = api_client().get(format!("{}/api/v1/history/sources", p.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 400, "the stream id is required");
+
     assert!(p.most_open() <= 1, "one probe at a time on a 1-connection account: {}", p.most_open());
     assert_eq!(p.open(), 0, "every probe gave its connection back");
 }
