@@ -5,7 +5,7 @@
 //! plus five of its own (2 accounts of 1 connection), a temporary data dir,
 //! both providers added and synced (so the lineup shows channels with two
 //! sources), a downstream user `demo` / `demo` to point a player at, and the
-//! gateway serving.
+//! gateway serving, probing the sources nobody watches.
 
 use anyhow::Context;
 use fakeprovider::{FakeConfig, FakeProvider};
@@ -18,8 +18,21 @@ use crate::serve::{shutdown_signal, upstream_http};
 
 /// The second simulated provider: the first one's 20 channels under other
 /// names ("UK: CHANNEL 1 HD") and stream ids (1001…), and 5 of its own.
+/// Some send other pictures (HEVC 360p, SD interlaced H.264 and MPEG-2) and
+/// three of its own are dead (audio only, a web page, a 10 s placeholder
+/// clip), so that measurement, probes and the score have something to tell.
 fn second_config() -> FakeConfig {
+    use fakeprovider::{ChannelMedia, LiveMedia};
+    let media = [
+        (1, LiveMedia::Hevc360p25),
+        (2, LiveMedia::H264_576i25),
+        (3, LiveMedia::Mpeg2_576i25),
+        (21, LiveMedia::RadioAac),
+        (22, LiveMedia::Html),
+        (23, LiveMedia::Placeholder),
+    ];
     FakeConfig {
+        live_media: media.into_iter().map(|(channel, media)| ChannelMedia { channel, media }).collect(),
         accounts: vec![
             fakeprovider::AccountSpec::new("second1", "second-pass1", 1),
             fakeprovider::AccountSpec::new("second2", "second-pass2", 1),
@@ -74,6 +87,13 @@ async fn ensure_provider(
 }
 
 pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
+    // Probing shows itself in the demo (unless configured otherwise): its accounts have one connection each,
+    // so probes may use them all; a viewer takes a probe's slot within a second.
+    if config.probe == crate::config::ProbeConfig::default() {
+        config.probe.auto = true;
+        config.probe.reserve = 0;
+        config.probe.interval = std::time::Duration::from_secs(10);
+    }
     let fake_config = FakeConfig::demo();
     let fake = FakeProvider::start(fake_config.clone()).await.context("cannot start the simulated provider")?;
     let second_cfg = second_config();
