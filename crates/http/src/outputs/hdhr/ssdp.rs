@@ -85,7 +85,7 @@ mod tests {
         let udn = udn("1322F2F9");
         assert_eq!(targets("ssdp:all", &udn).len(), 3);
         assert_eq!(targets(ROOT_DEVICE, &udn), [ROOT_DEVICE]);
-        assert_eq!(targets(&udn, &udn), [udn.clone()]);
+        assert_eq!(targets(&udn, &udn), std::slice::from_ref(&udn));
         assert!(targets("urn:schemas-upnp-org:device:Printer:1", &udn).is_empty());
         let a = answer(MEDIA_SERVER, &udn, "http://10.0.0.2:8080/device.xml");
         assert!(a.starts_with("HTTP/1.1 200 OK\r\n") && a.ends_with("\r\n\r\n"), "{a}");
