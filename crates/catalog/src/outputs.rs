@@ -56,6 +56,9 @@ pub struct LiveItem {
     pub provider_id: i64,
     pub provider_kind: ProviderKind,
     pub upstream_id: Option<i64>,
+    /// The stream of the source the channel plays first (its measured
+    /// format is what a tuner's lineup announces).
+    pub stream_id: i64,
 }
 
 /// A movie as the outputs list it.
@@ -116,7 +119,8 @@ const LIVE_SELECT: &str = concat!(
     "SELECT c.id, c.number, c.name, c.group_id, g.name AS group_name, ",
     crate::lineup::guide_id_sql!(),
     " AS tvg_id, s.tvg_name, COALESCE(c.logo, s.logo) AS logo,
-        CAST(c.number AS TEXT) AS chno, s.catchup, s.catchup_days, s.provider_id, p.kind AS provider_kind, s.upstream_id
+        CAST(c.number AS TEXT) AS chno, s.catchup, s.catchup_days, s.provider_id, p.kind AS provider_kind, s.upstream_id,
+        s.id AS stream_id
     FROM lineup_channels c LEFT JOIN lineup_groups g ON g.id = c.group_id
     JOIN streams s ON s.id = (SELECT ls.stream_id FROM lineup_sources ls JOIN providers lp ON lp.id = ls.provider_id
                               WHERE ls.channel_id = c.id AND ls.stream_id IS NOT NULL AND lp.enabled = 1
@@ -150,7 +154,8 @@ const SERIES: (&str, &str, &str) = (SERIES_SELECT, SERIES_COLUMNS, "s.id");
 /// come out of SQLite as JSON arrays and are decoded field by field into
 /// the item (`field_order` below holds the two to the same order).
 const LIVE_COLUMNS: &str =
-    "id, number, name, group_id, group_name, tvg_id, tvg_name, logo, chno, catchup, catchup_days, provider_id, provider_kind, upstream_id";
+    "id, number, name, group_id, group_name, tvg_id, tvg_name, logo, chno, catchup, catchup_days, provider_id, provider_kind, upstream_id, \
+    stream_id";
 const MOVIE_COLUMNS: &str =
     "id, name, group_id, group_name, logo, rating, container_extension, added, provider_id, provider_kind, upstream_id";
 const SERIES_COLUMNS: &str = "id, name, group_id, group_name, cover, plot, genre, release_date, rating, has_url, \
@@ -353,11 +358,11 @@ mod tests {
 
     #[test]
     fn a_row_decodes_from_sqlites_json_array() {
-        let row = r#"[7, 101, "One", 3, "News", "one.uk", null, null, "101", "xc", 7, 2, "xtream", 55]"#;
+        let row = r#"[7, 101, "One", 3, "News", "one.uk", null, null, "101", "xc", 7, 2, "xtream", 55, 12]"#;
         let item: LiveItem = serde_json::from_str(row).unwrap();
         assert_eq!(
-            (item.id, item.number, item.provider_kind, item.upstream_id),
-            (7, 101, ProviderKind::Xtream, Some(55))
+            (item.id, item.number, item.provider_kind, item.upstream_id, item.stream_id),
+            (7, 101, ProviderKind::Xtream, Some(55), 12)
         );
         let row = r#"[9, "S", null, null, null, null, null, null, null, 1, 2, "m3u", null]"#;
         assert!(serde_json::from_str::<SeriesItem>(row).unwrap().has_url);

@@ -18,6 +18,19 @@ pub const STABILITY_WINDOW: i64 = 7 * 24 * 3600;
 /// How long the history keeps a measurement: 30 days.
 pub const KEEP_SECONDS: i64 = 30 * 24 * 3600;
 
+/// The format of a source as its latest measurement found it: what an
+/// HDHomeRun lineup announces (`HD`, `VideoCodec`, `AudioCodec`) so that apps
+/// can tell HD channels and pick a player before tuning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceFormat {
+    /// Picture height in lines.
+    pub height: Option<u32>,
+    /// Video codec as ffprobe names it (`h264`, `hevc`, `mpeg2video`, ...).
+    pub video_codec: Option<String>,
+    /// The first audio track's codec as ffprobe names it (`aac`, `ac3`, `mp2`, ...).
+    pub audio_codec: Option<String>,
+}
+
 /// A measurement of the source a stream is, to keep; exists so that the store can take the relay's report without
 /// depending on the relay (the `http` crate's adapter builds it).
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +144,36 @@ impl Store {
             qb.push(")");
             for row in qb.build().fetch_all(self.pool()).await? {
                 out.insert(row.try_get::<i64, _>("id")?, stored(&row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a tuner's lineup announces of these streams' sources, by stream
+    /// id, for those whose latest measurement found a picture: its height and
+    /// codecs as the relay measured them. One query for a whole page of a
+    /// lineup (the relay's report keeps the audio tracks; the first is taken).
+    pub async fn source_formats(&self, stream_ids: &[i64]) -> Result<HashMap<i64, SourceFormat>, CatalogError> {
+        let mut out = HashMap::new();
+        for ids in stream_ids.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT s.id, q.height, q.video_codec, json_extract(q.report, '$.report.audio[0].codec') AS audio_codec \
+                 FROM streams s JOIN source_quality q ON q.provider_id = s.provider_id \
+                 AND q.upstream_key = s.upstream_key WHERE q.verdict = 'ok' AND s.id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(self.pool()).await? {
+                let format = SourceFormat {
+                    height: row.try_get::<Option<i64>, _>("height")?.and_then(|v| u32::try_from(v).ok()),
+                    video_codec: row.try_get("video_codec")?,
+                    // Not a string in a report this version did not write: unknown.
+                    audio_codec: row.try_get::<Option<String>, _>("audio_codec").ok().flatten(),
+                };
+                out.insert(row.try_get::<i64, _>("id")?, format);
             }
         }
         Ok(out)

@@ -123,6 +123,7 @@ async fn main() -> Result<(), Error> {
         admin_token: AdminToken::new(TOKEN),
         access: AccessSettings::default(),
         logins: Arc::new(ClientAuth::default()),
+        hdhr: tunerpool_http::HdhrSettings::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

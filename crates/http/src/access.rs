@@ -10,7 +10,11 @@
 //! streams count against `outputs.anonymous_max_connections` exactly like a
 //! user's own limit. `/metrics` names providers and accounts, so it wants the
 //! token too unless `http.open_metrics` ([`Gate::Metrics`]). Only `/healthz`
-//! and the web UI's files are open ([`Gate::Open`]).
+//! and the web UI's files are open ([`Gate::Open`]). The HDHomeRun tuner at
+//! the root (`/discover.json`, `/lineup.json`, `/auto/v{id}`, …) is for apps
+//! that cannot send credentials: it answers 404 unless the operator names
+//! the downstream user it serves as, and then only as that user
+//! ([`Gate::RootTuner`]).
 //!
 //! Every route is declared with its gate in one table (`lib.rs`), which
 //! builds the router and is what the tests walk: a route cannot be served
@@ -40,6 +44,10 @@ pub enum Gate {
     /// A downstream user, whose username and password are in the URL and
     /// are checked by the handler.
     User,
+    /// The HDHomeRun tuner at the root: 404 unless `hdhomerun.root_user`
+    /// names a user, and then open to the LAN only as that user (what it may
+    /// see, its connection limit), as the handler's extractor resolves it.
+    RootTuner,
 }
 
 /// What the gates let through, beyond the admin token. Settings, from the

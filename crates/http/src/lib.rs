@@ -9,7 +9,8 @@
 //! UI (`ui`, embedded files); the merged XMLTV guide (`epg`: `/epg.xml`,
 //! `/epg.xml.gz`), `/metrics` and the admin's streams, which want the token
 //! too (or, opted in, anyone: `access`); the client outputs, which log in a
-//! downstream user (`outputs`); `/healthz`. Behind a reverse proxy the
+//! downstream user (`outputs`; among them the HDHomeRun tuner at the root
+//! and its LAN discovery, off unless configured); `/healthz`. Behind a reverse proxy the
 //! client's address comes from the proxy's header (`realip`). Every response
 //! body is built from catalog types whose serialization already hides
 //! secrets (passwords are [`tunerpool_catalog::Secret`]s and are never
@@ -50,7 +51,7 @@ use utoipa_axum::routes;
 
 pub use access::{AccessSettings, Gate};
 pub use auth::AdminToken;
-pub use outputs::ClientAuth;
+pub use outputs::{start_discovery, ClientAuth, Discovery, DiscoverySettings, HdhrSettings};
 pub use relay_catalog::StoreCatalog;
 
 /// What every handler can reach.
@@ -74,6 +75,8 @@ pub struct AppState {
     pub access: AccessSettings,
     /// Client logins: their cache, per-address limits and bounded checks.
     pub logins: std::sync::Arc<ClientAuth>,
+    /// The HDHomeRun tuner at the root (`[hdhomerun]`); off by default.
+    pub hdhr: HdhrSettings,
 }
 
 /// The pool settings handlers need.
@@ -155,6 +158,7 @@ fn routes() -> Vec<(&'static str, Gate, MethodRouter<AppState>)> {
         ("/epg.xml.gz", Gate::Stream, get(epg::epg_xml_gz)),
     ];
     v.extend(outputs::routes().into_iter().map(|(path, route)| (path, Gate::User, route)));
+    v.extend(outputs::root_tuner_routes().into_iter().map(|(path, route)| (path, Gate::RootTuner, route)));
     v
 }
 
@@ -195,7 +199,7 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
             Gate::Stream => route.route_layer(from_fn_with_state(state.clone(), access::stream_gate)),
             Gate::Metrics => route.route_layer(from_fn_with_state(state.clone(), access::metrics_gate)),
             // The admin API has its own middleware above; users log in in their handlers.
-            Gate::Open | Gate::Admin | Gate::User => route,
+            Gate::Open | Gate::Admin | Gate::User | Gate::RootTuner => route,
         };
         router = router.route(path, route);
     }

@@ -22,7 +22,7 @@ use tunerpool_relay::UserLimitPolicy;
 /// `path` with its parameters filled in with values that exist (channel 1,
 /// the UI's app.js), for the user `u` with password `p`.
 fn fill(path: &str, u: &str, p: &str) -> String {
-    let channel = if path.starts_with("/hdhr/") { "v1" } else { "1.ts" };
+    let channel = if path.starts_with("/hdhr/") || path.starts_with("/auto/") { "v1" } else { "1.ts" };
     let file = match path {
         "/ui/{file}" => "app.js",
         "/stream/{channel}/hls/{file}" | "/hls/{u}/{p}/{id}/{file}" => "0.ts",
@@ -61,6 +61,13 @@ async fn no_route_answers_or_spends_a_slot_without_credentials() {
             | "/series/{file}"
             | "/epg.xml"
             | "/epg.xml.gz" => Gate::Stream,
+            // The HDHomeRun tuner at the root: 404 here (no hdhomerun.root_user).
+            "/discover.json"
+            | "/lineup.json"
+            | "/lineup_status.json"
+            | "/lineup.post"
+            | "/device.xml"
+            | "/auto/{channel}" => Gate::RootTuner,
             _ => Gate::User,
         };
         assert_eq!(*gate, want, "{path}");

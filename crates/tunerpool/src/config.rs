@@ -506,6 +506,42 @@ config_tables! {
             show = show_duration, about = " (5s to 1h; alerts are checked as often)";
     }
 
+    /// The HDHomeRun tuner at the root, and its discovery on the LAN.
+    hdhomerun =>
+    /// An HDHomeRun tuner at the server's root (`/discover.json`,
+    /// `/lineup.json`, `/auto/v{id}`, …) for apps that take only an IP
+    /// address (Plex, Jellyfin, Channels DVR), and its discovery on the LAN
+    /// (SSDP and SiliconDust's protocol).
+    ///
+    /// Its own `[hdhomerun]` table because it is a security decision: it lets
+    /// whoever reaches the port use the gateway as one downstream user,
+    /// without a password. Off unless `root_user` names that user.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct HdhomerunConfig {
+        /// The downstream user the root tuner serves as: what it sees and its
+        /// connection limit. Empty: no tuner at the root (its routes answer 404).
+        root_user: String = String::new(),
+            parse = parse_root_user, show = |u| show_or_example(&Some(u.clone()).filter(|u| !u.is_empty()), "\"livingroom\""),
+            about = ": no tuner at the root (a downstream user's name)";
+        /// The root tuner's name in the apps.
+        friendly_name: String = "tunerpool".to_owned(),
+            parse = parse_friendly_name, show = show_string;
+        /// Answer SSDP (UDP 1900) and HDHomeRun (UDP 65001) discovery, so apps
+        /// find the root tuner by themselves. Off: add it by IP address.
+        discovery: bool = false,
+            parse = parse_bool, show = show_plain, about = " (needs `hdhomerun.root_user`)";
+        /// Answer only searches whose answer leaves by the interface with this
+        /// IPv4 address; `0.0.0.0`: every interface.
+        discovery_bind: Ipv4Addr = Ipv4Addr::UNSPECIFIED,
+            parse = parse_ipv4, show = show_string, about = " (every interface; or one interface's IPv4 address)";
+        /// SSDP's UDP port.
+        ssdp_port: u16 = 1900,
+            parse = parse_port, show = show_plain;
+        /// SiliconDust discovery's UDP port.
+        discovery_port: u16 = 65001,
+            parse = parse_port, show = show_plain;
+    }
+
     /// Where alerts are sent.
     alerts =>
     /// Where alerts (an account expiring or refused, a sync failing, the
@@ -896,6 +932,24 @@ fn finish(cfg: Config, mut problems: Vec<Problem>) -> Result<Config, ConfigError
                 "{} is longer than history.retention ({}): raw samples cannot outlive the history",
                 humantime::format_duration(cfg.history.raw_retention),
                 humantime::format_duration(cfg.history.retention)
+            ),
+        });
+    }
+    if cfg.hdhomerun.discovery && cfg.hdhomerun.root_user.is_empty() {
+        problems.push(Problem {
+            source: "configuration".to_owned(),
+            key: "hdhomerun.discovery".to_owned(),
+            message: "needs hdhomerun.root_user: discovery announces the tuner at the root, which serves as that user"
+                .to_owned(),
+        });
+    }
+    if cfg.hdhomerun.discovery && cfg.hdhomerun.ssdp_port == cfg.hdhomerun.discovery_port {
+        problems.push(Problem {
+            source: "configuration".to_owned(),
+            key: "hdhomerun.discovery_port".to_owned(),
+            message: format!(
+                "is hdhomerun.ssdp_port too ({}): the two protocols need ports of their own",
+                cfg.hdhomerun.ssdp_port
             ),
         });
     }
@@ -1625,6 +1679,38 @@ fn parse_user_agent(raw: Raw<'_, '_>) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `hdhomerun.root_user`: empty (off) or a name a downstream user could have.
+fn parse_root_user(raw: Raw<'_, '_>) -> Result<String, String> {
+    let s = want_str(raw, "\"livingroom\"")?.trim();
+    if s.chars().count() > 64 {
+        return Err("is longer than 64 characters: no downstream user has such a name".to_owned());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control() || "/?#&%\\".contains(c)) {
+        return Err(format!("{s:?} is not a downstream user's name (no spaces, control characters or / ? # & % \\)"));
+    }
+    Ok(s.to_owned())
+}
+
+/// `hdhomerun.friendly_name`: shown in apps, 1 to 64 printable characters.
+fn parse_friendly_name(raw: Raw<'_, '_>) -> Result<String, String> {
+    let s = want_str(raw, "\"tunerpool\"")?.trim();
+    if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
+        return Err("must be 1 to 64 characters without control characters (e.g. \"tunerpool\")".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// An interface's IPv4 address, or `0.0.0.0` for every interface.
+fn parse_ipv4(raw: Raw<'_, '_>) -> Result<Ipv4Addr, String> {
+    let s = want_str(raw, "\"0.0.0.0\"")?.trim();
+    s.parse().map_err(|_| format!("{s:?} is not an IPv4 address (e.g. 0.0.0.0 for every interface, or 192.168.1.10)"))
+}
+
+/// A UDP or TCP port, 1 to 65535.
+fn parse_port(raw: Raw<'_, '_>) -> Result<u16, String> {
+    parse_int(raw, 1, 65535).map(|n| u16::try_from(n).unwrap_or(u16::MAX))
+}
+
 fn parse_int(raw: Raw<'_, '_>, min: u32, max: u32) -> Result<u32, String> {
     let range = format!("use a whole number from {min} to {max}");
     let n: i128 = match raw {
@@ -2275,6 +2361,14 @@ timeout = true
                 notify_resolved: false,
                 retry_for: Duration::from_secs(2 * 3600),
             },
+            hdhomerun: HdhomerunConfig {
+                root_user: "living-room".into(),
+                friendly_name: "Gateway \"TV\"".into(),
+                discovery: true,
+                discovery_bind: Ipv4Addr::new(192, 168, 1, 10),
+                ssdp_port: 1901,
+                discovery_port: 65002,
+            },
         };
         for cfg in [Config::default(), custom] {
             let text = cfg.to_toml();
@@ -2356,6 +2450,31 @@ timeout = true
     }
 
     #[test]
+    fn hdhomerun_keys_are_checked_and_discovery_needs_a_root_user() {
+        assert_eq!(Config::default().hdhomerun.root_user, "", "off by default");
+        assert!(!Config::default().hdhomerun.discovery, "off by default");
+        let p = one_problem("[hdhomerun]\ndiscovery = true\n");
+        assert_eq!(p.key, "hdhomerun.discovery");
+        assert!(p.message.contains("root_user"), "{}", p.message);
+        let p = one_problem("[hdhomerun]\nroot_user = \"kim lee\"\n");
+        assert_eq!(p.key, "hdhomerun.root_user");
+        let p = one_problem("[hdhomerun]\ndiscovery_bind = \"eth0\"\n");
+        assert_eq!(p.key, "hdhomerun.discovery_bind");
+        assert!(p.message.contains("IPv4"), "{}", p.message);
+        let p = one_problem("[hdhomerun]\nssdp_port = 0\n");
+        assert_eq!(p.key, "hdhomerun.ssdp_port");
+        let p = one_problem(
+            "[hdhomerun]\nroot_user = \"kim\"\ndiscovery = true\nssdp_port = 7000\ndiscovery_port = 7000\n",
+        );
+        assert_eq!(p.key, "hdhomerun.discovery_port");
+        let (_dir, path) = file("[hdhomerun]\nroot_user = \"kim\"\ndiscovery = true\ndiscovery_bind = \"10.0.0.2\"\n");
+        let cfg = Config::check_file(&path).unwrap();
+        assert_eq!(cfg.hdhomerun.root_user, "kim");
+        assert_eq!(cfg.hdhomerun.discovery_bind, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!((cfg.hdhomerun.ssdp_port, cfg.hdhomerun.discovery_port), (1900, 65001));
+    }
+
+    #[test]
     fn env_var_names() {
         assert_eq!(Config::env_var_name("sync.catalog_interval"), "TUNERPOOL_SYNC_CATALOG_INTERVAL");
         // Every key can be set from the environment.
@@ -2392,6 +2511,10 @@ timeout = true
                 "alerts.webhooks" => "ntfy:https://ntfy.sh/topic, json:http://127.0.0.1:9/hook",
                 "alerts.notify_resolved" => "false",
                 "alerts.retry_for" => "2h",
+                // Discovery alone is (rightly) incomplete: it needs a root user.
+                "hdhomerun.discovery" => continue,
+                "hdhomerun.discovery_bind" => "192.168.1.10",
+                "hdhomerun.ssdp_port" | "hdhomerun.discovery_port" => "1234",
                 "quality.policy" => "quality_first",
                 "probe.auto" => "true",
                 "probe.reserve" => "0",

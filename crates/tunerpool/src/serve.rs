@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use tunerpool_catalog::Store;
 use tunerpool_http::realip::TrustedProxies;
-use tunerpool_http::{AccessSettings, AdminToken, AppState, ClientAuth, PoolSettings};
+use tunerpool_http::{AccessSettings, AdminToken, AppState, ClientAuth, DiscoverySettings, HdhrSettings, PoolSettings};
 use tunerpool_ledger::{AnyLedger, MemoryLedger, RedisLedger};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
@@ -100,6 +100,21 @@ pub fn app_state(
         admin_token,
         access: access_settings(config),
         logins: Arc::new(ClientAuth::default()),
+        hdhr: HdhrSettings {
+            root_user: Some(config.hdhomerun.root_user.clone()).filter(|u| !u.is_empty()),
+            friendly_name: config.hdhomerun.friendly_name.clone(),
+        },
+    }
+}
+
+/// Where HDHomeRun discovery listens, as configured, announcing the port
+/// the HTTP server listens on.
+pub fn discovery_settings(config: &Config, http: std::net::SocketAddr) -> DiscoverySettings {
+    DiscoverySettings {
+        interface: config.hdhomerun.discovery_bind,
+        ssdp_port: config.hdhomerun.ssdp_port,
+        hdhomerun_port: config.hdhomerun.discovery_port,
+        http_port: http.port(),
     }
 }
 
@@ -168,7 +183,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh);
     let state = app_state(&config, &store, &http, ledger(&config).await?, admin.token);
     let _history_job = crate::scheduler::spawn_history(state.clone(), history_job(&config, alerting));
-    tunerpool_http::serve(listener, state, shutdown_signal()).await?;
+    if let Some(user) = &state.hdhr.root_user {
+        tracing::warn!(user = %user, "hdhomerun.root_user is set: anyone who reaches this port can use the HDHomeRun \
+            tuner at / as this user, without a password (keep it to a trusted LAN)");
+        println!("HDHomeRun tuner: add http://{} in Plex, Jellyfin or Channels DVR", shown_addr(addr));
+    }
+    // Discovery stops with the server: cancelled when serving ends, however it ends.
+    let stop_discovery = tokio_util::sync::CancellationToken::new();
+    let _discovery = match config.hdhomerun.discovery {
+        true => Some(
+            tunerpool_http::start_discovery(state.clone(), discovery_settings(&config, addr), stop_discovery.clone())
+                .await
+                .context(
+                    "cannot start HDHomeRun discovery (hdhomerun.discovery; is another program using the port?)",
+                )?,
+        ),
+        false => None,
+    };
+    let served = tunerpool_http::serve(listener, state, shutdown_signal()).await;
+    stop_discovery.cancel();
+    served?;
     store.close().await;
     tracing::info!("tunerpool stopped");
     Ok(())

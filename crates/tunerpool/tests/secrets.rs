@@ -1,8 +1,9 @@
 //! No secret leaves the gateway: with M3U providers whose URLs carry
 //! credentials in every form (`user:pass@`, `get.php?username=&password=`,
-//! `?token=`), a downstream user logging in and watching, and the server
-//! logging at debug level, every API answer (every route of the OpenAPI
-//! document, the live events) and every log line is searched for every
+//! `?token=`), a downstream user logging in and watching, the HDHomeRun
+//! tuner at the root serving as that user, and the server logging at debug
+//! level, every API answer (every route of the OpenAPI document, the live
+//! events, the root tuner's) and every log line is searched for every
 //! secret.
 
 mod common;
@@ -32,7 +33,9 @@ async fn no_secret_in_any_api_answer_or_log_line() {
     let data = dir.path().join("data");
     let log_path = dir.path().join("server.log");
     let mut cmd = tunerpool(dir.path());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-level", "debug", "--data-dir"]).arg(&data);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-level", "debug", "--set", "hdhomerun.root_user=kim"])
+        .arg("--data-dir")
+        .arg(&data);
     let server = start_server_with_stderr(cmd, std::fs::File::create(&log_path).unwrap().into());
     let base = server.base.clone();
     let token = server.token.clone();
@@ -85,6 +88,15 @@ async fn no_secret_in_any_api_answer_or_log_line() {
         // Not searched: a user's own playlist carries its password by design.
         let resp = reqwest::get(url(&path)).await.unwrap();
         assert!(resp.status().is_success(), "{path}: {}", resp.status());
+    }
+    // The HDHomeRun tuner at the root serves as kim without its password, so
+    // its answers are searched like the API's.
+    for path in ["/discover.json", "/lineup.json", "/device.xml", "/lineup_status.json"] {
+        let resp = reqwest::get(url(path)).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let text = resp.text().await.unwrap();
+        seen.borrow_mut().push_str(&text);
+        seen.borrow_mut().push('\n');
     }
     let stream = reqwest::get(url(&format!("/live/kim/{USER_PW}/{channel}.ts"))).await.unwrap();
     assert_eq!(stream.status(), 200);

@@ -2,7 +2,8 @@
 //!
 //! * every route without credentials (or with made-up ones): a refusal (401/403/404, or 429
 //!   once the address is blocked; Xtream's `player_api.php` may answer `auth: 0`), never
-//!   content. The admin API's routes come from its own OpenAPI document;
+//!   content. The admin API's routes come from its own OpenAPI document; the HDHomeRun tuner
+//!   at the root is off by default (404), and when configured serves only as its user;
 //! * 100 (and 300) concurrent wrong passwords for an existing user on `player_api.php`: the
 //!   server's memory stays under 200 MB and some answers are 429;
 //! * a secrets grep: a gateway at `log_level=debug` with an M3U provider whose URL carries
@@ -106,6 +107,13 @@ pub async fn routes(r: &mut ScenarioReport) -> anyhow::Result<()> {
         format!("/hdhr/{u}/{p}/lineup_status.json"),
         format!("/hdhr/{u}/{p}/device.xml"),
         format!("/hdhr/{u}/{p}/auto/v{ch}"),
+        // The HDHomeRun tuner at the root: 404 unless hdhomerun.root_user names a user.
+        "/discover.json".into(),
+        "/lineup.json".into(),
+        "/lineup_status.json".into(),
+        "/lineup.post".into(),
+        "/device.xml".into(),
+        format!("/auto/v{ch}"),
     ] {
         requests.push(("GET".into(), path));
     }

@@ -1,7 +1,8 @@
 //! What client apps and downstream users see: an M3U playlist
 //! (`get.php`, `playlist.m3u`), an Xtream Codes API (`player_api.php` and
 //! its stream URLs), and an HDHomeRun tuner for Plex/Jellyfin/Emby
-//! (`/hdhr/{user}/{pass}/…`). Every request logs in as a downstream user
+//! (`/hdhr/{user}/{pass}/…`, and at the root for the one user the operator
+//! names, with its discovery responders: `hdhr`). Every request logs in as a downstream user
 //! (`auth`); every stream goes through the same relay calls as `/stream`, so
 //! every endpoint refuses the same way; a user only sees and plays what its
 //! allowed groups hold.
@@ -28,6 +29,8 @@ use tunerpool_relay::{UserQuota, Viewer};
 
 pub use auth::ClientAuth;
 use auth::Refused;
+pub use hdhr::discovery::{start as start_discovery, Discovery, DiscoverySettings};
+pub use hdhr::HdhrSettings;
 
 use crate::AppState;
 
@@ -46,12 +49,27 @@ pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/series/{u}/{p}/{file}", get(streams::episode)),
         ("/timeshift/{u}/{p}/{duration}/{start}/{file}", get(streams::timeshift)),
         ("/{u}/{p}/{id}", get(streams::short)),
-        ("/hdhr/{u}/{p}/discover.json", get(hdhr::discover)),
-        ("/hdhr/{u}/{p}/lineup.json", get(hdhr::lineup)),
-        ("/hdhr/{u}/{p}/lineup_status.json", get(hdhr::lineup_status)),
-        ("/hdhr/{u}/{p}/lineup.post", get(hdhr::lineup_post).post(hdhr::lineup_post)),
-        ("/hdhr/{u}/{p}/device.xml", get(hdhr::device_xml)),
-        ("/hdhr/{u}/{p}/auto/{channel}", get(hdhr::tune)),
+        ("/hdhr/{u}/{p}/discover.json", get(hdhr::discover::<PathLogin>)),
+        ("/hdhr/{u}/{p}/lineup.json", get(hdhr::lineup::<PathLogin>)),
+        ("/hdhr/{u}/{p}/lineup_status.json", get(hdhr::lineup_status::<PathLogin>)),
+        ("/hdhr/{u}/{p}/lineup.post", get(hdhr::lineup_post::<PathLogin>).post(hdhr::lineup_post::<PathLogin>)),
+        ("/hdhr/{u}/{p}/device.xml", get(hdhr::device_xml::<PathLogin>)),
+        ("/hdhr/{u}/{p}/auto/{channel}", get(hdhr::tune::<PathLogin>)),
+    ]
+}
+
+/// The HDHomeRun tuner at the root, for apps that take only an IP address:
+/// the same handlers as `/hdhr/{u}/{p}/…`, as the user `hdhomerun.root_user`
+/// names ([`hdhr::RootLogin`]); without one, 404.
+pub(crate) fn root_tuner_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    use hdhr::RootLogin;
+    vec![
+        ("/discover.json", get(hdhr::discover::<RootLogin>)),
+        ("/lineup.json", get(hdhr::lineup::<RootLogin>)),
+        ("/lineup_status.json", get(hdhr::lineup_status::<RootLogin>)),
+        ("/lineup.post", get(hdhr::lineup_post::<RootLogin>).post(hdhr::lineup_post::<RootLogin>)),
+        ("/device.xml", get(hdhr::device_xml::<RootLogin>)),
+        ("/auto/{channel}", get(hdhr::tune::<RootLogin>)),
     ]
 }
 

@@ -45,6 +45,7 @@ pub fn app_state_with_ledger(
         admin_token: AdminToken::new(TOKEN),
         access: AccessSettings::default(),
         logins: Arc::new(ClientAuth::default()),
+        hdhr: tunerpool_http::HdhrSettings::default(),
     }
 }
 
