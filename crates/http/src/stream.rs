@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -26,6 +26,7 @@ pub(crate) async fn live(
     Extension(caller): Extension<Caller>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(channel): Path<String>,
+    Query(ProfileParam { profile }): Query<ProfileParam>,
 ) -> Response {
     let (raw, hls) = match channel.strip_suffix(".m3u8") {
         Some(id) => (id, true),
@@ -39,7 +40,19 @@ pub(crate) async fn live(
         let segments = crate::outputs::public_path(&st, &format!("/stream/{id}/hls/"));
         return hls_playlist_response(&st, id, viewer, segments, caller.audience()).await;
     }
-    live_response(&st, id, viewer, caller.audience()).await
+    live_response(&st, id, viewer, caller.audience(), profile.as_deref()).await
+}
+
+/// `?profile=NAME` on a live stream URL: watch the channel transcoded with that profile (empty: as it comes).
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct ProfileParam {
+    #[serde(default, deserialize_with = "empty_is_none")]
+    pub profile: Option<String>,
+}
+
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(v.filter(|p| !p.trim().is_empty()))
 }
 
 /// `GET /stream/{channel}/hls/{seq}.ts`: a segment of the channel's HLS output.
@@ -95,9 +108,15 @@ pub(crate) fn hls_segment_response(st: &AppState, id: i64, file: &str, user: Opt
 
 /// A live channel's MPEG-TS for `viewer`, or the refusal saying why not.
 /// Every live endpoint (admin `/stream`, the client outputs) answers with this.
-pub(crate) async fn live_response(st: &AppState, id: i64, viewer: Viewer, audience: Audience) -> Response {
+pub(crate) async fn live_response(
+    st: &AppState,
+    id: i64,
+    viewer: Viewer,
+    audience: Audience,
+    profile: Option<&str>,
+) -> Response {
     let client = viewer.address.clone();
-    match st.relay.watch(id, viewer).await {
+    match st.relay.watch_as(id, profile, viewer).await {
         Ok(stream) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "video/mp2t")
@@ -220,6 +239,7 @@ fn refusal(err: WatchError, what: &str, id: i64, client: &str, audience: Audienc
             tracing::warn!(what, id, client, reason = %why, "refused: the session was restarting");
             plain(StatusCode::SERVICE_UNAVAILABLE, why)
         }
+        WatchError::UnknownProfile(_) => plain(StatusCode::BAD_REQUEST, err.to_string()),
         WatchError::Internal(why) => {
             plain(StatusCode::INTERNAL_SERVER_ERROR, crate::error::internal(&format!("{what} {id}"), &why))
         }

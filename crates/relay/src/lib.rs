@@ -10,6 +10,8 @@
 //!   its reports handed to the catalog off the hot path.
 //! - [`probe`]: active probing of the sources nobody watches, with slots a reserve leaves spare, stopped the
 //!   moment a viewer needs the slot; and its scheduler.
+//! - [`transcode`]: one ffmpeg per (channel, profile), fed from the channel's session, its output a session of
+//!   its own that every viewer of that profile shares; supervised (restart, stderr, kill and reap).
 //! - [`catalog`]: the narrow trait through which the relay reads channels and accounts and records events.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
@@ -31,6 +33,7 @@ pub mod ring;
 pub mod session;
 pub mod settings;
 mod source;
+pub mod transcode;
 pub mod ts;
 pub mod users;
 pub mod vod;

@@ -19,6 +19,13 @@ use crate::session::{run, Session, SessionInfo, ViewerStats};
 use crate::settings::RelaySettings;
 use crate::users::{UserStreams, UserTicket, Viewer};
 
+/// A live session's identity: the channel, and the transcoding profile (`None`: the channel as it comes).
+pub(crate) type SessionKey = (i64, Option<String>);
+
+fn key_of(session: &Session) -> SessionKey {
+    (session.channel_id, session.profile.clone())
+}
+
 /// Shared by the relay handle and every session task.
 pub(crate) struct Inner {
     pub catalog: Arc<dyn Catalog>,
@@ -26,7 +33,8 @@ pub(crate) struct Inner {
     pub client: reqwest::Client,
     pub settings: RelaySettings,
     pub metrics: RelayMetrics,
-    sessions: Mutex<HashMap<i64, Arc<Session>>>,
+    /// The live sessions: each channel's own, and its transcodes (by profile).
+    sessions: Mutex<HashMap<SessionKey, Arc<Session>>>,
     /// Movie and episode downloads in progress.
     pub transfers: crate::vod::Transfers,
     /// Ids of sessions, viewers and transfers.
@@ -49,8 +57,9 @@ impl Inner {
     /// Removes a finished session from the map (if it is still the one there).
     pub(crate) fn forget(&self, session: &Arc<Session>) {
         let mut map = self.sessions.lock();
-        if map.get(&session.channel_id).is_some_and(|s| Arc::ptr_eq(s, session)) {
-            map.remove(&session.channel_id);
+        let key = key_of(session);
+        if map.get(&key).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            map.remove(&key);
         }
     }
 
@@ -126,6 +135,9 @@ pub enum WatchError {
     /// The downstream user is at its own connection limit (policy refuse).
     #[error("{0}")]
     UserLimit(String),
+    /// No transcoding profile of that name (400).
+    #[error("no transcoding profile {0:?} (see GET /api/v1/profiles)")]
+    UnknownProfile(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -216,11 +228,26 @@ impl Relay {
     /// limit first has its oldest stream replaced, or is refused, as the
     /// policy says.
     pub async fn watch(&self, channel_id: i64, viewer: Viewer) -> Result<ViewerStream, WatchError> {
+        self.watch_as(channel_id, None, viewer).await
+    }
+
+    /// [`Relay::watch`], transcoded with `profile` when one is named: the viewer joins that profile's shared
+    /// transcode of the channel (started if needed, fed from the channel's own session).
+    pub async fn watch_as(
+        &self,
+        channel_id: i64,
+        profile: Option<&str>,
+        viewer: Viewer,
+    ) -> Result<ViewerStream, WatchError> {
+        if let Some(name) = profile.filter(|p| self.inner.settings.transcode.profile(p).is_none()) {
+            return Err(WatchError::UnknownProfile(name.to_string()));
+        }
         let ticket = self.claim_user_slot(&viewer, || format!("channel {channel_id}")).await?;
         let Viewer { address, user } = viewer;
         let user = user.map(|u| u.name);
+        let key = (channel_id, profile.map(str::to_string));
         let (session, (membership, stats)) = self
-            .join(channel_id, |session| {
+            .join_key(&key, |session| {
                 let viewer = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
                 let stats = session.add_viewer(viewer, address.clone(), user.clone());
                 (Membership { session: session.clone(), viewer }, stats)
@@ -287,13 +314,23 @@ impl Relay {
     pub(crate) async fn join<T>(
         &self,
         channel_id: i64,
+        enter: impl FnMut(&Arc<Session>) -> T,
+    ) -> Result<(Arc<Session>, T), WatchError> {
+        self.join_key(&(channel_id, None), enter).await
+    }
+
+    /// [`Relay::join`] for a channel's own session or one of its transcodes.
+    pub(crate) async fn join_key<T>(
+        &self,
+        key: &SessionKey,
         mut enter: impl FnMut(&Arc<Session>) -> T,
     ) -> Result<(Arc<Session>, T), WatchError> {
         const ATTEMPTS: u32 = 3;
+        let channel_id = key.0;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let session = self.session_for(channel_id).await?;
+            let session = self.session_for(key).await?;
             let entered = enter(&session);
             let outcome = session.wait_running().await;
             // Stopped (or closed after running, e.g. its linger ran out) under the caller: not an answer about
@@ -354,31 +391,74 @@ impl Relay {
         &self.inner
     }
 
-    /// The channel's live session, or a new one.
-    async fn session_for(&self, channel_id: i64) -> Result<Arc<Session>, WatchError> {
-        if let Some(s) = self.live_session(channel_id) {
+    /// A handle for a session task that needs the relay's own calls (a transcode joins its channel).
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Relay {
+        Relay { inner }
+    }
+
+    /// The live session of `key`, or a new one (a transcode within the transcoding caps).
+    async fn session_for(&self, key: &SessionKey) -> Result<Arc<Session>, WatchError> {
+        if let Some(s) = self.live_session_of(key) {
             return Ok(s);
         }
+        let channel_id = key.0;
         let channel = match self.inner.catalog.channel(channel_id).await {
             Ok(c) => c,
             Err(LookupError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id)),
             Err(e) => return Err(WatchError::Internal(e.to_string())),
         };
+        let transcode = &self.inner.settings.transcode;
+        let profile = match &key.1 {
+            None => None,
+            Some(name) => Some(transcode.profile(name).ok_or_else(|| WatchError::UnknownProfile(name.clone()))?),
+        };
         let mut map = self.inner.sessions.lock();
-        if let Some(s) = map.get(&channel_id).filter(|s| !s.is_stopping()) {
+        if let Some(s) = map.get(key).filter(|s| !s.is_stopping()) {
             return Ok(s.clone());
+        }
+        if let Some(p) = profile {
+            let running = |only: Option<&str>| {
+                map.values()
+                    .filter(|s| !s.is_stopping())
+                    .filter(|s| s.profile.is_some() && only.is_none_or(|n| s.profile.as_deref() == Some(n)))
+                    .count()
+            };
+            if running(None) >= transcode.max_running as usize {
+                self.inner.metrics.refused(Refusal::NoCapacity);
+                return Err(WatchError::NoCapacity(format!(
+                    "every transcoder is busy: {} of {} running (transcode.max_running)",
+                    running(None),
+                    transcode.max_running
+                )));
+            }
+            if p.max_running > 0 && running(Some(&p.name)) >= p.max_running as usize {
+                self.inner.metrics.refused(Refusal::NoCapacity);
+                return Err(WatchError::NoCapacity(format!(
+                    "profile {} is at its maximum of {} transcodes",
+                    p.name, p.max_running
+                )));
+            }
         }
         // A session being stopped stays out of the map from here on (it removes itself only if it is still the
         // one there): the new one takes its place.
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let s = Session::new(id, &channel, self.inner.settings.buffer_bytes, self.inner.metrics.clone());
-        map.insert(channel_id, s.clone());
-        tokio::spawn(run(s.clone(), self.inner.clone(), channel));
+        let buffer = self.inner.settings.buffer_bytes;
+        let s = Session::new(id, &channel, buffer, self.inner.metrics.clone(), key.1.clone());
+        map.insert(key.clone(), s.clone());
+        match profile {
+            None => tokio::spawn(run(s.clone(), self.inner.clone(), channel)),
+            Some(p) => tokio::spawn(crate::transcode::run(s.clone(), self.inner.clone(), channel, p.clone())),
+        };
         Ok(s)
     }
 
+    /// The channel's own live session.
     pub(crate) fn live_session(&self, channel_id: i64) -> Option<Arc<Session>> {
-        self.inner.sessions.lock().get(&channel_id).filter(|s| !s.is_stopping()).cloned()
+        self.live_session_of(&(channel_id, None))
+    }
+
+    fn live_session_of(&self, key: &SessionKey) -> Option<Arc<Session>> {
+        self.inner.sessions.lock().get(key).filter(|s| !s.is_stopping()).cloned()
     }
 
     /// Every live session and every download in progress.

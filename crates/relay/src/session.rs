@@ -120,6 +120,12 @@ pub struct Session {
     counters_gen: AtomicU64,
     /// The HLS output, made when the first HLS client asks.
     hls: Mutex<Option<Arc<HlsOut>>>,
+    /// The transcoding profile, for a transcode ([`crate::transcode`]); `None` for the channel's own session.
+    pub profile: Option<String>,
+    /// A transcode's source: the channel's own session it reads as a viewer.
+    source: Mutex<Option<Arc<Session>>>,
+    /// A transcode's ffmpeg, for the sessions API.
+    transcoder: Mutex<Option<crate::transcode::TranscoderInfo>>,
 }
 
 /// A snapshot for the sessions API.
@@ -141,6 +147,10 @@ pub struct SessionInfo {
     /// Unix seconds.
     pub started_at: u64,
     pub viewers: Vec<ViewerInfo>,
+    /// The transcoding profile its viewers asked for; `null` for the channel as the provider sends it.
+    pub profile: Option<String>,
+    /// A transcode's ffmpeg: process id, restarts, last stderr lines.
+    pub transcoder: Option<crate::transcode::TranscoderInfo>,
 }
 
 pub(crate) fn unix(t: SystemTime) -> u64 {
@@ -148,7 +158,14 @@ pub(crate) fn unix(t: SystemTime) -> u64 {
 }
 
 impl Session {
-    pub(crate) fn new(id: u64, channel: &Channel, buffer_bytes: usize, metrics: RelayMetrics) -> Arc<Session> {
+    pub(crate) fn new(
+        id: u64,
+        channel: &Channel,
+        buffer_bytes: usize,
+        metrics: RelayMetrics,
+        profile: Option<String>,
+    ) -> Arc<Session> {
+        let transcoder = profile.as_ref().map(|_| crate::transcode::TranscoderInfo::default());
         Arc::new(Session {
             id,
             channel_id: channel.id,
@@ -168,7 +185,56 @@ impl Session {
             counters: Mutex::default(),
             counters_gen: AtomicU64::new(0),
             hls: Mutex::new(None),
+            profile,
+            source: Mutex::new(None),
+            transcoder: Mutex::new(transcoder),
         })
+    }
+
+    /// Ends the session: its viewers' streams end, waiting requests retry, the relay forgets it.
+    pub(crate) fn close(self: &Arc<Self>, inner: &Inner, reason: String) {
+        self.ring.close();
+        self.set_state(State::Closed(reason));
+        inner.slot_released.notify_waiters();
+        inner.forget(self);
+    }
+
+    /// It could not start because every slot was taken.
+    pub(crate) fn set_no_capacity(&self) {
+        self.no_capacity.store(true, Ordering::Release);
+    }
+
+    /// Whether it has run (delivered a keyframe) at some point.
+    pub(crate) fn has_run(&self) -> bool {
+        self.running_since.lock().is_some()
+    }
+
+    pub(crate) fn mark_running(&self) {
+        self.running_since.lock().get_or_insert_with(Instant::now);
+    }
+
+    pub(crate) fn set_state_pub(&self, s: State) {
+        self.set_state(s);
+    }
+
+    /// Resolves when a viewer joins or leaves.
+    pub(crate) fn viewers_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.viewers_changed.notified()
+    }
+
+    /// A transcode's source session.
+    pub(crate) fn set_source(&self, source: Arc<Session>) {
+        *self.source.lock() = Some(source);
+    }
+
+    pub(crate) fn transcoder_mut(&self, f: impl FnOnce(&mut crate::transcode::TranscoderInfo)) {
+        if let Some(t) = self.transcoder.lock().as_mut() {
+            f(t);
+        }
+    }
+
+    pub(crate) fn transcoder_log(&self) -> Vec<String> {
+        self.transcoder.lock().as_ref().map(|t| t.log.clone()).unwrap_or_default()
     }
 
     pub fn state(&self) -> State {
@@ -188,9 +254,10 @@ impl Session {
         self.viewer_count.load(Ordering::Acquire)
     }
 
-    /// The account whose slot this session holds, if running.
+    /// The account whose slot this session holds (a transcode: its source's), if running.
     pub(crate) fn account_id(&self) -> Option<i64> {
-        self.upstream.lock().as_ref().map(|u| u.account_id)
+        let own = self.upstream.lock().as_ref().map(|u| u.account_id);
+        own.or_else(|| self.source.lock().as_ref().and_then(|s| s.account_id()))
     }
 
     /// Waits until the session runs (Ok) or gives up: Err with whether it
@@ -310,6 +377,8 @@ impl Session {
             failovers: self.failovers.load(Ordering::Relaxed),
             started_at: unix(self.started_at),
             viewers,
+            profile: self.profile.clone(),
+            transcoder: self.transcoder.lock().clone(),
         }
     }
 
@@ -495,10 +564,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         let msg = format!("channel {}: {what}: {reason}", channel.name);
         inner.catalog.note(NewEvent::new(level, kind, msg).channel(channel.id));
     }
-    session.ring.close();
-    session.set_state(State::Closed(reason));
-    inner.slot_released.notify_waiters();
-    inner.forget(&session);
+    session.close(&inner, reason);
 }
 
 /// Sleeps `delay` unless the session is stopped first: true when it was.

@@ -50,6 +50,8 @@ pub struct RelaySettings {
     pub quality_policy: tunerpool_domain::quality::QualityPolicy,
     /// Active probing of the sources nobody watches.
     pub probe: crate::probe::ProbeSettings,
+    /// Shared transcoding: ffmpeg and the profiles viewers may ask for.
+    pub transcode: crate::transcode::TranscodeSettings,
 }
 
 impl Default for RelaySettings {
@@ -74,6 +76,7 @@ impl Default for RelaySettings {
             quality_weights: Default::default(),
             quality_policy: Default::default(),
             probe: Default::default(),
+            transcode: Default::default(),
         }
     }
 }

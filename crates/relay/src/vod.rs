@@ -96,6 +96,8 @@ impl Transfer {
                 bytes,
                 jumps: 0,
             }],
+            profile: None,
+            transcoder: None,
         }
     }
 }

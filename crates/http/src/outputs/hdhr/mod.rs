@@ -387,11 +387,10 @@ pub(crate) async fn device_xml<T: Into<Tuner>>(State(st): State<AppState>, t: T,
     ([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response()
 }
 
-/// `auto/v{channel}`: tune a channel. `?transcode=` (HDHomeRun EXTEND's
-/// profiles: `heavy`, `mobile`, `internet720`, …) is accepted but not
-/// acted on yet: `none` or absent is the stream as it is, and so, for now,
-/// is any other value (logged at debug). When transcoding profiles exist,
-/// they will map these names to profiles here.
+/// `auto/v{channel}`: tune a channel. `?transcode=NAME` transcodes with the
+/// profile of that name when there is one (name profiles after HDHomeRun
+/// EXTEND's `heavy`, `mobile`, `internet720`, … to serve those apps); `none`,
+/// absent or unknown is the stream as it is.
 pub(crate) async fn tune<T: Into<Tuner>>(
     State(st): State<AppState>,
     Path(Tune { channel }): Path<Tune>,
@@ -402,11 +401,17 @@ pub(crate) async fn tune<T: Into<Tuner>>(
     let transcode = query.as_deref().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "transcode").map(|(_, v)| v.into_owned())
     });
-    if let Some(profile) = transcode.filter(|p| !p.is_empty() && p != "none") {
-        tracing::debug!(profile, "tune: transcode asked for; no profiles yet, the stream goes as it is");
-    }
+    // A profile of that name transcodes; other values (HDHomeRun's own `heavy`, `mobile`, … when no profile is
+    // named so) get the stream as it is.
+    let profile = transcode.filter(|p| !p.is_empty() && p != "none").filter(|p| {
+        let known = st.relay.settings().transcode.profile(p).is_some();
+        if !known {
+            tracing::debug!(profile = %p, "tune: no transcoding profile of that name; the stream goes as it is");
+        }
+        known
+    });
     match channel.strip_prefix('v').and_then(|n| n.parse::<i64>().ok()) {
-        Some(id) => super::streams::play_live(&st, &t.client, id).await,
+        Some(id) => super::streams::play_live(&st, &t.client, id, profile.as_deref()).await,
         None => text(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use auto/v{{channel id}}")),
     }
 }
