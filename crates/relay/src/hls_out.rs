@@ -273,6 +273,7 @@ mod tests {
             &Channel { id: 1, name: "one".into(), ..Default::default() },
             1 << 20,
             RelayMetrics::default(),
+            None,
         );
         let out = HlsOut::new();
         session.add_viewer(1, "hls".into(), None);
