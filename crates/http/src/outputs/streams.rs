@@ -18,6 +18,7 @@ use tunerpool_catalog::MediaKind;
 
 use super::{file_id, login, text, Client, ClientAuth, PathLogin};
 use crate::access::Audience;
+use crate::clip::Output;
 use crate::AppState;
 
 /// Whether `client` may play this item; the 404 (or 500) if not.
@@ -33,12 +34,20 @@ pub(crate) async fn check_visible(st: &AppState, client: &Client, kind: MediaKin
     }
 }
 
-/// A live channel for a logged-in client.
-pub(crate) async fn play_live(st: &AppState, client: &Client, id: i64) -> Response {
+/// A live channel for a logged-in client, through `output` (which decides,
+/// with the request's `headers`, whether a refusal is the refusal clip).
+pub(crate) async fn play_live(
+    st: &AppState,
+    client: &Client,
+    id: i64,
+    output: Output,
+    headers: &HeaderMap,
+) -> Response {
     if let Err(r) = check_visible(st, client, MediaKind::Live, id).await {
         return r;
     }
-    crate::stream::live_response(st, id, client.viewer(), Audience::Client).await
+    let clip = st.clip.for_request(output, headers);
+    crate::stream::live_response(st, id, client.viewer(), Audience::Client, clip).await
 }
 
 fn live_id(file: &str) -> Option<i64> {
@@ -55,11 +64,16 @@ pub(crate) struct File {
     file: String,
 }
 
-pub(crate) async fn live(State(st): State<AppState>, Path(File { file }): Path<File>, login: PathLogin) -> Response {
-    live_for(&st, &login, &file).await
+pub(crate) async fn live(
+    State(st): State<AppState>,
+    Path(File { file }): Path<File>,
+    login: PathLogin,
+    headers: HeaderMap,
+) -> Response {
+    live_for(&st, &login, &file, &headers).await
 }
 
-async fn live_for(st: &AppState, login: &PathLogin, file: &str) -> Response {
+async fn live_for(st: &AppState, login: &PathLogin, file: &str, headers: &HeaderMap) -> Response {
     let client = &login.client;
     match live_id(file) {
         Some(id) if file.ends_with(".m3u8") => {
@@ -70,7 +84,7 @@ async fn live_for(st: &AppState, login: &PathLogin, file: &str) -> Response {
             let segments = super::public_path(st, &format!("/hls/{u}/{p}/{id}/"));
             crate::stream::hls_playlist_response(st, id, client.viewer(), segments, Audience::Client).await
         }
-        Some(id) => play_live(st, client, id).await,
+        Some(id) => play_live(st, client, id, Output::Live, headers).await,
         None => text(StatusCode::NOT_FOUND, format!("no channel {file:?}: use /live/{{user}}/{{pass}}/{{id}}.ts")),
     }
 }
@@ -102,12 +116,13 @@ pub(crate) async fn short(
     Extension(auth): Extension<Arc<ClientAuth>>,
     addr: ConnectInfo<SocketAddr>,
     Path((username, password, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
 ) -> Response {
     if tunerpool_catalog::users::RESERVED.contains(&username.to_ascii_lowercase().as_str()) {
         return text(StatusCode::NOT_FOUND, "not found".into());
     }
     match login(&st, &auth, addr, &username, &password).await {
-        Ok(client) => live_for(&st, &PathLogin { client, username, password }, &file).await,
+        Ok(client) => live_for(&st, &PathLogin { client, username, password }, &file, &headers).await,
         Err(r) => r,
     }
 }

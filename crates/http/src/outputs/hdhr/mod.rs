@@ -396,6 +396,7 @@ pub(crate) async fn tune<T: Into<Tuner>>(
     State(st): State<AppState>,
     Path(Tune { channel }): Path<Tune>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     t: T,
 ) -> Response {
     let t: Tuner = t.into();
@@ -406,7 +407,7 @@ pub(crate) async fn tune<T: Into<Tuner>>(
         tracing::debug!(profile, "tune: transcode asked for; no profiles yet, the stream goes as it is");
     }
     match channel.strip_prefix('v').and_then(|n| n.parse::<i64>().ok()) {
-        Some(id) => super::streams::play_live(&st, &t.client, id).await,
+        Some(id) => super::streams::play_live(&st, &t.client, id, crate::clip::Output::HdHomeRun, &headers).await,
         None => text(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use auto/v{{channel id}}")),
     }
 }
