@@ -1747,7 +1747,6 @@ fn parse_clip_file(raw: Raw<'_, '_>) -> Result<String, String> {
 }
 
 /// `hdhomerun.friendly_name`: shown in apps, 1 to 64 printable characters.
-
 fn parse_friendly_name(raw: Raw<'_, '_>) -> Result<String, String> {
     let s = want_str(raw, "\"tunerpool\"")?.trim();
     if s.is_empty() || s.chars().count() > 64 || s.chars().any(char::is_control) {
@@ -2369,6 +2368,9 @@ timeout = true
                 redis_url: Some("redis://:pw@127.0.0.1:6380/2".into()),
                 lease_ttl: Duration::from_secs(20),
                 release_cooldown: Duration::from_millis(1500),
+                reserved_slots: 2,
+                reserved_priority: 40,
+                preempt: true,
             },
             relay: RelayConfig {
                 linger: Duration::ZERO,
@@ -2377,10 +2379,22 @@ timeout = true
                 buffer_size: 8 << 20,
                 max_switches: 0,
                 user_limit_policy: UserLimitPolicy::Refuse,
+                max_viewers_per_session: 12,
+                warm_linger: Duration::from_secs(300),
+                warm_after_starts: 5,
+                always_on_yields: false,
             },
             admin: AdminConfig::default(),
             epg: EpgConfig { refresh: Duration::from_secs(6 * 60 * 60), max_guide_bytes: 2 << 30 },
-            outputs: OutputsConfig { anonymous_streams: true, anonymous_max_connections: 7 },
+            outputs: OutputsConfig {
+                anonymous_streams: true,
+                anonymous_max_connections: 7,
+                refusal_clip_live: false,
+                refusal_clip_hdhomerun: false,
+                refusal_clip_stream: false,
+                refusal_clip_file: "/srv/clips/busy \"now\".ts".into(),
+                refusal_clip_seconds: Duration::from_secs(30),
+            },
             http: HttpConfig {
                 trusted_proxies: vec!["127.0.0.1/32".parse().unwrap(), "fd00::/8".parse().unwrap()],
                 client_ip_header: ClientIpHeader::Forwarded,
