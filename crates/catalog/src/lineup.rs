@@ -687,6 +687,9 @@ pub struct ChannelPatch {
     pub hidden: Option<bool>,
     /// True: sources ranked by provider; false: tried in their order.
     pub auto_order: Option<bool>,
+    /// True: keep the channel's session running with no viewers (it holds a
+    /// slot all the time); false: it lingers and closes like any other.
+    pub always_on: Option<bool>,
 }
 
 /// Changes to a lineup group (POST creates one: `name` is required).
@@ -854,7 +857,7 @@ impl Store {
             "UPDATE lineup_channels SET name = COALESCE(?1, name), number = COALESCE(?2, number),
                  group_id = CASE WHEN ?3 THEN ?4 ELSE group_id END, logo = CASE WHEN ?5 THEN ?6 ELSE logo END,
                  tvg_id = CASE WHEN ?7 THEN ?8 ELSE tvg_id END, hidden = COALESCE(?9, hidden),
-                 auto_order = COALESCE(?10, auto_order)
+                 auto_order = COALESCE(?10, auto_order), always_on = COALESCE(?12, always_on)
              WHERE id = ?11",
         )
         .bind(name)
@@ -868,6 +871,7 @@ impl Store {
         .bind(patch.hidden)
         .bind(patch.auto_order)
         .bind(id)
+        .bind(patch.always_on)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -471,6 +471,14 @@ impl Store {
             .await?)
     }
 
+    /// The ids of the channels marked always-on (the relay keeps them
+    /// running at start-up and whenever the flag is set).
+    pub async fn always_on_channels(&self) -> Result<Vec<i64>, CatalogError> {
+        Ok(sqlx::query_scalar("SELECT id FROM lineup_channels WHERE always_on <> 0 ORDER BY number")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     fn channel_filter(q: &ChannelQuery) -> (Option<&str>, Option<String>) {
         let group = q.group.as_deref().filter(|g| !g.is_empty());
         let pattern = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(like_pattern);
@@ -497,7 +505,7 @@ impl Store {
             .await?;
         let rows = sqlx::query(&format!(
             "SELECT c.id, c.name, g.name AS group_name, c.group_id, c.tvg_id, c.logo, c.number, c.hidden,
-                    COALESCE(g.hidden, 0) AS group_hidden, c.auto_order
+                    COALESCE(g.hidden, 0) AS group_hidden, c.auto_order, c.always_on
              {CHANNEL_FROM} ORDER BY c.number LIMIT ?6 OFFSET ?7"
         ))
         .bind(group)
@@ -526,6 +534,7 @@ impl Store {
                     enabled: !hidden && !group_hidden,
                     available: false,
                     auto_order: r.try_get("auto_order")?,
+                    always_on: r.try_get("always_on")?,
                     sources: Vec::new(),
                     lost_sources: Vec::new(),
                 })

@@ -26,6 +26,9 @@ pub const RESERVED: &[&str] =
 /// Most streams a user may be given as its own limit (a sanity bound).
 pub const MAX_USER_CONNECTIONS: i64 = 1000;
 
+/// The highest priority a user may have.
+pub const MAX_USER_PRIORITY: i64 = 100;
+
 /// A downstream user as stored. Serializes to the admin API's user JSON
 /// (without `active_connections`, which the relay knows): never the password
 /// or its hash.
@@ -38,6 +41,9 @@ pub struct User {
     pub expires_at: Option<i64>,
     /// Streams at once; 0 = no limit of its own (the pool still applies).
     pub max_connections: u32,
+    /// 0 to 100: who gets the pool's reserved slots (`pool.reserved_priority`)
+    /// and, with `pool.preempt`, whose sessions yield to whose.
+    pub priority: u8,
     /// Group ids the user may see: lineup groups for live channels, the
     /// providers' movie and series groups for those; `None` = every group.
     pub allowed_groups: Option<Vec<i64>>,
@@ -102,6 +108,9 @@ pub struct UserPatch {
     /// 0: no limit of its own.
     #[schema(minimum = 0, maximum = 1000)]
     pub max_connections: Option<i64>,
+    /// 0 (the default) to 100: higher may use reserved slots and preempt lower.
+    #[schema(minimum = 0, maximum = 100)]
+    pub priority: Option<i64>,
     #[serde(default, deserialize_with = "nullable")]
     pub allowed_groups: Option<Option<Vec<i64>>>,
 }
@@ -159,6 +168,14 @@ impl UserPatch {
                 errs.push(FieldError::new(
                     "max_connections",
                     format!("must be between 0 (no limit of its own) and {MAX_USER_CONNECTIONS} (got {m})"),
+                ));
+            }
+        }
+        if let Some(p) = self.priority {
+            if !(0..=MAX_USER_PRIORITY).contains(&p) {
+                errs.push(FieldError::new(
+                    "priority",
+                    format!("must be between 0 (the lowest, the default) and {MAX_USER_PRIORITY} (got {p})"),
                 ));
             }
         }
@@ -363,18 +380,20 @@ async fn hash_blocking(password: &Secret) -> Result<String, CatalogError> {
         .map_err(|e| CatalogError::Internal(format!("password hashing failed: {e}")))?
 }
 
-const USER_SELECT: &str = "SELECT id, username, password_hash, enabled, expires_at, max_connections, allowed_groups,
-    created_at, updated_at FROM users";
+const USER_SELECT: &str = "SELECT id, username, password_hash, enabled, expires_at, max_connections, priority,
+    allowed_groups, created_at, updated_at FROM users";
 
 fn user_from_row(r: &SqliteRow) -> Result<User, CatalogError> {
     let groups: Option<String> = r.try_get("allowed_groups")?;
     let max: i64 = r.try_get("max_connections")?;
+    let priority: i64 = r.try_get("priority")?;
     Ok(User {
         id: r.try_get("id")?,
         username: r.try_get("username")?,
         enabled: r.try_get("enabled")?,
         expires_at: r.try_get("expires_at")?,
         max_connections: u32::try_from(max.max(0)).unwrap_or(u32::MAX),
+        priority: u8::try_from(priority.clamp(0, MAX_USER_PRIORITY)).unwrap_or(0),
         allowed_groups: groups.and_then(|g| serde_json::from_str(&g).ok()),
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
@@ -466,14 +485,15 @@ impl Store {
         let at = now();
         let groups = input.allowed_groups.clone().flatten().map(|g| serde_json::to_string(&g).unwrap_or_default());
         let id = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO users (username, password_hash, enabled, expires_at, max_connections, allowed_groups,
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO users (username, password_hash, enabled, expires_at, max_connections, priority,
+             allowed_groups, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(username)
         .bind(hash)
         .bind(input.enabled.unwrap_or(true))
         .bind(input.expires_at.flatten())
         .bind(input.max_connections.unwrap_or(0))
+        .bind(input.priority.unwrap_or(0))
         .bind(groups)
         .bind(at)
         .bind(at)
@@ -507,13 +527,14 @@ impl Store {
         .map(|g| serde_json::to_string(&g).unwrap_or_default());
         sqlx::query(
             "UPDATE users SET username = ?, password_hash = ?, enabled = ?, expires_at = ?, max_connections = ?,
-             allowed_groups = ?, updated_at = ? WHERE id = ?",
+             priority = ?, allowed_groups = ?, updated_at = ? WHERE id = ?",
         )
         .bind(username)
         .bind(hash)
         .bind(patch.enabled.unwrap_or(current.enabled))
         .bind(patch.expires_at.unwrap_or(current.expires_at))
         .bind(patch.max_connections.unwrap_or(current.max_connections as i64))
+        .bind(patch.priority.unwrap_or(i64::from(current.priority)))
         .bind(groups)
         .bind(now().max(current.updated_at + 1))
         .bind(id)

@@ -294,6 +294,9 @@ pub struct Channel {
     /// True: sources are ranked by provider (kind, availability, priority),
     /// their order breaking ties; false: tried in their order.
     pub auto_order: bool,
+    /// True: the relay keeps its session running (and holding a slot) with
+    /// no viewers, restarting it when it fails.
+    pub always_on: bool,
     /// Where it can be played from, in the channel's order (selection ranks
     /// them by provider when `auto_order`).
     pub sources: Vec<ChannelSource>,

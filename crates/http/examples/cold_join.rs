@@ -124,6 +124,7 @@ async fn main() -> Result<(), Error> {
         access: AccessSettings::default(),
         logins: Arc::new(ClientAuth::default()),
         hdhr: tunerpool_http::HdhrSettings::default(),
+        clip: tunerpool_http::ClipSettings::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -111,6 +111,7 @@ impl Caller {
                     id: ANONYMOUS_USER_ID,
                     name: "anonymous".into(),
                     max_connections: st.access.anonymous_max_connections,
+                    priority: 0,
                 }),
             },
         }

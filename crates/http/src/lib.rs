@@ -20,6 +20,7 @@ pub mod access;
 mod access_log;
 mod api;
 pub mod auth;
+pub mod clip;
 mod epg;
 pub mod error;
 pub mod history;
@@ -51,6 +52,7 @@ use utoipa_axum::routes;
 
 pub use access::{AccessSettings, Gate};
 pub use auth::AdminToken;
+pub use clip::{ClipSettings, RefusalClip};
 pub use outputs::{start_discovery, ClientAuth, Discovery, DiscoverySettings, HdhrSettings};
 pub use relay_catalog::StoreCatalog;
 
@@ -77,6 +79,9 @@ pub struct AppState {
     pub logins: std::sync::Arc<ClientAuth>,
     /// The HDHomeRun tuner at the root (`[hdhomerun]`); off by default.
     pub hdhr: HdhrSettings,
+    /// Which outputs send TS players the refusal clip instead of a bare
+    /// 503/403 (`clip`); off by default.
+    pub clip: clip::ClipSettings,
 }
 
 /// The pool settings handlers need.

@@ -59,6 +59,8 @@ pub struct ChannelDetail {
     pub available: bool,
     /// True: sources are ranked by provider and quality; false: tried in their order.
     pub auto_order: bool,
+    /// True: its session is kept running (holding a slot) with no viewers.
+    pub always_on: bool,
     /// Where it can be played from, in the channel's order, each with its latest measurement and score.
     pub sources: Vec<MeasuredSource>,
     /// The source ids in the order a viewer starting now would have them tried: the user's order when
@@ -105,6 +107,7 @@ impl ChannelDetail {
             enabled,
             available,
             auto_order,
+            always_on,
             sources,
             lost_sources,
         } = channel;
@@ -135,6 +138,7 @@ impl ChannelDetail {
             enabled,
             available,
             auto_order,
+            always_on,
             sources,
             try_order,
             order_policy,
@@ -200,7 +204,8 @@ pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> R
 }
 
 /// Edits a channel: absent fields are kept, `null` clears `group_id`,
-/// `logo` and `tvg_id`. A number another channel holds, an empty name or an
+/// `logo` and `tvg_id`. `always_on` starts (or lets go of) the channel's
+/// session at once. A number another channel holds, an empty name or an
 /// unknown group: `400` naming the field, nothing changed.
 #[utoipa::path(patch, path = "/api/v1/channels/{id}", operation_id = "update_channel", tag = "lineup", params(("id" = i64, Path, description = "channel id")),
     request_body = ChannelPatch,
@@ -215,7 +220,12 @@ pub(crate) async fn update(
 ) -> Result<Json<Channel>, ApiError> {
     let id = known_channel(&st, &id).await?;
     let patch: ChannelPatch = json_body(&body)?;
-    Ok(Json(st.store.update_channel(id, &patch).await?))
+    let channel = st.store.update_channel(id, &patch).await?;
+    if patch.always_on.is_some() {
+        tracing::info!(channel = id, always_on = channel.always_on, "channel always-on changed");
+        st.relay.set_always_on(id, channel.always_on);
+    }
+    Ok(Json(channel))
 }
 
 /// Deletes a channel; its streams become unassigned (see `/api/v1/lineup/unassigned`).

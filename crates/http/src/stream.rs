@@ -15,6 +15,7 @@ use tunerpool_relay::relay::WatchError;
 use tunerpool_relay::Viewer;
 
 use crate::access::{Audience, Caller};
+use crate::clip::{Output, RefusalClip};
 use crate::AppState;
 
 fn plain(status: StatusCode, text: String) -> Response {
@@ -26,6 +27,7 @@ pub(crate) async fn live(
     Extension(caller): Extension<Caller>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     Path(channel): Path<String>,
+    headers: axum::http::HeaderMap,
     Query(ProfileParam { profile }): Query<ProfileParam>,
 ) -> Response {
     let (raw, hls) = match channel.strip_suffix(".m3u8") {
@@ -40,7 +42,8 @@ pub(crate) async fn live(
         let segments = crate::outputs::public_path(&st, &format!("/stream/{id}/hls/"));
         return hls_playlist_response(&st, id, viewer, segments, caller.audience()).await;
     }
-    live_response(&st, id, viewer, caller.audience(), profile.as_deref()).await
+    let clip = st.clip.for_request(Output::Stream, &headers);
+    live_response(&st, id, viewer, caller.audience(), clip, profile.as_deref()).await
 }
 
 /// `?profile=NAME` on a live stream URL: watch the channel transcoded with that profile (empty: as it comes).
@@ -106,13 +109,15 @@ pub(crate) fn hls_segment_response(st: &AppState, id: i64, file: &str, user: Opt
     }
 }
 
-/// A live channel's MPEG-TS for `viewer`, or the refusal saying why not.
+/// A live channel's MPEG-TS for `viewer`, or the refusal saying why not —
+/// as the refusal clip when `clip` is given (see [`ClipSettings::for_request`](crate::clip::ClipSettings)).
 /// Every live endpoint (admin `/stream`, the client outputs) answers with this.
 pub(crate) async fn live_response(
     st: &AppState,
     id: i64,
     viewer: Viewer,
     audience: Audience,
+    clip: Option<std::sync::Arc<RefusalClip>>,
     profile: Option<&str>,
 ) -> Response {
     let client = viewer.address.clone();
@@ -124,8 +129,43 @@ pub(crate) async fn live_response(
             .header("x-tunerpool-session", stream.session_id.to_string())
             .body(Body::from_stream(stream))
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into())),
-        Err(e) => channel_refusal(st, e, id, &client, audience).await,
+        Err(e) => {
+            let reason = refused_reason(&e);
+            let refused = channel_refusal(st, e, id, &client, audience).await;
+            match (clip, reason) {
+                (Some(clip), Some(reason)) => clip_response(&clip, reason, id, &client),
+                _ => refused,
+            }
+        }
     }
+}
+
+/// The refusals a player may be shown the clip for, by the reason the
+/// `x-tunerpool-refused` header names (the `refusals_total` metric's names):
+/// not an unknown channel (404) nor an internal error.
+fn refused_reason(err: &WatchError) -> Option<&'static str> {
+    match err {
+        WatchError::NoCapacity(_) | WatchError::Restarting(_) => Some("no_capacity"),
+        WatchError::UserLimit(_) => Some("user_limit"),
+        WatchError::Upstream(_) => Some("upstream_failed"),
+        WatchError::SessionFull(_) => Some("session_full"),
+        WatchError::UnknownChannel(_) | WatchError::UnknownProfile(_) | WatchError::Internal(_) => None,
+    }
+}
+
+/// The refusal clip in place of a refusal already logged: `200` (players
+/// show nothing for anything else), `x-tunerpool-refused: <reason>`.
+fn clip_response(clip: &RefusalClip, reason: &'static str, id: i64, client: &str) -> Response {
+    tracing::info!(what = "channel", id, client, reason, "refused: sent the refusal clip");
+    let body = clip.bytes();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "video/mp2t")
+        .header(header::CACHE_CONTROL, "no-cache, no-store")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header("x-tunerpool-refused", reason)
+        .body(Body::from(body))
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into()))
 }
 
 /// The refusal for a live channel. A client refused for capacity is told,
@@ -240,6 +280,10 @@ fn refusal(err: WatchError, what: &str, id: i64, client: &str, audience: Audienc
             plain(StatusCode::SERVICE_UNAVAILABLE, why)
         }
         WatchError::UnknownProfile(_) => plain(StatusCode::BAD_REQUEST, err.to_string()),
+        WatchError::SessionFull(why) => {
+            tracing::warn!(what, id, client, reason = %why, "refused: the session has its maximum of viewers");
+            plain(StatusCode::SERVICE_UNAVAILABLE, why)
+        }
         WatchError::Internal(why) => {
             plain(StatusCode::INTERNAL_SERVER_ERROR, crate::error::internal(&format!("{what} {id}"), &why))
         }

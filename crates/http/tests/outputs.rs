@@ -471,7 +471,7 @@ async fn users_api_contract() {
     assert_eq!(
         u,
         json!({"id": 1, "username": "demo", "enabled": true, "expires_at": null, "max_connections": 1,
-               "allowed_groups": null, "created_at": created_at, "active_connections": 0})
+               "priority": 0, "allowed_groups": null, "created_at": created_at, "active_connections": 0})
     );
     let (status, list) = h.send("GET", "/api/v1/users", None).await;
     assert_eq!((status, list), (200, json!([u])));

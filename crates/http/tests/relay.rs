@@ -530,7 +530,7 @@ async fn hls_clients_get_segments_of_the_same_shared_upstream() {
 }
 
 fn user(max_connections: u32) -> tunerpool_relay::Viewer {
-    let quota = tunerpool_relay::UserQuota { id: 1, name: "kim".into(), max_connections };
+    let quota = tunerpool_relay::UserQuota { id: 1, name: "kim".into(), max_connections, priority: 0 };
     tunerpool_relay::Viewer { address: "10.0.0.9:5000".into(), user: Some(quota) }
 }
 
@@ -583,7 +583,7 @@ async fn a_user_at_its_limit_is_refused_under_the_refuse_policy() {
     assert!(first.next().await.is_some());
     let other = tunerpool_relay::Viewer {
         address: "10.0.0.10:5000".into(),
-        user: Some(tunerpool_relay::UserQuota { id: 2, name: "lee".into(), max_connections: 1 }),
+        user: Some(tunerpool_relay::UserQuota { id: 2, name: "lee".into(), max_connections: 1, priority: 0 }),
     };
     assert!(h.relay.watch(2, other).await.is_ok());
 }

@@ -218,12 +218,20 @@ export function render(main) {
         } catch (_) { /* the search is a help; typing an id works without it */ }
       }, 250);
     });
+    // Always on: the session keeps running (and holding a slot) with nobody watching; applied at once.
+    const alwaysOn = h('input', { type: 'checkbox', checked: !!c.always_on, 'data-edit': 'always_on',
+      onchange: () => change('Always on', async () => {
+        await api('PATCH', `/channels/${c.id}`, { always_on: alwaysOn.checked });
+        return alwaysOn.checked ? `#${c.id} is always on: it holds a connection.` : `#${c.id} is no longer always on.`;
+      }) });
     return h('div', { class: 'edit' }, number, name, tvg, choices,
       h('button', { type: 'button', 'data-action': 'save', onclick: () => change('Save', async () => {
         await api('PATCH', `/channels/${c.id}`,
           { name: name.value, number: Number(number.value), tvg_id: tvg.value.trim() || null });
         return `Saved #${c.id}.`;
-      }) }, 'Save'));
+      }) }, 'Save'),
+      h('label', { class: 'check', title: 'Keep this channel running with no viewers (it holds a connection)' },
+        alwaysOn, ' Always on'));
   };
 
   const row = (c) => {
@@ -234,6 +242,7 @@ export function render(main) {
       h('div', { class: 'main' },
         h('div', { class: 'title' }, c.number ? h('span', { class: 'muted' }, `${c.number} `) : null, h('strong', {}, c.name),
           c.enabled ? null : h('span', { class: 'badge off' }, 'hidden'),
+          c.always_on ? h('span', { class: 'badge' }, 'always on') : null,
           c.available ? null : h('span', { class: 'badge off' }, 'unavailable')),
         h('div', { class: 'facts' }, h('span', {}, c.group || 'no group'), h('span', { class: 'muted' }, `#${c.id}`),
           c.sources.length > 1 ? h('span', {}, `${c.sources.length} sources`) : null),

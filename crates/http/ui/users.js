@@ -43,6 +43,7 @@ function userForm(u, groups, done) {
   const enabled = h('input', { type: 'checkbox', checked: u ? u.enabled : true });
   const expires = h('input', { type: 'date', value: u ? toDateInput(u.expires_at) : '' });
   const maxc = h('input', { type: 'number', min: 0, step: 1, value: u ? u.max_connections : 1 });
+  const priority = h('input', { type: 'number', min: 0, max: 100, step: 1, value: u ? u.priority : 0 });
   const withIds = groups.filter((g) => g.id !== undefined);
   const allowed = new Set((u && u.allowed_groups) || []);
   const all = h('input', { type: 'checkbox', checked: !u || u.allowed_groups === null });
@@ -59,6 +60,8 @@ function userForm(u, groups, done) {
     h('div', { class: 'row' },
       field('max_connections', 'Max connections', maxc, '0 = unlimited.'),
       field('expires_at', 'Expires', expires, 'Blank: never.')),
+    h('div', { class: 'row' },
+      field('priority', 'Priority', priority, '0 to 100. At or above the pool\'s reserved priority: may use the reserved connections.')),
     withIds.length ? h('div', { class: 'field', 'data-field': 'allowed_groups' },
       h('label', { class: 'check' }, all, ' All groups'), groupList, h('p', { class: 'error', hidden: true })) : null,
     field('enabled', 'Enabled', enabled),
@@ -68,7 +71,7 @@ function userForm(u, groups, done) {
     ev.preventDefault();
     clearErrors(form);
     const body = { username: username.value.trim(), enabled: enabled.checked, max_connections: numOrNull(maxc) ?? 0,
-      expires_at: toUnix(expires.value) };
+      priority: numOrNull(priority) ?? 0, expires_at: toUnix(expires.value) };
     if (password.value || creating) body.password = password.value;
     if (withIds.length) {
       body.allowed_groups = all.checked ? null
@@ -121,6 +124,7 @@ export function render(main) {
         h('div', { class: 'title' }, h('strong', {}, u.username), u.enabled ? null : h('span', { class: 'badge off' }, 'disabled')),
         h('div', { class: 'facts' },
           h('span', {}, `${u.active_connections}/${u.max_connections === 0 ? '∞' : u.max_connections} connections`),
+          u.priority ? h('span', {}, `priority ${u.priority}`) : null,
           h('span', {}, u.expires_at ? `expires ${fmtDate(u.expires_at)}` : 'no expiry'),
           h('span', {}, u.allowed_groups === null ? 'all groups' : `${u.allowed_groups.length} group(s)`)),
         urls),

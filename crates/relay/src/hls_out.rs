@@ -205,13 +205,13 @@ impl crate::relay::Relay {
             _ => None,
         };
         let (session, out) = self
-            .join(channel_id, |session| {
+            .join(channel_id, crate::source::Claim::viewer(&inner.settings, viewer.priority()), |session| {
                 let (out, fresh) = session.hls_output_or_new();
                 let mut started = None;
                 if fresh {
                     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
                     let user_name = viewer.user.as_ref().map(|u| u.name.clone());
-                    session.add_viewer(id, format!("{} (HLS)", viewer.address), user_name);
+                    session.add_viewer(id, format!("{} (HLS)", viewer.address), user_name, viewer.priority());
                     let membership = Membership { session: session.clone(), viewer: id };
                     let reader = session.ring.subscribe();
                     tokio::spawn(segmenter(out.clone(), reader, membership, inner.settings.hls_idle));
@@ -274,9 +274,10 @@ mod tests {
             1 << 20,
             RelayMetrics::default(),
             None,
+            crate::source::Claim { reserve: 0, priority: 0, preempts: true },
         );
         let out = HlsOut::new();
-        session.add_viewer(1, "hls".into(), None);
+        session.add_viewer(1, "hls".into(), None, 0);
         let membership = Membership { session: session.clone(), viewer: 1 };
         tokio::spawn(segmenter(out.clone(), session.ring.subscribe(), membership, idle));
         (out, session)

@@ -11,6 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::{Registry, Unit};
+use std::time::Instant;
 
 /// Labels of a per-account series: names for people, the id to tell apart
 /// accounts of the same name. Never a URL or a credential.
@@ -27,6 +28,10 @@ impl AccountLabels {
     }
 }
 
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The most recent starts kept per channel (more than any `relay.warm_after_starts`).
+pub(crate) const RECENT_STARTS: usize = 1000;
+
 /// Why a viewer's request was refused.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Refusal {
@@ -36,6 +41,8 @@ pub enum Refusal {
     UserLimit,
     /// No upstream worked (502).
     UpstreamFailed,
+    /// The channel's session had its maximum of viewers (503).
+    SessionFull,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,6 +76,9 @@ pub struct Tally {
 #[derive(Clone, Default)]
 pub struct RelayMetrics {
     tally: std::sync::Arc<parking_lot::Mutex<Tally>>,
+    /// Channel id → when its latest viewers started (the last hour, at most
+    /// [`RECENT_STARTS`] each): what makes a channel warm.
+    recent: std::sync::Arc<parking_lot::Mutex<std::collections::HashMap<i64, std::collections::VecDeque<Instant>>>>,
     received: Family<AccountLabels, Counter>,
     sent: Family<AccountLabels, Counter>,
     failovers: Family<AccountLabels, Counter>,
@@ -114,6 +124,20 @@ impl RelayMetrics {
     /// A viewer started watching a channel (once per viewer, never per chunk).
     pub(crate) fn viewed(&self, channel_id: i64) {
         *self.tally.lock().views.entry(channel_id).or_default() += 1;
+        let now = Instant::now();
+        let mut recent = self.recent.lock();
+        let starts = recent.entry(channel_id).or_default();
+        while starts.front().is_some_and(|t| now.duration_since(*t) > HOUR) || starts.len() >= RECENT_STARTS {
+            starts.pop_front();
+        }
+        starts.push_back(now);
+    }
+
+    /// How many viewers started watching the channel within the last hour
+    /// (counted up to [`RECENT_STARTS`]).
+    pub(crate) fn starts_last_hour(&self, channel_id: i64) -> usize {
+        let now = Instant::now();
+        self.recent.lock().get(&channel_id).map_or(0, |s| s.iter().filter(|t| now.duration_since(**t) <= HOUR).count())
     }
 
     /// A start refused for no capacity, each of `providers` a candidate.
@@ -138,6 +162,7 @@ impl RelayMetrics {
             Refusal::NoCapacity => "no_capacity",
             Refusal::UserLimit => "user_limit",
             Refusal::UpstreamFailed => "upstream_failed",
+            Refusal::SessionFull => "session_full",
         };
         self.refusals.get_or_create(&RefusalLabels { reason }).inc();
     }

@@ -7,7 +7,7 @@
 //!   limit lowered by [`ProbeSettings::reserve`]: a probe runs only where that many slots stay free for viewers,
 //!   and the ledger's atomic grant makes that hold under any interleaving.
 //! - **Viewers first.** A viewer's request that finds no free slot stops every probe on the accounts it could
-//!   use, the way it stops a lingering session (`Inner::preempt_idle`): it waits no longer than when zapping.
+//!   use, the way it stops a lingering session (`Inner::preempt_for`): it waits no longer than when zapping.
 //! - **Gently.** The scheduler ([`Relay::run_prober`]) starts at most one probe per provider at a time, and not
 //!   more often than [`ProbeSettings::interval`]; requests from the API come first, then (when `auto`) the
 //!   catalog's candidates: never-measured and dead sources, then the oldest measurements. A stream a session

@@ -17,6 +17,7 @@ use crate::metrics::{Refusal, RelayMetrics};
 use crate::ring::Next;
 use crate::session::{run, Session, SessionInfo, ViewerStats};
 use crate::settings::RelaySettings;
+use crate::source::Claim;
 use crate::users::{UserStreams, UserTicket, Viewer};
 
 /// A live session's identity: the channel, and the transcoding profile (`None`: the channel as it comes).
@@ -44,8 +45,10 @@ pub(crate) struct Inner {
     pub slot_released: Notify,
     /// Downstream users' own limits.
     pub users: Arc<UserStreams>,
-    /// Account id → when an idle session on it was stopped to free its slot (see [`Inner::preempt_idle`]).
+    /// Account id → when an idle session on it was stopped to free its slot (see [`Inner::preempt_for`]).
     taken_over: Mutex<HashMap<i64, std::time::Instant>>,
+    /// Always-on channels: channel id → the token that turns its keeper off.
+    always_on: Mutex<HashMap<i64, tokio_util::sync::CancellationToken>>,
     /// Probes holding (or getting) a slot: a viewer's request that needs it stops them.
     pub probes: crate::probe::RunningProbes,
     /// The probe scheduler's state, and its wake-up when the API asks for probes.
@@ -63,25 +66,59 @@ impl Inner {
         }
     }
 
-    /// Stops sessions that nobody watches and probes, that hold a slot on one
-    /// of `accounts`, and waits until they have given their slots back.
-    /// Returns how many were stopped. This is what makes zapping on a
-    /// 1-connection account work: the old channel's lingering session yields
-    /// at once; and what keeps a probe from ever delaying a viewer.
-    pub(crate) async fn preempt_idle(&self, accounts: &std::collections::HashSet<i64>, except: u64) -> usize {
+    /// Stops what holds a slot on one of `accounts` that a request may take,
+    /// and waits until they have given their slots back. Returns how many
+    /// were stopped. First probes and sessions nobody watches (lingering or
+    /// warm ones, and always-on ones while `relay.always_on_yields`): this is
+    /// what makes zapping on a 1-connection account work — the old channel's
+    /// lingering session yields at once — and keeps a probe from ever
+    /// delaying a viewer. Only when there is none, and with `pool.preempt`, a
+    /// request of `priority` stops the one session of lowest priority below
+    /// its own (a session's priority is its viewers' highest); its viewers'
+    /// streams end and an event says so.
+    pub(crate) async fn preempt_for(
+        &self,
+        accounts: &std::collections::HashSet<i64>,
+        except: u64,
+        priority: Option<u8>,
+    ) -> usize {
         let probed = self.stop_probes(accounts).await;
-        let idle: Vec<Arc<Session>> = self
-            .sessions
-            .lock()
-            .values()
-            .filter(|s| {
-                s.id != except && s.viewer_count() == 0 && s.account_id().is_some_and(|a| accounts.contains(&a))
-            })
-            .cloned()
-            .collect();
+        let yields = self.settings.always_on_yields;
+        let holds = |s: &Session| {
+            s.id != except && s.account_id().is_some_and(|a| accounts.contains(&a)) && (yields || !s.is_pinned())
+        };
+        let mut idle: Vec<Arc<Session>> =
+            self.sessions.lock().values().filter(|s| holds(s) && s.viewer_count() == 0).cloned().collect();
         for s in &idle {
             tracing::info!(session = s.id, channel = %s.channel_name, "stopping an idle session: its slot is needed");
             s.stop.cancel();
+        }
+        if let Some(p) = priority.filter(|_| idle.is_empty() && probed.is_empty() && self.settings.preempt) {
+            let victim = self
+                .sessions
+                .lock()
+                .values()
+                .filter(|s| holds(s) && !s.is_stopping())
+                .map(|s| (s.priority(), s.clone()))
+                .filter(|(sp, _)| *sp < p)
+                // The lowest priority; among equals the newest session (the fewest minutes of viewing lost).
+                .min_by_key(|(sp, s)| (*sp, std::cmp::Reverse(s.id)));
+            if let Some((sp, s)) = victim {
+                let viewers = s.viewer_count();
+                let msg = format!(
+                    "channel {}: stopped for a viewer of priority {p} (its {viewers} viewer(s) had priority {sp} at most)",
+                    s.channel_name
+                );
+                tracing::warn!(session = s.id, channel = %s.channel_name, priority = p, session_priority = sp,
+                    viewers, "preempting a session for a viewer of higher priority");
+                let mut event = NewEvent::new(Level::Warn, "preempted", msg).channel(s.channel_id);
+                if let Some(a) = s.account_id() {
+                    event = event.account(a);
+                }
+                self.catalog.note(event);
+                s.stop.cancel();
+                idle.push(s);
+            }
         }
         let mut freed = probed;
         for s in &idle {
@@ -120,6 +157,9 @@ impl Inner {
 /// Why a viewer could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
+    /// The channel's session has `relay.max_viewers_per_session` viewers (503).
+    #[error("{0}")]
+    SessionFull(String),
     #[error("no channel {0}")]
     UnknownChannel(i64),
     /// No slot free (503); the message lists every account's usage.
@@ -216,6 +256,7 @@ impl Relay {
                 slot_released: Notify::new(),
                 users: Arc::default(),
                 taken_over: Mutex::default(),
+                always_on: Mutex::default(),
                 probes: Mutex::default(),
                 schedule: Mutex::default(),
                 probe_requested: Notify::new(),
@@ -243,16 +284,25 @@ impl Relay {
             return Err(WatchError::UnknownProfile(name.to_string()));
         }
         let ticket = self.claim_user_slot(&viewer, || format!("channel {channel_id}")).await?;
+        let priority = viewer.priority();
+        let claim = Claim::viewer(&self.inner.settings, priority);
         let Viewer { address, user } = viewer;
         let user = user.map(|u| u.name);
+        let cap = self.inner.settings.max_viewers_per_session;
         let key = (channel_id, profile.map(str::to_string));
-        let (session, (membership, stats)) = self
-            .join_key(&key, |session| {
+        let (session, joined) = self
+            .join_key(&key, claim, |session| {
                 let viewer = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-                let stats = session.add_viewer(viewer, address.clone(), user.clone());
-                (Membership { session: session.clone(), viewer }, stats)
+                let stats = session.add_viewer_within(viewer, address.clone(), user.clone(), priority, cap)?;
+                Some((Membership { session: session.clone(), viewer }, stats))
             })
             .await?;
+        let Some((membership, stats)) = joined else {
+            self.inner.metrics.refused(Refusal::SessionFull);
+            let why = format!("channel {} has its maximum of {cap} viewers; try again later", session.channel_name);
+            self.inner.catalog.note(NewEvent::new(Level::Warn, "refused", why.clone()).channel(channel_id));
+            return Err(WatchError::SessionFull(why));
+        };
         session.log_stream_started(membership.viewer);
         self.inner.metrics.viewed(channel_id);
         if let Some(t) = &ticket {
@@ -314,15 +364,17 @@ impl Relay {
     pub(crate) async fn join<T>(
         &self,
         channel_id: i64,
+        claim: Claim,
         enter: impl FnMut(&Arc<Session>) -> T,
     ) -> Result<(Arc<Session>, T), WatchError> {
-        self.join_key(&(channel_id, None), enter).await
+        self.join_key(&(channel_id, None), claim, enter).await
     }
 
     /// [`Relay::join`] for a channel's own session or one of its transcodes.
     pub(crate) async fn join_key<T>(
         &self,
         key: &SessionKey,
+        claim: Claim,
         mut enter: impl FnMut(&Arc<Session>) -> T,
     ) -> Result<(Arc<Session>, T), WatchError> {
         const ATTEMPTS: u32 = 3;
@@ -330,7 +382,7 @@ impl Relay {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let session = self.session_for(key).await?;
+            let session = self.session_for(key, claim).await?;
             let entered = enter(&session);
             let outcome = session.wait_running().await;
             // Stopped (or closed after running, e.g. its linger ran out) under the caller: not an answer about
@@ -396,8 +448,8 @@ impl Relay {
         Relay { inner }
     }
 
-    /// The live session of `key`, or a new one (a transcode within the transcoding caps).
-    async fn session_for(&self, key: &SessionKey) -> Result<Arc<Session>, WatchError> {
+    /// The live session of `key`, or a new one started for `claim` (a transcode within the transcoding caps).
+    async fn session_for(&self, key: &SessionKey, claim: Claim) -> Result<Arc<Session>, WatchError> {
         if let Some(s) = self.live_session_of(key) {
             return Ok(s);
         }
@@ -443,7 +495,7 @@ impl Relay {
         // one there): the new one takes its place.
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let buffer = self.inner.settings.buffer_bytes;
-        let s = Session::new(id, &channel, buffer, self.inner.metrics.clone(), key.1.clone());
+        let s = Session::new(id, &channel, buffer, self.inner.metrics.clone(), key.1.clone(), claim);
         map.insert(key.clone(), s.clone());
         match profile {
             None => tokio::spawn(run(s.clone(), self.inner.clone(), channel)),
@@ -497,8 +549,39 @@ impl Relay {
         &self.inner.metrics
     }
 
+    /// Keeps the channel's session running with no viewers (`on`), restarting
+    /// it with backoff when it fails; or lets it linger and close like any
+    /// other (`!on`). Called for every always-on channel at start-up and
+    /// whenever the flag changes.
+    pub fn set_always_on(&self, channel_id: i64, on: bool) {
+        let mut map = self.inner.always_on.lock();
+        match (on, map.contains_key(&channel_id)) {
+            (true, false) => {
+                let off = tokio_util::sync::CancellationToken::new();
+                map.insert(channel_id, off.clone());
+                tokio::spawn(keep_on(self.clone(), channel_id, off));
+            }
+            (false, true) => {
+                if let Some(off) = map.remove(&channel_id) {
+                    off.cancel();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The channels kept always on now.
+    pub fn always_on(&self) -> Vec<i64> {
+        let mut v: Vec<i64> = self.inner.always_on.lock().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Stops every session (shutdown).
     pub fn stop_all(&self) {
+        for off in self.inner.always_on.lock().drain().map(|(_, off)| off) {
+            off.cancel();
+        }
         for s in self.inner.sessions.lock().values() {
             s.stop.cancel();
         }
@@ -506,4 +589,50 @@ impl Relay {
             t.stop.cancel();
         }
     }
+}
+
+/// The keeper of an always-on channel: starts its session (or pins the
+/// running one) so that it stays with no viewers, and starts it again when
+/// it ends, with a backoff from 1 s to 1 min (back to 1 s after a run of a
+/// minute or more). Its starts never stop other sessions for a slot; the
+/// sessions it keeps yield to viewers as idle ones (`always_on_yields`).
+/// Turned off, it unpins the session, which then lingers and closes.
+async fn keep_on(relay: Relay, channel_id: i64, off: tokio_util::sync::CancellationToken) {
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+    const MOST: std::time::Duration = std::time::Duration::from_secs(60);
+    let claim = Claim { reserve: 0, priority: 0, preempts: false };
+    let mut backoff = FIRST;
+    tracing::info!(channel = channel_id, "always on: keeping the channel's session running");
+    while !off.is_cancelled() {
+        match relay.session_for(&(channel_id, None), claim).await {
+            Ok(session) => {
+                session.pin(true);
+                let started = std::time::Instant::now();
+                tokio::select! {
+                    _ = off.cancelled() => {
+                        session.pin(false);
+                        break;
+                    }
+                    _ = session.closed() => {}
+                }
+                if started.elapsed() >= MOST {
+                    backoff = FIRST;
+                }
+                tracing::info!(channel = channel_id, state = ?session.state(), retry_in = ?backoff,
+                    "always on: the channel's session ended; starting it again");
+            }
+            Err(WatchError::UnknownChannel(_)) => {
+                tracing::info!(channel = channel_id, "always on: the channel is gone");
+                relay.inner.always_on.lock().remove(&channel_id);
+                return;
+            }
+            Err(e) => tracing::warn!(channel = channel_id, error = %e, "always on: cannot start the channel"),
+        }
+        tokio::select! {
+            _ = off.cancelled() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MOST);
+    }
+    tracing::info!(channel = channel_id, "always on: off; the session lingers and closes like any other");
 }

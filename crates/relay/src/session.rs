@@ -41,7 +41,7 @@ use crate::metrics::{AccountLabels, RelayMetrics, UpstreamCounters};
 use crate::relay::Inner;
 use crate::retry::{Backoff, SwitchBudget};
 use crate::ring::Ring;
-use crate::source::{acquire_waiting, AcquireError, Excluded, Media, Resolved};
+use crate::source::{acquire_waiting, AcquireError, Claim, Excluded, Media, Resolved};
 use crate::ts::{probe, Aligner, Chunker};
 
 /// Where a session is in its life.
@@ -80,6 +80,8 @@ pub(crate) struct ViewerStats {
 pub(crate) struct ViewerEntry {
     pub address: String,
     pub user: Option<String>,
+    /// The viewer's user's priority (0 without one).
+    pub priority: u8,
     pub since: u64,
     pub stats: Arc<ViewerStats>,
 }
@@ -126,6 +128,11 @@ pub struct Session {
     source: Mutex<Option<Arc<Session>>>,
     /// A transcode's ffmpeg, for the sessions API.
     transcoder: Mutex<Option<crate::transcode::TranscoderInfo>>,
+    /// What its starter claimed: the reserve its slot leaves free (for its failovers too), whether it may stop
+    /// others for a slot.
+    pub(crate) claim: Claim,
+    /// Kept running with no viewers (an always-on channel): no linger.
+    pinned: std::sync::atomic::AtomicBool,
 }
 
 /// A snapshot for the sessions API.
@@ -164,6 +171,7 @@ impl Session {
         buffer_bytes: usize,
         metrics: RelayMetrics,
         profile: Option<String>,
+        claim: Claim,
     ) -> Arc<Session> {
         let transcoder = profile.as_ref().map(|_| crate::transcode::TranscoderInfo::default());
         Arc::new(Session {
@@ -188,6 +196,8 @@ impl Session {
             profile,
             source: Mutex::new(None),
             transcoder: Mutex::new(transcoder),
+            claim,
+            pinned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -235,6 +245,24 @@ impl Session {
 
     pub(crate) fn transcoder_log(&self) -> Vec<String> {
         self.transcoder.lock().as_ref().map(|t| t.log.clone()).unwrap_or_default()
+    }
+
+    /// Keeps the session with no viewers (`true`: always on), or lets it
+    /// linger and close like any other (`false`).
+    pub(crate) fn pin(&self, on: bool) {
+        self.pinned.store(on, Ordering::Release);
+        // The pump re-reads whether it is idle.
+        self.viewers_changed.notify_one();
+    }
+
+    pub(crate) fn is_pinned(&self) -> bool {
+        self.pinned.load(Ordering::Acquire)
+    }
+
+    /// The highest priority among its viewers (0 with none): what a request
+    /// must exceed to preempt it.
+    pub(crate) fn priority(&self) -> u8 {
+        self.viewers.lock().values().map(|v| v.priority).max().unwrap_or(0)
     }
 
     pub fn state(&self) -> State {
@@ -304,13 +332,36 @@ impl Session {
         }
     }
 
-    pub(crate) fn add_viewer(&self, id: u64, address: String, user: Option<String>) -> Arc<ViewerStats> {
+    pub(crate) fn add_viewer(&self, id: u64, address: String, user: Option<String>, priority: u8) -> Arc<ViewerStats> {
+        self.add_viewer_within(id, address, user, priority, 0).expect("no cap")
+    }
+
+    /// Adds a viewer unless the session already has `cap` (0: no cap); checked
+    /// and added under one lock, so concurrent joins never exceed it.
+    pub(crate) fn add_viewer_within(
+        &self,
+        id: u64,
+        address: String,
+        user: Option<String>,
+        priority: u8,
+        cap: u32,
+    ) -> Option<Arc<ViewerStats>> {
         let stats = Arc::new(ViewerStats::default());
-        let entry = ViewerEntry { address, user, since: unix(SystemTime::now()), stats: stats.clone() };
-        self.viewers.lock().insert(id, entry);
+        let entry = ViewerEntry { address, user, priority, since: unix(SystemTime::now()), stats: stats.clone() };
+        let mut viewers = self.viewers.lock();
+        if cap > 0 && viewers.len() >= cap as usize {
+            return None;
+        }
+        viewers.insert(id, entry);
+        drop(viewers);
         self.viewer_count.fetch_add(1, Ordering::AcqRel);
         self.viewers_changed.notify_one();
-        stats
+        Some(stats)
+    }
+
+    /// Whether nobody watches and nothing keeps it on: it lingers.
+    fn idle(&self) -> bool {
+        self.viewer_count() == 0 && !self.is_pinned()
     }
 
     pub(crate) fn remove_viewer(&self, id: u64) {
@@ -427,14 +478,18 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
     let mut last_failure: Option<String> = None;
     let holder = format!("session {} / channel {} {}", session.id, channel.id, channel.name);
     let reason = 'session: loop {
+        let (stop, media) = (&session.stop, &Media::Live);
         let resolved =
-            match acquire_waiting(&inner, &session.stop, session.id, &channel, &mut excluded, &holder, &Media::Live)
+            match acquire_waiting(&inner, stop, session.id, &channel, &mut excluded, &holder, media, session.claim)
                 .await
             {
                 Ok(r) => r,
                 Err(AcquireError::NoCapacity(why)) => {
                     session.no_capacity.store(true, Ordering::Release);
-                    inner.metrics.refused_at(channel.sources.iter().map(|s| s.provider_id));
+                    // An always-on keeper waiting for a slot is no viewer refused.
+                    if session.claim.preempts {
+                        inner.metrics.refused_at(channel.sources.iter().map(|s| s.provider_id));
+                    }
                     break 'session why;
                 }
                 Err(AcquireError::NoCandidates(why)) => {
@@ -500,8 +555,7 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
                     if session.running_since.lock().is_none() {
                         *session.running_since.lock() = Some(Instant::now());
                     }
-                    let idle = session.viewer_count() == 0;
-                    session.set_state(if idle { State::Lingering } else { State::Running });
+                    session.set_state(if session.idle() { State::Lingering } else { State::Running });
                     pump(&inner, &session, &resolved, resp).await
                 }
                 Err(failed) => Pumped::Failed(failed.why, Duration::ZERO),
@@ -554,7 +608,8 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         session.set_state(if ran { State::Switching } else { State::Starting });
     };
     tracing::info!(session = session.id, channel = %channel.name, %reason, "session closed");
-    if reason != "stopped" && reason != "no viewers" {
+    let keeper_waiting = !session.claim.preempts && session.no_capacity.load(Ordering::Acquire);
+    if reason != "stopped" && reason != "no viewers" && !keeper_waiting {
         let ran = session.running_since.lock().is_some();
         let (level, kind, what) = match (ran, session.no_capacity.load(Ordering::Acquire)) {
             (false, true) => (Level::Warn, "refused", "refused, no capacity"),
@@ -675,6 +730,23 @@ fn without_url(e: &reqwest::Error) -> String {
     tunerpool_upstream::http::describe_reqwest_error(e, &[])
 }
 
+/// How long the session lingers with no viewers: `relay.warm_linger` for a
+/// channel started at least `relay.warm_after_starts` times in the last hour
+/// (a popular channel someone is likely to come back to), else `relay.linger`.
+fn linger_of(inner: &Inner, session: &Session) -> Duration {
+    let s = &inner.settings;
+    let warm = s.warm_linger > s.linger
+        && s.warm_after_starts > 0
+        && inner.metrics.starts_last_hour(session.channel_id) >= s.warm_after_starts as usize;
+    if warm {
+        tracing::debug!(session = session.id, channel = %session.channel_name, linger = ?s.warm_linger,
+            "a warm channel: lingering longer");
+        s.warm_linger
+    } else {
+        s.linger
+    }
+}
+
 /// Reads one upstream into the ring until it fails, the session is stopped,
 /// or nobody watched for the linger time.
 async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream) -> Pumped {
@@ -722,7 +794,8 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     feed(&mut measurer, &first, Instant::now(), true);
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut idle_deadline = (session.viewer_count() == 0).then(|| tokio::time::Instant::now() + settings.linger);
+    let linger = linger_of(inner, session);
+    let mut idle_deadline = session.idle().then(|| tokio::time::Instant::now() + linger);
     let opened = tokio::time::Instant::now();
     let mut last_data = opened;
     // What a failure reports: how long this upstream delivered media.
@@ -733,8 +806,8 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
             _ = session.stop.cancelled() => break Pumped::Stopped,
             _ = r.lease.lost() => break failed("the lease on the account was lost".into(), last_data),
             _ = session.viewers_changed.notified() => {
-                if session.viewer_count() == 0 {
-                    idle_deadline.get_or_insert_with(|| tokio::time::Instant::now() + settings.linger);
+                if session.idle() {
+                    idle_deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger_of(inner, session));
                     session.set_state(State::Lingering);
                     // Its slot can now be taken by preemption: wake waiting requests.
                     inner.slot_released.notify_waiters();
@@ -744,7 +817,7 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
                 }
             }
             _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
-                if session.viewer_count() == 0 {
+                if session.idle() {
                     break Pumped::Idle;
                 }
                 idle_deadline = None;

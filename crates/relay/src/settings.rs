@@ -52,6 +52,25 @@ pub struct RelaySettings {
     pub probe: crate::probe::ProbeSettings,
     /// Shared transcoding: ffmpeg and the profiles viewers may ask for.
     pub transcode: crate::transcode::TranscodeSettings,
+    /// Slots kept free on each account (and capped provider) for viewers of
+    /// at least `reserved_priority`: a viewer below it starts a session only
+    /// where this many stay free after its own (`pool.reserved_slots`).
+    pub reserved_slots: u32,
+    /// The priority that may use the reserved slots (`pool.reserved_priority`).
+    pub reserved_priority: u8,
+    /// When nothing is free, a viewer's request stops the session of lowest
+    /// priority below its own on an account the channel could use (`pool.preempt`).
+    pub preempt: bool,
+    /// Viewers one shared session may have; 0: no cap (`relay.max_viewers_per_session`).
+    pub max_viewers_per_session: u32,
+    /// How long a channel started at least `warm_after_starts` times in the
+    /// last hour lingers with no viewers (when longer than `linger`; 0: off).
+    pub warm_linger: Duration,
+    /// Starts within the last hour that make a channel warm.
+    pub warm_after_starts: u32,
+    /// Whether an always-on session with no viewers yields its slot to a
+    /// viewer's request like any idle session.
+    pub always_on_yields: bool,
 }
 
 impl Default for RelaySettings {
@@ -77,6 +96,13 @@ impl Default for RelaySettings {
             quality_policy: Default::default(),
             probe: Default::default(),
             transcode: Default::default(),
+            reserved_slots: 0,
+            reserved_priority: 5,
+            preempt: false,
+            max_viewers_per_session: 0,
+            warm_linger: Duration::ZERO,
+            warm_after_starts: 3,
+            always_on_yields: true,
         }
     }
 }

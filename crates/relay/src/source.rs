@@ -53,6 +53,28 @@ pub(crate) enum Media {
     },
 }
 
+/// Whom a slot is acquired for: what it must leave free, and what it may
+/// stop to get one. Decided by whoever starts a session (its first viewer,
+/// or the always-on keeper) and kept for the session's failovers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Claim {
+    /// Slots that must stay free on the account (and capped provider) after this one.
+    pub reserve: u32,
+    /// The requester's priority: with `pool.preempt`, sessions below it may be stopped for the slot.
+    pub priority: u8,
+    /// Whether idle sessions and probes are stopped for the slot (false for always-on keepers: two always-on
+    /// channels must not take each other's slot in turns).
+    pub preempts: bool,
+}
+
+impl Claim {
+    /// A viewer's claim: below `reserved_priority` it leaves the reserved slots free.
+    pub(crate) fn viewer(settings: &crate::settings::RelaySettings, priority: u8) -> Claim {
+        let reserve = if priority < settings.reserved_priority { settings.reserved_slots } else { 0 };
+        Claim { reserve, priority, preempts: true }
+    }
+}
+
 /// The (stream, account) pairs a session must not try again.
 pub(crate) type Excluded = HashSet<(i64, i64)>;
 
@@ -267,8 +289,10 @@ fn stream_url(
 }
 
 /// Acquires with the zapping rules: when every slot is taken, first stop
-/// idle (lingering) sessions holding one of this channel's accounts, then
-/// wait up to `acquire_wait` for a slot to be released before giving up.
+/// idle (lingering) sessions holding one of this channel's accounts (and,
+/// with `pool.preempt`, the session of lowest priority below the claim's),
+/// then wait up to `acquire_wait` for a slot to be released before giving up.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn acquire_waiting(
     inner: &crate::relay::Inner,
     stop: &tokio_util::sync::CancellationToken,
@@ -277,6 +301,7 @@ pub(crate) async fn acquire_waiting(
     excluded: &mut Excluded,
     holder: &str,
     media: &Media,
+    claim: Claim,
 ) -> Result<Resolved, AcquireError> {
     let deadline = tokio::time::Instant::now() + inner.settings.acquire_wait;
     loop {
@@ -284,11 +309,12 @@ pub(crate) async fn acquire_waiting(
         let providers = load_providers(&*inner.catalog, channel).await?;
         let result = tokio::select! {
             _ = stop.cancelled() => return Err(AcquireError::NoCandidates("stopped".into())),
-            r = acquire(inner, channel, &providers, excluded, holder, media, 0) => r,
+            r = acquire(inner, channel, &providers, excluded, holder, media, claim.reserve) => r,
         };
         match result {
             Err(AcquireError::NoCapacity(why)) => {
-                if inner.preempt_idle(&candidate_accounts(&providers), except_session).await > 0 {
+                let accounts = candidate_accounts(&providers);
+                if claim.preempts && inner.preempt_for(&accounts, except_session, Some(claim.priority)).await > 0 {
                     continue;
                 }
                 let now = tokio::time::Instant::now();

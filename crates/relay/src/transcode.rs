@@ -149,8 +149,8 @@ async fn transcode(session: &Arc<Session>, inner: &Arc<Inner>, channel: &Channel
     let relay = Relay::from_inner(inner.clone());
     let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
     let joined = relay
-        .join(channel.id, |s| {
-            s.add_viewer(id, format!("transcoder {}", profile.name), None);
+        .join(channel.id, session.claim, |s| {
+            s.add_viewer(id, format!("transcoder {}", profile.name), None, session.priority());
             Membership { session: s.clone(), viewer: id }
         })
         .await;

@@ -34,6 +34,11 @@ impl Viewer {
     pub fn anonymous(address: impl Into<String>) -> Viewer {
         Viewer { address: address.into(), user: None }
     }
+
+    /// The viewer's priority: its user's, 0 without one.
+    pub fn priority(&self) -> u8 {
+        self.user.as_ref().map_or(0, |u| u.priority)
+    }
 }
 
 /// A downstream user and its own limit.
@@ -43,6 +48,10 @@ pub struct UserQuota {
     pub name: String,
     /// Streams this user may watch at once; 0 means no limit of its own.
     pub max_connections: u32,
+    /// 0 to 100: at or above `pool.reserved_priority` the user may take the
+    /// slots kept in reserve; with `pool.preempt` its request may stop a
+    /// session whose viewers all have a lower priority.
+    pub priority: u8,
 }
 
 /// What to do when a user at its limit asks for another stream.
@@ -212,7 +221,7 @@ mod tests {
     use super::*;
 
     fn quota(max: u32) -> UserQuota {
-        UserQuota { id: 7, name: "kim".into(), max_connections: max }
+        UserQuota { id: 7, name: "kim".into(), max_connections: max, priority: 0 }
     }
 
     #[tokio::test]

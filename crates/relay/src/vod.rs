@@ -22,7 +22,7 @@ use crate::catalog::{LookupError, VodSource};
 
 use crate::relay::{Relay, WatchError};
 use crate::session::{unix, SessionInfo, State, UpstreamInfo, ViewerInfo};
-use crate::source::{acquire_waiting, AcquireError, Excluded, Media};
+use crate::source::{acquire_waiting, AcquireError, Claim, Excluded, Media};
 use crate::users::Viewer;
 
 /// Response headers worth passing on from the provider.
@@ -133,6 +133,7 @@ impl Relay {
             enabled: true,
             available: true,
             auto_order: true,
+            always_on: false,
             sources: vec![ChannelSource {
                 stream_id: id,
                 provider_id: provider.id,
@@ -183,7 +184,9 @@ impl Relay {
         let ticket = self.claim_user_slot(viewer, || format!("{kind} {name}")).await?;
         let stop = tokio_util::sync::CancellationToken::new();
         let holder = format!("{kind} {id} {name}");
-        let resolved = match acquire_waiting(inner, &stop, 0, &item, &mut Excluded::new(), &holder, &media).await {
+        let claim = Claim::viewer(&inner.settings, viewer.priority());
+        let resolved = match acquire_waiting(inner, &stop, 0, &item, &mut Excluded::new(), &holder, &media, claim).await
+        {
             Ok(r) => r,
             Err(AcquireError::NoCapacity(why)) => {
                 inner.metrics.refused(crate::metrics::Refusal::NoCapacity);

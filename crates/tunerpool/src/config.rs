@@ -294,6 +294,18 @@ config_tables! {
         release_cooldown: Duration = Duration::from_millis(600),
             parse = |r| parse_duration_max(r, Duration::ZERO, Duration::from_secs(10)), show = show_duration,
             about = " (0s to 10s)";
+        /// Slots kept free on each account (and on a provider that caps its accounts together) for downstream
+        /// users of at least `reserved_priority`: a lower one starts a stream only where this many stay free
+        /// after it (0 to 100).
+        reserved_slots: u32 = 0,
+            parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100): none kept";
+        /// The user priority (0 to 100) that may use the reserved slots.
+        reserved_priority: u32 = 5,
+            parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
+        /// When nothing is free for a user of priority P, stop the session of lowest priority below P (a
+        /// session's priority is its viewers' highest) on an account the channel could use.
+        preempt: bool = false,
+            parse = parse_bool, show = show_plain, about = " (`true`: a user's request may stop a session of lower priority)";
     }
 
     /// How live sessions behave.
@@ -324,6 +336,21 @@ config_tables! {
         /// stream: end its oldest stream, or refuse.
         user_limit_policy: UserLimitPolicy = UserLimitPolicy::ReplaceOldest,
             parse = parse_user_limit_policy, show = |p| quoted(p.as_str()), about = " (or `refuse`)";
+        /// Viewers one shared session may have; 0: no cap (0 to 10000).
+        max_viewers_per_session: u32 = 0,
+            parse = |r| parse_int(r, 0, 10_000), show = show_plain, about = ": no cap (0 to 10000)";
+        /// How long a warm channel (started `warm_after_starts` times in the last hour) lingers with no
+        /// viewers, when longer than `linger`; 0s: off (0s to 1h).
+        warm_linger: Duration = Duration::ZERO,
+            parse = |r| parse_duration_max(r, Duration::ZERO, Duration::from_secs(3600)), show = show_duration,
+            about = ": off (0s to 1h; e.g. 5m)";
+        /// Starts within the last hour that make a channel warm (1 to 1000).
+        warm_after_starts: u32 = 3,
+            parse = |r| parse_int(r, 1, 1000), show = show_plain, about = " (1 to 1000)";
+        /// An always-on channel's session with no viewers yields its slot to a viewer who needs it, like any
+        /// idle session (it starts again once a slot is free).
+        always_on_yields: bool = true,
+            parse = parse_bool, show = show_plain;
     }
 
     /// Who may use the admin API and web UI.
@@ -373,6 +400,24 @@ config_tables! {
         /// Streams the anonymous users may hold at once, together (1 to 1000).
         anonymous_max_connections: u32 = 2,
             parse = |r| parse_int(r, 1, 1000), show = show_plain;
+        /// A refused `/live/U/P/{id}.ts` (M3U and Xtream players) gets the refusal clip with `200` and
+        /// `x-tunerpool-refused`, instead of the bare 503/403 (JSON clients and HLS keep the status).
+        refusal_clip_live: bool = true,
+            parse = parse_bool, show = show_plain;
+        /// The same for HDHomeRun tune URLs.
+        refusal_clip_hdhomerun: bool = true,
+            parse = parse_bool, show = show_plain;
+        /// The same for the admin's (or anonymous) `/stream/{id}.ts`.
+        refusal_clip_stream: bool = true,
+            parse = parse_bool, show = show_plain;
+        /// An MPEG-TS file to send instead of the built-in clip ("All tuners are busy"); empty: the built-in one.
+        refusal_clip_file: String = String::new(),
+            parse = parse_clip_file, show = |f| show_or_example(&Some(f.clone()).filter(|f| !f.is_empty()), "\"/srv/busy.ts\""),
+            about = ": the built-in clip (an MPEG-TS file with timestamps)";
+        /// How long the clip plays (looped), then the response ends (1s to 1m).
+        refusal_clip_seconds: Duration = Duration::from_secs(10),
+            parse = |r| parse_duration_max(r, Duration::from_secs(1), Duration::from_secs(60)), show = show_duration,
+            about = " (1s to 1m)";
     }
 
     /// Whom the HTTP server believes and what it shows without the token.
@@ -1691,6 +1736,16 @@ fn parse_root_user(raw: Raw<'_, '_>) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `outputs.refusal_clip_file`: a path, read when the server starts (a file that is not a clip stops the start,
+/// naming the key).
+fn parse_clip_file(raw: Raw<'_, '_>) -> Result<String, String> {
+    let s = want_str(raw, "\"/srv/busy.ts\"")?;
+    if s.trim() != s || s.chars().any(char::is_control) {
+        return Err(format!("{s:?}: a path without leading or trailing spaces or control characters"));
+    }
+    Ok(s.to_owned())
+}
+
 /// `hdhomerun.friendly_name`: shown in apps, 1 to 64 printable characters.
 fn parse_friendly_name(raw: Raw<'_, '_>) -> Result<String, String> {
     let s = want_str(raw, "\"tunerpool\"")?.trim();
@@ -2313,6 +2368,9 @@ timeout = true
                 redis_url: Some("redis://:pw@127.0.0.1:6380/2".into()),
                 lease_ttl: Duration::from_secs(20),
                 release_cooldown: Duration::from_millis(1500),
+                reserved_slots: 2,
+                reserved_priority: 40,
+                preempt: true,
             },
             relay: RelayConfig {
                 linger: Duration::ZERO,
@@ -2321,10 +2379,22 @@ timeout = true
                 buffer_size: 8 << 20,
                 max_switches: 0,
                 user_limit_policy: UserLimitPolicy::Refuse,
+                max_viewers_per_session: 12,
+                warm_linger: Duration::from_secs(300),
+                warm_after_starts: 5,
+                always_on_yields: false,
             },
             admin: AdminConfig::default(),
             epg: EpgConfig { refresh: Duration::from_secs(6 * 60 * 60), max_guide_bytes: 2 << 30 },
-            outputs: OutputsConfig { anonymous_streams: true, anonymous_max_connections: 7 },
+            outputs: OutputsConfig {
+                anonymous_streams: true,
+                anonymous_max_connections: 7,
+                refusal_clip_live: false,
+                refusal_clip_hdhomerun: false,
+                refusal_clip_stream: false,
+                refusal_clip_file: "/srv/clips/busy \"now\".ts".into(),
+                refusal_clip_seconds: Duration::from_secs(30),
+            },
             http: HttpConfig {
                 trusted_proxies: vec!["127.0.0.1/32".parse().unwrap(), "fd00::/8".parse().unwrap()],
                 client_ip_header: ClientIpHeader::Forwarded,
@@ -2496,6 +2566,15 @@ timeout = true
                 "relay.max_switches" => "9",
                 "relay.buffer_size" => "9MiB",
                 "relay.user_limit_policy" => "refuse",
+                "relay.max_viewers_per_session" | "relay.warm_after_starts" => "4",
+                "relay.warm_linger" => "5m",
+                "relay.always_on_yields" | "outputs.refusal_clip_live" | "outputs.refusal_clip_hdhomerun" => "false",
+                "outputs.refusal_clip_stream" => "false",
+                "outputs.refusal_clip_file" => "/srv/busy.ts",
+                "outputs.refusal_clip_seconds" => "20s",
+                "pool.reserved_slots" => "1",
+                "pool.reserved_priority" => "50",
+                "pool.preempt" => "true",
                 "admin.token" => "0123456789abcdef-token",
                 "epg.refresh" => "1h",
                 "sync.max_playlist_bytes" | "sync.max_api_bytes" | "epg.max_guide_bytes" => "64MiB",

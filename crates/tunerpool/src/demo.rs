@@ -206,7 +206,8 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     );
     println!("Press Ctrl-C to stop.");
 
-    let state = crate::serve::app_state(&config, &store, &http, crate::serve::ledger(&config).await?, admin.token);
+    let state = crate::serve::app_state(&config, &store, &http, crate::serve::ledger(&config).await?, admin.token)?;
+    crate::serve::start_always_on(&state).await;
     // History and alerts, as `serve` keeps them.
     let (alerting, _sender) = crate::serve::alerting(&config, &store).await?;
     let _history_job = crate::scheduler::spawn_history(state.clone(), crate::serve::history_job(&config, alerting));

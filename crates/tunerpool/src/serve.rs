@@ -7,7 +7,10 @@ use std::time::Instant;
 use anyhow::Context;
 use tunerpool_catalog::Store;
 use tunerpool_http::realip::TrustedProxies;
-use tunerpool_http::{AccessSettings, AdminToken, AppState, ClientAuth, DiscoverySettings, HdhrSettings, PoolSettings};
+use tunerpool_http::{
+    AccessSettings, AdminToken, AppState, ClientAuth, ClipSettings, DiscoverySettings, HdhrSettings, PoolSettings,
+    RefusalClip,
+};
 use tunerpool_ledger::{AnyLedger, MemoryLedger, RedisLedger};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
@@ -50,14 +53,15 @@ pub async fn ledger(config: &Config) -> anyhow::Result<Arc<AnyLedger>> {
     }))
 }
 
-/// The state every HTTP handler shares.
+/// The state every HTTP handler shares. Fails only on a refusal clip file
+/// that cannot be read or is not a clip (the error names the key).
 pub fn app_state(
     config: &Config,
     store: &Store,
     http: &UpstreamHttp,
     ledger: Arc<AnyLedger>,
     admin_token: AdminToken,
-) -> AppState {
+) -> anyhow::Result<AppState> {
     let r = &config.relay;
     let settings = RelaySettings {
         linger: r.linger,
@@ -82,9 +86,16 @@ pub fn app_state(
             interval: config.probe.interval,
             remeasure_after: config.probe.remeasure_after,
         },
+        reserved_slots: config.pool.reserved_slots,
+        reserved_priority: u8::try_from(config.pool.reserved_priority).unwrap_or(u8::MAX),
+        preempt: config.pool.preempt,
+        max_viewers_per_session: r.max_viewers_per_session,
+        warm_linger: r.warm_linger,
+        warm_after_starts: r.warm_after_starts,
+        always_on_yields: r.always_on_yields,
         ..RelaySettings::default()
     };
-    AppState {
+    Ok(AppState {
         store: store.clone(),
         http: http.clone(),
         relay: Relay::new(
@@ -104,6 +115,40 @@ pub fn app_state(
             root_user: Some(config.hdhomerun.root_user.clone()).filter(|u| !u.is_empty()),
             friendly_name: config.hdhomerun.friendly_name.clone(),
         },
+        clip: clip_settings(config)?,
+    })
+}
+
+/// The refusal clip (built in, or `outputs.refusal_clip_file`) looped for
+/// `outputs.refusal_clip_seconds`, and the outputs that send it.
+fn clip_settings(config: &Config) -> anyhow::Result<ClipSettings> {
+    let o = &config.outputs;
+    let clip = if o.refusal_clip_file.is_empty() {
+        RefusalClip::built_in(o.refusal_clip_seconds)
+    } else {
+        let path = &o.refusal_clip_file;
+        let bytes = std::fs::read(path).with_context(|| format!("outputs.refusal_clip_file: cannot read {path:?}"))?;
+        RefusalClip::new(&bytes, o.refusal_clip_seconds)
+            .map_err(|e| anyhow::anyhow!("outputs.refusal_clip_file: {path:?} is not a usable clip: {e}"))?
+    };
+    Ok(ClipSettings {
+        clip: Some(Arc::new(clip)),
+        live: o.refusal_clip_live,
+        hdhomerun: o.refusal_clip_hdhomerun,
+        stream: o.refusal_clip_stream,
+    })
+}
+
+/// Starts the keepers of the channels marked always-on (a failure to read
+/// them is logged: the gateway serves without them).
+pub async fn start_always_on(state: &AppState) {
+    match state.store.always_on_channels().await {
+        Ok(ids) => {
+            for id in ids {
+                state.relay.set_always_on(id, true);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot read the always-on channels; none kept on"),
     }
 }
 
@@ -181,7 +226,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         alerting.clone(),
     );
     let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh);
-    let state = app_state(&config, &store, &http, ledger(&config).await?, admin.token);
+    let state = app_state(&config, &store, &http, ledger(&config).await?, admin.token)?;
+    start_always_on(&state).await;
     let _history_job = crate::scheduler::spawn_history(state.clone(), history_job(&config, alerting));
     if let Some(user) = &state.hdhr.root_user {
         tracing::warn!(user = %user, "hdhomerun.root_user is set: anyone who reaches this port can use the HDHomeRun \

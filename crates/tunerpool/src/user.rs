@@ -19,6 +19,7 @@ pub async fn run(config: &Config, cmd: &UserCommand) -> anyhow::Result<ExitCode>
                 enabled: Some(true),
                 expires_at: Some(*expires_at),
                 max_connections: Some(*max_connections),
+                priority: None,
                 allowed_groups: Some((!groups.is_empty()).then(|| groups.clone())),
             };
             match store.create_user(&input).await {

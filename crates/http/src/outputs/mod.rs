@@ -93,6 +93,7 @@ impl Client {
                 id: self.user.id,
                 name: self.user.username.clone(),
                 max_connections: self.user.max_connections,
+                priority: self.user.priority,
             }),
         }
     }

@@ -18,6 +18,7 @@ use tunerpool_catalog::MediaKind;
 
 use super::{file_id, login, text, Client, ClientAuth, PathLogin};
 use crate::access::Audience;
+use crate::clip::Output;
 use crate::stream::ProfileParam;
 use crate::AppState;
 
@@ -34,12 +35,22 @@ pub(crate) async fn check_visible(st: &AppState, client: &Client, kind: MediaKin
     }
 }
 
-/// A live channel for a logged-in client.
-pub(crate) async fn play_live(st: &AppState, client: &Client, id: i64, profile: Option<&str>) -> Response {
+/// A live channel for a logged-in client, through `output` (which decides,
+/// with the request's `headers`, whether a refusal is the refusal clip),
+/// transcoded with `profile` when one is named.
+pub(crate) async fn play_live(
+    st: &AppState,
+    client: &Client,
+    id: i64,
+    output: Output,
+    headers: &HeaderMap,
+    profile: Option<&str>,
+) -> Response {
     if let Err(r) = check_visible(st, client, MediaKind::Live, id).await {
         return r;
     }
-    crate::stream::live_response(st, id, client.viewer(), Audience::Client, profile).await
+    let clip = st.clip.for_request(output, headers);
+    crate::stream::live_response(st, id, client.viewer(), Audience::Client, clip, profile).await
 }
 
 fn live_id(file: &str) -> Option<i64> {
@@ -61,11 +72,18 @@ pub(crate) async fn live(
     Path(File { file }): Path<File>,
     Query(ProfileParam { profile }): Query<ProfileParam>,
     login: PathLogin,
+    headers: HeaderMap,
 ) -> Response {
-    live_for(&st, &login, &file, profile.as_deref()).await
+    live_for(&st, &login, &file, &headers, profile.as_deref()).await
 }
 
-async fn live_for(st: &AppState, login: &PathLogin, file: &str, profile: Option<&str>) -> Response {
+async fn live_for(
+    st: &AppState,
+    login: &PathLogin,
+    file: &str,
+    headers: &HeaderMap,
+    profile: Option<&str>,
+) -> Response {
     let client = &login.client;
     match live_id(file) {
         Some(id) if file.ends_with(".m3u8") => {
@@ -76,7 +94,7 @@ async fn live_for(st: &AppState, login: &PathLogin, file: &str, profile: Option<
             let segments = super::public_path(st, &format!("/hls/{u}/{p}/{id}/"));
             crate::stream::hls_playlist_response(st, id, client.viewer(), segments, Audience::Client).await
         }
-        Some(id) => play_live(st, client, id, profile).await,
+        Some(id) => play_live(st, client, id, Output::Live, headers, profile).await,
         None => text(StatusCode::NOT_FOUND, format!("no channel {file:?}: use /live/{{user}}/{{pass}}/{{id}}.ts")),
     }
 }
@@ -108,13 +126,16 @@ pub(crate) async fn short(
     Extension(auth): Extension<Arc<ClientAuth>>,
     addr: ConnectInfo<SocketAddr>,
     Path((username, password, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
     Query(ProfileParam { profile }): Query<ProfileParam>,
 ) -> Response {
     if tunerpool_catalog::users::RESERVED.contains(&username.to_ascii_lowercase().as_str()) {
         return text(StatusCode::NOT_FOUND, "not found".into());
     }
     match login(&st, &auth, addr, &username, &password).await {
-        Ok(client) => live_for(&st, &PathLogin { client, username, password }, &file, profile.as_deref()).await,
+        Ok(client) => {
+            live_for(&st, &PathLogin { client, username, password }, &file, &headers, profile.as_deref()).await
+        }
         Err(r) => r,
     }
 }

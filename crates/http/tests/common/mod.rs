@@ -46,6 +46,7 @@ pub fn app_state_with_ledger(
         access: AccessSettings::default(),
         logins: Arc::new(ClientAuth::default()),
         hdhr: tunerpool_http::HdhrSettings::default(),
+        clip: tunerpool_http::ClipSettings::default(),
     }
 }
 

@@ -395,6 +395,7 @@ pub(crate) async fn tune<T: Into<Tuner>>(
     State(st): State<AppState>,
     Path(Tune { channel }): Path<Tune>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
     t: T,
 ) -> Response {
     let t: Tuner = t.into();
@@ -411,7 +412,10 @@ pub(crate) async fn tune<T: Into<Tuner>>(
         known
     });
     match channel.strip_prefix('v').and_then(|n| n.parse::<i64>().ok()) {
-        Some(id) => super::streams::play_live(&st, &t.client, id, profile.as_deref()).await,
+        Some(id) => {
+            let output = crate::clip::Output::HdHomeRun;
+            super::streams::play_live(&st, &t.client, id, output, &headers, profile.as_deref()).await
+        }
         None => text(StatusCode::NOT_FOUND, format!("no channel {channel:?}: use auto/v{{channel id}}")),
     }
 }
