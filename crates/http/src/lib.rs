@@ -124,6 +124,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(history::sources))
         .routes(routes!(history::alerts))
         .routes(routes!(probes::status, probes::request))
+        .routes(routes!(probes::profiles))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::one, users::update, users::remove))
         .routes(routes!(epg::status))

@@ -72,3 +72,32 @@ pub(crate) async fn request(
 pub(crate) async fn status(State(st): State<AppState>) -> Json<ProbeStatus> {
     Json(st.relay.probe_status())
 }
+
+/// A transcoding profile and how many transcodes of it run now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProfileStatus {
+    #[serde(flatten)]
+    pub profile: tunerpool_relay::transcode::Profile,
+    /// Transcodes of it running now.
+    pub running: usize,
+}
+
+/// The transcoding profiles viewers may ask for with `?profile=NAME` (built-in and configured), with how many
+/// transcodes of each run now.
+#[utoipa::path(get, path = "/api/v1/profiles", operation_id = "list_profiles", tag = "sessions",
+    responses((status = 200, description = "every profile", body = Vec<ProfileStatus>)))]
+pub(crate) async fn profiles(State(st): State<AppState>) -> Json<Vec<ProfileStatus>> {
+    let sessions = st.relay.sessions();
+    let list = st
+        .relay
+        .settings()
+        .transcode
+        .profiles
+        .iter()
+        .map(|p| ProfileStatus {
+            running: sessions.iter().filter(|s| s.profile.as_deref() == Some(p.name.as_str())).count(),
+            profile: p.clone(),
+        })
+        .collect();
+    Json(list)
+}

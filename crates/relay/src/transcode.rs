@@ -38,6 +38,16 @@ pub struct Profile {
     pub max_running: u32,
 }
 
+/// As `transcode.profiles` writes it: `NAME = options`, `NAME@N = options` with a cap.
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.max_running {
+            0 => write!(f, "{} = {}", self.name, self.args.join(" ")),
+            n => write!(f, "{}@{n} = {}", self.name, self.args.join(" ")),
+        }
+    }
+}
+
 impl Profile {
     fn new(name: &str, args: &str) -> Profile {
         Profile { name: name.into(), args: args.split_whitespace().map(String::from).collect(), max_running: 0 }
@@ -87,6 +97,15 @@ impl Default for TranscodeSettings {
 }
 
 impl TranscodeSettings {
+    /// The built-in profiles with `own` added (replacing a built-in one of the same name).
+    pub fn with_profiles(mut self, own: &[Profile]) -> Self {
+        for p in own {
+            self.profiles.retain(|b| b.name != p.name);
+            self.profiles.push(p.clone());
+        }
+        self
+    }
+
     /// The profile called `name`.
     pub fn profile(&self, name: &str) -> Option<&Profile> {
         self.profiles.iter().find(|p| p.name == name)

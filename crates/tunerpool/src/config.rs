@@ -497,6 +497,31 @@ config_tables! {
         weight_start_time: u32 = 2, parse = |r| parse_int(r, 0, 100), show = show_plain, about = " (0 to 100)";
     }
 
+    /// Shared transcoding with ffmpeg.
+    transcode =>
+    /// How viewers' `?profile=NAME` streams are made: one ffmpeg per channel
+    /// and profile, fed from the channel's one upstream, shared by all the
+    /// profile's viewers.
+    ///
+    /// Its own `[transcode]` table: only the relay's transcodes read it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TranscodeConfig {
+        /// The ffmpeg program (a name on `PATH` or a path).
+        ffmpeg: String = "ffmpeg".to_owned(), parse = parse_program, show = show_string;
+        /// Most transcodes at once, all profiles together (1 to 256).
+        max_running: u32 = 4, parse = |r| parse_int(r, 1, 256), show = show_plain, about = " (1 to 256)";
+        /// ffmpeg options before the input, for hardware decoding
+        /// (e.g. `-hwaccel vaapi -hwaccel_device /dev/dri/renderD128`); empty: none.
+        input_args: String = String::new(), parse = parse_ffmpeg_args, show = show_string,
+            about = ": none (e.g. \"-hwaccel vaapi -hwaccel_device /dev/dri/renderD128\")";
+        /// Profiles of your own, `"NAME = ffmpeg output options"` (`NAME@N`
+        /// caps it at N transcodes); a built-in one (`copy`, `h264-720p`,
+        /// `h264-480p`, `aac-audio`) of the same name is replaced.
+        profiles: Vec<tunerpool_relay::transcode::Profile> = Vec::new(), parse = parse_profiles,
+            show = |p| show_list(p),
+            about = ": the built-in ones only (from the environment, separated by `;`)";
+    }
+
     /// Active probing of the sources nobody watches.
     probe =>
     /// How sources nobody watches are measured with spare slots: a probe
@@ -1724,6 +1749,79 @@ fn parse_user_agent(raw: Raw<'_, '_>) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// `transcode.ffmpeg`: a program name or path.
+fn parse_program(raw: Raw<'_, '_>) -> Result<String, String> {
+    let s = want_str(raw, "\"/usr/bin/ffmpeg\"")?.trim();
+    if s.is_empty() {
+        return Err("must not be empty (use \"ffmpeg\" or a path)".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
+/// ffmpeg options: whitespace-separated words, none of which names an input or output.
+fn ffmpeg_words(s: &str) -> Result<Vec<String>, String> {
+    let words: Vec<String> = s.split_whitespace().map(str::to_owned).collect();
+    if let Some(w) = words.iter().find(|w| *w == "-i" || w.starts_with("pipe:") || *w == "-f") {
+        return Err(format!(
+            "{w:?}: the input and output (MPEG-TS through pipes) are tunerpool's; give only codec and filter options"
+        ));
+    }
+    Ok(words)
+}
+
+fn parse_ffmpeg_args(raw: Raw<'_, '_>) -> Result<String, String> {
+    let s = want_str(raw, "\"-hwaccel vaapi\"")?;
+    ffmpeg_words(s)?;
+    Ok(s.trim().to_owned())
+}
+
+/// `transcode.profiles`: `"NAME = options"` or `"NAME@N = options"` each.
+fn parse_profiles(raw: Raw<'_, '_>) -> Result<Vec<tunerpool_relay::transcode::Profile>, String> {
+    let items: Vec<String> = match raw {
+        Raw::Text(s) => s.split(';').map(str::to_owned).collect(),
+        Raw::Toml(DeValue::Array(a)) => a
+            .iter()
+            .map(|v| match v.get_ref() {
+                DeValue::String(s) => Ok(s.to_string()),
+                other => Err(format!(
+                    "expected profiles like \"mobile = -c:v libx264 -vf scale=-2:360\", found {}",
+                    describe(other)
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Raw::Toml(other) => {
+            return Err(format!("expected a list of \"NAME = options\" strings, found {}", describe(other)))
+        }
+    };
+    let mut out: Vec<tunerpool_relay::transcode::Profile> = Vec::new();
+    for item in items.iter().map(|i| i.trim()).filter(|i| !i.is_empty()) {
+        let (head, args) =
+            item.split_once('=').ok_or_else(|| format!("{item:?}: write it as \"NAME = ffmpeg options\""))?;
+        let (name, cap) = match head.trim().split_once('@') {
+            Some((n, c)) => (
+                n.trim(),
+                c.trim().parse::<u32>().map_err(|_| format!("{head:?}: the cap after @ must be a whole number"))?,
+            ),
+            None => (head.trim(), 0),
+        };
+        if name.is_empty()
+            || name.len() > 40
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!("{name:?} is not a profile name (1 to 40 letters, digits, - or _)"));
+        }
+        let args = ffmpeg_words(args).map_err(|e| format!("profile {name}: {e}"))?;
+        if args.is_empty() {
+            return Err(format!("profile {name} has no ffmpeg options"));
+        }
+        if out.iter().any(|p| p.name == name) {
+            return Err(format!("profile {name} is given twice"));
+        }
+        out.push(tunerpool_relay::transcode::Profile { name: name.to_owned(), args, max_running: cap });
+    }
+    Ok(out)
+}
+
 /// `hdhomerun.root_user`: empty (off) or a name a downstream user could have.
 fn parse_root_user(raw: Raw<'_, '_>) -> Result<String, String> {
     let s = want_str(raw, "\"livingroom\"")?.trim();
@@ -2414,6 +2512,16 @@ timeout = true
                 weight_stability: 50,
                 weight_start_time: 1,
             },
+            transcode: TranscodeConfig {
+                ffmpeg: "/opt/ffmpeg/bin/ffmpeg".into(),
+                max_running: 9,
+                input_args: "-hwaccel vaapi".into(),
+                profiles: vec![tunerpool_relay::transcode::Profile {
+                    name: "mobile".into(),
+                    args: vec!["-c:v".into(), "libx264".into(), "-vf".into(), "scale=-2:360,fps=25".into()],
+                    max_running: 2,
+                }],
+            },
             probe: ProbeConfig {
                 auto: true,
                 reserve: 0,
@@ -2489,6 +2597,23 @@ timeout = true
         let mut sections: Vec<&str> = KEYS.iter().filter_map(|k| split_path(k.path).0).collect();
         sections.dedup();
         assert_eq!(sections, SECTIONS);
+    }
+
+    #[test]
+    fn transcode_profiles_are_checked() {
+        let p = one_problem("[transcode]\nprofiles = [\"mobile -c:v libx264\"]\n");
+        assert_eq!(p.key, "transcode.profiles");
+        assert!(p.message.contains("NAME = ffmpeg options"), "{}", p.message);
+        let p = one_problem("[transcode]\nprofiles = [\"x = -i other.ts -c copy\"]\n");
+        assert!(p.message.contains("\"-i\""), "{}", p.message);
+        let p = one_problem("[transcode]\nprofiles = [\"bad name = -c copy\"]\n");
+        assert!(p.message.contains("not a profile name"), "{}", p.message);
+        let p = one_problem("[transcode]\nmax_running = 0\n");
+        assert_eq!(p.key, "transcode.max_running");
+        let (_dir, path) = file("[transcode]\nprofiles = [\"h264-480p@3 = -c:v libx264 -vf scale=-2:480\"]\n");
+        let cfg = Config::check_file(&path).unwrap();
+        assert_eq!(cfg.transcode.profiles[0].max_running, 3);
+        assert_eq!(cfg.transcode.profiles[0].to_string(), "h264-480p@3 = -c:v libx264 -vf scale=-2:480");
     }
 
     #[test]
@@ -2596,6 +2721,10 @@ timeout = true
                 "hdhomerun.ssdp_port" | "hdhomerun.discovery_port" => "1234",
                 "quality.policy" => "quality_first",
                 "probe.auto" => "true",
+                "transcode.ffmpeg" => "/usr/local/bin/ffmpeg",
+                "transcode.max_running" => "2",
+                "transcode.input_args" => "-hwaccel vaapi",
+                "transcode.profiles" => "mobile = -c:v libx264 -vf scale=-2:360,fps=25; audio@1 = -c:v copy -c:a aac",
                 "probe.reserve" => "0",
                 "probe.duration" | "probe.interval" => "30s",
                 "probe.remeasure_after" => "2h",

@@ -79,6 +79,13 @@ pub fn app_state(
         },
         quality_weights: config.quality.weights(),
         quality_policy: config.quality.policy,
+        transcode: tunerpool_relay::transcode::TranscodeSettings {
+            ffmpeg: config.transcode.ffmpeg.clone().into(),
+            input_args: config.transcode.input_args.split_whitespace().map(str::to_owned).collect(),
+            max_running: config.transcode.max_running,
+            ..Default::default()
+        }
+        .with_profiles(&config.transcode.profiles),
         probe: tunerpool_relay::probe::ProbeSettings {
             auto: config.probe.auto,
             reserve: config.probe.reserve,

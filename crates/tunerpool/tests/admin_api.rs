@@ -39,6 +39,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/sessions/{id}"),
     ("GET", "/api/v1/channels"),
     ("GET", "/api/v1/probes"),
+    ("GET", "/api/v1/profiles"),
     ("GET", "/api/v1/history/sources"),
     ("POST", "/api/v1/probes"),
     ("GET", "/api/v1/groups"),
