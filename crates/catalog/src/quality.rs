@@ -181,21 +181,21 @@ impl Store {
 
     /// A stream's source's kept measurements, oldest first.
     pub async fn quality_history(&self, stream_id: i64) -> Result<Vec<StoredQuality>, CatalogError> {
-        self.quality_history_in(stream_id, crate::history::Range { from: 0, to: i64::MAX }, u32::MAX).await
+        self.quality_history_in(Some(stream_id), crate::history::Range { from: 0, to: i64::MAX }, u32::MAX).await
     }
 
-    /// A stream's source's measurements taken within `range` (unix seconds, inclusive), oldest first, at most
-    /// `limit` (the latest ones).
+    /// A stream's source's measurements (every source's, with `None`) taken within `range` (unix seconds,
+    /// inclusive), oldest first, at most `limit` (the latest ones).
     pub async fn quality_history_in(
         &self,
-        stream_id: i64,
+        stream_id: Option<i64>,
         range: crate::history::Range,
         limit: u32,
     ) -> Result<Vec<StoredQuality>, CatalogError> {
         let rows = sqlx::query(&format!(
             "SELECT * FROM (SELECT {} FROM streams s JOIN source_quality_history q ON q.provider_id = s.provider_id \
-             AND q.upstream_key = s.upstream_key WHERE s.id = ? AND q.measured_at BETWEEN ? AND ? \
-             ORDER BY q.measured_at DESC, q.id DESC LIMIT ?) ORDER BY measured_at",
+             AND q.upstream_key = s.upstream_key WHERE (?1 IS NULL OR s.id = ?1) AND q.measured_at BETWEEN ?2 AND ?3 \
+             ORDER BY q.measured_at DESC, q.id DESC LIMIT ?4) ORDER BY measured_at",
             COLUMNS.split(", ").map(|c| format!("q.{c}")).collect::<Vec<_>>().join(", ")
         ))
         .bind(stream_id)

@@ -192,11 +192,12 @@ pub(crate) async fn channels(
     Ok(Json(st.store.channel_views(r, limit).await?))
 }
 
-/// A source's measurements over time: every report of every connection that played it (a viewer's session
+/// Sources' measurements over time (one source's, or all): every report of every connection that played it (a viewer's session
 /// every few minutes and when it ended, or a probe), kept 30 days.
 #[utoipa::path(get, path = "/api/v1/history/sources", tag = "history",
     params(
-        ("stream_id" = i64, Query, minimum = 0, description = "the source's stream (a channel's `sources[].stream_id`)"),
+        ("stream_id" = Option<i64>, Query, minimum = 0,
+            description = "one source's stream (a channel's `sources[].stream_id`); absent: every source"),
         ("from" = Option<i64>, Query, minimum = 0, maximum = 253_402_300_799_i64,
             description = "start, unix seconds (default: a day before `to`)"),
         ("to" = Option<i64>, Query, minimum = 0, maximum = 253_402_300_799_i64,
@@ -205,7 +206,7 @@ pub(crate) async fn channels(
             description = "1 to 10000 measurements, the latest (default 1000)"),
     ),
     responses((status = 200, description = "oldest first", body = Vec<tunerpool_relay::SourceMeasurement>),
-        (status = 400, description = "a bad or missing parameter, named", body = ErrorBody)))]
+        (status = 400, description = "a bad parameter, named", body = ErrorBody)))]
 pub(crate) async fn sources(
     State(st): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
@@ -213,11 +214,8 @@ pub(crate) async fn sources(
     let mut errs = Vec::new();
     let r = range(&params, &mut errs);
     let stream = id_param(&params, "stream_id", &mut errs);
-    if stream.is_none() && !params.contains_key("stream_id") {
-        errs.push(FieldError::new("stream_id", "missing: name the source's stream id"));
-    }
     let limit = limit_param(&params, MAX_ROWS, 1000, &mut errs);
-    let stream = checked(errs, stream)?.unwrap_or_default();
+    let stream = checked(errs, stream)?;
     let kept = st.store.quality_history_in(stream, r, limit).await?;
     // Reports the relay wrote; one that cannot be read (a format from the future) is left out, and logged.
     let read = kept

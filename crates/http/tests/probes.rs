@@ -187,8 +187,11 @@ async fn probes_mark_dead_sources_with_the_reason_and_measure_live_ones() {
     let kept = history.as_array().unwrap();
     assert!(!kept.is_empty() && kept.iter().all(|m| m["probe"] == true && m["stream_id"] == stream), "{history}");
     assert_eq!(kept.last().unwrap()["report"]["video"]["codec"], "hevc", "{history}");
-    let resp = api_client().get(format!("{}/api/v1/history/sources", p.base)).send().await.unwrap();
-    assert_eq!(resp.status(), 400, "the stream id is required");
+    let resp = api_client().get(format!("{}/api/v1/history/sources?stream_id=x", p.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 400, "a bad stream id is named");
+    let all: Value =
+        api_client().get(format!("{}/api/v1/history/sources", p.base)).send().await.unwrap().json().await.unwrap();
+    assert!(all.as_array().unwrap().len() >= 5, "every probed source's measurements: {all}");
 
     assert!(p.most_open() <= 1, "one probe at a time on a 1-connection account: {}", p.most_open());
     assert_eq!(p.open(), 0, "every probe gave its connection back");
