@@ -160,9 +160,13 @@ async fn upstream_closes_within_linger_after_the_last_viewer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_rapid_zaps_on_one_connection_account_never_503() {
-    let h =
-        harness(vec![AccountSpec::new("a", "pa", 1)], None, RelaySettings { linger: Duration::from_secs(5), ..fast() })
-            .await;
+    // The default release cool-down, as served: with none, nothing can make sure the provider noticed the old
+    // connection close before the new one arrives (it may not even have been scheduled yet), and a refusal
+    // then is the configuration's doing, not the relay's.
+    let ledger =
+        MemoryLedger::new(Duration::from_secs(15)).with_release_cooldown(tunerpool_ledger::DEFAULT_RELEASE_COOLDOWN);
+    let config = FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)]);
+    let h = harness_with(config, RelaySettings { linger: Duration::from_secs(5), ..fast() }, ledger).await;
     let client = api_client();
     let mut current = client.get(format!("{}/stream/1.ts", h.base)).send().await.unwrap();
     assert_eq!(current.status(), 200);

@@ -26,6 +26,11 @@ pub mod lease;
 pub mod memory;
 pub mod redis;
 
+/// `pool.release_cooldown`'s default: long enough for the panels we know to notice a closed connection (and
+/// for a provider's scheduler to run under load), short enough that zapping on a one-connection account stays
+/// under a second.
+pub const DEFAULT_RELEASE_COOLDOWN: Duration = Duration::from_millis(600);
+
 pub use any::AnyLedger;
 pub use lease::Lease;
 pub use memory::MemoryLedger;

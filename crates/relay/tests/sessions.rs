@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
-use support::{fast, keep_watching, relay, wait_for, watch, MemoryCatalog};
+use support::{fast, keep_watching, relay, relay_with_ledger, wait_for, watch, MemoryCatalog};
 use tunerpool_domain::Level;
+use tunerpool_ledger::MemoryLedger;
 use tunerpool_relay::relay::WatchError;
 use tunerpool_relay::session::State;
 use tunerpool_relay::settings::RelaySettings;
@@ -96,7 +97,10 @@ async fn zapping_on_a_one_connection_account_takes_the_lingering_sessions_slot_a
     let catalog = catalog(&fake, &accounts);
     // A long linger and a long wait: only preemption can make the zap quick.
     let settings = RelaySettings { linger: Duration::from_secs(30), acquire_wait: Duration::from_secs(10), ..fast() };
-    let relay = relay(&catalog, settings);
+    // With the default release cool-down: without one, the provider may not have noticed the close yet.
+    let ledger =
+        MemoryLedger::new(Duration::from_secs(15)).with_release_cooldown(tunerpool_ledger::DEFAULT_RELEASE_COOLDOWN);
+    let relay = relay_with_ledger(&catalog, settings, ledger);
 
     let mut one = relay.watch(1, viewer()).await.unwrap_or_else(|e| panic!("channel 1 plays: {e}"));
     let w = watch(&mut one, Duration::from_secs(5), |w| w.bytes > 0).await;

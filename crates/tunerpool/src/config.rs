@@ -291,7 +291,7 @@ config_tables! {
             parse = parse_lease_ttl, show = show_duration;
         /// A slot whose connection closed is not reused for this long: providers notice closes late
         /// (0s to 10s; instances sharing a Redis ledger should agree on it).
-        release_cooldown: Duration = Duration::from_millis(600),
+        release_cooldown: Duration = tunerpool_ledger::DEFAULT_RELEASE_COOLDOWN,
             parse = |r| parse_duration_max(r, Duration::ZERO, Duration::from_secs(10)), show = show_duration,
             about = " (0s to 10s)";
         /// Slots kept free on each account (and on a provider that caps its accounts together) for downstream

@@ -195,9 +195,14 @@ impl MemoryCatalog {
     }
 }
 
-/// A relay over `catalog`, with a fresh in-memory ledger.
+/// A relay over `catalog`, with a fresh in-memory ledger (no release cool-down).
 pub fn relay(catalog: &Arc<MemoryCatalog>, settings: RelaySettings) -> Relay {
-    let ledger = Arc::new(AnyLedger::Memory(MemoryLedger::new(Duration::from_secs(15))));
+    relay_with_ledger(catalog, settings, MemoryLedger::new(Duration::from_secs(15)))
+}
+
+/// A relay over `catalog` with `ledger`.
+pub fn relay_with_ledger(catalog: &Arc<MemoryCatalog>, settings: RelaySettings, ledger: MemoryLedger) -> Relay {
+    let ledger = Arc::new(AnyLedger::Memory(ledger));
     let http = UpstreamHttp::new(HttpSettings::default()).expect("an HTTP client");
     Relay::new(catalog.clone(), ledger, http.client().clone(), settings)
 }
