@@ -807,7 +807,9 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
             _ = r.lease.lost() => break failed("the lease on the account was lost".into(), last_data),
             _ = session.viewers_changed.notified() => {
                 if session.idle() {
-                    idle_deadline.get_or_insert_with(|| tokio::time::Instant::now() + linger_of(inner, session));
+                    // Counted from this change: a viewer who joined and left since the last wake-up (both
+                    // within one poll under load) watched just now, and may have made the channel warm.
+                    idle_deadline = Some(tokio::time::Instant::now() + linger_of(inner, session));
                     session.set_state(State::Lingering);
                     // Its slot can now be taken by preemption: wake waiting requests.
                     inner.slot_released.notify_waiters();

@@ -298,7 +298,8 @@ async fn pump(inner: &Inner, session: &Session, child: &mut Child) -> Ended {
             _ = session.stop.cancelled() => return Ended::Stopped,
             _ = session.viewers_changed() => {
                 if session.viewer_count() == 0 {
-                    idle_deadline.get_or_insert_with(|| tokio::time::Instant::now() + settings.linger);
+                    // Counted from this change (a viewer may have joined and left since the last wake-up).
+                    idle_deadline = Some(tokio::time::Instant::now() + settings.linger);
                     session.set_idle(true);
                     inner.slot_released.notify_waiters();
                 } else {
