@@ -6,7 +6,10 @@ stdin: `cargo metadata --format-version 1 --locked --filter-platform HOST`.
   has an image, and what services name (other services, named volumes,
   networks) is declared;
 - the Dockerfile's RUST_VERSION is at least the rust-version of every
-  package the tunerpool binary is built from, as locked.
+  package the tunerpool binary is built from, as locked;
+- the workspace's own rust-version (Cargo.toml) is no lower than what
+  those locked dependencies need: it must not promise a Rust that cannot
+  build them.
 
 crates/tunerpool/tests/deploy.rs checks the files against the binary (the
 variables they name, the values they set, the dist profile).
@@ -57,6 +60,11 @@ def version(v):
     return (tuple(int(p) for p in v.split(".")) + (0, 0))[:3]
 
 
+def packages_by_name_local(packages, ids, name):
+    """The workspace member named `name` among `ids` (no registry source), if any."""
+    return next((packages[i] for i in ids if packages[i]["name"] == name and packages[i]["source"] is None), None)
+
+
 def check_toolchain(metadata):
     m = re.search(r"^ARG RUST_VERSION=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
     if not m:
@@ -79,6 +87,13 @@ def check_toolchain(metadata):
     needs = [(version(packages[p]["rust_version"]), packages[p]["name"], packages[p]["version"])
              for p in seen if packages[p].get("rust_version")]
     newest = max(needs)
+    ours = packages[root].get("rust_version")
+    deps = [n for n in needs if packages_by_name_local(packages, seen, n[1]) is None]
+    if ours and deps and max(deps)[0] > version(ours):
+        d = max(deps)
+        problems.append(
+            f"Cargo.toml: rust-version = \"{ours}\", but {d[1]} {d[2]} (locked) needs Rust "
+            f"{'.'.join(map(str, d[0]))}: raise the workspace's rust-version")
     if newest[0] > version(rust):
         problems.append(
             f"Dockerfile: RUST_VERSION={rust}, but {newest[1]} {newest[2]} (locked) needs Rust "

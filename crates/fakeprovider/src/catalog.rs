@@ -185,7 +185,7 @@ impl Catalog {
 
     /// Whether live channel index `i` has an archive (`tv_archive: 1`).
     pub(crate) fn has_archive(&self, i: u64) -> bool {
-        i % 5 == 0
+        i.is_multiple_of(5)
     }
 
     pub(crate) fn vod_stream_id(&self, k: u64) -> u64 {
@@ -233,7 +233,7 @@ impl Catalog {
     /// without `live_epg_ids`).
     pub(crate) fn epg_id(&self, i: u64) -> Option<String> {
         let n = i + self.name_offset;
-        (self.epg_ids && n % 7 != 0).then(|| format!("ch{n}.fake"))
+        (self.epg_ids && !n.is_multiple_of(7)).then(|| format!("ch{n}.fake"))
     }
 
     pub(crate) fn live_name(&self, i: u64) -> String {
@@ -241,7 +241,7 @@ impl Catalog {
     }
 
     pub(crate) fn logo(base: &str, i: u64) -> String {
-        if i % 11 == 0 {
+        if i.is_multiple_of(11) {
             String::new()
         } else {
             format!("{base}/logos/{i}.png")
@@ -340,7 +340,7 @@ impl Catalog {
         use std::io::Write;
         let cat = self.live_category(i);
         let archive = self.has_archive(i);
-        let duration = match (archive, i % 10 == 0, i % 3 == 0) {
+        let duration = match (archive, i.is_multiple_of(10), i.is_multiple_of(3)) {
             (true, true, _) => "\"7\"",
             (true, false, _) => "3",
             (false, _, true) => "\"0\"",
@@ -386,7 +386,7 @@ impl Catalog {
                 category_id: &cat.to_string(),
                 category_ids: [cat],
                 container_extension: "ts",
-                custom_sid: if k % 4 == 0 { None } else { Some("") },
+                custom_sid: if k.is_multiple_of(4) { None } else { Some("") },
                 direct_source: "",
             },
         );

@@ -313,7 +313,7 @@ async fn concurrent_writer_and_slow_readers_stay_consistent() {
                             assert_eq!(n, l + 1);
                         }
                         last = Some(n);
-                        if speed > 0 && n % (speed * 7) == 0 {
+                        if speed > 0 && n.is_multiple_of(speed * 7) {
                             tokio::time::sleep(Duration::from_micros(200 * speed)).await;
                         }
                     }

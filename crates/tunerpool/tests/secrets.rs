@@ -151,8 +151,15 @@ fn contexts(text: &str, secret: &str) -> Vec<String> {
     text.match_indices(secret)
         .take(5)
         .map(|(i, _)| {
-            let start = text.floor_char_boundary(i.saturating_sub(80));
-            let end = text.ceil_char_boundary((i + secret.len() + 80).min(text.len()));
+            // (str::floor/ceil_char_boundary would do, but need Rust 1.91.)
+            let mut start = i.saturating_sub(80);
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let mut end = (i + secret.len() + 80).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
             text[start..end].replace(secret, "<SECRET>")
         })
         .collect()
