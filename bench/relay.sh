@@ -17,7 +17,8 @@
 #            from the provider (the upstream's own time to first byte)
 # For each, loadgen's JSON report plus the server's CPU seconds (utime+stime
 # from /proc) over the scenario and its peak RSS (VmHWM, over the process's
-# life so far); at the end one summary table of the paired scenarios, with
+# life so far), the provider's CPU and how busy the whole machine was (all
+# processes: the machine may be shared); at the end one summary table of the paired scenarios, with
 # the time to first byte of viewers joining a running channel apart from
 # that of each channel's first viewer (the channel's cold start: tunerpool
 # waits for a keyframe there, barecast for its first full chunk).
@@ -91,6 +92,10 @@ curl -fs "http://127.0.0.1:$TP_PORT/player_api.php?username=viewer&password=view
 
 cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 rss_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+# The whole machine's busy and total CPU ticks (all processes, all cores), to
+# show how much else ran during a scenario on a shared machine.
+# Two words: busy ticks, total ticks (passed unquoted).
+machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 # barecast's count of chunks its lagging viewers skipped.
 bare_skipped() { curl -fs "http://127.0.0.1:$BARE_PORT/_stats" | awk '$1 == "chunks_skipped" {print $2}'; }
 
@@ -99,18 +104,25 @@ run() { # name, server label (tunerpool|bare), server pid, loadgen args...
   local before skipped_before=0
   [ "$label" = bare ] && skipped_before=$(bare_skipped)
   before=$(cpu_s "$pid")
+  local fp_before machine_before; fp_before=$(cpu_s "$fp_pid"); machine_before=$(machine_ticks)
   $LG "$@" -q --report "$work/$name.json" >/dev/null
-  local after skipped=''
+  local after skipped='' fp_after machine_after
   after=$(cpu_s "$pid")
+  fp_after=$(cpu_s "$fp_pid"); machine_after=$(machine_ticks)
   [ "$label" = bare ] && skipped=$(($(bare_skipped) - skipped_before))
-  python3 - "$work/$name.json" "$name" "$label" "$before" "$after" "$(rss_mb "$pid")" "$skipped" <<'PY'
+  python3 - "$work/$name.json" "$name" "$label" "$before" "$after" "$(rss_mb "$pid")" "$skipped" \
+    "$fp_before" "$fp_after" $machine_before $machine_after <<'PY'
 import json, sys
-path, name, label, before, after, rss, skipped = sys.argv[1:8]
+path, name, label, before, after, rss, skipped, fp_before, fp_after = sys.argv[1:10]
+mb_busy, mb_total, ma_busy, ma_total = map(float, sys.argv[10:14])
 r = json.load(open(path))
 cpu = float(after) - float(before); wall = r["totals"]["wall_s"]
+fp_cpu = float(fp_after) - float(fp_before)
+machine = 100 * (ma_busy - mb_busy) / (ma_total - mb_total)  # % of all cores
 # The server's figures go next to loadgen's report, for the summary.
 r["server"] = {"label": label, "cpu_s": cpu, "cpu_percent": 100 * cpu / wall, "peak_rss_mb": float(rss),
-               "chunks_skipped": int(skipped) if skipped else None}
+               "chunks_skipped": int(skipped) if skipped else None,
+               "provider_cpu_percent": 100 * fp_cpu / wall, "machine_busy_percent": machine}
 json.dump(r, open(path, "w"))
 t, d, f, g, ts = r["totals"], r["delivered_mbps"], r["ttfb_us"], r["longest_gap_ms"], r["ts"]
 print(f"## {name}: {t['clients']} clients, ok {t['ok']}, failed {t['failed']} {t['failed_by_reason']}")
@@ -122,6 +134,7 @@ print(f"  TS: sync errors {ts['sync_errors']}, continuity errors {ts['continuity
 print(f"  {label} CPU {cpu:.1f} s over {wall:.1f} s = {100*cpu/wall:.0f}% of one core; peak RSS {rss} MB"
       + (f"; chunks skipped by lagging viewers {skipped}" if skipped else ""))
 print(f"  loadgen CPU {r['loadgen']['cpu_percent_of_one_core']:.0f}% of one core, peak RSS {r['loadgen']['peak_rss_mib']:.0f} MB")
+print(f"  provider CPU {100 * fp_cpu / wall:.0f}% of one core; the whole machine {machine:.0f}% busy (all processes, all cores)")
 PY
 }
 
@@ -151,6 +164,11 @@ run cold-upstream tunerpool "$tp_pid" --url-template "http://127.0.0.1:$FP_PORT/
   --channel-range 11-60 --clients 50 --ramp 5s --duration 3s
 echo "provider connections: $(curl -fs http://127.0.0.1:$FP_PORT/_control/counters)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+for log in tp bare; do  # warnings and errors of the servers, if any
+  if [ -s "$work/$log.log" ]; then
+    echo "$log.log: $(wc -l <"$work/$log.log") lines, the last 5:"; tail -n 5 "$work/$log.log" | cut -c1-300
+  fi
+done
 
 echo
 echo "## Summary: tunerpool and the bare broadcast server in the same run"
@@ -160,7 +178,7 @@ work, names = sys.argv[1], sys.argv[2:]
 
 def pct(values, p):  # nearest rank, like loadgen's report
     v = sorted(values)
-    return v[max(0, math.ceil(p * len(v) / 100) - 1)] / 1000 if v else float("nan")
+    return f"{v[max(0, math.ceil(p * len(v) / 100) - 1)] / 1000:.1f}" if v else "—"
 
 def ttfb_split(r):
     """TTFB of viewers joining a running channel, and of each channel's first viewer (its cold start)."""
@@ -174,8 +192,8 @@ def ttfb_split(r):
     return join, cold
 
 print("| scenario | server | viewers ok | delivered Mbit/s min / p1 | join TTFB p50 / p99 ms | first viewer of a channel TTFB p50 / max ms "
-      "| CPU % of one core | peak RSS MB | chunks skipped (bare) | loadgen CPU % |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+      "| CPU % of one core | peak RSS MB | chunks skipped (bare) | loadgen CPU % | machine busy % of all cores |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in names:
     tp, bare = (json.load(open(f"{work}/{n}{s}.json")) for s in ("", "-bare"))
     chans = len(tp["config"]["clients_per_channel"])
@@ -185,12 +203,12 @@ for n in names:
         join, cold = ttfb_split(r)
         skipped = "—" if s["chunks_skipped"] is None else s["chunks_skipped"]
         print(f"| {scenario if label == 'tunerpool' else ''} | {label} | {t['ok']}/{t['clients']} "
-              f"| {d['min']:.2f} / {d['p1']:.2f} | {pct(join, 50):.1f} / {pct(join, 99):.1f} "
-              f"| {pct(cold, 50):.1f} / {pct(cold, 100):.1f} "
+              f"| {d['min']:.2f} / {d['p1']:.2f} | {pct(join, 50)} / {pct(join, 99)} "
+              f"| {pct(cold, 50)} / {pct(cold, 100)} "
               f"| {s['cpu_percent']:.0f} | {s['peak_rss_mb']:.0f} | {skipped} "
-              f"| {r['loadgen']['cpu_percent_of_one_core']:.0f} |")
+              f"| {r['loadgen']['cpu_percent_of_one_core']:.0f} | {s['machine_busy_percent']:.0f} |")
     def ratio(key):
         a, b = tp["server"][key], bare["server"][key]
         return f"**{a / b:.2f}×**" if b else "—"
-    print(f"| | tunerpool ÷ bare | | | | | {ratio('cpu_percent')} | {ratio('peak_rss_mb')} | | |")
+    print(f"| | tunerpool ÷ bare | | | | | {ratio('cpu_percent')} | {ratio('peak_rss_mb')} | | | |")
 PY
