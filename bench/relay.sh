@@ -164,9 +164,14 @@ run cold-upstream tunerpool "$tp_pid" --url-template "http://127.0.0.1:$FP_PORT/
   --channel-range 11-60 --clients 50 --ramp 5s --duration 3s
 echo "provider connections: $(curl -fs http://127.0.0.1:$FP_PORT/_control/counters)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-for log in tp bare; do  # warnings and errors of the servers, if any
-  if [ -s "$work/$log.log" ]; then
-    echo "$log.log: $(wc -l <"$work/$log.log") lines, the last 5:"; tail -n 5 "$work/$log.log" | cut -c1-300
+# The servers' warnings and errors, if any (only those: tunerpool's log also
+# holds the admin token it generated for this throwaway data dir; barecast
+# logs nothing but its address and failed upstreams).
+for log in tp:'WARN|ERROR' bare:'^barecast: channel'; do
+  file=$work/${log%%:*}.log pattern=${log#*:}
+  n=$(grep -cE "$pattern" "$file" || true)
+  if [ "$n" -gt 0 ]; then
+    echo "${log%%:*}.log: $n warnings or errors, the last 5:"; grep -E "$pattern" "$file" | tail -n 5 | cut -c1-300
   fi
 done
 
