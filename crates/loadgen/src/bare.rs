@@ -56,7 +56,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 /// rounded down to a multiple of the 188-byte TS packet.
 pub const CHUNK_BYTES: usize = 188 * 174;
 // 32 KiB in whole packets: the largest multiple of 188 that fits.
-const _: () = assert!(CHUNK_BYTES % 188 == 0 && CHUNK_BYTES <= 32 * 1024 && CHUNK_BYTES + 188 > 32 * 1024);
+const _: () = assert!(CHUNK_BYTES.is_multiple_of(188) && CHUNK_BYTES <= 32 * 1024 && CHUNK_BYTES + 188 > 32 * 1024);
 
 /// Default capacity of a channel's broadcast, in chunks (~0.5 s at 8 Mbit/s).
 pub const BUFFER_CHUNKS: usize = 16;
