@@ -5,10 +5,13 @@
 //! * [`client`]: one HTTP viewer — request, read until its end, TTFB, rate, longest gap, TS
 //!   integrity — as a [`client::ClientRecord`];
 //! * [`ts`]: incremental MPEG-TS sync and continuity checking;
-//! * [`sys`]: CPU time, peak memory and the open-file limit from `/proc`.
+//! * [`sys`]: CPU time, peak memory and the open-file limit from `/proc`;
+//! * [`bare`]: the bare broadcast server of the `barecast` binary, the reference the relay
+//!   benchmark measures tunerpool against in the same run.
 //!
 //! The command line, the run plan and the JSON report stay in the binary.
 
+pub mod bare;
 pub mod client;
 pub mod sys;
 pub mod ts;
