@@ -74,6 +74,8 @@ PY
 }
 
 echo "machine: $(nproc) cores; viewers: $VIEWERS; reading time per viewer: ${SECS}s; 8 Mbit/s per channel"
+# Before any viewer: what the scenarios' peak RSS adds to it is the sessions' buffers and the viewers.
+echo "tunerpool RSS before any viewer: $(awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$tp_pid/status") MB"
 run one --url-template "http://127.0.0.1:$TP_PORT/live/viewer/viewer/{channel}.ts" --channels 1 \
   --clients "$VIEWERS" --ramp 10s --duration "${SECS}s"
 sleep 5
