@@ -40,8 +40,9 @@
 //!   smallest chunk a [`Chunker`](crate::ts::Chunker) makes at a low bitrate with its delay flush), at least 16 and
 //!   at most 65 536. So the byte bound, not the slot count, is what normally limits the buffer; should chunks be
 //!   smaller still, a full slot array evicts the oldest chunk early — the buffer then holds fewer bytes, never more.
-//!   A slot costs one pointer: 4 MB of buffer is ~3 200 slots, ~25 KB; the slots are sized for the hard cap
-//!   `max_bytes`, the chunks' memory for the current capacity.
+//!   A slot costs one pointer: 4 MB of buffer is ~3 200 slots, ~25 KB. A sized ring plans its slots for at most
+//!   4 MiB of such chunks whatever its hard cap (a buffer that holds more does so at a high bitrate, whose chunks
+//!   are ~32 KiB: 3 200 of them are 100 MB), so a 16 MiB cap costs 25 KB of slots, not 100 KB.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -60,6 +61,9 @@ use crate::ts::Chunk;
 const SMALL_CHUNK: usize = 7 * crate::ts::PACKET;
 const MIN_SLOTS: usize = 16;
 const MAX_SLOTS: usize = 1 << 16;
+/// A sized ring plans its slots for this many bytes of the smallest chunks: only a high bitrate (chunks of ~32 KiB)
+/// makes it hold more, and 3 200 slots of those are 100 MB.
+const SIZED_SLOT_PLAN: usize = 4 << 20;
 
 /// The least a sized ring holds (if its hard cap allows): a few chunks, whatever the bitrate.
 const MIN_CAPACITY: usize = 128 << 10;
@@ -255,7 +259,7 @@ pub enum Next {
 impl Ring {
     /// A ring of a fixed size: `max_bytes` of buffered chunks, whatever the stream.
     pub fn new(max_bytes: usize) -> Arc<Ring> {
-        Ring::make(max_bytes, max_bytes, None)
+        Ring::make(max_bytes.div_ceil(SMALL_CHUNK), max_bytes, max_bytes, None)
     }
 
     /// A ring that sizes itself from its stream: `sizing.seconds` at the bitrate it measures, and at least the
@@ -265,11 +269,12 @@ impl Ring {
     pub fn sized(sizing: RingSizing) -> Arc<Ring> {
         let sizer = Sizer::new(sizing.seconds);
         let capacity = sizer.want().clamp(MIN_CAPACITY.min(sizing.max_bytes), sizing.max_bytes);
-        Ring::make(sizing.max_bytes, capacity, Some(sizer))
+        let slots = sizing.max_bytes.min(SIZED_SLOT_PLAN).div_ceil(SMALL_CHUNK);
+        Ring::make(slots, sizing.max_bytes, capacity, Some(sizer))
     }
 
-    fn make(max_bytes: usize, capacity: usize, sizer: Option<Sizer>) -> Arc<Ring> {
-        let slots = max_bytes.div_ceil(SMALL_CHUNK).clamp(MIN_SLOTS, MAX_SLOTS);
+    fn make(slots: usize, max_bytes: usize, capacity: usize, sizer: Option<Sizer>) -> Arc<Ring> {
+        let slots = slots.clamp(MIN_SLOTS, MAX_SLOTS);
         let state =
             WriterState { head: 0, tail: 0, buffered: 0, bytes_in: 0, keyframes: 0, last_key: 0, capacity, sizer };
         Arc::new(Ring {
@@ -719,7 +724,7 @@ mod tests {
         let ring = sized(1, 16 << 20);
         let (mut n, mut at) = (0, Instant::now());
         stream(&ring, &mut n, &mut at, 4_000_000, 5, 50);
-        // Shrink: a tenth of the bitrate, same GOP in chunks (so ~0.4 s apart... no: 10 × longer, 4 s).
+        // Shrink: a tenth of the bitrate, the same GOP in chunks (so ten times as long: ~4 s).
         let before = n;
         stream(&ring, &mut n, &mut at, 400_000, 10, 50);
         let newest_key = (before..n).filter(|k| k % 50 == 0).max().unwrap();
@@ -758,6 +763,13 @@ mod tests {
         let s = ring.stats();
         assert_eq!(s.capacity_bytes, 4 << 20, "{s:?}");
         assert!(s.buffered_bytes <= 4 << 20, "{s:?}");
+        // A 16 MiB cap filled at 5 MB/s: the slots, planned for 4 MiB of the smallest chunks, do not cut it short.
+        let ring = sized(10, 16 << 20);
+        let (mut n, mut at) = (0, Instant::now());
+        stream(&ring, &mut n, &mut at, 5_000_000, 6, 32);
+        let s = ring.stats();
+        assert_eq!(s.capacity_bytes, 16 << 20, "{s:?}");
+        assert!(s.buffered_bytes > (16 << 20) - CHUNK as u64, "{s:?}");
         // A trickle (20 kB/s): at least the floor.
         let ring = sized(1, 4 << 20);
         let (mut n, mut at) = (0, Instant::now());
