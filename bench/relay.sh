@@ -152,6 +152,8 @@ pair() { # scenario name, loadgen args (without the URL)...
 
 echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg); viewers: $VIEWERS${BIG:+ (big: $BIG)};" \
   "reading time per viewer: ${SECS}s; 8 Mbit/s per channel"
+# Before any viewer: what the scenarios' peak RSS adds to it is the sessions' buffers and the viewers.
+echo "tunerpool RSS before any viewer: $(awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$tp_pid/status") MB"
 scenarios=()
 pair one --channels 1 --clients "$VIEWERS" --ramp 10s --duration "${SECS}s"
 pair fifty --channel-range 1-50 --clients "$VIEWERS" --ramp 10s --duration "${SECS}s"

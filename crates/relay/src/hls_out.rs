@@ -271,7 +271,7 @@ mod tests {
         let session = Session::new(
             1,
             &Channel { id: 1, name: "one".into(), ..Default::default() },
-            1 << 20,
+            crate::ring::RingSizing { seconds: Duration::from_secs(1), max_bytes: 1 << 20 },
             RelayMetrics::default(),
             None,
             crate::source::Claim { reserve: 0, priority: 0, preempts: true },

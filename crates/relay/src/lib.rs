@@ -41,6 +41,6 @@ pub mod vod;
 pub use catalog::{Catalog, LookupError, VodSource};
 pub use measure::SourceMeasurement;
 pub use quality::{Analyzer, QualityReport, Verdict};
-pub use ring::{Next, Reader, Ring, RingStats};
+pub use ring::{Next, Reader, Ring, RingSizing, RingStats};
 pub use ts::{probe, Aligner, Chunk, Chunker, Continuity, KeyframeDetector, NotTs, PACKET};
 pub use users::{UserLimitPolicy, UserQuota, Viewer};

@@ -494,7 +494,7 @@ impl Relay {
         // A session being stopped stays out of the map from here on (it removes itself only if it is still the
         // one there): the new one takes its place.
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let buffer = self.inner.settings.buffer_bytes;
+        let buffer = self.inner.settings.ring_sizing();
         let s = Session::new(id, &channel, buffer, self.inner.metrics.clone(), key.1.clone(), claim);
         map.insert(key.clone(), s.clone());
         match profile {

@@ -25,14 +25,24 @@
 //!   unregisters itself when dropped (a viewer that disconnects mid-wait leaves nothing behind), and it wakes in
 //!   batches without holding its internal lock while running wakers. Its list lock is held only for list edits.
 //! - **Memory bound.** Before inserting a chunk the writer evicts the oldest chunks until the buffered bytes plus the
-//!   new chunk fit in `max_bytes`, dropping the evicted `Bytes` (so buffered bytes ≤ `max_bytes`, or one chunk if a
-//!   single chunk is larger). The newest chunk is never evicted. Readers only ever hold the one chunk they are
-//!   handing out (the one a new or jumping reader will return next), never a backlog.
+//!   new chunk fit in the ring's current capacity, dropping the evicted `Bytes` (so buffered bytes ≤ the capacity,
+//!   or one chunk if a single chunk is larger). The newest chunk is never evicted. Readers only ever hold the one
+//!   chunk they are handing out (the one a new or jumping reader will return next), never a backlog.
+//! - **Capacity by bitrate.** A ring made with [`Ring::sized`] holds what its channel needs rather than a fixed
+//!   size: the larger of `seconds` × the bitrate it measures on its own pushes (bytes per second over the last few
+//!   one-second windows; 8 Mbit/s is assumed until the first window closes) and the join need, the largest of the
+//!   last few GOPs (keyframe to keyframe, in bytes) plus a quarter; never less than 128 KiB, never more than
+//!   `max_bytes`. On top of that the newest keyframe chunk is never evicted below `max_bytes`, so a joining viewer
+//!   always finds a keyframe to start at, even before a GOP was measured or when one is longer than the last ones.
+//!   The capacity moves with every push (a clock read per chunk, a few dozen a second per channel); a shrink
+//!   evicts at the next push. [`Ring::new`] makes a ring of a fixed size instead.
 //! - **Slot count.** `max_bytes / 1316` rounded up (1316 = 7 packets, the classic UDP/RTP TS payload and about the
 //!   smallest chunk a [`Chunker`](crate::ts::Chunker) makes at a low bitrate with its delay flush), at least 16 and
 //!   at most 65 536. So the byte bound, not the slot count, is what normally limits the buffer; should chunks be
 //!   smaller still, a full slot array evicts the oldest chunk early — the buffer then holds fewer bytes, never more.
-//!   A slot costs one pointer: 4 MB of buffer is ~3 200 slots, ~25 KB.
+//!   A slot costs one pointer: 4 MB of buffer is ~3 200 slots, ~25 KB. A sized ring plans its slots for at most
+//!   4 MiB of such chunks whatever its hard cap (a buffer that holds more does so at a high bitrate, whose chunks
+//!   are ~32 KiB: 3 200 of them are 100 MB), so a 16 MiB cap costs 25 KB of slots, not 100 KB.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -51,6 +61,101 @@ use crate::ts::Chunk;
 const SMALL_CHUNK: usize = 7 * crate::ts::PACKET;
 const MIN_SLOTS: usize = 16;
 const MAX_SLOTS: usize = 1 << 16;
+/// A sized ring plans its slots for this many bytes of the smallest chunks: only a high bitrate (chunks of ~32 KiB)
+/// makes it hold more, and 3 200 slots of those are 100 MB.
+const SIZED_SLOT_PLAN: usize = 4 << 20;
+
+/// The least a sized ring holds (if its hard cap allows): a few chunks, whatever the bitrate.
+const MIN_CAPACITY: usize = 128 << 10;
+/// Bytes per second a sized ring assumes until it has measured its stream (8 Mbit/s).
+const ASSUMED_RATE: u64 = 1_000_000;
+/// The bitrate is measured over windows of at least this long...
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// ...and averaged over the last this many.
+const RATE_WINDOWS: usize = 4;
+/// The join need is the largest of the last this many GOPs...
+const GOPS: usize = 4;
+/// ...plus this fraction of it (1/4): a viewer that just joined at the previous keyframe still has its GOP when
+/// the next keyframe arrives.
+const GOP_MARGIN_DIV: usize = 4;
+
+/// How a ring sizes itself from what it measures (see [`Ring::sized`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingSizing {
+    /// Hold at least this much of the stream at its measured bitrate (the slack a slow viewer has before it jumps).
+    pub seconds: Duration,
+    /// Never more than this many bytes, whatever the bitrate or GOP (the hard cap).
+    pub max_bytes: usize,
+}
+
+/// What a sized ring measures of its stream, under the writer lock.
+#[derive(Debug)]
+struct Sizer {
+    seconds: Duration,
+    /// Start of the current rate window and bytes pushed in it.
+    window: Option<(Instant, u64)>,
+    /// Bytes per second of the last closed windows (`rates[n % RATE_WINDOWS]`), `rated` of them so far.
+    rates: [u64; RATE_WINDOWS],
+    rated: usize,
+    /// Stream offset of the newest keyframe chunk.
+    last_key_offset: Option<u64>,
+    /// The last GOPs in bytes (`gops[n % GOPS]`).
+    gops: [u64; GOPS],
+    gops_seen: usize,
+}
+
+impl Sizer {
+    fn new(seconds: Duration) -> Sizer {
+        Sizer {
+            seconds,
+            window: None,
+            rates: [0; RATE_WINDOWS],
+            rated: 0,
+            last_key_offset: None,
+            gops: [0; GOPS],
+            gops_seen: 0,
+        }
+    }
+
+    /// Counts a pushed chunk of `len` bytes starting at stream offset `offset`.
+    fn record(&mut self, now: Instant, offset: u64, len: usize, keyframe: bool) {
+        let (start, bytes) = self.window.get_or_insert((now, 0));
+        *bytes += len as u64;
+        let elapsed = now.saturating_duration_since(*start);
+        if elapsed >= RATE_WINDOW {
+            // Bytes per second; the window's own last chunk counts (it arrived within the window's time).
+            let rate = u128::from(*bytes) * 1_000_000 / elapsed.as_micros().max(1);
+            self.rates[self.rated % RATE_WINDOWS] = u64::try_from(rate).unwrap_or(u64::MAX);
+            self.rated += 1;
+            self.window = Some((now, 0));
+        }
+        if keyframe {
+            if let Some(prev) = self.last_key_offset {
+                self.gops[self.gops_seen % GOPS] = offset - prev;
+                self.gops_seen += 1;
+            }
+            self.last_key_offset = Some(offset);
+        }
+    }
+
+    /// Bytes per second: the mean of the closed windows, or the assumed rate before the first one closes.
+    fn rate(&self) -> u64 {
+        let n = self.rated.min(RATE_WINDOWS);
+        match n {
+            0 => ASSUMED_RATE,
+            _ => self.rates[..n].iter().sum::<u64>() / n as u64,
+        }
+    }
+
+    /// What the ring should hold now, before the bounds.
+    fn want(&self) -> usize {
+        let by_time = self.seconds.as_secs_f64() * self.rate() as f64;
+        let gop = usize::try_from(self.gops.iter().copied().max().unwrap_or(0)).unwrap_or(usize::MAX);
+        let join = gop.saturating_add(gop / GOP_MARGIN_DIV);
+        // `as` saturates for floats: a huge product becomes usize::MAX, bounded by the caller.
+        (by_time as usize).max(join)
+    }
+}
 
 /// One buffered chunk; immutable once published.
 #[derive(Debug)]
@@ -64,7 +169,7 @@ struct Entry {
 }
 
 /// What only the writer changes (under the `writer` mutex).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WriterState {
     head: u64,
     tail: u64,
@@ -73,6 +178,10 @@ struct WriterState {
     keyframes: u64,
     /// `seq + 1` of the newest keyframe chunk, 0 for none.
     last_key: u64,
+    /// What the buffer may hold now (bytes); fixed for [`Ring::new`], moving for [`Ring::sized`].
+    capacity: usize,
+    /// Measures the stream for a sized ring; `None` for a fixed one.
+    sizer: Option<Sizer>,
 }
 
 /// Bounded shared buffer of one live session. One writer (the upstream reader task), many readers (viewers). It
@@ -80,6 +189,7 @@ struct WriterState {
 /// slow down the upstream or another viewer (see the module doc for how).
 pub struct Ring {
     slots: Box<[ArcSwapOption<Entry>]>,
+    /// The hard cap: the buffer never holds more (unless one chunk alone is larger).
     max_bytes: usize,
     writer: Mutex<WriterState>,
     head: AtomicU64,
@@ -94,6 +204,7 @@ pub struct Ring {
     // Statistics, published for `stats()` without the lock.
     bytes_in: AtomicU64,
     buffered: AtomicU64,
+    capacity: AtomicU64,
     keyframes: AtomicU64,
     readers: AtomicUsize,
     jumps: AtomicU64,
@@ -118,13 +229,15 @@ pub struct RingStats {
     pub chunks_in: u64,
     /// Bytes currently buffered (≤ `max_bytes`, or one chunk if a single chunk is larger).
     pub buffered_bytes: u64,
+    /// What the buffer may hold now: `max_bytes` for a fixed ring, what the stream needs for a sized one.
+    pub capacity_bytes: u64,
     /// Readers currently subscribed.
     pub readers: usize,
     /// Keyframe chunks pushed since the ring was made.
     pub keyframes: u64,
     /// Jumps made by all readers so far (a reader fell behind and skipped ahead).
     pub jumps: u64,
-    /// The memory bound the ring was made with.
+    /// The memory bound the ring was made with (its hard cap).
     pub max_bytes: u64,
 }
 
@@ -144,13 +257,30 @@ pub enum Next {
 }
 
 impl Ring {
-    /// `max_bytes`: memory bound of buffered chunks (e.g. seconds × bitrate, ≤ 4 MB at 8 Mbit/s).
+    /// A ring of a fixed size: `max_bytes` of buffered chunks, whatever the stream.
     pub fn new(max_bytes: usize) -> Arc<Ring> {
-        let slots = max_bytes.div_ceil(SMALL_CHUNK).clamp(MIN_SLOTS, MAX_SLOTS);
+        Ring::make(max_bytes.div_ceil(SMALL_CHUNK), max_bytes, max_bytes, None)
+    }
+
+    /// A ring that sizes itself from its stream: `sizing.seconds` at the bitrate it measures, and at least the
+    /// largest recent GOP plus a quarter (so a joining viewer finds a keyframe), within 128 KiB and
+    /// `sizing.max_bytes` (see the module doc). Until it has measured a second of stream it holds `seconds` at
+    /// 8 Mbit/s.
+    pub fn sized(sizing: RingSizing) -> Arc<Ring> {
+        let sizer = Sizer::new(sizing.seconds);
+        let capacity = sizer.want().clamp(MIN_CAPACITY.min(sizing.max_bytes), sizing.max_bytes);
+        let slots = sizing.max_bytes.min(SIZED_SLOT_PLAN).div_ceil(SMALL_CHUNK);
+        Ring::make(slots, sizing.max_bytes, capacity, Some(sizer))
+    }
+
+    fn make(slots: usize, max_bytes: usize, capacity: usize, sizer: Option<Sizer>) -> Arc<Ring> {
+        let slots = slots.clamp(MIN_SLOTS, MAX_SLOTS);
+        let state =
+            WriterState { head: 0, tail: 0, buffered: 0, bytes_in: 0, keyframes: 0, last_key: 0, capacity, sizer };
         Arc::new(Ring {
             slots: (0..slots).map(|_| ArcSwapOption::empty()).collect(),
             max_bytes,
-            writer: Mutex::new(WriterState::default()),
+            writer: Mutex::new(state),
             head: AtomicU64::new(0),
             tail: AtomicU64::new(0),
             last_key: AtomicU64::new(0),
@@ -160,6 +290,7 @@ impl Ring {
             no_video: AtomicBool::new(false),
             bytes_in: AtomicU64::new(0),
             buffered: AtomicU64::new(0),
+            capacity: AtomicU64::new(capacity as u64),
             keyframes: AtomicU64::new(0),
             readers: AtomicUsize::new(0),
             jumps: AtomicU64::new(0),
@@ -178,9 +309,14 @@ impl Ring {
     }
 
     /// Append a chunk. Never blocks or awaits, whatever the readers do; O(1) for the writer regardless of the
-    /// number of readers (except waking them). Evicts the oldest chunks beyond `max_bytes`. Empty chunks and chunks
-    /// pushed after [`Ring::close`] are ignored.
+    /// number of readers (except waking them). Evicts the oldest chunks beyond the ring's capacity. Empty chunks and
+    /// chunks pushed after [`Ring::close`] are ignored.
     pub fn push(&self, chunk: Chunk) {
+        self.push_at(chunk, Instant::now());
+    }
+
+    /// [`Ring::push`] at a given instant (a sized ring measures its bitrate by it).
+    fn push_at(&self, chunk: Chunk, now: Instant) {
         if chunk.data.is_empty() || self.is_closed() {
             return;
         }
@@ -188,15 +324,30 @@ impl Ring {
         {
             let mut w = self.lock();
             let seq = w.head;
+            let offset = w.bytes_in;
+            if let Some(sizer) = w.sizer.as_mut() {
+                sizer.record(now, offset, len, chunk.keyframe);
+                let capacity = sizer.want().clamp(MIN_CAPACITY.min(self.max_bytes), self.max_bytes);
+                w.capacity = capacity;
+                self.capacity.store(capacity as u64, SeqCst);
+            }
             // Room in the slot array: the slot `seq` goes to must not hold a buffered chunk.
             if seq - w.tail >= self.slots.len() as u64 {
                 self.evict_oldest(&mut w);
             }
-            // Room in bytes (the newest chunk always stays, even if it alone is larger than max_bytes).
-            while w.tail < seq && w.buffered + len > self.max_bytes {
+            // Room in bytes (the newest chunk always stays, even if it alone is larger than the capacity). A sized
+            // ring keeps its newest keyframe chunk and what follows it up to the hard cap, so that a joining viewer
+            // finds a keyframe; a new keyframe chunk releases the one before.
+            let keep_from = match (&w.sizer, chunk.keyframe) {
+                (Some(_), false) if w.last_key > w.tail => w.last_key - 1,
+                _ => seq,
+            };
+            while w.tail < seq
+                && (w.buffered + len > self.max_bytes || (w.buffered + len > w.capacity && w.tail < keep_from))
+            {
                 self.evict_oldest(&mut w);
             }
-            let entry = Entry { seq, offset: w.bytes_in, data: chunk.data, keyframe: chunk.keyframe };
+            let entry = Entry { seq, offset, data: chunk.data, keyframe: chunk.keyframe };
             self.slot(seq).store(Some(Arc::new(entry)));
             w.buffered += len;
             w.bytes_in += len as u64;
@@ -299,6 +450,7 @@ impl Ring {
             bytes_in: self.bytes_in.load(SeqCst),
             chunks_in: self.head.load(SeqCst),
             buffered_bytes: self.buffered.load(SeqCst),
+            capacity_bytes: self.capacity.load(SeqCst),
             readers: self.readers.load(SeqCst),
             keyframes: self.keyframes.load(SeqCst),
             jumps: self.jumps.load(SeqCst),
@@ -488,5 +640,153 @@ impl Reader {
 impl Drop for Reader {
     fn drop(&mut self) {
         self.ring.readers.fetch_sub(1, SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHUNK: usize = 32 * 1024;
+
+    /// Chunk `n` of `len` bytes, its first 8 bytes `n`.
+    fn chunk(n: u64, len: usize, keyframe: bool) -> Chunk {
+        let mut v = vec![0u8; len.max(8)];
+        v[..8].copy_from_slice(&n.to_be_bytes());
+        Chunk { data: Bytes::from(v), keyframe }
+    }
+
+    fn number(b: &[u8]) -> u64 {
+        u64::from_be_bytes(b[..8].try_into().unwrap())
+    }
+
+    /// Pushes `seconds` of a stream of `rate` bytes/s in 32 KiB chunks from `*n` on, a keyframe every `gop`
+    /// chunks, the clock running from `*at`.
+    fn stream(ring: &Ring, n: &mut u64, at: &mut Instant, rate: u64, seconds: u64, gop: u64) {
+        let chunks = rate * seconds / CHUNK as u64;
+        let step = Duration::from_secs(seconds) / chunks as u32;
+        for _ in 0..chunks {
+            ring.push_at(chunk(*n, CHUNK, *n % gop == 0), *at);
+            *n += 1;
+            *at += step;
+        }
+    }
+
+    fn sized(seconds: u64, max_bytes: usize) -> Arc<Ring> {
+        Ring::sized(RingSizing { seconds: Duration::from_secs(seconds), max_bytes })
+    }
+
+    /// The first chunk a new reader gets (no preamble set: the chunk itself).
+    fn first(ring: &Arc<Ring>) -> Bytes {
+        match ring.subscribe().try_next_now() {
+            Some(Next::Chunk(b)) => b,
+            other => panic!("no chunk for a new reader: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn capacity_follows_the_measured_bitrate() {
+        let ring = sized(1, 16 << 20);
+        // Until a second is measured: 1 s at the assumed 8 Mbit/s.
+        assert_eq!(ring.stats().capacity_bytes, 1_000_000);
+        let (mut n, mut at) = (0, Instant::now());
+        // 2 MB/s (16 Mbit/s), a keyframe every 16 chunks (0.26 s): 1 s of it is 2 MB.
+        stream(&ring, &mut n, &mut at, 2_000_000, 6, 16);
+        let s = ring.stats();
+        assert!((1_900_000..=2_100_000).contains(&s.capacity_bytes), "{s:?}");
+        assert!(s.buffered_bytes <= s.capacity_bytes, "{s:?}");
+        assert!(s.buffered_bytes + CHUNK as u64 > s.capacity_bytes, "{s:?}");
+        // The same channel at 250 kB/s (2 Mbit/s): the ring shrinks to what 1 s of that is, at the next pushes.
+        stream(&ring, &mut n, &mut at, 250_000, 8, 4);
+        let s = ring.stats();
+        assert!((200_000..=300_000).contains(&s.capacity_bytes), "{s:?}");
+        assert!(s.buffered_bytes <= s.capacity_bytes, "{s:?}");
+        // Twice the seconds, twice the bytes.
+        let (ring, mut n, mut at) = (sized(2, 16 << 20), 0, Instant::now());
+        stream(&ring, &mut n, &mut at, 2_000_000, 6, 16);
+        assert!((3_800_000..=4_200_000).contains(&ring.stats().capacity_bytes), "{:?}", ring.stats());
+    }
+
+    #[test]
+    fn capacity_covers_the_last_gops_plus_a_margin() {
+        // 1 MB/s with a keyframe every 96 chunks (~3 s): 1 s would not hold a GOP; the ring holds 1.25 GOP.
+        let ring = sized(1, 16 << 20);
+        let (mut n, mut at) = (0, Instant::now());
+        stream(&ring, &mut n, &mut at, 1_000_000, 12, 96);
+        let gop = 96 * CHUNK as u64;
+        let s = ring.stats();
+        assert_eq!(s.capacity_bytes, gop + gop / 4, "{s:?}");
+        assert!(s.buffered_bytes > gop, "{s:?}");
+    }
+
+    #[test]
+    fn a_new_reader_starts_at_the_newest_keyframe_after_a_resize() {
+        let ring = sized(1, 16 << 20);
+        let (mut n, mut at) = (0, Instant::now());
+        stream(&ring, &mut n, &mut at, 4_000_000, 5, 50);
+        // Shrink: a tenth of the bitrate, the same GOP in chunks (so ten times as long: ~4 s).
+        let before = n;
+        stream(&ring, &mut n, &mut at, 400_000, 10, 50);
+        let newest_key = (before..n).filter(|k| k % 50 == 0).max().unwrap();
+        assert_eq!(number(&first(&ring)), newest_key);
+        // And after growing again.
+        stream(&ring, &mut n, &mut at, 4_000_000, 5, 50);
+        let newest_key = (0..n).filter(|k| k % 50 == 0).max().unwrap();
+        assert_eq!(number(&first(&ring)), newest_key);
+    }
+
+    #[test]
+    fn the_newest_keyframe_stays_even_before_a_gop_is_measured() {
+        // Seconds 0 and a first GOP far longer than the floor: the capacity alone would evict the keyframe.
+        let ring = Ring::sized(RingSizing { seconds: Duration::ZERO, max_bytes: 16 << 20 });
+        let at = Instant::now();
+        for n in 0..100u64 {
+            ring.push_at(chunk(n, CHUNK, n == 3), at + Duration::from_millis(n * 30));
+        }
+        assert_eq!(number(&first(&ring)), 3);
+        // Up to the hard cap: past it the keyframe goes too.
+        let ring = Ring::sized(RingSizing { seconds: Duration::ZERO, max_bytes: 1 << 20 });
+        for n in 0..100u64 {
+            ring.push_at(chunk(n, CHUNK, n == 3), at + Duration::from_millis(n * 30));
+        }
+        let s = ring.stats();
+        assert!(s.buffered_bytes <= 1 << 20, "{s:?}");
+        assert_eq!(number(&first(&ring)), 99);
+    }
+
+    #[test]
+    fn capacity_is_bounded_by_the_hard_cap_and_the_floor() {
+        // 10 s at 5 MB/s would be 50 MB: the cap is 4 MiB.
+        let ring = sized(10, 4 << 20);
+        let (mut n, mut at) = (0, Instant::now());
+        stream(&ring, &mut n, &mut at, 5_000_000, 6, 32);
+        let s = ring.stats();
+        assert_eq!(s.capacity_bytes, 4 << 20, "{s:?}");
+        assert!(s.buffered_bytes <= 4 << 20, "{s:?}");
+        // A 16 MiB cap filled at 5 MB/s: the slots, planned for 4 MiB of the smallest chunks, do not cut it short.
+        let ring = sized(10, 16 << 20);
+        let (mut n, mut at) = (0, Instant::now());
+        stream(&ring, &mut n, &mut at, 5_000_000, 6, 32);
+        let s = ring.stats();
+        assert_eq!(s.capacity_bytes, 16 << 20, "{s:?}");
+        assert!(s.buffered_bytes > (16 << 20) - CHUNK as u64, "{s:?}");
+        // A trickle (20 kB/s): at least the floor.
+        let ring = sized(1, 4 << 20);
+        let (mut n, mut at) = (0, Instant::now());
+        for _ in 0..200 {
+            ring.push_at(chunk(n, 1316, n % 20 == 0), at);
+            n += 1;
+            at += Duration::from_millis(65);
+        }
+        assert_eq!(ring.stats().capacity_bytes, MIN_CAPACITY as u64);
+    }
+
+    #[test]
+    fn a_fixed_ring_keeps_its_size() {
+        let ring = Ring::new(1 << 20);
+        let (mut n, mut at) = (0, Instant::now());
+        stream(&ring, &mut n, &mut at, 100_000, 5, 10);
+        let s = ring.stats();
+        assert_eq!((s.capacity_bytes, s.max_bytes), (1 << 20, 1 << 20));
     }
 }

@@ -148,6 +148,11 @@ pub struct SessionInfo {
     pub upstream: Option<UpstreamInfo>,
     /// Upstream bytes since the session started.
     pub bytes: u64,
+    /// Bytes in the session's shared buffer now (0 for a download).
+    pub buffered_bytes: u64,
+    /// What the shared buffer may hold now, sized from the measured bitrate and GOP (`relay.buffer_seconds`,
+    /// within `relay.buffer_max`); 0 for a download.
+    pub buffer_capacity_bytes: u64,
     /// Average upstream rate while running, bits per second.
     pub bitrate_bps: u64,
     pub failovers: u64,
@@ -168,7 +173,7 @@ impl Session {
     pub(crate) fn new(
         id: u64,
         channel: &Channel,
-        buffer_bytes: usize,
+        buffer: crate::ring::RingSizing,
         metrics: RelayMetrics,
         profile: Option<String>,
         claim: Claim,
@@ -178,7 +183,7 @@ impl Session {
             id,
             channel_id: channel.id,
             channel_name: channel.name.clone(),
-            ring: Ring::new(buffer_bytes),
+            ring: Ring::sized(buffer),
             started_at: SystemTime::now(),
             running_since: Mutex::new(None),
             state: watch::channel(State::Starting).0,
@@ -396,7 +401,8 @@ impl Session {
     }
 
     pub fn info(&self) -> SessionInfo {
-        let bytes = self.ring.stats().bytes_in;
+        let ring = self.ring.stats();
+        let bytes = ring.bytes_in;
         let running = *self.running_since.lock();
         let bitrate_bps = running
             .map(|t| t.elapsed().as_secs_f64())
@@ -424,6 +430,8 @@ impl Session {
             state: self.state(),
             upstream: self.upstream.lock().clone(),
             bytes,
+            buffered_bytes: ring.buffered_bytes,
+            buffer_capacity_bytes: ring.capacity_bytes,
             bitrate_bps,
             failovers: self.failovers.load(Ordering::Relaxed),
             started_at: unix(self.started_at),

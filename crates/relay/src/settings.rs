@@ -17,7 +17,10 @@ pub struct RelaySettings {
     pub stall_timeout: Duration,
     /// Time to connect, get the response head and the first bytes.
     pub open_timeout: Duration,
-    /// Memory bound of a session's shared buffer.
+    /// How much of the stream a session's shared buffer holds, at the bitrate it measures (`relay.buffer_seconds`);
+    /// it also holds at least the last GOP plus a quarter, so that a joining viewer starts at a keyframe.
+    pub buffer_seconds: Duration,
+    /// The most a session's shared buffer may hold, whatever the bitrate or GOP (`relay.buffer_max`).
     pub buffer_bytes: usize,
     /// Target size of a buffered chunk (a multiple of 188).
     pub chunk_bytes: usize,
@@ -73,6 +76,13 @@ pub struct RelaySettings {
     pub always_on_yields: bool,
 }
 
+impl RelaySettings {
+    /// How a session's shared buffer sizes itself.
+    pub fn ring_sizing(&self) -> crate::ring::RingSizing {
+        crate::ring::RingSizing { seconds: self.buffer_seconds, max_bytes: self.buffer_bytes }
+    }
+}
+
 impl Default for RelaySettings {
     fn default() -> Self {
         RelaySettings {
@@ -80,7 +90,8 @@ impl Default for RelaySettings {
             acquire_wait: Duration::from_secs(3),
             stall_timeout: Duration::from_secs(5),
             open_timeout: Duration::from_secs(10),
-            buffer_bytes: 4 * 1024 * 1024,
+            buffer_seconds: Duration::from_secs(1),
+            buffer_bytes: 16 * 1024 * 1024,
             chunk_bytes: 188 * 174,
             chunk_delay: Duration::from_millis(50),
             max_switches: 8,

@@ -85,6 +85,8 @@ impl Transfer {
             state: State::Running,
             upstream: Some(self.upstream.clone()),
             bytes,
+            buffered_bytes: 0,
+            buffer_capacity_bytes: 0,
             bitrate_bps: if secs > 0.5 { (bytes as f64 * 8.0 / secs) as u64 } else { 0 },
             failovers: 0,
             started_at: self.started_at,

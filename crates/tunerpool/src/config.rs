@@ -324,10 +324,16 @@ config_tables! {
         /// No upstream data for this long is a failure (1s to 1m).
         stall_timeout: Duration = Duration::from_secs(5),
             parse = |r| parse_duration_max(r, Duration::from_secs(1), Duration::from_secs(60)), show = show_duration;
-        /// Shared buffer per channel, in bytes (256KiB to 64MiB). How many seconds it holds
-        /// depends on the channel's bitrate: 4MiB is about 4 s at 8 Mbit/s, 16 s at 2 Mbit/s.
-        buffer_size: u64 = 4 << 20,
-            parse = parse_buffer_size, show = show_bytes, about = " per channel (256KiB to 64MiB; ~4 s at 8 Mbit/s)";
+        /// Seconds of stream each channel's shared buffer holds, at the bitrate the relay measures on that
+        /// channel (0 to 60, fractions allowed): how far a viewer may fall behind before it jumps to the live
+        /// edge. The buffer also holds at least the channel's last GOP plus a quarter, so that a joining viewer
+        /// starts at a keyframe, and never more than `buffer_max`.
+        buffer_seconds: Duration = Duration::from_secs(1),
+            parse = parse_buffer_seconds, show = show_seconds,
+            about = " s at the channel's measured bitrate, and at least its last GOP plus a quarter (0 to 60; e.g. 2.5)";
+        /// The most one channel's shared buffer may hold, whatever its bitrate and GOP (256KiB to 64MiB).
+        buffer_max: u64 = 16 << 20,
+            parse = parse_buffer_size, show = show_bytes, about = " per channel (256KiB to 64MiB)";
         /// Upstream switches a session may make in a row before it gives up; delivered media earns them back
         /// (0 to 100).
         max_switches: u32 = 8,
@@ -858,28 +864,48 @@ impl Config {
     /// `TUNERPOOL_CONFIG`, `TUNERPOOL_USER_PASSWORD`, `TUNERPOOL_PROVIDER_*` and
     /// `TUNERPOOL_TEST_*` are ignored. Variables are applied in name order so problems are reported
     /// deterministically.
+    #[cfg(test)]
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigError> {
-        load_with_default_file(file, Path::new(DEFAULT_FILE), env, overrides)
+        Config::load_noting(file, env, overrides).map(|(cfg, _)| cfg)
+    }
+
+    /// `Config::load` (the test-only shorthand), with the notes on deprecated keys that were used (each with where it came from): an old
+    /// name still works, and the caller tells the operator what it is now.
+    pub fn load_noting(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<(Config, Vec<Problem>), ConfigError> {
+        let mut notes = Vec::new();
+        let cfg = load_with_default_file(file, Path::new(DEFAULT_FILE), env, overrides, &mut notes)?;
+        Ok((cfg, notes))
     }
 
     /// Validate only a file (for `config check`): all problems in that file.
     ///
     /// Environment variables and overrides are not consulted; on success the
     /// result is the defaults with the file applied.
+    #[cfg(test)]
     pub fn check_file(path: &Path) -> Result<Config, ConfigError> {
+        Config::check_file_noting(path).map(|(cfg, _)| cfg)
+    }
+
+    /// `Config::check_file` (the test-only shorthand), with the notes on deprecated keys the file uses.
+    pub fn check_file_noting(path: &Path) -> Result<(Config, Vec<Problem>), ConfigError> {
         let mut cfg = Config::default();
         let mut problems = Vec::new();
+        let mut notes = Vec::new();
         let source = path.display().to_string();
         match read_file(path, &source, true) {
-            Ok(Some(text)) => apply_toml(&mut cfg, &source, &text, &mut problems),
+            Ok(Some(text)) => apply_toml(&mut cfg, &source, &text, &mut problems, &mut notes),
             Ok(None) => {}
             Err(p) => problems.push(p),
         }
-        finish(cfg, problems)
+        Ok((finish(cfg, problems)?, notes))
     }
 
     /// The TOML text of a config (for `config show` / docs), with every key,
@@ -918,6 +944,7 @@ fn load_with_default_file(
     default_file: &Path,
     env: impl IntoIterator<Item = (String, String)>,
     overrides: &Overrides,
+    notes: &mut Vec<Problem>,
 ) -> Result<Config, ConfigError> {
     let mut cfg = Config::default();
     let mut problems = Vec::new();
@@ -929,7 +956,7 @@ fn load_with_default_file(
     };
     let source = path.display().to_string();
     match read_file(path, &source, required) {
-        Ok(Some(text)) => apply_toml(&mut cfg, &source, &text, &mut problems),
+        Ok(Some(text)) => apply_toml(&mut cfg, &source, &text, &mut problems, notes),
         Ok(None) => {}
         Err(p) => problems.push(p),
     }
@@ -940,8 +967,16 @@ fn load_with_default_file(
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, value) in &vars {
         let source = format!("env {name}");
-        match KEYS.iter().find(|k| Config::env_var_name(k.path) == *name) {
-            Some(key) => apply_key(&mut cfg, key, &source, Raw::Text(value), &mut problems),
+        let deprecated = DEPRECATED.iter().find(|(old, _, _)| Config::env_var_name(old) == *name);
+        let key = match deprecated {
+            Some((_, new, _)) => find_key(new),
+            None => KEYS.iter().find(|k| Config::env_var_name(k.path) == *name),
+        };
+        match key {
+            Some(key) => {
+                note(notes, &source, name, deprecated.map(|(_, _, n)| *n));
+                apply_key(&mut cfg, key, &source, Raw::Text(value), &mut problems)
+            }
             None => {
                 let hint = match suggest_env(name) {
                     Some(s) => format!("did you mean {s}?"),
@@ -963,7 +998,7 @@ fn load_with_default_file(
     for entry in &overrides.set {
         match entry.split_once('=') {
             Some((key, value)) if !key.trim().is_empty() => {
-                apply_text(&mut cfg, "--set", key.trim(), value.trim(), &mut problems)
+                apply_text(&mut cfg, "--set", key.trim(), value.trim(), &mut problems, notes)
             }
             _ => problems.push(Problem {
                 source: "--set".to_owned(),
@@ -979,7 +1014,7 @@ fn load_with_default_file(
     ];
     for (flag, key, value) in flags {
         if let Some(value) = value {
-            apply_text(&mut cfg, flag, key, value, &mut problems);
+            apply_text(&mut cfg, flag, key, value, &mut problems, notes);
         }
     }
 
@@ -1424,6 +1459,45 @@ fn parse_lease_ttl(raw: Raw<'_, '_>) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// A number of seconds, 0 to 60, fractions allowed (`1`, `2.5`).
+fn parse_buffer_seconds(raw: Raw<'_, '_>) -> Result<Duration, String> {
+    let range = "use a number of seconds from 0 to 60, e.g. 1 or 2.5";
+    let secs: f64 = match raw {
+        Raw::Toml(DeValue::Integer(i)) => {
+            i64::from_str_radix(i.as_str(), i.radix()).map_err(|_| format!("{i} is too large ({range})"))? as f64
+        }
+        Raw::Toml(DeValue::Float(f)) => {
+            f.as_str().replace('_', "").parse::<f64>().map_err(|_| format!("{f} is not a number ({range})"))?
+        }
+        Raw::Text(t) => {
+            let t = t.trim();
+            t.strip_suffix('s')
+                .unwrap_or(t)
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| format!("{t:?} is not a number ({range})"))?
+        }
+        Raw::Toml(DeValue::String(s)) => {
+            return Err(format!("expected a number of seconds like 1, found the string {s:?} (remove the quotes)"))
+        }
+        Raw::Toml(other) => return Err(format!("expected a number of seconds like 1, found {}", describe(other))),
+    };
+    if !secs.is_finite() || !(0.0..=60.0).contains(&secs) {
+        return Err(format!("{secs} is out of range ({range})"));
+    }
+    // Whole milliseconds: what `show_seconds` writes back exactly.
+    Ok(Duration::from_millis((secs * 1000.0).round() as u64))
+}
+
+/// Seconds as [`parse_buffer_seconds`] reads them back: `1`, `2.5`.
+fn show_seconds(d: &Duration) -> Shown {
+    let ms = d.as_millis();
+    Shown::Value(match ms % 1000 {
+        0 => (ms / 1000).to_string(),
+        _ => format!("{}.{:03}", ms / 1000, ms % 1000).trim_end_matches('0').to_owned(),
+    })
+}
+
 /// 256KiB to 64MiB per channel.
 fn parse_buffer_size(raw: Raw<'_, '_>) -> Result<u64, String> {
     let n = parse_bytes(raw, 256 << 10)?;
@@ -1462,31 +1536,61 @@ fn find_key(path: &str) -> Option<&'static Key> {
 }
 
 fn apply_key(cfg: &mut Config, key: &Key, source: &str, raw: Raw<'_, '_>, out: &mut Vec<Problem>) {
+    apply_as(cfg, key, key.path, source, raw, out)
+}
+
+/// [`apply_key`] under the name that was written (an old name of `key`), which its problem names.
+fn apply_as(cfg: &mut Config, key: &Key, written: &str, source: &str, raw: Raw<'_, '_>, out: &mut Vec<Problem>) {
     if let Err(message) = (key.apply)(cfg, raw) {
-        out.push(Problem { source: source.to_owned(), key: key.path.to_owned(), message });
+        out.push(Problem { source: source.to_owned(), key: written.to_owned(), message });
+    }
+}
+
+/// Records the deprecation note of an old key name.
+fn note(notes: &mut Vec<Problem>, source: &str, path: &str, note: Option<&str>) {
+    if let Some(message) = note {
+        notes.push(Problem { source: source.to_owned(), key: path.to_owned(), message: message.to_owned() });
     }
 }
 
 /// Applies a string value (`--set`, flags) to a dotted key.
-fn apply_text(cfg: &mut Config, source: &str, path: &str, value: &str, out: &mut Vec<Problem>) {
-    match find_key(path) {
-        Some(key) => apply_key(cfg, key, source, Raw::Text(value), out),
+fn apply_text(
+    cfg: &mut Config,
+    source: &str,
+    path: &str,
+    value: &str,
+    out: &mut Vec<Problem>,
+    notes: &mut Vec<Problem>,
+) {
+    match resolve_key(path) {
+        Some((key, deprecated)) => {
+            note(notes, source, path, deprecated);
+            apply_as(cfg, key, path, source, Raw::Text(value), out)
+        }
         None => {
             out.push(Problem { source: source.to_owned(), key: path.to_owned(), message: unknown_key_message(path) })
         }
     }
 }
 
-/// Keys that were renamed, with what to write instead.
-const RENAMED: &[(&str, &str)] = &[(
-    "relay.buffer_seconds",
-    "relay.buffer_size, a size like \"4MiB\" (the buffer was always 1 MB per \"second\", whatever the bitrate)",
+/// Old keys still read, as the key that replaced them, each with a note for the operator (printed when it is
+/// used, never a problem: an old file keeps loading).
+const DEPRECATED: &[(&str, &str, &str)] = &[(
+    "relay.buffer_size",
+    "relay.buffer_max",
+    "is deprecated, read as relay.buffer_max: the buffer is no longer a fixed size but holds \
+     relay.buffer_seconds of the channel's measured bitrate (and its last GOP), up to this",
 )];
 
-fn unknown_key_message(path: &str) -> String {
-    if let Some((_, instead)) = RENAMED.iter().find(|(old, _)| *old == path) {
-        return format!("was renamed: use {instead}");
+/// The key `path` sets, and the deprecation note when it is an old name.
+fn resolve_key(path: &str) -> Option<(&'static Key, Option<&'static str>)> {
+    match DEPRECATED.iter().find(|(old, _, _)| *old == path) {
+        Some((_, new, note)) => find_key(new).map(|k| (k, Some(*note))),
+        None => find_key(path).map(|k| (k, None)),
     }
+}
+
+fn unknown_key_message(path: &str) -> String {
     if SECTIONS.contains(&path) {
         let example = KEYS.iter().find(|k| k.path.starts_with(&format!("{path}."))).map_or("", |k| k.path);
         return format!("is a section, not a key (set one of its keys, e.g. {example})");
@@ -1516,7 +1620,7 @@ fn split_path(path: &str) -> (Option<&str>, &str) {
 // ---------------------------------------------------------------------------
 // TOML layer
 
-fn apply_toml(cfg: &mut Config, source: &str, text: &str, out: &mut Vec<Problem>) {
+fn apply_toml(cfg: &mut Config, source: &str, text: &str, out: &mut Vec<Problem>, notes: &mut Vec<Problem>) {
     let doc = match DeTable::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -1550,8 +1654,11 @@ fn apply_toml(cfg: &mut Config, source: &str, text: &str, out: &mut Vec<Problem>
     leaves.sort_by_key(|(pos, _, _)| *pos);
 
     for (_, path, value) in leaves {
-        match find_key(&path) {
-            Some(key) => apply_key(cfg, key, source, Raw::Toml(value), out),
+        match resolve_key(&path) {
+            Some((key, deprecated)) => {
+                note(notes, source, &path, deprecated);
+                apply_as(cfg, key, &path, source, Raw::Toml(value), out)
+            }
             None => {
                 out.push(Problem { source: source.to_owned(), key: path.clone(), message: unknown_key_message(&path) })
             }
@@ -1967,7 +2074,7 @@ mod tests {
     /// Loads with no file at all (the default file path points nowhere).
     fn load_no_file(env: Vec<(String, String)>, overrides: &Overrides) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
-        load_with_default_file(None, &dir.path().join("absent.toml"), env, overrides)
+        load_with_default_file(None, &dir.path().join("absent.toml"), env, overrides, &mut Vec::new())
     }
 
     #[test]
@@ -1991,7 +2098,7 @@ mod tests {
     #[test]
     fn default_file_is_used_when_present() {
         let (_dir, path) = file("log_level = \"debug\"\n");
-        let cfg = load_with_default_file(None, &path, no_env(), &Overrides::default()).unwrap();
+        let cfg = load_with_default_file(None, &path, no_env(), &Overrides::default(), &mut Vec::new()).unwrap();
         assert_eq!(cfg.log_level, "debug");
     }
 
@@ -2474,7 +2581,8 @@ timeout = true
                 linger: Duration::ZERO,
                 acquire_wait: Duration::from_secs(10),
                 stall_timeout: Duration::from_secs(2),
-                buffer_size: 8 << 20,
+                buffer_seconds: Duration::from_millis(2500),
+                buffer_max: 8 << 20,
                 max_switches: 0,
                 user_limit_policy: UserLimitPolicy::Refuse,
                 max_viewers_per_session: 12,
@@ -2689,7 +2797,8 @@ timeout = true
                 "pool.release_cooldown" => "2s",
                 "relay.linger" | "relay.acquire_wait" | "relay.stall_timeout" => "7s",
                 "relay.max_switches" => "9",
-                "relay.buffer_size" => "9MiB",
+                "relay.buffer_max" => "9MiB",
+                "relay.buffer_seconds" => "3.5",
                 "relay.user_limit_policy" => "refuse",
                 "relay.max_viewers_per_session" | "relay.warm_after_starts" => "4",
                 "relay.warm_linger" => "5m",
@@ -2831,18 +2940,44 @@ timeout = true
     }
 
     #[test]
-    fn the_relay_buffer_is_a_size_and_its_old_name_says_so() {
-        let set = |v: &str| {
-            load_no_file(no_env(), &Overrides { set: vec![format!("relay.buffer_size={v}")], ..Default::default() })
-        };
-        assert_eq!(Config::default().relay.buffer_size, 4 << 20);
-        assert_eq!(set("12MB").unwrap().relay.buffer_size, 12_000_000);
-        let e = set("65MiB").unwrap_err().to_string();
-        assert!(e.contains("relay.buffer_size") && e.contains("more than 64MiB"), "{e}");
-        assert!(set("100KiB").unwrap_err().to_string().contains("too small"));
-        let p = one_problem("[relay]\nbuffer_seconds = 4\n");
+    fn the_relay_buffer_is_seconds_of_the_bitrate_within_a_size() {
+        let set = |kv: &str| load_no_file(no_env(), &Overrides { set: vec![kv.to_owned()], ..Default::default() });
+        let relay = Config::default().relay;
+        assert_eq!((relay.buffer_seconds, relay.buffer_max), (Duration::from_secs(1), 16 << 20));
+        // Seconds: whole, fractions, 0 (the last GOP only); a number, named in every problem.
+        assert_eq!(set("relay.buffer_seconds=2.5").unwrap().relay.buffer_seconds, Duration::from_millis(2500));
+        assert_eq!(set("relay.buffer_seconds=0").unwrap().relay.buffer_seconds, Duration::ZERO);
+        for bad in ["61", "-1", "soon", "NaN", "inf"] {
+            let e = set(&format!("relay.buffer_seconds={bad}")).unwrap_err().to_string();
+            assert!(e.contains("relay.buffer_seconds") && e.contains("0 to 60"), "{bad}: {e}");
+        }
+        let p = one_problem("[relay]\nbuffer_seconds = \"4s\"\n");
         assert_eq!(p.key, "relay.buffer_seconds");
-        assert!(p.message.starts_with("was renamed: use relay.buffer_size"), "{}", p.message);
+        assert!(p.message.contains("remove the quotes"), "{}", p.message);
+        // An old file's `buffer_seconds = 4` (then 4 MB whatever the bitrate) loads: now 4 s of the bitrate.
+        let (_dir, path) = file("[relay]\nbuffer_seconds = 4\n");
+        let (cfg, notes) = Config::check_file_noting(&path).unwrap();
+        assert_eq!((cfg.relay.buffer_seconds, notes.len()), (Duration::from_secs(4), 0));
+        // The cap: a size.
+        assert_eq!(set("relay.buffer_max=12MB").unwrap().relay.buffer_max, 12_000_000);
+        let e = set("relay.buffer_max=65MiB").unwrap_err().to_string();
+        assert!(e.contains("relay.buffer_max") && e.contains("more than 64MiB"), "{e}");
+        assert!(set("relay.buffer_max=100KiB").unwrap_err().to_string().contains("too small"));
+        // Its old name still loads, from a file, the environment or --set, with a note saying what it is now.
+        let (_dir, path) = file("[relay]\nbuffer_size = \"4MiB\"\n");
+        let (cfg, notes) = Config::check_file_noting(&path).unwrap();
+        assert_eq!(cfg.relay.buffer_max, 4 << 20);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].key, "relay.buffer_size");
+        assert!(notes[0].message.contains("deprecated, read as relay.buffer_max"), "{}", notes[0].message);
+        let env = vec![("TUNERPOOL_RELAY_BUFFER_SIZE".to_owned(), "2MiB".to_owned())];
+        let (cfg, notes) = Config::load_noting(Some(&path), env, &Overrides::default()).unwrap();
+        assert_eq!((cfg.relay.buffer_max, notes.len()), (2 << 20, 2), "{notes:?}");
+        let over = Overrides { set: vec!["relay.buffer_size=3MiB".into()], ..Default::default() };
+        let (cfg, notes) = Config::load_noting(Some(&path), no_env(), &over).unwrap();
+        assert_eq!((cfg.relay.buffer_max, notes.len()), (3 << 20, 2), "{notes:?}");
+        // And a bad value under the old name is a problem naming the name that was written.
+        assert_eq!(one_problem("[relay]\nbuffer_size = \"1GiB\"\n").key, "relay.buffer_size");
     }
 
     #[test]

@@ -48,8 +48,13 @@ fn overrides(cli: &Cli) -> Overrides {
 }
 
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    Config::load(cli.config.as_deref(), std::env::vars(), &overrides(cli))
-        .map_err(|e| anyhow::anyhow!("the configuration has problems:\n{e}"))
+    let (config, notes) = Config::load_noting(cli.config.as_deref(), std::env::vars(), &overrides(cli))
+        .map_err(|e| anyhow::anyhow!("the configuration has problems:\n{e}"))?;
+    // Before logging is set up (it is configured by what was just loaded): straight to stderr.
+    for note in &notes {
+        eprintln!("warning: {note}");
+    }
+    Ok(config)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -69,8 +74,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let path = file.clone().or_else(|| cli.config.clone()).unwrap_or_else(|| "tunerpool.toml".into());
-            match Config::check_file(&path) {
-                Ok(_) => {
+            match Config::check_file_noting(&path) {
+                Ok((_, notes)) => {
+                    for note in &notes {
+                        println!("warning: {note}");
+                    }
                     println!("{}: ok", path.display());
                     Ok(ExitCode::SUCCESS)
                 }

@@ -67,7 +67,8 @@ pub fn app_state(
         linger: r.linger,
         acquire_wait: r.acquire_wait,
         stall_timeout: r.stall_timeout,
-        buffer_bytes: usize::try_from(r.buffer_size).unwrap_or(usize::MAX),
+        buffer_seconds: r.buffer_seconds,
+        buffer_bytes: usize::try_from(r.buffer_max).unwrap_or(usize::MAX),
         max_switches: r.max_switches,
         user_limit_policy: match r.user_limit_policy {
             UserLimitPolicy::ReplaceOldest => tunerpool_relay::UserLimitPolicy::ReplaceOldest,
