@@ -666,7 +666,7 @@ mod tests {
         let chunks = rate * seconds / CHUNK as u64;
         let step = Duration::from_secs(seconds) / chunks as u32;
         for _ in 0..chunks {
-            ring.push_at(chunk(*n, CHUNK, *n % gop == 0), *at);
+            ring.push_at(chunk(*n, CHUNK, (*n).is_multiple_of(gop)), *at);
             *n += 1;
             *at += step;
         }
