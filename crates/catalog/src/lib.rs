@@ -13,6 +13,7 @@
 //! downsampled) and the [`alerts`] record with its delivery outbox; and the [`quality`] of live sources, as the relay measured them.
 
 pub mod alerts;
+pub mod cache;
 pub mod details;
 pub mod epg;
 pub mod error;

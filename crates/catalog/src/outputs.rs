@@ -270,6 +270,35 @@ impl Store {
         })
     }
 
+    /// [`Store::item_visible`] through a short-lived cache, for the check
+    /// every client stream request makes (`cache.rs`). Only "visible" is
+    /// cached, per (allowed groups, group, kind, id): the key is the filter
+    /// itself, so a user whose groups change misses at once.
+    ///
+    /// Catalog and lineup changes do not clear it: visibility rests on many
+    /// tables (channels hidden or regrouped, groups hidden, providers
+    /// disabled, syncs) written from many places, too many to clear it
+    /// from each without missing one; an answer is trusted for at most
+    /// [`READ_CACHE_TTL`](crate::cache::READ_CACHE_TTL) instead, so a
+    /// channel just hidden can still be started for 2 s. This is not the
+    /// login's boundary (who may use the outputs at all is checked per
+    /// request against a user cache that every write to users clears): it
+    /// decides which of the catalog's items a logged-in user is offered.
+    /// Refusals are not cached, so an item made visible plays at once.
+    pub async fn item_visible_cached(&self, f: &ItemFilter, kind: MediaKind, id: i64) -> Result<bool, CatalogError> {
+        let cache = &self.caches().visible;
+        let key = (f.allowed_groups.clone(), f.group, kind, id);
+        if cache.get(&key).is_some() {
+            return Ok(true);
+        }
+        let generation = cache.generation();
+        let visible = self.item_visible(f, kind, id).await?;
+        if visible {
+            cache.insert(generation, key, ());
+        }
+        Ok(visible)
+    }
+
     /// The groups of one kind the filter lets through: for live channels the
     /// lineup's visible groups in their order, else the providers' groups in
     /// provider order.

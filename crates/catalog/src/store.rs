@@ -31,6 +31,37 @@ pub struct Store {
     path: PathBuf,
     events: std::sync::Arc<crate::events::EventWriter>,
     lineup: std::sync::Arc<std::sync::RwLock<crate::lineup::LineupSettings>>,
+    /// The read caches of the stream requests' hot path (`cache.rs`),
+    /// shared by every clone.
+    caches: std::sync::Arc<ReadCaches>,
+}
+
+/// A visibility answer's key: the user's allowed groups, the filter's one
+/// group, the kind and the id asked for.
+pub(crate) type VisibleKey = (Option<Vec<i64>>, Option<i64>, MediaKind, i64);
+
+/// The store's read caches (see `cache.rs`).
+pub(crate) struct ReadCaches {
+    /// Users that exist, by username.
+    pub(crate) users: crate::cache::TtlCache<String, crate::users::User>,
+    /// Items a filter lets through (positive answers only).
+    pub(crate) visible: crate::cache::TtlCache<VisibleKey, ()>,
+}
+
+impl Default for ReadCaches {
+    fn default() -> Self {
+        use crate::cache::{TtlCache, MAX_CACHED_USERS, MAX_CACHED_VISIBLE, READ_CACHE_TTL};
+        ReadCaches {
+            users: TtlCache::new(READ_CACHE_TTL, MAX_CACHED_USERS),
+            visible: TtlCache::new(READ_CACHE_TTL, MAX_CACHED_VISIBLE),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReadCaches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCaches").field("users", &self.users.len()).field("visible", &self.visible.len()).finish()
+    }
 }
 
 pub use tunerpool_domain::now;
@@ -78,7 +109,7 @@ impl Store {
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let events = std::sync::Arc::new(crate::events::EventWriter::start(pool.clone(), crate::events::QUEUE));
-        Ok(Store { pool, path, events, lineup: Default::default() })
+        Ok(Store { pool, path, events, lineup: Default::default(), caches: Default::default() })
     }
 
     /// How syncs fill the lineup from now on (the `lineup.*` settings).
@@ -89,6 +120,16 @@ impl Store {
     /// How syncs fill the lineup.
     pub fn lineup_settings(&self) -> crate::lineup::LineupSettings {
         self.lineup.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn caches(&self) -> &ReadCaches {
+        &self.caches
+    }
+
+    /// How often the read caches of the stream path answered without SQLite
+    /// (users by name, visibility), and how often they asked it.
+    pub fn read_cache_stats(&self) -> (crate::cache::CacheStats, crate::cache::CacheStats) {
+        (self.caches.users.stats(), self.caches.visible.stats())
     }
 
     pub(crate) fn event_writer(&self) -> &crate::events::EventWriter {

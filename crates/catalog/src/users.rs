@@ -433,6 +433,47 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// [`Store::user_by_name`] through a short-lived cache, for the client
+    /// logins every stream request makes (`cache.rs`): at most
+    /// [`READ_CACHE_TTL`](crate::cache::READ_CACHE_TTL) old, and cleared by
+    /// every write to users through this store ([`Store::create_user`],
+    /// [`Store::update_user`], [`Store::delete_user`]), so a user disabled,
+    /// changed or deleted here is seen as such by the very next request.
+    /// Only users that exist are cached: an unknown name (anyone can send
+    /// one) is asked of SQLite every time and never takes room. The user's
+    /// status is not cached: callers evaluate [`User::status`] per request,
+    /// so an expiry takes effect on the second.
+    pub async fn user_by_name_cached(&self, username: &str) -> Result<Option<User>, CatalogError> {
+        let cache = &self.caches().users;
+        if let Some(user) = cache.get(username) {
+            return Ok(Some(user));
+        }
+        let generation = cache.generation();
+        let user = self.user_by_name(username).await?;
+        if let Some(u) = &user {
+            cache.insert(generation, username.to_string(), u.clone());
+        }
+        Ok(user)
+    }
+
+    /// Runs a write to users to its end on a task of its own, then clears
+    /// the users cache, whatever the outcome: a caller that goes away mid-way
+    /// (a dropped request) cannot leave a write done and the cache holding
+    /// the user as it was before it. The one way users are written.
+    async fn write_users<T: Send + 'static>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, CatalogError>> + Send + 'static,
+    ) -> Result<T, CatalogError> {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let result = write.await;
+            store.caches().users.clear();
+            result
+        })
+        .await
+        .map_err(|e| CatalogError::Internal(format!("a write to users failed: {e}")))?
+    }
+
     /// Finds a user by id or by exact username (what CLI users type).
     pub async fn find_user(&self, id_or_name: &str) -> Result<User, CatalogError> {
         if let Some(u) = self.user_by_name(id_or_name).await? {
@@ -472,6 +513,11 @@ impl Store {
 
     /// Adds a user; its password is stored hashed.
     pub async fn create_user(&self, input: &UserPatch) -> Result<User, CatalogError> {
+        let (store, input) = (self.clone(), input.clone());
+        self.write_users(async move { store.insert_user(&input).await }).await
+    }
+
+    async fn insert_user(&self, input: &UserPatch) -> Result<User, CatalogError> {
         let errs = input.validate(true);
         if !errs.is_empty() {
             return Err(CatalogError::Invalid(errs));
@@ -509,6 +555,11 @@ impl Store {
     /// Applies a PATCH to a user. A new password is hashed; `updated_at`
     /// moves, which is what invalidates cached logins.
     pub async fn update_user(&self, id: i64, patch: &UserPatch) -> Result<User, CatalogError> {
+        let (store, patch) = (self.clone(), patch.clone());
+        self.write_users(async move { store.change_user(id, &patch).await }).await
+    }
+
+    async fn change_user(&self, id: i64, patch: &UserPatch) -> Result<User, CatalogError> {
         let current = self.user(id).await?;
         let errs = patch.validate(false);
         if !errs.is_empty() {
@@ -548,6 +599,11 @@ impl Store {
     }
 
     pub async fn delete_user(&self, id: i64) -> Result<(), CatalogError> {
+        let store = self.clone();
+        self.write_users(async move { store.remove_user(id).await }).await
+    }
+
+    async fn remove_user(&self, id: i64) -> Result<(), CatalogError> {
         let n = sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(self.pool()).await?.rows_affected();
         if n == 0 {
             return Err(CatalogError::NotFound { what: "user", id: id.to_string() });
@@ -642,6 +698,60 @@ mod tests {
         assert!(checks.peak() <= 2, "{} checks ran at once", checks.peak());
         assert!(busy > 0, "a 50 ms wait cannot start 24 checks 2 at a time");
         assert_eq!(checks.done() as usize + busy, 24);
+    }
+
+    fn named(username: &str, password: &str) -> UserPatch {
+        UserPatch { username: Some(username.into()), password: Some(Secret::new(password)), ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn cached_users_follow_every_write_at_once_and_unknown_names_are_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let kim = store.create_user(&named("kim", "k1m")).await.unwrap();
+        let first = store.user_by_name_cached("kim").await.unwrap().unwrap();
+        assert!(first.enabled);
+        assert_eq!(store.user_by_name_cached("kim").await.unwrap(), Some(first));
+        assert_eq!(store.read_cache_stats().0, crate::cache::CacheStats { hits: 1, misses: 1 });
+        // Disabled, given a new password, deleted: the next read says so, without waiting for the TTL.
+        store.update_user(kim.id, &UserPatch { enabled: Some(false), ..Default::default() }).await.unwrap();
+        assert!(!store.user_by_name_cached("kim").await.unwrap().unwrap().enabled);
+        store
+            .update_user(kim.id, &UserPatch { password: Some(Secret::new("new")), ..Default::default() })
+            .await
+            .unwrap();
+        let changed = store.user_by_name_cached("kim").await.unwrap().unwrap();
+        assert_eq!(changed.password_hash, store.user(kim.id).await.unwrap().password_hash, "the new hash");
+        store.delete_user(kim.id).await.unwrap();
+        assert_eq!(store.user_by_name_cached("kim").await.unwrap(), None);
+        // A user created under a name looked up before is found at once.
+        let lee = store.create_user(&named("lee", "l33")).await.unwrap();
+        assert_eq!(store.user_by_name_cached("lee").await.unwrap().map(|u| u.id), Some(lee.id));
+        // Names from anyone: those that name nobody take no room.
+        for i in 0..500 {
+            assert_eq!(store.user_by_name_cached(&format!("nobody{i}")).await.unwrap(), None);
+        }
+        assert_eq!(store.caches().users.len(), 1, "only lee");
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_went_away_still_clears_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let kim = store.create_user(&named("kim", "k1m")).await.unwrap();
+        assert!(store.user_by_name_cached("kim").await.unwrap().unwrap().enabled);
+        let cached_at = std::time::Instant::now();
+        // The request that asked for the change is dropped after its first poll.
+        let disable = UserPatch { enabled: Some(false), ..Default::default() };
+        let abandoned = tokio::time::timeout(Duration::ZERO, store.update_user(kim.id, &disable)).await;
+        assert!(abandoned.is_err(), "the write had not finished when its caller went away");
+        // The write runs to its end anyway, and clears the cache well before the TTL would have.
+        let deadline = cached_at + crate::cache::READ_CACHE_TTL / 2;
+        while store.user_by_name_cached("kim").await.unwrap().unwrap().enabled {
+            assert!(std::time::Instant::now() < deadline, "the cache still holds kim enabled");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!store.user(kim.id).await.unwrap().enabled);
     }
 
     #[test]

@@ -192,3 +192,96 @@ async fn x_forwarded_for_from_a_trusted_proxy_is_the_client() {
     assert!(address.starts_with("203.0.113.9:"), "{sessions}");
     drop(stream);
 }
+
+/// A stream request's status; on 200, the first bytes are read and must be TS.
+async fn stream_status(base: &str, path: &str) -> u16 {
+    let mut resp = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let status = resp.status().as_u16();
+    if status == 200 {
+        let first = tokio::time::timeout(Duration::from_secs(10), resp.chunk()).await.unwrap().unwrap().unwrap();
+        assert_eq!(first.first(), Some(&0x47), "{path}: not TS");
+    }
+    status
+}
+
+/// A user's id, read from the store as it is now.
+async fn user_id(g: &common::Gateway, username: &str) -> i64 {
+    g.state.store.user_by_name(username).await.unwrap().unwrap().id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_or_deleted_user_is_refused_on_its_very_next_stream_request() {
+    let g = gateway(RelaySettings::default(), |_| {}).await;
+    g.user("kim", "k1m", 0).await;
+    g.user("lee", "l33", 0).await;
+    // Both watch a running channel: their logins, users and the channel's
+    // visibility are all cached now.
+    let mut held = reqwest::get(format!("{}/live/kim/k1m/1.ts", g.base)).await.unwrap();
+    assert_eq!(held.status(), 200);
+    held.chunk().await.unwrap().unwrap();
+    assert_eq!(stream_status(&g.base, "/live/kim/k1m/1.ts").await, 200);
+    assert_eq!(stream_status(&g.base, "/live/lee/l33/1.ts").await, 200);
+    let (kim, lee) = (user_id(&g, "kim").await, user_id(&g, "lee").await);
+
+    // Disabled through the store itself (no API handler to drop anything).
+    let off = tunerpool_catalog::UserPatch { enabled: Some(false), ..Default::default() };
+    g.state.store.update_user(kim, &off).await.unwrap();
+    assert_eq!(stream_status(&g.base, "/live/kim/k1m/1.ts").await, 403);
+    assert_eq!(stream_status(&g.base, "/kim/k1m/1").await, 403, "the short form too");
+    assert_eq!(stream_status(&g.base, "/hdhr/kim/k1m/auto/v1").await, 403, "the tuner too");
+    // Enabled again through the API: in at once.
+    let api = api_client();
+    let on = api.patch(format!("{}/api/v1/users/{kim}", g.base)).json(&serde_json::json!({"enabled": true}));
+    assert_eq!(on.send().await.unwrap().status(), 200);
+    assert_eq!(stream_status(&g.base, "/live/kim/k1m/1.ts").await, 200);
+    // Disabled through the API.
+    let off = api.patch(format!("{}/api/v1/users/{kim}", g.base)).json(&serde_json::json!({"enabled": false}));
+    assert_eq!(off.send().await.unwrap().status(), 200);
+    assert_eq!(stream_status(&g.base, "/live/kim/k1m/1.ts").await, 403);
+
+    // Deleted through the API, and through the store.
+    assert_eq!(api.delete(format!("{}/api/v1/users/{kim}", g.base)).send().await.unwrap().status(), 204);
+    assert_eq!(stream_status(&g.base, "/live/kim/k1m/1.ts").await, 401);
+    assert_eq!(stream_status(&g.base, "/live/lee/l33/1.ts").await, 200, "lee is still cached and in");
+    g.state.store.delete_user(lee).await.unwrap();
+    assert_eq!(stream_status(&g.base, "/live/lee/l33/1.ts").await, 401);
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_to_a_running_channel_ask_sqlite_nothing() {
+    use tunerpool_catalog::cache::READ_CACHE_TTL;
+    let g = gateway(RelaySettings::default(), |_| {}).await;
+    g.user("kim", "k1m", 0).await;
+    g.user("lee", "l33", 0).await;
+    let mut held = reqwest::get(format!("{}/live/kim/k1m/1.ts", g.base)).await.unwrap();
+    assert_eq!(held.status(), 200);
+    held.chunk().await.unwrap().unwrap();
+    // Let what the first request cached expire (starting the channel took a
+    // while), then one join caches kim and the channel afresh.
+    tokio::time::sleep(READ_CACHE_TTL + Duration::from_millis(100)).await;
+    assert_eq!(stream_status(&g.base, "/live/kim/k1m/1.ts").await, 200);
+    let warmed = std::time::Instant::now();
+    let before = g.state.store.read_cache_stats();
+
+    // The database is closed: any query now fails (and the request with a 500).
+    g.state.store.pool().close().await;
+    let joins: Vec<_> = (0..40)
+        .map(|_| {
+            let base = g.base.clone();
+            tokio::spawn(async move { stream_status(&base, "/live/kim/k1m/1.ts").await })
+        })
+        .collect();
+    for j in joins {
+        assert_eq!(j.await.unwrap(), 200, "a join needed the database");
+    }
+    let elapsed = warmed.elapsed();
+    assert!(elapsed < READ_CACHE_TTL, "the joins took {elapsed:?}: longer than the cache keeps anything");
+    let after = g.state.store.read_cache_stats();
+    assert_eq!((after.0.misses, after.1.misses), (before.0.misses, before.1.misses), "no user or visibility miss");
+    assert_eq!(after.0.hits - before.0.hits, 40, "every join's user came from the cache");
+    assert_eq!(after.1.hits - before.1.hits, 40, "every join's visibility came from the cache");
+    // The observable is real: a login that is not cached needs the database, and fails without it.
+    assert_eq!(stream_status(&g.base, "/live/lee/l33/1.ts").await, 500);
+    drop(held);
+}

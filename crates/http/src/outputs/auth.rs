@@ -6,7 +6,12 @@
 //! remembered for a short while. The cache key is a salted digest of the
 //! given password together with the stored hash and the user's last update,
 //! so a changed password (or any change to the user) misses the cache; the
-//! users API also drops a user's entry when it changes or deletes it.
+//! users API also drops a user's entry when it changes or deletes it. The
+//! user itself is read through the store's short-lived user cache
+//! ([`Store::user_by_name_cached`](tunerpool_catalog::Store::user_by_name_cached):
+//! 2 s at most, cleared by every write to users), so a request that hits
+//! both caches asks SQLite nothing; its status (disabled, expired) is
+//! still evaluated on every request.
 //!
 //! Checks themselves are bounded ([`PasswordChecks`]: as many at once as
 //! cores, the rest wait briefly and are then refused with 503), and a
@@ -341,7 +346,7 @@ impl ClientAuth {
             tracing::warn!(client = %ip, user = %username, "login refused: no username or password given");
             return Err(Refused::BadCredentials);
         }
-        let user = match st.store.user_by_name(username).await {
+        let user = match st.store.user_by_name_cached(username).await {
             Ok(u) => u,
             Err(e) => return Err(Refused::Internal(crate::error::internal("login: cannot read users", &e))),
         };

@@ -24,7 +24,7 @@ use crate::AppState;
 
 /// Whether `client` may play this item; the 404 (or 500) if not.
 pub(crate) async fn check_visible(st: &AppState, client: &Client, kind: MediaKind, id: i64) -> Result<(), Response> {
-    match st.store.item_visible(&client.filter(), kind, id).await {
+    match st.store.item_visible_cached(&client.filter(), kind, id).await {
         Ok(true) => Ok(()),
         Ok(false) => {
             tracing::info!(user = %client.user.username, client = %client.addr, kind = kind.as_str(), id,

@@ -111,7 +111,7 @@ pub(crate) enum RootRefused {
 /// The root tuner's user: configured, existing and active.
 pub(crate) async fn root_user(st: &AppState) -> Result<User, RootRefused> {
     let Some(name) = st.hdhr.root_user.as_deref() else { return Err(RootRefused::Off) };
-    let user = match st.store.user_by_name(name).await {
+    let user = match st.store.user_by_name_cached(name).await {
         Ok(Some(u)) => u,
         Ok(None) => return Err(RootRefused::NoSuchUser),
         Err(e) => return Err(RootRefused::Internal(crate::error::internal("root tuner: cannot read users", &e))),
