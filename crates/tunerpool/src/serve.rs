@@ -205,6 +205,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let http = upstream_http(&config)?;
     let admin = crate::admin_token::load(&config)?;
+    // Before the port is taken and anything is announced: an unreachable Redis is a start-up error, named.
+    let ledger = ledger(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {} (is another program using the port? choose another with --listen)", config.listen)
     })?;
@@ -234,7 +236,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         alerting.clone(),
     );
     let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh);
-    let state = app_state(&config, &store, &http, ledger(&config).await?, admin.token)?;
+    let state = app_state(&config, &store, &http, ledger, admin.token)?;
     start_always_on(&state).await;
     let _history_job = crate::scheduler::spawn_history(state.clone(), history_job(&config, alerting));
     if let Some(user) = &state.hdhr.root_user {

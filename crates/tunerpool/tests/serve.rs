@@ -324,3 +324,23 @@ fn user_cli_adds_lists_and_removes_without_showing_passwords() {
     let out = tunerpool(dir.path()).args(["user", "list", "--data-dir", data_s]).output().unwrap();
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(), serde_json::json!([]));
 }
+
+#[test]
+fn an_unreachable_redis_stops_serve_before_it_listens_naming_the_key_not_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = tunerpool(dir.path())
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("TUNERPOOL_POOL_LEDGER", "redis")
+        .env("TUNERPOOL_POOL_REDIS_URL", format!("redis://:hunter2secret@127.0.0.1:{port}/0"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("pool.redis_url") && stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(!stdout.contains("listening"), "nothing announced before the ledger is there: {stdout}");
+    assert!(!stdout.contains("hunter2secret") && !stderr.contains("hunter2secret"), "{stdout}{stderr}");
+}
