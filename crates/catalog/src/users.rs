@@ -744,7 +744,7 @@ mod tests {
         // The request that asked for the change is dropped after exactly one poll (a timeout of zero may poll
         // it again after the write finished).
         let disable = UserPatch { enabled: Some(false), ..Default::default() };
-        let mut write = std::pin::pin!(store.update_user(kim.id, &disable));
+        let mut write = Box::pin(store.update_user(kim.id, &disable));
         let first =
             std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(write.as_mut(), cx))).await;
         assert!(first.is_pending(), "the write had not finished when its caller went away");
