@@ -203,6 +203,15 @@ pub fn hash_password(password: &str) -> Result<String, CatalogError> {
 /// use 19 MiB).
 const MAX_CHECK_BLOCKS: usize = 256 * 1024;
 
+/// The least argon2 working memory a check thread reserves, in 1 KiB blocks:
+/// just over 32 MiB. glibc's allocator serves requests below a threshold
+/// from heaps that keep what is freed (the threshold moves up with what the
+/// process frees, up to 32 MiB); above 32 MiB every allocation is a mapping
+/// of its own that `free` unmaps. So the 19 MiB a check needs is reserved
+/// this large, and releasing it when idle really gives it back; only the
+/// pages argon2 touches ever become resident.
+const OWN_MAPPING_BLOCKS: usize = 32 * 1024 + 1;
+
 /// Whether `password` matches the PHC string `hash` (blocking: as slow as
 /// hashing), with `memory` as argon2's working memory: resized to what the
 /// hash's parameters need and kept by the caller for the next check, since
@@ -224,7 +233,11 @@ fn password_matches(hash: &str, password: &str, memory: &mut Vec<argon2::Block>)
         }
         let mut salt_buf = [0u8; 64];
         let salt = salt.decode_b64(&mut salt_buf)?;
-        memory.resize(params.block_count(), argon2::Block::default());
+        let blocks = params.block_count();
+        if memory.capacity() < blocks {
+            memory.reserve_exact(blocks.max(OWN_MAPPING_BLOCKS) - memory.len());
+        }
+        memory.resize(blocks, argon2::Block::default());
         let argon2 = argon2::Argon2::new(algorithm, version, params);
         let computed = Output::init_with(expected.len(), |out| {
             argon2
@@ -261,8 +274,12 @@ pub struct Busy;
 /// gigabytes of memory (100 parallel ones took 1.9 GB). Checks run on
 /// `parallel` threads of their own, started by [`PasswordChecks::new`] and
 /// ended when the last clone is dropped, each keeping its 19 MiB between
-/// checks (on tokio's blocking pool, with memory allocated per check, the
-/// process grew with every check however few ran at once). A check waits up
+/// checks while checks keep coming (on tokio's blocking pool, with memory
+/// allocated per check, the process grew with every check however few ran
+/// at once) and giving it back once idle: a thread with no check for
+/// `idle_release` (10 s by default), or one that finds another thread
+/// already waiting for the next check, frees its 19 MiB, so a server whose
+/// clients logged in an hour ago does not keep 19 MiB per core for it. A check waits up
 /// to `wait` for a free thread and is then refused with [`Busy`]; once
 /// started it runs to the end even if the request that asked has gone. A
 /// check for a user that does not exist runs against a dummy hash with the
@@ -296,6 +313,12 @@ impl PasswordChecks {
     /// At most `parallel` checks at once (at least 1), on as many threads;
     /// others wait up to `wait` to start.
     pub fn new(parallel: usize, wait: Duration) -> Self {
+        Self::with_idle_release(parallel, wait, IDLE_RELEASE)
+    }
+
+    /// As [`PasswordChecks::new`], with the time a thread keeps its working
+    /// memory after its last check.
+    pub fn with_idle_release(parallel: usize, wait: Duration, idle_release: Duration) -> Self {
         let parallel = parallel.max(1);
         let (jobs, queue) = mpsc::channel::<Check>();
         let queue = Arc::new(Mutex::new(queue));
@@ -304,7 +327,7 @@ impl PasswordChecks {
             let (queue, counters) = (queue.clone(), counters.clone());
             let worker = std::thread::Builder::new()
                 .name(format!("password-check-{i}"))
-                .spawn(move || run_checks(&queue, &counters));
+                .spawn(move || run_checks(&queue, &counters, idle_release));
             if let Err(e) = worker {
                 tracing::error!(error = %e, "cannot start a password check thread");
             }
@@ -348,14 +371,37 @@ impl PasswordChecks {
     }
 }
 
+/// How long a check thread keeps argon2's working memory after its last check.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(10);
+
 /// A check thread: takes checks off the shared queue until every sender is gone.
-fn run_checks(queue: &Mutex<mpsc::Receiver<Check>>, counters: &Counters) {
-    // argon2's working memory, allocated once for this thread's life.
-    let mut memory = Vec::new();
+fn run_checks(queue: &Mutex<mpsc::Receiver<Check>>, counters: &Counters, idle_release: Duration) {
+    // argon2's working memory: kept from check to check while they keep
+    // coming, freed when idle (a `Vec` this size is its own mapping, so
+    // freeing it gives the pages back to the system).
+    let mut memory: Vec<argon2::Block> = Vec::new();
     loop {
-        // The lock is held only while waiting for the next check.
-        let next = queue.lock().map(|q| q.recv());
-        let Ok(Ok(check)) = next else { return };
+        // The lock is held only while waiting for the next check. A thread
+        // that finds it taken knows another one is already waiting for the
+        // next check, so it will not need its memory soon.
+        let waiting = match queue.try_lock() {
+            Ok(q) => Ok(q),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                memory = Vec::new();
+                queue.lock()
+            }
+            Err(std::sync::TryLockError::Poisoned(e)) => Err(e),
+        };
+        let Ok(q) = waiting else { return };
+        let next = match q.recv_timeout(idle_release) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                memory = Vec::new();
+                q.recv().ok()
+            }
+            next => next.ok(),
+        };
+        drop(q);
+        let Some(check) = next else { return };
         let now = counters.running.fetch_add(1, Ordering::SeqCst) + 1;
         counters.peak.fetch_max(now, Ordering::SeqCst);
         let hash: &str = check.hash.as_deref().unwrap_or_else(|| dummy_hash());
