@@ -131,6 +131,8 @@ pub(crate) async fn run(link: &ClusterLink, session: &Arc<Session>, inner: &Arc<
     // the dead one's lease), the session gives up.
     let give_up_after = ttl * 3 + inner.settings.acquire_wait + inner.settings.open_timeout;
     let mut trying_since = Instant::now();
+    // Failures in a row: the first is worth a warning, the retries that follow (every RETRY) are not.
+    let mut failures = 0u32;
     loop {
         if session.stop.is_cancelled() {
             return "stopped".into();
@@ -162,10 +164,17 @@ pub(crate) async fn run(link: &ClusterLink, session: &Arc<Session>, inner: &Arc<
                         Followed::Stopped => return "stopped".into(),
                         Followed::Idle => return "no viewers".into(),
                         Followed::Failed(why, delivered) => {
-                            tracing::warn!(session = session.id, channel = %channel.name, owner = %instance,
-                                reason = %why, "cluster: the owner's stream failed; claiming the channel or following its owner");
                             if delivered {
                                 trying_since = Instant::now();
+                                failures = 0;
+                            }
+                            failures += 1;
+                            if failures == 1 {
+                                tracing::warn!(session = session.id, channel = %channel.name, owner = %instance,
+                                    reason = %why, "cluster: the owner's stream failed; claiming the channel or following its owner");
+                            } else {
+                                tracing::debug!(session = session.id, owner = %instance, reason = %why, failures,
+                                    "cluster: the owner still cannot serve the channel");
                             }
                             if session.has_run() {
                                 session.set_state(State::Switching);
