@@ -11,7 +11,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tunerpool_relay::cluster::{PeerRefusal, INSTANCE_HEADER, SECRET_HEADER};
+use tunerpool_relay::cluster::{PeerRefusal, CHANNEL_HEADER, INSTANCE_HEADER, SECRET_HEADER};
 use tunerpool_relay::relay::WatchError;
 
 use crate::AppState;
@@ -45,7 +45,8 @@ pub(crate) async fn live(State(st): State<AppState>, Path(channel): Path<String>
         .filter(|p| p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
         .unwrap_or("unnamed peer")
         .to_owned();
-    match st.relay.watch_peer(id, &peer).await {
+    let key = headers.get(CHANNEL_HEADER).and_then(|v| v.to_str().ok());
+    match st.relay.watch_peer(id, key, &peer).await {
         Ok(stream) => {
             tracing::info!(channel = id, %peer, "cluster: a peer relays this instance's session");
             Response::builder()

@@ -5,7 +5,7 @@
 //!
 //! - `P instance:{id}`: a hash (`id`, `url`, `started_at`) per running instance, renewed by its heartbeat; how a
 //!   peer finds the owner's internal endpoint.
-//! - `P owner:{channel}`: the value `"{instance} {session}"` of the one session that reads the channel from the
+//! - `P owner:{channel}` (the channel's key, the same on every instance): the value `"{instance} {session}"` of the one session that reads the channel from the
 //!   provider. Claimed with "set if absent" ([`Cluster::claim`]), renewed only while it is still ours, and
 //!   deleted only if it is still ours (compare-and-delete in Lua, [`Ownership::release`]): an expired record may
 //!   already be another instance's, which must keep it.
@@ -133,7 +133,7 @@ impl Cluster {
         u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX).max(1)
     }
 
-    fn owner_key(&self, channel: i64) -> String {
+    fn owner_key(&self, channel: &str) -> String {
         format!("{}owner:{channel}", self.prefix)
     }
 
@@ -184,9 +184,10 @@ impl Cluster {
         Ok(Some(InstanceInfo { id: id.clone(), url: url.clone(), started_at }))
     }
 
-    /// Claims `channel` for this instance's `session`, unless a record holds it already. A claimed record is
+    /// Claims `channel` (a key every instance derives the same way for the same channel) for this instance's
+    /// `session`, unless a record holds it already. A claimed record is
     /// renewed by the returned guard's heartbeat until the guard is released or dropped.
-    pub async fn claim(&self, channel: i64, session: u64) -> Result<Claimed, LedgerError> {
+    pub async fn claim(&self, channel: &str, session: u64) -> Result<Claimed, LedgerError> {
         let key = self.owner_key(channel);
         let value = format!("{} {session}", self.me.id);
         let asked = Instant::now();
@@ -211,7 +212,7 @@ impl Cluster {
     }
 
     /// The instance whose session owns `channel`, if any.
-    pub async fn owner(&self, channel: i64) -> Result<Option<String>, LedgerError> {
+    pub async fn owner(&self, channel: &str) -> Result<Option<String>, LedgerError> {
         let mut conn = self.conn.clone();
         let v: Option<String> =
             redis::cmd("GET").arg(self.owner_key(channel)).query_async(&mut conn).await.map_err(|e| self.backend(e))?;

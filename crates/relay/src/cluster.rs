@@ -31,6 +31,16 @@ use crate::ts::{Aligner, Chunker};
 pub const SECRET_HEADER: &str = "x-tunerpool-cluster-secret";
 /// The header that names the requesting instance (for the owner's sessions API and logs).
 pub const INSTANCE_HEADER: &str = "x-tunerpool-instance";
+/// The header that carries the channel's key ([`channel_key`]): the owner serves only the same channel.
+pub const CHANNEL_HEADER: &str = "x-tunerpool-channel-key";
+
+/// A channel's key in the cluster: its id and a digest of its name (FNV-1a, stable across builds). Instances
+/// that share one catalog derive the same key; instances whose catalogs differ (the same id for different
+/// channels) derive different keys, so they never relay each other's different channels — each reads its own.
+pub fn channel_key(id: i64, name: &str) -> String {
+    let digest = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{id}-{digest:016x}")
+}
 
 /// How long a follower waits between two attempts to find or reach the owner.
 const RETRY: Duration = Duration::from_millis(150);
@@ -130,6 +140,7 @@ pub(crate) async fn run(link: &ClusterLink, session: &Arc<Session>, inner: &Arc<
     // Without any stream for this long (the owner gone, its record not yet expired, the new owner waiting for
     // the dead one's lease), the session gives up.
     let give_up_after = ttl * 3 + inner.settings.acquire_wait + inner.settings.open_timeout;
+    let key = channel_key(channel.id, &channel.name);
     let mut trying_since = Instant::now();
     // Failures in a row: the first is worth a warning, the retries that follow (every RETRY) are not.
     let mut failures = 0u32;
@@ -137,7 +148,7 @@ pub(crate) async fn run(link: &ClusterLink, session: &Arc<Session>, inner: &Arc<
         if session.stop.is_cancelled() {
             return "stopped".into();
         }
-        let last = match link.directory.claim(channel.id, session.id).await {
+        let last = match link.directory.claim(&key, session.id).await {
             Ok(Claimed::Ours(ownership)) => {
                 *session.role.lock() = crate::cluster::Role::Owner(me.clone());
                 tracing::info!(session = session.id, channel = %channel.name, "cluster: this instance owns the channel");
@@ -160,7 +171,7 @@ pub(crate) async fn run(link: &ClusterLink, session: &Arc<Session>, inner: &Arc<
             Ok(Claimed::Theirs { instance, .. }) => match link.directory.instance(&instance).await {
                 Ok(Some(peer)) => {
                     *session.role.lock() = Role::Following(instance.clone());
-                    match follow(link, inner, session, &peer, channel.id).await {
+                    match follow(link, inner, session, &peer, channel.id, &key).await {
                         Followed::Stopped => return "stopped".into(),
                         Followed::Idle => return "no viewers".into(),
                         Followed::Failed(why, delivered) => {
@@ -203,7 +214,14 @@ pub(crate) async fn run(link: &ClusterLink, session: &Arc<Session>, inner: &Arc<
 
 /// Reads the owner's internal stream into the session's ring until it fails, the session is stopped, or nobody
 /// watched for the linger time.
-async fn follow(link: &ClusterLink, inner: &Inner, session: &Session, peer: &InstanceInfo, channel: i64) -> Followed {
+async fn follow(
+    link: &ClusterLink,
+    inner: &Inner,
+    session: &Session,
+    peer: &InstanceInfo,
+    channel: i64,
+    key: &str,
+) -> Followed {
     let settings = &inner.settings;
     let url = format!("{}/internal/v1/live/{channel}", peer.url);
     let request = inner
@@ -211,6 +229,7 @@ async fn follow(link: &ClusterLink, inner: &Inner, session: &Session, peer: &Ins
         .get(&url)
         .header(SECRET_HEADER, link.secret.expose())
         .header(INSTANCE_HEADER, link.instance_id())
+        .header(CHANNEL_HEADER, key)
         .send();
     let resp = match tokio::time::timeout(settings.open_timeout, request).await {
         Err(_) => return Followed::Failed(format!("instance {} did not answer in time", peer.id), false),
@@ -293,5 +312,19 @@ async fn follow(link: &ClusterLink, inner: &Inner, session: &Session, peer: &Ins
                 None => return Followed::Failed(format!("instance {} ended the stream", peer.id), delivered),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channel_key;
+
+    #[test]
+    fn channel_keys_are_stable_and_tell_channels_apart() {
+        // Fixed: every instance, whatever its build, must derive the same key.
+        assert_eq!(channel_key(5, "BBC One"), channel_key(5, "BBC One"));
+        assert_eq!(channel_key(1, ""), "1-cbf29ce484222325");
+        assert_ne!(channel_key(5, "BBC One"), channel_key(5, "CNN"));
+        assert_ne!(channel_key(5, "BBC One"), channel_key(6, "BBC One"));
     }
 }

@@ -295,7 +295,14 @@ impl Relay {
     /// viewer — no user, no second upstream — but only if that session owns the channel (a session started for
     /// it must own it, see [`crate::cluster`]); one that follows another instance refuses, so a stream is never
     /// forwarded twice.
-    pub async fn watch_peer(&self, channel_id: i64, peer: &str) -> Result<ViewerStream, crate::cluster::PeerRefusal> {
+    /// `key` is the channel's key as the peer derived it ([`crate::cluster::channel_key`]): a session of
+    /// another channel under the same id (catalogs that differ) refuses.
+    pub async fn watch_peer(
+        &self,
+        channel_id: i64,
+        key: Option<&str>,
+        peer: &str,
+    ) -> Result<ViewerStream, crate::cluster::PeerRefusal> {
         use crate::cluster::{PeerRefusal, Role};
         if self.cluster().is_none() {
             return Err(PeerRefusal::NotClustered);
@@ -310,11 +317,26 @@ impl Relay {
         if let Some(owner) = self.live_session(channel_id).and_then(|s| follows(&s)) {
             return Err(refuse(owner));
         }
+        // Checked before anything starts: the same id for another channel (catalogs that differ) is refused.
+        if let Some(key) = key {
+            let channel = match self.inner.catalog.channel(channel_id).await {
+                Ok(c) => c,
+                Err(LookupError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id).into()),
+                Err(e) => return Err(WatchError::Internal(e.to_string()).into()),
+            };
+            if crate::cluster::channel_key(channel.id, &channel.name) != key {
+                return Err(PeerRefusal::NotOwner(format!(
+                    "channel {channel_id} here is {:?}, not the peer's channel: the catalogs differ",
+                    channel.name
+                )));
+            }
+        }
         let viewer = Viewer { address: format!("instance {peer}"), user: None };
         let (stream, session) = self.watch_claimed(channel_id, None, viewer, true).await?;
         if let Some(owner) = follows(&session) {
             return Err(refuse(owner));
         }
+
         Ok(stream)
     }
 

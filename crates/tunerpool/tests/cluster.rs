@@ -43,7 +43,8 @@ fn start_instance(dir: &std::path::Path, data: &str, redis: &str, n: usize) -> S
         .env("TUNERPOOL_SYNC_DETAILS_INITIAL_DELAY", "1h")
         .env("TUNERPOOL_SYNC_DETAILS_INTERVAL", "1h")
         .env("TUNERPOOL_RELAY_LINGER", "2s")
-        .env("TUNERPOOL_LOG_LEVEL", "info");
+        // Debug: the secrets check at the end reads everything that is logged.
+        .env("TUNERPOOL_LOG_LEVEL", "debug");
     let log = std::fs::File::create(dir.join(format!("node-{n}.log"))).unwrap();
     start_server_with_stderr(cmd, Stdio::from(log))
 }
@@ -207,6 +208,12 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     assert_eq!(status(wrong.send().await.unwrap()), 401);
     let chained = client.get(internal(followers[0])).header("x-tunerpool-cluster-secret", SECRET);
     assert_eq!(status(chained.send().await.unwrap()), 409, "a follower must not forward the stream again");
+    // The same id for another channel (catalogs that differ) is refused too, before anything starts.
+    let other = client
+        .get(internal(owner))
+        .header("x-tunerpool-cluster-secret", SECRET)
+        .header("x-tunerpool-channel-key", format!("{channel}-0000000000000000"));
+    assert_eq!(status(other.send().await.unwrap()), 409, "another channel under the same id");
 
     // kill -9 the owner.
     let killed_at = Instant::now();
@@ -258,5 +265,10 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     assert!(followers.iter().any(|n| owners[0] == format!("node-{n}")), "{owners:?}");
     for t in tasks {
         t.abort();
+    }
+    // The secret never reaches a log.
+    for n in 0..3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("node-{n}.log"))).unwrap();
+        assert!(!log.contains(SECRET), "node-{n} logged the cluster secret");
     }
 }
