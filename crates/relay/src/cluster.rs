@@ -44,6 +44,8 @@ pub fn channel_key(id: i64, name: &str) -> String {
 
 /// How long a follower waits between two attempts to find or reach the owner.
 const RETRY: Duration = Duration::from_millis(150);
+/// The most a follower lingers with no viewers.
+const FOLLOWER_LINGER: Duration = Duration::from_millis(500);
 
 /// This instance's membership in a cluster, as the relay uses it.
 ///
@@ -267,7 +269,10 @@ async fn follow(
     };
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let linger = settings.linger;
+    // A follower keeps nothing worth lingering for (the owner lingers with the provider connection): it leaves at
+    // once, so the owner's session turns idle and its slot can be taken for another channel sooner. The short
+    // grace covers a first viewer still joining.
+    let linger = settings.linger.min(FOLLOWER_LINGER);
     let mut idle_deadline = session.idle().then(|| tokio::time::Instant::now() + linger);
     let mut last_data = tokio::time::Instant::now();
     loop {
