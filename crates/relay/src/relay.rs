@@ -288,7 +288,7 @@ impl Relay {
         profile: Option<&str>,
         viewer: Viewer,
     ) -> Result<ViewerStream, WatchError> {
-        self.watch_claimed(channel_id, profile, viewer, false).await.map(|(stream, _)| stream)
+        self.watch_claimed(channel_id, profile, viewer, false).await
     }
 
     /// A peer instance's internal request (cluster mode): joins this instance's session of the channel like any
@@ -332,8 +332,10 @@ impl Relay {
             }
         }
         let viewer = Viewer { address: format!("instance {peer}"), user: None };
-        let (stream, session) = self.watch_claimed(channel_id, None, viewer, true).await?;
-        if let Some(owner) = follows(&session) {
+        let stream = self.watch_claimed(channel_id, None, viewer, true).await?;
+        // Joined while it was still settling who owns the channel, and it follows another instance: refused.
+        let joined = self.live_session(channel_id).filter(|s| s.id == stream.session_id);
+        if let Some(owner) = joined.and_then(|s| follows(&s)) {
             return Err(refuse(owner));
         }
 
@@ -359,7 +361,7 @@ impl Relay {
         profile: Option<&str>,
         viewer: Viewer,
         from_peer: bool,
-    ) -> Result<(ViewerStream, Arc<Session>), WatchError> {
+    ) -> Result<ViewerStream, WatchError> {
         if let Some(name) = profile.filter(|p| self.inner.settings.transcode.profile(p).is_none()) {
             return Err(WatchError::UnknownProfile(name.to_string()));
         }
@@ -431,7 +433,7 @@ impl Relay {
                 }
             }
         });
-        Ok((ViewerStream { session_id: session.id, inner: Box::pin(stream) }, session))
+        Ok(ViewerStream { session_id: session.id, inner: Box::pin(stream) })
     }
 
     /// The channel's session (started if needed) once it runs. `enter`
