@@ -295,6 +295,7 @@ impl Relay {
     /// viewer — no user, no second upstream — but only if that session owns the channel (a session started for
     /// it must own it, see [`crate::cluster`]); one that follows another instance refuses, so a stream is never
     /// forwarded twice.
+    ///
     /// `key` is the channel's key as the peer derived it ([`crate::cluster::channel_key`]): a session of
     /// another channel under the same id (catalogs that differ) refuses.
     pub async fn watch_peer(
@@ -338,7 +339,6 @@ impl Relay {
         if let Some(owner) = joined.and_then(|s| follows(&s)) {
             return Err(refuse(owner));
         }
-
         Ok(stream)
     }
 
