@@ -231,7 +231,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `text` with every occurrence of `secret` (and its percent-decoded form) replaced by `***`.
-fn scrub(text: &str, secret: Option<&str>) -> String {
+pub(crate) fn scrub(text: &str, secret: Option<&str>) -> String {
     let mut out = text.to_owned();
     if let Some(secret) = secret.filter(|s| !s.is_empty()) {
         out = out.replace(secret, "***");

@@ -54,9 +54,16 @@ pub(crate) struct Inner {
     /// The probe scheduler's state, and its wake-up when the API asks for probes.
     pub schedule: Mutex<crate::probe::Schedule>,
     pub probe_requested: Notify,
+    /// Cluster mode: this instance's membership ([`Relay::set_cluster`]); unset on a single instance.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterLink>>,
 }
 
 impl Inner {
+    /// This instance's cluster membership, when in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<Arc<crate::cluster::ClusterLink>> {
+        self.cluster.get().cloned()
+    }
+
     /// Removes a finished session from the map (if it is still the one there).
     pub(crate) fn forget(&self, session: &Arc<Session>) {
         let mut map = self.sessions.lock();
@@ -260,6 +267,7 @@ impl Relay {
                 probes: Mutex::default(),
                 schedule: Mutex::default(),
                 probe_requested: Notify::new(),
+                cluster: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -280,12 +288,86 @@ impl Relay {
         profile: Option<&str>,
         viewer: Viewer,
     ) -> Result<ViewerStream, WatchError> {
+        self.watch_claimed(channel_id, profile, viewer, false).await
+    }
+
+    /// A peer instance's internal request (cluster mode): joins this instance's session of the channel like any
+    /// viewer — no user, no second upstream — but only if that session owns the channel (a session started for
+    /// it must own it, see [`crate::cluster`]); one that follows another instance refuses, so a stream is never
+    /// forwarded twice.
+    ///
+    /// `key` is the channel's key as the peer derived it ([`crate::cluster::channel_key`]): a session of
+    /// another channel under the same id (catalogs that differ) refuses.
+    pub async fn watch_peer(
+        &self,
+        channel_id: i64,
+        key: Option<&str>,
+        peer: &str,
+    ) -> Result<ViewerStream, crate::cluster::PeerRefusal> {
+        use crate::cluster::{PeerRefusal, Role};
+        if self.cluster().is_none() {
+            return Err(PeerRefusal::NotClustered);
+        }
+        let follows = |s: &Session| match &*s.role.lock() {
+            Role::Following(owner) => Some(owner.clone()),
+            _ => None,
+        };
+        let refuse = |owner: String| {
+            PeerRefusal::NotOwner(format!("instance {owner} owns channel {channel_id}; this instance only relays it"))
+        };
+        if let Some(owner) = self.live_session(channel_id).and_then(|s| follows(&s)) {
+            return Err(refuse(owner));
+        }
+        // Checked before anything starts: the same id for another channel (catalogs that differ) is refused.
+        if let Some(key) = key {
+            let channel = match self.inner.catalog.channel(channel_id).await {
+                Ok(c) => c,
+                Err(LookupError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id).into()),
+                Err(e) => return Err(WatchError::Internal(e.to_string()).into()),
+            };
+            if crate::cluster::channel_key(channel.id, &channel.name) != key {
+                return Err(PeerRefusal::NotOwner(format!(
+                    "channel {channel_id} here is {:?}, not the peer's channel: the catalogs differ",
+                    channel.name
+                )));
+            }
+        }
+        let viewer = Viewer { address: format!("instance {peer}"), user: None };
+        let stream = self.watch_claimed(channel_id, None, viewer, true).await?;
+        // Joined while it was still settling who owns the channel, and it follows another instance: refused.
+        let joined = self.live_session(channel_id).filter(|s| s.id == stream.session_id);
+        if let Some(owner) = joined.and_then(|s| follows(&s)) {
+            return Err(refuse(owner));
+        }
+        Ok(stream)
+    }
+
+    /// This instance's cluster membership, when in cluster mode.
+    pub fn cluster(&self) -> Option<Arc<crate::cluster::ClusterLink>> {
+        self.inner.cluster()
+    }
+
+    /// Turns cluster mode on (once, at start, before any session): channels' sessions are owned by one instance
+    /// of the cluster and followed by the others.
+    pub fn set_cluster(&self, link: crate::cluster::ClusterLink) {
+        if self.inner.cluster.set(Arc::new(link)).is_err() {
+            tracing::warn!("cluster mode was already set; keeping the first");
+        }
+    }
+
+    async fn watch_claimed(
+        &self,
+        channel_id: i64,
+        profile: Option<&str>,
+        viewer: Viewer,
+        from_peer: bool,
+    ) -> Result<ViewerStream, WatchError> {
         if let Some(name) = profile.filter(|p| self.inner.settings.transcode.profile(p).is_none()) {
             return Err(WatchError::UnknownProfile(name.to_string()));
         }
         let ticket = self.claim_user_slot(&viewer, || format!("channel {channel_id}")).await?;
         let priority = viewer.priority();
-        let claim = Claim::viewer(&self.inner.settings, priority);
+        let claim = Claim { from_peer, ..Claim::viewer(&self.inner.settings, priority) };
         let Viewer { address, user } = viewer;
         let user = user.map(|u| u.name);
         let cap = self.inner.settings.max_viewers_per_session;
@@ -600,7 +682,7 @@ impl Relay {
 async fn keep_on(relay: Relay, channel_id: i64, off: tokio_util::sync::CancellationToken) {
     const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
     const MOST: std::time::Duration = std::time::Duration::from_secs(60);
-    let claim = Claim { reserve: 0, priority: 0, preempts: false };
+    let claim = Claim { reserve: 0, priority: 0, preempts: false, from_peer: false };
     let mut backoff = FIRST;
     tracing::info!(channel = channel_id, "always on: keeping the channel's session running");
     while !off.is_cancelled() {

@@ -37,10 +37,17 @@ pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
     Ok(UpstreamHttp::new(settings)?)
 }
 
-/// The lease ledger the configuration asks for.
+/// The lease ledger the configuration asks for. Cluster mode always uses Redis, with leases that live no longer
+/// than `cluster.ttl`: a dead instance's slots come back as soon as its channels can be taken over.
 pub async fn ledger(config: &Config) -> anyhow::Result<Arc<AnyLedger>> {
-    let (ttl, cooldown) = (config.pool.lease_ttl, config.pool.release_cooldown);
-    Ok(Arc::new(match (config.pool.ledger, &config.pool.redis_url) {
+    let (mut ttl, cooldown) = (config.pool.lease_ttl, config.pool.release_cooldown);
+    let backend = if config.cluster_mode() {
+        ttl = ttl.min(config.cluster.ttl);
+        LedgerBackend::Redis
+    } else {
+        config.pool.ledger
+    };
+    Ok(Arc::new(match (backend, &config.pool.redis_url) {
         (LedgerBackend::Redis, Some(url)) => {
             let ledger = RedisLedger::connect(url, ttl, "tunerpool:")
                 .await
@@ -237,6 +244,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh);
     let state = app_state(&config, &store, &http, ledger, admin.token)?;
+    // Before any session starts: in cluster mode every channel's session is owned by one instance.
+    let _cluster = crate::cluster::join(&config, &state.relay).await?;
     start_always_on(&state).await;
     let _history_job = crate::scheduler::spawn_history(state.clone(), history_job(&config, alerting));
     if let Some(user) = &state.hdhr.root_user {
