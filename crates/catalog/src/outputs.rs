@@ -420,12 +420,14 @@ impl Store {
     /// transaction: the lineup's listing read page by page (what clients
     /// may see), each channel rendered by `renderer` and inserted. Holds the
     /// write lock while it runs (~1 s for 200 000 channels), so writes made
-    /// meanwhile wait and cannot be missed. Returns whether it is fresh
-    /// afterwards; `false` at once if another rebuild is running.
+    /// meanwhile wait and cannot be missed. One runs at a time: a call made
+    /// while another runs waits for it, then rebuilds only if a write came
+    /// after it began (so no write is left without a rebuild). Returns
+    /// whether it rebuilt (`false`: it was fresh).
     pub async fn rebuild_live_listing(&self, renderer: &dyn LiveRenderer) -> Result<bool, CatalogError> {
-        let Ok(_one) = self.listing_build.try_lock() else { return Ok(false) };
+        let _one = self.listing_build.lock().await;
         if self.live_listing_fresh().await? {
-            return Ok(true);
+            return Ok(false);
         }
         let mut tx = self.write_tx().await?;
         let version: i64 =

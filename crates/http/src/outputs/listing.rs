@@ -33,8 +33,8 @@ impl LiveRenderer for Renderer {
 }
 
 /// Whether a listing can be read from the materialized listing now. If not,
-/// a rebuild starts in the background (one at a time) and the caller takes
-/// the lineup's query.
+/// a rebuild starts in the background (after any running one) and the
+/// caller takes the lineup's query.
 pub(crate) async fn ready(store: &Store) -> bool {
     match store.live_listing_fresh().await {
         Ok(true) => true,
