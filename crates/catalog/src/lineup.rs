@@ -967,6 +967,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         compact_positions(&mut tx, channel).await?;
+        // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
+        crate::outputs::mark_listing_stale(&mut tx).await?;
         tx.commit().await?;
         self.channel(new_id).await
     }
@@ -1043,6 +1045,8 @@ impl Store {
         if n == 0 {
             return Err(refused("stream_id", format!("no live stream with id {stream_id}")));
         }
+        // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
+        crate::outputs::mark_listing_stale(&mut tx).await?;
         tx.commit().await?;
         self.channel(channel).await
     }
@@ -1100,6 +1104,8 @@ impl Store {
         .bind(stream_id)
         .execute(&mut *tx)
         .await?;
+        // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
+        crate::outputs::mark_listing_stale(&mut tx).await?;
         tx.commit().await?;
         self.channel(id).await
     }

@@ -34,6 +34,9 @@ pub struct Store {
     /// The read caches of the stream requests' hot path (`cache.rs`),
     /// shared by every clone.
     caches: std::sync::Arc<ReadCaches>,
+    /// Held while the materialized live listing is rebuilt, so that one
+    /// rebuild runs at a time (`outputs.rs`).
+    pub(crate) listing_build: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A visibility answer's key: the user's allowed groups, the filter's one
@@ -109,7 +112,14 @@ impl Store {
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let events = std::sync::Arc::new(crate::events::EventWriter::start(pool.clone(), crate::events::QUEUE));
-        Ok(Store { pool, path, events, lineup: Default::default(), caches: Default::default() })
+        Ok(Store {
+            pool,
+            path,
+            events,
+            lineup: Default::default(),
+            caches: Default::default(),
+            listing_build: Default::default(),
+        })
     }
 
     /// How syncs fill the lineup from now on (the `lineup.*` settings).

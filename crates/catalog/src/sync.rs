@@ -678,6 +678,9 @@ impl Writer {
         .bind(self.provider_id)
         .execute(&mut *conn)
         .await?;
+        // Streams were written and lineup rows inserted in bulk: the
+        // materialized listing's triggers do not see those.
+        crate::outputs::mark_listing_stale(&mut *conn).await?;
         self.tx.commit().await?;
         tracing::debug!(provider = %self.provider_name, gen = self.gen, ms = started.elapsed().as_millis() as u64, "sync: committed");
         Ok(self.report)

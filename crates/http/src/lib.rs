@@ -55,7 +55,7 @@ use utoipa_axum::routes;
 pub use access::{AccessSettings, Gate};
 pub use auth::AdminToken;
 pub use clip::{ClipSettings, RefusalClip};
-pub use outputs::{start_discovery, ClientAuth, Discovery, DiscoverySettings, HdhrSettings};
+pub use outputs::{keep_live_listing_fresh, start_discovery, ClientAuth, Discovery, DiscoverySettings, HdhrSettings};
 pub use relay_catalog::StoreCatalog;
 
 /// What every handler can reach.

@@ -243,6 +243,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         alerting.clone(),
     );
     let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh);
+    // The materialized live listing, rebuilt within ~2 s of any change (at
+    // start too): the client listings read it instead of the lineup's query.
+    let _listing_job = crate::scheduler::CancelOnDrop::new(tunerpool_http::keep_live_listing_fresh(
+        store.clone(),
+        std::time::Duration::from_secs(2),
+    ));
     let state = app_state(&config, &store, &http, ledger, admin.token)?;
     // Before any session starts: in cluster mode every channel's session is owned by one instance.
     let _cluster = crate::cluster::join(&config, &state.relay).await?;
