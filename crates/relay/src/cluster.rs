@@ -157,11 +157,24 @@ pub(crate) async fn run(link: &ClusterLink, session: &Arc<Session>, inner: &Arc<
                 let reason = tokio::select! {
                     r = run_upstream(session, inner, channel) => r,
                     _ = ownership.lost() => {
-                        "lost the channel's ownership (Redis unreachable for a whole TTL?)".to_string()
+                        "lost the channel's ownership (Redis unreachable for a whole TTL, or restarted)".to_string()
                     }
                 };
+                let lost = ownership.is_lost();
                 ownership.release().await;
-                return reason;
+                if !lost {
+                    return reason;
+                }
+                // The upstream is closed (its lease dropped with it), but the viewers stay: claim the channel
+                // again, or follow whoever claimed it meanwhile, as a follower whose owner died does.
+                tracing::warn!(session = session.id, channel = %channel.name, reason = %reason,
+                    "cluster: claiming the channel again or following its new owner; the viewers stay");
+                if session.has_run() {
+                    session.set_state(State::Switching);
+                }
+                trying_since = Instant::now();
+                failures = 0;
+                reason
             }
             Ok(Claimed::Theirs { instance, .. }) if instance == me => {
                 // An earlier session of ours (being stopped) still holds it: it releases it in a moment.
