@@ -68,6 +68,20 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     assert!(ids.iter().all(|p| *p == ids[0]), "{ids:?}");
     let channel = ids[0][0].0;
 
+    // Each names itself in /metrics (an info series; Prometheus labels the rest with the scrape target).
+    for (n, base) in bases.iter().enumerate() {
+        let text = reqwest::Client::new()
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!("tunerpool_instance_info{{instance_id=\"node-{n}\"}} 1");
+        assert!(text.lines().any(|l| l == line), "no {line} in /metrics of node-{n}");
+    }
     // The health of each: a cluster member, Redis reachable.
     for base in &bases {
         let (status, health) = get(&format!("{base}/healthz"), "").await;
