@@ -2,6 +2,7 @@
 //! start against a provider that was never synced (so the catalog job finds it due at once on both) and answers
 //! its API slowly (so the sync lasts seconds); the provider is synced once, and "sync now" on either instance
 //! while that sync runs answers 409, naming the instance that syncs. Once it is done, "sync now" works again.
+//! The history job (every 5 s) writes one pool sample per tick for the cluster, not one per instance.
 //!
 //! Setup as in `cluster.rs`: one shared SQLite data dir, the provider added once through the CLI (here without its
 //! sync).
@@ -55,7 +56,10 @@ async fn a_scheduled_sync_runs_once_per_cluster_and_sync_now_meanwhile_is_a_conf
     fake.set_fault(Fault::new(FaultKind::ApiSlow { delay_ms: 800 }));
 
     // The catalog job is due at once (never synced), whatever its interval.
-    let nodes: Vec<_> = (0..2).map(|n| start_instance(dir.path(), &data_s, &redis.url(), n, &[])).collect();
+    // The history job samples every 5 s: run by both instances, the store would get two samples per tick.
+    let started = unix_now();
+    let extra = [("TUNERPOOL_HISTORY_SAMPLE_INTERVAL", "5s")];
+    let nodes: Vec<_> = (0..2).map(|n| start_instance(dir.path(), &data_s, &redis.url(), n, &extra)).collect();
     let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
     let (_, providers) = get(&format!("{}/api/v1/providers", bases[1]), &token).await;
@@ -101,4 +105,17 @@ async fn a_scheduled_sync_runs_once_per_cluster_and_sync_now_meanwhile_is_a_conf
         catalog_syncs(b0, tok).await == 2
     })
     .await;
+
+    // The history job ran on one instance: at most one pool sample per 5 s since the start (and one at it).
+    let (status, samples) =
+        get(&format!("{}/api/v1/history/pool?from={}&provider_id={provider}", bases[0], started - 1), &token).await;
+    assert_eq!(status, 200, "{samples}");
+    let samples = samples.as_array().unwrap().len() as u64;
+    let window = unix_now() - started;
+    eprintln!("history: {samples} pool samples in {window} s from two instances (5 s interval)");
+    assert!(samples >= 1 && samples <= window / 5 + 1, "{samples} pool samples in {window} s: sampled twice per tick");
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
