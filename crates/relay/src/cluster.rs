@@ -15,6 +15,7 @@
 //! (waiting for the dead owner's to expire: limits stay sacred) and opens the provider, the others follow it.
 //! Viewers keep their sockets throughout, as in a mid-stream failover.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ const FOLLOWER_LINGER: Duration = Duration::from_millis(500);
 pub struct ClusterLink {
     directory: Cluster,
     secret: Secret,
+    /// Whether this instance runs the cluster's scheduled jobs now (the automatic probes among them).
+    runs_jobs: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -65,7 +68,18 @@ impl std::fmt::Debug for ClusterLink {
 impl ClusterLink {
     /// A link over `directory` whose internal requests carry `secret`.
     pub fn new(directory: Cluster, secret: Secret) -> ClusterLink {
-        ClusterLink { directory, secret }
+        ClusterLink { directory, secret, runs_jobs: Arc::new(AtomicBool::new(true)) }
+    }
+
+    /// The same link, told by `flag` whether this instance runs the cluster's scheduled jobs (the holder of the
+    /// scheduler's lock sets it): the automatic probes run only there, once per cluster.
+    pub fn with_jobs_flag(self, flag: Arc<AtomicBool>) -> ClusterLink {
+        ClusterLink { runs_jobs: flag, ..self }
+    }
+
+    /// Whether this instance runs the cluster's scheduled jobs now.
+    pub fn runs_jobs(&self) -> bool {
+        self.runs_jobs.load(Ordering::Relaxed)
     }
 
     /// This instance's id.

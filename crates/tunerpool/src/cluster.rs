@@ -61,8 +61,8 @@ fn write_new(path: &Path, text: &str) -> anyhow::Result<()> {
 /// The name of the lock the instance that runs the scheduled jobs holds.
 pub const SCHEDULER_LOCK: &str = "scheduler";
 
-/// Whether this instance runs the scheduled jobs (catalog re-syncs, account details, guides, history and alerts),
-/// and the cluster its syncs coordinate through.
+/// Whether this instance runs the scheduled jobs (catalog re-syncs, account details, guides, history and alerts;
+/// the relay's automatic probes through the same flag), and the cluster its syncs coordinate through.
 ///
 /// Exists because those jobs write the shared store and ask the providers: run by every instance of a cluster
 /// they would ask each provider once per instance and record every sample and alert check as many times. In
@@ -154,7 +154,7 @@ pub async fn join(config: &Config, relay: &Relay) -> anyhow::Result<(Jobs, Optio
     let first = directory.lock(SCHEDULER_LOCK).await;
     let leader = Arc::new(AtomicBool::new(matches!(first, Ok(Claimed::Ours(_)))));
     let election = spawn_election(directory.clone(), leader.clone(), first);
-    relay.set_cluster(ClusterLink::new(directory.clone(), secret.clone()));
+    relay.set_cluster(ClusterLink::new(directory.clone(), secret.clone()).with_jobs_flag(leader.clone()));
     let membership = Membership {
         _heartbeat: crate::scheduler::CancelOnDrop::new(heartbeat),
         _election: crate::scheduler::CancelOnDrop::new(election),
