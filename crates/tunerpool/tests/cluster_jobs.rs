@@ -114,6 +114,7 @@ async fn a_scheduled_sync_runs_once_per_cluster_and_sync_now_meanwhile_is_a_conf
     let window = unix_now() - started;
     eprintln!("history: {samples} pool samples in {window} s from two instances (5 s interval)");
     assert!(samples >= 1 && samples <= window / 5 + 1, "{samples} pool samples in {window} s: sampled twice per tick");
+    cluster_support::assert_secret_never_logged(dir.path(), 2);
 }
 
 fn unix_now() -> u64 {

@@ -133,4 +133,6 @@ async fn a_redis_restart_during_playback_keeps_the_viewers_and_leaks_no_lease() 
     .await;
     poll.abort();
     assert!(most.load(Ordering::Relaxed) <= 1);
+    // Nor did the restart's errors (debug logs) show the secret.
+    cluster_support::assert_secret_never_logged(dir.path(), 3);
 }

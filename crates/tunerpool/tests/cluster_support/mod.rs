@@ -162,3 +162,11 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Panics if any instance's log (`node-{n}.log` in `dir`) holds the cluster secret.
+pub fn assert_secret_never_logged(dir: &std::path::Path, nodes: usize) {
+    for n in 0..nodes {
+        let log = std::fs::read_to_string(dir.join(format!("node-{n}.log"))).unwrap();
+        assert!(!log.contains(SECRET), "node-{n} logged the cluster secret");
+    }
+}
