@@ -10,6 +10,9 @@
 //!   deleted only if it is still ours (compare-and-delete in Lua, [`Ownership::release`]): an expired record may
 //!   already be another instance's, which must keep it.
 //!
+//! - `P lock:{name}`: the same record as a cluster-wide lock ([`Cluster::lock`]): one provider's sync at a time,
+//!   and the one instance that runs the scheduled jobs.
+//!
 //! A dead owner stops renewing; its record expires after the TTL and the next instance that needs the channel
 //! claims it. Everything is a Lua script or a single command: one round trip, atomic.
 
@@ -29,6 +32,8 @@ use crate::LedgerError;
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/own_claim.lua")));
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/own_renew.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/own_release.lua")));
+/// Distinguishes the holders of [`Cluster::lock`] within this process.
+static LOCK_HOLDERS: AtomicU64 = AtomicU64::new(1);
 static REGISTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/register.lua")));
 
 /// One registered instance: how peers reach it.
@@ -49,7 +54,8 @@ pub struct InstanceInfo {
 pub enum Claimed {
     /// We do now: keep the guard while the session lives.
     Ours(Ownership),
-    /// Another session does: the instance id and session id of the record.
+    /// Another session (or, for a [`Cluster::lock`], another holder) does: the instance id and the session id
+    /// (the holder's number) of the record.
     Theirs { instance: String, session: u64 },
 }
 
@@ -188,8 +194,31 @@ impl Cluster {
     /// `session`, unless a record holds it already. A claimed record is
     /// renewed by the returned guard's heartbeat until the guard is released or dropped.
     pub async fn claim(&self, channel: &str, session: u64) -> Result<Claimed, LedgerError> {
-        let key = self.owner_key(channel);
-        let value = format!("{} {session}", self.me.id);
+        self.claim_record(self.owner_key(channel), format!("{} {session}", self.me.id)).await
+    }
+
+    /// Takes the cluster-wide lock `name` (e.g. `sync:{provider}`, `scheduler`) unless another holder has it:
+    /// the same record as a channel's ownership, under `{prefix}cluster:lock:{name}` — set if absent with the
+    /// TTL, renewed by the returned guard's heartbeat while it lives, deleted by compare-and-delete when the guard
+    /// is released or dropped, expired after the TTL when its holder dies. Each call is a new holder, so a second
+    /// call on the same instance finds the lock [`Claimed::Theirs`] (with this instance's id) too.
+    pub async fn lock(&self, name: &str) -> Result<Claimed, LedgerError> {
+        let holder = LOCK_HOLDERS.fetch_add(1, Ordering::Relaxed);
+        self.claim_record(format!("{}lock:{name}", self.prefix), format!("{} {holder}", self.me.id)).await
+    }
+
+    /// Who holds the lock `name` now (an instance id), if anyone.
+    pub async fn lock_holder(&self, name: &str) -> Result<Option<String>, LedgerError> {
+        let mut conn = self.conn.clone();
+        let v: Option<String> = redis::cmd("GET")
+            .arg(format!("{}lock:{name}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.backend(e))?;
+        Ok(v.map(|v| parse_owner(&v).0))
+    }
+
+    async fn claim_record(&self, key: String, value: String) -> Result<Claimed, LedgerError> {
         let asked = Instant::now();
         let mut conn = self.conn.clone();
         let mut call = CLAIM.key(&key);

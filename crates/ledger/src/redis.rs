@@ -190,8 +190,15 @@ impl Ledger for RedisLedger {
         let mut call = USAGE.prepare_invoke();
         call.key(format!("{}accts", self.prefix)).key(format!("{}provs", self.prefix)).arg(&self.prefix);
         let mut conn = self.conn.clone();
-        let (accounts, providers): (Vec<String>, Vec<String>) =
-            call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        let answer: Result<(Vec<String>, Vec<String>), _> = call.invoke_async(&mut conn).await;
+        let (accounts, providers) = match answer {
+            // A connection found broken (Redis restarted while it sat idle) reconnects on this failure: a read
+            // changes nothing, so ask once more rather than answer a 503 for a Redis that is back.
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?
+            }
+            other => other.map_err(|e| self.backend(e))?,
+        };
         Ok(Usage { accounts: pairs(&accounts)?, providers: pairs(&providers)? })
     }
 

@@ -1,5 +1,6 @@
 //! The cluster's records in a real Redis: instance registration, and the ownership of a channel's session —
-//! one owner at a time, renewed while held, expired when its holder dies, deleted only by its holder.
+//! one owner at a time, renewed while held, expired when its holder dies, deleted only by its holder — and the
+//! cluster-wide locks on the same record.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
@@ -77,4 +78,31 @@ async fn a_dead_owners_record_expires_and_the_next_claim_wins() {
     let Claimed::Ours(taken) = b.claim("5", 2).await.unwrap() else { panic!("the expired record is claimable") };
     assert_eq!(a.owner("5").await.unwrap().as_deref(), Some("b"));
     assert!(taken.release().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_has_one_holder_even_on_one_instance_and_frees_on_release_or_expiry() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, Duration::from_millis(600)).await;
+    let Claimed::Ours(held) = a.lock("sync:3").await.unwrap() else { panic!("a takes a free lock") };
+    // Another instance, and another holder on the same instance, find it taken, by a.
+    for c in [&b, &a] {
+        match c.lock("sync:3").await.unwrap() {
+            Claimed::Theirs { instance, .. } => assert_eq!(instance, "a"),
+            Claimed::Ours(_) => panic!("two holders of one lock"),
+        }
+    }
+    // Locks and ownership records do not share names.
+    assert!(matches!(b.claim("sync:3", 1).await.unwrap(), Claimed::Ours(_)));
+    // Held past several TTLs: renewed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!held.is_lost());
+    assert_eq!(b.lock_holder("sync:3").await.unwrap().as_deref(), Some("a"));
+    assert!(held.release().await);
+    let Claimed::Ours(dead) = b.lock("sync:3").await.unwrap() else { panic!("b takes the released lock") };
+    // A holder that dies (stops renewing) loses it after the TTL.
+    dead.abandon();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.lock_holder("sync:3").await.unwrap(), None);
+    assert!(matches!(a.lock("sync:3").await.unwrap(), Claimed::Ours(_)));
 }

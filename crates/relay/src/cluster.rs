@@ -15,6 +15,7 @@
 //! (waiting for the dead owner's to expire: limits stay sacred) and opens the provider, the others follow it.
 //! Viewers keep their sockets throughout, as in a mid-stream failover.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ const FOLLOWER_LINGER: Duration = Duration::from_millis(500);
 pub struct ClusterLink {
     directory: Cluster,
     secret: Secret,
+    /// Whether this instance runs the cluster's scheduled jobs now (the automatic probes among them).
+    runs_jobs: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ClusterLink {
@@ -65,7 +68,18 @@ impl std::fmt::Debug for ClusterLink {
 impl ClusterLink {
     /// A link over `directory` whose internal requests carry `secret`.
     pub fn new(directory: Cluster, secret: Secret) -> ClusterLink {
-        ClusterLink { directory, secret }
+        ClusterLink { directory, secret, runs_jobs: Arc::new(AtomicBool::new(true)) }
+    }
+
+    /// The same link, told by `flag` whether this instance runs the cluster's scheduled jobs (the holder of the
+    /// scheduler's lock sets it): the automatic probes run only there, once per cluster.
+    pub fn with_jobs_flag(self, flag: Arc<AtomicBool>) -> ClusterLink {
+        ClusterLink { runs_jobs: flag, ..self }
+    }
+
+    /// Whether this instance runs the cluster's scheduled jobs now.
+    pub fn runs_jobs(&self) -> bool {
+        self.runs_jobs.load(Ordering::Relaxed)
     }
 
     /// This instance's id.
@@ -157,11 +171,24 @@ pub(crate) async fn run(link: &ClusterLink, session: &Arc<Session>, inner: &Arc<
                 let reason = tokio::select! {
                     r = run_upstream(session, inner, channel) => r,
                     _ = ownership.lost() => {
-                        "lost the channel's ownership (Redis unreachable for a whole TTL?)".to_string()
+                        "lost the channel's ownership (Redis unreachable for a whole TTL, or restarted)".to_string()
                     }
                 };
+                let lost = ownership.is_lost();
                 ownership.release().await;
-                return reason;
+                if !lost {
+                    return reason;
+                }
+                // The upstream is closed (its lease dropped with it), but the viewers stay: claim the channel
+                // again, or follow whoever claimed it meanwhile, as a follower whose owner died does.
+                tracing::warn!(session = session.id, channel = %channel.name, reason = %reason,
+                    "cluster: claiming the channel again or following its new owner; the viewers stay");
+                if session.has_run() {
+                    session.set_state(State::Switching);
+                }
+                trying_since = Instant::now();
+                failures = 0;
+                reason
             }
             Ok(Claimed::Theirs { instance, .. }) if instance == me => {
                 // An earlier session of ours (being stopped) still holds it: it releases it in a moment.

@@ -9,93 +9,21 @@
 //! out of the test's time (`sync.*`, `epg.refresh`); each server has its own `cluster.instance_id`, since the
 //! generated one would live in the shared data dir.
 
+mod cluster_support;
 mod common;
 
 #[path = "../../ledger/tests/support/redis_server.rs"]
 mod redis_server;
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{start_server_with_stderr, tunerpool, Server};
+use cluster_support::{get, start_instance, watch, Seen, SECRET};
+use common::{tunerpool, Server};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
-use futures_util::StreamExt;
 use redis_server::RedisServer;
 
-const SECRET: &str = "cluster-secret-for-the-test-0123456789";
 const VIEWERS: usize = 30;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start_instance(dir: &std::path::Path, data: &str, redis: &str, n: usize) -> Server {
-    let port = free_port();
-    let mut cmd = tunerpool(dir);
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data])
-        .env("TUNERPOOL_POOL_REDIS_URL", redis)
-        .env("TUNERPOOL_CLUSTER_SECRET", SECRET)
-        .env("TUNERPOOL_CLUSTER_ADVERTISE_URL", format!("http://127.0.0.1:{port}"))
-        .env("TUNERPOOL_CLUSTER_INSTANCE_ID", format!("node-{n}"))
-        // One importer: the CLI did it; the servers' jobs stay out of the test's time.
-        .env("TUNERPOOL_SYNC_CATALOG_INTERVAL", "24h")
-        .env("TUNERPOOL_SYNC_DETAILS_INITIAL_DELAY", "1h")
-        .env("TUNERPOOL_SYNC_DETAILS_INTERVAL", "1h")
-        .env("TUNERPOOL_RELAY_LINGER", "2s")
-        // Debug: the secrets check at the end reads everything that is logged.
-        .env("TUNERPOOL_LOG_LEVEL", "debug");
-    let log = std::fs::File::create(dir.join(format!("node-{n}.log"))).unwrap();
-    start_server_with_stderr(cmd, Stdio::from(log))
-}
-
-async fn get(url: &str, token: &str) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
-}
-
-/// What one viewer saw: when each chunk arrived, and whether its stream ended.
-#[derive(Default)]
-struct Seen {
-    arrivals: Vec<Instant>,
-    bytes: u64,
-    ended: Option<String>,
-}
-
-fn watch(url: String, token: String, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let resp = match reqwest::Client::new().get(&url).bearer_auth(&token).send().await {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) => {
-                seen.lock().unwrap().ended = Some(format!("HTTP {}", r.status()));
-                return;
-            }
-            Err(e) => {
-                seen.lock().unwrap().ended = Some(e.to_string());
-                return;
-            }
-        };
-        let mut body = resp.bytes_stream();
-        loop {
-            match body.next().await {
-                Some(Ok(b)) => {
-                    let mut s = seen.lock().unwrap();
-                    s.arrivals.push(Instant::now());
-                    s.bytes += b.len() as u64;
-                }
-                Some(Err(e)) => {
-                    seen.lock().unwrap().ended = Some(e.to_string());
-                    return;
-                }
-                None => {
-                    seen.lock().unwrap().ended = Some("the stream ended".into());
-                    return;
-                }
-            }
-        }
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the_owner_dies() {
@@ -119,7 +47,7 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     // Started one after the other: the first generates the admin token in the shared data dir.
     let mut nodes: Vec<Option<Server>> = Vec::new();
     for n in 0..3 {
-        nodes.push(Some(start_instance(dir.path(), &data_s, &redis.url(), n)));
+        nodes.push(Some(start_instance(dir.path(), &data_s, &redis.url(), n, &[])));
     }
     let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
     let bases: Vec<String> = nodes.iter().map(|s| s.as_ref().unwrap().base.clone()).collect();
@@ -140,6 +68,20 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     assert!(ids.iter().all(|p| *p == ids[0]), "{ids:?}");
     let channel = ids[0][0].0;
 
+    // Each names itself in /metrics (an info series; Prometheus labels the rest with the scrape target).
+    for (n, base) in bases.iter().enumerate() {
+        let text = reqwest::Client::new()
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!("tunerpool_instance_info{{instance_id=\"node-{n}\"}} 1");
+        assert!(text.lines().any(|l| l == line), "no {line} in /metrics of node-{n}");
+    }
     // The health of each: a cluster member, Redis reachable.
     for base in &bases {
         let (status, health) = get(&format!("{base}/healthz"), "").await;
