@@ -297,7 +297,9 @@ async fn pump(tcp: TcpStream, takeover: Takeover) {
     let Takeover { head, mut feed, live, body } = takeover;
     let mut tcp = tcp;
     let mut sent = 0u64;
-    if tcp.write_all(&head).await.is_ok() {
+    let head_sent = tcp.write_all(&head).await.is_ok();
+    drop(head);
+    if head_sent {
         let (mut rd, mut wr) = tcp.split();
         // Resolves when the client closes its side (or the socket fails): the viewer left, even if no chunk
         // comes to fail a write (a stalled upstream). Whatever else the client sends is read and ignored.

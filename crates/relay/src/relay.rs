@@ -201,8 +201,11 @@ pub struct ViewerStream {
     /// The feed until the stream is first polled as a [`Stream`].
     feed: Option<ViewerFeed>,
     /// The feed as a stream, once polled as one.
-    polled: Option<std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>>,
+    polled: Option<ChunkStream>,
 }
+
+/// A viewer's chunks as a boxed [`Stream`].
+type ChunkStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
 impl ViewerStream {
     /// This viewer's chunks as a [`ViewerFeed`], if the stream was not yet
