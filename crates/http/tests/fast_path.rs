@@ -181,16 +181,27 @@ async fn players_read_the_close_delimited_stream() {
     assert!(!errors.to_lowercase().contains("invalid data"), "{errors}");
 
     // VLC, if installed (`apt-get install vlc-bin vlc-plugin-base`): 3 s of the stream to a file, demuxed as TS.
-    let vlc_installed = std::process::Command::new("cvlc").arg("--version").output().is_ok_and(|o| o.status.success());
-    if vlc_installed {
+    // VLC refuses to run as root: then it runs as `nobody` (through setpriv), which the CI container has.
+    let runs =
+        |cmd: &[&str]| std::process::Command::new(cmd[0]).args(&cmd[1..]).output().is_ok_and(|o| o.status.success());
+    let as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    let vlc: Option<Vec<&str>> = if runs(&["cvlc", "--version"]) {
+        Some(vec!["cvlc"])
+    } else if runs(&[as_nobody.as_slice(), &["cvlc", "--version"]].concat()) {
+        Some([as_nobody.as_slice(), &["cvlc"]].concat())
+    } else {
+        None
+    };
+    if let Some(vlc) = vlc {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         let file = dir.path().join("vlc.ts");
-        // VLC sends no custom headers: the admin's token goes in the URL's user info as the anonymous opt-in is off;
-        // use the client output instead, logged in as a downstream user.
+        // VLC sends no custom headers: it logs in as a downstream user, through the client output.
         g.user("vlc", "vlcpw", 0).await;
         let url = format!("{}/live/vlc/vlcpw/1.ts", g.base);
         let sout = format!("--sout=#std{{access=file,mux=ts,dst={}}}", file.display());
-        let out = tokio::process::Command::new("cvlc")
+        let out = tokio::process::Command::new(vlc[0])
+            .args(&vlc[1..])
             .args(["-I", "dummy", "--no-audio", "--run-time=3", "--play-and-exit", &sout, &url])
             .env("HOME", dir.path())
             .output()
