@@ -36,6 +36,7 @@ pub mod pool_status;
 mod probes;
 pub mod realip;
 pub mod relay_catalog;
+mod server;
 mod stream;
 mod ui;
 mod users;
@@ -257,6 +258,5 @@ pub async fn serve(
         relay.stop_all();
         cancel.cancel();
     };
-    let app = app(state, stopping).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    server::serve(listener, app(state, stopping), shutdown).await
 }
