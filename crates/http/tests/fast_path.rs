@@ -156,7 +156,7 @@ async fn head_and_keep_alive_requests_stay_with_hyper() {
 }
 
 /// Real players read the fast path: ffprobe finds the programme, ffmpeg remuxes it without an error, and VLC
-/// (when installed) plays it.
+/// plays it (`.ci/run` installs it; a missing VLC fails the test, never skips it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_read_the_close_delimited_stream() {
     let g = gateway(fast(), |_| {}).await;
@@ -180,19 +180,19 @@ async fn players_read_the_close_delimited_stream() {
     let errors = String::from_utf8_lossy(&out.stderr);
     assert!(!errors.to_lowercase().contains("invalid data"), "{errors}");
 
-    // VLC, if installed (`apt-get install vlc-bin vlc-plugin-base`): 3 s of the stream to a file, demuxed as TS.
+    // VLC (`apt-get install vlc-bin vlc-plugin-base`): 3 s of the stream to a file, demuxed as TS.
     // VLC refuses to run as root: then it runs as `nobody` (through setpriv), which the CI container has.
     let runs =
         |cmd: &[&str]| std::process::Command::new(cmd[0]).args(&cmd[1..]).output().is_ok_and(|o| o.status.success());
     let as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
-    let vlc: Option<Vec<&str>> = if runs(&["cvlc", "--version"]) {
-        Some(vec!["cvlc"])
+    let vlc: Vec<&str> = if runs(&["cvlc", "--version"]) {
+        vec!["cvlc"]
     } else if runs(&[as_nobody.as_slice(), &["cvlc", "--version"]].concat()) {
-        Some([as_nobody.as_slice(), &["cvlc"]].concat())
+        [as_nobody.as_slice(), &["cvlc"]].concat()
     } else {
-        None
+        panic!("VLC must be installed for this test (apt-get install vlc-bin vlc-plugin-base; .ci/run does it)")
     };
-    if let Some(vlc) = vlc {
+    {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         let file = dir.path().join("vlc.ts");
@@ -215,7 +215,5 @@ async fn players_read_the_close_delimited_stream() {
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("h264"), "{}", String::from_utf8_lossy(&out.stderr));
-    } else {
-        eprintln!("cvlc not installed: VLC not checked");
     }
 }
