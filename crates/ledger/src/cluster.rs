@@ -20,13 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::redis::{redact_url, scrub};
+use crate::redis::{connect_with_scripts, scrub, url_password};
 use crate::LedgerError;
 
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/own_claim.lua")));
@@ -85,28 +85,9 @@ impl Cluster {
     /// Connects to `url` (its password never shown in errors), loads the scripts and registers `me` once.
     /// `key_prefix` namespaces the keys (`tunerpool:` as the ledger; the records go under `{prefix}cluster:`).
     pub async fn connect(url: &str, ttl: Duration, key_prefix: &str, me: InstanceInfo) -> Result<Self, LedgerError> {
-        let password = url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned));
-        let shown = redact_url(url);
-        let fail = |what: &str, e: redis::RedisError| {
-            LedgerError::Backend(scrub(&format!("{what} {shown}: {e}"), password.as_deref()))
-        };
-        let client = redis::Client::open(url).map_err(|e| fail("invalid Redis URL", e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(ttl.clamp(Duration::from_millis(200), Duration::from_secs(2))))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let mut conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| fail("cannot connect to Redis at", e))?;
-        for script in [&*CLAIM, &*RENEW, &*RELEASE, &*REGISTER] {
-            script
-                .prepare_invoke()
-                .load_async(&mut conn)
-                .await
-                .map_err(|e| fail("cannot load the Lua scripts into Redis at", e))?;
-        }
+        let password = url_password(url);
+        let response_timeout = ttl.clamp(Duration::from_millis(200), Duration::from_secs(2));
+        let conn = connect_with_scripts(url, response_timeout, &[&CLAIM, &RENEW, &RELEASE, &REGISTER]).await?;
         let me = InstanceInfo { url: me.url.trim_end_matches('/').to_owned(), ..me };
         let cluster = Cluster {
             conn,
