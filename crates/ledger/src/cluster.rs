@@ -335,39 +335,11 @@ impl Drop for Ownership {
     }
 }
 
-/// Renews every `ttl / 3`; "not ours" is lost at once, failures are retried until a TTL has passed since the
-/// last renewal that succeeded (counted from when it was sent).
+/// Renews through the one renewal loop ([`crate::lease::keep_renewed`]): "not ours" is lost at once, failures
+/// are retried until a TTL has passed since the last renewal that succeeded (counted from when it was sent).
 async fn renew_ownership(cluster: Cluster, key: String, value: String, asked: Instant, lost: watch::Sender<bool>) {
-    let ttl = cluster.ttl;
-    let period = (ttl / 3).max(Duration::from_millis(10));
-    let retry = (ttl / 15).max(Duration::from_millis(10));
-    let mut deadline = asked + ttl;
-    let mut next = asked + period;
-    loop {
-        tokio::time::sleep_until(next.min(deadline)).await;
-        let sent = Instant::now();
-        if sent >= deadline {
-            tracing::warn!(%key, "cluster: ownership lost: no renewal succeeded within its TTL");
-            lost.send_replace(true);
-            return;
-        }
-        match tokio::time::timeout(deadline - sent, cluster.renew(&key, &value)).await {
-            Ok(Ok(true)) => {
-                deadline = sent + ttl;
-                next = sent + period;
-            }
-            Ok(Ok(false)) => {
-                tracing::warn!(%key, "cluster: ownership lost: the record is gone or another instance's");
-                lost.send_replace(true);
-                return;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(%key, error = %e, "cluster: renewing an ownership record failed; retrying");
-                next = Instant::now() + retry;
-            }
-            Err(_) => next = Instant::now(),
-        }
-    }
+    let what = format!("cluster record {key}");
+    crate::lease::keep_renewed(cluster.ttl, asked, &what, || cluster.renew(&key, &value), lost).await;
 }
 
 #[cfg(test)]

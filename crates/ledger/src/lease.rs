@@ -120,6 +120,30 @@ impl<L: Ledger> Drop for Lease<L> {
 /// conservatively) has passed, and then the lease is marked lost.
 async fn heartbeat<L: Ledger>(ledger: Arc<L>, info: LeaseInfo, asked: Instant, lost: watch::Sender<bool>) {
     let ttl = ledger.ttl();
+    let what = format!("lease {} (account {})", info.id, info.account);
+    keep_renewed(ttl, asked, &what, || ledger.renew(&info), lost).await;
+}
+
+/// The one renewal loop of every record with a TTL its holder renews: provider leases ([`Lease`]), channel
+/// ownerships and cluster locks ([`crate::cluster::Ownership`]) and downstream users' stream leases
+/// (and, next, downstream users' stream leases).
+///
+/// `renew` is asked every `ttl / 3` from `asked` (when the record was requested: the record may have been set
+/// any time after, so its expiry is counted from then, conservatively). `Ok(true)`: renewed, the next deadline
+/// is a TTL after the renewal was *sent*; `Ok(false)`: the record is gone or another's, lost at once; an error
+/// (or no answer before the deadline): retried every `ttl / 15` until a TTL has passed since the last renewal
+/// that succeeded, then lost. "Lost" is sending `true` on `lost`; the loop then returns. It never returns while
+/// the record is held: abort its task to stop it.
+pub(crate) async fn keep_renewed<F, Fut>(
+    ttl: Duration,
+    asked: Instant,
+    what: &str,
+    mut renew: F,
+    lost: watch::Sender<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, LedgerError>>,
+{
     let period = (ttl / 3).max(Duration::from_millis(1));
     let retry = (ttl / 15).max(Duration::from_millis(10));
     let mut deadline = asked + ttl;
@@ -128,22 +152,22 @@ async fn heartbeat<L: Ledger>(ledger: Arc<L>, info: LeaseInfo, asked: Instant, l
         tokio::time::sleep_until(next.min(deadline)).await;
         let sent = Instant::now();
         if sent >= deadline {
-            tracing::warn!(lease = %info.id, "lease lost: no renewal succeeded within its TTL");
+            tracing::warn!(record = %what, "lost: no renewal succeeded within its TTL");
             lost.send_replace(true);
             return;
         }
-        match tokio::time::timeout(deadline - sent, ledger.renew(&info)).await {
+        match tokio::time::timeout(deadline - sent, renew()).await {
             Ok(Ok(true)) => {
                 deadline = sent + ttl;
                 next = sent + period;
             }
             Ok(Ok(false)) => {
-                tracing::warn!(lease = %info.id, account = info.account, "lease lost: the ledger no longer has it");
+                tracing::warn!(record = %what, "lost: the record is gone or another holder's");
                 lost.send_replace(true);
                 return;
             }
             Ok(Err(e)) => {
-                tracing::warn!(lease = %info.id, error = %e, "renewing a lease failed; retrying");
+                tracing::warn!(record = %what, error = %e, "renewing failed; retrying");
                 next = Instant::now() + retry;
             }
             Err(_elapsed) => next = Instant::now(),
