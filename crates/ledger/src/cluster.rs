@@ -3,13 +3,19 @@
 //! Several instances sharing one Redis (the one the [`crate::RedisLedger`] uses) must open at most one provider
 //! connection per channel between them. Two kinds of records do it, both with a short TTL their holder renews:
 //!
-//! - `P instance:{id}`: a hash (`id`, `url`, `started_at`) per running instance, renewed by its heartbeat; how a
-//!   peer finds the owner's internal endpoint.
+//! - `P instance:{id}`: a hash (`id`, `url`, `started_at`, and `status`: what the instance publishes for the
+//!   cluster-wide views, its sessions) per running instance, renewed by its heartbeat; how a peer finds the
+//!   owner's internal endpoint. `P instances`: the ids, scored by expiry, to list them without `SCAN`.
 //! - `P owner:{channel}` (the channel's key, the same on every instance): the value `"{instance} {session}"` of the one session that reads the channel from the
 //!   provider. Claimed with "set if absent" ([`Cluster::claim`]), renewed only while it is still ours, and
 //!   deleted only if it is still ours (compare-and-delete in Lua, [`Ownership::release`]): an expired record may
 //!   already be another instance's, which must keep it.
 //!
+//! - `P user-leases:{name}` and `P user-streams:{name}`: a downstream user's streams across the cluster, one
+//!   lease each (a sorted set of lease ids scored by expiry, and what each stream is with its start), claimed
+//!   only while the user is under its limit ([`Cluster::claim_user`], the RAII [`UserLease`]).
+//! - `P login:{address}`: a client address's login attempts in the current window and its block, for the
+//!   failed-login limit across the cluster ([`Cluster::login_attempt`]), expiring with them.
 //! - `P lock:{name}`: the same record as a cluster-wide lock ([`Cluster::lock`]): one provider's sync at a time,
 //!   and the one instance that runs the scheduled jobs.
 //!
@@ -35,6 +41,15 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 /// Distinguishes the holders of [`Cluster::lock`] within this process.
 static LOCK_HOLDERS: AtomicU64 = AtomicU64::new(1);
 static REGISTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/register.lua")));
+static INSTANCES: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/instances.lua")));
+static USER_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/user_claim.lua")));
+static USER_RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/user_renew.lua")));
+static USER_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/user_release.lua")));
+static USER_COUNT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/user_count.lua")));
+static LOGIN_ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/login_attempt.lua")));
+static LOGIN_FORGIVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/login_forgive.lua")));
+/// Distinguishes the downstream users' stream leases this process hands out.
+static USER_LEASES: AtomicU64 = AtomicU64::new(1);
 
 /// One registered instance: how peers reach it.
 ///
@@ -66,18 +81,38 @@ pub enum Claimed {
 #[derive(Clone)]
 pub struct Cluster {
     conn: ConnectionManager,
+    ttl: Duration,
+    /// The rest, shared by every clone (kept out of line: every guard holds a `Cluster`).
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     prefix: String,
     me: InstanceInfo,
-    ttl: Duration,
     password: Option<String>,
     /// When the last heartbeat succeeded (ms since `epoch`), 0 for never.
-    last_ok: Arc<AtomicU64>,
+    last_ok: AtomicU64,
     epoch: Instant,
+    /// What this instance publishes with each heartbeat ([`Cluster::set_status`]).
+    status: std::sync::OnceLock<StatusSource>,
+}
+
+/// Writes what an instance publishes for the cluster's views (a JSON text its readers understand).
+type StatusSource = Box<dyn Fn() -> String + Send + Sync>;
+
+/// A registered instance and what it last published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub info: InstanceInfo,
+    /// Its status text ([`Cluster::set_status`]); `None` before its first heartbeat with one.
+    pub status: Option<String>,
+    /// How old that status is (Redis time).
+    pub status_age: Option<Duration>,
 }
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("me", &self.me).field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("Cluster").field("me", &self.shared.me).field("ttl", &self.ttl).finish_non_exhaustive()
     }
 }
 
@@ -87,24 +122,41 @@ impl Cluster {
     pub async fn connect(url: &str, ttl: Duration, key_prefix: &str, me: InstanceInfo) -> Result<Self, LedgerError> {
         let password = url_password(url);
         let response_timeout = ttl.clamp(Duration::from_millis(200), Duration::from_secs(2));
-        let conn = connect_with_scripts(url, response_timeout, &[&CLAIM, &RENEW, &RELEASE, &REGISTER]).await?;
+        let conn = connect_with_scripts(
+            url,
+            response_timeout,
+            &[
+                &CLAIM,
+                &RENEW,
+                &RELEASE,
+                &REGISTER,
+                &INSTANCES,
+                &USER_CLAIM,
+                &USER_RENEW,
+                &USER_RELEASE,
+                &USER_COUNT,
+                &LOGIN_ATTEMPT,
+                &LOGIN_FORGIVE,
+            ],
+        )
+        .await?;
         let me = InstanceInfo { url: me.url.trim_end_matches('/').to_owned(), ..me };
-        let cluster = Cluster {
-            conn,
+        let shared = Shared {
             prefix: format!("{key_prefix}cluster:"),
             me,
-            ttl,
             password,
-            last_ok: Arc::default(),
+            last_ok: AtomicU64::new(0),
             epoch: Instant::now(),
+            status: std::sync::OnceLock::new(),
         };
+        let cluster = Cluster { conn, ttl, shared: Arc::new(shared) };
         cluster.register().await?;
         Ok(cluster)
     }
 
     /// This instance.
     pub fn me(&self) -> &InstanceInfo {
-        &self.me
+        &self.shared.me
     }
 
     /// How long a record lives without renewal; holders renew every third of it.
@@ -113,7 +165,7 @@ impl Cluster {
     }
 
     fn backend(&self, e: redis::RedisError) -> LedgerError {
-        LedgerError::Backend(scrub(&format!("redis: {e}"), self.password.as_deref()))
+        LedgerError::Backend(scrub(&format!("redis: {e}"), self.shared.password.as_deref()))
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -121,20 +173,26 @@ impl Cluster {
     }
 
     fn owner_key(&self, channel: &str) -> String {
-        format!("{}owner:{channel}", self.prefix)
+        format!("{}owner:{channel}", self.shared.prefix)
     }
 
     fn instance_key(&self, id: &str) -> String {
-        format!("{}instance:{id}", self.prefix)
+        format!("{}instance:{id}", self.shared.prefix)
     }
 
-    /// Registers this instance (or renews its record) for one TTL.
+    /// Registers this instance (or renews its record) for one TTL, with its status when one is set.
     pub async fn register(&self) -> Result<(), LedgerError> {
         let mut conn = self.conn.clone();
-        let mut call = REGISTER.key(self.instance_key(&self.me.id));
-        call.arg(&self.me.id).arg(&self.me.url).arg(self.me.started_at).arg(self.ttl_ms());
+        let status = self.shared.status.get().map(|f| f()).unwrap_or_default();
+        let mut call = REGISTER.key(self.instance_key(&self.shared.me.id));
+        call.key(format!("{}instances", self.shared.prefix));
+        call.arg(&self.shared.me.id)
+            .arg(&self.shared.me.url)
+            .arg(self.shared.me.started_at)
+            .arg(self.ttl_ms())
+            .arg(status);
         let _: i64 = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
-        self.last_ok.store(self.epoch.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+        self.shared.last_ok.store(self.shared.epoch.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -152,10 +210,35 @@ impl Cluster {
         })
     }
 
+    /// What this instance publishes with every heartbeat (every third of the TTL), for the cluster-wide views
+    /// ([`Cluster::peers`]); set once, at start. Called on the heartbeat's task: keep it quick.
+    pub fn set_status(&self, source: impl Fn() -> String + Send + Sync + 'static) {
+        if self.shared.status.set(Box::new(source)).is_err() {
+            tracing::warn!("cluster: the status source was already set; keeping the first");
+        }
+    }
+
+    /// Every registered instance (this one included) with what it last published, in one round trip. An
+    /// instance that died is gone from the list within a TTL.
+    pub async fn peers(&self) -> Result<Vec<Peer>, LedgerError> {
+        let mut conn = self.conn.clone();
+        let mut call = INSTANCES.key(format!("{}instances", self.shared.prefix));
+        call.arg(format!("{}instance:", self.shared.prefix));
+        let flat: Vec<String> = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        Ok(flat
+            .chunks_exact(5)
+            .map(|r| Peer {
+                info: InstanceInfo { id: r[0].clone(), url: r[1].clone(), started_at: r[2].parse().unwrap_or(0) },
+                status: Some(r[3].clone()).filter(|s| !s.is_empty()),
+                status_age: r[4].parse().ok().map(Duration::from_millis),
+            })
+            .collect())
+    }
+
     /// Whether Redis answered this instance's heartbeat within the last TTL.
     pub fn redis_reachable(&self) -> bool {
-        let last = self.last_ok.load(Ordering::Relaxed);
-        last > 0 && (self.epoch.elapsed().as_millis() as u64).saturating_sub(last) < self.ttl_ms()
+        let last = self.shared.last_ok.load(Ordering::Relaxed);
+        last > 0 && (self.shared.epoch.elapsed().as_millis() as u64).saturating_sub(last) < self.ttl_ms()
     }
 
     /// A registered instance (`None` once its record expired: it is gone).
@@ -175,7 +258,7 @@ impl Cluster {
     /// `session`, unless a record holds it already. A claimed record is
     /// renewed by the returned guard's heartbeat until the guard is released or dropped.
     pub async fn claim(&self, channel: &str, session: u64) -> Result<Claimed, LedgerError> {
-        self.claim_record(self.owner_key(channel), format!("{} {session}", self.me.id)).await
+        self.claim_record(self.owner_key(channel), format!("{} {session}", self.shared.me.id)).await
     }
 
     /// Takes the cluster-wide lock `name` (e.g. `sync:{provider}`, `scheduler`) unless another holder has it:
@@ -185,14 +268,14 @@ impl Cluster {
     /// call on the same instance finds the lock [`Claimed::Theirs`] (with this instance's id) too.
     pub async fn lock(&self, name: &str) -> Result<Claimed, LedgerError> {
         let holder = LOCK_HOLDERS.fetch_add(1, Ordering::Relaxed);
-        self.claim_record(format!("{}lock:{name}", self.prefix), format!("{} {holder}", self.me.id)).await
+        self.claim_record(format!("{}lock:{name}", self.shared.prefix), format!("{} {holder}", self.shared.me.id)).await
     }
 
     /// Who holds the lock `name` now (an instance id), if anyone.
     pub async fn lock_holder(&self, name: &str) -> Result<Option<String>, LedgerError> {
         let mut conn = self.conn.clone();
         let v: Option<String> = redis::cmd("GET")
-            .arg(format!("{}lock:{name}", self.prefix))
+            .arg(format!("{}lock:{name}", self.shared.prefix))
             .query_async(&mut conn)
             .await
             .map_err(|e| self.backend(e))?;
@@ -219,6 +302,125 @@ impl Cluster {
         }
         let (instance, session) = parse_owner(&current);
         Ok(Claimed::Theirs { instance, session })
+    }
+
+    fn user_keys(&self, user: &str) -> (String, String) {
+        (format!("{}user-leases:{user}", self.shared.prefix), format!("{}user-streams:{user}", self.shared.prefix))
+    }
+
+    /// Claims one of the downstream user `user`'s stream slots across the cluster, for a stream described by
+    /// `what` (shown in refusals): granted while the user holds fewer than `max` streams on every instance
+    /// together (`0`: no limit of its own), atomically (one Lua script), so no interleaving of instances gives a
+    /// user more than its limit. At the limit, with `replace`, the user's oldest streams' leases are taken from
+    /// them (their ids are returned: the holder on this instance ends them at once, another instance when its
+    /// next renewal finds the lease gone, within a third of the TTL); without, the claim is refused with what
+    /// the user watches, oldest first. The returned guard renews the lease until it is released or dropped; a
+    /// dead instance's leases expire after the TTL.
+    pub async fn claim_user(&self, user: &str, max: u32, replace: bool, what: &str) -> Result<UserClaim, LedgerError> {
+        let asked = Instant::now();
+        let id = format!("{}-u{}", self.shared.me.id, USER_LEASES.fetch_add(1, Ordering::Relaxed));
+        let (leases, streams) = self.user_keys(user);
+        let mut call = USER_CLAIM.key(&leases);
+        call.key(&streams).arg(&id).arg(self.ttl_ms()).arg(max).arg(if replace { "1" } else { "0" }).arg(what);
+        let mut conn = self.conn.clone();
+        let answer: Vec<redis::Value> = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        let mut items = answer.into_iter();
+        let granted = match items.next() {
+            Some(redis::Value::Int(n)) => n == 1,
+            other => return Err(LedgerError::Backend(format!("Redis answered a user claim with {other:?}"))),
+        };
+        let rest: Vec<String> = items
+            .map(|v| {
+                redis::from_redis_value::<String>(v)
+                    .map_err(|e| LedgerError::Backend(format!("Redis answered a user claim oddly: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        if !granted {
+            return Ok(UserClaim::Full { watching: rest });
+        }
+        let (lost_tx, lost) = watch::channel(false);
+        let task = tokio::spawn(renew_user_lease(
+            self.clone(),
+            user.to_owned(),
+            id.clone(),
+            max,
+            what.to_owned(),
+            asked,
+            lost_tx,
+        ));
+        let lease = UserLease {
+            cluster: self.clone(),
+            user: user.to_owned(),
+            id,
+            lost,
+            heartbeat: Some(task.abort_handle()),
+            done: false,
+        };
+        Ok(UserClaim::Granted { lease, replaced: rest })
+    }
+
+    /// How many streams the downstream user `user` holds across the cluster now.
+    pub async fn user_streams(&self, user: &str) -> Result<u32, LedgerError> {
+        let mut conn = self.conn.clone();
+        let n: i64 =
+            USER_COUNT.key(self.user_keys(user).0).invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        Ok(u32::try_from(n).unwrap_or(0))
+    }
+
+    async fn renew_user(&self, user: &str, id: &str, max: u32, what: &str) -> Result<bool, LedgerError> {
+        let (leases, streams) = self.user_keys(user);
+        let mut call = USER_RENEW.key(&leases);
+        call.key(&streams).arg(id).arg(self.ttl_ms()).arg(max).arg(what);
+        let mut conn = self.conn.clone();
+        let answer: i64 = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        if answer == 2 {
+            tracing::info!(lease = %id, "cluster: a user's stream lease was gone (Redis restarted?); taken again");
+        }
+        Ok(answer != 0)
+    }
+
+    async fn release_user(&self, user: &str, id: &str) -> Result<(), LedgerError> {
+        let (leases, streams) = self.user_keys(user);
+        let mut call = USER_RELEASE.key(&leases);
+        call.key(&streams).arg(id);
+        let mut conn = self.conn.clone();
+        let _: i64 = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        Ok(())
+    }
+
+    /// Counts one login attempt from `address` (the client's address as the limit keys it) across the cluster,
+    /// from its start, in one Lua script: refused while the address is blocked or has `max` attempts in the
+    /// current `window`; the attempt that reaches `max` blocks it for `block`. An attempt that did not fail is
+    /// taken back with [`Cluster::login_forgive`] (which lifts a block the address no longer deserves). The
+    /// record expires once neither its window nor its block matters: Redis holds one small hash per address
+    /// seen in the last `window + block`.
+    pub async fn login_attempt(
+        &self,
+        address: &str,
+        max: u32,
+        window: Duration,
+        block: Duration,
+    ) -> Result<LoginAttempt, LedgerError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut call = LOGIN_ATTEMPT.key(format!("{}login:{address}", self.shared.prefix));
+        call.arg(max).arg(ms(window)).arg(ms(block));
+        let mut conn = self.conn.clone();
+        let (allowed, value): (i64, i64) = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        let value = u64::try_from(value).unwrap_or(0);
+        Ok(match allowed {
+            1 => LoginAttempt::Counted { window: value },
+            _ => LoginAttempt::Refused { retry_after: Duration::from_millis(value) },
+        })
+    }
+
+    /// Takes back an attempt [`Cluster::login_attempt`] counted in the window that started at `window` (it did
+    /// not fail). Nothing happens once that window is over.
+    pub async fn login_forgive(&self, address: &str, window: u64, max: u32) -> Result<(), LedgerError> {
+        let mut call = LOGIN_FORGIVE.key(format!("{}login:{address}", self.shared.prefix));
+        call.arg(window).arg(max);
+        let mut conn = self.conn.clone();
+        let _: i64 = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        Ok(())
     }
 
     /// The instance whose session owns `channel`, if any.
@@ -333,6 +535,115 @@ impl Drop for Ownership {
             });
         }
     }
+}
+
+/// What [`Cluster::login_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Counted (as a failure until forgiven) in the window that started at `window` (ms, Redis time): go on.
+    Counted { window: u64 },
+    /// Blocked, or at the limit: refuse without a check; it may try again after `retry_after`.
+    Refused { retry_after: Duration },
+}
+
+/// What [`Cluster::claim_user`] found.
+#[derive(Debug)]
+pub enum UserClaim {
+    /// A slot is the stream's: keep the guard while it plays. `replaced`: the leases of the user's oldest
+    /// streams that were taken to make room (the replace policy), to end at once where they are held.
+    Granted { lease: UserLease, replaced: Vec<String> },
+    /// The user is at its limit across the cluster: what it watches, oldest first.
+    Full { watching: Vec<String> },
+}
+
+/// One of a downstream user's stream slots across the cluster, held while this value lives.
+///
+/// Exists so that the slot is given back on every path: [`UserLease::release`], dropping the guard (a release
+/// from a spawned task) or, when the instance dies, the TTL. Its heartbeat renews it every third of the TTL
+/// through the one renewal loop; when a renewal finds it gone and the user's slots taken (a newer stream
+/// replaced it, or it expired in a stall and another stream took the slot), or renewals fail for a whole TTL,
+/// it is *lost* ([`UserLease::is_lost`]) and the stream must end.
+pub struct UserLease {
+    cluster: Cluster,
+    user: String,
+    id: String,
+    lost: watch::Receiver<bool>,
+    heartbeat: Option<AbortHandle>,
+    done: bool,
+}
+
+impl std::fmt::Debug for UserLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserLease").field("user", &self.user).field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl UserLease {
+    /// The lease id (what [`UserClaim::Granted`]'s `replaced` names).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether the lease was lost: the stream must end.
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// A receiver that turns `true` when the lease is lost (for whoever checks the stream).
+    pub fn lost_flag(&self) -> watch::Receiver<bool> {
+        self.lost.clone()
+    }
+
+    /// Stops renewing and gives the slot back, waiting for Redis; a failure is logged (the TTL frees it).
+    pub async fn release(mut self) {
+        self.stop();
+        if let Err(e) = self.cluster.release_user(&self.user, &self.id).await {
+            tracing::warn!(error = %e, "cluster: releasing a user's stream lease failed; its TTL will free it");
+        }
+    }
+
+    /// For tests and crash simulation: stop renewing without releasing; the slot comes back after the TTL.
+    pub fn abandon(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.done = true;
+        if let Some(task) = self.heartbeat.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for UserLease {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.stop();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (cluster, user, id) =
+                (self.cluster.clone(), std::mem::take(&mut self.user), std::mem::take(&mut self.id));
+            runtime.spawn(async move {
+                if let Err(e) = cluster.release_user(&user, &id).await {
+                    tracing::warn!(error = %e, "cluster: releasing a user's stream lease failed; its TTL will free it");
+                }
+            });
+        }
+    }
+}
+
+async fn renew_user_lease(
+    cluster: Cluster,
+    user: String,
+    id: String,
+    max: u32,
+    what: String,
+    asked: Instant,
+    lost: watch::Sender<bool>,
+) {
+    let label = format!("user {user}'s stream lease {id}");
+    crate::lease::keep_renewed(cluster.ttl, asked, &label, || cluster.renew_user(&user, &id, max, &what), lost).await;
 }
 
 /// Renews through the one renewal loop ([`crate::lease::keep_renewed`]): "not ours" is lost at once, failures

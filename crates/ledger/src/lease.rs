@@ -126,7 +126,7 @@ async fn heartbeat<L: Ledger>(ledger: Arc<L>, info: LeaseInfo, asked: Instant, l
 
 /// The one renewal loop of every record with a TTL its holder renews: provider leases ([`Lease`]), channel
 /// ownerships and cluster locks ([`crate::cluster::Ownership`]) and downstream users' stream leases
-/// (and, next, downstream users' stream leases).
+/// ([`crate::cluster::UserLease`]).
 ///
 /// `renew` is asked every `ttl / 3` from `asked` (when the record was requested: the record may have been set
 /// any time after, so its expiry is counted from then, conservatively). `Ok(true)`: renewed, the next deadline

@@ -8,7 +8,7 @@ mod redis_server;
 use std::time::Duration;
 
 use redis_server::RedisServer;
-use tunerpool_ledger::cluster::{unix_now, Claimed, Cluster, InstanceInfo};
+use tunerpool_ledger::cluster::{unix_now, Claimed, Cluster, InstanceInfo, LoginAttempt, UserClaim, UserLease};
 
 fn me(id: &str) -> InstanceInfo {
     InstanceInfo { id: id.into(), url: format!("http://{id}.example:8080/"), started_at: unix_now() }
@@ -105,4 +105,177 @@ async fn a_lock_has_one_holder_even_on_one_instance_and_frees_on_release_or_expi
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(a.lock_holder("sync:3").await.unwrap(), None);
     assert!(matches!(a.lock("sync:3").await.unwrap(), Claimed::Ours(_)));
+}
+
+/// Polls `check` every 20 ms until it holds, or panics naming `what` after `within`.
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn granted(claim: UserClaim) -> (UserLease, Vec<String>) {
+    match claim {
+        UserClaim::Granted { lease, replaced } => (lease, replaced),
+        UserClaim::Full { watching } => panic!("refused while watching {watching:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_streams_never_pass_its_limit_across_instances_under_concurrent_claims() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, Duration::from_secs(5)).await;
+    // 40 claims at once from two instances for a user limited to 3: exactly 3 granted, every time.
+    for round in 0..5 {
+        let user = format!("kim{round}");
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let (c, user) = (if i % 2 == 0 { a.clone() } else { b.clone() }, user.clone());
+                tokio::spawn(async move { c.claim_user(&user, 3, false, &format!("channel {i}")).await.unwrap() })
+            })
+            .collect();
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                UserClaim::Granted { lease, replaced } => {
+                    assert!(replaced.is_empty());
+                    held.push(lease);
+                }
+                UserClaim::Full { watching } => {
+                    assert!(watching.len() <= 3, "{watching:?}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((held.len(), refused), (3, 37), "round {round}");
+        assert_eq!(b.user_streams(&user).await.unwrap(), 3);
+        for lease in held {
+            lease.release().await;
+        }
+        assert_eq!(a.user_streams(&user).await.unwrap(), 0, "every lease released");
+    }
+    // No limit of its own: every claim granted, and counted.
+    let mut many = Vec::new();
+    for i in 0..10 {
+        many.push(granted(a.claim_user("free", 0, false, &format!("c{i}")).await.unwrap()).0);
+    }
+    assert_eq!(b.user_streams("free").await.unwrap(), 10);
+    drop(many);
+    eventually("dropped leases released", Duration::from_secs(2), || async {
+        b.user_streams("free").await.unwrap() == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_user_is_told_what_it_watches_and_replacing_ends_the_oldest_stream_elsewhere() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, Duration::from_millis(600)).await;
+    let (first, _) = granted(a.claim_user("kim", 2, false, "channel 5").await.unwrap());
+    let (second, _) = granted(a.claim_user("kim", 2, false, "channel 6").await.unwrap());
+    match b.claim_user("kim", 2, false, "channel 7").await.unwrap() {
+        UserClaim::Full { watching } => assert_eq!(watching, ["channel 5", "channel 6"]),
+        UserClaim::Granted { .. } => panic!("a third stream for a user limited to 2"),
+    }
+    // Held past several TTLs: renewed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!first.is_lost() && !second.is_lost());
+    // Replacing: b's claim takes the oldest (a's "channel 5"), which a learns at its next renewal.
+    let (third, replaced) = granted(b.claim_user("kim", 2, true, "channel 7").await.unwrap());
+    assert_eq!(replaced, [first.id().to_owned()]);
+    assert_eq!(a.user_streams("kim").await.unwrap(), 2);
+    let lost = first.lost_flag();
+    eventually("the replaced stream's lease is lost", Duration::from_millis(600), || {
+        let lost = lost.clone();
+        async move { *lost.borrow() }
+    })
+    .await;
+    assert!(!second.is_lost() && !third.is_lost());
+    // Releasing the replaced lease must not free another stream's slot.
+    first.release().await;
+    assert_eq!(a.user_streams("kim").await.unwrap(), 2);
+    // A dead instance's lease expires after the TTL.
+    second.abandon();
+    eventually("the abandoned lease expires", Duration::from_secs(2), || async {
+        a.user_streams("kim").await.unwrap() == 1
+    })
+    .await;
+    let (fourth, _) = granted(a.claim_user("kim", 2, false, "channel 8").await.unwrap());
+    drop((third, fourth));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_lease_lost_with_an_emptied_redis_is_taken_again_when_there_is_room() {
+    let server = RedisServer::start();
+    let (a, _b) = pair(&server, Duration::from_millis(600)).await;
+    let (lease, _) = granted(a.claim_user("kim", 1, false, "channel 5").await.unwrap());
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    eventually("the lease is back", Duration::from_secs(1), || async { a.user_streams("kim").await.unwrap() == 1 })
+        .await;
+    assert!(!lease.is_lost());
+    assert!(matches!(a.claim_user("kim", 1, false, "channel 6").await.unwrap(), UserClaim::Full { .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_attempts_count_across_instances_and_a_forgiven_attempt_lifts_the_block() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, Duration::from_secs(5)).await;
+    let (window, block) = (Duration::from_secs(60), Duration::from_secs(60));
+    let mut windows = Vec::new();
+    for i in 0..10 {
+        let c = if i % 2 == 0 { &a } else { &b };
+        match c.login_attempt("192.0.2.7", 10, window, block).await.unwrap() {
+            LoginAttempt::Counted { window } => windows.push(window),
+            refused => panic!("attempt {i} refused: {refused:?}"),
+        }
+    }
+    // The tenth blocks the address for a minute, on every instance; another address is not affected.
+    for c in [&a, &b] {
+        match c.login_attempt("192.0.2.7", 10, window, block).await.unwrap() {
+            LoginAttempt::Refused { retry_after } => assert!(retry_after > Duration::from_secs(55), "{retry_after:?}"),
+            counted => panic!("an 11th attempt was counted: {counted:?}"),
+        }
+    }
+    assert!(matches!(a.login_attempt("192.0.2.8", 10, window, block).await.unwrap(), LoginAttempt::Counted { .. }));
+    // One of the ten did not fail after all: nine failures, no block.
+    a.login_forgive("192.0.2.7", windows[3], 10).await.unwrap();
+    assert!(matches!(b.login_attempt("192.0.2.7", 10, window, block).await.unwrap(), LoginAttempt::Counted { .. }));
+    // A forgiveness from an older window changes nothing.
+    a.login_forgive("192.0.2.7", windows[0] - 60_000, 10).await.unwrap();
+    assert!(matches!(b.login_attempt("192.0.2.7", 10, window, block).await.unwrap(), LoginAttempt::Refused { .. }));
+    // The record is bounded in time: it expires once its window and block are over.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg("t:cluster:login:192.0.2.7").query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0 && ttl <= 120_000, "{ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_publish_their_status_and_dead_ones_drop_out() {
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, Duration::from_millis(600)).await;
+    a.set_status(|| r#"{"sessions":[]}"#.to_owned());
+    a.register().await.unwrap();
+    b.register().await.unwrap();
+    let peers = b.peers().await.unwrap();
+    let ids: Vec<&str> = peers.iter().map(|p| p.info.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(peers[0].status.as_deref(), Some(r#"{"sessions":[]}"#));
+    assert!(peers[0].status_age.is_some_and(|age| age < Duration::from_secs(1)));
+    assert_eq!((peers[1].status.as_deref(), peers[1].status_age), (None, None));
+    let beat = b.spawn_heartbeat();
+    eventually("a, without a heartbeat, drops out", Duration::from_secs(2), || async {
+        b.peers().await.unwrap().iter().map(|p| p.info.id.clone()).collect::<Vec<_>>() == ["b"]
+    })
+    .await;
+    beat.abort();
 }
