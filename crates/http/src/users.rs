@@ -27,8 +27,9 @@ pub struct UserView {
     pub active_connections: usize,
 }
 
-fn view(st: &AppState, user: User) -> UserView {
-    let active_connections = st.relay.user_connections(user.id);
+/// `active_connections`: the user's streams on every instance of a cluster.
+async fn view(st: &AppState, user: User) -> UserView {
+    let active_connections = st.relay.user_connections_everywhere(user.id, &user.username).await;
     UserView { user, active_connections }
 }
 
@@ -37,7 +38,11 @@ fn view(st: &AppState, user: User) -> UserView {
     responses((status = 200, description = "every downstream user", body = Vec<UserView>)))]
 pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<Vec<UserView>>, ApiError> {
     let users = st.store.users().await?;
-    Ok(Json(users.into_iter().map(|u| view(&st, u)).collect()))
+    let mut views = Vec::with_capacity(users.len());
+    for u in users {
+        views.push(view(&st, u).await);
+    }
+    Ok(Json(views))
 }
 
 /// One user.
@@ -46,7 +51,7 @@ pub(crate) async fn list(State(st): State<AppState>) -> Result<Json<Vec<UserView
         (status = 404, description = "no such user", body = ErrorBody)))]
 pub(crate) async fn one(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<UserView>, ApiError> {
     let user = st.store.user(path_id("user", &id)?).await?;
-    Ok(Json(view(&st, user)))
+    Ok(Json(view(&st, user).await))
 }
 
 /// Adds a user; its password is stored as an argon2 hash.
@@ -58,7 +63,7 @@ pub(crate) async fn create(State(st): State<AppState>, body: Bytes) -> Result<(S
     let input: UserPatch = json_body(&body)?;
     let user = st.store.create_user(&input).await?;
     tracing::info!(user = %user.username, id = user.id, "user created");
-    Ok((StatusCode::CREATED, Json(view(&st, user))))
+    Ok((StatusCode::CREATED, Json(view(&st, user).await)))
 }
 
 /// Changes a user (absent fields are kept; `null` clears `expires_at` and
@@ -80,7 +85,7 @@ pub(crate) async fn update(
     let user = st.store.update_user(id, &patch).await?;
     auth.forget(id);
     tracing::info!(user = %user.username, id, "user updated");
-    Ok(Json(view(&st, user)))
+    Ok(Json(view(&st, user).await))
 }
 
 /// Deletes a user.

@@ -18,7 +18,7 @@ use crate::ring::Next;
 use crate::session::{run, Session, SessionInfo, ViewerStats};
 use crate::settings::RelaySettings;
 use crate::source::Claim;
-use crate::users::{UserStreams, UserTicket, Viewer};
+use crate::users::{UserRefusal, UserStreams, UserTicket, Viewer};
 
 /// A live session's identity: the channel, and the transcoding profile (`None`: the channel as it comes).
 pub(crate) type SessionKey = (i64, Option<String>);
@@ -644,19 +644,40 @@ impl Relay {
     ) -> Result<Option<UserTicket>, WatchError> {
         let Some(quota) = &viewer.user else { return Ok(None) };
         let s = &self.inner.settings;
-        match self.inner.users.claim(quota, s.user_limit_policy, s.acquire_wait, &what()).await {
+        let cluster = self.inner.cluster();
+        let directory = cluster.as_ref().map(|c| c.directory());
+        match self.inner.users.claim(quota, s.user_limit_policy, s.acquire_wait, &what(), directory).await {
             Ok(t) => Ok(Some(t)),
-            Err(why) => {
+            Err(UserRefusal::AtLimit(why)) => {
                 self.inner.metrics.refused(Refusal::UserLimit);
                 self.inner.catalog.note(NewEvent::new(Level::Warn, "refused", why.clone()));
                 Err(WatchError::UserLimit(why))
             }
+            Err(UserRefusal::Unavailable(why)) => {
+                tracing::warn!(user = %quota.name, reason = %why, "refused: the user's limit cannot be counted");
+                self.inner.metrics.refused(Refusal::NoCapacity);
+                Err(WatchError::Restarting(why))
+            }
         }
     }
 
-    /// How many streams a downstream user watches now.
+    /// How many streams a downstream user watches now on this instance.
     pub fn user_connections(&self, user_id: i64) -> usize {
         self.inner.users.count(user_id)
+    }
+
+    /// How many streams a downstream user (its id here, its name in the cluster) watches now: on every instance
+    /// in cluster mode (its leases in Redis; this instance's count if Redis does not answer), else here.
+    pub async fn user_connections_everywhere(&self, user_id: i64, name: &str) -> usize {
+        let local = self.inner.users.count(user_id);
+        let Some(link) = self.inner.cluster() else { return local };
+        match link.directory().user_streams(name).await {
+            Ok(n) => n as usize,
+            Err(e) => {
+                tracing::warn!(user = %name, error = %e, "cannot read the user's streams across the cluster");
+                local
+            }
+        }
     }
 
     pub(crate) fn inner(&self) -> &Inner {

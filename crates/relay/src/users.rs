@@ -9,6 +9,15 @@
 //! Each stream a user watches holds a [`UserTicket`]; dropping it frees the
 //! user's slot. A replaced stream's ticket is revoked at once — the limit is
 //! exact from that moment — and the stream itself ends at its next chunk.
+//!
+//! In cluster mode the count is the cluster's, in Redis: each ticket also
+//! holds a [`UserLease`] (one lease per stream, renewed, released with the
+//! ticket, expired with a dead instance: `tunerpool_ledger::cluster`), and a
+//! claim is granted only while the user's leases on every instance together
+//! are under its limit. The user is known by name there (instances number
+//! users differently until they share one store). A stream replaced by a
+//! claim on another instance ends when its own instance's next renewal finds
+//! its lease gone (within a third of `cluster.ttl`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +26,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
+use tunerpool_ledger::cluster::{Cluster, UserClaim, UserLease};
 
 /// Who asks for a stream: where from, and as which downstream user.
 #[derive(Debug, Clone, Default)]
@@ -90,6 +100,8 @@ struct Held {
     /// Run when the stream is replaced, e.g. to leave its session at once
     /// so that the session can give its upstream slot to the new stream.
     on_revoke: Option<Box<dyn FnOnce() + Send>>,
+    /// In cluster mode, the stream's lease in Redis (dropped with this entry: released).
+    remote: Option<UserLease>,
 }
 
 /// Every user's held streams. One small mutex, taken when a stream starts
@@ -108,11 +120,37 @@ pub(crate) struct UserTicket {
     user: i64,
     key: u64,
     revoked: Arc<AtomicBool>,
+    /// In cluster mode: turns true when the stream's lease in Redis is lost (replaced from another instance).
+    lost: Option<watch::Receiver<bool>>,
 }
+
+/// Why a user's stream slot was not granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UserRefusal {
+    /// At its limit (the refuse policy): the message names the user and what it watches.
+    AtLimit(String),
+    /// Cluster mode, and Redis did not answer: the limit cannot be checked, so nothing is granted.
+    Unavailable(String),
+}
+
+/// The refusal of a user at its limit, the same on one instance and across a cluster.
+fn at_limit(quota: &UserQuota, watching: &[&str]) -> String {
+    let max = quota.max_connections;
+    format!(
+        "user {} is at its limit of {} connection{} (watching: {}); close a stream first",
+        quota.name,
+        max,
+        if max == 1 { "" } else { "s" },
+        watching.join(", ")
+    )
+}
+
+/// How often a claim waiting for another instance's stream of the user to end asks Redis again.
+const CLUSTER_POLL: Duration = Duration::from_millis(100);
 
 impl UserTicket {
     pub(crate) fn is_revoked(&self) -> bool {
-        self.revoked.load(Ordering::Relaxed)
+        self.revoked.load(Ordering::Relaxed) || self.lost.as_ref().is_some_and(|l| *l.borrow())
     }
 
     /// Sets what to do when this stream is replaced by a newer one (run at
@@ -152,14 +190,19 @@ impl UserStreams {
     /// Claims a slot of `quota` for a stream described by `what`. Under the
     /// replace policy a user at its limit loses its oldest stream(s); under
     /// the refuse policy this waits up to `wait` for one to end, then fails
-    /// with a message saying what the user is watching.
+    /// with a message saying what the user is watching. With `cluster`, the
+    /// count is the cluster's ([`UserStreams::claim_clustered`]).
     pub(crate) async fn claim(
         self: &Arc<Self>,
         quota: &UserQuota,
         policy: UserLimitPolicy,
         wait: Duration,
         what: &str,
-    ) -> Result<UserTicket, String> {
+        cluster: Option<&Cluster>,
+    ) -> Result<UserTicket, UserRefusal> {
+        if let Some(cluster) = cluster {
+            return self.claim_clustered(cluster, quota, policy, wait, what).await;
+        }
         let deadline = tokio::time::Instant::now() + wait;
         let mut replaced = Vec::new();
         let result = loop {
@@ -191,19 +234,14 @@ impl UserStreams {
                         what: what.to_string(),
                         revoked: revoked.clone(),
                         on_revoke: None,
+                        remote: None,
                     };
                     list.push(held);
-                    break Ok(UserTicket { owner: self.clone(), user: quota.id, key, revoked });
+                    break Ok(UserTicket { owner: self.clone(), user: quota.id, key, revoked, lost: None });
                 }
                 if tokio::time::Instant::now() >= deadline {
                     let watching: Vec<&str> = list.iter().map(|h| h.what.as_str()).collect();
-                    break Err(format!(
-                        "user {} is at its limit of {} connection{} (watching: {}); close a stream first",
-                        quota.name,
-                        max,
-                        if max == 1 { "" } else { "s" },
-                        watching.join(", ")
-                    ));
+                    break Err(UserRefusal::AtLimit(at_limit(quota, &watching)));
                 }
             }
             let _ = tokio::time::timeout_at(deadline, released).await;
@@ -213,6 +251,81 @@ impl UserStreams {
             f();
         }
         result
+    }
+}
+
+impl UserStreams {
+    /// [`UserStreams::claim`] in cluster mode: the user's streams on every instance count, through its leases in
+    /// Redis ([`Cluster::claim_user`], atomic). A grant that replaced the user's oldest streams ends those held
+    /// here at once; the refuse policy asks again whenever a stream of the user ends here, and every
+    /// [`CLUSTER_POLL`] for the other instances', until `wait` has passed. Redis not answering refuses: a limit
+    /// that cannot be counted is not granted past.
+    async fn claim_clustered(
+        self: &Arc<Self>,
+        cluster: &Cluster,
+        quota: &UserQuota,
+        policy: UserLimitPolicy,
+        wait: Duration,
+        what: &str,
+    ) -> Result<UserTicket, UserRefusal> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let replace = policy == UserLimitPolicy::ReplaceOldest;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let claimed = cluster.claim_user(&quota.name, quota.max_connections, replace, what).await.map_err(|e| {
+                UserRefusal::Unavailable(format!(
+                    "cannot count user {}'s streams across the cluster ({e}); try again shortly",
+                    quota.name
+                ))
+            })?;
+            match claimed {
+                UserClaim::Granted { lease, replaced } => return Ok(self.hold(quota, what, lease, &replaced)),
+                UserClaim::Full { watching } => {
+                    if tokio::time::Instant::now() >= deadline {
+                        let watching: Vec<&str> = watching.iter().map(String::as_str).collect();
+                        return Err(UserRefusal::AtLimit(at_limit(quota, &watching)));
+                    }
+                    let poll = (tokio::time::Instant::now() + CLUSTER_POLL).min(deadline);
+                    let _ = tokio::time::timeout_at(poll, released).await;
+                }
+            }
+        }
+    }
+
+    /// Records a stream granted by the cluster, ending at once this instance's streams whose leases it replaced.
+    fn hold(self: &Arc<Self>, quota: &UserQuota, what: &str, lease: UserLease, replaced: &[String]) -> UserTicket {
+        let mut callbacks = Vec::new();
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let revoked = Arc::new(AtomicBool::new(false));
+        let lost = Some(lease.lost_flag());
+        let mut map = self.held.lock();
+        let list = map.entry(quota.id).or_default();
+        let (gone, kept): (Vec<Held>, Vec<Held>) = std::mem::take(list)
+            .into_iter()
+            .partition(|h| h.remote.as_ref().is_some_and(|l| replaced.iter().any(|r| r == l.id())));
+        *list = kept;
+        for old in gone {
+            old.revoked.store(true, Ordering::Relaxed);
+            tracing::info!(user = %quota.name, replaced = %old.what, by = %what,
+                "user at its connection limit across the cluster: ending its oldest stream");
+            callbacks.extend(old.on_revoke);
+        }
+        list.push(Held {
+            key,
+            since: Instant::now(),
+            what: what.to_string(),
+            revoked: revoked.clone(),
+            on_revoke: None,
+            remote: Some(lease),
+        });
+        drop(map);
+        // Outside the lock: the callbacks take other locks.
+        for f in callbacks {
+            f();
+        }
+        UserTicket { owner: self.clone(), user: quota.id, key, revoked, lost }
     }
 }
 
@@ -228,8 +341,8 @@ mod tests {
     async fn replace_oldest_revokes_the_oldest_and_keeps_the_count() {
         let u = Arc::new(UserStreams::default());
         let q = quota(2);
-        let a = u.claim(&q, UserLimitPolicy::ReplaceOldest, Duration::ZERO, "a").await.unwrap();
-        let b = u.claim(&q, UserLimitPolicy::ReplaceOldest, Duration::ZERO, "b").await.unwrap();
+        let a = u.claim(&q, UserLimitPolicy::ReplaceOldest, Duration::ZERO, "a", None).await.unwrap();
+        let b = u.claim(&q, UserLimitPolicy::ReplaceOldest, Duration::ZERO, "b", None).await.unwrap();
         let (a_left, b_left) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let flag = |f: &Arc<AtomicBool>| {
             let f = f.clone();
@@ -237,7 +350,7 @@ mod tests {
         };
         a.on_revoke(flag(&a_left));
         b.on_revoke(flag(&b_left));
-        let c = u.claim(&q, UserLimitPolicy::ReplaceOldest, Duration::ZERO, "c").await.unwrap();
+        let c = u.claim(&q, UserLimitPolicy::ReplaceOldest, Duration::ZERO, "c", None).await.unwrap();
         assert!(a.is_revoked() && a_left.load(Ordering::Relaxed));
         assert!(!b.is_revoked() && !c.is_revoked() && !b_left.load(Ordering::Relaxed));
         // A callback set after the revocation runs at once.
@@ -255,8 +368,12 @@ mod tests {
     async fn refuse_names_the_user_and_what_it_watches() {
         let u = Arc::new(UserStreams::default());
         let q = quota(1);
-        let _a = u.claim(&q, UserLimitPolicy::Refuse, Duration::ZERO, "channel 5 News").await.unwrap();
-        let err = u.claim(&q, UserLimitPolicy::Refuse, Duration::from_millis(20), "b").await.err().unwrap();
+        let _a = u.claim(&q, UserLimitPolicy::Refuse, Duration::ZERO, "channel 5 News", None).await.unwrap();
+        let Some(UserRefusal::AtLimit(err)) =
+            u.claim(&q, UserLimitPolicy::Refuse, Duration::from_millis(20), "b", None).await.err()
+        else {
+            panic!("refused at the limit")
+        };
         assert!(
             err.contains("kim") && err.contains("limit of 1 connection ") && err.contains("channel 5 News"),
             "{err}"
@@ -267,12 +384,12 @@ mod tests {
     async fn refuse_waits_for_a_stream_to_end() {
         let u = Arc::new(UserStreams::default());
         let q = quota(1);
-        let a = u.claim(&q, UserLimitPolicy::Refuse, Duration::ZERO, "a").await.unwrap();
+        let a = u.claim(&q, UserLimitPolicy::Refuse, Duration::ZERO, "a", None).await.unwrap();
         let later = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(a);
         });
-        let b = u.claim(&q, UserLimitPolicy::Refuse, Duration::from_secs(10), "b").await;
+        let b = u.claim(&q, UserLimitPolicy::Refuse, Duration::from_secs(10), "b", None).await;
         assert!(b.is_ok());
         later.await.unwrap();
     }
@@ -283,7 +400,7 @@ mod tests {
         let q = quota(0);
         let mut held = Vec::new();
         for i in 0..20 {
-            held.push(u.claim(&q, UserLimitPolicy::Refuse, Duration::ZERO, &i.to_string()).await.unwrap());
+            held.push(u.claim(&q, UserLimitPolicy::Refuse, Duration::ZERO, &i.to_string(), None).await.unwrap());
         }
         assert_eq!(u.count(7), 20);
         drop(held);
