@@ -405,11 +405,11 @@ impl Cluster {
         let mut call = LOGIN_ATTEMPT.key(format!("{}login:{address}", self.shared.prefix));
         call.arg(max).arg(ms(window)).arg(ms(block));
         let mut conn = self.conn.clone();
-        let (allowed, value): (i64, i64) = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
-        let value = u64::try_from(value).unwrap_or(0);
-        Ok(match allowed {
-            1 => LoginAttempt::Counted { window: value },
-            _ => LoginAttempt::Refused { retry_after: Duration::from_millis(value) },
+        let answer: Vec<i64> = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        let at = |i: usize| answer.get(i).map_or(0, |v| u64::try_from(*v).unwrap_or(0));
+        Ok(match answer.first() {
+            Some(1) => LoginAttempt::Counted { window: at(1), count: u32::try_from(at(2)).unwrap_or(u32::MAX) },
+            _ => LoginAttempt::Refused { retry_after: Duration::from_millis(at(1)) },
         })
     }
 
@@ -540,8 +540,9 @@ impl Drop for Ownership {
 /// What [`Cluster::login_attempt`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginAttempt {
-    /// Counted (as a failure until forgiven) in the window that started at `window` (ms, Redis time): go on.
-    Counted { window: u64 },
+    /// Counted (as a failure until forgiven) in the window that started at `window` (ms, Redis time), as its
+    /// `count`th attempt: go on. At `max`, the address is blocked if this attempt fails too.
+    Counted { window: u64, count: u32 },
     /// Blocked, or at the limit: refuse without a check; it may try again after `retry_after`.
     Refused { retry_after: Duration },
 }

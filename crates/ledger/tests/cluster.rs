@@ -234,7 +234,10 @@ async fn login_attempts_count_across_instances_and_a_forgiven_attempt_lifts_the_
     for i in 0..10 {
         let c = if i % 2 == 0 { &a } else { &b };
         match c.login_attempt("192.0.2.7", 10, window, block).await.unwrap() {
-            LoginAttempt::Counted { window } => windows.push(window),
+            LoginAttempt::Counted { window, count } => {
+                assert_eq!(count, i + 1);
+                windows.push(window)
+            }
             refused => panic!("attempt {i} refused: {refused:?}"),
         }
     }

@@ -237,6 +237,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Before any session starts: in cluster mode every channel's session is owned by one instance, and the
     // scheduled jobs run on one instance at a time.
     let (jobs, _cluster) = crate::cluster::join(&config, &state.relay).await?;
+    if let Some(cluster) = jobs.cluster() {
+        // The failed-login limit counts across the cluster.
+        state.logins.set_cluster(cluster.clone());
+    }
     let _catalog_job = crate::scheduler::spawn(store.clone(), http.clone(), config.sync.catalog_interval, jobs.clone());
     let _details_job = crate::scheduler::spawn_details(
         store.clone(),

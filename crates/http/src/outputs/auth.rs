@@ -31,6 +31,18 @@
 //! limit. Ten failures block the address for a minute. The table is bounded
 //! ([`MAX_ENTRIES`] addresses). Every refusal is logged with the address, the
 //! username and the reason — never the password.
+//!
+//! In cluster mode ([`ClientAuth::set_cluster`]) the counts are the
+//! cluster's, in Redis (`tunerpool_ledger::cluster`, one Lua script per
+//! attempt): an attempt is counted as a failure from its start and taken
+//! back when it does not fail (a second round trip, on success only), so ten
+//! wrong passwords spread over any number of instances block the address on
+//! all of them. If Redis does not answer, this instance's own table counts
+//! (logins keep working; the limit is then per instance). The instance where
+//! the blocking failure happens notes the block in its own table too, so it
+//! refuses the address even for a login it has cached; a block set on
+//! another instance does not stop a login this instance already verified in
+//! the last [`CACHE_TTL`] (it asks Redis only when it runs a check).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,6 +54,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use tunerpool_catalog::users::{Busy, PasswordChecks};
 use tunerpool_catalog::{Secret, User, UserStatus};
+use tunerpool_ledger::cluster::{Cluster, LoginAttempt};
 
 use crate::metrics::HttpMetrics;
 use crate::AppState;
@@ -139,6 +152,8 @@ pub struct ClientAuth {
     /// Counts refused logins (`tunerpool_login_failures_total`); the router
     /// counts its requests into the same [`HttpMetrics`].
     metrics: Arc<HttpMetrics>,
+    /// Cluster mode: where the attempts are counted instead of `attempts`.
+    cluster: std::sync::OnceLock<Cluster>,
 }
 
 /// The request that started a check: its attempt counts against its
@@ -171,11 +186,44 @@ impl Default for ClientAuth {
 struct Attempt<'a> {
     auth: &'a ClientAuth,
     key: IpAddr,
+    /// Counted in the cluster's record instead (as a failure from its start).
+    remote: Option<Remote>,
+}
+
+/// An attempt counted in Redis: taken back when it is dropped without having failed.
+struct Remote {
+    cluster: Cluster,
+    /// The window it was counted in.
+    window: u64,
+    /// It was the address's [`MAX_FAILURES`]th: failing, it blocks the address.
+    blocks: bool,
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl Attempt<'_> {
     fn failed(&self) {
         let now = Instant::now();
+        if let Some(remote) = &self.remote {
+            // Counted as a failure in Redis when it started. The failure that blocks the address is noted here
+            // too, so that this instance refuses the address even for a login it has cached (as one instance does).
+            remote.failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            if remote.blocks {
+                tracing::warn!(client = %self.key, failures = MAX_FAILURES, block_s = BLOCK_FOR.as_secs(),
+                    "too many failed logins across the cluster: refusing this address for a while");
+                let mut map = self.auth.attempts.lock();
+                if map.len() >= MAX_ENTRIES && !map.contains_key(&self.key) {
+                    make_room(&mut map, now);
+                }
+                let a = map.entry(self.key).or_insert(Attempts {
+                    window_start: now,
+                    failed: 0,
+                    in_flight: 0,
+                    blocked_until: None,
+                });
+                a.blocked_until = Some(now + BLOCK_FOR);
+            }
+            return;
+        }
         let mut map = self.auth.attempts.lock();
         if let Some(a) = map.get_mut(&self.key) {
             a.failed += 1;
@@ -190,6 +238,19 @@ impl Attempt<'_> {
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
+        if let Some(remote) = self.remote.take() {
+            if !remote.failed.load(std::sync::atomic::Ordering::Relaxed) {
+                let address = limit_key(self.key).to_string();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        if let Err(e) = remote.cluster.login_forgive(&address, remote.window, MAX_FAILURES).await {
+                            tracing::warn!(client = %address, error = %e, "cannot take back a login attempt that did not fail");
+                        }
+                    });
+                }
+            }
+            return;
+        }
         let mut map = self.auth.attempts.lock();
         if let Some(a) = map.get_mut(&self.key) {
             a.in_flight = a.in_flight.saturating_sub(1);
@@ -220,7 +281,34 @@ impl ClientAuth {
             flights: Mutex::default(),
             checks,
             metrics: Arc::default(),
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Cluster mode (once, at start): count login attempts across the cluster, in its Redis.
+    pub fn set_cluster(&self, cluster: Cluster) {
+        if self.cluster.set(cluster).is_err() {
+            tracing::warn!("logins: cluster mode was already set; keeping the first");
+        }
+    }
+
+    /// Starts an attempt from `ip` as [`ClientAuth::begin`] does, counted across the cluster in cluster mode
+    /// (this instance's table when Redis does not answer).
+    async fn begin_any(&self, ip: IpAddr) -> Result<Attempt<'_>, u64> {
+        if let Some(cluster) = self.cluster.get() {
+            let key = limit_key(ip);
+            match cluster.login_attempt(&key.to_string(), MAX_FAILURES, FAIL_WINDOW, BLOCK_FOR).await {
+                Ok(LoginAttempt::Counted { window, count }) => {
+                    let blocks = count >= MAX_FAILURES;
+                    let remote = Remote { cluster: cluster.clone(), window, blocks, failed: Default::default() };
+                    return Ok(Attempt { auth: self, key, remote: Some(remote) });
+                }
+                Ok(LoginAttempt::Refused { retry_after }) => return Err(retry_after.as_secs().max(1)),
+                Err(e) => tracing::warn!(client = %ip, error = %e,
+                    "logins: cannot count this attempt across the cluster; counting it on this instance"),
+            }
+        }
+        self.begin(ip)
     }
 
     /// The HTTP metrics these logins count into.
@@ -257,7 +345,7 @@ impl ClientAuth {
 
     /// Joins the check running for these credentials, or starts one (an
     /// attempt from `ip`, or how long `ip` must wait).
-    fn flight(
+    async fn flight(
         &self,
         ip: IpAddr,
         username: &str,
@@ -265,11 +353,17 @@ impl ClientAuth {
         hash: Option<&Secret>,
     ) -> Result<(Flight, Option<Leader<'_>>), u64> {
         let key = self.flight_key(username, password);
+        let running = self.flights.lock().get(&key).cloned();
+        if let Some(f) = running {
+            return Ok((f, None));
+        }
+        // Counted before the check starts (across the cluster: an await, outside the lock).
+        let attempt = self.begin_any(ip).await?;
         let mut flights = self.flights.lock();
         if let Some(f) = flights.get(&key) {
+            // Another request started the same check meanwhile: join it; this attempt did not fail (yet).
             return Ok((f.clone(), None));
         }
-        let attempt = self.begin(ip)?;
         let (checks, hash, password) = (self.checks.clone(), hash.cloned(), password.to_string());
         let flight = async move { checks.verify(hash.as_ref(), &password).await }.boxed().shared();
         flights.insert(key, flight.clone());
@@ -313,7 +407,7 @@ impl ClientAuth {
             return Err(if a.failed >= MAX_FAILURES { left.as_secs().max(1) } else { 1 });
         }
         a.in_flight += 1;
-        Ok(Attempt { auth: self, key })
+        Ok(Attempt { auth: self, key, remote: None })
     }
 
     /// Checks a client's credentials; on success the user (active).
@@ -342,7 +436,7 @@ impl ClientAuth {
         }
         if username.is_empty() || password.is_empty() {
             // Nothing to check (and nothing to hide: the request shows it).
-            self.begin(ip).map_err(rate_limited)?.failed();
+            self.begin_any(ip).await.map_err(rate_limited)?.failed();
             tracing::warn!(client = %ip, user = %username, "login refused: no username or password given");
             return Err(Refused::BadCredentials);
         }
@@ -360,7 +454,7 @@ impl ClientAuth {
         }
         // An unknown user is checked too (against a dummy hash): same time.
         let (flight, leader) =
-            self.flight(ip, username, password, user.as_ref().map(|u| &u.password_hash)).map_err(rate_limited)?;
+            self.flight(ip, username, password, user.as_ref().map(|u| &u.password_hash)).await.map_err(rate_limited)?;
         let matched = match flight.await {
             Ok(m) => m,
             Err(Busy) => {
@@ -385,7 +479,7 @@ impl ClientAuth {
                     Some(leader) => leader.attempt.failed(),
                     // A request that joined another's check fails on its own account too.
                     None => {
-                        if let Ok(attempt) = self.begin(ip) {
+                        if let Ok(attempt) = self.begin_any(ip).await {
                             attempt.failed();
                         }
                     }

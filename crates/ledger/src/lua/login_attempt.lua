@@ -3,7 +3,8 @@
 -- KEYS[1] the address's record: a hash (start: the window's start in ms, n: attempts counted in it, until: the
 -- end of its block in ms), expiring when neither its window nor its block matters any more.
 -- ARGV[1] the attempts that block the address, ARGV[2] the window in ms, ARGV[3] the block in ms.
--- Returns {1, window start} when the attempt may go on; {0, ms to wait} when it is refused.
+-- Returns {1, window start, attempts counted in it (this one included)} when the attempt may go on; {0, ms to
+-- wait} when it is refused.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local max, window, block = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -26,4 +27,4 @@ if n >= max then
   redis.call('HSET', KEYS[1], 'until', now + block)
 end
 redis.call('PEXPIRE', KEYS[1], window + block)
-return {1, start}
+return {1, start, n}
