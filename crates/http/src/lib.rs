@@ -22,6 +22,7 @@ mod access_log;
 mod api;
 pub mod auth;
 pub mod clip;
+pub mod cluster_view;
 pub mod coord;
 mod epg;
 pub mod error;

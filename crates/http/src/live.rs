@@ -59,7 +59,7 @@ async fn watch(st: AppState, tx: mpsc::Sender<Event>, shutdown: CancellationToke
             Ok(p) => ("pool", serde_json::to_string(&p)),
             Err(e) => ("problem", serde_json::to_string(&serde_json::json!({ "error": e.message }))),
         };
-        let sessions = serde_json::to_string(&st.relay.sessions());
+        let sessions = serde_json::to_string(&crate::cluster_view::sessions(&st).await);
         for (name, json, last) in [(name, pool, &mut last_pool), ("sessions", sessions, &mut last_sessions)] {
             let Ok(json) = json else { continue };
             if json != *last {

@@ -65,11 +65,15 @@ pub struct ProviderStatus {
     pub totals: Totals,
 }
 
-/// Every provider's pool status and the grand totals over enabled providers.
+/// Every provider's pool status and the grand totals over enabled providers (slots are the ledger's: in
+/// cluster mode, the whole cluster's), and the cluster's instances with their sessions and viewers.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PoolStatus {
     pub providers: Vec<ProviderStatus>,
     pub totals: Totals,
+    /// In cluster mode every live instance (this one included) with its sessions and viewers; empty outside
+    /// cluster mode.
+    pub instances: Vec<crate::cluster_view::InstanceStatus>,
 }
 
 /// The status of one provider from its accounts and a ledger snapshot.
@@ -162,7 +166,8 @@ pub(crate) async fn snapshot(st: &AppState) -> Result<PoolStatus, ApiError> {
         providers.push(s);
     }
     totals.available = totals.capacity.saturating_sub(totals.active);
-    Ok(PoolStatus { providers, totals })
+    let instances = crate::cluster_view::instances(st).await;
+    Ok(PoolStatus { providers, totals, instances })
 }
 
 /// Pool status of one provider.

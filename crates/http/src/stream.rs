@@ -298,14 +298,17 @@ fn refusal(err: WatchError, what: &str, id: i64, client: &str, audience: Audienc
 }
 
 /// Live sessions: channel, provider, account, state, upstream URL (credentials masked), bytes, bitrate,
-/// failovers, viewers.
+/// failovers, viewers; in cluster mode every instance's, each naming its `instance` (the others' as they
+/// published them, at most a third of `cluster.ttl` ago).
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions",
-    responses((status = 200, description = "every live session", body = Vec<tunerpool_relay::session::SessionInfo>)))]
-pub(crate) async fn sessions(State(st): State<AppState>) -> axum::Json<Vec<tunerpool_relay::session::SessionInfo>> {
-    axum::Json(st.relay.sessions())
+    responses((status = 200, description = "every live session (of every instance, in cluster mode)",
+        body = Vec<crate::cluster_view::SessionEntry>)))]
+pub(crate) async fn sessions(State(st): State<AppState>) -> axum::Json<Vec<serde_json::Value>> {
+    axum::Json(crate::cluster_view::sessions(&st).await)
 }
 
-/// Stops a session: its viewers' streams end and its slot is released.
+/// Stops a session of this instance (in cluster mode, ask the instance the session names): its viewers'
+/// streams end and its slot is released.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
     params(("id" = u64, Path, description = "session id")),
     responses((status = 204, description = "stopped"),

@@ -45,11 +45,19 @@ function providerCard(p) {
 export function render(main) {
   const total = h('p', { class: 'totals big', id: 'pool-total' }, 'Loading…');
   const sessions = h('p', { class: 'sessions-summary' });
+  const instances = h('ul', { class: 'instances', id: 'instances' });
   const cards = h('div', { class: 'cards' });
-  main.append(h('h1', {}, 'Dashboard'), total, sessions, cards);
+  main.append(h('h1', {}, 'Dashboard'), total, sessions, instances, cards);
   const offPool = subscribe('pool', (pool) => {
     total.textContent = totalsText(pool.totals);
     total.classList.remove('bad');
+    // A cluster: each instance with what it reads from the provider, relays, and serves.
+    clear(instances);
+    for (const i of pool.instances || []) {
+      instances.append(h('li', { 'data-instance': i.id },
+        h('strong', {}, i.id), i.this ? ' (this one)' : '',
+        ` — ${i.sessions_owned} owned, ${i.sessions_relayed} relayed, ${i.viewers} viewer${i.viewers === 1 ? '' : 's'}`));
+    }
     clear(cards);
     if (!pool.providers.length) {
       cards.append(h('p', { class: 'empty' }, 'No providers yet. ', h('a', { href: '#/providers' }, 'Add one'), '.'));

@@ -1,4 +1,7 @@
-// Live sessions: channel, account, viewers, bitrate, uptime; stop one.
+// Live sessions: channel, account, viewers, bitrate, uptime; stop one. In a
+// cluster every instance's sessions, each naming its instance and which
+// instance reads the provider; only this instance's can be stopped here
+// (session ids are per instance).
 
 import { api } from './api.js';
 import { subscribe } from './live.js';
@@ -13,9 +16,24 @@ export function render(main) {
   const list = h('div', { class: 'list', id: 'sessions' }, h('p', { class: 'muted' }, 'Loading…'));
   main.append(h('h1', {}, 'Live sessions'), list);
   let sessions = [];
+  // This instance's id in a cluster (from the pool status), null otherwise.
+  let me = null;
   const stopping = new Set();
 
+  const ours = (s) => !s.instance || s.instance === me;
+  const where = (s) => {
+    if (!s.instance) return null;
+    const reads = s.owner === s.instance ? 'reads the provider' : s.owner ? `relays ${s.owner}` : 'settling its owner';
+    return h('span', { class: 'instance', 'data-instance': s.instance, title: `session ${s.id} of instance ${s.instance}` },
+      `on ${s.instance}${s.instance === me ? ' (this one)' : ''}, ${reads}`);
+  };
+
   const row = (s) => {
+    if (!ours(s)) {
+      return h('div', { class: 'item session', 'data-session-id': `${s.instance}/${s.id}` },
+        h('div', { class: 'main' }, title(s), facts(s)),
+        h('div', { class: 'actions' }, h('span', { class: 'muted' }, `stop it on ${s.instance}`)));
+    }
     const stop = h('button', { type: 'button', class: 'danger', 'data-action': 'stop', disabled: stopping.has(s.id) }, 'Stop');
     stop.addEventListener('click', async () => {
       stopping.add(s.id);
@@ -27,19 +45,23 @@ export function render(main) {
         toast(e.status === 404 ? `${s.channel} had already ended` : e.message, e.status === 404 ? 'info' : 'error');
       }
     });
-    const up = s.upstream;
-    return h('div', { class: 'item session', 'data-session-id': s.id },
-      h('div', { class: 'main' },
-        h('div', { class: 'title' }, h('strong', {}, s.channel), h('span', { class: 'muted' }, ` #${s.channel_id}`),
-          h('span', { class: `badge ${s.state}` }, stateText(s))),
-        h('div', { class: 'facts' },
-          h('span', {}, up ? `${up.provider} / ${up.account}` : 'no upstream yet'),
-          h('span', { 'data-viewers': s.viewers.length, title: s.viewers.map((v) => v.user ? `${v.user} (${v.address})` : v.address).join('\n') },
-            `${s.viewers.length} viewer${s.viewers.length === 1 ? '' : 's'}`),
-          h('span', {}, fmtBitrate(s.bitrate_bps)),
-          h('span', { class: 'uptime', 'data-started': s.started_at }, fmtDuration(Date.now() / 1000 - s.started_at)),
-          s.failovers ? h('span', {}, `${s.failovers} failover${s.failovers === 1 ? '' : 's'}`) : null)),
+    return h('div', { class: 'item session', 'data-session-id': s.instance ? `${s.instance}/${s.id}` : s.id },
+      h('div', { class: 'main' }, title(s), facts(s)),
       h('div', { class: 'actions' }, stop));
+  };
+
+  const title = (s) => h('div', { class: 'title' }, h('strong', {}, s.channel), h('span', { class: 'muted' }, ` #${s.channel_id}`),
+    h('span', { class: `badge ${s.state}` }, stateText(s)));
+  const facts = (s) => {
+    const up = s.upstream;
+    return h('div', { class: 'facts' },
+      where(s),
+      h('span', {}, up ? `${up.provider} / ${up.account}` : s.instance && s.owner && s.owner !== s.instance ? `from ${s.owner}` : 'no upstream yet'),
+      h('span', { 'data-viewers': s.viewers.length, title: s.viewers.map((v) => v.user ? `${v.user} (${v.address})` : v.address).join('\n') },
+        `${s.viewers.length} viewer${s.viewers.length === 1 ? '' : 's'}`),
+      h('span', {}, fmtBitrate(s.bitrate_bps)),
+      h('span', { class: 'uptime', 'data-started': s.started_at }, fmtDuration(Date.now() / 1000 - s.started_at)),
+      s.failovers ? h('span', {}, `${s.failovers} failover${s.failovers === 1 ? '' : 's'}`) : null);
   };
 
   const draw = () => {
@@ -53,12 +75,17 @@ export function render(main) {
 
   const off = subscribe('sessions', (list) => {
     sessions = list;
-    for (const id of [...stopping]) if (!list.some((s) => s.id === id)) stopping.delete(id);
+    for (const id of [...stopping]) if (!list.some((s) => ours(s) && s.id === id)) stopping.delete(id);
     draw();
+  });
+  const offPool = subscribe('pool', (pool) => {
+    const mine = (pool.instances || []).find((i) => i.this);
+    const id = mine ? mine.id : null;
+    if (id !== me) { me = id; draw(); }
   });
   // Uptimes tick between updates.
   const timer = setInterval(() => {
     for (const el of list.querySelectorAll('.uptime')) el.textContent = fmtDuration(Date.now() / 1000 - Number(el.dataset.started));
   }, 1000);
-  return () => { off(); clearInterval(timer); };
+  return () => { off(); offPool(); clearInterval(timer); };
 }
