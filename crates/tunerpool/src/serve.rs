@@ -254,9 +254,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh, jobs.clone());
     // The materialized live listing, rebuilt within ~2 s of any change (at
     // start too): the client listings read it instead of the lineup's query.
+    // In cluster mode by the instance that runs the scheduled jobs only.
+    let listing_jobs = jobs.clone();
     let _listing_job = crate::scheduler::CancelOnDrop::new(tunerpool_http::keep_live_listing_fresh(
         store.clone(),
         std::time::Duration::from_secs(2),
+        move || listing_jobs.runs_jobs(),
     ));
     start_always_on(&state).await;
     let _history_job = crate::scheduler::spawn_history(state.clone(), history_job(&config, alerting), jobs);

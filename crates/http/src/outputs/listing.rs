@@ -61,15 +61,23 @@ async fn rebuild(store: &Store) {
 
 /// Keeps the materialized listing fresh: every `every`, a rebuild if
 /// anything (this process or another writing the same database, such as
-/// the `tunerpool` commands) changed what listings show. Runs until the
-/// returned task is aborted.
-pub fn keep_fresh(store: Store, every: Duration) -> tokio::task::JoinHandle<()> {
+/// the `tunerpool` commands) changed what listings show — while `runs()`
+/// says this process is the one to do it (in cluster mode the instance that
+/// holds the cluster's job lock: one rebuild per change for the cluster, not
+/// one per instance; another instance that finds the listing stale still
+/// rebuilds it when a listing asks, see [`ready`]). Runs until the returned
+/// task is aborted.
+pub fn keep_fresh(
+    store: Store,
+    every: Duration,
+    runs: impl Fn() -> bool + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if matches!(store.live_listing_fresh().await, Ok(false)) {
+            if runs() && matches!(store.live_listing_fresh().await, Ok(false)) {
                 rebuild(&store).await;
             }
         }
