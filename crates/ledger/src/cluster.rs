@@ -562,8 +562,9 @@ pub enum UserClaim {
 /// Exists so that the slot is given back on every path: [`UserLease::release`], dropping the guard (a release
 /// from a spawned task) or, when the instance dies, the TTL. Its heartbeat renews it every third of the TTL
 /// through the one renewal loop; when a renewal finds it gone and the user's slots taken (a newer stream
-/// replaced it, or it expired in a stall and another stream took the slot), or renewals fail for a whole TTL,
-/// it is *lost* ([`UserLease::is_lost`]) and the stream must end.
+/// replaced it, or it expired in a stall and another stream took the slot) it is *lost*
+/// ([`UserLease::is_lost`]) and the stream must end. Renewals that fail (Redis unreachable) are retried
+/// without losing it: no instance can claim a slot of the user meanwhile.
 pub struct UserLease {
     cluster: Cluster,
     user: String,
@@ -644,14 +645,18 @@ async fn renew_user_lease(
     lost: watch::Sender<bool>,
 ) {
     let label = format!("user {user}'s stream lease {id}");
-    crate::lease::keep_renewed(cluster.ttl, asked, &label, || cluster.renew_user(&user, &id, max, &what), lost).await;
+    // Redis not answering does not end the stream: no instance can claim a user's slot meanwhile, and once it
+    // answers, a lease it lost is taken again if there is room, else the stream ends.
+    let renew = || cluster.renew_user(&user, &id, max, &what);
+    crate::lease::keep_renewed(cluster.ttl, asked, &label, crate::lease::Outage::Holds, renew, lost).await;
 }
 
 /// Renews through the one renewal loop ([`crate::lease::keep_renewed`]): "not ours" is lost at once, failures
 /// are retried until a TTL has passed since the last renewal that succeeded (counted from when it was sent).
 async fn renew_ownership(cluster: Cluster, key: String, value: String, asked: Instant, lost: watch::Sender<bool>) {
     let what = format!("cluster record {key}");
-    crate::lease::keep_renewed(cluster.ttl, asked, &what, || cluster.renew(&key, &value), lost).await;
+    let renew = || cluster.renew(&key, &value);
+    crate::lease::keep_renewed(cluster.ttl, asked, &what, crate::lease::Outage::Loses, renew, lost).await;
 }
 
 #[cfg(test)]

@@ -121,7 +121,18 @@ impl<L: Ledger> Drop for Lease<L> {
 async fn heartbeat<L: Ledger>(ledger: Arc<L>, info: LeaseInfo, asked: Instant, lost: watch::Sender<bool>) {
     let ttl = ledger.ttl();
     let what = format!("lease {} (account {})", info.id, info.account);
-    keep_renewed(ttl, asked, &what, || ledger.renew(&info), lost).await;
+    keep_renewed(ttl, asked, &what, Outage::Loses, || ledger.renew(&info), lost).await;
+}
+
+/// What a renewal loop does when no renewal succeeds for a whole TTL ([`keep_renewed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outage {
+    /// The record counts as lost: the ledger may have given it away (a provider slot, a channel's ownership).
+    Loses,
+    /// Keep trying: only a renewal that finds the record gone loses it. For records whose loss would end
+    /// something nobody else can take meanwhile (a user's stream lease: while Redis does not answer no
+    /// instance can claim one either).
+    Holds,
 }
 
 /// The one renewal loop of every record with a TTL its holder renews: provider leases ([`Lease`]), channel
@@ -131,13 +142,15 @@ async fn heartbeat<L: Ledger>(ledger: Arc<L>, info: LeaseInfo, asked: Instant, l
 /// `renew` is asked every `ttl / 3` from `asked` (when the record was requested: the record may have been set
 /// any time after, so its expiry is counted from then, conservatively). `Ok(true)`: renewed, the next deadline
 /// is a TTL after the renewal was *sent*; `Ok(false)`: the record is gone or another's, lost at once; an error
-/// (or no answer before the deadline): retried every `ttl / 15` until a TTL has passed since the last renewal
-/// that succeeded, then lost. "Lost" is sending `true` on `lost`; the loop then returns. It never returns while
-/// the record is held: abort its task to stop it.
+/// (or no answer before the deadline): retried every `ttl / 15`, and once a TTL has passed since the last
+/// renewal that succeeded, lost ([`Outage::Loses`]) or still retried ([`Outage::Holds`]). "Lost" is sending
+/// `true` on `lost`; the loop then returns. It never returns while the record is held: abort its task to stop
+/// it.
 pub(crate) async fn keep_renewed<F, Fut>(
     ttl: Duration,
     asked: Instant,
     what: &str,
+    outage: Outage,
     mut renew: F,
     lost: watch::Sender<bool>,
 ) where
@@ -152,6 +165,11 @@ pub(crate) async fn keep_renewed<F, Fut>(
         tokio::time::sleep_until(next.min(deadline)).await;
         let sent = Instant::now();
         if sent >= deadline {
+            if outage == Outage::Holds {
+                tracing::warn!(record = %what, "no renewal succeeded within its TTL; still holding it, retrying");
+                deadline = sent + ttl;
+                continue;
+            }
             tracing::warn!(record = %what, "lost: no renewal succeeded within its TTL");
             lost.send_replace(true);
             return;

@@ -282,3 +282,24 @@ async fn instances_publish_their_status_and_dead_ones_drop_out() {
     .await;
     beat.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_lease_outlives_a_redis_outage_and_is_taken_again_when_redis_is_back() {
+    let mut server = RedisServer::start();
+    let ttl = Duration::from_millis(600);
+    let (a, _b) = pair(&server, ttl).await;
+    let (lease, _) = granted(a.claim_user("kim", 1, false, "channel 5").await.unwrap());
+    // Redis gone for over two TTLs: no instance can claim meanwhile, so the stream is not ended.
+    server.kill();
+    tokio::time::sleep(ttl * 2 + Duration::from_millis(300)).await;
+    assert!(!lease.is_lost(), "a Redis outage ended a user's stream");
+    assert!(a.claim_user("kim", 1, false, "channel 6").await.is_err(), "a claim without Redis");
+    // Back, empty: the next renewal takes the lease again (there is room), and it counts.
+    server.restart();
+    eventually("the lease is back after the outage", Duration::from_secs(3), || async {
+        a.user_streams("kim").await.is_ok_and(|n| n == 1)
+    })
+    .await;
+    assert!(!lease.is_lost());
+    assert!(matches!(a.claim_user("kim", 1, false, "channel 6").await.unwrap(), UserClaim::Full { .. }));
+}
