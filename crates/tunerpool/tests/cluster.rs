@@ -125,8 +125,15 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     // Exactly one owner; the others relay it and say who owns it.
     let mut owner = None;
     for (n, base) in bases.iter().enumerate() {
+        // Every instance's sessions are listed; this instance's is the one naming it.
         let (_, sessions) = get(&format!("{base}/api/v1/sessions"), &token).await;
-        let live: Vec<_> = sessions.as_array().unwrap().iter().filter(|s| s["channel_id"] == channel).collect();
+        let here = format!("node-{n}");
+        let live: Vec<_> = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["channel_id"] == channel && s["instance"] == here.as_str())
+            .collect();
         assert_eq!(live.len(), 1, "{sessions}");
         let (_, health) = get(&format!("{base}/healthz"), "").await;
         if live[0]["owner"] == format!("node-{n}") {
@@ -200,7 +207,13 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     let mut owners = Vec::new();
     for n in &followers {
         let (_, sessions) = get(&format!("{}/api/v1/sessions", bases[*n]), &token).await;
-        let live: Vec<_> = sessions.as_array().unwrap().iter().filter(|s| s["channel_id"] == channel).collect();
+        let here = format!("node-{n}");
+        let live: Vec<_> = sessions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["channel_id"] == channel && s["instance"] == here.as_str())
+            .collect();
         owners.push(live[0]["owner"].as_str().unwrap_or_default().to_owned());
     }
     assert_eq!(owners[0], owners[1], "{owners:?}");
