@@ -371,3 +371,29 @@ async fn instance_rows(base: &str, token: &str) -> Vec<(String, bool, u64, u64, 
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_oldest_stream_ends_it_on_the_other_instance_within_a_third_of_the_ttl() {
+    // The default policy: a user at its limit zaps, its oldest stream ends.
+    let c = Nodes::start(2, 3, 1, &[]).await;
+    let ids = channel_ids(&c.base(0), &c.token, 2).await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let _old = watch(live(&c.base(0), ids[0]), c.token.clone(), seen.clone());
+    eventually("bytes on instance 0", Duration::from_secs(10), || async { seen.lock().unwrap().bytes > 0 }).await;
+    let asked = Instant::now();
+    let mut kept = Vec::new();
+    let (status, body) = open(&live(&c.base(1), ids[1]), &mut kept).await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the replaced stream on instance 0 ends", Duration::from_secs(3), || async {
+        seen.lock().unwrap().ended.is_some()
+    })
+    .await;
+    // How long the old stream kept sending after the new one was asked for: its instance finds its lease taken
+    // at its next renewal (every third of the TTL, 0.67 s).
+    let last = *seen.lock().unwrap().arrivals.last().unwrap();
+    let overlap = last.saturating_duration_since(asked);
+    println!("the oldest stream on instance 0 sent its last bytes {overlap:?} after instance 1 was asked");
+    assert!(overlap < Duration::from_millis(1_200), "the replaced stream went on for {overlap:?}");
+    assert_eq!(kims_streams(&c.base(0), &c.token).await, 1, "one stream counted, the new one");
+    drop(kept);
+}
