@@ -29,7 +29,8 @@ pub struct UserView {
 
 /// `active_connections`: the user's streams on every instance of a cluster.
 async fn view(st: &AppState, user: User) -> UserView {
-    let active_connections = st.relay.user_connections_everywhere(user.id, &user.username).await;
+    let active_connections =
+        st.relay.user_connections_everywhere(user.id, &user.username, user.max_connections > 0).await;
     UserView { user, active_connections }
 }
 

@@ -667,10 +667,11 @@ impl Relay {
     }
 
     /// How many streams a downstream user (its id here, its name in the cluster) watches now: on every instance
-    /// in cluster mode (its leases in Redis; this instance's count if Redis does not answer), else here.
-    pub async fn user_connections_everywhere(&self, user_id: i64, name: &str) -> usize {
+    /// in cluster mode when it has a limit of its own (`limited`: its leases in Redis; this instance's count if
+    /// Redis does not answer), else here (a user without a limit takes no leases).
+    pub async fn user_connections_everywhere(&self, user_id: i64, name: &str, limited: bool) -> usize {
         let local = self.inner.users.count(user_id);
-        let Some(link) = self.inner.cluster() else { return local };
+        let Some(link) = self.inner.cluster().filter(|_| limited) else { return local };
         match link.directory().user_streams(name).await {
             Ok(n) => n as usize,
             Err(e) => {

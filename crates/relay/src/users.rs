@@ -17,7 +17,8 @@
 //! are under its limit. The user is known by name there (instances number
 //! users differently until they share one store). A stream replaced by a
 //! claim on another instance ends when its own instance's next renewal finds
-//! its lease gone (within a third of `cluster.ttl`).
+//! its lease gone (within a third of `cluster.ttl`). A user without a limit
+//! of its own takes no lease: there is nothing to hold across instances.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -200,7 +201,9 @@ impl UserStreams {
         what: &str,
         cluster: Option<&Cluster>,
     ) -> Result<UserTicket, UserRefusal> {
-        if let Some(cluster) = cluster {
+        // A user without a limit of its own has nothing to count across the cluster: no lease (one renewal per
+        // stream every third of the TTL would load Redis for nothing).
+        if let Some(cluster) = cluster.filter(|_| quota.max_connections > 0) {
             return self.claim_clustered(cluster, quota, policy, wait, what).await;
         }
         let deadline = tokio::time::Instant::now() + wait;

@@ -273,8 +273,13 @@ async fn the_sessions_and_pool_views_show_every_instance_and_drop_a_dead_one() {
     // A viewer on each instance of the same channel: one reads the provider, the other relays it.
     let stream = |i: usize| format!("{}/stream/{channel}.ts", c.base(i));
     let (s0, s1) = (Arc::new(Mutex::new(Seen::default())), Arc::new(Mutex::new(Seen::default())));
-    let v0 = watch(stream(0), c.token.clone(), s0.clone());
+    // The first as kim, who has no limit of its own: it takes no lease in Redis, and counts where it watches.
+    let v0 = watch(live(&c.base(0), channel), c.token.clone(), s0.clone());
     eventually("bytes on instance 0", Duration::from_secs(10), || async { s0.lock().unwrap().bytes > 0 }).await;
+    assert_eq!(kims_streams(&c.base(0), &c.token).await, 1);
+    let keys = cluster_support::redis_keys(c._redis.port());
+    assert!(keys.iter().any(|k| k.contains(":owner:")), "the keys were read: {keys:?}");
+    assert!(keys.iter().all(|k| !k.contains(":user-")), "a lease for a user without a limit: {keys:?}");
     let _v1 = watch(stream(1), c.token.clone(), s1.clone());
     eventually("bytes on instance 1", Duration::from_secs(10), || async { s1.lock().unwrap().bytes > 0 }).await;
 

@@ -118,7 +118,7 @@ pub(crate) async fn player_api(
 async fn login_info(st: &AppState, user: &User, password: &str, base: &str) -> Value {
     let capacity = pool_capacity(st).await;
     let max = if user.max_connections > 0 { user.max_connections } else { capacity };
-    let active_cons = st.relay.user_connections_everywhere(user.id, &user.username).await;
+    let active_cons = st.relay.user_connections_everywhere(user.id, &user.username, user.max_connections > 0).await;
     let url = url::Url::parse(base).ok();
     let scheme = url.as_ref().map_or("http", |u| u.scheme()).to_string();
     let host = url.as_ref().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_else(|| "localhost".into());
