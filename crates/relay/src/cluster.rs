@@ -19,14 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use tunerpool_domain::{Channel, Secret};
 use tunerpool_ledger::cluster::{Claimed, Cluster, InstanceInfo};
 
 use crate::relay::Inner;
 use crate::session::{run_upstream, Session, State};
-use crate::ts::{Aligner, Chunker};
 
 /// The header that carries the cluster secret on internal requests.
 pub const SECRET_HEADER: &str = "x-tunerpool-cluster-secret";
@@ -273,26 +271,10 @@ async fn follow(
     }
     tracing::info!(session = session.id, channel, owner = %peer.id, "cluster: following the owner's stream");
     let mut body = resp.bytes_stream();
-    let mut aligner = Aligner::new();
-    let mut chunker = Chunker::new(settings.chunk_bytes, settings.chunk_delay);
-    let mut packets = BytesMut::with_capacity(settings.chunk_bytes * 2);
-    let mut out = Vec::new();
-    let mut keyframe_out = false;
+    let mut ring_feed = crate::session::RingFeed::new(settings);
     let mut delivered = false;
     let mut feed = |data: &[u8], flush: bool| {
-        aligner.push(data, &mut packets);
-        chunker.push(packets.split().freeze(), std::time::Instant::now(), &mut out);
-        if flush || !keyframe_out {
-            chunker.flush(&mut out);
-        }
-        keyframe_out = keyframe_out || out.iter().any(|c| c.keyframe);
-        if let Some(psi) = chunker.take_psi() {
-            session.ring.set_preamble(psi);
-            session.ring.set_no_video(chunker.no_video());
-        }
-        for c in out.drain(..) {
-            session.ring.push(c);
-        }
+        ring_feed.feed(&session.ring, data, std::time::Instant::now(), flush, |_| {});
     };
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

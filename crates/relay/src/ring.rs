@@ -312,11 +312,24 @@ impl Ring {
     /// number of readers (except waking them). Evicts the oldest chunks beyond the ring's capacity. Empty chunks and
     /// chunks pushed after [`Ring::close`] are ignored.
     pub fn push(&self, chunk: Chunk) {
-        self.push_at(chunk, Instant::now());
+        self.push_reclaiming_at(chunk, Instant::now(), &mut |_| {});
+    }
+
+    /// [`Ring::push`], handing the data of each chunk it evicts to `reclaim` when the ring held the chunk's only
+    /// entry (no reader was loading it); whether a viewer still holds the bytes is for `reclaim` to find out
+    /// ([`Chunker::recycle`](crate::ts::Chunker::recycle) keeps the buffer only if nobody does). Called under the
+    /// writer lock: `reclaim` must be quick.
+    pub fn push_reclaiming(&self, chunk: Chunk, reclaim: &mut dyn FnMut(Bytes)) {
+        self.push_reclaiming_at(chunk, Instant::now(), reclaim);
     }
 
     /// [`Ring::push`] at a given instant (a sized ring measures its bitrate by it).
+    #[cfg(test)]
     fn push_at(&self, chunk: Chunk, now: Instant) {
+        self.push_reclaiming_at(chunk, now, &mut |_| {});
+    }
+
+    fn push_reclaiming_at(&self, chunk: Chunk, now: Instant, reclaim: &mut dyn FnMut(Bytes)) {
         if chunk.data.is_empty() || self.is_closed() {
             return;
         }
@@ -333,7 +346,7 @@ impl Ring {
             }
             // Room in the slot array: the slot `seq` goes to must not hold a buffered chunk.
             if seq - w.tail >= self.slots.len() as u64 {
-                self.evict_oldest(&mut w);
+                self.evict_oldest(&mut w, reclaim);
             }
             // Room in bytes (the newest chunk always stays, even if it alone is larger than the capacity). A sized
             // ring keeps its newest keyframe chunk and what follows it up to the hard cap, so that a joining viewer
@@ -345,7 +358,7 @@ impl Ring {
             while w.tail < seq
                 && (w.buffered + len > self.max_bytes || (w.buffered + len > w.capacity && w.tail < keep_from))
             {
-                self.evict_oldest(&mut w);
+                self.evict_oldest(&mut w, reclaim);
             }
             let entry = Entry { seq, offset, data: chunk.data, keyframe: chunk.keyframe };
             self.slot(seq).store(Some(Arc::new(entry)));
@@ -366,12 +379,15 @@ impl Ring {
     }
 
     /// Drops the oldest buffered chunk. `tail` moves first so a reader that then misses its slot sees why.
-    fn evict_oldest(&self, w: &mut WriterState) {
+    fn evict_oldest(&self, w: &mut WriterState, reclaim: &mut dyn FnMut(Bytes)) {
         let seq = w.tail;
         w.tail = seq + 1;
         self.tail.store(seq + 1, SeqCst);
         if let Some(old) = self.slot(seq).swap(None) {
             w.buffered = w.buffered.saturating_sub(old.data.len());
+            if let Ok(entry) = Arc::try_unwrap(old) {
+                reclaim(entry.data);
+            }
         }
     }
 
