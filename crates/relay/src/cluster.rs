@@ -23,6 +23,7 @@ use futures_util::StreamExt;
 use tunerpool_domain::{Channel, Secret};
 use tunerpool_ledger::cluster::{Claimed, Cluster, InstanceInfo};
 
+use crate::linger::{Linger, Watched};
 use crate::relay::Inner;
 use crate::session::{run_upstream, Session, State};
 
@@ -281,29 +282,24 @@ async fn follow(
     // A follower keeps nothing worth lingering for (the owner lingers with the provider connection): it leaves at
     // once, so the owner's session turns idle and its slot can be taken for another channel sooner. The short
     // grace covers a first viewer still joining.
-    let linger = settings.linger.min(FOLLOWER_LINGER);
-    let mut idle_deadline = session.idle().then(|| tokio::time::Instant::now() + linger);
+    let grace = settings.linger.min(FOLLOWER_LINGER);
+    let mut linger = Linger::new(session.idle(), grace, tokio::time::Instant::now());
     let mut last_data = tokio::time::Instant::now();
     loop {
         let stall_at = last_data + settings.stall_timeout;
         tokio::select! {
             _ = session.stop.cancelled() => return Followed::Stopped,
             _ = session.viewers_changed() => {
-                if session.idle() {
-                    idle_deadline = Some(tokio::time::Instant::now() + linger);
-                    session.set_state(State::Lingering);
-                } else {
-                    idle_deadline = None;
-                    if session.has_run() {
-                        session.set_state(State::Running);
-                    }
+                match linger.viewers_changed(session.idle(), || grace, tokio::time::Instant::now()) {
+                    Watched::Lingering => session.set_state(State::Lingering),
+                    Watched::Running if session.has_run() => session.set_state(State::Running),
+                    Watched::Running => {}
                 }
             }
-            _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
-                if session.idle() {
+            _ = linger.run_out(), if linger.deadline().is_some() => {
+                if linger.expired(session.idle()) {
                     return Followed::Idle;
                 }
-                idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
                 return Followed::Failed(format!("instance {}'s stream stalled", peer.id), delivered);

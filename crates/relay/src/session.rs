@@ -38,6 +38,7 @@ use tunerpool_domain::{Channel, Level, NewEvent};
 
 use crate::hls;
 use crate::hls_out::HlsOut;
+use crate::linger::{Linger, Watched};
 use crate::measure::Measurer;
 use crate::metrics::{AccountLabels, RelayMetrics, UpstreamCounters};
 use crate::relay::Inner;
@@ -809,8 +810,7 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     feed(&mut measurer, &first, Instant::now(), true);
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let linger = linger_of(inner, session);
-    let mut idle_deadline = session.idle().then(|| tokio::time::Instant::now() + linger);
+    let mut linger = Linger::new(session.idle(), linger_of(inner, session), tokio::time::Instant::now());
     let opened = tokio::time::Instant::now();
     let mut last_data = opened;
     // What a failure reports: how long this upstream delivered media.
@@ -821,23 +821,22 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
             _ = session.stop.cancelled() => break Pumped::Stopped,
             _ = r.lease.lost() => break failed("the lease on the account was lost".into(), last_data),
             _ = session.viewers_changed.notified() => {
-                if session.idle() {
-                    // Counted from this change: a viewer who joined and left since the last wake-up (both
-                    // within one poll under load) watched just now, and may have made the channel warm.
-                    idle_deadline = Some(tokio::time::Instant::now() + linger_of(inner, session));
-                    session.set_state(State::Lingering);
-                    // Its slot can now be taken by preemption: wake waiting requests.
-                    inner.slot_released.notify_waiters();
-                } else {
-                    idle_deadline = None;
-                    session.set_state(State::Running);
+                // A viewer who joined and left since the last wake-up may have made the channel warm: the linger
+                // is asked again.
+                let now = tokio::time::Instant::now();
+                match linger.viewers_changed(session.idle(), || linger_of(inner, session), now) {
+                    Watched::Lingering => {
+                        session.set_state(State::Lingering);
+                        // Its slot can now be taken by preemption: wake waiting requests.
+                        inner.slot_released.notify_waiters();
+                    }
+                    Watched::Running => session.set_state(State::Running),
                 }
             }
-            _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
-                if session.idle() {
+            _ = linger.run_out(), if linger.deadline().is_some() => {
+                if linger.expired(session.idle()) {
                     break Pumped::Idle;
                 }
-                idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
                 break failed(format!("stalled: no data for {stall:?}"), last_data);

@@ -22,6 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tunerpool_domain::{Channel, Level, NewEvent};
 
+use crate::linger::{Linger, Watched};
 use crate::relay::{Inner, Membership, Relay, WatchError};
 use crate::ring::{Next, Reader};
 use crate::session::{Session, State};
@@ -286,29 +287,26 @@ async fn pump(inner: &Inner, session: &Session, child: &mut Child) -> Ended {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut idle_deadline = (session.viewer_count() == 0).then(|| tokio::time::Instant::now() + settings.linger);
+    let mut linger = Linger::new(session.viewer_count() == 0, settings.linger, tokio::time::Instant::now());
     let mut stall_at = tokio::time::Instant::now() + START_TIMEOUT;
     loop {
         tokio::select! {
             _ = session.stop.cancelled() => return Ended::Stopped,
             _ = session.viewers_changed() => {
-                if session.viewer_count() == 0 {
-                    // Counted from this change (a viewer may have joined and left since the last wake-up).
-                    idle_deadline = Some(tokio::time::Instant::now() + settings.linger);
-                    session.set_idle(true);
-                    inner.slot_released.notify_waiters();
-                } else {
-                    idle_deadline = None;
-                    if session.has_run() {
-                        session.set_idle(false);
+                let idle = session.viewer_count() == 0;
+                match linger.viewers_changed(idle, || settings.linger, tokio::time::Instant::now()) {
+                    Watched::Lingering => {
+                        session.set_idle(true);
+                        inner.slot_released.notify_waiters();
                     }
+                    Watched::Running if session.has_run() => session.set_idle(false),
+                    Watched::Running => {}
                 }
             }
-            _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
-                if session.viewer_count() == 0 {
+            _ = linger.run_out(), if linger.deadline().is_some() => {
+                if linger.expired(session.viewer_count() == 0) {
                     return Ended::Idle;
                 }
-                idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
                 let waited = if ring_feed.keyframe_out() { OUTPUT_STALL } else { START_TIMEOUT };
