@@ -710,7 +710,7 @@ impl Chunker {
     pub fn push_packets(&mut self, mut packets: &[u8], now: Instant, out: &mut Vec<Chunk>) {
         while !packets.is_empty() {
             if self.buf.len() >= self.target {
-                self.emit(out);
+                self.finish(now, out, true);
             }
             if self.buf.capacity() == 0 {
                 self.buf = self.fresh();
@@ -719,13 +719,13 @@ impl Chunker {
             self.buf.extend_from_slice(&packets[..take]);
             self.since.get_or_insert(now);
             packets = &packets[take..];
-            self.cut_at_keyframes(now, out);
+            self.cut_at_keyframes(now, out, false);
             if self.buf.len() >= self.target {
-                self.emit(out);
+                self.finish(now, out, true);
             }
         }
         if self.since.is_some_and(|t| now.saturating_duration_since(t) >= self.max_delay) {
-            self.emit(out);
+            self.finish(now, out, false);
         }
     }
 
@@ -766,7 +766,18 @@ impl Chunker {
 
     /// Emits whatever is held as a (short) chunk, e.g. at the end of the stream.
     pub fn flush(&mut self, out: &mut Vec<Chunk>) {
-        self.emit(out);
+        let now = self.since.unwrap_or_else(Instant::now);
+        self.finish(now, out, false);
+    }
+
+    /// Emits what is held, after the detector has looked at every packet of it: one it was waiting to decide on is
+    /// decided with what is there, so no packet goes out unexamined (a PMT after it still counts), and a keyframe
+    /// found then still starts a chunk of its own. With `only_full`, emits only if a full chunk is still held then.
+    fn finish(&mut self, now: Instant, out: &mut Vec<Chunk>, only_full: bool) {
+        self.cut_at_keyframes(now, out, true);
+        if !only_full || self.buf.len() >= self.target {
+            self.emit(out);
+        }
     }
 
     /// A buffer for a chunk: a recycled one, else a new one of `target` bytes.
@@ -779,13 +790,14 @@ impl Chunker {
 
     /// Looks for keyframes in the packets of `buf` not looked at yet; each one found after the chunk's first packet
     /// ends the chunk before it, and the packets from it on start the next one.
-    fn cut_at_keyframes(&mut self, now: Instant, out: &mut Vec<Chunk>) {
+    /// With `last_look`, a video PES start that cannot be decided yet is taken for no keyframe (the bytes go out now).
+    fn cut_at_keyframes(&mut self, now: Instant, out: &mut Vec<Chunk>, last_look: bool) {
         loop {
             let whole = self.buf.len() / PACKET * PACKET;
             if self.scanned >= whole {
                 return;
             }
-            match self.detector.scan_until(&self.buf[self.scanned..whole]) {
+            match self.detector.scan_inner(&self.buf[self.scanned..whole], !last_look) {
                 Scan::None => {
                     self.scanned = whole;
                     return;
@@ -944,6 +956,38 @@ mod tests {
         assert_eq!(es_start(Codec::Hevc, &[0, 0, 1, 0x26, 1]), EsStart::Key); // IDR_W_RADL
         assert_eq!(es_start(Codec::Hevc, &[0, 0, 1, 0x02, 1]), EsStart::NotKey); // TRAIL_R
         assert_eq!(es_start(Codec::Mpeg2, &[0, 0, 1, 0xb3]), EsStart::Key);
+    }
+
+    /// PAT (programme 1 → PMT on 0x1000) and a PMT listing H.264 on 0x100, and `audio` on 0x101 if given.
+    fn pat_pmt(audio: bool) -> Vec<u8> {
+        let pat = [0u8, 0x00, 0xb0, 13, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00, 0, 0, 0, 0];
+        let mut pmt = vec![0u8, 0x02, 0xb0, if audio { 23 } else { 18 }, 0x00, 0x01, 0xc1, 0x00, 0x00, 0xe1, 0x00];
+        pmt.extend_from_slice(&[0xf0, 0x00, 0x1b, 0xe1, 0x00, 0xf0, 0x00]);
+        if audio {
+            pmt.extend_from_slice(&[0x0f, 0xe1, 0x01, 0xf0, 0x00]);
+        }
+        pmt.extend_from_slice(&[0, 0, 0, 0]);
+        let mut out = packet(0, true, 0, &pat);
+        out.extend(packet(0x1000, true, 0, &pmt));
+        out
+    }
+
+    #[test]
+    fn a_flushed_chunk_is_scanned_to_its_end() {
+        // A video PES start whose first units say nothing yet (AUD, SEI) and no more video after it: the detector
+        // waits for more, but the chunk goes out by a flush first; the PMT that follows it in the chunk still counts.
+        let sei_only = [0, 0, 1, 0xe0, 0, 0, 0x80, 0x80, 5, 0x21, 0, 1, 0, 1, 0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x06, 5];
+        let mut data = pat_pmt(false);
+        data.extend(packet(0x100, true, 0, &sei_only));
+        data.extend(pat_pmt(true));
+        let mut c = Chunker::new(32 * 1024, Duration::from_millis(50));
+        let mut out = Vec::new();
+        c.push_packets(&data, Instant::now(), &mut out);
+        assert_eq!(c.take_psi().map(|p| p.len()), Some(2 * PACKET), "the first PAT and PMT");
+        c.flush(&mut out);
+        let psi = c.take_psi().expect("the second PMT was looked at before its chunk went out");
+        assert_eq!(&psi[PACKET..], &data[4 * PACKET..5 * PACKET]);
+        assert_eq!(out.iter().map(|c| c.data.len()).sum::<usize>(), data.len());
     }
 
     #[test]
