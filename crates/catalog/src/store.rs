@@ -30,6 +30,8 @@ pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
     events: std::sync::Arc<crate::events::EventWriter>,
+    /// The one task that writes source measurements (`quality.rs`).
+    quality: std::sync::Arc<crate::quality::QualityWriter>,
     lineup: std::sync::Arc<std::sync::RwLock<crate::lineup::LineupSettings>>,
     /// The read caches of the stream requests' hot path (`cache.rs`),
     /// shared by every clone.
@@ -112,10 +114,13 @@ impl Store {
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let events = std::sync::Arc::new(crate::events::EventWriter::start(pool.clone(), crate::events::QUEUE));
+        let quality =
+            std::sync::Arc::new(crate::quality::QualityWriter::start(pool.clone(), crate::quality::QUALITY_QUEUE));
         Ok(Store {
             pool,
             path,
             events,
+            quality,
             lineup: Default::default(),
             caches: Default::default(),
             listing_build: Default::default(),
@@ -144,6 +149,10 @@ impl Store {
 
     pub(crate) fn event_writer(&self) -> &crate::events::EventWriter {
         &self.events
+    }
+
+    pub(crate) fn quality_writer(&self) -> &crate::quality::QualityWriter {
+        &self.quality
     }
 
     /// The same store with an event queue of `capacity` (tests of a full queue).
@@ -181,9 +190,10 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the events still queued, then closes the database.
+    /// Writes the events and source measurements still queued, then closes the database.
     pub async fn close(&self) {
         self.flush_events().await;
+        self.flush_quality().await;
         self.pool.close().await;
     }
 
