@@ -90,10 +90,13 @@ pub const QUALITY_QUEUE: usize = 1024;
 /// Measurements the writer puts in one transaction.
 const QUALITY_BATCH: usize = 128;
 
+/// Where the writer answers a caller that waits for its measurement to be written (or why it was not).
+type Written = oneshot::Sender<Result<(), CatalogError>>;
+
 /// What the quality writer task is asked to do.
 enum Job {
     /// Keep a measurement; answer on the sender when it was written (or why not), if one was given.
-    Write(NewQuality, Option<oneshot::Sender<Result<(), CatalogError>>>),
+    Write(NewQuality, Option<Written>),
     /// Answer once everything queued before is written.
     Flush(oneshot::Sender<()>),
 }
@@ -179,10 +182,7 @@ async fn write_quality(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, dropped: A
 /// Writes `writes` in one transaction: each becomes its source's latest (unless a newer one is there already) and
 /// joins the history; then the history older than [`KEEP_SECONDS`] before the newest of them goes. Returns, per
 /// measurement, whether its stream was found (one that is not is skipped, the others are written).
-async fn insert_quality(
-    pool: &SqlitePool,
-    writes: &[(NewQuality, Option<oneshot::Sender<Result<(), CatalogError>>>)],
-) -> Result<Vec<bool>, sqlx::Error> {
+async fn insert_quality(pool: &SqlitePool, writes: &[(NewQuality, Option<Written>)]) -> Result<Vec<bool>, sqlx::Error> {
     // IMMEDIATE: the write lock at once (waiting its turn), not a deferred read turned write that another
     // writer's commit in between makes fail.
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;

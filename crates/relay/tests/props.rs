@@ -85,7 +85,7 @@ fn one_copy_path(data: &[u8], pieces: &[usize], target: usize) {
         for c in out.drain(..) {
             assert_eq!(c.data.len() % PACKET, 0);
             let copy = c.data.to_vec();
-            if chunks.len() % 2 == 0 {
+            if chunks.len().is_multiple_of(2) {
                 // Evicted and dropped by every viewer at once: its buffer comes back for the next chunks.
                 ch.recycle(c.data);
                 chunks.push((Bytes::from(copy.clone()), copy));
