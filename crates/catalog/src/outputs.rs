@@ -292,7 +292,7 @@ impl Store {
             return Ok(true);
         }
         let generation = cache.generation();
-        let visible = self.item_visible(f, kind, id).await?;
+        let visible = self.for_stream_reads().item_visible(f, kind, id).await?;
         if visible {
             cache.insert(generation, key, ());
         }

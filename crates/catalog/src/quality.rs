@@ -3,8 +3,11 @@
 //! report as JSON, with the few fields worth searching and sorting on in columns of their own.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 pub use tunerpool_domain::quality::{score, QualityPolicy, QualityWeights, SourceQuality};
 
@@ -80,20 +83,121 @@ fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<StoredQuality, sqlx::Error> {
     })
 }
 
-impl Store {
-    /// Keeps a measurement: it becomes its source's latest (unless a newer one is there already) and joins the
-    /// history, whose measurements older than [`KEEP_SECONDS`] before this one are removed. A stream that is not
-    /// (or no longer) in the catalog: `NotFound`.
-    pub async fn record_quality(&self, q: &NewQuality) -> Result<(), CatalogError> {
-        // Read outside the transaction: a deferred transaction that reads and then writes cannot wait for another
-        // writer (SQLite answers "database is locked" at once), one that starts by writing waits its turn.
+/// Measurements waiting for the writer; more are dropped (and counted): a live session's report is worth less than
+/// the session never waiting for the store.
+pub const QUALITY_QUEUE: usize = 1024;
+
+/// Measurements the writer puts in one transaction.
+const QUALITY_BATCH: usize = 128;
+
+/// Where the writer answers a caller that waits for its measurement to be written (or why it was not).
+type Written = oneshot::Sender<Result<(), CatalogError>>;
+
+/// What the quality writer task is asked to do.
+enum Job {
+    /// Keep a measurement; answer on the sender when it was written (or why not), if one was given.
+    Write(NewQuality, Option<Written>),
+    /// Answer once everything queued before is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side of the one task that writes measurements, held by the [`Store`].
+///
+/// Why one task: every live connection's reports used to be written by a task of their own, each taking a pool
+/// connection for its read and then another for its deferred transaction, which waits for SQLite's write lock in
+/// its busy handler while holding the connection. Fifty channels starting together (a benchmark's ramp, a
+/// restart) reported together ten seconds later and held all four connections of the pool waiting on each other,
+/// so a join's cache miss waited seconds for a connection (BENCHMARKS.md, issue 16: "slow acquire > 2 s" at 2000
+/// viewers). The writer holds one connection at a time, writes what is queued in one `BEGIN IMMEDIATE`
+/// transaction, and a full queue drops a report instead of making anyone wait.
+#[derive(Debug)]
+pub(crate) struct QualityWriter {
+    jobs: mpsc::Sender<Job>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl QualityWriter {
+    /// Starts the writer task on `pool`; it ends when the writer is dropped (with the last [`Store`] clone),
+    /// after writing what is queued.
+    pub(crate) fn start(pool: SqlitePool, capacity: usize) -> QualityWriter {
+        let (jobs, rx) = mpsc::channel(capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_quality(pool, rx, dropped.clone()));
+        QualityWriter { jobs, dropped }
+    }
+}
+
+/// The writer task: batches of up to [`QUALITY_BATCH`] measurements, one transaction each.
+async fn write_quality(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, dropped: Arc<AtomicU64>) {
+    let mut jobs = Vec::with_capacity(QUALITY_BATCH);
+    let mut reported = 0u64;
+    while rx.recv_many(&mut jobs, QUALITY_BATCH).await > 0 {
+        let mut writes = Vec::with_capacity(jobs.len());
+        let mut flushes = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Write(q, done) => writes.push((q, done)),
+                Job::Flush(done) => flushes.push(done),
+            }
+        }
+        if !writes.is_empty() {
+            match insert_quality(&pool, &writes).await {
+                Ok(found) => {
+                    for ((q, done), found) in writes.into_iter().zip(found) {
+                        let answer = match found {
+                            true => Ok(()),
+                            false => Err(CatalogError::NotFound { what: "stream", id: q.stream_id.to_string() }),
+                        };
+                        if let Some(done) = done {
+                            let _ = done.send(answer);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, measurements = writes.len(), "cannot record source measurements");
+                    let e = CatalogError::from(e);
+                    for (_, done) in writes {
+                        if let Some(done) = done {
+                            let _ = done.send(Err(CatalogError::Internal(e.to_string())));
+                        }
+                    }
+                }
+            }
+        }
+        let total = dropped.load(Ordering::Relaxed);
+        if total > reported {
+            tracing::warn!(
+                dropped = total - reported,
+                total,
+                "source measurements were dropped: the writer's queue was full"
+            );
+            reported = total;
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes `writes` in one transaction: each becomes its source's latest (unless a newer one is there already) and
+/// joins the history; then the history older than [`KEEP_SECONDS`] before the newest of them goes. Returns, per
+/// measurement, whether its stream was found (one that is not is skipped, the others are written).
+async fn insert_quality(pool: &SqlitePool, writes: &[(NewQuality, Option<Written>)]) -> Result<Vec<bool>, sqlx::Error> {
+    // IMMEDIATE: the write lock at once (waiting its turn), not a deferred read turned write that another
+    // writer's commit in between makes fail.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut found = Vec::with_capacity(writes.len());
+    let mut newest = i64::MIN;
+    for (q, _) in writes {
         let identity = sqlx::query("SELECT provider_id, upstream_key FROM streams WHERE id = ?")
             .bind(q.stream_id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or_else(|| CatalogError::NotFound { what: "stream", id: q.stream_id.to_string() })?;
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(identity) = identity else {
+            found.push(false);
+            continue;
+        };
         let (provider_id, key): (i64, String) = (identity.try_get(0)?, identity.try_get(1)?);
-        let mut tx = self.pool().begin().await?;
         for table in ["source_quality", "source_quality_history"] {
             let conflict = if table == "source_quality" {
                 " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET measured_at = excluded.measured_at, \
@@ -119,12 +223,51 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        newest = newest.max(q.measured_at);
+        found.push(true);
+    }
+    if newest != i64::MIN {
         sqlx::query("DELETE FROM source_quality_history WHERE measured_at < ?")
-            .bind(q.measured_at - KEEP_SECONDS)
+            .bind(newest - KEEP_SECONDS)
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+    }
+    tx.commit().await?;
+    Ok(found)
+}
+
+impl Store {
+    /// Keeps a measurement: it becomes its source's latest (unless a newer one is there already) and joins the
+    /// history, whose measurements older than [`KEEP_SECONDS`] before this one are removed. A stream that is not
+    /// (or no longer) in the catalog: `NotFound`. Written by the store's one quality writer (with whatever else
+    /// is queued); returns once it is written.
+    pub async fn record_quality(&self, q: &NewQuality) -> Result<(), CatalogError> {
+        let (done, written) = oneshot::channel();
+        let gone = || CatalogError::Internal("the quality writer has stopped".into());
+        self.quality_writer().jobs.send(Job::Write(q.clone(), Some(done))).await.map_err(|_| gone())?;
+        written.await.map_err(|_| gone())?
+    }
+
+    /// Queues a measurement for the quality writer and returns at once: for callers that must neither wait for
+    /// the database nor fail because of it (a live session's reports). When the queue is full the measurement is
+    /// dropped and counted ([`Store::dropped_measurements`]).
+    pub fn note_quality(&self, q: NewQuality) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.quality_writer().jobs.try_send(Job::Write(q, None)) {
+            self.quality_writer().dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Measurements dropped since the store was opened because the quality writer's queue was full.
+    pub fn dropped_measurements(&self) -> u64 {
+        self.quality_writer().dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every measurement queued before this call is written.
+    pub async fn flush_quality(&self) {
+        let (done, written) = oneshot::channel();
+        if self.quality_writer().jobs.send(Job::Flush(done)).await.is_ok() {
+            let _ = written.await;
+        }
     }
 
     /// The latest measurement of each of these streams' sources that has one, by stream id.

@@ -20,6 +20,9 @@ const CHANNEL_FROM: &str = "FROM lineup_channels c LEFT JOIN lineup_groups g ON 
                                      WHERE ls.channel_id = c.id AND ls.stream_id IS NOT NULL AND p.enabled = 1))
       AND (?5 IS NULL OR c.id = ?5)";
 
+/// Connections the stream requests' cache misses have to themselves ([`Store::for_stream_reads`]).
+const STREAM_READ_CONNECTIONS: u32 = 2;
+
 /// The database file's name inside the data dir.
 pub const DB_FILE: &str = "tunerpool.db";
 
@@ -30,6 +33,12 @@ pub struct Store {
     pool: SqlitePool,
     path: PathBuf,
     events: std::sync::Arc<crate::events::EventWriter>,
+    /// The one task that writes source measurements (`quality.rs`).
+    quality: std::sync::Arc<crate::quality::QualityWriter>,
+    /// Connections of their own for the stream requests' cache misses (the user a login names, whether it may
+    /// see the item): never waiting behind writers that hold the main pool's connections while SQLite makes
+    /// them wait for the write lock ([`Store::for_stream_reads`]).
+    stream_reads: SqlitePool,
     lineup: std::sync::Arc<std::sync::RwLock<crate::lineup::LineupSettings>>,
     /// The read caches of the stream requests' hot path (`cache.rs`),
     /// shared by every clone.
@@ -107,15 +116,21 @@ impl Store {
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        // Opened lazily: a process that serves no stream (the CLI's commands) never opens them.
+        let stream_reads = SqlitePoolOptions::new().max_connections(STREAM_READ_CONNECTIONS).connect_lazy_with(opts);
         let events = std::sync::Arc::new(crate::events::EventWriter::start(pool.clone(), crate::events::QUEUE));
+        let quality =
+            std::sync::Arc::new(crate::quality::QualityWriter::start(pool.clone(), crate::quality::QUALITY_QUEUE));
         Ok(Store {
             pool,
             path,
             events,
+            quality,
+            stream_reads,
             lineup: Default::default(),
             caches: Default::default(),
             listing_build: Default::default(),
@@ -146,6 +161,10 @@ impl Store {
         &self.events
     }
 
+    pub(crate) fn quality_writer(&self) -> &crate::quality::QualityWriter {
+        &self.quality
+    }
+
     /// The same store with an event queue of `capacity` (tests of a full queue).
     #[cfg(test)]
     pub(crate) fn with_event_queue(mut self, capacity: usize) -> Store {
@@ -155,6 +174,21 @@ impl Store {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// This store reading through the stream requests' own connections: for the reads a join makes when its
+    /// cache misses. Why: every writer that starts a transaction holds one of the main pool's four connections
+    /// while SQLite's busy handler makes it wait for the write lock; a few of them at once (the minute jobs, the
+    /// events and measurement writers, a sync) took the whole pool, and a join's read waited seconds for a
+    /// connection (BENCHMARKS.md, issue 16, "slow acquire"). Only reads go through it.
+    pub(crate) fn for_stream_reads(&self) -> Store {
+        Store { pool: self.stream_reads.clone(), ..self.clone() }
+    }
+
+    /// The stream requests' own read connections ([`Store::for_stream_reads`]); with [`Store::pool`], every
+    /// connection the store has (a test that closes the database closes both).
+    pub fn stream_reads_pool(&self) -> &SqlitePool {
+        &self.stream_reads
     }
 
     /// Starts a write transaction. `BEGIN IMMEDIATE` takes the write lock at
@@ -181,9 +215,11 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the events still queued, then closes the database.
+    /// Writes the events and source measurements still queued, then closes the database.
     pub async fn close(&self) {
         self.flush_events().await;
+        self.flush_quality().await;
+        self.stream_reads.close().await;
         self.pool.close().await;
     }
 

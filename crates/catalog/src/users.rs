@@ -495,7 +495,7 @@ impl Store {
             return Ok(Some(user));
         }
         let generation = cache.generation();
-        let user = self.user_by_name(username).await?;
+        let user = self.for_stream_reads().user_by_name(username).await?;
         if let Some(u) = &user {
             cache.insert(generation, username.to_string(), u.clone());
         }

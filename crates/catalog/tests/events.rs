@@ -37,3 +37,36 @@ async fn events_noted_just_before_close_are_written() {
     assert_eq!(messages, ["synced 2", "synced 1", "synced 0"]);
     store.close().await;
 }
+
+/// Issue 16: writers that wait for SQLite's write lock each hold one of the pool's connections while they wait.
+/// Here another connection holds the lock and four events are recorded at once, which takes the whole pool of
+/// four; a stream request's cache miss (the user a login names) still answers at once, from connections of
+/// its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_waiting_for_the_lock_do_not_hold_up_a_logins_read() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", store.path().display())).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut locker).await.unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.record_event(&NewEvent::new(Level::Info, "session", format!("{i}"))).await },
+            )
+        })
+        .collect();
+    // Let them take their connections and start waiting for the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), store.user_by_name_cached("kim")).await;
+    let waited = started.elapsed();
+    assert!(matches!(answer, Ok(Ok(None))), "{answer:?}");
+    assert!(waited < std::time::Duration::from_secs(1), "the login's read waited {waited:?} behind the writers");
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    for w in writers {
+        w.await.unwrap().unwrap();
+    }
+    store.close().await;
+}

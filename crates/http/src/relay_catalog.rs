@@ -66,10 +66,18 @@ impl Catalog for StoreCatalog {
         .boxed()
     }
 
+    /// A probe's measurement is written before this returns (the prober reports the outcome); a live session's
+    /// is queued for the store's one quality writer and this returns at once, so that a slow or locked database
+    /// never holds a task (or a pool connection) per live connection.
     fn record_quality(&self, m: SourceMeasurement) -> BoxFuture<'_, Result<(), LookupError>> {
         async move {
             let q = new_quality(&m).map_err(|e| LookupError::Backend(e.to_string()))?;
-            self.0.record_quality(&q).await.map_err(lookup_error)
+            if m.probe {
+                self.0.record_quality(&q).await.map_err(lookup_error)
+            } else {
+                self.0.note_quality(q);
+                Ok(())
+            }
         }
         .boxed()
     }

@@ -264,8 +264,10 @@ async fn joins_to_a_running_channel_ask_sqlite_nothing() {
     let warmed = std::time::Instant::now();
     let before = g.state.store.read_cache_stats();
 
-    // The database is closed: any query now fails (and the request with a 500).
+    // The database is closed (the main pool and the stream requests' own connections): any query now fails
+    // (and the request with a 500).
     g.state.store.pool().close().await;
+    g.state.store.stream_reads_pool().close().await;
     let joins: Vec<_> = (0..40)
         .map(|_| {
             let base = g.base.clone();

@@ -75,3 +75,62 @@ async fn a_played_channels_source_shows_its_measurement_in_the_api() {
     // The other source-less or unplayed channels stay unmeasured.
     assert!(channel(&g.base, 2).await["sources"][0]["quality"].is_null());
 }
+
+/// Issue 16: at 2000 viewers the store's pool of four connections was held by measurement writes waiting for
+/// SQLite's write lock, and joins waited seconds for a connection. Here another process holds the write lock
+/// (as a long sync or a slow disk would) while fifty live connections hand over their reports at once, the way
+/// fifty channels started together do ten seconds later: a viewer starting a channel still gets its stream at
+/// once, because the reports wait in the one quality writer's queue, not in the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_does_not_delay_a_join_while_sessions_report() {
+    use sqlx::Connection;
+    use tunerpool_relay::{QualityReport, SourceMeasurement};
+
+    let g = gateway(RelaySettings::default(), |_| {}).await;
+    let store = g.state.store.clone();
+    let stream_id = channel(&g.base, 1).await["sources"][0]["stream_id"].as_i64().expect("a stream id");
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", store.path().display())).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut locker).await.unwrap();
+
+    let catalog = tunerpool_http::StoreCatalog::shared(store.clone());
+    for n in 0..50u64 {
+        let catalog = catalog.clone();
+        let m = SourceMeasurement {
+            stream_id,
+            account_id: 1,
+            started_at: 1_800_000_000 + n,
+            measured_at: 1_800_000_010 + n,
+            streamed_ms: 10_000,
+            ttfb_ms: Some(20),
+            ended: None,
+            failed: false,
+            probe: false,
+            report: QualityReport::default(),
+        };
+        // As the session's measurer does: from a task of its own.
+        tokio::spawn(async move { catalog.record_quality(m).await });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(20), admin_get(format!("{}/stream/1.ts", g.base)))
+        .await
+        .expect("the join answers")
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let first = body.next().await.expect("a first chunk").expect("bytes");
+    let waited = started.elapsed();
+    assert!(!first.is_empty());
+    assert!(waited < Duration::from_secs(3), "the join waited {waited:?} behind the locked database");
+
+    // Once the lock is gone the queued reports are written.
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    drop(locker);
+    store.flush_quality().await;
+    let q = eventually("the queued measurements written", Duration::from_secs(15), || async {
+        let q = channel(&g.base, 1).await["sources"][0]["quality"].clone();
+        (!q.is_null()).then_some(q)
+    })
+    .await;
+    assert_eq!(q["stream_id"], stream_id, "{q}");
+}

@@ -19,14 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use futures_util::StreamExt;
 use tunerpool_domain::{Channel, Secret};
 use tunerpool_ledger::cluster::{Claimed, Cluster, InstanceInfo};
 
+use crate::linger::{Linger, Watched};
 use crate::relay::Inner;
 use crate::session::{run_upstream, Session, State};
-use crate::ts::{Aligner, Chunker};
 
 /// The header that carries the cluster secret on internal requests.
 pub const SECRET_HEADER: &str = "x-tunerpool-cluster-secret";
@@ -273,55 +272,34 @@ async fn follow(
     }
     tracing::info!(session = session.id, channel, owner = %peer.id, "cluster: following the owner's stream");
     let mut body = resp.bytes_stream();
-    let mut aligner = Aligner::new();
-    let mut chunker = Chunker::new(settings.chunk_bytes, settings.chunk_delay);
-    let mut packets = BytesMut::with_capacity(settings.chunk_bytes * 2);
-    let mut out = Vec::new();
-    let mut keyframe_out = false;
+    let mut ring_feed = crate::session::RingFeed::new(settings);
     let mut delivered = false;
     let mut feed = |data: &[u8], flush: bool| {
-        aligner.push(data, &mut packets);
-        chunker.push(packets.split().freeze(), std::time::Instant::now(), &mut out);
-        if flush || !keyframe_out {
-            chunker.flush(&mut out);
-        }
-        keyframe_out = keyframe_out || out.iter().any(|c| c.keyframe);
-        if let Some(psi) = chunker.take_psi() {
-            session.ring.set_preamble(psi);
-            session.ring.set_no_video(chunker.no_video());
-        }
-        for c in out.drain(..) {
-            session.ring.push(c);
-        }
+        ring_feed.feed(&session.ring, data, std::time::Instant::now(), flush, |_| {});
     };
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A follower keeps nothing worth lingering for (the owner lingers with the provider connection): it leaves at
     // once, so the owner's session turns idle and its slot can be taken for another channel sooner. The short
     // grace covers a first viewer still joining.
-    let linger = settings.linger.min(FOLLOWER_LINGER);
-    let mut idle_deadline = session.idle().then(|| tokio::time::Instant::now() + linger);
+    let grace = settings.linger.min(FOLLOWER_LINGER);
+    let mut linger = Linger::new(session.idle(), grace, tokio::time::Instant::now());
     let mut last_data = tokio::time::Instant::now();
     loop {
         let stall_at = last_data + settings.stall_timeout;
         tokio::select! {
             _ = session.stop.cancelled() => return Followed::Stopped,
             _ = session.viewers_changed() => {
-                if session.idle() {
-                    idle_deadline = Some(tokio::time::Instant::now() + linger);
-                    session.set_state(State::Lingering);
-                } else {
-                    idle_deadline = None;
-                    if session.has_run() {
-                        session.set_state(State::Running);
-                    }
+                match linger.viewers_changed(session.idle(), || grace, tokio::time::Instant::now()) {
+                    Watched::Lingering => session.set_state(State::Lingering),
+                    Watched::Running if session.has_run() => session.set_state(State::Running),
+                    Watched::Running => {}
                 }
             }
-            _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
-                if session.idle() {
+            _ = linger.run_out(), if linger.deadline().is_some() => {
+                if linger.expired(session.idle()) {
                     return Followed::Idle;
                 }
-                idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
                 return Followed::Failed(format!("instance {}'s stream stalled", peer.id), delivered);

@@ -3,6 +3,7 @@
 //! - [`ts`]: MPEG-TS tools (probe, packet alignment, keyframe detection, chunking), pure and synchronous.
 //! - [`ring`]: the bounded shared buffer one upstream reader writes and every viewer reads at its own pace.
 //! - [`session`]: one live session — the upstream reader task with its lease, failover and linger.
+//! - `linger`: when a ring producer with no viewers gives up (the one `Linger` every producer uses).
 //! - `retry`: how long a session keeps trying a flaky provider (a switch budget streaming earns back, backoff).
 //! - [`quality`]: passive source quality (codecs, picture size, frame rate, bitrates, dead-input verdicts) from the
 //!   TS bytes.
@@ -26,6 +27,7 @@ pub mod catalog;
 pub mod cluster;
 mod hls;
 mod hls_out;
+mod linger;
 pub mod measure;
 pub mod metrics;
 pub mod probe;

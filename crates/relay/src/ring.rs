@@ -16,14 +16,18 @@
 //!   chunk) are atomics published by the writer. The writer advances `tail` *before* it clears or overwrites a slot,
 //!   and fills a slot *before* it advances `head`, so a reader that finds its slot gone knows from `tail` that it was
 //!   evicted. All these accesses are `SeqCst`; they are a handful per chunk, not per byte.
-//! - **Locks.** The only mutex (`writer`) serialises pushes (there is one writer, so it is uncontended; it only makes
+//! - **Locks.** The mutex `writer` serialises pushes (there is one writer, so it is uncontended; it only makes
 //!   a second concurrent writer harmless) and gives [`Ring::subscribe`] a consistent snapshot. Readers never take it
-//!   in [`Reader::next`]. The writer's cost per chunk is O(1) whatever the number of readers, plus waking waiters.
-//! - **Waking.** Readers that caught up wait on a [`tokio::sync::Notify`]; every push calls `notify_waiters`, which
-//!   wakes all registered waiters and stores no permit (a reader re-checks `head` after registering, so no wake-up
-//!   is lost). `Notify` was chosen over `event-listener` because it is already a dependency, its `Notified` future
-//!   unregisters itself when dropped (a viewer that disconnects mid-wait leaves nothing behind), and it wakes in
-//!   batches without holding its internal lock while running wakers. Its list lock is held only for list edits.
+//!   in [`Reader::next`]. The writer's cost per chunk is O(1) whatever the number of readers, plus waking them. The
+//!   other mutex, `wakers_edit`, is taken only when a reader subscribes or is dropped.
+//! - **Waking.** Each reader has its own [`AtomicWaker`]; the ring keeps the list of them (copy-on-write behind an
+//!   [`ArcSwap`], edited under a mutex only when a reader comes or goes). A reader that caught up registers its
+//!   task's waker in its own `AtomicWaker` (a compare-and-swap, no lock) and re-checks `head`; every push loads the
+//!   list (lock-free) and wakes each registered waker (a reader not waiting costs two atomic operations), so no
+//!   wake-up is lost and no lock is taken per chunk by the writer or by any reader. It replaced a
+//!   [`tokio::sync::Notify`], whose waiter list is a mutex that every waiting reader took once per chunk to
+//!   register and the writer once per batch of 32 wake-ups (BENCHMARKS.md, "Relay: one copy, recycled buffers,
+//!   lock-free wake-ups"). A reader dropped mid-wait leaves at most a stale waker, woken once for nothing.
 //! - **Memory bound.** Before inserting a chunk the writer evicts the oldest chunks until the buffered bytes plus the
 //!   new chunk fit in the ring's current capacity, dropping the evicted `Bytes` (so buffered bytes ≤ the capacity,
 //!   or one chunk if a single chunk is larger). The newest chunk is never evicted. Readers only ever hold the one
@@ -49,11 +53,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
+use futures_util::task::AtomicWaker;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::Notify;
 
 use crate::ts::Chunk;
 
@@ -196,7 +200,10 @@ pub struct Ring {
     tail: AtomicU64,
     last_key: AtomicU64,
     closed: AtomicBool,
-    notify: Notify,
+    /// The wakers of the readers (see the module doc, "Waking").
+    wakers: ArcSwap<Vec<Arc<AtomicWaker>>>,
+    /// Held to edit `wakers` (a reader comes or goes), never to wake.
+    wakers_edit: Mutex<()>,
     /// The stream's latest PAT and PMT packets, handed to every new reader before its first chunk.
     preamble: ArcSwapOption<Bytes>,
     /// The stream has no video (its PMT says so): a new reader has no keyframe to wait for.
@@ -285,7 +292,8 @@ impl Ring {
             tail: AtomicU64::new(0),
             last_key: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            notify: Notify::new(),
+            wakers: ArcSwap::from_pointee(Vec::new()),
+            wakers_edit: Mutex::new(()),
             preamble: ArcSwapOption::empty(),
             no_video: AtomicBool::new(false),
             bytes_in: AtomicU64::new(0),
@@ -312,11 +320,24 @@ impl Ring {
     /// number of readers (except waking them). Evicts the oldest chunks beyond the ring's capacity. Empty chunks and
     /// chunks pushed after [`Ring::close`] are ignored.
     pub fn push(&self, chunk: Chunk) {
-        self.push_at(chunk, Instant::now());
+        self.push_reclaiming_at(chunk, Instant::now(), &mut |_| {});
+    }
+
+    /// [`Ring::push`], handing the data of each chunk it evicts to `reclaim` when the ring held the chunk's only
+    /// entry (no reader was loading it); whether a viewer still holds the bytes is for `reclaim` to find out
+    /// ([`Chunker::recycle`](crate::ts::Chunker::recycle) keeps the buffer only if nobody does). Called under the
+    /// writer lock: `reclaim` must be quick.
+    pub fn push_reclaiming(&self, chunk: Chunk, reclaim: &mut dyn FnMut(Bytes)) {
+        self.push_reclaiming_at(chunk, Instant::now(), reclaim);
     }
 
     /// [`Ring::push`] at a given instant (a sized ring measures its bitrate by it).
+    #[cfg(test)]
     fn push_at(&self, chunk: Chunk, now: Instant) {
+        self.push_reclaiming_at(chunk, now, &mut |_| {});
+    }
+
+    fn push_reclaiming_at(&self, chunk: Chunk, now: Instant, reclaim: &mut dyn FnMut(Bytes)) {
         if chunk.data.is_empty() || self.is_closed() {
             return;
         }
@@ -333,7 +354,7 @@ impl Ring {
             }
             // Room in the slot array: the slot `seq` goes to must not hold a buffered chunk.
             if seq - w.tail >= self.slots.len() as u64 {
-                self.evict_oldest(&mut w);
+                self.evict_oldest(&mut w, reclaim);
             }
             // Room in bytes (the newest chunk always stays, even if it alone is larger than the capacity). A sized
             // ring keeps its newest keyframe chunk and what follows it up to the hard cap, so that a joining viewer
@@ -345,7 +366,7 @@ impl Ring {
             while w.tail < seq
                 && (w.buffered + len > self.max_bytes || (w.buffered + len > w.capacity && w.tail < keep_from))
             {
-                self.evict_oldest(&mut w);
+                self.evict_oldest(&mut w, reclaim);
             }
             let entry = Entry { seq, offset, data: chunk.data, keyframe: chunk.keyframe };
             self.slot(seq).store(Some(Arc::new(entry)));
@@ -362,16 +383,43 @@ impl Ring {
             self.bytes_in.store(w.bytes_in, SeqCst);
             self.buffered.store(w.buffered as u64, SeqCst);
         }
-        self.notify.notify_waiters();
+        self.wake_readers();
+    }
+
+    /// Wakes every reader waiting for a chunk: one lock-free load of the list, one atomic operation or two per
+    /// reader.
+    fn wake_readers(&self) {
+        for waker in self.wakers.load().iter() {
+            waker.wake();
+        }
+    }
+
+    /// Adds a reader's waker to the list (when it subscribes).
+    fn add_waker(&self, waker: &Arc<AtomicWaker>) {
+        let _edit = self.wakers_edit.lock();
+        let mut list = Vec::clone(&self.wakers.load());
+        list.push(Arc::clone(waker));
+        self.wakers.store(Arc::new(list));
+    }
+
+    /// Takes a reader's waker out of the list (when it is dropped).
+    fn remove_waker(&self, waker: &Arc<AtomicWaker>) {
+        let _edit = self.wakers_edit.lock();
+        let mut list = Vec::clone(&self.wakers.load());
+        list.retain(|w| !Arc::ptr_eq(w, waker));
+        self.wakers.store(Arc::new(list));
     }
 
     /// Drops the oldest buffered chunk. `tail` moves first so a reader that then misses its slot sees why.
-    fn evict_oldest(&self, w: &mut WriterState) {
+    fn evict_oldest(&self, w: &mut WriterState, reclaim: &mut dyn FnMut(Bytes)) {
         let seq = w.tail;
         w.tail = seq + 1;
         self.tail.store(seq + 1, SeqCst);
         if let Some(old) = self.slot(seq).swap(None) {
             w.buffered = w.buffered.saturating_sub(old.data.len());
+            if let Ok(entry) = Arc::try_unwrap(old) {
+                reclaim(entry.data);
+            }
         }
     }
 
@@ -393,9 +441,12 @@ impl Ring {
 
     fn subscribe_with(self: &Arc<Self>, keyframe_wait: Option<Duration>) -> Reader {
         self.readers.fetch_add(1, SeqCst);
+        let waker = Arc::new(AtomicWaker::new());
+        self.add_waker(&waker);
         let w = self.lock();
         let mut reader = Reader {
             ring: Arc::clone(self),
+            waker,
             next: w.head,
             next_offset: w.bytes_in,
             pending: None,
@@ -425,7 +476,7 @@ impl Ring {
             let _w = self.lock();
             self.closed.store(true, SeqCst);
         }
-        self.notify.notify_waiters();
+        self.wake_readers();
     }
 
     /// The stream's latest PAT and PMT packets (whole packets), which every new reader gets before its first
@@ -479,6 +530,8 @@ fn start_position(head: u64, tail: u64, last_key: u64) -> Option<u64> {
 #[derive(Debug)]
 pub struct Reader {
     ring: Arc<Ring>,
+    /// Where this reader's task waits to be woken by a push (in the ring's list while the reader lives).
+    waker: Arc<AtomicWaker>,
     /// Sequence number of the next chunk to read from the ring.
     next: u64,
     /// Stream offset of chunk `next`.
@@ -503,21 +556,20 @@ impl Reader {
     /// the newest keyframe chunk (or newest chunk) and returns [`Next::Jumped`] first; then chunks, starting with
     /// that one. Cancel-safe: dropping the future loses nothing.
     pub async fn next(&mut self) -> Next {
-        loop {
-            if let Try::Ready(n) = self.try_next() {
-                return n;
-            }
-            // A clone of the Arc (one atomic increment per wait, not per chunk) so the wait can borrow the ring
-            // while `try_next` borrows the reader mutably.
-            let ring = Arc::clone(&self.ring);
-            let notified = ring.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            // Re-check after registering: a push between the first check and `enable` would otherwise be missed.
-            if let Try::Ready(n) = self.try_next() {
-                return n;
-            }
-            notified.await;
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`Reader::next`] as a poll: `Pending` once this reader's task is registered to be woken by the next push.
+    pub fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Next> {
+        if let Try::Ready(n) = self.try_next() {
+            return std::task::Poll::Ready(n);
+        }
+        self.waker.register(cx.waker());
+        // Re-check after registering: a push between the first check and the registration would otherwise be
+        // missed (a push after it wakes the waker just registered).
+        match self.try_next() {
+            Try::Ready(n) => std::task::Poll::Ready(n),
+            Try::Empty => std::task::Poll::Pending,
         }
     }
 
@@ -639,6 +691,7 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
+        self.ring.remove_waker(&self.waker);
         self.ring.readers.fetch_sub(1, SeqCst);
     }
 }

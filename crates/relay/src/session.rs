@@ -28,6 +28,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::settings::RelaySettings;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::{watch, Notify};
@@ -36,13 +38,14 @@ use tunerpool_domain::{Channel, Level, NewEvent};
 
 use crate::hls;
 use crate::hls_out::HlsOut;
+use crate::linger::{Linger, Watched};
 use crate::measure::Measurer;
 use crate::metrics::{AccountLabels, RelayMetrics, UpstreamCounters};
 use crate::relay::Inner;
 use crate::retry::{Backoff, SwitchBudget};
 use crate::ring::Ring;
 use crate::source::{acquire_waiting, AcquireError, Claim, Excluded, Media, Resolved};
-use crate::ts::{probe, Aligner, Chunker};
+use crate::ts::{probe, Aligner, Chunk, Chunker};
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -794,31 +797,11 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
         settings.quality_first_after,
         settings.quality_every,
     );
-    let mut aligner = Aligner::new();
-    let mut chunker = Chunker::new(settings.chunk_bytes, settings.chunk_delay);
-    let mut packets = BytesMut::with_capacity(settings.chunk_bytes * 2);
-    let mut out = Vec::new();
+    let mut ring_feed = RingFeed::new(settings);
     // Also called with no data on a timer, so that a partial chunk older
     // than `chunk_delay` reaches the viewers even when the upstream pauses.
-    // Until this upstream's first keyframe is out, nothing is held back: a first viewer waits for that keyframe,
-    // and must not wait the coalescing delay on top.
-    let mut keyframe_out = false;
     let mut feed = |measurer: &mut Measurer, data: &[u8], now: Instant, flush: bool| {
-        aligner.push(data, &mut packets);
-        measurer.feed(&packets);
-        chunker.push(packets.split().freeze(), now, &mut out);
-        if flush || !keyframe_out {
-            chunker.flush(&mut out);
-        }
-        keyframe_out = keyframe_out || out.iter().any(|c| c.keyframe);
-        // Before the chunks that follow them: a viewer starting at one of those gets these tables first.
-        if let Some(psi) = chunker.take_psi() {
-            session.ring.set_preamble(psi);
-            session.ring.set_no_video(chunker.no_video());
-        }
-        for c in out.drain(..) {
-            session.ring.push(c);
-        }
+        ring_feed.feed(&session.ring, data, now, flush, |packets| measurer.feed(packets));
     };
     // The first bytes go out at once: a waiting viewer's time to first byte
     // must not include the coalescing delay.
@@ -827,8 +810,7 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
     feed(&mut measurer, &first, Instant::now(), true);
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let linger = linger_of(inner, session);
-    let mut idle_deadline = session.idle().then(|| tokio::time::Instant::now() + linger);
+    let mut linger = Linger::new(session.idle(), linger_of(inner, session), tokio::time::Instant::now());
     let opened = tokio::time::Instant::now();
     let mut last_data = opened;
     // What a failure reports: how long this upstream delivered media.
@@ -839,23 +821,22 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
             _ = session.stop.cancelled() => break Pumped::Stopped,
             _ = r.lease.lost() => break failed("the lease on the account was lost".into(), last_data),
             _ = session.viewers_changed.notified() => {
-                if session.idle() {
-                    // Counted from this change: a viewer who joined and left since the last wake-up (both
-                    // within one poll under load) watched just now, and may have made the channel warm.
-                    idle_deadline = Some(tokio::time::Instant::now() + linger_of(inner, session));
-                    session.set_state(State::Lingering);
-                    // Its slot can now be taken by preemption: wake waiting requests.
-                    inner.slot_released.notify_waiters();
-                } else {
-                    idle_deadline = None;
-                    session.set_state(State::Running);
+                // A viewer who joined and left since the last wake-up may have made the channel warm: the linger
+                // is asked again.
+                let now = tokio::time::Instant::now();
+                match linger.viewers_changed(session.idle(), || linger_of(inner, session), now) {
+                    Watched::Lingering => {
+                        session.set_state(State::Lingering);
+                        // Its slot can now be taken by preemption: wake waiting requests.
+                        inner.slot_released.notify_waiters();
+                    }
+                    Watched::Running => session.set_state(State::Running),
                 }
             }
-            _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
-                if session.idle() {
+            _ = linger.run_out(), if linger.deadline().is_some() => {
+                if linger.expired(session.idle()) {
                     break Pumped::Idle;
                 }
-                idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
                 break failed(format!("stalled: no data for {stall:?}"), last_data);
@@ -882,4 +863,67 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
         Pumped::Failed(why, _) => measurer.finish(why.clone(), true),
     }
     outcome
+}
+
+/// What every producer of a ring does with the bytes it reads — a session's upstream, a follower's owner stream
+/// ([`crate::cluster`]), a transcode's ffmpeg output ([`crate::transcode`]): align them into packets, copying each
+/// packet once into the chunk being built, cut chunks at keyframes, hand the stream's tables and the chunks to the
+/// ring, and the buffers of the chunks the ring evicts back to the chunker (see [`Chunker`]). Until its first
+/// keyframe chunk is out nothing is held back: a first viewer waits for that keyframe, and must not wait the
+/// coalescing delay on top.
+pub(crate) struct RingFeed {
+    aligner: Aligner,
+    chunker: Chunker,
+    out: Vec<Chunk>,
+    keyframe_out: bool,
+}
+
+impl RingFeed {
+    pub(crate) fn new(settings: &RelaySettings) -> RingFeed {
+        RingFeed {
+            aligner: Aligner::new(),
+            chunker: Chunker::new(settings.chunk_bytes, settings.chunk_delay),
+            out: Vec::new(),
+            keyframe_out: false,
+        }
+    }
+
+    /// Feeds `data` (any chunking; empty on a timer, for the delay flush) received at `now` into `ring`, each run
+    /// of aligned packets also to `also` (a measurer) before it is chunked; flushes what is held when `flush`.
+    /// Returns whether a keyframe chunk went out.
+    pub(crate) fn feed(
+        &mut self,
+        ring: &Ring,
+        data: &[u8],
+        now: Instant,
+        flush: bool,
+        mut also: impl FnMut(&[u8]),
+    ) -> bool {
+        let RingFeed { aligner, chunker, out, keyframe_out } = self;
+        aligner.push_with(data, |packets| {
+            also(packets);
+            chunker.push_packets(packets, now, out);
+        });
+        // The delay flush, when nothing was aligned.
+        chunker.push_packets(&[], now, out);
+        if flush || !*keyframe_out {
+            chunker.flush(out);
+        }
+        let keyframe = out.iter().any(|c| c.keyframe);
+        *keyframe_out |= keyframe;
+        // Before the chunks that follow them: a viewer starting at one of those gets these tables first.
+        if let Some(psi) = chunker.take_psi() {
+            ring.set_preamble(psi);
+            ring.set_no_video(chunker.no_video());
+        }
+        for c in out.drain(..) {
+            ring.push_reclaiming(c, &mut |data| chunker.recycle(data));
+        }
+        keyframe
+    }
+
+    /// Whether a keyframe chunk went out since the feed was made.
+    pub(crate) fn keyframe_out(&self) -> bool {
+        self.keyframe_out
+    }
 }

@@ -22,10 +22,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tunerpool_domain::{Channel, Level, NewEvent};
 
+use crate::linger::{Linger, Watched};
 use crate::relay::{Inner, Membership, Relay, WatchError};
 use crate::ring::{Next, Reader};
 use crate::session::{Session, State};
-use crate::ts::{Aligner, Chunker};
 
 /// A named ffmpeg output template; exists so that operators can offer lighter or more compatible versions of every
 /// channel (a 480p H.264 for phones, an AAC audio track for TVs without AC-3) by name.
@@ -283,44 +283,37 @@ async fn feed(mut reader: Reader, mut stdin: ChildStdin) {
 async fn pump(inner: &Inner, session: &Session, child: &mut Child) -> Ended {
     let settings = &inner.settings;
     let Some(mut stdout) = child.stdout.take() else { return Ended::Failed("no output pipe".into()) };
-    let mut aligner = Aligner::new();
-    let mut chunker = Chunker::new(settings.chunk_bytes, settings.chunk_delay);
-    let mut packets = BytesMut::with_capacity(settings.chunk_bytes * 2);
+    let mut ring_feed = crate::session::RingFeed::new(settings);
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut out = Vec::new();
     let mut flush_tick = tokio::time::interval(settings.chunk_delay);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut idle_deadline = (session.viewer_count() == 0).then(|| tokio::time::Instant::now() + settings.linger);
+    let mut linger = Linger::new(session.viewer_count() == 0, settings.linger, tokio::time::Instant::now());
     let mut stall_at = tokio::time::Instant::now() + START_TIMEOUT;
-    let mut keyframe_out = false;
     loop {
         tokio::select! {
             _ = session.stop.cancelled() => return Ended::Stopped,
             _ = session.viewers_changed() => {
-                if session.viewer_count() == 0 {
-                    // Counted from this change (a viewer may have joined and left since the last wake-up).
-                    idle_deadline = Some(tokio::time::Instant::now() + settings.linger);
-                    session.set_idle(true);
-                    inner.slot_released.notify_waiters();
-                } else {
-                    idle_deadline = None;
-                    if session.has_run() {
-                        session.set_idle(false);
+                let idle = session.viewer_count() == 0;
+                match linger.viewers_changed(idle, || settings.linger, tokio::time::Instant::now()) {
+                    Watched::Lingering => {
+                        session.set_idle(true);
+                        inner.slot_released.notify_waiters();
                     }
+                    Watched::Running if session.has_run() => session.set_idle(false),
+                    Watched::Running => {}
                 }
             }
-            _ = async { tokio::time::sleep_until(idle_deadline.expect("guarded")).await }, if idle_deadline.is_some() => {
-                if session.viewer_count() == 0 {
+            _ = linger.run_out(), if linger.deadline().is_some() => {
+                if linger.expired(session.viewer_count() == 0) {
                     return Ended::Idle;
                 }
-                idle_deadline = None;
             }
             _ = tokio::time::sleep_until(stall_at) => {
-                return Ended::Failed(format!("ffmpeg gave no output for {:?}", if keyframe_out { OUTPUT_STALL } else { START_TIMEOUT }));
+                let waited = if ring_feed.keyframe_out() { OUTPUT_STALL } else { START_TIMEOUT };
+                return Ended::Failed(format!("ffmpeg gave no output for {waited:?}"));
             }
             _ = flush_tick.tick() => {
-                chunker.flush(&mut out);
-                push(session, &mut chunker, &mut out);
+                ring_feed.feed(&session.ring, &[], Instant::now(), true, |_| {});
             }
             read = stdout.read_buf(&mut buf) => match read {
                 Ok(0) => {
@@ -329,33 +322,16 @@ async fn pump(inner: &Inner, session: &Session, child: &mut Child) -> Ended {
                 }
                 Ok(_) => {
                     stall_at = tokio::time::Instant::now() + OUTPUT_STALL;
-                    aligner.push(&buf, &mut packets);
+                    let first = !ring_feed.keyframe_out();
+                    let keyframe = ring_feed.feed(&session.ring, &buf, Instant::now(), false, |_| {});
                     buf.clear();
-                    chunker.push(packets.split().freeze(), Instant::now(), &mut out);
-                    if !keyframe_out {
-                        chunker.flush(&mut out);
-                    }
-                    let keyframe = out.iter().any(|c| c.keyframe);
-                    push(session, &mut chunker, &mut out);
-                    if keyframe && !keyframe_out {
-                        keyframe_out = true;
+                    if keyframe && first {
                         session.set_producing();
                     }
                 }
                 Err(e) => return Ended::Failed(format!("cannot read ffmpeg's output: {e}")),
             },
         }
-    }
-}
-
-/// Hands chunks (after the tables they need) to the session's viewers.
-fn push(session: &Session, chunker: &mut Chunker, out: &mut Vec<crate::ts::Chunk>) {
-    if let Some(psi) = chunker.take_psi() {
-        session.ring.set_preamble(psi);
-        session.ring.set_no_video(chunker.no_video());
-    }
-    for c in out.drain(..) {
-        session.ring.push(c);
     }
 }
 

@@ -167,7 +167,15 @@ impl Aligner {
     }
 
     /// Feeds `input`, appending every complete, aligned packet to `out` (so `out` grows by a multiple of 188).
-    pub fn push(&mut self, mut input: &[u8], out: &mut BytesMut) {
+    pub fn push(&mut self, input: &[u8], out: &mut BytesMut) {
+        self.push_with(input, |packets| out.extend_from_slice(packets));
+    }
+
+    /// Feeds `input`, handing every run of complete, aligned packets to `emit` as it is found, in order, without
+    /// copying it first: a run is a slice of `input` (or of the few carried bytes that complete a packet split
+    /// between reads). What `emit` is given, concatenated, is exactly what [`Aligner::push`] would append. Exists
+    /// so that the relay copies each upstream byte once, into the chunk being built ([`Chunker::push_packets`]).
+    pub fn push_with(&mut self, mut input: &[u8], mut emit: impl FnMut(&[u8])) {
         // Work on the carried bytes first, topping them up a little at a time so that the carry stays small.
         while !self.carry.is_empty() && !input.is_empty() {
             let take = if self.synced { PACKET.saturating_sub(self.carry.len()).max(1) } else { CONFIRM * PACKET };
@@ -175,19 +183,19 @@ impl Aligner {
             self.carry.extend_from_slice(&input[..take]);
             input = &input[take..];
             let mut carry = std::mem::take(&mut self.carry);
-            let used = self.process(&carry, out);
+            let used = self.process(&carry, &mut emit);
             carry.drain(..used);
             self.carry = carry;
         }
         if self.carry.is_empty() && !input.is_empty() {
-            let used = self.process(input, out);
+            let used = self.process(input, &mut emit);
             self.carry.extend_from_slice(&input[used..]);
         }
     }
 
     /// Emits what it can from `data`; returns how many bytes were used (emitted or discarded). The rest must be
     /// carried: a partial packet when in sync, else at most `2 × 188` bytes that may yet start a packet.
-    fn process(&mut self, data: &[u8], out: &mut BytesMut) -> usize {
+    fn process(&mut self, data: &[u8], emit: &mut impl FnMut(&[u8])) -> usize {
         let mut pos = 0;
         loop {
             let rest = &data[pos..];
@@ -204,7 +212,7 @@ impl Aligner {
                 if whole == 0 {
                     return pos; // partial packet starting with a sync byte
                 }
-                out.extend_from_slice(&rest[..whole * PACKET]);
+                emit(&rest[..whole * PACKET]);
                 pos += whole * PACKET;
             } else {
                 if let Some(o) = find_sync(rest, usize::MAX, CONFIRM) {
@@ -364,6 +372,21 @@ impl KeyframeDetector {
     /// and packets without a sync byte are ignored. The NAL fallback may look ahead (read-only) a few packets of the
     /// same PES in `packets` when the first holds only parameter sets or SEI.
     pub fn scan(&mut self, packets: &[u8]) -> Option<usize> {
+        match self.scan_inner(packets, false) {
+            Scan::Key(i) => Some(i),
+            Scan::None | Scan::NeedMore(_) => None,
+        }
+    }
+
+    /// [`KeyframeDetector::scan`], except that a video PES start whose first NAL units say nothing yet and whose
+    /// look-ahead ran into the end of `packets` is not given up: the scan stops there ([`Scan::NeedMore`]), and the
+    /// caller scans again from that packet once more packets follow it. What a chunker that holds the packets it
+    /// was given (its chunk being built) uses, so that where a read ended does not decide whether a keyframe is seen.
+    pub fn scan_until(&mut self, packets: &[u8]) -> Scan {
+        self.scan_inner(packets, true)
+    }
+
+    fn scan_inner(&mut self, packets: &[u8], wait_for_more: bool) -> Scan {
         for (i, p) in packets.chunks_exact(PACKET).enumerate() {
             let Some(h) = Header::parse(p) else { continue };
             if h.pid == 0 && h.pusi {
@@ -380,21 +403,26 @@ impl KeyframeDetector {
                 None => {
                     // Before the PMT: a RAI on a PES start carrying video (audio sets RAI on every frame).
                     if h.rai && !self.pmt_seen && h.pusi && matches!(h.payload(p), [0, 0, 1, 0xe0..=0xef, ..]) {
-                        return Some(i);
+                        return Scan::Key(i);
                     }
                 }
                 Some((pid, codec)) if pid == h.pid => {
                     if h.rai {
-                        return Some(i);
+                        return Scan::Key(i);
                     }
-                    if h.pusi && !h.scrambled && self.es_starts_with_key(codec, packets, i) {
-                        return Some(i);
+                    if h.pusi && !h.scrambled {
+                        match self.es_starts_with_key(codec, packets, i) {
+                            Lookahead::Key => return Scan::Key(i),
+                            Lookahead::NotKey => {}
+                            Lookahead::RanOut if wait_for_more => return Scan::NeedMore(i),
+                            Lookahead::RanOut => {}
+                        }
                     }
                 }
                 Some(_) => {}
             }
         }
-        None
+        Scan::None
     }
 
     fn read_pat(&mut self, payload: &[u8]) {
@@ -436,11 +464,13 @@ impl KeyframeDetector {
         self.video = video;
     }
 
-    /// Whether the PES starting in packet `i` of `packets` begins with a keyframe, from its first NAL units.
-    fn es_starts_with_key(&mut self, codec: Codec, packets: &[u8], i: usize) -> bool {
+    /// Whether the PES starting in packet `i` of `packets` begins with a keyframe, from its first NAL units; or
+    /// that `packets` ended before its first units said (and before the look-ahead's limit or the next PES).
+    fn es_starts_with_key(&mut self, codec: Codec, packets: &[u8], i: usize) -> Lookahead {
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         let mut verdict = EsStart::Unknown;
+        let mut settled = false;
         let pid = Header::parse(&packets[i * PACKET..]).map(|h| h.pid);
         for (n, p) in packets[i * PACKET..].chunks_exact(PACKET).enumerate() {
             let Some(h) = Header::parse(p) else { continue };
@@ -448,6 +478,7 @@ impl KeyframeDetector {
                 continue;
             }
             if n > 0 && h.pusi {
+                settled = true;
                 break; // next PES
             }
             let payload = h.payload(p);
@@ -458,12 +489,37 @@ impl KeyframeDetector {
             }
             verdict = es_start(codec, &scratch);
             if verdict != EsStart::Unknown || scratch.len() >= ES_LOOKAHEAD_PACKETS * (PACKET - 4) {
+                settled = true;
                 break;
             }
         }
         self.scratch = scratch;
-        verdict == EsStart::Key
+        match verdict {
+            EsStart::Key => Lookahead::Key,
+            EsStart::NotKey => Lookahead::NotKey,
+            EsStart::Unknown if settled => Lookahead::NotKey,
+            EsStart::Unknown => Lookahead::RanOut,
+        }
     }
+}
+
+/// What [`KeyframeDetector::scan_until`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scan {
+    /// The packet at this index starts a random access point.
+    Key(usize),
+    /// No random access point in these packets.
+    None,
+    /// None before the packet at this index, which starts a video PES whose first units are not all there yet:
+    /// scan again from it once more packets follow.
+    NeedMore(usize),
+}
+
+/// What the NAL fallback made of a video PES start.
+enum Lookahead {
+    Key,
+    NotKey,
+    RanOut,
 }
 
 /// The parts of a TS packet header the tools need (also used by [`crate::quality`]).
@@ -589,18 +645,40 @@ pub struct Chunk {
 /// latency). Time is passed in by the caller (`now`), so it is deterministic and testable; [`Chunker::deadline`] says
 /// when a flush will be due, for a caller that wants to wake up for it.
 ///
-/// Zero-copy where it can be: a chunk made of bytes from one `push` is a slice of that `Bytes`; only a chunk that
-/// spans pushes is copied together once.
+/// # One copy, recycled buffers
+///
+/// Packets are copied once, into the chunk being built (a `BytesMut` of `target` bytes), as the [`Aligner`] finds
+/// them ([`Chunker::push_packets`] takes a borrowed slice); a finished chunk is that buffer frozen, not copied. The
+/// keyframe detector looks at the packets in the buffer, so its look-ahead reaches the end of what has arrived,
+/// whatever the reads' boundaries ([`KeyframeDetector::scan_until`]). When a keyframe is found inside the buffer,
+/// the packets from it on (those of the same push, usually a few KiB) move to the next chunk's buffer: a second
+/// copy for about 2 % of the bytes at 8 Mbit/s. A chunk shorter than half the target (cut at a keyframe, or by the
+/// delay) is copied out to an allocation of its own size, so that a buffered chunk never holds much more memory
+/// than its bytes, and its buffer is used again at once.
+///
+/// Buffers come back: the ring hands each evicted chunk to [`Chunker::recycle`], which keeps its buffer for a
+/// next chunk when nobody else holds it any more (`Bytes::try_into_mut`: no viewer, no HLS segment still has
+/// it); two are kept ([`SPARE_BUFFERS`]: one chunk is made per chunk evicted, in a steady stream), the rest are
+/// freed. So a steady stream allocates no chunk buffer.
 #[derive(Debug)]
 pub struct Chunker {
     target: usize,
     max_delay: Duration,
     detector: KeyframeDetector,
-    parts: Vec<Bytes>,
-    len: usize,
+    /// The chunk being built (no capacity until the first byte of a chunk arrives).
+    buf: BytesMut,
+    /// How far into `buf` the keyframe detector has looked (whole packets).
+    scanned: usize,
     keyframe: bool,
     since: Option<Instant>,
+    /// Buffers of `target` bytes ready for the next chunks.
+    spare: Vec<BytesMut>,
+    /// Chunk buffers allocated so far (not taken from `spare`).
+    allocated: u64,
 }
+
+/// How many recycled chunk buffers a [`Chunker`] keeps for its next chunks.
+pub const SPARE_BUFFERS: usize = 2;
 
 impl Chunker {
     /// `target`: chunk size in bytes, e.g. 32 KiB (rounded down to a multiple of 188, at least one packet);
@@ -610,41 +688,64 @@ impl Chunker {
             target: (target / PACKET).max(1) * PACKET,
             max_delay,
             detector: KeyframeDetector::new(),
-            parts: Vec::new(),
-            len: 0,
+            buf: BytesMut::new(),
+            scanned: 0,
             keyframe: false,
             since: None,
+            spare: Vec::new(),
+            allocated: 0,
         }
     }
 
     /// Adds whole packets (from an [`Aligner`]) and appends finished chunks to `out`. Call it with empty `Bytes`
-    /// to just let the delay flush happen. A trailing partial packet is passed through as is.
+    /// to just let the delay flush happen. A trailing partial packet is passed through as is. The same as
+    /// [`Chunker::push_packets`] (the bytes are copied into the chunk being built).
     pub fn push(&mut self, aligned_packets: Bytes, now: Instant, out: &mut Vec<Chunk>) {
-        let data = aligned_packets;
-        let whole = data.len() / PACKET * PACKET;
-        let mut pos = 0;
-        while pos < whole {
-            let key = self.detector.scan(&data[pos..whole]).map(|k| pos + k * PACKET);
-            let end = key.unwrap_or(whole);
-            self.append(&data, pos, end, now, out);
-            match key {
-                Some(k) => {
-                    self.emit(out);
-                    self.keyframe = true;
-                    self.append(&data, k, k + PACKET, now, out);
-                    pos = k + PACKET;
-                }
-                None => pos = end,
+        self.push_packets(&aligned_packets, now, out);
+    }
+
+    /// Adds whole packets (a run from [`Aligner::push_with`]) by copying them into the chunk being built, and
+    /// appends finished chunks to `out`. Call it with no packets to just let the delay flush happen. Bytes that
+    /// are not whole packets are passed through as they are (but their keyframes may go unseen).
+    pub fn push_packets(&mut self, mut packets: &[u8], now: Instant, out: &mut Vec<Chunk>) {
+        while !packets.is_empty() {
+            if self.buf.len() >= self.target {
+                self.finish(now, out, true);
+            }
+            if self.buf.capacity() == 0 {
+                self.buf = self.fresh();
+            }
+            let take = (self.target - self.buf.len()).min(packets.len());
+            self.buf.extend_from_slice(&packets[..take]);
+            self.since.get_or_insert(now);
+            packets = &packets[take..];
+            self.cut_at_keyframes(now, out, false);
+            if self.buf.len() >= self.target {
+                self.finish(now, out, true);
             }
         }
-        if whole < data.len() {
-            self.parts.push(data.slice(whole..));
-            self.len += data.len() - whole;
-            self.since.get_or_insert(now);
-        }
         if self.since.is_some_and(|t| now.saturating_duration_since(t) >= self.max_delay) {
-            self.emit(out);
+            self.finish(now, out, false);
         }
+    }
+
+    /// Gives back the bytes of a chunk the ring no longer holds: its buffer is used for a next chunk if nobody
+    /// else holds it any more and fewer than [`SPARE_BUFFERS`] are kept; otherwise it is just dropped.
+    pub fn recycle(&mut self, data: Bytes) {
+        if self.spare.len() >= SPARE_BUFFERS {
+            return;
+        }
+        if let Ok(mut buf) = data.try_into_mut() {
+            buf.clear();
+            if buf.capacity() >= self.target {
+                self.spare.push(buf);
+            }
+        }
+    }
+
+    /// Chunk buffers allocated so far, i.e. not recycled (for tests and measurements).
+    pub fn allocated(&self) -> u64 {
+        self.allocated
     }
 
     /// The stream's latest PAT and PMT packets when they changed since the last call (see
@@ -665,45 +766,82 @@ impl Chunker {
 
     /// Emits whatever is held as a (short) chunk, e.g. at the end of the stream.
     pub fn flush(&mut self, out: &mut Vec<Chunk>) {
-        self.emit(out);
+        let now = self.since.unwrap_or_else(Instant::now);
+        self.finish(now, out, false);
     }
 
-    /// Adds `data[from..to]` to the current chunk, emitting full chunks of `target` bytes on the way.
-    fn append(&mut self, data: &Bytes, mut from: usize, to: usize, now: Instant, out: &mut Vec<Chunk>) {
-        while from < to {
-            let take = (self.target - self.len.min(self.target)).min(to - from);
-            if take > 0 {
-                self.parts.push(data.slice(from..from + take));
-                self.len += take;
-                self.since.get_or_insert(now);
-                from += take;
+    /// Emits what is held, after the detector has looked at every packet of it: one it was waiting to decide on is
+    /// decided with what is there, so no packet goes out unexamined (a PMT after it still counts), and a keyframe
+    /// found then still starts a chunk of its own. With `only_full`, emits only if a full chunk is still held then.
+    fn finish(&mut self, now: Instant, out: &mut Vec<Chunk>, only_full: bool) {
+        self.cut_at_keyframes(now, out, true);
+        if !only_full || self.buf.len() >= self.target {
+            self.emit(out);
+        }
+    }
+
+    /// A buffer for a chunk: a recycled one, else a new one of `target` bytes.
+    fn fresh(&mut self) -> BytesMut {
+        self.spare.pop().unwrap_or_else(|| {
+            self.allocated += 1;
+            BytesMut::with_capacity(self.target)
+        })
+    }
+
+    /// Looks for keyframes in the packets of `buf` not looked at yet; each one found after the chunk's first packet
+    /// ends the chunk before it, and the packets from it on start the next one.
+    /// With `last_look`, a video PES start that cannot be decided yet is taken for no keyframe (the bytes go out now).
+    fn cut_at_keyframes(&mut self, now: Instant, out: &mut Vec<Chunk>, last_look: bool) {
+        loop {
+            let whole = self.buf.len() / PACKET * PACKET;
+            if self.scanned >= whole {
+                return;
             }
-            if self.len >= self.target {
-                self.emit(out);
+            match self.detector.scan_inner(&self.buf[self.scanned..whole], !last_look) {
+                Scan::None => {
+                    self.scanned = whole;
+                    return;
+                }
+                Scan::NeedMore(i) => {
+                    self.scanned += i * PACKET;
+                    return;
+                }
+                Scan::Key(i) => {
+                    let at = self.scanned + i * PACKET;
+                    if at > 0 {
+                        let mut next = self.fresh();
+                        next.extend_from_slice(&self.buf[at..]);
+                        self.buf.truncate(at);
+                        self.emit(out);
+                        // A short chunk was copied out and left its buffer: keep that for a next chunk.
+                        let left = std::mem::replace(&mut self.buf, next);
+                        if left.capacity() >= self.target && self.spare.len() < SPARE_BUFFERS {
+                            self.spare.push(left);
+                        }
+                        self.since = Some(now);
+                    }
+                    self.keyframe = true;
+                    self.scanned = PACKET;
+                }
             }
         }
     }
 
     fn emit(&mut self, out: &mut Vec<Chunk>) {
-        if self.len == 0 {
-            self.parts.clear();
-            self.since = None;
+        let keyframe = std::mem::take(&mut self.keyframe);
+        self.since = None;
+        self.scanned = 0;
+        if self.buf.is_empty() {
             return;
         }
-        let data = if self.parts.len() == 1 {
-            self.parts.pop().unwrap_or_default()
+        let data = if self.buf.len() < self.target / 2 {
+            let data = Bytes::copy_from_slice(&self.buf);
+            self.buf.clear();
+            data
         } else {
-            let mut b = BytesMut::with_capacity(self.len);
-            for p in self.parts.drain(..) {
-                b.extend_from_slice(&p);
-            }
-            b.freeze()
+            std::mem::take(&mut self.buf).freeze()
         };
-        self.parts.clear();
-        out.push(Chunk { data, keyframe: self.keyframe });
-        self.len = 0;
-        self.keyframe = false;
-        self.since = None;
+        out.push(Chunk { data, keyframe });
     }
 }
 
@@ -818,6 +956,38 @@ mod tests {
         assert_eq!(es_start(Codec::Hevc, &[0, 0, 1, 0x26, 1]), EsStart::Key); // IDR_W_RADL
         assert_eq!(es_start(Codec::Hevc, &[0, 0, 1, 0x02, 1]), EsStart::NotKey); // TRAIL_R
         assert_eq!(es_start(Codec::Mpeg2, &[0, 0, 1, 0xb3]), EsStart::Key);
+    }
+
+    /// PAT (programme 1 → PMT on 0x1000) and a PMT listing H.264 on 0x100, and `audio` on 0x101 if given.
+    fn pat_pmt(audio: bool) -> Vec<u8> {
+        let pat = [0u8, 0x00, 0xb0, 13, 0x00, 0x01, 0xc1, 0x00, 0x00, 0x00, 0x01, 0xf0, 0x00, 0, 0, 0, 0];
+        let mut pmt = vec![0u8, 0x02, 0xb0, if audio { 23 } else { 18 }, 0x00, 0x01, 0xc1, 0x00, 0x00, 0xe1, 0x00];
+        pmt.extend_from_slice(&[0xf0, 0x00, 0x1b, 0xe1, 0x00, 0xf0, 0x00]);
+        if audio {
+            pmt.extend_from_slice(&[0x0f, 0xe1, 0x01, 0xf0, 0x00]);
+        }
+        pmt.extend_from_slice(&[0, 0, 0, 0]);
+        let mut out = packet(0, true, 0, &pat);
+        out.extend(packet(0x1000, true, 0, &pmt));
+        out
+    }
+
+    #[test]
+    fn a_flushed_chunk_is_scanned_to_its_end() {
+        // A video PES start whose first units say nothing yet (AUD, SEI) and no more video after it: the detector
+        // waits for more, but the chunk goes out by a flush first; the PMT that follows it in the chunk still counts.
+        let sei_only = [0, 0, 1, 0xe0, 0, 0, 0x80, 0x80, 5, 0x21, 0, 1, 0, 1, 0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x06, 5];
+        let mut data = pat_pmt(false);
+        data.extend(packet(0x100, true, 0, &sei_only));
+        data.extend(pat_pmt(true));
+        let mut c = Chunker::new(32 * 1024, Duration::from_millis(50));
+        let mut out = Vec::new();
+        c.push_packets(&data, Instant::now(), &mut out);
+        assert_eq!(c.take_psi().map(|p| p.len()), Some(2 * PACKET), "the first PAT and PMT");
+        c.flush(&mut out);
+        let psi = c.take_psi().expect("the second PMT was looked at before its chunk went out");
+        assert_eq!(&psi[PACKET..], &data[4 * PACKET..5 * PACKET]);
+        assert_eq!(out.iter().map(|c| c.data.len()).sum::<usize>(), data.len());
     }
 
     #[test]

@@ -302,3 +302,89 @@ fn keyframe_detector_keeps_the_latest_pat_and_pmt() {
     }
     assert!(!d.no_video());
 }
+
+/// The relay's path: reads of any size (not packet-aligned) through `Aligner::push_with` straight into
+/// `Chunker::push_packets`, the chunks pushed into a ring that hands its evicted chunks back to the chunker.
+/// Returns the chunks in order (copied out: like viewers, the test holds no chunk once it has "sent" it) and the
+/// chunk buffers the chunker allocated.
+fn relay_path(data: &[u8], rng: &mut Rng, max_read: usize, target: usize, ring_bytes: usize) -> (Vec<Chunk>, u64) {
+    let ring = tunerpool_relay::Ring::new(ring_bytes);
+    let mut aligner = Aligner::new();
+    let mut chunker = Chunker::new(target, Duration::from_millis(50));
+    let t0 = Instant::now();
+    let mut sent = Vec::new();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos <= data.len() {
+        let n = (1 + rng.below(max_read)).min(data.len() - pos);
+        let now = t0 + Duration::from_micros(pos as u64 / 4);
+        aligner.push_with(&data[pos..pos + n], |packets| {
+            assert_eq!(packets.len() % PACKET, 0, "runs of whole packets");
+            chunker.push_packets(packets, now, &mut out)
+        });
+        pos += n;
+        if pos == data.len() {
+            chunker.flush(&mut out);
+            pos += 1;
+        }
+        for c in out.drain(..) {
+            sent.push(Chunk { data: Bytes::from(c.data.to_vec()), keyframe: c.keyframe });
+            ring.push_reclaiming(c, &mut |b| chunker.recycle(b));
+        }
+    }
+    (sent, chunker.allocated())
+}
+
+#[test]
+fn the_one_copy_path_loses_nothing_and_starts_a_chunk_at_every_keyframe() {
+    let ts = sample();
+    let keyframes = idr_starts(&ts);
+    let mut rng = Rng(11);
+    // Reads of 1 byte to 20 KB, cut anywhere (not at packet boundaries), with a little junk first.
+    for (max_read, target) in [(20_000, 32 * 1024), (3000, 32 * 1024), (500, 7 * PACKET), (65_536, 100_000)] {
+        let mut data = vec![0x11u8; 77];
+        data.extend_from_slice(&ts);
+        let (chunks, _) = relay_path(&data, &mut rng, max_read, target, 1 << 20);
+        let joined: Vec<u8> = chunks.iter().flat_map(|c| c.data.iter().copied()).collect();
+        assert!(joined == ts, "concatenation == input without its junk (reads up to {max_read})");
+        let mut starts = Vec::new();
+        let mut pos = 0;
+        for c in &chunks {
+            assert!(!c.data.is_empty() && c.data.len() % PACKET == 0);
+            assert!(c.data.len() <= target.max(PACKET), "{} > {target}", c.data.len());
+            if c.keyframe {
+                starts.push(pos / PACKET);
+                assert_eq!((pid(&c.data), pusi(&c.data)), (VIDEO_PID, true));
+            }
+            pos += c.data.len();
+        }
+        assert_eq!(starts, keyframes, "reads up to {max_read}, target {target}");
+    }
+}
+
+#[test]
+fn chunk_buffers_come_back_once_nobody_holds_them() {
+    // The sample relayed ten times through a 1 MB ring: after the ring first fills, every new chunk reuses the
+    // buffer of one the ring evicted, so the chunker allocates about a ring's worth of buffers, not one per chunk.
+    let ts = sample();
+    let data: Vec<u8> = std::iter::repeat_n(&ts[..], 10).flatten().copied().collect();
+    let mut rng = Rng(5);
+    let (chunks, allocated) = relay_path(&data, &mut rng, 20_000, 32 * 1024, 1 << 20);
+    let full = chunks.iter().filter(|c| c.data.len() >= 16 * 1024).count() as u64;
+    let ring_worth = (1 << 20) / (16 * 1024) + 2;
+    assert!(full > 5 * ring_worth, "{full} chunks of 16 KiB or more");
+    assert!(allocated <= ring_worth + 2, "{allocated} buffers allocated for {full} chunks");
+    // A chunk somebody still holds is not recycled: its bytes stay what they were.
+    let mut chunker = Chunker::new(32 * 1024, Duration::from_millis(50));
+    let mut out = Vec::new();
+    chunker.push_packets(&ts[..200 * PACKET], Instant::now(), &mut out);
+    chunker.flush(&mut out);
+    let held = out[0].data.clone();
+    let copy = held.to_vec();
+    for c in out.drain(..) {
+        chunker.recycle(c.data);
+    }
+    chunker.push_packets(&ts[200 * PACKET..400 * PACKET], Instant::now(), &mut out);
+    chunker.flush(&mut out);
+    assert_eq!(held.to_vec(), copy, "a held chunk is never written over");
+}
