@@ -1,7 +1,10 @@
 //! What the integration tests of several crates need alike, kept once: a
 //! store with an Xtream provider over the simulated one ([`fakeprovider`]),
 //! synced the way the gateway does it, and [`eventually`], the way to wait
-//! for something to happen (never a bare sleep).
+//! for something to happen (never a bare sleep); and [`postgres`], a
+//! throwaway PostgreSQL server for the store's tests on that backend.
+
+pub mod postgres;
 
 use std::future::Future;
 use std::path::Path;
