@@ -182,7 +182,7 @@ impl Store {
             .bind(f.groups_json())
             .bind(f.group)
             .bind(limit as i64)
-            .fetch_one(self.pool())
+            .fetch_one(self.sqlite()?)
             .await?;
         serde_json::from_str(&json).map_err(|e| CatalogError::Internal(format!("listing rows: {e}")))
     }
@@ -259,7 +259,7 @@ impl Store {
             MediaKind::Series if id > EPISODE_ID_BASE => {
                 let series: Option<i64> = sqlx::query_scalar("SELECT series_id FROM episodes WHERE id = ?")
                     .bind(id - EPISODE_ID_BASE)
-                    .fetch_optional(self.pool())
+                    .fetch_optional(self.sqlite()?)
                     .await?;
                 match series {
                     Some(s) => self.series_item(f, s).await?.is_some(),
@@ -312,7 +312,7 @@ impl Store {
              WHERE g.kind = ?1 AND p.enabled = 1 AND (?2 IS NULL OR g.id IN (SELECT value FROM json_each(?2)))
              ORDER BY p.priority, p.id, g.position, g.id"
         };
-        let rows = sqlx::query(sql).bind(kind.as_str()).bind(f.groups_json()).fetch_all(self.pool()).await?;
+        let rows = sqlx::query(sql).bind(kind.as_str()).bind(f.groups_json()).fetch_all(self.sqlite()?).await?;
         rows.iter()
             .map(|r| Ok(GroupItem { id: r.try_get("id")?, name: r.try_get("name")? }))
             .collect::<Result<_, sqlx::Error>>()
@@ -322,7 +322,7 @@ impl Store {
     /// Stores (or refreshes) a series' episodes as a provider listed them and
     /// returns the ids clients see for them, in the same order.
     pub async fn upsert_episodes(&self, series_id: i64, episodes: &[NewEpisode]) -> Result<Vec<i64>, CatalogError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.sqlite()?.begin().await?;
         let mut ids = Vec::with_capacity(episodes.len());
         for e in episodes {
             let id: i64 = sqlx::query_scalar(
