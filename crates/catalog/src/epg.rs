@@ -230,6 +230,8 @@ async fn index_guide_channels(store: &Store, provider_id: i64, path: PathBuf) ->
             qb.build().execute(&mut *c).await?;
         }
     });
+    // Guide ids of lineup channels come from these (by name).
+    crate::outputs::mark_listing_stale(&mut tx.conn()).await?;
     tx.commit().await?;
     Ok(channels.len() as u64)
 }

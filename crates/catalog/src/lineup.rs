@@ -1062,6 +1062,8 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         compact_positions(&mut tx.conn(), channel).await?;
+        // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
+        crate::outputs::mark_listing_stale(&mut tx.conn()).await?;
         tx.commit().await?;
         self.channel(new_id).await
     }
@@ -1144,6 +1146,8 @@ impl Store {
         if n == 0 {
             return Err(refused("stream_id", format!("no live stream with id {stream_id}")));
         }
+        // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
+        crate::outputs::mark_listing_stale(&mut tx.conn()).await?;
         tx.commit().await?;
         self.channel(channel).await
     }
@@ -1207,6 +1211,8 @@ impl Store {
         .execute(&mut *cx)
         .await
         .map(|r| r.rows_affected()))?;
+        // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
+        crate::outputs::mark_listing_stale(&mut tx.conn()).await?;
         tx.commit().await?;
         self.channel(id).await
     }

@@ -344,6 +344,218 @@ impl Store {
     }
 }
 
+/// Moves the materialized live listing's version on, so that it is stale
+/// (`0011_live_listing.sql`): called inside the transaction of each write
+/// that inserts lineup rows or writes streams or guide channels in bulk,
+/// which the migration's per-row triggers leave out. Once stale, further
+/// calls change nothing (a no-op update).
+///
+/// On PostgreSQL the listing is not materialized yet (the outputs are
+/// SQLite-only so far): nothing to mark.
+pub(crate) async fn mark_listing_stale(conn: &mut crate::db::Conn<'_>) -> Result<(), sqlx::Error> {
+    if let crate::db::Conn::Sqlite(c) = conn {
+        sqlx::query("UPDATE live_listing_state SET version = version + 1 WHERE id = 1 AND version = built")
+            .execute(&mut **c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One channel's entries as the materialized live listing keeps them.
+/// The catalog stores them without knowing the formats: the outputs write
+/// them ([`LiveRenderer`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderedLive {
+    /// The M3U lines before the URL for `type=m3u`, line break included.
+    pub m3u: String,
+    /// The same for `type=m3u_plus`.
+    pub m3u_plus: String,
+    /// The Xtream `get_live_streams` JSON object.
+    pub xtream: String,
+}
+
+/// Writes a live channel's user-independent entries for the materialized
+/// listing. It exists so that the catalog can keep rendered entries while
+/// the formats stay the outputs' own: they implement it with the same code
+/// that writes a listing from the lineup's query, so both give the same bytes.
+pub trait LiveRenderer: Send + Sync {
+    /// Fills `out` (cleared by the caller) with `item`'s entries.
+    fn render(&self, item: &LiveItem, out: &mut RenderedLive);
+}
+
+/// Which of the materialized listing's entries a page is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveFormat {
+    /// `get.php?type=m3u`: each entry followed by its URL line.
+    M3u,
+    /// `get.php?type=m3u_plus`: each entry followed by its URL line.
+    M3uPlus,
+    /// `get_live_streams`: the JSON objects, each preceded by a comma.
+    Xtream,
+}
+
+/// One page of the materialized live listing, joined by SQLite into one
+/// text: the rows cross from SQLite as one value, not one per row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LivePage {
+    /// Rows in the page (fewer than asked: the listing's end).
+    pub rows: u32,
+    /// The last row's lineup number (the key of the next page).
+    pub last: i64,
+    /// The entries: M3U entries each with its URL line, or JSON objects
+    /// each preceded by a comma (no brackets; the listing's first comma is
+    /// the reader's to drop, which it can without copying the page).
+    pub text: String,
+}
+
+/// Rows rendered per INSERT while rebuilding (5 values each).
+const REBUILD_ROWS: usize = 1000;
+
+impl Store {
+    /// Whether the materialized live listing reflects every write so far
+    /// (else listings take the lineup's query and it wants a rebuild).
+    pub async fn live_listing_fresh(&self) -> Result<bool, CatalogError> {
+        let fresh: bool = sqlx::query_scalar("SELECT version = built FROM live_listing_state WHERE id = 1")
+            .fetch_one(self.sqlite()?)
+            .await?;
+        Ok(fresh)
+    }
+
+    /// Rebuilds the materialized live listing if it is stale, in one write
+    /// transaction: the lineup's listing read page by page (what clients
+    /// may see), each channel rendered by `renderer` and inserted. Holds the
+    /// write lock while it runs (~1 s for 200 000 channels), so writes made
+    /// meanwhile wait and cannot be missed. One runs at a time: a call made
+    /// while another runs waits for it, then rebuilds only if a write came
+    /// after it began (so no write is left without a rebuild). Returns
+    /// whether it rebuilt (`false`: it was fresh).
+    pub async fn rebuild_live_listing(&self, renderer: &dyn LiveRenderer) -> Result<bool, CatalogError> {
+        let _one = self.listing_build.lock().await;
+        if self.live_listing_fresh().await? {
+            return Ok(false);
+        }
+        let mut tx = self.sqlite()?.begin_with("BEGIN IMMEDIATE").await?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT version FROM live_listing_state WHERE id = 1").fetch_one(&mut *tx).await?;
+        sqlx::query("DELETE FROM live_listing").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM live_listing_xtream").execute(&mut *tx).await?;
+        let sql = format!(
+            "SELECT json_group_array(json_array({LIVE_COLUMNS})) FROM ({LIVE_SELECT} AND c.number > ?1 ORDER BY c.number LIMIT ?4)"
+        );
+        let mut after = 0i64;
+        let mut rendered: Vec<RenderedLive> = Vec::new();
+        loop {
+            let json: String = sqlx::query_scalar(&sql)
+                .bind(after)
+                .bind(None::<String>)
+                .bind(None::<i64>)
+                .bind(REBUILD_ROWS as i64)
+                .fetch_one(&mut *tx)
+                .await?;
+            let mut items: Vec<LiveItem> =
+                serde_json::from_str(&json).map_err(|e| CatalogError::Internal(format!("listing rows: {e}")))?;
+            items.sort_unstable_by_key(|i| i.number);
+            let Some(last) = items.last() else { break };
+            after = last.number;
+            rendered.resize_with(items.len(), RenderedLive::default);
+            for (item, out) in items.iter().zip(rendered.iter_mut()) {
+                out.m3u.clear();
+                out.m3u_plus.clear();
+                out.xtream.clear();
+                renderer.render(item, out);
+            }
+            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO live_listing (number, channel_id, group_id, m3u, m3u_plus) ",
+            );
+            qb.push_values(items.iter().zip(&rendered), |mut b, (item, r)| {
+                b.push_bind(item.number)
+                    .push_bind(item.id)
+                    .push_bind(item.group_id)
+                    .push_bind(r.m3u.as_str())
+                    .push_bind(r.m3u_plus.as_str());
+            });
+            qb.build().execute(&mut *tx).await?;
+            let mut qb =
+                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO live_listing_xtream (number, group_id, xtream) ");
+            qb.push_values(items.iter().zip(&rendered), |mut b, (item, r)| {
+                b.push_bind(item.number).push_bind(item.group_id).push_bind(r.xtream.as_str());
+            });
+            qb.build().execute(&mut *tx).await?;
+            if items.len() < REBUILD_ROWS {
+                break;
+            }
+        }
+        sqlx::query("UPDATE live_listing_state SET built = ?1 WHERE id = 1").bind(version).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Up to `limit` entries of the materialized live listing with numbers
+    /// above `after`, in number order, that the filter lets through, joined
+    /// into one text. For the M3U formats each entry is followed by its URL
+    /// line, `{url_prefix}{channel id}{url_suffix}` (the prefix carries the
+    /// user's credentials: it is never stored). Read it only while
+    /// [`Store::live_listing_fresh`]; it is as of its last rebuild.
+    pub async fn live_listing_page(
+        &self,
+        f: &ItemFilter,
+        format: LiveFormat,
+        (url_prefix, url_suffix): (&str, &str),
+        after: i64,
+        limit: u32,
+    ) -> Result<LivePage, CatalogError> {
+        // The entries are joined in the order the subquery gives them, which
+        // is its ORDER BY in practice (an aggregate ordered by its own ORDER BY
+        // would sort every page again: a third of the query). SQLite does not
+        // promise it, so the numbers come joined in the same order and are
+        // checked; a page out of order is read again, sorted.
+        let mut page = self.live_listing_read(f, format, (url_prefix, url_suffix), after, limit, false).await?;
+        if !page.0.split(',').filter(|n| !n.is_empty()).map(|n| n.parse::<i64>().unwrap_or(i64::MAX)).is_sorted() {
+            page = self.live_listing_read(f, format, (url_prefix, url_suffix), after, limit, true).await?;
+        }
+        let (_, rows, last, text) = page;
+        Ok(LivePage { rows: rows as u32, last, text })
+    }
+
+    /// [`Store::live_listing_page`]'s query: the page's numbers joined, its
+    /// row count, its last number and its text.
+    async fn live_listing_read(
+        &self,
+        f: &ItemFilter,
+        format: LiveFormat,
+        (url_prefix, url_suffix): (&str, &str),
+        after: i64,
+        limit: u32,
+        ordered: bool,
+    ) -> Result<(String, i64, i64, String), CatalogError> {
+        let order = if ordered { " ORDER BY number" } else { "" };
+        let joined = match format {
+            LiveFormat::M3u => format!("group_concat(m3u || ?5 || channel_id || ?6, ''{order})"),
+            LiveFormat::M3uPlus => format!("group_concat(m3u_plus || ?5 || channel_id || ?6, ''{order})"),
+            LiveFormat::Xtream => format!("group_concat(',' || xtream, ''{order})"),
+        };
+        let (columns, table) = match format {
+            LiveFormat::M3u => ("channel_id, m3u", "live_listing"),
+            LiveFormat::M3uPlus => ("channel_id, m3u_plus", "live_listing"),
+            LiveFormat::Xtream => ("xtream", "live_listing_xtream"),
+        };
+        let sql = format!(
+            "SELECT COALESCE(group_concat(number, ','{order}), ''), COUNT(*), COALESCE(MAX(number), 0), COALESCE({joined}, '') FROM (
+                SELECT number, {columns} FROM {table}
+                WHERE number > ?1
+                  AND (?2 IS NULL OR group_id IN (SELECT value FROM json_each(?2)))
+                  AND (?3 IS NULL OR group_id = ?3)
+                ORDER BY number LIMIT ?4)"
+        );
+        let query = sqlx::query_as(&sql).bind(after).bind(f.groups_json()).bind(f.group).bind(limit as i64);
+        let query = match format {
+            LiveFormat::M3u | LiveFormat::M3uPlus => query.bind(url_prefix).bind(url_suffix),
+            LiveFormat::Xtream => query,
+        };
+        Ok(query.fetch_one(self.sqlite()?).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

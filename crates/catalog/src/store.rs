@@ -94,6 +94,9 @@ pub struct Store {
     /// The read caches of the stream requests' hot path (`cache.rs`),
     /// shared by every clone.
     caches: std::sync::Arc<ReadCaches>,
+    /// Held while the materialized live listing is rebuilt, so that one
+    /// rebuild runs at a time (`outputs.rs`).
+    pub(crate) listing_build: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A visibility answer's key: the user's allowed groups, the filter's one
@@ -164,6 +167,7 @@ impl Store {
             events,
             lineup: Default::default(),
             caches: Default::default(),
+            listing_build: Default::default(),
         })
     }
 

@@ -701,6 +701,9 @@ impl Writer {
             .await?;
             new_channels
         });
+        // Streams were written and lineup rows inserted in bulk: the
+        // materialized listing's triggers do not see those.
+        crate::outputs::mark_listing_stale(&mut self.tx.conn()).await?;
         self.report.new_channels = new_channels as u64;
         self.report.duration_ms = duration_ms as u64;
         self.tx.commit().await?;

@@ -48,6 +48,9 @@ pub enum Gate {
     /// names a user, and then open to the LAN only as that user (what it may
     /// see, its connection limit), as the handler's extractor resolves it.
     RootTuner,
+    /// The cluster's internal endpoint: the cluster secret (constant-time
+    /// compare), `401` otherwise and always outside cluster mode.
+    Cluster,
 }
 
 /// What the gates let through, beyond the admin token. Settings, from the

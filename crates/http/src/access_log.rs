@@ -51,7 +51,9 @@ pub(crate) async fn log(req: Request, next: Next) -> Response {
         })
         .await;
     let line = Line { user: who, status: resp.status().as_u16(), ..line };
-    resp.map(|body| Body::new(Logged { inner: body, line: Some(line) }))
+    // A live stream the server may write itself: its bytes are counted there.
+    let live = resp.extensions().get::<crate::server::LiveBody>().cloned();
+    resp.map(|body| Body::new(Logged { inner: body, line: Some(line), live }))
 }
 
 /// What the line says; written once, when the body is done or dropped.
@@ -86,6 +88,8 @@ impl Line {
 struct Logged {
     inner: Body,
     line: Option<Line>,
+    /// The live stream of this response, when the server's fast path may send it instead of this body.
+    live: Option<crate::server::LiveBody>,
 }
 
 impl http_body::Body for Logged {
@@ -123,7 +127,8 @@ impl Drop for Logged {
     fn drop(&mut self) {
         // Dropped before its end: the client went away (a viewer zapping),
         // or the body was empty and never polled to its end.
-        if let Some(line) = self.line.take() {
+        if let Some(mut line) = self.line.take() {
+            line.bytes += self.live.as_ref().map_or(0, crate::server::LiveBody::sent);
             let complete = http_body::Body::is_end_stream(&self.inner);
             line.write(complete);
         }

@@ -15,11 +15,40 @@ pub(crate) struct Health {
     status: &'static str,
     uptime_s: u64,
     version: &'static str,
+    /// `standalone`, or `cluster` (a member of a cluster sharing one Redis).
+    role: &'static str,
+    /// In cluster mode: this instance's id, whether Redis answered its heartbeat within the TTL, and how many of
+    /// its live sessions it owns (reads the provider) or relays from another instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterHealth>,
+}
+
+#[derive(Serialize)]
+struct ClusterHealth {
+    instance_id: String,
+    /// `ok` or `unreachable`.
+    redis: &'static str,
+    sessions_owned: usize,
+    sessions_relayed: usize,
 }
 
 pub(crate) async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
     st.store.ping().await?;
-    Ok(Json(Health { status: "ok", uptime_s: st.started.elapsed().as_secs(), version: env!("CARGO_PKG_VERSION") }))
+    let cluster = st.relay.cluster().map(|link| {
+        let me = link.instance_id().to_owned();
+        let sessions = st.relay.sessions();
+        let owned = sessions.iter().filter(|s| s.owner.as_deref() == Some(me.as_str())).count();
+        let relayed = sessions.iter().filter(|s| s.owner.as_deref().is_some_and(|o| o != me)).count();
+        let redis = if link.directory().redis_reachable() { "ok" } else { "unreachable" };
+        ClusterHealth { instance_id: me, redis, sessions_owned: owned, sessions_relayed: relayed }
+    });
+    Ok(Json(Health {
+        status: "ok",
+        uptime_s: st.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+        role: if cluster.is_some() { "cluster" } else { "standalone" },
+        cluster,
+    }))
 }
 
 /// A provider with its accounts (passwords never included).

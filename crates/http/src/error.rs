@@ -39,6 +39,11 @@ impl ApiError {
         ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message, fields: vec![] }
     }
 
+    /// The thing is busy with the same work elsewhere (a provider's sync on another instance): 409.
+    pub fn busy(message: String) -> Self {
+        ApiError { status: StatusCode::CONFLICT, message, fields: vec![] }
+    }
+
     /// No or a wrong admin token: 401, naming the `Authorization` header.
     pub fn unauthorized(message: &str) -> Self {
         ApiError {

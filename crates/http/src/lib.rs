@@ -10,7 +10,8 @@
 //! `/epg.xml.gz`), `/metrics` and the admin's streams, which want the token
 //! too (or, opted in, anyone: `access`); the client outputs, which log in a
 //! downstream user (`outputs`; among them the HDHomeRun tuner at the root
-//! and its LAN discovery, off unless configured); `/healthz`. Behind a reverse proxy the
+//! and its LAN discovery, off unless configured); `/healthz`; the cluster's internal endpoint (`internal`: a
+//! peer instance relays a channel this one owns, with the cluster secret). Behind a reverse proxy the
 //! client's address comes from the proxy's header (`realip`). Every response
 //! body is built from catalog types whose serialization already hides
 //! secrets (passwords are [`tunerpool_catalog::Secret`]s and are never
@@ -21,9 +22,11 @@ mod access_log;
 mod api;
 pub mod auth;
 pub mod clip;
+pub mod coord;
 mod epg;
 pub mod error;
 pub mod history;
+mod internal;
 mod lineup;
 mod live;
 mod metrics;
@@ -33,6 +36,7 @@ pub mod pool_status;
 mod probes;
 pub mod realip;
 pub mod relay_catalog;
+mod server;
 mod stream;
 mod ui;
 mod users;
@@ -53,7 +57,7 @@ use utoipa_axum::routes;
 pub use access::{AccessSettings, Gate};
 pub use auth::AdminToken;
 pub use clip::{ClipSettings, RefusalClip};
-pub use outputs::{start_discovery, ClientAuth, Discovery, DiscoverySettings, HdhrSettings};
+pub use outputs::{keep_live_listing_fresh, start_discovery, ClientAuth, Discovery, DiscoverySettings, HdhrSettings};
 pub use relay_catalog::StoreCatalog;
 
 /// What every handler can reach.
@@ -162,6 +166,7 @@ fn routes() -> Vec<(&'static str, Gate, MethodRouter<AppState>)> {
         ("/series/{file}", Gate::Stream, get(stream::episode)),
         ("/epg.xml", Gate::Stream, get(epg::epg_xml)),
         ("/epg.xml.gz", Gate::Stream, get(epg::epg_xml_gz)),
+        ("/internal/v1/live/{channel}", Gate::Cluster, get(internal::live)),
     ];
     v.extend(outputs::routes().into_iter().map(|(path, route)| (path, Gate::User, route)));
     v.extend(outputs::root_tuner_routes().into_iter().map(|(path, route)| (path, Gate::RootTuner, route)));
@@ -204,6 +209,7 @@ fn app(state: AppState, shutdown: CancellationToken) -> Router {
         let route = match gate {
             Gate::Stream => route.route_layer(from_fn_with_state(state.clone(), access::stream_gate)),
             Gate::Metrics => route.route_layer(from_fn_with_state(state.clone(), access::metrics_gate)),
+            Gate::Cluster => route.route_layer(from_fn_with_state(state.clone(), internal::cluster_gate)),
             // The admin API has its own middleware above; users log in in their handlers.
             Gate::Open | Gate::Admin | Gate::User | Gate::RootTuner => route,
         };
@@ -252,6 +258,5 @@ pub async fn serve(
         relay.stop_all();
         cancel.cancel();
     };
-    let app = app(state, stopping).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    server::serve(listener, app(state, stopping), shutdown).await
 }

@@ -275,6 +275,16 @@ impl Snapshot {
     }
 }
 
+/// The labels of `tunerpool_instance_info` in cluster mode.
+///
+/// Exists because series are not labelled with the instance themselves: Prometheus gives every scraped series the
+/// target's own `instance` label (an exported `instance` would be renamed `exported_instance`), so one info series
+/// per member carries its cluster id (`cluster.instance_id`), to be joined in where a query wants it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    instance_id: String,
+}
+
 /// Whether a provider has a guide to fetch at all (its status is meaningless otherwise).
 fn guide_applies(kind: ProviderKind, epg_url: Option<&str>) -> bool {
     kind == ProviderKind::Xtream || epg_url.is_some_and(|u| !u.trim().is_empty())
@@ -295,6 +305,15 @@ pub(crate) async fn metrics(
         ConstCounter::new(st.store.dropped_events()),
     );
     Snapshot::take(&st).await.register(&mut r);
+    if let Some(link) = st.relay.cluster() {
+        let info = Family::<InstanceLabels, Gauge>::default();
+        info.get_or_create(&InstanceLabels { instance_id: link.instance_id().to_owned() }).set(1);
+        r.register(
+            "instance_info",
+            "This cluster member's id (always 1); join on the scrape target's instance label to break series down by member",
+            info,
+        );
+    }
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut text, &r);

@@ -122,13 +122,20 @@ pub(crate) async fn live_response(
 ) -> Response {
     let client = viewer.address.clone();
     match st.relay.watch_as(id, profile, viewer).await {
-        Ok(stream) => Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "video/mp2t")
-            .header(header::CACHE_CONTROL, "no-cache, no-store")
-            .header("x-tunerpool-session", stream.session_id.to_string())
-            .body(Body::from_stream(stream))
-            .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into())),
+        Ok(stream) => {
+            // The server's fast path may write this stream itself, close-delimited (see `server`); as a body it
+            // streams the same chunks.
+            let session = stream.session_id;
+            let live = crate::server::LiveBody::new(stream);
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "video/mp2t")
+                .header(header::CACHE_CONTROL, "no-cache, no-store")
+                .header("x-tunerpool-session", session.to_string())
+                .extension(live.clone())
+                .body(live.body())
+                .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot build the response".into()))
+        }
         Err(e) => {
             let reason = refused_reason(&e);
             let refused = channel_refusal(st, e, id, &client, audience).await;

@@ -8,7 +8,9 @@ use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tunerpool_catalog::details::{refresh_account, test_xtream, TestReport};
-use tunerpool_catalog::sync::{sync_provider, SyncReport};
+use tunerpool_catalog::sync::SyncReport;
+
+use crate::coord::{sync_provider_exclusive, ExclusiveSyncError};
 use tunerpool_catalog::{
     Account, AccountPatch, CatalogError, FieldError, NewProvider, Provider, ProviderKind, ProviderPatch, Secret,
 };
@@ -94,8 +96,13 @@ pub(crate) async fn create_provider(
     tracing::info!(provider = %provider.name, kind = %provider.kind, "provider added");
     refresh_all(&st, &provider).await;
     let (store, http, id) = (st.store.clone(), st.http.clone(), provider.id);
+    let cluster = st.relay.cluster();
     tokio::spawn(async move {
-        let _ = sync_provider(&store, &http, id).await;
+        let cluster = cluster.as_ref().map(|link| link.directory());
+        if let Err(e @ ExclusiveSyncError::Coordination(_)) = sync_provider_exclusive(cluster, &store, &http, id).await
+        {
+            tracing::warn!(provider = id, error = %e, "the new provider's first sync did not run; the scheduler retries");
+        }
     });
     Ok((StatusCode::CREATED, Json(provider)))
 }
@@ -136,16 +143,25 @@ pub(crate) async fn delete_provider(
 #[utoipa::path(post, path = "/api/v1/providers/{id}/sync", tag = "providers", params(("id" = i64, Path, description = "provider id")),
     responses((status = 200, description = "the sync report", body = SyncReport),
         (status = 404, description = "no such provider", body = ErrorBody),
-        (status = 502, description = "the provider failed; the previous catalog is kept", body = ErrorBody)))]
+        (status = 409, description = "a sync of this provider is running (on this instance or another of the cluster); try again when it is done", body = ErrorBody),
+        (status = 502, description = "the provider failed; the previous catalog is kept", body = ErrorBody),
+        (status = 503, description = "cluster mode and Redis does not answer: no sync rather than two at once", body = ErrorBody)))]
 pub(crate) async fn sync_now(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<SyncReport>, ApiError> {
     let id = path_id("provider", &id)?;
-    match sync_provider(&st.store, &st.http, id).await {
+    let cluster = st.relay.cluster();
+    match sync_provider_exclusive(cluster.as_ref().map(|link| link.directory()), &st.store, &st.http, id).await {
         Ok(report) => Ok(Json(report)),
+        // Another sync of it runs: its result will be there in a moment; a second one at once would ask the
+        // provider for the same catalog twice.
+        Err(e @ ExclusiveSyncError::Busy { .. }) => Err(ApiError::busy(e.to_string())),
+        Err(e @ ExclusiveSyncError::Coordination(_)) => Err(ApiError::unavailable(e.to_string())),
         // The provider failed us, or refused what it sent (no credentials,
         // an empty playlist): the previous catalog is kept.
-        Err(e @ (CatalogError::Sync { .. } | CatalogError::Conflict(_))) => Err(ApiError::upstream(e.to_string())),
+        Err(ExclusiveSyncError::Sync(e @ (CatalogError::Sync { .. } | CatalogError::Conflict(_)))) => {
+            Err(ApiError::upstream(e.to_string()))
+        }
         // An unknown provider is a 404, anything else ours.
-        Err(e) => Err(e.into()),
+        Err(ExclusiveSyncError::Sync(e)) => Err(e.into()),
     }
 }
 

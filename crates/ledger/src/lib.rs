@@ -14,7 +14,7 @@
 //! ledger never counts anything it cannot see expire: it stores the leases themselves.
 //!
 //! Modules, one concept each: this file (the contract and its types), [`lease`] (the RAII guard and its
-//! heartbeat), [`memory`] (single-process ledger), [`redis`] (shared ledger, Lua scripts in `src/lua/`),
+//! heartbeat), [`cluster`] (instances and channel ownership in Redis, for several instances), [`memory`] (single-process ledger), [`redis`] (shared ledger, Lua scripts in `src/lua/`),
 //! [`any`] (the runtime choice between the two).
 
 use std::collections::HashMap;
@@ -22,6 +22,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub mod any;
+pub mod cluster;
 pub mod lease;
 pub mod memory;
 pub mod redis;

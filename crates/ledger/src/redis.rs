@@ -53,32 +53,49 @@ impl std::fmt::Debug for RedisLedger {
     }
 }
 
+/// The password in a Redis URL, kept to scrub it from any error text.
+pub(crate) fn url_password(url: &str) -> Option<String> {
+    url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned))
+}
+
+/// A connection manager to `url` with the project's timeouts and retries, once Redis answered and `scripts`
+/// are loaded; errors name the URL with its password masked and never contain it. The one way the ledger and
+/// the cluster's records connect.
+pub(crate) async fn connect_with_scripts(
+    url: &str,
+    response_timeout: Duration,
+    scripts: &[&Script],
+) -> Result<ConnectionManager, LedgerError> {
+    let password = url_password(url);
+    let shown = redact_url(url);
+    let fail = |what: &str, e: redis::RedisError| {
+        LedgerError::Backend(scrub(&format!("{what} {shown}: {e}"), password.as_deref()))
+    };
+    let client = redis::Client::open(url).map_err(|e| fail("invalid Redis URL", e))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_secs(1));
+    let mut conn =
+        ConnectionManager::new_with_config(client, config).await.map_err(|e| fail("cannot connect to Redis at", e))?;
+    for script in scripts {
+        script
+            .prepare_invoke()
+            .load_async(&mut conn)
+            .await
+            .map_err(|e| fail("cannot load the Lua scripts into Redis at", e))?;
+    }
+    Ok(conn)
+}
+
 impl RedisLedger {
     /// Connect to `url` (`redis://[:password@]host:port[/db]`), check that Redis answers and load the scripts.
     /// `key_prefix` (e.g. `tunerpool:`) namespaces the keys; instances that share slots must use the same one.
     pub async fn connect(url: &str, ttl: Duration, key_prefix: &str) -> Result<Self, LedgerError> {
-        let password = url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned));
-        let shown = redact_url(url);
-        let fail = |what: &str, e: redis::RedisError| {
-            LedgerError::Backend(scrub(&format!("{what} {shown}: {e}"), password.as_deref()))
-        };
-        let client = redis::Client::open(url).map_err(|e| fail("invalid Redis URL", e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let mut conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| fail("cannot connect to Redis at", e))?;
-        for script in [&*ACQUIRE, &*RENEW, &*RELEASE, &*USAGE] {
-            script
-                .prepare_invoke()
-                .load_async(&mut conn)
-                .await
-                .map_err(|e| fail("cannot load the Lua scripts into Redis at", e))?;
-        }
+        let password = url_password(url);
+        let conn = connect_with_scripts(url, RESPONSE_TIMEOUT, &[&ACQUIRE, &RENEW, &RELEASE, &USAGE]).await?;
         Ok(RedisLedger {
             conn,
             ttl,
@@ -190,8 +207,15 @@ impl Ledger for RedisLedger {
         let mut call = USAGE.prepare_invoke();
         call.key(format!("{}accts", self.prefix)).key(format!("{}provs", self.prefix)).arg(&self.prefix);
         let mut conn = self.conn.clone();
-        let (accounts, providers): (Vec<String>, Vec<String>) =
-            call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        let answer: Result<(Vec<String>, Vec<String>), _> = call.invoke_async(&mut conn).await;
+        let (accounts, providers) = match answer {
+            // A connection found broken (Redis restarted while it sat idle) reconnects on this failure: a read
+            // changes nothing, so ask once more rather than answer a 503 for a Redis that is back.
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?
+            }
+            other => other.map_err(|e| self.backend(e))?,
+        };
         Ok(Usage { accounts: pairs(&accounts)?, providers: pairs(&providers)? })
     }
 
@@ -231,7 +255,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// `text` with every occurrence of `secret` (and its percent-decoded form) replaced by `***`.
-fn scrub(text: &str, secret: Option<&str>) -> String {
+pub(crate) fn scrub(text: &str, secret: Option<&str>) -> String {
     let mut out = text.to_owned();
     if let Some(secret) = secret.filter(|s| !s.is_empty()) {
         out = out.replace(secret, "***");

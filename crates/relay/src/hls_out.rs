@@ -274,7 +274,7 @@ mod tests {
             crate::ring::RingSizing { seconds: Duration::from_secs(1), max_bytes: 1 << 20 },
             RelayMetrics::default(),
             None,
-            crate::source::Claim { reserve: 0, priority: 0, preempts: true },
+            crate::source::Claim { reserve: 0, priority: 0, preempts: true, from_peer: false },
         );
         let out = HlsOut::new();
         session.add_viewer(1, "hls".into(), None, 0);

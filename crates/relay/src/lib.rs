@@ -12,6 +12,8 @@
 //!   moment a viewer needs the slot; and its scheduler.
 //! - [`transcode`]: one ffmpeg per (channel, profile), fed from the channel's session, its output a session of
 //!   its own that every viewer of that profile shares; supervised (restart, stderr, kill and reap).
+//! - [`cluster`]: several instances as one gateway — one instance owns each channel's session (a record in
+//!   Redis), the others follow its stream over an internal endpoint; takeover when the owner dies.
 //! - [`catalog`]: the narrow trait through which the relay reads channels and accounts and records events.
 //! - [`relay`]: the sessions of all channels: join or start, zapping rules, stop, status.
 //! - `hls`: live HLS upstreams (master → variant → segments in order, paced) as one TS byte stream.
@@ -21,6 +23,7 @@
 //! - [`users`]: downstream users' own connection limits (replace the oldest stream, or refuse).
 
 pub mod catalog;
+pub mod cluster;
 mod hls;
 mod hls_out;
 pub mod measure;

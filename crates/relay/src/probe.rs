@@ -394,7 +394,9 @@ impl Relay {
                     i += 1;
                 }
             }
-            let ask = settings.auto && s.last_auto.is_none_or(|t| now - t >= AUTO_EVERY);
+            // In a cluster, the automatic probes are a scheduled job: one instance runs them.
+            let ours = self.cluster().is_none_or(|link| link.runs_jobs());
+            let ask = settings.auto && ours && s.last_auto.is_none_or(|t| now - t >= AUTO_EVERY);
             if ask {
                 s.last_auto = Some(now);
             }

@@ -54,9 +54,16 @@ pub(crate) struct Inner {
     /// The probe scheduler's state, and its wake-up when the API asks for probes.
     pub schedule: Mutex<crate::probe::Schedule>,
     pub probe_requested: Notify,
+    /// Cluster mode: this instance's membership ([`Relay::set_cluster`]); unset on a single instance.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterLink>>,
 }
 
 impl Inner {
+    /// This instance's cluster membership, when in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<Arc<crate::cluster::ClusterLink>> {
+        self.cluster.get().cloned()
+    }
+
     /// Removes a finished session from the map (if it is still the one there).
     pub(crate) fn forget(&self, session: &Arc<Session>) {
         let mut map = self.sessions.lock();
@@ -191,9 +198,28 @@ pub struct Relay {
 
 /// The body of one viewer's response: chunks from the session's ring, at
 /// this viewer's pace. Dropping it leaves the session.
+///
+/// Two ways to read it: as a [`Stream`] of chunks (tests, the transcoder, any
+/// HTTP body), or, for a server that writes the socket itself, as a
+/// [`ViewerFeed`] ([`ViewerStream::into_feed`]) that hands out every chunk
+/// ready at a wake-up in one batch, so one write can send them all.
 pub struct ViewerStream {
     pub session_id: u64,
-    inner: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>,
+    /// The feed until the stream is first polled as a [`Stream`].
+    feed: Option<ViewerFeed>,
+    /// The feed as a stream, once polled as one.
+    polled: Option<ChunkStream>,
+}
+
+/// A viewer's chunks as a boxed [`Stream`].
+type ChunkStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+impl ViewerStream {
+    /// This viewer's chunks as a [`ViewerFeed`], if the stream was not yet
+    /// polled as a [`Stream`] (then `None`: the stream has the feed).
+    pub fn into_feed(mut self) -> Option<ViewerFeed> {
+        self.feed.take()
+    }
 }
 
 impl Stream for ViewerStream {
@@ -202,23 +228,162 @@ impl Stream for ViewerStream {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.inner.as_mut().poll_next(cx)
+        if self.polled.is_none() {
+            let Some(feed) = self.feed.take() else {
+                return std::task::Poll::Ready(None);
+            };
+            let stream =
+                futures_util::stream::unfold(
+                    feed,
+                    |mut feed| async move { feed.next_chunk().await.map(|b| (Ok(b), feed)) },
+                );
+            self.polled = Some(Box::pin(stream));
+        }
+        match self.polled.as_mut() {
+            Some(s) => s.as_mut().poll_next(cx),
+            None => std::task::Poll::Ready(None),
+        }
     }
 }
 
-/// What one viewer's stream carries from chunk to chunk.
-struct ViewerState {
+/// Bytes a viewer sends before it adds them to its upstream's shared
+/// `viewer_sent` counter (and whenever it ends): one contended atomic
+/// addition per ~256 KiB per viewer instead of one per chunk. The counter
+/// lags by at most this much per viewer.
+const SENT_FLUSH: u64 = 256 << 10;
+
+/// One viewer's chunks from its session's ring, at this viewer's pace:
+/// what a [`ViewerStream`] reads from. It exists so that a server writing the
+/// viewer's socket itself can take every chunk ready at a wake-up at once
+/// ([`ViewerFeed::next_batch`]) and send them in one write, with the per-chunk
+/// bookkeeping (the viewer's counters, the upstream's `viewer_sent`) done once
+/// per batch. Dropping it leaves the session.
+pub struct ViewerFeed {
     reader: crate::ring::Reader,
     membership: Membership,
     stats: Arc<ViewerStats>,
     metrics: RelayMetrics,
+    max_jumps: u64,
     /// Bytes sent, counted for the session's current upstream; re-read when
     /// the session's counters generation moves on (a failover).
     sent: prometheus_client::metrics::counter::Counter,
     sent_gen: u64,
+    /// Bytes handed out and not yet added to `sent`.
+    unsent: u64,
     /// The downstream user's claim, if the viewer is one; a revoked claim
     /// (a newer stream of the same user replaced this one) ends the stream.
     ticket: Option<UserTicket>,
+    /// The stream ended (closed, revoked or dropped as too slow): every call answers `None` from now on.
+    ended: bool,
+}
+
+impl ViewerFeed {
+    /// The next chunk, waiting for it; `None` once the stream has ended.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            let next = self.reader.next().await;
+            if let Some(b) = self.take(next) {
+                self.count(b.len() as u64);
+                return Some(b);
+            }
+        }
+    }
+
+    /// Waits for the next chunk, then appends it and every further chunk
+    /// already buffered (at most `max` in all) to `out`; the bytes appended,
+    /// 0 once the stream has ended. One call per wake-up: the chunks a slow
+    /// write let pile up go out together.
+    pub async fn next_batch(&mut self, out: &mut Vec<Bytes>, max: usize) -> u64 {
+        let Some(first) = self.next_uncounted().await else {
+            return 0;
+        };
+        let mut bytes = first.len() as u64;
+        out.push(first);
+        while out.len() < max.max(1) && !self.ended {
+            let Some(next) = self.reader.try_next_now() else {
+                break;
+            };
+            if let Some(b) = self.take(next) {
+                bytes += b.len() as u64;
+                out.push(b);
+            }
+        }
+        self.count(bytes);
+        bytes
+    }
+
+    async fn next_uncounted(&mut self) -> Option<Bytes> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            let next = self.reader.next().await;
+            if let Some(b) = self.take(next) {
+                return Some(b);
+            }
+        }
+    }
+
+    /// The chunk in `next`, if it is one to send; ends the feed when the
+    /// stream is over for this viewer.
+    fn take(&mut self, next: Next) -> Option<Bytes> {
+        if self.ticket.as_ref().is_some_and(UserTicket::is_revoked) {
+            self.ended = true;
+            return None;
+        }
+        match next {
+            Next::Chunk(b) => Some(b),
+            Next::Jumped { skipped_bytes } => {
+                let jumps = self.stats.jumps.fetch_add(1, Ordering::Relaxed) + 1;
+                self.metrics.jumps.inc();
+                let (session, viewer) = (self.membership.session.id, self.membership.viewer);
+                tracing::debug!(session, viewer, skipped_bytes, jumps, "slow viewer jumped to the live edge");
+                if jumps > self.max_jumps {
+                    tracing::info!(session, viewer, jumps, "dropping a viewer that cannot keep up");
+                    self.metrics.drops.inc();
+                    self.ended = true;
+                }
+                None
+            }
+            Next::Closed => {
+                self.ended = true;
+                None
+            }
+        }
+    }
+
+    /// Counts `bytes` handed out: the viewer's own counter now, the
+    /// upstream's shared one in steps of [`SENT_FLUSH`].
+    fn count(&mut self, bytes: u64) {
+        // The first chunk goes to the shared counter at once, so that a running viewer always shows there.
+        let first = self.stats.bytes.fetch_add(bytes, Ordering::Relaxed) == 0;
+        let gen = self.membership.session.counters_gen();
+        if gen != self.sent_gen {
+            // The bytes so far came from the previous upstream.
+            self.flush_sent();
+            (self.sent, self.sent_gen) = (self.membership.session.counters().sent, gen);
+        }
+        self.unsent += bytes;
+        if first || self.unsent >= SENT_FLUSH {
+            self.flush_sent();
+        }
+    }
+
+    fn flush_sent(&mut self) {
+        if self.unsent > 0 {
+            self.sent.inc_by(self.unsent);
+            self.unsent = 0;
+        }
+    }
+}
+
+impl Drop for ViewerFeed {
+    fn drop(&mut self) {
+        self.flush_sent();
+    }
 }
 
 /// Leaves the session when the viewer's stream is dropped.
@@ -260,6 +425,7 @@ impl Relay {
                 probes: Mutex::default(),
                 schedule: Mutex::default(),
                 probe_requested: Notify::new(),
+                cluster: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -280,12 +446,86 @@ impl Relay {
         profile: Option<&str>,
         viewer: Viewer,
     ) -> Result<ViewerStream, WatchError> {
+        self.watch_claimed(channel_id, profile, viewer, false).await
+    }
+
+    /// A peer instance's internal request (cluster mode): joins this instance's session of the channel like any
+    /// viewer — no user, no second upstream — but only if that session owns the channel (a session started for
+    /// it must own it, see [`crate::cluster`]); one that follows another instance refuses, so a stream is never
+    /// forwarded twice.
+    ///
+    /// `key` is the channel's key as the peer derived it ([`crate::cluster::channel_key`]): a session of
+    /// another channel under the same id (catalogs that differ) refuses.
+    pub async fn watch_peer(
+        &self,
+        channel_id: i64,
+        key: Option<&str>,
+        peer: &str,
+    ) -> Result<ViewerStream, crate::cluster::PeerRefusal> {
+        use crate::cluster::{PeerRefusal, Role};
+        if self.cluster().is_none() {
+            return Err(PeerRefusal::NotClustered);
+        }
+        let follows = |s: &Session| match &*s.role.lock() {
+            Role::Following(owner) => Some(owner.clone()),
+            _ => None,
+        };
+        let refuse = |owner: String| {
+            PeerRefusal::NotOwner(format!("instance {owner} owns channel {channel_id}; this instance only relays it"))
+        };
+        if let Some(owner) = self.live_session(channel_id).and_then(|s| follows(&s)) {
+            return Err(refuse(owner));
+        }
+        // Checked before anything starts: the same id for another channel (catalogs that differ) is refused.
+        if let Some(key) = key {
+            let channel = match self.inner.catalog.channel(channel_id).await {
+                Ok(c) => c,
+                Err(LookupError::NotFound { .. }) => return Err(WatchError::UnknownChannel(channel_id).into()),
+                Err(e) => return Err(WatchError::Internal(e.to_string()).into()),
+            };
+            if crate::cluster::channel_key(channel.id, &channel.name) != key {
+                return Err(PeerRefusal::NotOwner(format!(
+                    "channel {channel_id} here is {:?}, not the peer's channel: the catalogs differ",
+                    channel.name
+                )));
+            }
+        }
+        let viewer = Viewer { address: format!("instance {peer}"), user: None };
+        let stream = self.watch_claimed(channel_id, None, viewer, true).await?;
+        // Joined while it was still settling who owns the channel, and it follows another instance: refused.
+        let joined = self.live_session(channel_id).filter(|s| s.id == stream.session_id);
+        if let Some(owner) = joined.and_then(|s| follows(&s)) {
+            return Err(refuse(owner));
+        }
+        Ok(stream)
+    }
+
+    /// This instance's cluster membership, when in cluster mode.
+    pub fn cluster(&self) -> Option<Arc<crate::cluster::ClusterLink>> {
+        self.inner.cluster()
+    }
+
+    /// Turns cluster mode on (once, at start, before any session): channels' sessions are owned by one instance
+    /// of the cluster and followed by the others.
+    pub fn set_cluster(&self, link: crate::cluster::ClusterLink) {
+        if self.inner.cluster.set(Arc::new(link)).is_err() {
+            tracing::warn!("cluster mode was already set; keeping the first");
+        }
+    }
+
+    async fn watch_claimed(
+        &self,
+        channel_id: i64,
+        profile: Option<&str>,
+        viewer: Viewer,
+        from_peer: bool,
+    ) -> Result<ViewerStream, WatchError> {
         if let Some(name) = profile.filter(|p| self.inner.settings.transcode.profile(p).is_none()) {
             return Err(WatchError::UnknownProfile(name.to_string()));
         }
         let ticket = self.claim_user_slot(&viewer, || format!("channel {channel_id}")).await?;
         let priority = viewer.priority();
-        let claim = Claim::viewer(&self.inner.settings, priority);
+        let claim = Claim { from_peer, ..Claim::viewer(&self.inner.settings, priority) };
         let Viewer { address, user } = viewer;
         let user = user.map(|u| u.name);
         let cap = self.inner.settings.max_viewers_per_session;
@@ -319,39 +559,19 @@ impl Relay {
         // Everything the stream needs travels in its state: nothing is
         // cloned per chunk.
         let (sent, sent_gen) = (session.counters().sent, session.counters_gen());
-        let state = ViewerState { reader, membership, stats, metrics, sent, sent_gen, ticket };
-        let stream = futures_util::stream::unfold(state, move |mut st: ViewerState| async move {
-            loop {
-                let next = st.reader.next().await;
-                if st.ticket.as_ref().is_some_and(UserTicket::is_revoked) {
-                    return None;
-                }
-                match next {
-                    Next::Chunk(b) => {
-                        st.stats.bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                        let gen = st.membership.session.counters_gen();
-                        if gen != st.sent_gen {
-                            (st.sent, st.sent_gen) = (st.membership.session.counters().sent, gen);
-                        }
-                        st.sent.inc_by(b.len() as u64);
-                        return Some((Ok(b), st));
-                    }
-                    Next::Jumped { skipped_bytes } => {
-                        let jumps = st.stats.jumps.fetch_add(1, Ordering::Relaxed) + 1;
-                        st.metrics.jumps.inc();
-                        let (session, viewer) = (st.membership.session.id, st.membership.viewer);
-                        tracing::debug!(session, viewer, skipped_bytes, jumps, "slow viewer jumped to the live edge");
-                        if jumps > max_jumps {
-                            tracing::info!(session, viewer, jumps, "dropping a viewer that cannot keep up");
-                            st.metrics.drops.inc();
-                            return None;
-                        }
-                    }
-                    Next::Closed => return None,
-                }
-            }
-        });
-        Ok(ViewerStream { session_id: session.id, inner: Box::pin(stream) })
+        let feed = ViewerFeed {
+            reader,
+            membership,
+            stats,
+            metrics,
+            max_jumps,
+            sent,
+            sent_gen,
+            unsent: 0,
+            ticket,
+            ended: false,
+        };
+        Ok(ViewerStream { session_id: session.id, feed: Some(feed), polled: None })
     }
 
     /// The channel's session (started if needed) once it runs. `enter`
@@ -600,7 +820,7 @@ impl Relay {
 async fn keep_on(relay: Relay, channel_id: i64, off: tokio_util::sync::CancellationToken) {
     const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
     const MOST: std::time::Duration = std::time::Duration::from_secs(60);
-    let claim = Claim { reserve: 0, priority: 0, preempts: false };
+    let claim = Claim { reserve: 0, priority: 0, preempts: false, from_peer: false };
     let mut backoff = FIRST;
     tracing::info!(channel = channel_id, "always on: keeping the channel's session running");
     while !off.is_cancelled() {

@@ -133,6 +133,8 @@ pub struct Session {
     pub(crate) claim: Claim,
     /// Kept running with no viewers (an always-on channel): no linger.
     pinned: std::sync::atomic::AtomicBool,
+    /// In cluster mode, which instance reads the provider for this channel: this one, or the peer it follows.
+    pub(crate) role: Mutex<crate::cluster::Role>,
 }
 
 /// A snapshot for the sessions API.
@@ -163,6 +165,9 @@ pub struct SessionInfo {
     pub profile: Option<String>,
     /// A transcode's ffmpeg: process id, restarts, last stderr lines.
     pub transcoder: Option<crate::transcode::TranscoderInfo>,
+    /// In cluster mode, the instance whose session reads the provider: this one's id when it owns the channel,
+    /// the peer's when it relays the owner's stream; `null` outside cluster mode (or before it is decided).
+    pub owner: Option<String>,
 }
 
 pub(crate) fn unix(t: SystemTime) -> u64 {
@@ -203,6 +208,7 @@ impl Session {
             transcoder: Mutex::new(transcoder),
             claim,
             pinned: std::sync::atomic::AtomicBool::new(false),
+            role: Mutex::new(crate::cluster::Role::Undecided),
         })
     }
 
@@ -365,7 +371,7 @@ impl Session {
     }
 
     /// Whether nobody watches and nothing keeps it on: it lingers.
-    fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         self.viewer_count() == 0 && !self.is_pinned()
     }
 
@@ -438,10 +444,11 @@ impl Session {
             viewers,
             profile: self.profile.clone(),
             transcoder: self.transcoder.lock().clone(),
+            owner: self.role.lock().owner().map(str::to_owned),
         }
     }
 
-    fn set_state(&self, s: State) {
+    pub(crate) fn set_state(&self, s: State) {
         self.state.send_replace(s);
     }
 
@@ -476,8 +483,21 @@ enum Pumped {
     Failed(String, Duration),
 }
 
-/// The session task: from first upstream to the last byte.
+/// The session task: from first upstream to the last byte. In cluster mode the channel's own session first
+/// settles which instance reads the provider ([`crate::cluster::run`]); a transcode joins its channel's session
+/// on this instance, whoever owns that.
 pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Channel) {
+    let reason = match inner.cluster() {
+        Some(link) if session.profile.is_none() => crate::cluster::run(&link, &session, &inner, &channel).await,
+        _ => run_upstream(&session, &inner, &channel).await,
+    };
+    finish(session, inner, channel, reason);
+}
+
+/// Reads the provider for the session: lease, open, pump, reconnect, fail over, until it ends; returns why.
+pub(crate) async fn run_upstream(session: &Arc<Session>, inner: &Arc<Inner>, channel: &Channel) -> String {
+    // Owned, as the loop below has always had them.
+    let (session, inner, channel) = (session.clone(), inner.clone(), channel.clone());
     let mut excluded = Excluded::new();
     // Sources that delivered media this session: once every candidate has failed, these get another round.
     let mut delivered_once = Excluded::new();
@@ -615,6 +635,11 @@ pub(crate) async fn run(session: Arc<Session>, inner: Arc<Inner>, channel: Chann
         let ran = session.running_since.lock().is_some();
         session.set_state(if ran { State::Switching } else { State::Starting });
     };
+    reason
+}
+
+/// Logs why the session ended, notes it as an event when it is news, and closes it.
+fn finish(session: Arc<Session>, inner: Arc<Inner>, channel: Channel, reason: String) {
     tracing::info!(session = session.id, channel = %channel.name, %reason, "session closed");
     let keeper_waiting = !session.claim.preempts && session.no_capacity.load(Ordering::Acquire);
     if reason != "stopped" && reason != "no viewers" && !keeper_waiting {

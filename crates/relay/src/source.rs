@@ -65,13 +65,16 @@ pub(crate) struct Claim {
     /// Whether idle sessions and probes are stopped for the slot (false for always-on keepers: two always-on
     /// channels must not take each other's slot in turns).
     pub preempts: bool,
+    /// Started for a peer instance's internal request (cluster mode): the session must own the channel itself
+    /// and never follow another instance, so a stream is never forwarded twice.
+    pub from_peer: bool,
 }
 
 impl Claim {
     /// A viewer's claim: below `reserved_priority` it leaves the reserved slots free.
     pub(crate) fn viewer(settings: &crate::settings::RelaySettings, priority: u8) -> Claim {
         let reserve = if priority < settings.reserved_priority { settings.reserved_slots } else { 0 };
-        Claim { reserve, priority, preempts: true }
+        Claim { reserve, priority, preempts: true, from_peer: false }
     }
 }
 

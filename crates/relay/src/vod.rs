@@ -100,6 +100,7 @@ impl Transfer {
             }],
             profile: None,
             transcoder: None,
+            owner: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use toml::de::{DeTable, DeValue};
 use tunerpool_catalog::quality::{QualityPolicy, QualityWeights};
+use tunerpool_catalog::Secret;
 
 /// Name of the configuration file that is read from the working directory
 /// when no file is given explicitly.
@@ -390,6 +391,38 @@ config_tables! {
             about = ": `{data_dir}/admin-token`, generated on first start";
     }
 
+    /// Several instances as one gateway (with `pool.redis_url`).
+    cluster =>
+    /// Cluster mode: on when `pool.redis_url` and `secret` are set. Instances register in Redis, one instance
+    /// owns each live channel's provider connection and the others relay its stream over an internal endpoint.
+    ///
+    /// Its own `[cluster]` table because the secret is a secret (never shown) and because the keys mean nothing
+    /// on a single instance.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ClusterConfig {
+        /// The secret every instance of the cluster shares (at least 16 characters): internal requests carry it,
+        /// the internal endpoint refuses any request without it. Setting it (with `pool.redis_url`) turns cluster
+        /// mode on.
+        secret: Option<Secret> = None,
+            parse = parse_cluster_secret, show = show_cluster_secret, about = ": cluster mode off";
+        /// How the other instances reach this one (`http://10.0.0.5:8080`): a URL with a scheme; required in
+        /// cluster mode.
+        advertise_url: Option<String> = None,
+            parse = parse_public_url, show = |u| show_or_example(u, "\"http://10.0.0.5:8080\""),
+            about = " (required in cluster mode)";
+        /// This instance's id in the cluster (letters, digits, `.`, `_`, `-`; at most 64). When unset, the id in
+        /// `{data_dir}/instance-id` is used, generated on first start.
+        instance_id: Option<String> = None,
+            parse = parse_instance_id, show = |u| show_or_example(u, "\"node-1\""),
+            about = ": `{data_dir}/instance-id`, generated on first start";
+        /// How long an instance's registration and a channel's ownership record live without renewal (renewed
+        /// every third of it), and in cluster mode the leases too (the shorter of this and `pool.lease_ttl`): a
+        /// dead instance's channels are taken over, and its slots come back, after about this long (1s to 10s).
+        ttl: Duration = Duration::from_secs(2),
+            parse = |r| parse_duration_max(r, Duration::from_secs(1), Duration::from_secs(10)), show = show_duration,
+            about = " (1s to 10s)";
+    }
+
     /// Provider guides (XMLTV).
     epg =>
     /// How provider guides are kept fresh.
@@ -704,6 +737,42 @@ impl ClientIpHeader {
             ClientIpHeader::Forwarded => "forwarded",
         }
     }
+}
+
+impl Config {
+    /// Cluster mode: a shared Redis and a cluster secret.
+    pub fn cluster_mode(&self) -> bool {
+        self.pool.redis_url.is_some() && self.cluster.secret.is_some()
+    }
+}
+
+/// At least 16 printable ASCII characters without spaces (it travels in a header). Empty means "not set".
+/// Messages never echo it.
+fn parse_cluster_secret(raw: Raw<'_, '_>) -> Result<Option<Secret>, String> {
+    Ok(parse_admin_token(raw)?.map(|t| Secret::new(t.expose())))
+}
+
+/// Never the secret itself: only whether one is set.
+fn show_cluster_secret(secret: &Option<Secret>) -> Shown {
+    Shown::Commented(
+        match secret {
+            Some(_) => "\"…\"  (set; never shown)",
+            None => "\"…\"  (not set: cluster mode off)",
+        }
+        .to_owned(),
+    )
+}
+
+/// 1 to 64 letters, digits, `.`, `_` or `-`. Empty means "not set".
+fn parse_instance_id(raw: Raw<'_, '_>) -> Result<Option<String>, String> {
+    let s = want_str(raw, "\"node-1\"")?.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(format!("{s:?}: use 1 to 64 letters, digits, '.', '_' or '-'"));
+    }
+    Ok(Some(s.to_owned()))
 }
 
 /// A configured admin token: compared, never shown (`Debug` prints `***`).
@@ -1043,6 +1112,21 @@ fn finish(cfg: Config, mut problems: Vec<Problem>) -> Result<Config, ConfigError
             source: "configuration".to_owned(),
             key: "pool.redis_url".to_owned(),
             message: "is required when pool.ledger is \"redis\" (e.g. redis://127.0.0.1:6379)".to_owned(),
+        });
+    }
+    if cfg.cluster.secret.is_some() && cfg.pool.redis_url.is_none() {
+        problems.push(Problem {
+            source: "configuration".to_owned(),
+            key: "cluster.secret".to_owned(),
+            message: "needs pool.redis_url: the instances of a cluster coordinate through Redis".to_owned(),
+        });
+    }
+    if cfg.cluster_mode() && cfg.cluster.advertise_url.is_none() {
+        problems.push(Problem {
+            source: "configuration".to_owned(),
+            key: "cluster.advertise_url".to_owned(),
+            message: "is required in cluster mode: how the other instances reach this one (e.g. http://10.0.0.5:8080)"
+                .to_owned(),
         });
     }
     if cfg.history.raw_retention > cfg.history.retention {
@@ -2653,6 +2737,13 @@ timeout = true
                 always_on_yields: false,
             },
             admin: AdminConfig::default(),
+            // The secret is never written out: it stays unset here.
+            cluster: ClusterConfig {
+                secret: None,
+                advertise_url: Some("http://10.0.0.5:8080/gw".into()),
+                instance_id: Some("node-1".into()),
+                ttl: Duration::from_secs(3),
+            },
             epg: EpgConfig { refresh: Duration::from_secs(6 * 60 * 60), max_guide_bytes: 2 << 30 },
             outputs: OutputsConfig {
                 anonymous_streams: true,
@@ -2873,6 +2964,11 @@ timeout = true
                 "pool.reserved_priority" => "50",
                 "pool.preempt" => "true",
                 "admin.token" => "0123456789abcdef-token",
+                // The secret alone is (rightly) incomplete: it needs pool.redis_url and cluster.advertise_url.
+                "cluster.secret" => continue,
+                "cluster.advertise_url" => "http://10.0.0.5:8080",
+                "cluster.instance_id" => "node-1",
+                "cluster.ttl" => "3s",
                 "epg.refresh" => "1h",
                 "sync.max_playlist_bytes" | "sync.max_api_bytes" | "epg.max_guide_bytes" => "64MiB",
                 "outputs.anonymous_streams" | "http.open_metrics" => "true",

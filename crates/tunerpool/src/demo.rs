@@ -210,7 +210,11 @@ pub async fn run(mut config: Config, args: &DemoArgs) -> anyhow::Result<()> {
     crate::serve::start_always_on(&state).await;
     // History and alerts, as `serve` keeps them.
     let (alerting, _sender) = crate::serve::alerting(&config, &store).await?;
-    let _history_job = crate::scheduler::spawn_history(state.clone(), crate::serve::history_job(&config, alerting));
+    let _history_job = crate::scheduler::spawn_history(
+        state.clone(),
+        crate::serve::history_job(&config, alerting),
+        crate::cluster::Jobs::standalone(),
+    );
     tunerpool_http::serve(listener, state, shutdown_signal()).await?;
     store.close().await;
     fake.shutdown().await;

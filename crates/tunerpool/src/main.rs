@@ -3,6 +3,7 @@
 
 mod admin_token;
 mod cli;
+mod cluster;
 mod config;
 mod demo;
 mod inspect;

@@ -15,11 +15,18 @@
 //!   old samples into hourly ones and deletes what is past
 //!   `history.retention`. The details job checks the alert conditions after
 //!   every run too, so an expiring or refused account is told at once.
+//!
+//! In cluster mode only the instance that holds the scheduler's lock runs
+//! them ([`crate::cluster::Jobs`]): once per cluster, not once per instance;
+//! each sync also holds its provider's sync lock, so a manual "sync now"
+//! elsewhere never runs at the same time.
 
 use std::time::Duration;
 
-use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::Store;
+use tunerpool_http::coord::{sync_provider_exclusive, ExclusiveSyncError};
+
+use crate::cluster::Jobs;
 use tunerpool_upstream::UpstreamHttp;
 
 /// A failed sync is retried after this long, or after the catalog interval if shorter.
@@ -31,13 +38,16 @@ const TICK: Duration = Duration::from_secs(30);
 const DETAILS_CONCURRENCY: usize = 4;
 
 /// Spawns the catalog job; it stops when the returned guard is dropped.
-pub fn spawn(store: Store, http: UpstreamHttp, interval: Duration) -> CancelOnDrop {
+pub fn spawn(store: Store, http: UpstreamHttp, interval: Duration, jobs: Jobs) -> CancelOnDrop {
     let handle = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = run_due(&store, &http, interval).await {
+            if !jobs.runs_jobs() {
+                continue;
+            }
+            if let Err(e) = run_due(&store, &http, interval, &jobs).await {
                 tracing::warn!(error = %e, "catalog scheduler: cannot read providers");
             }
         }
@@ -45,11 +55,12 @@ pub fn spawn(store: Store, http: UpstreamHttp, interval: Duration) -> CancelOnDr
     CancelOnDrop(handle)
 }
 
-/// Syncs, one after another, every provider that is due now.
+/// Syncs, one after another, every provider that is due now (and not being synced elsewhere in the cluster).
 pub async fn run_due(
     store: &Store,
     http: &UpstreamHttp,
     interval: Duration,
+    jobs: &Jobs,
 ) -> Result<usize, tunerpool_catalog::CatalogError> {
     let now = tunerpool_catalog::now();
     let mut synced = 0;
@@ -64,8 +75,17 @@ pub async fn run_due(
         let due = p.sync.last_sync_at.is_none_or(|at| now - at >= wait.as_secs() as i64);
         if due {
             // Errors are recorded on the provider and logged by the sync itself.
-            let _ = sync_provider(store, http, p.id).await;
-            synced += 1;
+            match sync_provider_exclusive(jobs.cluster(), store, http, p.id).await {
+                Err(ExclusiveSyncError::Busy { instance, .. }) => {
+                    tracing::info!(provider = %p.name, %instance, "catalog scheduler: the provider is being synced elsewhere");
+                    continue;
+                }
+                Err(e @ ExclusiveSyncError::Coordination(_)) => {
+                    tracing::warn!(provider = %p.name, error = %e, "catalog scheduler: sync skipped; retried next tick");
+                    continue;
+                }
+                _ => synced += 1,
+            }
         }
     }
     Ok(synced)
@@ -79,6 +99,7 @@ pub fn spawn_details(
     interval: Duration,
     expiry_warning_days: u32,
     alerting: Alerting,
+    jobs: Jobs,
 ) -> CancelOnDrop {
     let handle = tokio::spawn(async move {
         tokio::time::sleep(initial_delay).await;
@@ -86,6 +107,9 @@ pub fn spawn_details(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if !jobs.runs_jobs() {
+                continue;
+            }
             match refresh_details(&store, &http).await {
                 Ok(r) => {
                     tracing::info!(accounts = r.accounts, failed = r.failed, ms = r.ms, "account details refreshed");
@@ -138,13 +162,16 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Spawns the history job over the server's state; it stops when the
 /// returned guard is dropped.
-pub fn spawn_history(state: tunerpool_http::AppState, job: HistoryJob) -> CancelOnDrop {
+pub fn spawn_history(state: tunerpool_http::AppState, job: HistoryJob, jobs: Jobs) -> CancelOnDrop {
     let handle = tokio::spawn(async move {
         let mut tick = tokio::time::interval(job.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pruned: Option<tokio::time::Instant> = None;
         loop {
             tick.tick().await;
+            if !jobs.runs_jobs() {
+                continue;
+            }
             history_tick(&state, &job, &mut pruned).await;
         }
     });
@@ -244,12 +271,15 @@ pub async fn refresh_details(
 }
 
 /// Spawns the guide job; it stops when the returned guard is dropped.
-pub fn spawn_epg(store: Store, http: UpstreamHttp, refresh: Duration) -> CancelOnDrop {
+pub fn spawn_epg(store: Store, http: UpstreamHttp, refresh: Duration, jobs: Jobs) -> CancelOnDrop {
     let handle = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if !jobs.runs_jobs() {
+                continue;
+            }
             if let Err(e) = run_due_guides(&store, &http, refresh).await {
                 tracing::warn!(error = %e, "guide job: cannot read providers");
             }

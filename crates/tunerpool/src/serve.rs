@@ -37,10 +37,17 @@ pub fn upstream_http(config: &Config) -> anyhow::Result<UpstreamHttp> {
     Ok(UpstreamHttp::new(settings)?)
 }
 
-/// The lease ledger the configuration asks for.
+/// The lease ledger the configuration asks for. Cluster mode always uses Redis, with leases that live no longer
+/// than `cluster.ttl`: a dead instance's slots come back as soon as its channels can be taken over.
 pub async fn ledger(config: &Config) -> anyhow::Result<Arc<AnyLedger>> {
-    let (ttl, cooldown) = (config.pool.lease_ttl, config.pool.release_cooldown);
-    Ok(Arc::new(match (config.pool.ledger, &config.pool.redis_url) {
+    let (mut ttl, cooldown) = (config.pool.lease_ttl, config.pool.release_cooldown);
+    let backend = if config.cluster_mode() {
+        ttl = ttl.min(config.cluster.ttl);
+        LedgerBackend::Redis
+    } else {
+        config.pool.ledger
+    };
+    Ok(Arc::new(match (backend, &config.pool.redis_url) {
         (LedgerBackend::Redis, Some(url)) => {
             let ledger = RedisLedger::connect(url, ttl, "tunerpool:")
                 .await
@@ -233,8 +240,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     println!("tunerpool listening on http://{addr}");
     println!("Web UI: http://{}/ (log in with the admin token)", shown_addr(addr));
-    let _catalog_job = crate::scheduler::spawn(store.clone(), http.clone(), config.sync.catalog_interval);
     let (alerting, _sender) = alerting(&config, &store).await?;
+    let state = app_state(&config, &store, &http, ledger, admin.token)?;
+    // Before any session starts: in cluster mode every channel's session is owned by one instance, and the
+    // scheduled jobs run on one instance at a time.
+    let (jobs, _cluster) = crate::cluster::join(&config, &state.relay).await?;
+    let _catalog_job = crate::scheduler::spawn(store.clone(), http.clone(), config.sync.catalog_interval, jobs.clone());
     let _details_job = crate::scheduler::spawn_details(
         store.clone(),
         http.clone(),
@@ -242,11 +253,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.sync.details_interval,
         config.pool.expiry_warning_days,
         alerting.clone(),
+        jobs.clone(),
     );
-    let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh);
-    let state = app_state(&config, &store, &http, ledger, admin.token)?;
+    let _epg_job = crate::scheduler::spawn_epg(store.clone(), http.clone(), config.epg.refresh, jobs.clone());
+    // The materialized live listing, rebuilt within ~2 s of any change (at
+    // start too): the client listings read it instead of the lineup's query.
+    let _listing_job = crate::scheduler::CancelOnDrop::new(tunerpool_http::keep_live_listing_fresh(
+        store.clone(),
+        std::time::Duration::from_secs(2),
+    ));
     start_always_on(&state).await;
-    let _history_job = crate::scheduler::spawn_history(state.clone(), history_job(&config, alerting));
+    let _history_job = crate::scheduler::spawn_history(state.clone(), history_job(&config, alerting), jobs);
     if let Some(user) = &state.hdhr.root_user {
         tracing::warn!(user = %user, "hdhomerun.root_user is set: anyone who reaches this port can use the HDHomeRun \
             tuner at / as this user, without a password (keep it to a trusted LAN)");

@@ -171,6 +171,19 @@ fn every_value_the_files_set_is_accepted_and_the_placeholder_token_is_refused() 
             );
             env.insert("TUNERPOOL_ADMIN_TOKEN".into(), real_token.clone());
         }
+        // The cluster secret's placeholder likewise.
+        if let Some(secret) = env.get("TUNERPOOL_CLUSTER_SECRET") {
+            assert_eq!(secret, PLACEHOLDER_TOKEN, "{file}: the cluster secret must be the placeholder");
+            let (ok, _, err) = tunerpool(&["config", "show"], &env);
+            assert!(
+                !ok && err.contains("TUNERPOOL_CLUSTER_SECRET") && err.contains("too short"),
+                "{file}: tunerpool must refuse the placeholder cluster secret: {err}"
+            );
+            env.insert("TUNERPOOL_CLUSTER_SECRET".into(), real_token.chars().rev().collect());
+            // .env.example holds only the secret; the compose file adds the Redis and each instance's URL.
+            env.entry("TUNERPOOL_POOL_REDIS_URL".into()).or_insert_with(|| "redis://redis:6379/0".into());
+            env.entry("TUNERPOOL_CLUSTER_ADVERTISE_URL".into()).or_insert_with(|| "http://tunerpool-1:8080".into());
+        }
         let (ok, _, err) = tunerpool(&["config", "show"], &env);
         assert!(ok, "{file}: tunerpool refuses its settings {env:?}:\n{err}");
     }
@@ -195,6 +208,18 @@ fn compose_files_read_the_admin_token_from_dot_env() {
                 a.value
             );
         }
+    }
+    // Cluster mode: the secret from .env too, never written in the compose file; each instance its own id and
+    // advertise URL.
+    assert!(assignments(".env.example").iter().any(|a| a.name == "TUNERPOOL_CLUSTER_SECRET"));
+    let cluster = assignments("docker-compose.cluster.yml");
+    let secret: Vec<_> = cluster.iter().filter(|a| a.name == "TUNERPOOL_CLUSTER_SECRET" && !a.commented).collect();
+    assert!(!secret.is_empty(), "docker-compose.cluster.yml: cluster mode is off (no TUNERPOOL_CLUSTER_SECRET)");
+    assert!(secret.iter().all(|a| a.value.starts_with("${TUNERPOOL_CLUSTER_SECRET:?")), "{secret:?}");
+    for name in ["TUNERPOOL_CLUSTER_INSTANCE_ID", "TUNERPOOL_CLUSTER_ADVERTISE_URL"] {
+        let values: std::collections::BTreeSet<_> =
+            cluster.iter().filter(|a| a.name == name && !a.commented).map(|a| a.value.clone()).collect();
+        assert_eq!(values.len(), 3, "docker-compose.cluster.yml: {name} once per instance: {values:?}");
     }
     assert!(read(".gitignore").lines().any(|l| l.trim() == ".env"), ".env must be git-ignored");
 }

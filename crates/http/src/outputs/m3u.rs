@@ -16,10 +16,11 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::Extension;
-use tunerpool_catalog::outputs::{LiveItem, MovieItem};
+use tunerpool_catalog::outputs::{LiveFormat, LiveItem, MovieItem};
 use tunerpool_formats::m3u::{write_entry, write_header, Entry, Header};
 
 use super::body::{paged, Paged, PAGE};
+use super::listing::{self, Listing};
 use super::{base_url, login, text, ClientAuth, Params};
 use crate::AppState;
 
@@ -66,16 +67,30 @@ pub(crate) async fn get_php(
     let live_prefix = format!("{base}/live/{u}/{p}/");
     let store = st.store.clone();
     let live_filter = filter.clone();
-    let live = paged(Paged {
-        head: head.into_bytes(),
-        tail: b"",
-        separator: b"",
-        fetch: move |after| {
-            let (store, f) = (store.clone(), live_filter.clone());
-            async move { store.live_items(&f, after, PAGE).await }
-        },
-        write: move |c: &LiveItem, out: &mut Vec<u8>| write_live(c, plus, &live_prefix, ext, out),
-    });
+    let live = if listing::ready(&store).await {
+        listing::body(
+            store,
+            Listing {
+                head: head.into_bytes(),
+                tail: b"",
+                separator: b"",
+                format: if plus { LiveFormat::M3uPlus } else { LiveFormat::M3u },
+                url: (one_line(&live_prefix).into_owned(), format!(".{ext}\n")),
+                filter: live_filter,
+            },
+        )
+    } else {
+        paged(Paged {
+            head: head.into_bytes(),
+            tail: b"",
+            separator: b"",
+            fetch: move |after| {
+                let (store, f) = (store.clone(), live_filter.clone());
+                async move { store.live_items(&f, after, PAGE).await }
+            },
+            write: move |c: &LiveItem, out: &mut Vec<u8>| write_live(c, plus, &live_prefix, ext, out),
+        })
+    };
     let body = if vod {
         let store = st.store.clone();
         let movie_prefix = format!("{base}/movie/{u}/{p}/");
@@ -110,6 +125,18 @@ fn push_attr(attrs: &mut Vec<(String, String)>, key: &str, value: Option<&str>) 
 }
 
 fn write_live(c: &LiveItem, plus: bool, prefix: &str, ext: &str, out: &mut Vec<u8>) {
+    let mut head = String::with_capacity(256);
+    live_head(c, plus, &mut head);
+    out.extend_from_slice(head.as_bytes());
+    let url = format!("{prefix}{}.{ext}", c.id);
+    out.extend_from_slice(one_line(&url).as_bytes());
+    out.push(b'\n');
+}
+
+/// A live channel's entry up to its URL line (`#EXTINF…` and its line
+/// break): what every user's playlist has in common, kept by the
+/// materialized listing; [`write_live`] adds the user's URL.
+pub(super) fn live_head(c: &LiveItem, plus: bool, out: &mut String) {
     let mut attrs = Vec::new();
     if plus {
         push_attr(&mut attrs, "tvg-id", c.tvg_id.as_deref());
@@ -119,14 +146,19 @@ fn write_live(c: &LiveItem, plus: bool, prefix: &str, ext: &str, out: &mut Vec<u
         push_attr(&mut attrs, "tvg-chno", c.chno.as_deref());
         push_attr(&mut attrs, "group-title", c.group_name.as_deref());
     }
-    let entry = Entry {
-        duration: "-1".into(),
-        attrs,
-        title: c.name.clone(),
-        url: format!("{prefix}{}.{ext}", c.id),
-        ..Entry::default()
-    };
-    write(&entry, out);
+    let entry = Entry { duration: "-1".into(), attrs, title: c.name.clone(), ..Entry::default() };
+    // The writer ends the entry with its (here empty) URL line: one `\n`.
+    write_entry(&entry, out);
+    out.pop();
+}
+
+/// A URL line as the M3U writer writes one: on one line.
+pub(super) fn one_line(url: &str) -> std::borrow::Cow<'_, str> {
+    if url.contains(['\r', '\n']) {
+        std::borrow::Cow::Owned(url.replace(['\r', '\n'], " "))
+    } else {
+        std::borrow::Cow::Borrowed(url)
+    }
 }
 
 fn write_movie(m: &MovieItem, plus: bool, prefix: &str, out: &mut Vec<u8>) {

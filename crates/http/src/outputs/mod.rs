@@ -11,6 +11,7 @@ mod auth;
 mod body;
 mod guide;
 mod hdhr;
+mod listing;
 mod m3u;
 mod streams;
 mod xtream;
@@ -31,6 +32,7 @@ pub use auth::ClientAuth;
 use auth::Refused;
 pub use hdhr::discovery::{start as start_discovery, Discovery, DiscoverySettings};
 pub use hdhr::HdhrSettings;
+pub use listing::keep_fresh as keep_live_listing_fresh;
 
 use crate::AppState;
 

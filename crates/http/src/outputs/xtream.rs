@@ -21,12 +21,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tunerpool_catalog::outputs::{ItemFilter, LiveItem, MovieItem, NewEpisode, SeriesItem};
+use tunerpool_catalog::outputs::{ItemFilter, LiveFormat, LiveItem, MovieItem, NewEpisode, SeriesItem};
 use tunerpool_catalog::{MediaKind, ProviderKind, User};
 use tunerpool_upstream::xtream::XtreamClient;
 
 use super::auth::Refused;
 use super::body::{paged, Paged, PAGE};
+use super::listing::{self, Listing};
 use super::{base_url, pool_capacity, ClientAuth, Params};
 use crate::AppState;
 
@@ -85,7 +86,7 @@ pub(crate) async fn player_api(
         "get_live_categories" => categories(&st, MediaKind::Live, &filter).await,
         "get_vod_categories" => categories(&st, MediaKind::Movie, &filter).await,
         "get_series_categories" => categories(&st, MediaKind::Series, &filter).await,
-        "get_live_streams" => live_streams(&st, listed),
+        "get_live_streams" => live_streams(&st, listed).await,
         "get_vod_streams" => vod_streams(&st, listed),
         "get_series" => series_list(&st, listed),
         "get_vod_info" => match params.number("vod_id") {
@@ -207,8 +208,19 @@ struct LiveRow<'a> {
     tv_archive_duration: i64,
 }
 
-fn live_streams(st: &AppState, filter: ItemFilter) -> Response {
+async fn live_streams(st: &AppState, filter: ItemFilter) -> Response {
     let store = st.store.clone();
+    if listing::ready(&store).await {
+        let listing = Listing {
+            head: b"[".to_vec(),
+            tail: b"]",
+            separator: b",",
+            format: LiveFormat::Xtream,
+            url: (String::new(), String::new()),
+            filter,
+        };
+        return streamed_json(listing::body(store, listing));
+    }
     streamed_json(paged(Paged {
         head: b"[".to_vec(),
         tail: b"]",
@@ -217,27 +229,31 @@ fn live_streams(st: &AppState, filter: ItemFilter) -> Response {
             let (store, f) = (store.clone(), filter.clone());
             async move { store.live_items(&f, after, PAGE).await }
         },
-        // `num` is the lineup number; categories are the lineup groups.
-        write: move |c: &LiveItem, out: &mut Vec<u8>| {
-            let row = LiveRow {
-                num: c.number.max(0) as u64,
-                name: &c.name,
-                stream_type: "live",
-                stream_id: c.id,
-                stream_icon: c.logo.as_deref().unwrap_or(""),
-                epg_channel_id: c.tvg_id.as_deref(),
-                added: "0",
-                is_adult: "0",
-                category_id: category(c.group_id),
-                category_ids: c.group_id.into_iter().collect(),
-                custom_sid: "",
-                tv_archive: u8::from(c.catchup.as_deref() == Some("xc")),
-                direct_source: "",
-                tv_archive_duration: c.catchup_days.filter(|_| c.catchup.as_deref() == Some("xc")).unwrap_or(0),
-            };
-            let _ = serde_json::to_writer(&mut *out, &row);
-        },
+        write: move |c: &LiveItem, out: &mut Vec<u8>| live_row(c, out),
     }))
+}
+
+/// One channel of `get_live_streams`: the same for every user (the
+/// materialized listing keeps it). `num` is the lineup number; categories
+/// are the lineup groups.
+pub(super) fn live_row(c: &LiveItem, out: &mut Vec<u8>) {
+    let row = LiveRow {
+        num: c.number.max(0) as u64,
+        name: &c.name,
+        stream_type: "live",
+        stream_id: c.id,
+        stream_icon: c.logo.as_deref().unwrap_or(""),
+        epg_channel_id: c.tvg_id.as_deref(),
+        added: "0",
+        is_adult: "0",
+        category_id: category(c.group_id),
+        category_ids: c.group_id.into_iter().collect(),
+        custom_sid: "",
+        tv_archive: u8::from(c.catchup.as_deref() == Some("xc")),
+        direct_source: "",
+        tv_archive_duration: c.catchup_days.filter(|_| c.catchup.as_deref() == Some("xc")).unwrap_or(0),
+    };
+    let _ = serde_json::to_writer(&mut *out, &row);
 }
 
 #[derive(Serialize)]

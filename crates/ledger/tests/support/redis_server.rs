@@ -37,8 +37,12 @@ impl RedisServer {
     }
 
     fn try_start(extra: &[&str]) -> Result<Self, String> {
-        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        Self::try_start_on(port, extra)
+    }
+
+    fn try_start_on(port: u16, extra: &[&str]) -> Result<Self, String> {
+        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let spawned = Command::new(&binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -88,6 +92,26 @@ impl RedisServer {
     /// `redis://127.0.0.1:{port}/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kill the server and start a new one on the same port, as an operator's restart does (no persistence: the
+    /// new server starts empty). Panics if it cannot be started again.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut last_error = String::new();
+        // The old server's socket may linger a moment.
+        for _ in 0..50 {
+            match Self::try_start_on(self.port, &[]) {
+                Ok(mut server) => {
+                    self.child = server.child.take();
+                    std::mem::swap(&mut self._dir, &mut server._dir);
+                    return;
+                }
+                Err(e) => last_error = e,
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("could not restart redis-server on port {}: {last_error}", self.port);
     }
 
     /// Kill the server now (to test outages).
