@@ -273,15 +273,6 @@ impl Store {
         self.db.as_sqlite().expect("Store::pool is for SQLite stores: use Store::db")
     }
 
-    /// The SQLite pool, for what is not yet written for both backends: on a
-    /// PostgreSQL store those calls fail with an internal error naming the
-    /// backend rather than touching the wrong database.
-    pub(crate) fn sqlite(&self) -> Result<&SqlitePool, CatalogError> {
-        self.db.as_sqlite().ok_or_else(|| {
-            CatalogError::Internal(format!("this operation is not available on the {} store yet", self.db.backend()))
-        })
-    }
-
     /// Starts a write transaction ([`Db::write_tx`]).
     pub(crate) async fn write_tx(&self) -> Result<crate::db::Tx, CatalogError> {
         Ok(self.db.write_tx().await?)
