@@ -445,6 +445,38 @@ struct SeriesRow {
 /// 200 000-entry sync fast.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// The streams' columns as a sync writes them, and its upsert: one text
+/// for both backends, whichever way the rows are sent.
+const STREAMS_COLUMNS: &str =
+    "provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url,
+                 catchup, catchup_days, catchup_source, headers, norm_name, position, first_gen, sync_gen";
+const STREAMS_CONFLICT: &str = " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, tvg_id = excluded.tvg_id, tvg_name = excluded.tvg_name, logo = excluded.logo,
+                 chno = excluded.chno, url = excluded.url, catchup = excluded.catchup, catchup_days = excluded.catchup_days,
+                 catchup_source = excluded.catchup_source, headers = excluded.headers, norm_name = excluded.norm_name,
+                 position = excluded.position, sync_gen = excluded.sync_gen";
+
+/// The movies' columns as a sync writes them, and its upsert: one text
+/// for both backends, whichever way the rows are sent.
+const MOVIES_COLUMNS: &str =
+    "provider_id, upstream_key, upstream_id, name, group_id, logo, rating, container_extension,
+                 url, added, position, sync_gen";
+const MOVIES_CONFLICT: &str =
+    " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, logo = excluded.logo, rating = excluded.rating,
+                 container_extension = excluded.container_extension, url = excluded.url, added = excluded.added,
+                 position = excluded.position, sync_gen = excluded.sync_gen";
+
+/// The series' columns as a sync writes them, and its upsert: one text
+/// for both backends, whichever way the rows are sent.
+const SERIES_COLUMNS: &str = "provider_id, upstream_key, upstream_id, name, group_id, cover, plot, genre, release_date,
+                 rating, url, position, sync_gen";
+const SERIES_CONFLICT: &str =
+    " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, cover = excluded.cover, plot = excluded.plot, genre = excluded.genre,
+                 release_date = excluded.release_date, rating = excluded.rating, url = excluded.url,
+                 position = excluded.position, sync_gen = excluded.sync_gen";
+
 /// The write side of one sync: a transaction plus this sync's generation.
 struct Writer {
     tx: Tx,
@@ -535,14 +567,75 @@ impl Writer {
     }
 
     async fn insert_streams(&mut self, rows: Vec<StreamRow>) -> Result<(), CatalogError> {
-        let mut rows = rows.into_iter().peekable();
         let (provider_id, gen) = (self.provider_id, self.gen);
+        if let Tx::Postgres(t) = &mut self.tx {
+            // PostgreSQL: the batch as one array per column, in one short
+            // statement (UNNEST), where a multi-row VALUES of thousands of
+            // parameters costs the server milliseconds to parse and plan at
+            // every execution.
+            let len = rows.len();
+            let mut upstream_key = Vec::with_capacity(len);
+            let mut upstream_id = Vec::with_capacity(len);
+            let mut name = Vec::with_capacity(len);
+            let mut group_id = Vec::with_capacity(len);
+            let mut tvg_id = Vec::with_capacity(len);
+            let mut tvg_name = Vec::with_capacity(len);
+            let mut logo = Vec::with_capacity(len);
+            let mut chno = Vec::with_capacity(len);
+            let mut url = Vec::with_capacity(len);
+            let mut catchup = Vec::with_capacity(len);
+            let mut catchup_days = Vec::with_capacity(len);
+            let mut catchup_source = Vec::with_capacity(len);
+            let mut headers = Vec::with_capacity(len);
+            let mut norm_name = Vec::with_capacity(len);
+            let mut position = Vec::with_capacity(len);
+            for r in rows {
+                upstream_key.push(r.upstream_key);
+                upstream_id.push(r.upstream_id);
+                name.push(r.name);
+                group_id.push(r.group_id);
+                tvg_id.push(r.tvg_id);
+                tvg_name.push(r.tvg_name);
+                logo.push(r.logo);
+                chno.push(r.chno);
+                url.push(r.url);
+                catchup.push(r.catchup);
+                catchup_days.push(r.catchup_days);
+                catchup_source.push(r.catchup_source);
+                headers.push(r.headers);
+                norm_name.push(r.norm_name);
+                position.push(r.position);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO streams ({cols}) SELECT $1, u.*, $2, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[], $17::bigint[]) AS u{conflict}",
+                cols = STREAMS_COLUMNS,
+                conflict = STREAMS_CONFLICT,
+            ))
+            .bind(provider_id)
+            .bind(gen)
+            .bind(upstream_key)
+            .bind(upstream_id)
+            .bind(name)
+            .bind(group_id)
+            .bind(tvg_id)
+            .bind(tvg_name)
+            .bind(logo)
+            .bind(chno)
+            .bind(url)
+            .bind(catchup)
+            .bind(catchup_days)
+            .bind(catchup_source)
+            .bind(headers)
+            .bind(norm_name)
+            .bind(position)
+            .execute(&mut **t)
+            .await?;
+            return Ok(());
+        }
+        let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             on_tx!(&mut self.tx, |c| {
-                let mut qb = QueryBuilder::<Backend>::new(
-                "INSERT INTO streams (provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url,
-                 catchup, catchup_days, catchup_source, headers, norm_name, position, first_gen, sync_gen) ",
-            );
+                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO streams ({STREAMS_COLUMNS}) "));
                 qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
                     b.push_bind(provider_id)
                         .push_bind(r.upstream_key)
@@ -563,13 +656,7 @@ impl Writer {
                         .push_bind(gen)
                         .push_bind(gen);
                 });
-                qb.push(
-                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, tvg_id = excluded.tvg_id, tvg_name = excluded.tvg_name, logo = excluded.logo,
-                 chno = excluded.chno, url = excluded.url, catchup = excluded.catchup, catchup_days = excluded.catchup_days,
-                 catchup_source = excluded.catchup_source, headers = excluded.headers, norm_name = excluded.norm_name,
-                 position = excluded.position, sync_gen = excluded.sync_gen",
-            );
+                qb.push(STREAMS_CONFLICT);
                 qb.build().execute(&mut *c).await?;
             });
         }
@@ -577,14 +664,60 @@ impl Writer {
     }
 
     async fn insert_movies(&mut self, rows: Vec<MovieRow>) -> Result<(), CatalogError> {
-        let mut rows = rows.into_iter().peekable();
         let (provider_id, gen) = (self.provider_id, self.gen);
+        if let Tx::Postgres(t) = &mut self.tx {
+            // PostgreSQL: the batch as one array per column, in one short
+            // statement (UNNEST), where a multi-row VALUES of thousands of
+            // parameters costs the server milliseconds to parse and plan at
+            // every execution.
+            let len = rows.len();
+            let mut upstream_key = Vec::with_capacity(len);
+            let mut upstream_id = Vec::with_capacity(len);
+            let mut name = Vec::with_capacity(len);
+            let mut group_id = Vec::with_capacity(len);
+            let mut logo = Vec::with_capacity(len);
+            let mut rating = Vec::with_capacity(len);
+            let mut container_extension = Vec::with_capacity(len);
+            let mut url = Vec::with_capacity(len);
+            let mut added = Vec::with_capacity(len);
+            let mut position = Vec::with_capacity(len);
+            for r in rows {
+                upstream_key.push(r.upstream_key);
+                upstream_id.push(r.upstream_id);
+                name.push(r.name);
+                group_id.push(r.group_id);
+                logo.push(r.logo);
+                rating.push(r.rating);
+                container_extension.push(r.container_extension);
+                url.push(r.url);
+                added.push(r.added);
+                position.push(r.position);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO movies ({cols}) SELECT $1, u.*, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[]) AS u{conflict}",
+                cols = MOVIES_COLUMNS,
+                conflict = MOVIES_CONFLICT,
+            ))
+            .bind(provider_id)
+            .bind(gen)
+            .bind(upstream_key)
+            .bind(upstream_id)
+            .bind(name)
+            .bind(group_id)
+            .bind(logo)
+            .bind(rating)
+            .bind(container_extension)
+            .bind(url)
+            .bind(added)
+            .bind(position)
+            .execute(&mut **t)
+            .await?;
+            return Ok(());
+        }
+        let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             on_tx!(&mut self.tx, |c| {
-                let mut qb = QueryBuilder::<Backend>::new(
-                "INSERT INTO movies (provider_id, upstream_key, upstream_id, name, group_id, logo, rating, container_extension,
-                 url, added, position, sync_gen) ",
-            );
+                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO movies ({MOVIES_COLUMNS}) "));
                 qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
                     b.push_bind(provider_id)
                         .push_bind(r.upstream_key)
@@ -599,12 +732,7 @@ impl Writer {
                         .push_bind(r.position)
                         .push_bind(gen);
                 });
-                qb.push(
-                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, logo = excluded.logo, rating = excluded.rating,
-                 container_extension = excluded.container_extension, url = excluded.url, added = excluded.added,
-                 position = excluded.position, sync_gen = excluded.sync_gen",
-            );
+                qb.push(MOVIES_CONFLICT);
                 qb.build().execute(&mut *c).await?;
             });
         }
@@ -612,14 +740,63 @@ impl Writer {
     }
 
     async fn insert_series(&mut self, rows: Vec<SeriesRow>) -> Result<(), CatalogError> {
-        let mut rows = rows.into_iter().peekable();
         let (provider_id, gen) = (self.provider_id, self.gen);
+        if let Tx::Postgres(t) = &mut self.tx {
+            // PostgreSQL: the batch as one array per column, in one short
+            // statement (UNNEST), where a multi-row VALUES of thousands of
+            // parameters costs the server milliseconds to parse and plan at
+            // every execution.
+            let len = rows.len();
+            let mut upstream_key = Vec::with_capacity(len);
+            let mut upstream_id = Vec::with_capacity(len);
+            let mut name = Vec::with_capacity(len);
+            let mut group_id = Vec::with_capacity(len);
+            let mut cover = Vec::with_capacity(len);
+            let mut plot = Vec::with_capacity(len);
+            let mut genre = Vec::with_capacity(len);
+            let mut release_date = Vec::with_capacity(len);
+            let mut rating = Vec::with_capacity(len);
+            let mut url = Vec::with_capacity(len);
+            let mut position = Vec::with_capacity(len);
+            for r in rows {
+                upstream_key.push(r.upstream_key);
+                upstream_id.push(r.upstream_id);
+                name.push(r.name);
+                group_id.push(r.group_id);
+                cover.push(r.cover);
+                plot.push(r.plot);
+                genre.push(r.genre);
+                release_date.push(r.release_date);
+                rating.push(r.rating);
+                url.push(r.url);
+                position.push(r.position);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO series ({cols}) SELECT $1, u.*, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[]) AS u{conflict}",
+                cols = SERIES_COLUMNS,
+                conflict = SERIES_CONFLICT,
+            ))
+            .bind(provider_id)
+            .bind(gen)
+            .bind(upstream_key)
+            .bind(upstream_id)
+            .bind(name)
+            .bind(group_id)
+            .bind(cover)
+            .bind(plot)
+            .bind(genre)
+            .bind(release_date)
+            .bind(rating)
+            .bind(url)
+            .bind(position)
+            .execute(&mut **t)
+            .await?;
+            return Ok(());
+        }
+        let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
             on_tx!(&mut self.tx, |c| {
-                let mut qb = QueryBuilder::<Backend>::new(
-                "INSERT INTO series (provider_id, upstream_key, upstream_id, name, group_id, cover, plot, genre, release_date,
-                 rating, url, position, sync_gen) ",
-            );
+                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO series ({SERIES_COLUMNS}) "));
                 qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
                     b.push_bind(provider_id)
                         .push_bind(r.upstream_key)
@@ -635,12 +812,7 @@ impl Writer {
                         .push_bind(r.position)
                         .push_bind(gen);
                 });
-                qb.push(
-                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, cover = excluded.cover, plot = excluded.plot, genre = excluded.genre,
-                 release_date = excluded.release_date, rating = excluded.rating, url = excluded.url,
-                 position = excluded.position, sync_gen = excluded.sync_gen",
-            );
+                qb.push(SERIES_CONFLICT);
                 qb.build().execute(&mut *c).await?;
             });
         }
