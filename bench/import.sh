@@ -16,6 +16,15 @@
 # 1-minute load average are shown too: with other work on the two cores the
 # wall time stretches while the CPU time stays.
 #
+# The same imports run on each store backend in BENCH_BACKENDS (default
+# "sqlite postgres"): SQLite is the file in each run's data dir; PostgreSQL
+# is a server this script starts (initdb into a temp dir, a free port, as the
+# `postgres` user when run as root; durable defaults: fsync and synchronous
+# commit on) with a fresh database per run, given as store.url.
+#
+# BENCH_TUNERPOOL=path runs that tunerpool binary instead of this checkout's
+# (to compare two builds in one session; an older one knows only SQLite).
+#
 # Usage: bench/import.sh [ENTRIES] [RUNS]   (default 200000 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,20 +33,53 @@ RUNS=${2:-3}
 PORT=${BENCH_PORT:-19477}
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time: apt-get install -y time" >&2; exit 1; }
 
-cargo build --release -q -p tunerpool -p fakeprovider
+if [ -n "${BENCH_TUNERPOOL:-}" ]; then cargo build --release -q -p fakeprovider
+else cargo build --release -q -p tunerpool -p fakeprovider; fi
 T=${CARGO_TARGET_DIR:-target}
-TP=$T/release/tunerpool
+TP=${BENCH_TUNERPOOL:-$T/release/tunerpool}
 FP=$T/release/fakeprovider
+BACKENDS=${BENCH_BACKENDS:-sqlite postgres}
 work=$(mktemp -d)
-trap 'kill $fp_pid 2>/dev/null || true; rm -rf "$work"' EXIT
+pg_pid=
+pg=$(mktemp -d)   # its own: the server's user must reach it
+trap 'kill $fp_pid 2>/dev/null || true; [ -z "$pg_pid" ] || kill -INT $pg_pid 2>/dev/null; sleep 1; rm -rf "$work" "$pg"' EXIT
 
 $FP --listen 127.0.0.1:$PORT --accounts bench:bench:2 --channels "$N" --categories 50 --vod 0 --series 0 \
   >"$work/fp.log" 2>&1 &
 fp_pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/_control/counters" >/dev/null 2>&1 && break; sleep 0.1; done
 
+pg_bin() { # the PostgreSQL binary on PATH, else Debian's newest
+  command -v "$1" 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1
+}
+start_postgres() {
+  local initdb postgres as=() pg_port
+  initdb=$(pg_bin initdb); postgres=$(pg_bin postgres)
+  [ -n "$initdb" ] && [ -n "$postgres" ] || { echo "needs PostgreSQL: apt-get install -y postgresql" >&2; exit 1; }
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$pg"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$initdb" -D "$pg/data" -A trust -U tunerpool -E UTF8 >"$work/pg-init.log" 2>&1 \
+    || { cat "$work/pg-init.log" >&2; exit 1; }
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "${as[@]}" "$postgres" -D "$pg/data" -p "$pg_port" -k "$pg" -c listen_addresses=127.0.0.1 \
+    >"$work/pg.log" 2>&1 &
+  for _ in $(seq 100); do
+    [ "$(sed -n 8p "$pg/data/postmaster.pid" 2>/dev/null | tr -d ' ')" = ready ] && break; sleep 0.1
+  done
+  pg_pid=$(head -n 1 "$pg/data/postmaster.pid")
+  PG_BASE="postgres://tunerpool@127.0.0.1:$pg_port"
+  echo "PostgreSQL: $("$postgres" --version), defaults (fsync on, synchronous_commit on), shared_buffers $(psql "$PG_BASE/postgres" -Atc 'SHOW shared_buffers')"
+}
+# A fresh store for one run: nothing for SQLite (the data dir's file), a new database for PostgreSQL.
+store_url() { # backend, name
+  case $1 in
+    sqlite) echo "" ;;
+    postgres) psql -q "$PG_BASE/postgres" -c "CREATE DATABASE $2" >/dev/null; echo "$PG_BASE/$2" ;;
+  esac
+}
+
 measure() { # label, data dir, command...
   local label=$1 dir=$2; shift 2
+  env ${STORE_URL:+TUNERPOOL_STORE_URL=$STORE_URL} \
   /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$@" --data-dir "$dir" >"$work/out.json" 2>"$work/err" \
     || { cat "$work/err" >&2; exit 1; }
   read -r secs rss_kb user sys <"$work/time"
@@ -52,14 +94,20 @@ measure() { # label, data dir, command...
 curl -fs "http://127.0.0.1:$PORT/get.php?username=bench&password=bench&type=m3u_plus&output=ts" -o "$work/big.m3u"
 echo "machine: $(nproc) cores, $(uname -sr); entries: $N; M3U file: $(du -h "$work/big.m3u" | cut -f1)"
 echo
-echo "| import | entries | lineup channels created | wall (process) | sync | CPU (user+sys) | peak RSS | load |"
-echo "|---|---|---|---|---|---|---|---|"
-for run in $(seq "$RUNS"); do
-  measure "Xtream, first sync (player_api over loopback)" "$work/x$run" \
-    $TP provider add --name bench --kind xtream --url "http://127.0.0.1:$PORT" --username bench --password bench
-  measure "Xtream, re-sync (all rows exist)" "$work/x$run" $TP provider sync bench
-done
-for run in $(seq "$RUNS"); do
-  measure "M3U file, first sync" "$work/m$run" $TP provider add --name bench --kind m3u --url "$work/big.m3u"
-  measure "M3U file, re-sync (all rows exist)" "$work/m$run" $TP provider sync bench
+case " $BACKENDS " in *" postgres "*) start_postgres ;; esac
+echo
+echo "| store | import | entries | lineup channels created | wall (process) | sync | CPU (user+sys) | peak RSS | load |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for backend in $BACKENDS; do
+  for run in $(seq "$RUNS"); do
+    STORE_URL=$(store_url "$backend" "x$run")
+    measure "$backend | Xtream, first sync (player_api over loopback)" "$work/$backend-x$run" \
+      $TP provider add --name bench --kind xtream --url "http://127.0.0.1:$PORT" --username bench --password bench
+    measure "$backend | Xtream, re-sync (all rows exist)" "$work/$backend-x$run" $TP provider sync bench
+  done
+  for run in $(seq "$RUNS"); do
+    STORE_URL=$(store_url "$backend" "m$run")
+    measure "$backend | M3U file, first sync" "$work/$backend-m$run" $TP provider add --name bench --kind m3u --url "$work/big.m3u"
+    measure "$backend | M3U file, re-sync (all rows exist)" "$work/$backend-m$run" $TP provider sync bench
+  done
 done

@@ -16,8 +16,8 @@
 //! which may carry a token.
 
 use serde::Serialize;
-use sqlx::Row;
 
+use crate::db::{dialect, on_db, on_tx, RowGet};
 use crate::error::CatalogError;
 use crate::store::Store;
 
@@ -122,20 +122,20 @@ const ALERT_COLUMNS: &str =
     "a.id, a.key, a.kind, a.severity, a.title, a.message, a.provider_id, a.account_id, a.user_id, a.opened_at, \
      a.resolved_at";
 
-fn alert(r: &sqlx::sqlite::SqliteRow) -> Alert {
-    Alert {
-        id: r.get(0),
-        key: r.get(1),
-        kind: r.get(2),
-        severity: Severity::parse(r.get::<&str, _>(3)),
-        title: r.get(4),
-        message: r.get(5),
-        provider_id: r.get(6),
-        account_id: r.get(7),
-        user_id: r.get(8),
-        opened_at: r.get(9),
-        resolved_at: r.get(10),
-    }
+fn alert(r: &impl RowGet) -> Result<Alert, sqlx::Error> {
+    Ok(Alert {
+        id: r.col(0)?,
+        key: r.col(1)?,
+        kind: r.col(2)?,
+        severity: Severity::parse(&r.col::<String>(3)?),
+        title: r.col(4)?,
+        message: r.col(5)?,
+        provider_id: r.col(6)?,
+        account_id: r.col(7)?,
+        user_id: r.col(8)?,
+        opened_at: r.col(9)?,
+        resolved_at: r.col(10)?,
+    })
 }
 
 impl Store {
@@ -151,32 +151,37 @@ impl Store {
         notify_resolved: bool,
     ) -> Result<Reconciled, CatalogError> {
         let mut tx = self.write_tx().await?;
-        let open: Vec<Alert> =
-            sqlx::query(&format!("SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.resolved_at IS NULL"))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(alert)
-                .collect();
+        let open: Vec<Alert> = on_tx!(&mut tx, |c| sqlx::query(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts a WHERE a.resolved_at IS NULL"
+        ))
+        .fetch_all(&mut *c)
+        .await?
+        .iter()
+        .map(alert)
+        .collect::<Result<_, _>>())?;
         let mut out = Reconciled::default();
         for a in &open {
             match conditions.iter().find(|c| c.key == a.key) {
                 Some(c) if c.title != a.title || c.message != a.message || c.severity != a.severity => {
-                    sqlx::query("UPDATE alerts SET title = ?, message = ?, severity = ? WHERE id = ?")
-                        .bind(&c.title)
-                        .bind(&c.message)
-                        .bind(c.severity.as_str())
-                        .bind(a.id)
-                        .execute(&mut *tx)
-                        .await?;
+                    on_tx!(&mut tx, |conn| sqlx::query(
+                        "UPDATE alerts SET title = $1, message = $2, severity = $3 WHERE id = $4"
+                    )
+                    .bind(&c.title)
+                    .bind(&c.message)
+                    .bind(c.severity.as_str())
+                    .bind(a.id)
+                    .execute(&mut *conn)
+                    .await
+                    .map(|r| r.rows_affected()))?;
                 }
                 Some(_) => {}
                 None => {
-                    sqlx::query("UPDATE alerts SET resolved_at = ? WHERE id = ?")
+                    on_tx!(&mut tx, |c| sqlx::query("UPDATE alerts SET resolved_at = $1 WHERE id = $2")
                         .bind(now)
                         .bind(a.id)
-                        .execute(&mut *tx)
-                        .await?;
+                        .execute(&mut *c)
+                        .await
+                        .map(|r| r.rows_affected()))?;
                     if notify_resolved {
                         queue(&mut tx, a.id, "resolved", targets, now).await?;
                     }
@@ -188,9 +193,10 @@ impl Store {
             if out.opened.iter().any(|a| a.key == c.key) {
                 continue;
             }
-            let id: i64 = sqlx::query_scalar(
+            let id: i64 = on_tx!(&mut tx, |conn| {
+                sqlx::query_scalar(
                 "INSERT INTO alerts (key, kind, severity, title, message, provider_id, account_id, user_id, opened_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
             )
             .bind(&c.key)
             .bind(c.kind)
@@ -201,8 +207,9 @@ impl Store {
             .bind(c.account_id)
             .bind(c.user_id)
             .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
+            .fetch_one(&mut *conn)
+            .await
+            })?;
             queue(&mut tx, id, "opened", targets, now).await?;
             out.opened.push(Alert {
                 id,
@@ -227,61 +234,68 @@ impl Store {
         let filter = match state {
             AlertState::Open => "a.resolved_at IS NULL",
             AlertState::Resolved => "a.resolved_at IS NOT NULL",
-            AlertState::All => "1",
+            AlertState::All => "TRUE",
         };
-        let rows = sqlx::query(&format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts a WHERE {filter}
-             ORDER BY a.resolved_at IS NOT NULL, coalesce(a.resolved_at, a.opened_at) DESC, a.id DESC LIMIT ?"
-        ))
-        .bind(limit.clamp(1, 1000))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(alert).collect())
+        on_db!(self.db(), |p| {
+            let rows = sqlx::query(&format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts a WHERE {filter}
+                 ORDER BY a.resolved_at IS NOT NULL, coalesce(a.resolved_at, a.opened_at) DESC, a.id DESC LIMIT $1"
+            ))
+            .bind(i64::from(limit.clamp(1, 1000)))
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(alert).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+        })
     }
 
     /// Deliveries due at `now_ms` (unix milliseconds), oldest first.
     pub async fn due_deliveries(&self, now_ms: i64, limit: u32) -> Result<Vec<Delivery>, CatalogError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ALERT_COLUMNS}, d.id, d.event, d.target, d.attempts, d.created_at
-             FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
-             WHERE d.delivered_at IS NULL AND d.gave_up_at IS NULL AND d.next_at_ms <= ?
-             ORDER BY d.next_at_ms, d.id LIMIT ?"
-        ))
-        .bind(now_ms)
-        .bind(limit.max(1))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Delivery {
-                alert: alert(r),
-                id: r.get(11),
-                event: r.get(12),
-                target: r.get(13),
-                attempts: r.get::<i64, _>(14).clamp(0, u32::MAX as i64) as u32,
-                created_at: r.get(15),
-            })
-            .collect())
+        on_db!(self.db(), |p| {
+            let rows = sqlx::query(&format!(
+                "SELECT {ALERT_COLUMNS}, d.id, d.event, d.target, d.attempts, d.created_at
+                 FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id
+                 WHERE d.delivered_at IS NULL AND d.gave_up_at IS NULL AND d.next_at_ms <= $1
+                 ORDER BY d.next_at_ms, d.id LIMIT $2"
+            ))
+            .bind(now_ms)
+            .bind(i64::from(limit.max(1)))
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Delivery {
+                        alert: alert(r)?,
+                        id: r.col(11)?,
+                        event: r.col(12)?,
+                        target: r.col(13)?,
+                        attempts: r.col::<i64>(14)?.clamp(0, u32::MAX as i64) as u32,
+                        created_at: r.col(15)?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(Into::into)
+        })
     }
 
     /// When the next pending delivery is due (unix milliseconds), if any.
     pub async fn next_delivery_at(&self) -> Result<Option<i64>, CatalogError> {
-        Ok(sqlx::query_scalar(
+        Ok(on_db!(self.db(), |p| sqlx::query_scalar(
             "SELECT min(next_at_ms) FROM alert_deliveries WHERE delivered_at IS NULL AND gave_up_at IS NULL",
         )
-        .fetch_one(self.pool())
-        .await?)
+        .fetch_one(p)
+        .await)?)
     }
 
     /// A delivery went through.
     pub async fn delivery_done(&self, id: i64, at: i64) -> Result<(), CatalogError> {
-        sqlx::query(
-            "UPDATE alert_deliveries SET delivered_at = ?, attempts = attempts + 1, last_error = NULL WHERE id = ?",
+        on_db!(self.db(), |p| sqlx::query(
+            "UPDATE alert_deliveries SET delivered_at = $1, attempts = attempts + 1, last_error = NULL WHERE id = $2",
         )
         .bind(at)
         .bind(id)
-        .execute(self.pool())
-        .await?;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -294,114 +308,59 @@ impl Store {
         error: &str,
         retry_at_ms: Option<i64>,
     ) -> Result<(), CatalogError> {
-        sqlx::query(
-            "UPDATE alert_deliveries SET attempts = attempts + 1, last_error = ?,
-                next_at_ms = coalesce(?, next_at_ms), gave_up_at = CASE WHEN ? IS NULL THEN ? END
-             WHERE id = ?",
+        on_db!(self.db(), |p| sqlx::query(
+            "UPDATE alert_deliveries SET attempts = attempts + 1, last_error = $1,
+                next_at_ms = coalesce($2, next_at_ms), gave_up_at = CASE WHEN $2 IS NULL THEN $3 END
+             WHERE id = $4",
         )
         .bind(error)
         .bind(retry_at_ms)
-        .bind(retry_at_ms)
         .bind(at)
         .bind(id)
-        .execute(self.pool())
-        .await?;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
     /// Drops the pending deliveries to webhooks no longer configured.
     pub async fn drop_deliveries_except(&self, targets: &[String]) -> Result<u64, CatalogError> {
         let targets = serde_json::to_string(targets).expect("strings serialize");
-        Ok(sqlx::query(
+        Ok(on_db!(self.db(), |p| {
+            sqlx::query(&format!(
             "DELETE FROM alert_deliveries WHERE delivered_at IS NULL AND gave_up_at IS NULL
-             AND target NOT IN (SELECT value FROM json_each(?))",
-        )
+             AND target NOT IN ({})",
+            dialect!(sqlite: "SELECT value FROM json_each($1)", postgres: "SELECT jsonb_array_elements_text($1::jsonb)"),
+        ))
         .bind(targets)
-        .execute(self.pool())
-        .await?
-        .rows_affected())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+        })?)
     }
 }
 
 /// Queues one delivery of `event` per target.
 async fn queue(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tx: &mut crate::db::Tx,
     alert_id: i64,
     event: &str,
     targets: &[String],
     now: i64,
 ) -> Result<(), CatalogError> {
     for t in targets {
-        sqlx::query(
-            "INSERT OR IGNORE INTO alert_deliveries (alert_id, event, target, created_at, next_at_ms)
-             VALUES (?, ?, ?, ?, ?)",
+        on_tx!(&mut *tx, |c| sqlx::query(
+            "INSERT INTO alert_deliveries (alert_id, event, target, created_at, next_at_ms)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(alert_id)
         .bind(event)
         .bind(t)
         .bind(now)
         .bind(now.saturating_mul(1000))
-        .execute(&mut **tx)
-        .await?;
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cond(key: &str, message: &str) -> Condition {
-        Condition {
-            key: key.into(),
-            kind: "sync_failed",
-            severity: Severity::Critical,
-            title: "sync failing".into(),
-            message: message.into(),
-            provider_id: Some(1),
-            account_id: None,
-            user_id: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_condition_is_one_alert_until_it_resolves() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let targets = vec!["t1".to_string(), "t2".to_string()];
-        let r = store.reconcile_alerts(100, &[cond("a", "m1")], &targets, true).await.unwrap();
-        assert_eq!(r.opened.len(), 1);
-        // Still true, with new words: the same alert, nothing queued again.
-        let r = store.reconcile_alerts(200, &[cond("a", "m2")], &targets, true).await.unwrap();
-        assert_eq!(r, Reconciled::default());
-        let open = store.alerts(AlertState::Open, 10).await.unwrap();
-        assert_eq!((open.len(), open[0].message.as_str(), open[0].opened_at), (1, "m2", 100));
-        assert_eq!(store.due_deliveries(i64::MAX, 10).await.unwrap().len(), 2);
-
-        let r = store.reconcile_alerts(300, &[], &targets, true).await.unwrap();
-        assert_eq!(r.resolved.len(), 1);
-        assert!(store.alerts(AlertState::Open, 10).await.unwrap().is_empty());
-        let due = store.due_deliveries(i64::MAX, 10).await.unwrap();
-        assert_eq!(due.iter().filter(|d| d.event == "resolved").count(), 2);
-
-        // The same condition again later is a new alert.
-        let r = store.reconcile_alerts(400, &[cond("a", "m3")], &targets, false).await.unwrap();
-        assert_eq!(r.opened.len(), 1);
-        let all = store.alerts(AlertState::All, 10).await.unwrap();
-        assert_eq!(all.len(), 2);
-        assert_eq!(all[0].resolved_at, None, "open alerts first");
-
-        // Deliveries: done, retried later, given up.
-        let due = store.due_deliveries(400_000, 10).await.unwrap();
-        store.delivery_done(due[0].id, 400).await.unwrap();
-        store.delivery_failed(due[1].id, 400, "down", Some(500_000)).await.unwrap();
-        store.delivery_failed(due[2].id, 400, "down", None).await.unwrap();
-        let later = store.due_deliveries(400_000, 10).await.unwrap();
-        assert!(later.iter().all(|d| ![due[0].id, due[1].id, due[2].id].contains(&d.id)));
-        let retried = store.due_deliveries(500_000, 10).await.unwrap();
-        let again = retried.iter().find(|d| d.id == due[1].id).unwrap();
-        assert_eq!(again.attempts, 1);
-        assert!(store.drop_deliveries_except(&["t1".into()]).await.unwrap() > 0);
-        assert!(store.due_deliveries(i64::MAX, 100).await.unwrap().iter().all(|d| d.target == "t1"));
-    }
 }

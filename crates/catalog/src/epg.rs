@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::Row;
 use tunerpool_upstream::epg::{download_guide, GuideSummary};
 use tunerpool_upstream::xtream::XtreamClient;
 use tunerpool_upstream::{UpstreamError, UpstreamHttp};
 
+use crate::db::{dialect, on_db, on_tx, RowGet};
 use crate::error::CatalogError;
 use crate::model::{Provider, ProviderKind};
 use crate::store::{now, Store};
@@ -135,10 +135,11 @@ pub async fn refresh_guide(
     let ms = started.elapsed().as_millis() as i64;
     match result {
         Ok(s) => {
-            sqlx::query(
+            on_db!(store.db(), |p| {
+                sqlx::query(
                 "INSERT INTO epg_status (provider_id, fetched_at, ok, error, ok_at, channels, programmes, bytes, duration_ms)
-                 VALUES (?1, ?2, 1, NULL, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (provider_id) DO UPDATE SET fetched_at = excluded.fetched_at, ok = 1, error = NULL,
+                 VALUES ($1, $2, TRUE, NULL, $2, $3, $4, $5, $6)
+                 ON CONFLICT (provider_id) DO UPDATE SET fetched_at = excluded.fetched_at, ok = TRUE, error = NULL,
                  ok_at = excluded.ok_at, channels = excluded.channels, programmes = excluded.programmes,
                  bytes = excluded.bytes, duration_ms = excluded.duration_ms",
             )
@@ -148,8 +149,9 @@ pub async fn refresh_guide(
             .bind(s.programmes as i64)
             .bind(s.bytes as i64)
             .bind(ms)
-            .execute(store.pool())
-            .await?;
+            .execute(p)
+            .await.map(|r| r.rows_affected())
+            })?;
             let indexed = index_guide_channels(store, provider.id, dest.clone()).await?;
             tracing::info!(
                 provider = %provider.name, channels = s.channels, indexed, programmes = s.programmes, skipped = s.skipped,
@@ -170,17 +172,19 @@ pub async fn refresh_guide(
             let e = CatalogError::Guide { provider: provider.name.clone(), source };
             let msg = e.to_string();
             tracing::warn!(provider = %provider.name, error = %msg, ms, "guide fetch failed; previous guide kept");
-            sqlx::query(
-                "INSERT INTO epg_status (provider_id, fetched_at, ok, error, duration_ms) VALUES (?, ?, 0, ?, ?)
-                 ON CONFLICT (provider_id) DO UPDATE SET fetched_at = excluded.fetched_at, ok = 0, error = excluded.error,
+            on_db!(store.db(), |p| {
+                sqlx::query(
+                "INSERT INTO epg_status (provider_id, fetched_at, ok, error, duration_ms) VALUES ($1, $2, FALSE, $3, $4)
+                 ON CONFLICT (provider_id) DO UPDATE SET fetched_at = excluded.fetched_at, ok = FALSE, error = excluded.error,
                  duration_ms = excluded.duration_ms",
             )
             .bind(provider.id)
             .bind(now())
             .bind(&msg)
             .bind(ms)
-            .execute(store.pool())
-            .await?;
+            .execute(p)
+            .await.map(|r| r.rows_affected())
+            })?;
             Err(e)
         }
     }
@@ -213,18 +217,21 @@ async fn index_guide_channels(store: &Store, provider_id: i64, path: PathBuf) ->
     .await
     .map_err(|e| CatalogError::Internal(format!("guide channels: {e}")))?;
     let mut tx = store.write_tx().await?;
-    sqlx::query("DELETE FROM guide_channels WHERE provider_id = ?").bind(provider_id).execute(&mut *tx).await?;
-    for chunk in channels.chunks(2000) {
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT OR IGNORE INTO guide_channels (provider_id, id, name, norm_name) ",
-        );
-        qb.push_values(chunk, |mut b, (id, name, norm)| {
-            b.push_bind(provider_id).push_bind(id).push_bind(name).push_bind(norm);
-        });
-        qb.build().execute(&mut *tx).await?;
-    }
+    on_tx!(&mut tx, |c| {
+        sqlx::query("DELETE FROM guide_channels WHERE provider_id = $1").bind(provider_id).execute(&mut *c).await?;
+        for chunk in channels.chunks(2000) {
+            let mut qb =
+                sqlx::QueryBuilder::<Backend>::new("INSERT INTO guide_channels (provider_id, id, name, norm_name) ");
+            qb.push_values(chunk, |mut b, (id, name, norm)| {
+                b.push_bind(provider_id).push_bind(id).push_bind(name).push_bind(norm);
+            });
+            // A guide listing a channel id twice: the first is kept.
+            qb.push(" ON CONFLICT DO NOTHING");
+            qb.build().execute(&mut *c).await?;
+        }
+    });
     // Guide ids of lineup channels come from these (by name).
-    crate::outputs::mark_listing_stale(&mut tx).await?;
+    crate::outputs::mark_listing_stale(&mut tx.conn()).await?;
     tx.commit().await?;
     Ok(channels.len() as u64)
 }
@@ -243,43 +250,47 @@ pub struct GuideChannel {
 /// by name.
 pub async fn search_guide_channels(store: &Store, q: &str, limit: u32) -> Result<Vec<GuideChannel>, CatalogError> {
     let pattern = format!("%{}%", q.trim().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-    Ok(sqlx::query_as(
+    // LIKE ignores ASCII case in SQLite; PostgreSQL's ILIKE ignores case.
+    Ok(on_db!(store.db(), |p| sqlx::query_as(&format!(
         "SELECT gc.provider_id, p.name AS provider, gc.id, gc.name FROM guide_channels gc
          JOIN providers p ON p.id = gc.provider_id
-         WHERE gc.name LIKE ?1 ESCAPE '\\' OR gc.id LIKE ?1 ESCAPE '\\'
-         ORDER BY gc.name, p.priority, gc.provider_id LIMIT ?2",
-    )
+         WHERE gc.name {like} $1 ESCAPE '\\' OR gc.id {like} $1 ESCAPE '\\'
+         ORDER BY gc.name, p.priority, gc.provider_id LIMIT $2",
+        like = dialect!(sqlite: "LIKE", postgres: "ILIKE"),
+    ))
     .bind(pattern)
     .bind(limit as i64)
-    .fetch_all(store.pool())
-    .await?)
+    .fetch_all(p)
+    .await)?)
 }
 
 /// The guide status of every provider (never-fetched ones included), in
 /// provider order.
 pub async fn statuses(store: &Store) -> Result<Vec<EpgStatus>, CatalogError> {
-    let rows = sqlx::query(
+    on_db!(store.db(), |p| {
+        let rows = sqlx::query(
         "SELECT p.id AS provider_id, e.fetched_at, e.ok, e.error, e.ok_at, e.channels, e.programmes, e.bytes, e.duration_ms
          FROM providers p LEFT JOIN epg_status e ON e.provider_id = p.id ORDER BY p.priority, p.id",
     )
-    .fetch_all(store.pool())
+    .fetch_all(p)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(EpgStatus {
-                provider_id: r.try_get("provider_id")?,
-                fetched_at: r.try_get("fetched_at")?,
-                ok: r.try_get("ok")?,
-                error: r.try_get("error")?,
-                ok_at: r.try_get("ok_at")?,
-                channels: r.try_get("channels")?,
-                programmes: r.try_get("programmes")?,
-                bytes: r.try_get("bytes")?,
-                duration_ms: r.try_get("duration_ms")?,
+        rows.iter()
+            .map(|r| {
+                Ok(EpgStatus {
+                    provider_id: r.col("provider_id")?,
+                    fetched_at: r.col("fetched_at")?,
+                    ok: r.col("ok")?,
+                    error: r.col("error")?,
+                    ok_at: r.col("ok_at")?,
+                    channels: r.col("channels")?,
+                    programmes: r.col("programmes")?,
+                    bytes: r.col("bytes")?,
+                    duration_ms: r.col("duration_ms")?,
+                })
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CatalogError::from)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(CatalogError::from)
+    })
 }
 
 /// One guide channel of one provider that feeds one of our channels.
@@ -303,7 +314,8 @@ pub struct GuideLink {
 /// so that the first provider's guide wins where several have the same
 /// channel. `groups` limits the channels to those lineup groups (ids).
 pub async fn guide_links(store: &Store, groups: Option<&[i64]>) -> Result<Vec<GuideLink>, CatalogError> {
-    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(concat!(
+    on_db!(store.db(), |p| {
+        let mut qb = sqlx::QueryBuilder::<Backend>::new(concat!(
         "SELECT DISTINCT * FROM (
          SELECT s.provider_id, CASE WHEN TRIM(COALESCE(s.tvg_id, '')) <> '' THEN TRIM(s.tvg_id)
                 ELSE (SELECT gc.id FROM guide_channels gc WHERE gc.provider_id = s.provider_id AND gc.norm_name = s.norm_name
@@ -314,36 +326,37 @@ pub async fn guide_links(store: &Store, groups: Option<&[i64]>) -> Result<Vec<Gu
          JOIN lineup_sources ls ON ls.channel_id = c.id
          JOIN streams s ON s.id = ls.stream_id
          JOIN providers p ON p.id = s.provider_id
-         WHERE c.hidden = 0 AND COALESCE(g.hidden, 0) = 0
+         WHERE NOT c.hidden AND NOT COALESCE(g.hidden, FALSE)
          UNION ALL
          SELECT gc.provider_id, gc.id, gc.id, p.priority, c.id, c.group_id
          FROM lineup_channels c LEFT JOIN lineup_groups g ON g.id = c.group_id
          JOIN guide_channels gc ON gc.id = TRIM(c.tvg_id)
          JOIN providers p ON p.id = gc.provider_id
-         WHERE c.hidden = 0 AND COALESCE(g.hidden, 0) = 0)
+         WHERE NOT c.hidden AND NOT COALESCE(g.hidden, FALSE)) links
          WHERE output_id IS NOT NULL AND source_id IS NOT NULL"
     ));
-    if let Some(groups) = groups {
-        if groups.is_empty() {
-            return Ok(Vec::new());
+        if let Some(groups) = groups {
+            if groups.is_empty() {
+                return Ok(Vec::new());
+            }
+            qb.push(" AND group_id IN (");
+            let mut sep = qb.separated(", ");
+            for g in groups {
+                sep.push_bind(*g);
+            }
+            qb.push(")");
         }
-        qb.push(" AND group_id IN (");
-        let mut sep = qb.separated(", ");
-        for g in groups {
-            sep.push_bind(*g);
-        }
-        qb.push(")");
-    }
-    qb.push(" ORDER BY priority, provider_id, channel_id");
-    let rows = qb.build().fetch_all(store.pool()).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(GuideLink {
-                provider_id: r.try_get("provider_id")?,
-                source_id: r.try_get("source_id")?,
-                output_id: r.try_get("output_id")?,
+        qb.push(" ORDER BY priority, provider_id, channel_id");
+        let rows = qb.build().fetch_all(p).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(GuideLink {
+                    provider_id: r.col("provider_id")?,
+                    source_id: r.col("source_id")?,
+                    output_id: r.col("output_id")?,
+                })
             })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(CatalogError::from)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(CatalogError::from)
+    })
 }

@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::Serialize;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::QueryBuilder;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::db::{on_db, on_tx, Db, RowGet};
 use crate::error::CatalogError;
 use crate::store::Store;
 pub use tunerpool_domain::event::{Level, NewEvent};
@@ -92,7 +93,7 @@ impl std::fmt::Debug for Job {
 impl EventWriter {
     /// Starts the writer task on `pool`; it ends when the writer is dropped
     /// (with the last [`Store`] clone), after writing what is queued.
-    pub(crate) fn start(pool: SqlitePool, capacity: usize) -> EventWriter {
+    pub(crate) fn start(pool: Db, capacity: usize) -> EventWriter {
         let (jobs, rx) = mpsc::channel(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         tokio::spawn(write_events(pool, rx, dropped.clone()));
@@ -101,7 +102,7 @@ impl EventWriter {
 }
 
 /// The writer task: batches of up to [`BATCH`] events, one transaction each.
-async fn write_events(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, dropped: Arc<AtomicU64>) {
+async fn write_events(pool: Db, mut rx: mpsc::Receiver<Job>, dropped: Arc<AtomicU64>) {
     let mut jobs = Vec::with_capacity(BATCH);
     let mut events = Vec::with_capacity(BATCH);
     let mut reported = 0u64;
@@ -133,32 +134,34 @@ async fn write_events(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, dropped: Ar
 /// Inserts `events` in one transaction, trimming the log to the newest
 /// [`KEEP`] whenever an id crosses a multiple of 100 (so that the cost of a
 /// write stays flat).
-async fn insert_events(pool: &SqlitePool, events: &[NewEvent]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let mut qb = QueryBuilder::<Sqlite>::new(
-        "INSERT INTO events (at, level, kind, message, provider_id, account_id, channel_id) ",
-    );
-    qb.push_values(events, |mut b, e| {
-        b.push_bind(e.at)
-            .push_bind(e.level.as_str())
-            .push_bind(e.kind)
-            .push_bind(&e.message)
-            .push_bind(e.provider_id)
-            .push_bind(e.account_id)
-            .push_bind(e.channel_id);
+async fn insert_events(db: &Db, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    let mut tx = db.write_tx().await?;
+    on_tx!(&mut tx, |c| {
+        let mut qb = QueryBuilder::<Backend>::new(
+            "INSERT INTO events (at, level, kind, message, provider_id, account_id, channel_id) ",
+        );
+        qb.push_values(events, |mut b, e| {
+            b.push_bind(e.at)
+                .push_bind(e.level.as_str())
+                .push_bind(e.kind)
+                .push_bind(&e.message)
+                .push_bind(e.provider_id)
+                .push_bind(e.account_id)
+                .push_bind(e.channel_id);
+        });
+        qb.push(" RETURNING id");
+        let ids: Vec<i64> = qb.build().fetch_all(&mut *c).await?.iter().map(|r| r.col(0)).collect::<Result<_, _>>()?;
+        if let Some(last) = ids.iter().copied().filter(|id| id % 100 == 0).max() {
+            sqlx::query("DELETE FROM events WHERE id <= $1").bind(last - KEEP).execute(&mut *c).await?;
+        }
     });
-    qb.push(" RETURNING id");
-    let ids: Vec<i64> = qb.build().fetch_all(&mut *tx).await?.iter().map(|r| r.get(0)).collect();
-    if let Some(last) = ids.iter().copied().filter(|id| id % 100 == 0).max() {
-        sqlx::query("DELETE FROM events WHERE id <= ?").bind(last - KEEP).execute(&mut *tx).await?;
-    }
     tx.commit().await
 }
 
 impl Store {
     /// Records an event now, trimming the log to the newest [`KEEP`].
     pub async fn record_event(&self, e: &NewEvent) -> Result<(), CatalogError> {
-        Ok(insert_events(self.pool(), std::slice::from_ref(e)).await?)
+        Ok(insert_events(self.db(), std::slice::from_ref(e)).await?)
     }
 
     /// Records an event in the background: for callers that must neither
@@ -186,37 +189,44 @@ impl Store {
 
     /// Lists events, newest first.
     pub async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, CatalogError> {
+        // The levels at or above the minimum, padded to three with the
+        // highest: one text for both backends, no JSON or arrays.
         let levels: Vec<&str> = [Level::Info, Level::Warn, Level::Error]
             .into_iter()
             .filter(|l| *l >= q.min_level)
             .map(Level::as_str)
             .collect();
-        let rows = sqlx::query(
-            "SELECT id, at, level, kind, message, provider_id, account_id, channel_id FROM events \
-             WHERE id < ? AND level IN (SELECT value FROM json_each(?)) AND (? IS NULL OR kind = ?) \
-             ORDER BY id DESC LIMIT ?",
-        )
-        .bind(q.before.unwrap_or(i64::MAX))
-        .bind(serde_json::to_string(&levels).expect("strings serialize"))
-        .bind(q.kind.as_deref())
-        .bind(q.kind.as_deref())
-        .bind(q.limit.clamp(1, 1000))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Event {
-                id: r.get(0),
-                at: r.get(1),
-                level: Level::parse(r.get::<&str, _>(2)).unwrap_or(Level::Info),
-                kind: r.get(3),
-                message: r.get(4),
-                provider_id: r.get(5),
-                account_id: r.get(6),
-                channel_id: r.get(7),
-            })
-            .collect())
+        let level = |i: usize| levels.get(i).or(levels.last()).copied().unwrap_or("error");
+        on_db!(self.db(), |p| {
+            let rows = sqlx::query(
+                "SELECT id, at, level, kind, message, provider_id, account_id, channel_id FROM events \
+                 WHERE id < $1 AND level IN ($2, $3, $4) AND ($5 IS NULL OR kind = $5) \
+                 ORDER BY id DESC LIMIT $6",
+            )
+            .bind(q.before.unwrap_or(i64::MAX))
+            .bind(level(0))
+            .bind(level(1))
+            .bind(level(2))
+            .bind(q.kind.as_deref())
+            .bind(i64::from(q.limit.clamp(1, 1000)))
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(event_from_row).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+        })
     }
+}
+
+fn event_from_row(r: &impl RowGet) -> Result<Event, sqlx::Error> {
+    Ok(Event {
+        id: r.col("id")?,
+        at: r.col("at")?,
+        level: Level::parse(&r.col::<String>("level")?).unwrap_or(Level::Info),
+        kind: r.col("kind")?,
+        message: r.col("message")?,
+        provider_id: r.col("provider_id")?,
+        account_id: r.col("account_id")?,
+        channel_id: r.col("channel_id")?,
+    })
 }
 
 #[cfg(test)]
@@ -263,7 +273,8 @@ mod tests {
         for i in 0..(KEEP + 200) {
             store.record_event(&NewEvent::new(Level::Info, "sync", format!("n{i}"))).await.unwrap();
         }
-        let count: i64 = sqlx::query("SELECT count(*) FROM events").fetch_one(store.pool()).await.unwrap().get(0);
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.db().as_sqlite().unwrap()).await.unwrap();
         assert!((KEEP..KEEP + 100).contains(&count), "{count}");
         assert_eq!(store.events(&EventQuery::default()).await.unwrap()[0].message, format!("n{}", KEEP + 199));
     }

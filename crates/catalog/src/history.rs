@@ -22,8 +22,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use sqlx::Row;
 
+use crate::db::{dialect, on_db, on_tx, RowGet};
 use crate::error::CatalogError;
 use crate::store::Store;
 
@@ -148,17 +148,18 @@ impl Store {
     /// Records the account's details as they are now stored: one sample per
     /// refresh. `ok` is whether the refresh succeeded.
     pub(crate) async fn sample_account(&self, account_id: i64, at: i64) -> Result<(), CatalogError> {
-        sqlx::query(
+        on_db!(self.db(), |p| sqlx::query(
             "INSERT INTO account_samples (at, account_id, provider_id, auth, status, exp_date, max_connections,
                                           active_cons, ok)
-             SELECT ?, id, provider_id, auth, status, exp_date, max_connections, active_cons,
-                    (last_error IS NULL AND coalesce(auth, 1) = 1)
-             FROM accounts WHERE id = ?",
+             SELECT $1, id, provider_id, auth, status, exp_date, max_connections, active_cons,
+                    (last_error IS NULL AND coalesce(auth, TRUE))
+             FROM accounts WHERE id = $2",
         )
         .bind(at)
         .bind(account_id)
-        .execute(self.pool())
-        .await?;
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -167,19 +168,21 @@ impl Store {
         if samples.is_empty() {
             return Ok(());
         }
-        let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO pool_samples (at, provider_id, slots_used, slots_max, sessions, viewers, refusals) ",
-        );
-        qb.push_values(samples, |mut b, s| {
-            b.push_bind(at)
-                .push_bind(s.provider_id)
-                .push_bind(s.slots_used)
-                .push_bind(s.slots_max)
-                .push_bind(s.sessions)
-                .push_bind(s.viewers)
-                .push_bind(s.refusals);
+        on_db!(self.db(), |p| {
+            let mut qb = sqlx::QueryBuilder::<Backend>::new(
+                "INSERT INTO pool_samples (at, provider_id, slots_used, slots_max, sessions, viewers, refusals) ",
+            );
+            qb.push_values(samples, |mut b, s| {
+                b.push_bind(at)
+                    .push_bind(s.provider_id)
+                    .push_bind(s.slots_used)
+                    .push_bind(s.slots_max)
+                    .push_bind(s.sessions)
+                    .push_bind(s.viewers)
+                    .push_bind(s.refusals);
+            });
+            qb.build().execute(p).await?;
         });
-        qb.build().execute(self.pool()).await?;
         Ok(())
     }
 
@@ -190,15 +193,16 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         for (channel, n) in views {
-            sqlx::query(
-                "INSERT INTO channel_views (hour, channel_id, views) VALUES (?, ?, ?)
-                 ON CONFLICT (channel_id, hour) DO UPDATE SET views = views + excluded.views",
+            on_tx!(&mut tx, |c| sqlx::query(
+                "INSERT INTO channel_views (hour, channel_id, views) VALUES ($1, $2, $3)
+                 ON CONFLICT (channel_id, hour) DO UPDATE SET views = channel_views.views + excluded.views",
             )
             .bind(hour_of(at))
             .bind(channel)
             .bind(i64::try_from(*n).unwrap_or(i64::MAX))
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
         }
         tx.commit().await?;
         Ok(())
@@ -211,33 +215,20 @@ impl Store {
         account_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AccountSample>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT at, resolution, account_id, provider_id, auth, status, exp_date, max_connections, active_cons, ok
-             FROM account_samples WHERE at BETWEEN ? AND ? AND (? IS NULL OR account_id = ?)
-             ORDER BY at, account_id LIMIT ?",
-        )
-        .bind(range.from)
-        .bind(range.to)
-        .bind(account_id)
-        .bind(account_id)
-        .bind(limit.clamp(1, MAX_ROWS))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AccountSample {
-                at: r.get(0),
-                resolution: r.get(1),
-                account_id: r.get(2),
-                provider_id: r.get(3),
-                auth: r.get(4),
-                status: r.get(5),
-                exp_date: r.get(6),
-                max_connections: r.get(7),
-                active_cons: r.get(8),
-                ok: r.get(9),
-            })
-            .collect())
+        on_db!(self.db(), |p| {
+            let rows = sqlx::query(
+                "SELECT at, resolution, account_id, provider_id, auth, status, exp_date, max_connections, active_cons, ok
+                 FROM account_samples WHERE at BETWEEN $1 AND $2 AND ($3 IS NULL OR account_id = $3)
+                 ORDER BY at, account_id LIMIT $4",
+            )
+            .bind(range.from)
+            .bind(range.to)
+            .bind(account_id)
+            .bind(i64::from(limit.clamp(1, MAX_ROWS)))
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(account_sample).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+        })
     }
 
     /// Pool samples in `range`, oldest first, of one provider or all.
@@ -247,57 +238,59 @@ impl Store {
         provider_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<PoolSample>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT at, resolution, provider_id, slots_used, slots_max, sessions, viewers, refusals
-             FROM pool_samples WHERE at BETWEEN ? AND ? AND (? IS NULL OR provider_id = ?)
-             ORDER BY at, provider_id LIMIT ?",
-        )
-        .bind(range.from)
-        .bind(range.to)
-        .bind(provider_id)
-        .bind(provider_id)
-        .bind(limit.clamp(1, MAX_ROWS))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(|r| pool_sample(&r)).collect())
+        on_db!(self.db(), |p| {
+            let rows = sqlx::query(
+                "SELECT at, resolution, provider_id, slots_used, slots_max, sessions, viewers, refusals
+                 FROM pool_samples WHERE at BETWEEN $1 AND $2 AND ($3 IS NULL OR provider_id = $3)
+                 ORDER BY at, provider_id LIMIT $4",
+            )
+            .bind(range.from)
+            .bind(range.to)
+            .bind(provider_id)
+            .bind(i64::from(limit.clamp(1, MAX_ROWS)))
+            .fetch_all(p)
+            .await?;
+            rows.iter().map(pool_sample).collect::<Result<_, sqlx::Error>>().map_err(Into::into)
+        })
     }
 
     /// Refusals per provider recorded in pool samples since `since` (alerts: pool exhausted).
     pub async fn refusals_since(&self, since: i64) -> Result<HashMap<i64, i64>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT provider_id, sum(refusals) FROM pool_samples WHERE at >= ? GROUP BY provider_id
+        // sum() of a BIGINT is NUMERIC in PostgreSQL: cast back.
+        let rows: Vec<(i64, i64)> = on_db!(self.db(), |p| {
+            sqlx::query_as(
+            "SELECT provider_id, CAST(sum(refusals) AS BIGINT) FROM pool_samples WHERE at >= $1 GROUP BY provider_id
              HAVING sum(refusals) > 0",
         )
         .bind(since)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+        .fetch_all(p)
+        .await
+        })?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Views per channel in `range` (by the hours that start in it), most
     /// watched first, at most `limit` channels.
     pub async fn channel_views(&self, range: Range, limit: u32) -> Result<Vec<ChannelViews>, CatalogError> {
-        let rows = sqlx::query(
+        let rows: Vec<(i64, Option<String>, i64, i64)> = on_db!(self.db(), |p| sqlx::query_as(
             "SELECT v.channel_id, c.name, v.hour, v.views FROM channel_views v
              LEFT JOIN lineup_channels c ON c.id = v.channel_id
-             WHERE v.hour BETWEEN ? AND ? ORDER BY v.channel_id, v.hour",
+             WHERE v.hour BETWEEN $1 AND $2 ORDER BY v.channel_id, v.hour",
         )
         .bind(hour_of(range.from))
         .bind(range.to)
-        .fetch_all(self.pool())
-        .await?;
+        .fetch_all(p)
+        .await)?;
         let mut by_channel: BTreeMap<i64, ChannelViews> = BTreeMap::new();
-        for r in rows {
-            let id: i64 = r.get(0);
+        for (id, name, hour, views) in rows {
             let entry = by_channel.entry(id).or_insert_with(|| ChannelViews {
                 channel_id: id,
-                name: r.get(1),
+                name,
                 views: 0,
                 hours: Vec::new(),
             });
-            let views: i64 = r.get(3);
             entry.views += views;
-            entry.hours.push(HourViews { hour: r.get(2), views });
+            entry.hours.push(HourViews { hour, views });
         }
         let mut v: Vec<ChannelViews> = by_channel.into_values().collect();
         v.sort_by(|a, b| b.views.cmp(&a.views).then(a.channel_id.cmp(&b.channel_id)));
@@ -316,179 +309,100 @@ impl Store {
         let keep_after = now - retention.keep_secs;
         let mut report = PruneReport::default();
         let mut tx = self.write_tx().await?;
-
-        // Accounts: the hour's last status, expiry, limit and auth; the most active connections; ok if all were.
-        let folded = sqlx::query(
-            "INSERT OR IGNORE INTO account_samples (at, resolution, account_id, provider_id, auth, status, exp_date,
-                                                    max_connections, active_cons, ok)
-             SELECT (s.at / 3600) * 3600, 3600, s.account_id,
-                    (SELECT l.provider_id FROM account_samples l WHERE l.account_id = s.account_id AND l.resolution = 0
-                        AND l.at / 3600 = s.at / 3600 ORDER BY l.at DESC, l.rowid DESC LIMIT 1),
-                    (SELECT l.auth FROM account_samples l WHERE l.account_id = s.account_id AND l.resolution = 0
-                        AND l.at / 3600 = s.at / 3600 ORDER BY l.at DESC, l.rowid DESC LIMIT 1),
-                    (SELECT l.status FROM account_samples l WHERE l.account_id = s.account_id AND l.resolution = 0
-                        AND l.at / 3600 = s.at / 3600 ORDER BY l.at DESC, l.rowid DESC LIMIT 1),
-                    (SELECT l.exp_date FROM account_samples l WHERE l.account_id = s.account_id AND l.resolution = 0
-                        AND l.at / 3600 = s.at / 3600 ORDER BY l.at DESC, l.rowid DESC LIMIT 1),
-                    (SELECT l.max_connections FROM account_samples l WHERE l.account_id = s.account_id
-                        AND l.resolution = 0 AND l.at / 3600 = s.at / 3600 ORDER BY l.at DESC, l.rowid DESC LIMIT 1),
-                    max(s.active_cons), min(s.ok)
-             FROM account_samples s WHERE s.resolution = 0 AND s.at < ?
-             GROUP BY s.account_id, s.at / 3600",
-        )
-        .bind(fold_before)
-        .execute(&mut *tx)
-        .await?;
-        report.folded += folded.rows_affected();
-        sqlx::query("DELETE FROM account_samples WHERE resolution = 0 AND at < ?")
+        on_tx!(&mut tx, |c| {
+            // Accounts: the hour's last status, expiry, limit and auth; the
+            // most active connections; ok if all were. A raw row's own id is
+            // SQLite's rowid, PostgreSQL's id column; "all ok" is min() of
+            // 0/1 in SQLite, bool_and() of booleans in PostgreSQL.
+            let (row_id, all_ok) = dialect!(sqlite: ("rowid", "min(s.ok)"), postgres: ("id", "bool_and(s.ok)"));
+            let last = |column: &str| {
+                format!(
+                    "(SELECT l.{column} FROM account_samples l WHERE l.account_id = h.account_id AND l.resolution = 0
+                        AND l.at / 3600 = h.hour / 3600 ORDER BY l.at DESC, l.{row_id} DESC LIMIT 1)"
+                )
+            };
+            // `WHERE TRUE`: SQLite would read the ON of ON CONFLICT as a
+            // join's after a FROM with no WHERE.
+            let folded = sqlx::query(&format!(
+                "INSERT INTO account_samples (at, resolution, account_id, provider_id, auth, status, exp_date,
+                                              max_connections, active_cons, ok)
+                 SELECT h.hour, 3600, h.account_id, {}, {}, {}, {}, {}, h.active_cons, h.ok
+                 FROM (SELECT s.account_id, (s.at / 3600) * 3600 AS hour, max(s.active_cons) AS active_cons,
+                              {all_ok} AS ok
+                       FROM account_samples s WHERE s.resolution = 0 AND s.at < $1
+                       GROUP BY s.account_id, (s.at / 3600) * 3600) h
+                 WHERE TRUE ON CONFLICT DO NOTHING",
+                last("provider_id"),
+                last("auth"),
+                last("status"),
+                last("exp_date"),
+                last("max_connections"),
+            ))
             .bind(fold_before)
-            .execute(&mut *tx)
+            .execute(&mut *c)
             .await?;
+            report.folded += folded.rows_affected();
+            sqlx::query("DELETE FROM account_samples WHERE resolution = 0 AND at < $1")
+                .bind(fold_before)
+                .execute(&mut *c)
+                .await?;
 
-        // The pool: maxima of the hour, the sum of its refusals.
-        let folded = sqlx::query(
-            "INSERT OR IGNORE INTO pool_samples (at, resolution, provider_id, slots_used, slots_max, sessions, viewers,
-                                                 refusals)
-             SELECT (at / 3600) * 3600, 3600, provider_id, max(slots_used), max(slots_max), max(sessions),
-                    max(viewers), sum(refusals)
-             FROM pool_samples WHERE resolution = 0 AND at < ? GROUP BY provider_id, at / 3600",
-        )
-        .bind(fold_before)
-        .execute(&mut *tx)
-        .await?;
-        report.folded += folded.rows_affected();
-        sqlx::query("DELETE FROM pool_samples WHERE resolution = 0 AND at < ?")
+            // The pool: maxima of the hour, the sum of its refusals.
+            let folded = sqlx::query(
+                "INSERT INTO pool_samples (at, resolution, provider_id, slots_used, slots_max, sessions, viewers,
+                                           refusals)
+                 SELECT (at / 3600) * 3600, 3600, provider_id, max(slots_used), max(slots_max), max(sessions),
+                        max(viewers), sum(refusals)
+                 FROM pool_samples WHERE resolution = 0 AND at < $1 GROUP BY provider_id, at / 3600
+                 ON CONFLICT DO NOTHING",
+            )
             .bind(fold_before)
-            .execute(&mut *tx)
+            .execute(&mut *c)
             .await?;
+            report.folded += folded.rows_affected();
+            sqlx::query("DELETE FROM pool_samples WHERE resolution = 0 AND at < $1")
+                .bind(fold_before)
+                .execute(&mut *c)
+                .await?;
 
-        for sql in [
-            "DELETE FROM account_samples WHERE at < ?",
-            "DELETE FROM pool_samples WHERE at < ?",
-            "DELETE FROM channel_views WHERE hour < ?",
-            "DELETE FROM alerts WHERE resolved_at IS NOT NULL AND resolved_at < ?",
-        ] {
-            report.expired += sqlx::query(sql).bind(keep_after).execute(&mut *tx).await?.rows_affected();
-        }
+            for sql in [
+                "DELETE FROM account_samples WHERE at < $1",
+                "DELETE FROM pool_samples WHERE at < $1",
+                "DELETE FROM channel_views WHERE hour < $1",
+                "DELETE FROM alerts WHERE resolved_at IS NOT NULL AND resolved_at < $1",
+            ] {
+                report.expired += sqlx::query(sql).bind(keep_after).execute(&mut *c).await?.rows_affected();
+            }
+        });
         tx.commit().await?;
         Ok(report)
     }
 }
 
-fn pool_sample(r: &sqlx::sqlite::SqliteRow) -> PoolSample {
-    PoolSample {
-        at: r.get(0),
-        resolution: r.get(1),
-        provider_id: r.get(2),
-        slots_used: r.get(3),
-        slots_max: r.get(4),
-        sessions: r.get(5),
-        viewers: r.get(6),
-        refusals: r.get(7),
-    }
+fn pool_sample(r: &impl RowGet) -> Result<PoolSample, sqlx::Error> {
+    Ok(PoolSample {
+        at: r.col(0)?,
+        resolution: r.col(1)?,
+        provider_id: r.col(2)?,
+        slots_used: r.col(3)?,
+        slots_max: r.col(4)?,
+        sessions: r.col(5)?,
+        viewers: r.col(6)?,
+        refusals: r.col(7)?,
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(provider_id: i64, used: i64, refusals: i64) -> NewPoolSample {
-        NewPoolSample { provider_id, slots_used: used, slots_max: 4, sessions: used, viewers: used * 2, refusals }
-    }
-
-    const ALL: Range = Range { from: 0, to: i64::MAX };
-
-    #[tokio::test]
-    async fn pruning_folds_old_hours_and_drops_what_is_past_the_retention() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let retention = Retention { raw_secs: 48 * HOUR, keep_secs: 30 * 24 * HOUR };
-        // A fixed "now" on an hour boundary plus 10 minutes.
-        let now = 1_800_000_000 / HOUR * HOUR + 600;
-        let old_hour = hour_of(now - 50 * HOUR); // past the raw retention: folded
-        let recent = now - 3600; // within it: kept raw
-        let ancient = now - 31 * 24 * HOUR; // past the retention: deleted
-
-        for (minute, used, refused) in [(0, 1, 0), (1, 3, 2), (59, 2, 1)] {
-            store.record_pool_samples(old_hour + minute * 60, &[sample(1, used, refused)]).await.unwrap();
-        }
-        store.record_pool_samples(old_hour + 60, &[sample(2, 1, 0)]).await.unwrap();
-        store.record_pool_samples(recent, &[sample(1, 4, 5)]).await.unwrap();
-        store.record_pool_samples(ancient, &[sample(1, 4, 5)]).await.unwrap();
-        store.count_views(ancient, &HashMap::from([(7, 3)])).await.unwrap();
-        store.count_views(recent, &HashMap::from([(7, 2), (8, 1)])).await.unwrap();
-        store.count_views(recent + 1, &HashMap::from([(7, 1)])).await.unwrap();
-
-        let report = store.prune_history(now, retention).await.unwrap();
-        // Two hours folded (provider 1, provider 2); the ancient hour folded, then expired with the ancient views.
-        assert_eq!(report.folded, 3);
-        assert_eq!(report.expired, 2);
-
-        let rows = store.pool_history(ALL, None, MAX_ROWS).await.unwrap();
-        let summary: Vec<_> =
-            rows.iter().map(|s| (s.at, s.resolution, s.provider_id, s.slots_used, s.refusals)).collect();
-        assert_eq!(
-            summary,
-            [(old_hour, 3600, 1, 3, 3), (old_hour, 3600, 2, 1, 0), (recent, 0, 1, 4, 5)],
-            "the old hour is one row per provider (max used, summed refusals); the recent minute stays raw"
-        );
-        assert_eq!(rows[0].viewers, 6);
-
-        // Pruning again changes nothing.
-        assert_eq!(store.prune_history(now, retention).await.unwrap(), PruneReport::default());
-
-        let views = store.channel_views(ALL, 100).await.unwrap();
-        assert_eq!(views.iter().map(|v| (v.channel_id, v.views)).collect::<Vec<_>>(), [(7, 3), (8, 1)]);
-        assert_eq!(views[0].hours, [HourViews { hour: hour_of(recent), views: 3 }]);
-        // A range before the recent hour sees none of it.
-        assert!(store.channel_views(Range { from: 0, to: hour_of(recent) - 1 }, 100).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn account_samples_fold_to_the_hours_last_values() {
-        use crate::model::{NewProvider, ProviderKind};
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
-        let p = store
-            .add_provider(&NewProvider {
-                name: "p".into(),
-                kind: Some(ProviderKind::Xtream),
-                url: "http://example.com".into(),
-                username: Some("u".into()),
-                password: Some(crate::Secret::new("pw")),
-                enabled: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let account = store.primary_account(p.id).await.unwrap().unwrap().id;
-        let now = 1_800_000_000 / HOUR * HOUR;
-        let hour = now - 72 * HOUR;
-        let info = |active, status: &str| tunerpool_formats::xtream::UserInfo {
-            auth: true,
-            status: Some(status.into()),
-            exp_date: Some(now + 86_400),
-            max_connections: Some(2),
-            active_cons: Some(active),
-            ..Default::default()
-        };
-        store.record_details(account, &info(2, "Active")).await.unwrap();
-        store.record_details_error(account, "the panel did not answer").await.unwrap();
-        store.record_details(account, &info(1, "Banned")).await.unwrap();
-        // Move the three samples into one old hour, in order.
-        for (i, at) in [hour + 10, hour + 20, hour + 30].into_iter().enumerate() {
-            sqlx::query("UPDATE account_samples SET at = ? WHERE rowid = ?")
-                .bind(at)
-                .bind(i as i64 + 1)
-                .execute(store.pool())
-                .await
-                .unwrap();
-        }
-        store.prune_history(now, Retention::default()).await.unwrap();
-        let rows = store.account_history(ALL, Some(account), MAX_ROWS).await.unwrap();
-        assert_eq!(rows.len(), 1);
-        let r = &rows[0];
-        assert_eq!((r.at, r.resolution, r.provider_id), (hour, 3600, p.id));
-        assert_eq!((r.active_cons, r.status.as_deref(), r.ok), (Some(2), Some("Banned"), false));
-    }
+fn account_sample(r: &impl RowGet) -> Result<AccountSample, sqlx::Error> {
+    Ok(AccountSample {
+        at: r.col(0)?,
+        resolution: r.col(1)?,
+        account_id: r.col(2)?,
+        provider_id: r.col(3)?,
+        auth: r.col(4)?,
+        status: r.col(5)?,
+        exp_date: r.col(6)?,
+        max_connections: r.col(7)?,
+        active_cons: r.col(8)?,
+        ok: r.col(9)?,
+    })
 }

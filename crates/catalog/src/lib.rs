@@ -2,7 +2,7 @@
 //!
 //! Second stage of the data flow (provider → **catalog** → pool → relay →
 //! viewer). It stores the domain types (defined in `tunerpool-domain`,
-//! re-exported here as [`model`]) in the SQLite store ([`store`]), and owns
+//! re-exported here as [`model`]) in the store ([`store`]: SQLite, or PostgreSQL through [`db`]), and owns
 //! the provider sync ([`sync`]) that pulls a provider's
 //! catalog through the `upstream` crate and writes it in batches, keeping ids
 //! stable across re-syncs and the previous catalog when a sync fails; and
@@ -14,6 +14,7 @@
 
 pub mod alerts;
 pub mod cache;
+pub mod db;
 pub mod details;
 pub mod epg;
 pub mod error;
@@ -26,12 +27,13 @@ pub mod store;
 pub mod sync;
 pub mod users;
 
+pub use db::Db;
 pub use error::{CatalogError, FieldError};
 pub use events::{Event, EventQuery, Level, NewEvent};
 pub use model::*;
 pub use quality::{NewQuality, ProbeScope, SourceRef, StoredQuality};
 pub use secret::Secret;
-pub use store::{now, Store};
+pub use store::{now, Store, StoreUrl};
 /// The domain types, stored here; see `tunerpool-domain`.
 pub use tunerpool_domain::{days_left, model, secret};
 pub use users::{User, UserPatch, UserStatus};

@@ -27,10 +27,11 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
+use crate::db::{dialect, on_conn, on_db, on_tx, Conn};
 use crate::error::CatalogError;
 
 /// SQL for a lineup channel's guide id (alias `c`): its own, else the first
@@ -259,35 +260,70 @@ struct Lost {
 /// bound-parameter limit).
 const PAIRS_PER_STATEMENT: usize = 5000;
 
-async fn scratch(conn: &mut SqliteConnection, rows: &[(i64, i64, i64)]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "CREATE TEMP TABLE IF NOT EXISTS lineup_scratch (a INTEGER PRIMARY KEY, b INTEGER NOT NULL, c INTEGER)",
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM temp.lineup_scratch").execute(&mut *conn).await?;
-    for chunk in rows.chunks(PAIRS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new("INSERT INTO temp.lineup_scratch (a, b, c) ");
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.0).push_bind(r.1).push_bind(r.2);
-        });
-        qb.build().execute(&mut *conn).await?;
+/// The scratch tables are temporary: SQLite names their schema `temp`,
+/// PostgreSQL `pg_temp`. In SQL texts, `temp.` is written and this maps it.
+fn temp_sql(postgres: bool, sql: &str) -> std::borrow::Cow<'_, str> {
+    if postgres {
+        sql.replace("temp.", "pg_temp.").into()
+    } else {
+        sql.into()
     }
+}
+
+/// Runs a statement that names the scratch tables ([`temp_sql`]) on the
+/// transaction's connection; how many rows it changed.
+async fn exec_temp(conn: &mut Conn<'_>, sql: &str, binds: &[i64]) -> Result<u64, sqlx::Error> {
+    on_conn!(conn, |c| {
+        let sql = temp_sql(dialect!(sqlite: false, postgres: true), sql);
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.execute(&mut *c).await.map(|r| r.rows_affected())
+    })
+}
+
+async fn scratch(conn: &mut Conn<'_>, rows: &[(i64, i64, i64)]) -> Result<(), sqlx::Error> {
+    on_conn!(conn, |c| {
+        // In PostgreSQL `a` is not filled by itself as SQLite's INTEGER
+        // PRIMARY KEY is: the statements that leave it out number it.
+        sqlx::query(dialect!(
+            sqlite: "CREATE TEMP TABLE IF NOT EXISTS lineup_scratch (a INTEGER PRIMARY KEY, b INTEGER NOT NULL, c INTEGER)",
+            postgres: "CREATE TEMP TABLE IF NOT EXISTS lineup_scratch (a BIGINT PRIMARY KEY, b BIGINT NOT NULL, c BIGINT)",
+        ))
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            dialect!(sqlite: "DELETE FROM temp.lineup_scratch", postgres: "DELETE FROM pg_temp.lineup_scratch"),
+        )
+        .execute(&mut *c)
+        .await?;
+        for chunk in rows.chunks(PAIRS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Backend>::new(dialect!(
+                sqlite: "INSERT INTO temp.lineup_scratch (a, b, c) ",
+                postgres: "INSERT INTO pg_temp.lineup_scratch (a, b, c) ",
+            ));
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.0).push_bind(r.1).push_bind(r.2);
+            });
+            qb.build().execute(&mut *c).await?;
+        }
+    });
     Ok(())
 }
 
 /// Every attached source of the provider carries its stream's current
 /// identity (what re-attaching compares once the stream is gone).
-async fn refresh_identities(conn: &mut SqliteConnection, provider_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
+async fn refresh_identities(conn: &mut Conn<'_>, provider_id: i64) -> Result<(), sqlx::Error> {
+    exec_temp(
+        conn,
         "UPDATE lineup_sources SET upstream_key = s.upstream_key, tvg_id = s.tvg_id, norm_name = s.norm_name
          FROM streams s
-         WHERE s.id = lineup_sources.stream_id AND s.provider_id = ?1
-           AND (lineup_sources.upstream_key <> s.upstream_key OR lineup_sources.tvg_id IS NOT s.tvg_id
+         WHERE s.id = lineup_sources.stream_id AND s.provider_id = $1
+           AND (lineup_sources.upstream_key <> s.upstream_key OR lineup_sources.tvg_id IS DISTINCT FROM s.tvg_id
                 OR lineup_sources.norm_name <> s.norm_name)",
+        &[provider_id],
     )
-    .bind(provider_id)
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -295,18 +331,24 @@ async fn refresh_identities(conn: &mut SqliteConnection, provider_id: i64) -> Re
 /// Makes every stream of the provider that no source holds a channel of its
 /// own: step 3 of [`maintain`] when nothing was re-attached or joined, with
 /// the list of streams built in SQL instead of loaded.
-async fn create_all_loose(conn: &mut SqliteConnection, provider_id: i64) -> Result<u64, CatalogError> {
+async fn create_all_loose(conn: &mut Conn<'_>, provider_id: i64) -> Result<u64, CatalogError> {
     scratch(conn, &[]).await?;
-    // The table is empty: row ids 1, 2, … in the provider's order.
-    sqlx::query(
-        "INSERT INTO temp.lineup_scratch (b, c)
-         SELECT s.id, s.group_id FROM streams s
-         WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
-         ORDER BY s.position, s.id",
-    )
-    .bind(provider_id)
-    .execute(&mut *conn)
-    .await?;
+    // The table is empty: in SQLite, row ids 1, 2, … in the provider's
+    // order; PostgreSQL numbers them with ROW_NUMBER().
+    let sql = match conn {
+        Conn::Sqlite(_) => {
+            "INSERT INTO temp.lineup_scratch (b, c)
+             SELECT s.id, s.group_id FROM streams s
+             WHERE s.provider_id = $1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
+             ORDER BY s.position, s.id"
+        }
+        Conn::Postgres(_) => {
+            "INSERT INTO temp.lineup_scratch (a, b, c)
+             SELECT ROW_NUMBER() OVER (ORDER BY s.position, s.id), s.id, s.group_id FROM streams s
+             WHERE s.provider_id = $1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)"
+        }
+    };
+    exec_temp(conn, sql, &[provider_id]).await?;
     create_from_scratch(conn, provider_id).await
 }
 
@@ -316,68 +358,85 @@ async fn create_all_loose(conn: &mut SqliteConnection, provider_id: i64) -> Resu
 /// lineup group named like its provider group — created as needed, in the
 /// order of their first channel; provider groups sharing a name share one.
 /// All in SQL, so that a 200 000-entry import loads nothing. Returns how many.
-async fn create_from_scratch(conn: &mut SqliteConnection, provider_id: i64) -> Result<u64, CatalogError> {
-    sqlx::query(
+async fn create_from_scratch(conn: &mut Conn<'_>, provider_id: i64) -> Result<u64, CatalogError> {
+    exec_temp(
+        conn,
         "INSERT INTO lineup_groups (name, position)
          SELECT f.name, (SELECT COALESCE(MAX(position), -1) FROM lineup_groups) + ROW_NUMBER() OVER (ORDER BY f.first)
          FROM (SELECT g.name AS name, MIN(x.first) AS first
                FROM (SELECT t.c, MIN(t.a) AS first FROM temp.lineup_scratch t GROUP BY t.c) x
-               JOIN groups g ON g.id = x.c AND g.provider_id = ?1 AND g.kind = 'live'
+               JOIN groups g ON g.id = x.c AND g.provider_id = $1 AND g.kind = 'live'
                WHERE NOT EXISTS (SELECT 1 FROM lineup_groups lg WHERE lg.name = g.name)
                GROUP BY g.name) f",
+        &[provider_id],
     )
-    .bind(provider_id)
-    .execute(&mut *conn)
     .await?;
     // Provider group → lineup group, looked up once per channel below (one
     // lookup instead of a join of two tables: -25% for the channels' insert).
-    sqlx::query("CREATE TEMP TABLE IF NOT EXISTS lineup_group_map (g INTEGER PRIMARY KEY, lg INTEGER NOT NULL)")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DELETE FROM temp.lineup_group_map").execute(&mut *conn).await?;
-    sqlx::query(
+    let create_map = match conn {
+        Conn::Sqlite(_) => {
+            "CREATE TEMP TABLE IF NOT EXISTS lineup_group_map (g INTEGER PRIMARY KEY, lg INTEGER NOT NULL)"
+        }
+        Conn::Postgres(_) => {
+            "CREATE TEMP TABLE IF NOT EXISTS lineup_group_map (g BIGINT PRIMARY KEY, lg BIGINT NOT NULL)"
+        }
+    };
+    exec_temp(conn, create_map, &[]).await?;
+    exec_temp(conn, "DELETE FROM temp.lineup_group_map", &[]).await?;
+    exec_temp(
+        conn,
         "INSERT INTO temp.lineup_group_map (g, lg)
          SELECT g.id, lg.id FROM groups g JOIN lineup_groups lg ON lg.name = g.name
-         WHERE g.provider_id = ?1 AND g.kind = 'live'",
+         WHERE g.provider_id = $1 AND g.kind = 'live'",
+        &[provider_id],
     )
-    .bind(provider_id)
-    .execute(&mut *conn)
     .await?;
-    // Ids are never reused (AUTOINCREMENT): after the highest ever given.
-    let (max_id, max_number): (i64, i64) = sqlx::query_as(
-        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'lineup_channels'), 0),
-                    COALESCE((SELECT MAX(id) FROM lineup_channels), 0)),
-                COALESCE((SELECT MAX(number) FROM lineup_channels), 0)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let created = sqlx::query(
+    // Ids are never reused: after the highest ever given (SQLite's
+    // AUTOINCREMENT counter, PostgreSQL's identity sequence — which the
+    // explicit ids below do not move, so it is set after them).
+    let (max_id, max_number): (i64, i64) = on_conn!(conn, |c| {
+        sqlx::query_as(dialect!(
+        sqlite: "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'lineup_channels'), 0),
+                            COALESCE((SELECT MAX(id) FROM lineup_channels), 0)),
+                        COALESCE((SELECT MAX(number) FROM lineup_channels), 0)",
+        postgres: "SELECT GREATEST((SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM lineup_channels_id_seq),
+                                   COALESCE((SELECT MAX(id) FROM lineup_channels), 0)),
+                          COALESCE((SELECT MAX(number) FROM lineup_channels), 0)",
+    ))
+    .fetch_one(&mut *c)
+    .await
+    })?;
+    let now = crate::store::now();
+    let created = exec_temp(
+        conn,
         "INSERT INTO lineup_channels (id, number, name, group_id, logo, tvg_id, created_at)
-         SELECT ?1 + t.a, ?2 + t.a, CASE WHEN TRIM(s.name) = '' THEN 'Channel ' || (?2 + t.a) ELSE s.name END,
-                (SELECT m.lg FROM temp.lineup_group_map m WHERE m.g = t.c), s.logo, NULLIF(TRIM(s.tvg_id), ''), ?3
+         SELECT $1 + t.a, $2 + t.a, CASE WHEN TRIM(s.name) = '' THEN 'Channel ' || ($2 + t.a) ELSE s.name END,
+                (SELECT m.lg FROM temp.lineup_group_map m WHERE m.g = t.c), s.logo, NULLIF(TRIM(s.tvg_id), ''), $3
          FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
+        &[max_id, max_number, now],
     )
-    .bind(max_id)
-    .bind(max_number)
-    .bind(crate::store::now())
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    sqlx::query(
-        "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
-         SELECT ?1 + t.a, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name, 0
-         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
-    )
-    .bind(max_id)
-    .execute(&mut *conn)
     .await?;
+    exec_temp(
+        conn,
+        "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
+         SELECT $1 + t.a, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name, 0
+         FROM temp.lineup_scratch t JOIN streams s ON s.id = t.b ORDER BY t.a",
+        &[max_id],
+    )
+    .await?;
+    if let (Conn::Postgres(c), true) = (&mut *conn, created > 0) {
+        sqlx::query("SELECT setval('lineup_channels_id_seq', $1)")
+            .bind(max_id + created as i64)
+            .execute(&mut **c)
+            .await?;
+    }
     Ok(created)
 }
 
 /// Brings the lineup up to date with one provider's freshly synced streams
 /// (see the module doc). Runs inside the sync's transaction.
 pub(crate) async fn maintain(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     provider_id: i64,
     settings: &LineupSettings,
 ) -> Result<LineupReport, CatalogError> {
@@ -385,50 +444,62 @@ pub(crate) async fn maintain(
     // Nothing to re-attach and no channel to join (a first import, or
     // matching off): every new stream becomes a channel, in SQL alone —
     // nothing is loaded, which keeps a 200 000-entry import fast and small.
-    let (lost, joinable): (bool, bool) = sqlx::query_as(
+    // Lineup ids and numbers are handed out below from the highest ones:
+    // on PostgreSQL another instance's sync may run at the same time, and
+    // waits here for this one's transaction (SQLite has one writer anyway).
+    if let Conn::Postgres(c) = conn {
+        sqlx::query("LOCK TABLE lineup_channels, lineup_groups, lineup_sources IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut **c)
+            .await?;
+    }
+    let (lost, joinable): (bool, bool) = on_conn!(conn, |c| {
+        sqlx::query_as(
         "SELECT EXISTS (SELECT 1 FROM lineup_sources WHERE stream_id IS NULL
-                        AND (provider_id = ?1 OR provider_id NOT IN (SELECT id FROM providers))),
-                ?2 AND EXISTS (SELECT 1 FROM lineup_channels c
-                               WHERE NOT EXISTS (SELECT 1 FROM lineup_sources x WHERE x.channel_id = c.id AND x.provider_id = ?1))",
+                        AND (provider_id = $1 OR provider_id NOT IN (SELECT id FROM providers))),
+                $2 AND EXISTS (SELECT 1 FROM lineup_channels c
+                               WHERE NOT EXISTS (SELECT 1 FROM lineup_sources x WHERE x.channel_id = c.id AND x.provider_id = $1))",
     )
     .bind(provider_id)
     .bind(settings.match_streams)
-    .fetch_one(&mut *conn)
-    .await?;
+    .fetch_one(&mut *c)
+    .await
+    })?;
     if !lost && !joinable {
         refresh_identities(conn, provider_id).await?;
         if settings.auto_create {
             report.created = create_all_loose(conn, provider_id).await?;
         } else {
-            report.unassigned = sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM streams s WHERE s.provider_id = ?
+            report.unassigned = on_conn!(conn, |c| sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM streams s WHERE s.provider_id = $1
                  AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)",
             )
             .bind(provider_id)
-            .fetch_one(&mut *conn)
-            .await? as u64;
+            .fetch_one(&mut *c)
+            .await)? as u64;
         }
         return Ok(report);
     }
-    let loose: Vec<Loose> = sqlx::query_as(
+    let loose: Vec<Loose> = on_conn!(conn, |c| sqlx::query_as(
         "SELECT s.id, s.upstream_key, s.tvg_id, s.norm_name, s.group_id
          FROM streams s
-         WHERE s.provider_id = ?1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
+         WHERE s.provider_id = $1 AND NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
          ORDER BY s.position, s.id",
     )
     .bind(provider_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    .fetch_all(&mut *c)
+    .await)?;
     // The provider's group names, once (not per stream).
     let group_names: HashMap<i64, String> = if loose.is_empty() {
         HashMap::new()
     } else {
-        sqlx::query_as::<_, (i64, String)>("SELECT id, name FROM groups WHERE provider_id = ? AND kind = 'live'")
-            .bind(provider_id)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .collect()
+        on_conn!(conn, |c| sqlx::query_as::<_, (i64, String)>(
+            "SELECT id, name FROM groups WHERE provider_id = $1 AND kind = 'live'"
+        )
+        .bind(provider_id)
+        .fetch_all(&mut *c)
+        .await)?
+        .into_iter()
+        .collect()
     };
     let group_name = |s: &Loose| s.group_id.and_then(|g| group_names.get(&g)).map(String::as_str);
     let mut taken = vec![false; loose.len()];
@@ -436,14 +507,14 @@ pub(crate) async fn maintain(
     if !loose.is_empty() {
         // 1. Re-attach lost sources: this provider's by upstream key, tvg-id
         //    or name; those of removed providers by tvg-id or name.
-        let lost: Vec<Lost> = sqlx::query_as(
+        let lost: Vec<Lost> = on_conn!(conn, |c| sqlx::query_as(
             "SELECT id, provider_id, upstream_key, tvg_id, norm_name FROM lineup_sources
-             WHERE stream_id IS NULL AND (provider_id = ?1 OR provider_id NOT IN (SELECT id FROM providers))
-             ORDER BY provider_id <> ?1, id",
+             WHERE stream_id IS NULL AND (provider_id = $1 OR provider_id NOT IN (SELECT id FROM providers))
+             ORDER BY provider_id <> $1, id",
         )
         .bind(provider_id)
-        .fetch_all(&mut *conn)
-        .await?;
+        .fetch_all(&mut *c)
+        .await)?;
         if !lost.is_empty() {
             let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
             let mut by_tvg: HashMap<String, Vec<usize>> = HashMap::new();
@@ -491,12 +562,12 @@ pub(crate) async fn maintain(
             if !pairs.is_empty() {
                 report.reattached = pairs.len() as u64;
                 scratch(conn, &pairs).await?;
-                sqlx::query(
-                    "UPDATE lineup_sources SET stream_id = t.b, provider_id = ?1
+                exec_temp(
+                    conn,
+                    "UPDATE lineup_sources SET stream_id = t.b, provider_id = $1
                      FROM temp.lineup_scratch t WHERE t.a = lineup_sources.id",
+                    &[provider_id],
                 )
-                .bind(provider_id)
-                .execute(&mut *conn)
                 .await?;
             }
         }
@@ -514,22 +585,24 @@ pub(crate) async fn maintain(
         let in_scope =
             |s: &Loose| groups.is_empty() || group_name(s).is_some_and(|g| groups.contains(&g.trim().to_lowercase()));
         if loose.iter().zip(&taken).any(|(s, t)| !t && in_scope(s)) {
-            let keys: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+            let keys: Vec<(i64, Option<String>, String)> = on_conn!(conn, |c| {
+                sqlx::query_as(
                 "SELECT ls.channel_id, ls.tvg_id, ls.norm_name FROM lineup_sources ls
-                 WHERE NOT EXISTS (SELECT 1 FROM lineup_sources x WHERE x.channel_id = ls.channel_id AND x.provider_id = ?1)
+                 WHERE NOT EXISTS (SELECT 1 FROM lineup_sources x WHERE x.channel_id = ls.channel_id AND x.provider_id = $1)
                  ORDER BY ls.channel_id, ls.position",
             )
             .bind(provider_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            let own: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+            .fetch_all(&mut *c)
+            .await
+            })?;
+            let own: Vec<(i64, Option<String>, String)> = on_conn!(conn, |c| sqlx::query_as(
                 "SELECT c.id, c.tvg_id, c.name FROM lineup_channels c
-                 WHERE NOT EXISTS (SELECT 1 FROM lineup_sources x WHERE x.channel_id = c.id AND x.provider_id = ?1)
+                 WHERE NOT EXISTS (SELECT 1 FROM lineup_sources x WHERE x.channel_id = c.id AND x.provider_id = $1)
                  ORDER BY c.id",
             )
             .bind(provider_id)
-            .fetch_all(&mut *conn)
-            .await?;
+            .fetch_all(&mut *c)
+            .await)?;
             let mut by_tvg: HashMap<String, i64> = HashMap::new();
             let mut by_name: HashMap<String, i64> = HashMap::new();
             // The channel's own guide id and name (the user's edits) first.
@@ -567,13 +640,14 @@ pub(crate) async fn maintain(
             if !pairs.is_empty() {
                 report.joined = pairs.len() as u64;
                 scratch(conn, &pairs).await?;
-                sqlx::query(
+                exec_temp(
+                    conn,
                     "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
                      SELECT t.b, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name,
                             (SELECT COALESCE(MAX(x.position), -1) + 1 FROM lineup_sources x WHERE x.channel_id = t.b)
                      FROM temp.lineup_scratch t JOIN streams s ON s.id = t.a ORDER BY t.a",
+                    &[],
                 )
-                .execute(&mut *conn)
                 .await?;
             }
         }
@@ -760,45 +834,53 @@ fn not_found(what: &'static str, id: i64) -> CatalogError {
     CatalogError::NotFound { what, id: id.to_string() }
 }
 
-async fn channel_exists(conn: &mut SqliteConnection, id: i64) -> Result<(), CatalogError> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM lineup_channels WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
+async fn channel_exists(conn: &mut Conn<'_>, id: i64) -> Result<(), CatalogError> {
+    let found: Option<i64> = on_conn!(conn, |cx| sqlx::query_scalar("SELECT id FROM lineup_channels WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *cx)
+        .await)?;
     found.map(|_| ()).ok_or_else(|| not_found("channel", id))
 }
 
-async fn group_exists(conn: &mut SqliteConnection, field: &str, id: i64) -> Result<(), CatalogError> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
+async fn group_exists(conn: &mut Conn<'_>, field: &str, id: i64) -> Result<(), CatalogError> {
+    let found: Option<i64> = on_conn!(conn, |cx| sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *cx)
+        .await)?;
     found.map(|_| ()).ok_or_else(|| refused(field, format!("no lineup group with id {id} (see GET /api/v1/groups)")))
 }
 
-async fn number_free(conn: &mut SqliteConnection, field: &str, number: i64, except: i64) -> Result<(), CatalogError> {
+async fn number_free(conn: &mut Conn<'_>, field: &str, number: i64, except: i64) -> Result<(), CatalogError> {
     let holder: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, name FROM lineup_channels WHERE number = ? AND id <> ?")
+        on_conn!(conn, |cx| sqlx::query_as("SELECT id, name FROM lineup_channels WHERE number = $1 AND id <> $2")
             .bind(number)
             .bind(except)
-            .fetch_optional(&mut *conn)
-            .await?;
+            .fetch_optional(&mut *cx)
+            .await)?;
     match holder {
         Some((id, name)) => Err(refused(field, format!("number {number} is taken by channel {id} ({name})"))),
         None => Ok(()),
     }
 }
 
-async fn next_number(conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM lineup_channels").fetch_one(&mut *conn).await
+async fn next_number(conn: &mut Conn<'_>) -> Result<i64, sqlx::Error> {
+    on_conn!(conn, |cx| sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM lineup_channels")
+        .fetch_one(&mut *cx)
+        .await)
 }
 
 /// Renumbers a channel's sources 0.. in their current order.
-async fn compact_positions(conn: &mut SqliteConnection, channel: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE lineup_sources SET position = (SELECT COUNT(*) FROM lineup_sources x WHERE x.channel_id = ?1
+async fn compact_positions(conn: &mut Conn<'_>, channel: i64) -> Result<(), sqlx::Error> {
+    on_conn!(conn, |cx| {
+        sqlx::query(
+        "UPDATE lineup_sources SET position = (SELECT COUNT(*) FROM lineup_sources x WHERE x.channel_id = $1
             AND (x.position < lineup_sources.position OR (x.position = lineup_sources.position AND x.id < lineup_sources.id)))
-         WHERE channel_id = ?1",
+         WHERE channel_id = $1",
     )
     .bind(channel)
-    .execute(&mut *conn)
-    .await?;
+    .execute(&mut *cx)
+    .await.map(|r| r.rows_affected())
+    })?;
     Ok(())
 }
 
@@ -817,7 +899,7 @@ impl Store {
     /// Edits a lineup channel; on any invalid field nothing changes.
     pub async fn update_channel(&self, id: i64, patch: &ChannelPatch) -> Result<Channel, CatalogError> {
         let mut tx = self.write_tx().await?;
-        channel_exists(&mut tx, id).await?;
+        channel_exists(&mut tx.conn(), id).await?;
         let mut errs = Vec::new();
         let name = match patch.name.as_deref().map(|n| clean_name("name", n)) {
             Some(Err(CatalogError::Invalid(mut e))) => {
@@ -843,22 +925,22 @@ impl Store {
             other => other,
         };
         if let Some(n) = patch.number {
-            refuse(number_free(&mut tx, "number", n, id).await)?;
+            refuse(number_free(&mut tx.conn(), "number", n, id).await)?;
         }
         if let Some(Some(g)) = patch.group_id {
-            refuse(group_exists(&mut tx, "group_id", g).await)?;
+            refuse(group_exists(&mut tx.conn(), "group_id", g).await)?;
         }
         if !refusals.is_empty() {
             return Err(CatalogError::Refused(refusals));
         }
         let blank =
             |v: &Option<Option<String>>| v.clone().map(|o| o.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
-        sqlx::query(
-            "UPDATE lineup_channels SET name = COALESCE(?1, name), number = COALESCE(?2, number),
-                 group_id = CASE WHEN ?3 THEN ?4 ELSE group_id END, logo = CASE WHEN ?5 THEN ?6 ELSE logo END,
-                 tvg_id = CASE WHEN ?7 THEN ?8 ELSE tvg_id END, hidden = COALESCE(?9, hidden),
-                 auto_order = COALESCE(?10, auto_order), always_on = COALESCE(?12, always_on)
-             WHERE id = ?11",
+        on_tx!(&mut tx, |cx| sqlx::query(
+            "UPDATE lineup_channels SET name = COALESCE($1, name), number = COALESCE($2, number),
+                 group_id = CASE WHEN $3 THEN $4 ELSE group_id END, logo = CASE WHEN $5 THEN $6 ELSE logo END,
+                 tvg_id = CASE WHEN $7 THEN $8 ELSE tvg_id END, hidden = COALESCE($9, hidden),
+                 auto_order = COALESCE($10, auto_order), always_on = COALESCE($12, always_on)
+             WHERE id = $11",
         )
         .bind(name)
         .bind(patch.number)
@@ -872,8 +954,9 @@ impl Store {
         .bind(patch.auto_order)
         .bind(id)
         .bind(patch.always_on)
-        .execute(&mut *tx)
-        .await?;
+        .execute(&mut *cx)
+        .await
+        .map(|r| r.rows_affected()))?;
         tx.commit().await?;
         self.channel(id).await
     }
@@ -892,9 +975,9 @@ impl Store {
         let mut seen = HashSet::new();
         let from: Vec<i64> = from.iter().copied().filter(|c| seen.insert(*c)).collect();
         let mut tx = self.write_tx().await?;
-        channel_exists(&mut tx, into).await?;
+        channel_exists(&mut tx.conn(), into).await?;
         for &c in &from {
-            match channel_exists(&mut tx, c).await {
+            match channel_exists(&mut tx.conn(), c).await {
                 Err(CatalogError::NotFound { .. }) => {
                     return Err(refused("channels", format!("no channel with id {c}")))
                 }
@@ -902,20 +985,28 @@ impl Store {
             }
         }
         for &c in &from {
-            let base: i64 =
-                sqlx::query_scalar("SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_sources WHERE channel_id = ?")
-                    .bind(into)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            sqlx::query("UPDATE lineup_sources SET channel_id = ?1, position = position + ?3 WHERE channel_id = ?2")
-                .bind(into)
+            let base: i64 = on_tx!(&mut tx, |cx| sqlx::query_scalar(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_sources WHERE channel_id = $1"
+            )
+            .bind(into)
+            .fetch_one(&mut *cx)
+            .await)?;
+            on_tx!(&mut tx, |cx| sqlx::query(
+                "UPDATE lineup_sources SET channel_id = $1, position = position + $3 WHERE channel_id = $2"
+            )
+            .bind(into)
+            .bind(c)
+            .bind(base)
+            .execute(&mut *cx)
+            .await
+            .map(|r| r.rows_affected()))?;
+            on_tx!(&mut tx, |cx| sqlx::query("DELETE FROM lineup_channels WHERE id = $1")
                 .bind(c)
-                .bind(base)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM lineup_channels WHERE id = ?").bind(c).execute(&mut *tx).await?;
+                .execute(&mut *cx)
+                .await
+                .map(|r| r.rows_affected()))?;
         }
-        compact_positions(&mut tx, into).await?;
+        compact_positions(&mut tx.conn(), into).await?;
         tx.commit().await?;
         self.channel(into).await
     }
@@ -925,33 +1016,35 @@ impl Store {
     /// be split off.
     pub async fn split_source(&self, channel: i64, source: i64) -> Result<Channel, CatalogError> {
         let mut tx = self.write_tx().await?;
-        channel_exists(&mut tx, channel).await?;
-        let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        channel_exists(&mut tx.conn(), channel).await?;
+        let row: Option<(Option<String>, Option<String>, Option<String>)> = on_tx!(&mut tx, |cx| sqlx::query_as(
             "SELECT s.name, s.logo, s.tvg_id FROM lineup_sources ls LEFT JOIN streams s ON s.id = ls.stream_id
-             WHERE ls.id = ? AND ls.channel_id = ?",
+             WHERE ls.id = $1 AND ls.channel_id = $2",
         )
         .bind(source)
         .bind(channel)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *cx)
+        .await)?;
         let Some((stream_name, logo, tvg)) = row else {
             return Err(refused("source_id", format!("channel {channel} has no source {source}")));
         };
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM lineup_sources WHERE channel_id = ?")
-            .bind(channel)
-            .fetch_one(&mut *tx)
-            .await?;
+        let count: i64 =
+            on_tx!(&mut tx, |cx| sqlx::query_scalar("SELECT COUNT(*) FROM lineup_sources WHERE channel_id = $1")
+                .bind(channel)
+                .fetch_one(&mut *cx)
+                .await)?;
         if count < 2 {
             return Err(refused("source_id", "a channel's only source cannot be split off"));
         }
         let (name, group): (String, Option<i64>) =
-            sqlx::query_as("SELECT name, group_id FROM lineup_channels WHERE id = ?")
+            on_tx!(&mut tx, |cx| sqlx::query_as("SELECT name, group_id FROM lineup_channels WHERE id = $1")
                 .bind(channel)
-                .fetch_one(&mut *tx)
-                .await?;
-        let number = next_number(&mut tx).await?;
-        let new_id: i64 = sqlx::query_scalar(
-            "INSERT INTO lineup_channels (number, name, group_id, logo, tvg_id, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                .fetch_one(&mut *cx)
+                .await)?;
+        let number = next_number(&mut tx.conn()).await?;
+        let new_id: i64 = on_tx!(&mut tx, |cx| {
+            sqlx::query_scalar(
+            "INSERT INTO lineup_channels (number, name, group_id, logo, tvg_id, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(number)
         .bind(stream_name.filter(|n| !n.trim().is_empty()).unwrap_or(name))
@@ -959,16 +1052,18 @@ impl Store {
         .bind(logo)
         .bind(tvg.filter(|t| !t.trim().is_empty()))
         .bind(crate::store::now())
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE lineup_sources SET channel_id = ?, position = 0 WHERE id = ?")
+        .fetch_one(&mut *cx)
+        .await
+        })?;
+        on_tx!(&mut tx, |cx| sqlx::query("UPDATE lineup_sources SET channel_id = $1, position = 0 WHERE id = $2")
             .bind(new_id)
             .bind(source)
-            .execute(&mut *tx)
-            .await?;
-        compact_positions(&mut tx, channel).await?;
+            .execute(&mut *cx)
+            .await
+            .map(|r| r.rows_affected()))?;
+        compact_positions(&mut tx.conn(), channel).await?;
         // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
-        crate::outputs::mark_listing_stale(&mut tx).await?;
+        crate::outputs::mark_listing_stale(&mut tx.conn()).await?;
         tx.commit().await?;
         self.channel(new_id).await
     }
@@ -977,19 +1072,21 @@ impl Store {
     /// once) and turns automatic ranking off; `None` turns it back on.
     pub async fn order_sources(&self, channel: i64, order: Option<&[i64]>) -> Result<Channel, CatalogError> {
         let mut tx = self.write_tx().await?;
-        channel_exists(&mut tx, channel).await?;
+        channel_exists(&mut tx.conn(), channel).await?;
         match order {
             None => {
-                sqlx::query("UPDATE lineup_channels SET auto_order = 1 WHERE id = ?")
+                on_tx!(&mut tx, |cx| sqlx::query("UPDATE lineup_channels SET auto_order = TRUE WHERE id = $1")
                     .bind(channel)
-                    .execute(&mut *tx)
-                    .await?;
+                    .execute(&mut *cx)
+                    .await
+                    .map(|r| r.rows_affected()))?;
             }
             Some(order) => {
-                let mut have: Vec<i64> = sqlx::query_scalar("SELECT id FROM lineup_sources WHERE channel_id = ?")
-                    .bind(channel)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                let mut have: Vec<i64> =
+                    on_tx!(&mut tx, |cx| sqlx::query_scalar("SELECT id FROM lineup_sources WHERE channel_id = $1")
+                        .bind(channel)
+                        .fetch_all(&mut *cx)
+                        .await)?;
                 let mut want = order.to_vec();
                 have.sort_unstable();
                 want.sort_unstable();
@@ -1000,16 +1097,18 @@ impl Store {
                     ));
                 }
                 for (i, s) in order.iter().enumerate() {
-                    sqlx::query("UPDATE lineup_sources SET position = ? WHERE id = ?")
+                    on_tx!(&mut tx, |cx| sqlx::query("UPDATE lineup_sources SET position = $1 WHERE id = $2")
                         .bind(i as i64)
                         .bind(s)
-                        .execute(&mut *tx)
-                        .await?;
+                        .execute(&mut *cx)
+                        .await
+                        .map(|r| r.rows_affected()))?;
                 }
-                sqlx::query("UPDATE lineup_channels SET auto_order = 0 WHERE id = ?")
+                on_tx!(&mut tx, |cx| sqlx::query("UPDATE lineup_channels SET auto_order = FALSE WHERE id = $1")
                     .bind(channel)
-                    .execute(&mut *tx)
-                    .await?;
+                    .execute(&mut *cx)
+                    .await
+                    .map(|r| r.rows_affected()))?;
             }
         }
         tx.commit().await?;
@@ -1020,33 +1119,35 @@ impl Store {
     /// that already is a source: a 4xx naming `stream_id` (merge instead).
     pub async fn add_source(&self, channel: i64, stream_id: i64) -> Result<Channel, CatalogError> {
         let mut tx = self.write_tx().await?;
-        channel_exists(&mut tx, channel).await?;
-        let holder: Option<i64> = sqlx::query_scalar("SELECT channel_id FROM lineup_sources WHERE stream_id = ?")
-            .bind(stream_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        channel_exists(&mut tx.conn(), channel).await?;
+        let holder: Option<i64> =
+            on_tx!(&mut tx, |cx| sqlx::query_scalar("SELECT channel_id FROM lineup_sources WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_optional(&mut *cx)
+                .await)?;
         if let Some(h) = holder {
             return Err(refused(
                 "stream_id",
                 format!("stream {stream_id} already is a source of channel {h} (merge the channels instead)"),
             ));
         }
-        let n = sqlx::query(
+        let n = on_tx!(&mut tx, |cx| {
+            sqlx::query(
             "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
-             SELECT ?1, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name,
-                    (SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_sources WHERE channel_id = ?1)
-             FROM streams s WHERE s.id = ?2",
+             SELECT $1, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name,
+                    (SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_sources WHERE channel_id = $1)
+             FROM streams s WHERE s.id = $2",
         )
         .bind(channel)
         .bind(stream_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .execute(&mut *cx)
+        .await.map(|r| r.rows_affected())
+        })?;
         if n == 0 {
             return Err(refused("stream_id", format!("no live stream with id {stream_id}")));
         }
         // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
-        crate::outputs::mark_listing_stale(&mut tx).await?;
+        crate::outputs::mark_listing_stale(&mut tx.conn()).await?;
         tx.commit().await?;
         self.channel(channel).await
     }
@@ -1055,38 +1156,42 @@ impl Store {
     /// a group of its provider group's name).
     pub async fn create_channel_from_stream(&self, stream_id: i64) -> Result<Channel, CatalogError> {
         let mut tx = self.write_tx().await?;
-        let holder: Option<i64> = sqlx::query_scalar("SELECT channel_id FROM lineup_sources WHERE stream_id = ?")
-            .bind(stream_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let holder: Option<i64> =
+            on_tx!(&mut tx, |cx| sqlx::query_scalar("SELECT channel_id FROM lineup_sources WHERE stream_id = $1")
+                .bind(stream_id)
+                .fetch_optional(&mut *cx)
+                .await)?;
         if let Some(h) = holder {
             return Err(refused("stream_id", format!("stream {stream_id} already is a source of channel {h}")));
         }
         type StreamRow = (String, Option<String>, Option<String>, Option<String>);
-        let row: Option<StreamRow> = sqlx::query_as(
-            "SELECT s.name, s.logo, s.tvg_id, g.name FROM streams s LEFT JOIN groups g ON g.id = s.group_id WHERE s.id = ?",
+        let row: Option<StreamRow> = on_tx!(&mut tx, |cx| {
+            sqlx::query_as(
+            "SELECT s.name, s.logo, s.tvg_id, g.name FROM streams s LEFT JOIN groups g ON g.id = s.group_id WHERE s.id = $1",
         )
         .bind(stream_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *cx)
+        .await
+        })?;
         let Some((name, logo, tvg, group)) = row else {
             return Err(refused("stream_id", format!("no live stream with id {stream_id}")));
         };
         let group_id: Option<i64> = match group {
-            Some(g) => Some(
+            Some(g) => Some(on_tx!(&mut tx, |cx| {
                 sqlx::query_scalar(
-                    "INSERT INTO lineup_groups (name, position) VALUES (?1, (SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_groups))
+                    "INSERT INTO lineup_groups (name, position) VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_groups))
                      ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
                 )
                 .bind(g)
-                .fetch_one(&mut *tx)
-                .await?,
-            ),
+                .fetch_one(&mut *cx)
+                .await
+            })?),
             None => None,
         };
-        let number = next_number(&mut tx).await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO lineup_channels (number, name, group_id, logo, tvg_id, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        let number = next_number(&mut tx.conn()).await?;
+        let id: i64 = on_tx!(&mut tx, |cx| {
+            sqlx::query_scalar(
+            "INSERT INTO lineup_channels (number, name, group_id, logo, tvg_id, created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(number)
         .bind(if name.trim().is_empty() { format!("Channel {number}") } else { name })
@@ -1094,29 +1199,31 @@ impl Store {
         .bind(logo)
         .bind(tvg.filter(|t| !t.trim().is_empty()))
         .bind(crate::store::now())
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
+        .fetch_one(&mut *cx)
+        .await
+        })?;
+        on_tx!(&mut tx, |cx| sqlx::query(
             "INSERT INTO lineup_sources (channel_id, stream_id, provider_id, upstream_key, tvg_id, norm_name, position)
-             SELECT ?1, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name, 0 FROM streams s WHERE s.id = ?2",
+             SELECT $1, s.id, s.provider_id, s.upstream_key, s.tvg_id, s.norm_name, 0 FROM streams s WHERE s.id = $2",
         )
         .bind(id)
         .bind(stream_id)
-        .execute(&mut *tx)
-        .await?;
+        .execute(&mut *cx)
+        .await
+        .map(|r| r.rows_affected()))?;
         // An inserted lineup row: no trigger sees inserts (0011_live_listing.sql).
-        crate::outputs::mark_listing_stale(&mut tx).await?;
+        crate::outputs::mark_listing_stale(&mut tx.conn()).await?;
         tx.commit().await?;
         self.channel(id).await
     }
 
     /// Deletes a lineup channel (its streams become unassigned).
     pub async fn delete_channel(&self, id: i64) -> Result<(), CatalogError> {
-        let n = sqlx::query("DELETE FROM lineup_channels WHERE id = ?")
+        let n = on_db!(self.db(), |cx| sqlx::query("DELETE FROM lineup_channels WHERE id = $1")
             .bind(id)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+            .execute(cx)
+            .await
+            .map(|r| r.rows_affected()))?;
         if n == 0 {
             return Err(not_found("channel", id));
         }
@@ -1129,17 +1236,20 @@ impl Store {
     pub async fn renumber_group(&self, group: i64, start: i64) -> Result<Vec<Channel>, CatalogError> {
         check_number("start", start)?;
         let mut tx = self.write_tx().await?;
-        let found: Option<i64> = sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = ?")
-            .bind(group)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let found: Option<i64> =
+            on_tx!(&mut tx, |cx| sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = $1")
+                .bind(group)
+                .fetch_optional(&mut *cx)
+                .await)?;
         if found.is_none() {
             return Err(not_found("group", group));
         }
-        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM lineup_channels WHERE group_id = ? ORDER BY number")
-            .bind(group)
-            .fetch_all(&mut *tx)
-            .await?;
+        let ids: Vec<i64> = on_tx!(&mut tx, |cx| sqlx::query_scalar(
+            "SELECT id FROM lineup_channels WHERE group_id = $1 ORDER BY number"
+        )
+        .bind(group)
+        .fetch_all(&mut *cx)
+        .await)?;
         let end = start + ids.len() as i64 - 1;
         if end > MAX_NUMBER {
             return Err(refused(
@@ -1147,15 +1257,17 @@ impl Store {
                 format!("the group's {} channels from {start} would end at {end}, above {MAX_NUMBER}", ids.len()),
             ));
         }
-        let clash: Option<(i64, i64, String)> = sqlx::query_as(
-            "SELECT number, id, name FROM lineup_channels WHERE number BETWEEN ?1 AND ?2 AND COALESCE(group_id, -1) <> ?3
+        let clash: Option<(i64, i64, String)> = on_tx!(&mut tx, |cx| {
+            sqlx::query_as(
+            "SELECT number, id, name FROM lineup_channels WHERE number BETWEEN $1 AND $2 AND COALESCE(group_id, -1) <> $3
              ORDER BY number LIMIT 1",
         )
         .bind(start)
         .bind(end)
         .bind(group)
-        .fetch_optional(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *cx)
+        .await
+        })?;
         if let Some((n, id, name)) = clash {
             return Err(refused(
                 "start",
@@ -1165,16 +1277,20 @@ impl Store {
             ));
         }
         // Out of the way first, so that no two channels ever share a number.
-        sqlx::query("UPDATE lineup_channels SET number = number + 4000000000 WHERE group_id = ?")
-            .bind(group)
-            .execute(&mut *tx)
-            .await?;
-        let rows: Vec<(i64, i64, i64)> = ids.iter().enumerate().map(|(i, id)| (*id, start + i as i64, 0)).collect();
-        scratch(&mut tx, &rows).await?;
-        sqlx::query(
-            "UPDATE lineup_channels SET number = t.b FROM temp.lineup_scratch t WHERE t.a = lineup_channels.id",
+        on_tx!(&mut tx, |cx| sqlx::query(
+            "UPDATE lineup_channels SET number = number + 4000000000 WHERE group_id = $1"
         )
-        .execute(&mut *tx)
+        .bind(group)
+        .execute(&mut *cx)
+        .await
+        .map(|r| r.rows_affected()))?;
+        let rows: Vec<(i64, i64, i64)> = ids.iter().enumerate().map(|(i, id)| (*id, start + i as i64, 0)).collect();
+        scratch(&mut tx.conn(), &rows).await?;
+        exec_temp(
+            &mut tx.conn(),
+            "UPDATE lineup_channels SET number = t.b FROM temp.lineup_scratch t WHERE t.a = lineup_channels.id",
+            &[],
+        )
         .await?;
         tx.commit().await?;
         let mut out = Vec::new();
@@ -1204,28 +1320,31 @@ impl Store {
         };
         let mut tx = self.write_tx().await?;
         if let Some(Some(g)) = change.group_id {
-            group_exists(&mut tx, "group_id", g).await?;
+            group_exists(&mut tx.conn(), "group_id", g).await?;
         }
         let rows: Vec<(i64, i64, i64)> = ids.iter().map(|id| (*id, 0, 0)).collect();
-        scratch(&mut tx, &rows).await?;
-        let unknown: Option<i64> = sqlx::query_scalar(
+        scratch(&mut tx.conn(), &rows).await?;
+        let unknown: Option<i64> = on_tx!(&mut tx, |cx| sqlx::query_scalar(&temp_sql(
+            dialect!(sqlite: false, postgres: true),
             "SELECT a FROM temp.lineup_scratch WHERE a NOT IN (SELECT id FROM lineup_channels) LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
+        ))
+        .fetch_optional(&mut *cx)
+        .await)?;
         if let Some(u) = unknown {
             return Err(refused("ids", format!("no channel with id {u}")));
         }
-        let n = sqlx::query(
-            "UPDATE lineup_channels SET hidden = COALESCE(?1, hidden), group_id = CASE WHEN ?2 THEN ?3 ELSE group_id END
+        let n = on_tx!(&mut tx, |cx| {
+            sqlx::query(&temp_sql(
+            dialect!(sqlite: false, postgres: true),
+            "UPDATE lineup_channels SET hidden = COALESCE($1, hidden), group_id = CASE WHEN $2 THEN $3 ELSE group_id END
              WHERE id IN (SELECT a FROM temp.lineup_scratch)",
-        )
+        ))
         .bind(change.hidden)
         .bind(change.group_id.is_some())
         .bind(change.group_id.flatten())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .execute(&mut *cx)
+        .await.map(|r| r.rows_affected())
+        })?;
         tx.commit().await?;
         Ok(n)
     }
@@ -1233,14 +1352,16 @@ impl Store {
     /// Creates a lineup group (at the end unless a position is given).
     pub async fn create_group(&self, patch: &GroupPatch) -> Result<GroupCount, CatalogError> {
         let name = clean_name("name", patch.name.as_deref().unwrap_or_default())?;
-        let id: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        let id: Result<i64, sqlx::Error> = on_db!(self.db(), |cx| {
+            sqlx::query_scalar(
             "INSERT INTO lineup_groups (name, position, hidden)
-             VALUES (?1, (SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_groups), COALESCE(?2, 0)) RETURNING id",
+             VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM lineup_groups), COALESCE($2, FALSE)) RETURNING id",
         )
         .bind(&name)
         .bind(patch.hidden)
-        .fetch_one(self.pool())
-        .await;
+        .fetch_one(cx)
+        .await
+        });
         let id = id.map_err(|e| unique_group(e, &name))?;
         if let Some(p) = patch.position {
             self.move_group(id, p).await?;
@@ -1256,14 +1377,19 @@ impl Store {
         }
         let mut tx = self.write_tx().await?;
         let mut ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM lineup_groups ORDER BY position, id").fetch_all(&mut *tx).await?;
+            on_tx!(&mut tx, |cx| sqlx::query_scalar("SELECT id FROM lineup_groups ORDER BY position, id")
+                .fetch_all(&mut *cx)
+                .await)?;
         ids.retain(|g| *g != id);
         ids.insert((position as usize).min(ids.len()), id);
         let rows: Vec<(i64, i64, i64)> = ids.iter().enumerate().map(|(i, g)| (*g, i as i64, 0)).collect();
-        scratch(&mut tx, &rows).await?;
-        sqlx::query("UPDATE lineup_groups SET position = t.b FROM temp.lineup_scratch t WHERE t.a = lineup_groups.id")
-            .execute(&mut *tx)
-            .await?;
+        scratch(&mut tx.conn(), &rows).await?;
+        exec_temp(
+            &mut tx.conn(),
+            "UPDATE lineup_groups SET position = t.b FROM temp.lineup_scratch t WHERE t.a = lineup_groups.id",
+            &[],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1280,13 +1406,16 @@ impl Store {
         if patch.position.is_some_and(|p| p < 0) {
             return Err(invalid("position", "0 is the first place"));
         }
-        sqlx::query("UPDATE lineup_groups SET name = COALESCE(?1, name), hidden = COALESCE(?2, hidden) WHERE id = ?3")
-            .bind(&name)
-            .bind(patch.hidden)
-            .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(|e| unique_group(e, name.as_deref().unwrap_or_default()))?;
+        on_db!(self.db(), |cx| sqlx::query(
+            "UPDATE lineup_groups SET name = COALESCE($1, name), hidden = COALESCE($2, hidden) WHERE id = $3"
+        )
+        .bind(&name)
+        .bind(patch.hidden)
+        .bind(id)
+        .execute(cx)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(|e| unique_group(e, name.as_deref().unwrap_or_default()))?;
         if let Some(p) = patch.position {
             self.move_group(id, p).await?;
         }
@@ -1295,8 +1424,11 @@ impl Store {
 
     /// Deletes a lineup group; its channels stay, without a group.
     pub async fn delete_group(&self, id: i64) -> Result<(), CatalogError> {
-        let n =
-            sqlx::query("DELETE FROM lineup_groups WHERE id = ?").bind(id).execute(self.pool()).await?.rows_affected();
+        let n = on_db!(self.db(), |cx| sqlx::query("DELETE FROM lineup_groups WHERE id = $1")
+            .bind(id)
+            .execute(cx)
+            .await
+            .map(|r| r.rows_affected()))?;
         if n == 0 {
             return Err(not_found("group", id));
         }
@@ -1305,15 +1437,17 @@ impl Store {
 
     /// Streams no lineup channel holds, by provider and position (at most `limit`).
     pub async fn unassigned_streams(&self, limit: u32) -> Result<Vec<UnassignedStream>, CatalogError> {
-        Ok(sqlx::query_as(
+        Ok(on_db!(self.db(), |cx| {
+            sqlx::query_as(
             "SELECT s.id AS stream_id, s.provider_id, p.name AS provider, s.name, g.name AS \"group\", s.tvg_id FROM streams s
              JOIN providers p ON p.id = s.provider_id LEFT JOIN groups g ON g.id = s.group_id
              WHERE NOT EXISTS (SELECT 1 FROM lineup_sources ls WHERE ls.stream_id = s.id)
-             ORDER BY p.priority, p.id, s.position LIMIT ?",
+             ORDER BY p.priority, p.id, s.position LIMIT $1",
         )
         .bind(limit as i64)
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(cx)
+        .await
+        })?)
     }
 }
 

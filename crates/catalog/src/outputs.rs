@@ -11,8 +11,8 @@
 //! allowed groups filter everything.
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
+use crate::db::{dialect, on_conn, on_db, on_tx, Conn, RowGet};
 use crate::error::CatalogError;
 use crate::model::{MediaKind, ProviderKind};
 use crate::store::Store;
@@ -114,7 +114,8 @@ pub struct NewEpisode {
 
 /// Lineup channels clients see: not hidden, not in a hidden group, with a
 /// source at an enabled provider (the first such source gives the provider
-/// fields); ?2 allowed groups, ?3 one group.
+/// fields); $2 allowed groups (a JSON array: `{GROUPS}`, [`with_groups`]),
+/// $3 one group.
 const LIVE_SELECT: &str = concat!(
     "SELECT c.id, c.number, c.name, c.group_id, g.name AS group_name, ",
     crate::lineup::guide_id_sql!(),
@@ -123,27 +124,40 @@ const LIVE_SELECT: &str = concat!(
         s.id AS stream_id
     FROM lineup_channels c LEFT JOIN lineup_groups g ON g.id = c.group_id
     JOIN streams s ON s.id = (SELECT ls.stream_id FROM lineup_sources ls JOIN providers lp ON lp.id = ls.provider_id
-                              WHERE ls.channel_id = c.id AND ls.stream_id IS NOT NULL AND lp.enabled = 1
+                              WHERE ls.channel_id = c.id AND ls.stream_id IS NOT NULL AND lp.enabled
                               ORDER BY ls.position, ls.id LIMIT 1)
     JOIN providers p ON p.id = s.provider_id
-    WHERE c.hidden = 0 AND COALESCE(g.hidden, 0) = 0
-      AND (?2 IS NULL OR c.group_id IN (SELECT value FROM json_each(?2)))
-      AND (?3 IS NULL OR c.group_id = ?3)"
+    WHERE NOT c.hidden AND NOT COALESCE(g.hidden, FALSE)
+      AND ($2 IS NULL OR c.group_id IN ({GROUPS}))
+      AND ($3 IS NULL OR c.group_id = $3)"
 );
 
 const MOVIE_SELECT: &str = "SELECT m.id, m.name, m.group_id, g.name AS group_name, m.logo, m.rating,
         m.container_extension, m.added, m.provider_id, p.kind AS provider_kind, m.upstream_id
     FROM movies m JOIN providers p ON p.id = m.provider_id LEFT JOIN groups g ON g.id = m.group_id
-    WHERE p.enabled = 1
-      AND (?2 IS NULL OR m.group_id IN (SELECT value FROM json_each(?2)))
-      AND (?3 IS NULL OR m.group_id = ?3)";
+    WHERE p.enabled
+      AND ($2 IS NULL OR m.group_id IN ({GROUPS}))
+      AND ($3 IS NULL OR m.group_id = $3)";
 
 const SERIES_SELECT: &str = "SELECT s.id, s.name, s.group_id, g.name AS group_name, s.cover, s.plot, s.genre,
-        s.release_date, s.rating, s.url IS NOT NULL AS has_url, s.provider_id, p.kind AS provider_kind, s.upstream_id
+        s.release_date, s.rating, CASE WHEN s.url IS NULL THEN 0 ELSE 1 END AS has_url, s.provider_id, p.kind AS provider_kind, s.upstream_id
     FROM series s JOIN providers p ON p.id = s.provider_id LEFT JOIN groups g ON g.id = s.group_id
-    WHERE p.enabled = 1
-      AND (?2 IS NULL OR s.group_id IN (SELECT value FROM json_each(?2)))
-      AND (?3 IS NULL OR s.group_id = ?3)";
+    WHERE p.enabled
+      AND ($2 IS NULL OR s.group_id IN ({GROUPS}))
+      AND ($3 IS NULL OR s.group_id = $3)";
+
+/// The ids in the JSON array bound as $2 (the user's allowed groups), as a
+/// set to test `IN`: the one place the listings' dialects differ.
+fn with_groups(postgres: bool, sql: &str) -> String {
+    sql.replace(
+        "{GROUPS}",
+        if postgres {
+            "SELECT jsonb_array_elements_text($2::jsonb)::bigint"
+        } else {
+            "SELECT value FROM json_each($2)"
+        },
+    )
+}
 
 /// Each listing: its select, its columns, the key it pages on.
 const LIVE: (&str, &str, &str) = (LIVE_SELECT, LIVE_COLUMNS, "c.number");
@@ -151,7 +165,7 @@ const MOVIES: (&str, &str, &str) = (MOVIE_SELECT, MOVIE_COLUMNS, "m.id");
 const SERIES: (&str, &str, &str) = (SERIES_SELECT, SERIES_COLUMNS, "s.id");
 
 /// The columns of each select, in the order of its item's fields: rows
-/// come out of SQLite as JSON arrays and are decoded field by field into
+/// come out of the database as JSON arrays and are decoded field by field into
 /// the item (`field_order` below holds the two to the same order).
 const LIVE_COLUMNS: &str =
     "id, number, name, group_id, group_name, tvg_id, tvg_name, logo, chno, catchup, catchup_days, provider_id, provider_kind, upstream_id, \
@@ -161,29 +175,41 @@ const MOVIE_COLUMNS: &str =
 const SERIES_COLUMNS: &str = "id, name, group_id, group_name, cover, plot, genre, release_date, rating, has_url, \
     provider_id, provider_kind, upstream_id";
 
-/// SQLite's JSON has no booleans: a flag comes as 0 or 1.
+/// A flag comes as 0 or 1 (SQLite's JSON has no booleans; the select
+/// writes it as an integer on both backends).
 fn bool_from_int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Ok(i64::deserialize(d)? != 0)
 }
 
 impl Store {
-    /// Rows of `select` as one JSON array of arrays built by SQLite, decoded
-    /// here: a row crossing sqlx costs several allocations and a thread
-    /// hand-off, which for 200 000 rows dominated the whole response.
+    /// Rows of `select` restricted by `cond` (on $1) and limited to $4, as
+    /// one JSON array of arrays built by the database, decoded here: a row
+    /// crossing sqlx costs several allocations and a thread hand-off, which
+    /// for 200 000 rows dominated the whole response. The order is the
+    /// caller's to restore (an aggregate keeps its input's order in
+    /// practice, not by promise).
     async fn rows<T: serde::de::DeserializeOwned>(
         &self,
-        sql: &str,
+        (select, columns, cond): (&str, &str, &str),
         key: i64,
         f: &ItemFilter,
         limit: u32,
     ) -> Result<Vec<T>, CatalogError> {
-        let json: String = sqlx::query_scalar(sql)
-            .bind(key)
-            .bind(f.groups_json())
-            .bind(f.group)
-            .bind(limit as i64)
-            .fetch_one(self.pool())
-            .await?;
+        let json: String = on_db!(self.db(), |p| {
+            let postgres = dialect!(sqlite: false, postgres: true);
+            let aggregate = dialect!(
+                sqlite: format!("json_group_array(json_array({columns}))"),
+                postgres: format!("COALESCE(json_agg(json_build_array({columns})), '[]')::text"),
+            );
+            let sql = with_groups(postgres, &format!("SELECT {aggregate} FROM ({select} AND {cond} LIMIT $4) AS rows"));
+            sqlx::query_scalar(&sql)
+                .bind(key)
+                .bind(f.groups_json())
+                .bind(f.group)
+                .bind(limit as i64)
+                .fetch_one(p)
+                .await?
+        });
         serde_json::from_str(&json).map_err(|e| CatalogError::Internal(format!("listing rows: {e}")))
     }
 
@@ -195,10 +221,7 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<T>, CatalogError> {
-        let sql = format!(
-            "SELECT json_group_array(json_array({columns})) FROM ({select} AND {id} > ?1 ORDER BY {id} LIMIT ?4)"
-        );
-        self.rows(&sql, after, f, limit).await
+        self.rows((select, columns, &format!("{id} > $1 ORDER BY {id}")), after, f, limit).await
     }
 
     /// The row of `select` whose `id` is `key`, if the filter lets it through.
@@ -208,8 +231,7 @@ impl Store {
         f: &ItemFilter,
         key: i64,
     ) -> Result<Option<T>, CatalogError> {
-        let sql = format!("SELECT json_group_array(json_array({columns})) FROM ({select} AND {id} = ?1 LIMIT ?4)");
-        Ok(self.rows(&sql, key, f, 1).await?.pop())
+        Ok(self.rows((select, columns, &format!("{id} = $1")), key, f, 1).await?.pop())
     }
 
     /// Up to `limit` live channels with numbers above `after`, by number.
@@ -257,10 +279,11 @@ impl Store {
             MediaKind::Live => self.live_item(f, id).await?.is_some(),
             MediaKind::Movie => self.movie_item(f, id).await?.is_some(),
             MediaKind::Series if id > EPISODE_ID_BASE => {
-                let series: Option<i64> = sqlx::query_scalar("SELECT series_id FROM episodes WHERE id = ?")
-                    .bind(id - EPISODE_ID_BASE)
-                    .fetch_optional(self.pool())
-                    .await?;
+                let series: Option<i64> =
+                    on_db!(self.db(), |p| sqlx::query_scalar("SELECT series_id FROM episodes WHERE id = $1")
+                        .bind(id - EPISODE_ID_BASE)
+                        .fetch_optional(p)
+                        .await?);
                 match series {
                     Some(s) => self.series_item(f, s).await?.is_some(),
                     None => false,
@@ -305,28 +328,31 @@ impl Store {
     pub async fn group_items(&self, kind: MediaKind, f: &ItemFilter) -> Result<Vec<GroupItem>, CatalogError> {
         let sql = if kind == MediaKind::Live {
             "SELECT g.id, g.name FROM lineup_groups g
-             WHERE g.hidden = 0 AND ?1 = 'live' AND (?2 IS NULL OR g.id IN (SELECT value FROM json_each(?2)))
+             WHERE NOT g.hidden AND $1 = 'live' AND ($2 IS NULL OR g.id IN ({GROUPS}))
              ORDER BY g.position, g.id"
         } else {
             "SELECT g.id, g.name FROM groups g JOIN providers p ON p.id = g.provider_id
-             WHERE g.kind = ?1 AND p.enabled = 1 AND (?2 IS NULL OR g.id IN (SELECT value FROM json_each(?2)))
+             WHERE g.kind = $1 AND p.enabled AND ($2 IS NULL OR g.id IN ({GROUPS}))
              ORDER BY p.priority, p.id, g.position, g.id"
         };
-        let rows = sqlx::query(sql).bind(kind.as_str()).bind(f.groups_json()).fetch_all(self.pool()).await?;
-        rows.iter()
-            .map(|r| Ok(GroupItem { id: r.try_get("id")?, name: r.try_get("name")? }))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        let groups = on_db!(self.db(), |p| {
+            let sql = with_groups(dialect!(sqlite: false, postgres: true), sql);
+            let rows = sqlx::query(&sql).bind(kind.as_str()).bind(f.groups_json()).fetch_all(p).await?;
+            rows.iter()
+                .map(|r| Ok(GroupItem { id: r.col("id")?, name: r.col("name")? }))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        Ok(groups)
     }
 
     /// Stores (or refreshes) a series' episodes as a provider listed them and
     /// returns the ids clients see for them, in the same order.
     pub async fn upsert_episodes(&self, series_id: i64, episodes: &[NewEpisode]) -> Result<Vec<i64>, CatalogError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_tx().await?;
         let mut ids = Vec::with_capacity(episodes.len());
         for e in episodes {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO episodes (series_id, upstream_id, name, container_extension) VALUES (?, ?, ?, ?)
+            let id: i64 = on_tx!(&mut tx, |c| sqlx::query_scalar(
+                "INSERT INTO episodes (series_id, upstream_id, name, container_extension) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (series_id, upstream_id) DO UPDATE
                  SET name = excluded.name, container_extension = excluded.container_extension
                  RETURNING id",
@@ -335,8 +361,8 @@ impl Store {
             .bind(e.upstream_id)
             .bind(&e.name)
             .bind(e.container_extension.as_deref().map(str::to_ascii_lowercase))
-            .fetch_one(&mut *tx)
-            .await?;
+            .fetch_one(&mut *c)
+            .await?);
             ids.push(EPISODE_ID_BASE + id);
         }
         tx.commit().await?;
@@ -347,13 +373,17 @@ impl Store {
 /// Moves the materialized live listing's version on, so that it is stale
 /// (`0011_live_listing.sql`): called inside the transaction of each write
 /// that inserts lineup rows or writes streams or guide channels in bulk,
-/// which the migration's per-row triggers leave out. Once stale, further
-/// calls change nothing (a no-op update).
-pub(crate) async fn mark_listing_stale(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE live_listing_state SET version = version + 1 WHERE id = 1 AND version = built")
-        .execute(conn)
-        .await?;
-    Ok(())
+/// which the migration's per-row triggers leave out (on PostgreSQL,
+/// `migrations_pg/0002_live_listing.sql`: the same writes, though its
+/// triggers are per statement). Once stale, further calls change nothing
+/// (a no-op update, which on PostgreSQL takes no row lock either).
+pub(crate) async fn mark_listing_stale(conn: &mut Conn<'_>) -> Result<(), sqlx::Error> {
+    on_conn!(conn, |c| sqlx::query(
+        "UPDATE live_listing_state SET version = version + 1 WHERE id = 1 AND version = built"
+    )
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
 }
 
 /// One channel's entries as the materialized live listing keeps them.
@@ -389,8 +419,8 @@ pub enum LiveFormat {
     Xtream,
 }
 
-/// One page of the materialized live listing, joined by SQLite into one
-/// text: the rows cross from SQLite as one value, not one per row.
+/// One page of the materialized live listing, joined by the database into
+/// one text: the rows cross from it as one value, not one per row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LivePage {
     /// Rows in the page (fewer than asked: the listing's end).
@@ -410,9 +440,10 @@ impl Store {
     /// Whether the materialized live listing reflects every write so far
     /// (else listings take the lineup's query and it wants a rebuild).
     pub async fn live_listing_fresh(&self) -> Result<bool, CatalogError> {
-        let fresh: bool = sqlx::query_scalar("SELECT version = built FROM live_listing_state WHERE id = 1")
-            .fetch_one(self.pool())
-            .await?;
+        let fresh: bool =
+            on_db!(self.db(), |p| sqlx::query_scalar("SELECT version = built FROM live_listing_state WHERE id = 1")
+                .fetch_one(p)
+                .await?);
         Ok(fresh)
     }
 
@@ -430,59 +461,88 @@ impl Store {
             return Ok(false);
         }
         let mut tx = self.write_tx().await?;
-        let version: i64 =
-            sqlx::query_scalar("SELECT version FROM live_listing_state WHERE id = 1").fetch_one(&mut *tx).await?;
-        sqlx::query("DELETE FROM live_listing").execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM live_listing_xtream").execute(&mut *tx).await?;
-        let sql = format!(
-            "SELECT json_group_array(json_array({LIVE_COLUMNS})) FROM ({LIVE_SELECT} AND c.number > ?1 ORDER BY c.number LIMIT ?4)"
-        );
-        let mut after = 0i64;
-        let mut rendered: Vec<RenderedLive> = Vec::new();
-        loop {
-            let json: String = sqlx::query_scalar(&sql)
-                .bind(after)
-                .bind(None::<String>)
-                .bind(None::<i64>)
-                .bind(REBUILD_ROWS as i64)
-                .fetch_one(&mut *tx)
-                .await?;
-            let mut items: Vec<LiveItem> =
-                serde_json::from_str(&json).map_err(|e| CatalogError::Internal(format!("listing rows: {e}")))?;
-            items.sort_unstable_by_key(|i| i.number);
-            let Some(last) = items.last() else { break };
-            after = last.number;
-            rendered.resize_with(items.len(), RenderedLive::default);
-            for (item, out) in items.iter().zip(rendered.iter_mut()) {
-                out.m3u.clear();
-                out.m3u_plus.clear();
-                out.xtream.clear();
-                renderer.render(item, out);
+        let rebuilt = on_tx!(&mut tx, |c| {
+            // SQLite: the transaction holds the write lock already. PostgreSQL:
+            // the state row's lock stands for it. A write that marks the
+            // listing stale meanwhile waits for the rebuild's commit and then
+            // finds it fresh, so it marks it stale again: nothing is missed.
+            // Another instance's rebuild may have run since the check above.
+            let (version, built): (i64, i64) = sqlx::query_as(dialect!(
+                sqlite: "SELECT version, built FROM live_listing_state WHERE id = 1",
+                postgres: "SELECT version, built FROM live_listing_state WHERE id = 1 FOR UPDATE",
+            ))
+            .fetch_one(&mut *c)
+            .await?;
+            if version == built {
+                false
+            } else {
+                sqlx::query("DELETE FROM live_listing").execute(&mut *c).await?;
+                sqlx::query("DELETE FROM live_listing_xtream").execute(&mut *c).await?;
+                let aggregate = dialect!(
+                    sqlite: format!("json_group_array(json_array({LIVE_COLUMNS}))"),
+                    postgres: format!("COALESCE(json_agg(json_build_array({LIVE_COLUMNS})), '[]')::text"),
+                );
+                let sql = with_groups(
+                    dialect!(sqlite: false, postgres: true),
+                    &format!(
+                        "SELECT {aggregate} FROM ({LIVE_SELECT} AND c.number > $1 ORDER BY c.number LIMIT $4) AS rows"
+                    ),
+                );
+                let mut after = 0i64;
+                let mut rendered: Vec<RenderedLive> = Vec::new();
+                loop {
+                    let json: String = sqlx::query_scalar(&sql)
+                        .bind(after)
+                        .bind(None::<String>)
+                        .bind(None::<i64>)
+                        .bind(REBUILD_ROWS as i64)
+                        .fetch_one(&mut *c)
+                        .await?;
+                    let mut items: Vec<LiveItem> = serde_json::from_str(&json)
+                        .map_err(|e| CatalogError::Internal(format!("listing rows: {e}")))?;
+                    items.sort_unstable_by_key(|i| i.number);
+                    let Some(last) = items.last() else { break };
+                    after = last.number;
+                    rendered.resize_with(items.len(), RenderedLive::default);
+                    for (item, out) in items.iter().zip(rendered.iter_mut()) {
+                        out.m3u.clear();
+                        out.m3u_plus.clear();
+                        out.xtream.clear();
+                        renderer.render(item, out);
+                    }
+                    let mut qb = sqlx::QueryBuilder::<Backend>::new(
+                        "INSERT INTO live_listing (number, channel_id, group_id, m3u, m3u_plus) ",
+                    );
+                    qb.push_values(items.iter().zip(&rendered), |mut b, (item, r)| {
+                        b.push_bind(item.number)
+                            .push_bind(item.id)
+                            .push_bind(item.group_id)
+                            .push_bind(r.m3u.as_str())
+                            .push_bind(r.m3u_plus.as_str());
+                    });
+                    qb.build().execute(&mut *c).await?;
+                    let mut qb = sqlx::QueryBuilder::<Backend>::new(
+                        "INSERT INTO live_listing_xtream (number, group_id, xtream) ",
+                    );
+                    qb.push_values(items.iter().zip(&rendered), |mut b, (item, r)| {
+                        b.push_bind(item.number).push_bind(item.group_id).push_bind(r.xtream.as_str());
+                    });
+                    qb.build().execute(&mut *c).await?;
+                    if items.len() < REBUILD_ROWS {
+                        break;
+                    }
+                }
+                sqlx::query("UPDATE live_listing_state SET built = $1 WHERE id = 1")
+                    .bind(version)
+                    .execute(&mut *c)
+                    .await?;
+                true
             }
-            let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO live_listing (number, channel_id, group_id, m3u, m3u_plus) ",
-            );
-            qb.push_values(items.iter().zip(&rendered), |mut b, (item, r)| {
-                b.push_bind(item.number)
-                    .push_bind(item.id)
-                    .push_bind(item.group_id)
-                    .push_bind(r.m3u.as_str())
-                    .push_bind(r.m3u_plus.as_str());
-            });
-            qb.build().execute(&mut *tx).await?;
-            let mut qb =
-                sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO live_listing_xtream (number, group_id, xtream) ");
-            qb.push_values(items.iter().zip(&rendered), |mut b, (item, r)| {
-                b.push_bind(item.number).push_bind(item.group_id).push_bind(r.xtream.as_str());
-            });
-            qb.build().execute(&mut *tx).await?;
-            if items.len() < REBUILD_ROWS {
-                break;
-            }
+        });
+        if rebuilt {
+            tx.commit().await?;
         }
-        sqlx::query("UPDATE live_listing_state SET built = ?1 WHERE id = 1").bind(version).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(rebuilt)
     }
 
     /// Up to `limit` entries of the materialized live listing with numbers
@@ -523,31 +583,42 @@ impl Store {
         limit: u32,
         ordered: bool,
     ) -> Result<(String, i64, i64, String), CatalogError> {
-        let order = if ordered { " ORDER BY number" } else { "" };
-        let joined = match format {
-            LiveFormat::M3u => format!("group_concat(m3u || ?5 || channel_id || ?6, ''{order})"),
-            LiveFormat::M3uPlus => format!("group_concat(m3u_plus || ?5 || channel_id || ?6, ''{order})"),
-            LiveFormat::Xtream => format!("group_concat(',' || xtream, ''{order})"),
-        };
         let (columns, table) = match format {
             LiveFormat::M3u => ("channel_id, m3u", "live_listing"),
             LiveFormat::M3uPlus => ("channel_id, m3u_plus", "live_listing"),
             LiveFormat::Xtream => ("xtream", "live_listing_xtream"),
         };
-        let sql = format!(
-            "SELECT COALESCE(group_concat(number, ','{order}), ''), COUNT(*), COALESCE(MAX(number), 0), COALESCE({joined}, '') FROM (
-                SELECT number, {columns} FROM {table}
-                WHERE number > ?1
-                  AND (?2 IS NULL OR group_id IN (SELECT value FROM json_each(?2)))
-                  AND (?3 IS NULL OR group_id = ?3)
-                ORDER BY number LIMIT ?4)"
-        );
-        let query = sqlx::query_as(&sql).bind(after).bind(f.groups_json()).bind(f.group).bind(limit as i64);
-        let query = match format {
-            LiveFormat::M3u | LiveFormat::M3uPlus => query.bind(url_prefix).bind(url_suffix),
-            LiveFormat::Xtream => query,
+        let entry = match format {
+            LiveFormat::M3u => "m3u || $5 || channel_id || $6",
+            LiveFormat::M3uPlus => "m3u_plus || $5 || channel_id || $6",
+            LiveFormat::Xtream => "',' || xtream",
         };
-        Ok(query.fetch_one(self.pool()).await?)
+        Ok(on_db!(self.db(), |p| {
+            // PostgreSQL's string_agg is always ordered: its order costs
+            // little there, and it makes no promise either.
+            let (concat, number, order) = dialect!(
+                sqlite: ("group_concat", "number", if ordered { " ORDER BY number" } else { "" }),
+                postgres: ("string_agg", "number::text", " ORDER BY number"),
+            );
+            let sql = with_groups(
+                dialect!(sqlite: false, postgres: true),
+                &format!(
+                    "SELECT COALESCE({concat}({number}, ','{order}), ''), COUNT(*), COALESCE(MAX(number), 0),
+                            COALESCE({concat}({entry}, ''{order}), '') FROM (
+                        SELECT number, {columns} FROM {table}
+                        WHERE number > $1
+                          AND ($2 IS NULL OR group_id IN ({{GROUPS}}))
+                          AND ($3 IS NULL OR group_id = $3)
+                        ORDER BY number LIMIT $4) AS page"
+                ),
+            );
+            let query = sqlx::query_as(&sql).bind(after).bind(f.groups_json()).bind(f.group).bind(limit as i64);
+            let query = match format {
+                LiveFormat::M3u | LiveFormat::M3uPlus => query.bind(url_prefix).bind(url_suffix),
+                LiveFormat::Xtream => query,
+            };
+            query.fetch_one(p).await?
+        }))
     }
 }
 

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::QueryBuilder;
 use tokio::sync::{mpsc, oneshot};
 
 pub use tunerpool_domain::quality::{score, QualityPolicy, QualityWeights, SourceQuality};
 
+use crate::db::{dialect, on_db, on_tx, Db, RowGet};
 use crate::error::CatalogError;
 use crate::store::Store;
 
@@ -70,16 +71,16 @@ pub struct StoredQuality {
 
 const COLUMNS: &str = "measured_at, verdict, video_codec, width, height, fps, bitrate, report";
 
-fn stored(row: &sqlx::sqlite::SqliteRow) -> Result<StoredQuality, sqlx::Error> {
+fn stored(row: &impl RowGet) -> Result<StoredQuality, sqlx::Error> {
     Ok(StoredQuality {
-        measured_at: row.try_get("measured_at")?,
-        verdict: row.try_get("verdict")?,
-        video_codec: row.try_get("video_codec")?,
-        width: row.try_get("width")?,
-        height: row.try_get("height")?,
-        fps: row.try_get("fps")?,
-        bitrate: row.try_get("bitrate")?,
-        report: row.try_get("report")?,
+        measured_at: row.col("measured_at")?,
+        verdict: row.col("verdict")?,
+        video_codec: row.col("video_codec")?,
+        width: row.col("width")?,
+        height: row.col("height")?,
+        fps: row.col("fps")?,
+        bitrate: row.col("bitrate")?,
+        report: row.col("report")?,
     })
 }
 
@@ -117,18 +118,18 @@ pub(crate) struct QualityWriter {
 }
 
 impl QualityWriter {
-    /// Starts the writer task on `pool`; it ends when the writer is dropped (with the last [`Store`] clone),
+    /// Starts the writer task on `db`; it ends when the writer is dropped (with the last [`Store`] clone),
     /// after writing what is queued.
-    pub(crate) fn start(pool: SqlitePool, capacity: usize) -> QualityWriter {
+    pub(crate) fn start(db: Db, capacity: usize) -> QualityWriter {
         let (jobs, rx) = mpsc::channel(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_quality(pool, rx, dropped.clone()));
+        tokio::spawn(write_quality(db, rx, dropped.clone()));
         QualityWriter { jobs, dropped }
     }
 }
 
 /// The writer task: batches of up to [`QUALITY_BATCH`] measurements, one transaction each.
-async fn write_quality(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, dropped: Arc<AtomicU64>) {
+async fn write_quality(db: Db, mut rx: mpsc::Receiver<Job>, dropped: Arc<AtomicU64>) {
     let mut jobs = Vec::with_capacity(QUALITY_BATCH);
     let mut reported = 0u64;
     while rx.recv_many(&mut jobs, QUALITY_BATCH).await > 0 {
@@ -141,7 +142,7 @@ async fn write_quality(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, dropped: A
             }
         }
         if !writes.is_empty() {
-            match insert_quality(&pool, &writes).await {
+            match insert_quality(&db, &writes).await {
                 Ok(found) => {
                     for ((q, done), found) in writes.into_iter().zip(found) {
                         let answer = match found {
@@ -182,22 +183,22 @@ async fn write_quality(pool: SqlitePool, mut rx: mpsc::Receiver<Job>, dropped: A
 /// Writes `writes` in one transaction: each becomes its source's latest (unless a newer one is there already) and
 /// joins the history; then the history older than [`KEEP_SECONDS`] before the newest of them goes. Returns, per
 /// measurement, whether its stream was found (one that is not is skipped, the others are written).
-async fn insert_quality(pool: &SqlitePool, writes: &[(NewQuality, Option<Written>)]) -> Result<Vec<bool>, sqlx::Error> {
-    // IMMEDIATE: the write lock at once (waiting its turn), not a deferred read turned write that another
-    // writer's commit in between makes fail.
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+async fn insert_quality(db: &Db, writes: &[(NewQuality, Option<Written>)]) -> Result<Vec<bool>, sqlx::Error> {
+    // On SQLite the write lock at once (waiting its turn), not a deferred read turned write that another
+    // writer's commit in between makes fail ([`Db::write_tx`]).
+    let mut tx = db.write_tx().await?;
     let mut found = Vec::with_capacity(writes.len());
     let mut newest = i64::MIN;
     for (q, _) in writes {
-        let identity = sqlx::query("SELECT provider_id, upstream_key FROM streams WHERE id = ?")
-            .bind(q.stream_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(identity) = identity else {
+        let identity: Option<(i64, String)> =
+            on_tx!(&mut tx, |c| sqlx::query_as("SELECT provider_id, upstream_key FROM streams WHERE id = $1")
+                .bind(q.stream_id)
+                .fetch_optional(&mut *c)
+                .await)?;
+        let Some((provider_id, key)) = identity else {
             found.push(false);
             continue;
         };
-        let (provider_id, key): (i64, String) = (identity.try_get(0)?, identity.try_get(1)?);
         for table in ["source_quality", "source_quality_history"] {
             let conflict = if table == "source_quality" {
                 " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET measured_at = excluded.measured_at, \
@@ -207,8 +208,9 @@ async fn insert_quality(pool: &SqlitePool, writes: &[(NewQuality, Option<Written
             } else {
                 ""
             };
-            sqlx::query(&format!(
-                "INSERT INTO {table} (provider_id, upstream_key, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?){conflict}"
+            on_tx!(&mut tx, |c| {
+                sqlx::query(&format!(
+                "INSERT INTO {table} (provider_id, upstream_key, {COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10){conflict}"
             ))
             .bind(provider_id)
             .bind(&key)
@@ -220,17 +222,20 @@ async fn insert_quality(pool: &SqlitePool, writes: &[(NewQuality, Option<Written
             .bind(q.fps)
             .bind(q.bitrate)
             .bind(&q.report)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected())
+            })?;
         }
         newest = newest.max(q.measured_at);
         found.push(true);
     }
     if newest != i64::MIN {
-        sqlx::query("DELETE FROM source_quality_history WHERE measured_at < ?")
+        on_tx!(&mut tx, |c| sqlx::query("DELETE FROM source_quality_history WHERE measured_at < $1")
             .bind(newest - KEEP_SECONDS)
-            .execute(&mut *tx)
-            .await?;
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
     }
     tx.commit().await?;
     Ok(found)
@@ -275,19 +280,21 @@ impl Store {
         let mut out = HashMap::new();
         // Well under SQLite's limit of bound parameters per statement.
         for ids in stream_ids.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            on_db!(self.db(), |p| {
+                let mut qb: QueryBuilder<Backend> = QueryBuilder::new(
                 "SELECT s.id, q.measured_at, q.verdict, q.video_codec, q.width, q.height, q.fps, q.bitrate, q.report \
                  FROM streams s JOIN source_quality q ON q.provider_id = s.provider_id \
                  AND q.upstream_key = s.upstream_key WHERE s.id IN (",
             );
-            let mut list = qb.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
-            }
-            qb.push(")");
-            for row in qb.build().fetch_all(self.pool()).await? {
-                out.insert(row.try_get::<i64, _>("id")?, stored(&row)?);
-            }
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(p).await? {
+                    out.insert(row.col::<i64>("id")?, stored(&row)?);
+                }
+            });
         }
         Ok(out)
     }
@@ -299,25 +306,31 @@ impl Store {
     pub async fn source_formats(&self, stream_ids: &[i64]) -> Result<HashMap<i64, SourceFormat>, CatalogError> {
         let mut out = HashMap::new();
         for ids in stream_ids.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT s.id, q.height, q.video_codec, json_extract(q.report, '$.report.audio[0].codec') AS audio_codec \
+            on_db!(self.db(), |p| {
+                let audio = dialect!(
+                    sqlite: "json_extract(q.report, '$.report.audio[0].codec')",
+                    postgres: "(q.report::jsonb #>> '{report,audio,0,codec}')",
+                );
+                let mut qb: QueryBuilder<Backend> = QueryBuilder::new(format!(
+                    "SELECT s.id, q.height, q.video_codec, {audio} AS audio_codec \
                  FROM streams s JOIN source_quality q ON q.provider_id = s.provider_id \
-                 AND q.upstream_key = s.upstream_key WHERE q.verdict = 'ok' AND s.id IN (",
-            );
-            let mut list = qb.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
-            }
-            qb.push(")");
-            for row in qb.build().fetch_all(self.pool()).await? {
-                let format = SourceFormat {
-                    height: row.try_get::<Option<i64>, _>("height")?.and_then(|v| u32::try_from(v).ok()),
-                    video_codec: row.try_get("video_codec")?,
-                    // Not a string in a report this version did not write: unknown.
-                    audio_codec: row.try_get::<Option<String>, _>("audio_codec").ok().flatten(),
-                };
-                out.insert(row.try_get::<i64, _>("id")?, format);
-            }
+                 AND q.upstream_key = s.upstream_key WHERE q.verdict = 'ok' AND s.id IN ("
+                ));
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(p).await? {
+                    let format = SourceFormat {
+                        height: row.col::<Option<i64>>("height")?.and_then(|v| u32::try_from(v).ok()),
+                        video_codec: row.col("video_codec")?,
+                        // Not a string in a report this version did not write: unknown.
+                        audio_codec: row.col::<Option<String>>("audio_codec").ok().flatten(),
+                    };
+                    out.insert(row.col::<i64>("id")?, format);
+                }
+            });
         }
         Ok(out)
     }
@@ -335,19 +348,21 @@ impl Store {
         range: crate::history::Range,
         limit: u32,
     ) -> Result<Vec<StoredQuality>, CatalogError> {
-        let rows = sqlx::query(&format!(
+        on_db!(self.db(), |p| {
+            let rows = sqlx::query(&format!(
             "SELECT * FROM (SELECT {} FROM streams s JOIN source_quality_history q ON q.provider_id = s.provider_id \
-             AND q.upstream_key = s.upstream_key WHERE (?1 IS NULL OR s.id = ?1) AND q.measured_at BETWEEN ?2 AND ?3 \
-             ORDER BY q.measured_at DESC, q.id DESC LIMIT ?4) ORDER BY measured_at",
+             AND q.upstream_key = s.upstream_key WHERE ($1 IS NULL OR s.id = $1) AND q.measured_at BETWEEN $2 AND $3 \
+             ORDER BY q.measured_at DESC, q.id DESC LIMIT $4) latest ORDER BY measured_at",
             COLUMNS.split(", ").map(|c| format!("q.{c}")).collect::<Vec<_>>().join(", ")
         ))
-        .bind(stream_id)
-        .bind(range.from)
-        .bind(range.to)
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(stored).collect::<Result<_, _>>()?)
+            .bind(stream_id)
+            .bind(range.from)
+            .bind(range.to)
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await?;
+            Ok(rows.iter().map(stored).collect::<Result<_, _>>()?)
+        })
     }
     /// What the score of each of these streams' sources rests on
     /// ([`tunerpool_domain::quality::SourceQuality`]), by stream id, for those
@@ -358,56 +373,80 @@ impl Store {
         let since = tunerpool_domain::now() - STABILITY_WINDOW;
         let mut out = HashMap::new();
         for ids in stream_ids.chunks(500) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT s.id, q.verdict, q.video_codec, q.width, q.height, q.fps, \
-                 COALESCE(json_extract(q.report, '$.report.video.bitrate'), q.bitrate) AS bitrate, \
-                 json_extract(q.report, '$.ttfb_ms') AS ttfb_ms, \
-                 json_extract(q.report, '$.report.time_to_first_keyframe_ms') AS keyframe_ms, \
+            on_db!(self.db(), |p| {
+                // The report's numbers, read from its JSON: json_extract in
+                // SQLite; in PostgreSQL the text at a path of the jsonb, cast
+                // (through NUMERIC, which takes a fraction too) to BIGINT, and
+                // `failed` (a JSON boolean) counted as 0 or 1.
+                let (bitrate, ttfb, keyframe, failed, streamed, ended) = dialect!(
+                    sqlite: (
+                        "json_extract(q.report, '$.report.video.bitrate')",
+                        "json_extract(q.report, '$.ttfb_ms')",
+                        "json_extract(q.report, '$.report.time_to_first_keyframe_ms')",
+                        "SUM(json_extract(report, '$.failed'))",
+                        "SUM(json_extract(report, '$.streamed_ms'))",
+                        "json_extract(report, '$.ended')",
+                    ),
+                    postgres: (
+                        "CAST(CAST(q.report::jsonb #>> '{report,video,bitrate}' AS NUMERIC) AS BIGINT)",
+                        "CAST(CAST(q.report::jsonb ->> 'ttfb_ms' AS NUMERIC) AS BIGINT)",
+                        "CAST(CAST(q.report::jsonb #>> '{report,time_to_first_keyframe_ms}' AS NUMERIC) AS BIGINT)",
+                        "CAST(SUM(CASE WHEN (report::jsonb -> 'failed') = 'true'::jsonb THEN 1 ELSE 0 END) AS BIGINT)",
+                        "CAST(SUM(CAST(report::jsonb ->> 'streamed_ms' AS NUMERIC)) AS BIGINT)",
+                        "(report::jsonb ->> 'ended')",
+                    ),
+                );
+                let mut qb: QueryBuilder<Backend> = QueryBuilder::new(format!(
+                    "SELECT s.id, q.verdict, q.video_codec, q.width, q.height, q.fps, \
+                 COALESCE({bitrate}, q.bitrate) AS bitrate, \
+                 {ttfb} AS ttfb_ms, \
+                 {keyframe} AS keyframe_ms, \
                  ended.failures, ended.streamed_ms \
                  FROM streams s JOIN source_quality q ON q.provider_id = s.provider_id \
                  AND q.upstream_key = s.upstream_key \
                  LEFT JOIN (SELECT provider_id, upstream_key, \
-                     SUM(json_extract(report, '$.failed')) AS failures, \
-                     SUM(json_extract(report, '$.streamed_ms')) AS streamed_ms \
+                     {failed} AS failures, \
+                     {streamed} AS streamed_ms \
                    FROM source_quality_history \
-                   WHERE measured_at >= ",
-            );
-            qb.push_bind(since);
-            qb.push(
-                " AND json_extract(report, '$.ended') IS NOT NULL GROUP BY provider_id, upstream_key) ended \
+                   WHERE measured_at >= "
+                ));
+                qb.push_bind(since);
+                qb.push(format!(
+                    " AND {ended} IS NOT NULL GROUP BY provider_id, upstream_key) ended \
                  ON ended.provider_id = q.provider_id AND ended.upstream_key = q.upstream_key \
-                 WHERE s.id IN (",
-            );
-            let mut list = qb.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
-            }
-            qb.push(")");
-            for row in qb.build().fetch_all(self.pool()).await? {
-                let failures: Option<i64> = row.try_get("failures")?;
-                let streamed_ms: Option<i64> = row.try_get("streamed_ms")?;
-                let ttfb: Option<i64> = row.try_get("ttfb_ms")?;
-                let keyframe: Option<i64> = row.try_get("keyframe_ms")?;
-                let quality = SourceQuality {
-                    verdict: row.try_get("verdict")?,
-                    video_codec: row.try_get("video_codec")?,
-                    width: row.try_get::<Option<i64>, _>("width")?.and_then(|v| u32::try_from(v).ok()),
-                    height: row.try_get::<Option<i64>, _>("height")?.and_then(|v| u32::try_from(v).ok()),
-                    fps: row.try_get("fps")?,
-                    bitrate: row.try_get::<Option<i64>, _>("bitrate")?.and_then(|v| u64::try_from(v).ok()),
-                    start_ms: match (ttfb, keyframe) {
-                        (None, None) => None,
-                        (a, b) => Some(a.unwrap_or(0).max(0) as u64 + b.unwrap_or(0).max(0) as u64),
-                    },
-                    faults_per_hour: streamed_ms.map(|ms| {
-                        // A floor of a quarter hour: one failure in a short
-                        // session is not a hundred per hour.
-                        let hours = (ms.max(0) as f64 / 3_600_000.0).max(0.25);
-                        failures.unwrap_or(0).max(0) as f64 / hours
-                    }),
-                };
-                out.insert(row.try_get::<i64, _>("id")?, quality);
-            }
+                 WHERE s.id IN ("
+                ));
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                for row in qb.build().fetch_all(p).await? {
+                    let failures: Option<i64> = row.col("failures")?;
+                    let streamed_ms: Option<i64> = row.col("streamed_ms")?;
+                    let ttfb: Option<i64> = row.col("ttfb_ms")?;
+                    let keyframe: Option<i64> = row.col("keyframe_ms")?;
+                    let quality = SourceQuality {
+                        verdict: row.col("verdict")?,
+                        video_codec: row.col("video_codec")?,
+                        width: row.col::<Option<i64>>("width")?.and_then(|v| u32::try_from(v).ok()),
+                        height: row.col::<Option<i64>>("height")?.and_then(|v| u32::try_from(v).ok()),
+                        fps: row.col("fps")?,
+                        bitrate: row.col::<Option<i64>>("bitrate")?.and_then(|v| u64::try_from(v).ok()),
+                        start_ms: match (ttfb, keyframe) {
+                            (None, None) => None,
+                            (a, b) => Some(a.unwrap_or(0).max(0) as u64 + b.unwrap_or(0).max(0) as u64),
+                        },
+                        faults_per_hour: streamed_ms.map(|ms| {
+                            // A floor of a quarter hour: one failure in a short
+                            // session is not a hundred per hour.
+                            let hours = (ms.max(0) as f64 / 3_600_000.0).max(0.25);
+                            failures.unwrap_or(0).max(0) as f64 / hours
+                        }),
+                    };
+                    out.insert(row.col::<i64>("id")?, quality);
+                }
+            });
         }
         Ok(out)
     }
@@ -422,11 +461,11 @@ pub struct SourceRef {
     pub channel_id: i64,
 }
 
-fn source_ref(row: &sqlx::sqlite::SqliteRow) -> Result<SourceRef, sqlx::Error> {
+fn source_ref(row: &impl RowGet) -> Result<SourceRef, sqlx::Error> {
     Ok(SourceRef {
-        stream_id: row.try_get("stream_id")?,
-        provider_id: row.try_get("provider_id")?,
-        channel_id: row.try_get("channel_id")?,
+        stream_id: row.col("stream_id")?,
+        provider_id: row.col("provider_id")?,
+        channel_id: row.col("channel_id")?,
     })
 }
 
@@ -442,44 +481,48 @@ impl Store {
     /// measurements; only those last measured before `older_than` (unix seconds), with a stream, of channels
     /// that are not hidden (nor their group) and of enabled providers.
     pub async fn probe_candidates(&self, older_than: i64, limit: i64) -> Result<Vec<SourceRef>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT ls.stream_id, ls.provider_id, ls.channel_id
+        on_db!(self.db(), |p| {
+            let rows = sqlx::query(
+                "SELECT ls.stream_id, ls.provider_id, ls.channel_id
              FROM lineup_sources ls
              JOIN lineup_channels c ON c.id = ls.channel_id
              LEFT JOIN lineup_groups g ON g.id = c.group_id
              JOIN providers p ON p.id = ls.provider_id
              LEFT JOIN source_quality q ON q.provider_id = ls.provider_id AND q.upstream_key = ls.upstream_key
-             WHERE ls.stream_id IS NOT NULL AND c.hidden = 0 AND COALESCE(g.hidden, 0) = 0 AND p.enabled = 1
-               AND (q.measured_at IS NULL OR q.measured_at < ?1)
-             ORDER BY q.measured_at IS NOT NULL, COALESCE(q.verdict IN ('ok', 'pending'), 0), q.measured_at,
+             WHERE ls.stream_id IS NOT NULL AND NOT c.hidden AND NOT COALESCE(g.hidden, FALSE) AND p.enabled
+               AND (q.measured_at IS NULL OR q.measured_at < $1)
+             ORDER BY q.measured_at IS NOT NULL, COALESCE(q.verdict IN ('ok', 'pending'), FALSE), q.measured_at,
                       c.number, ls.position
-             LIMIT ?2",
-        )
-        .bind(older_than)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(source_ref).collect::<Result<_, _>>()?)
+             LIMIT $2",
+            )
+            .bind(older_than)
+            .bind(limit)
+            .fetch_all(p)
+            .await?;
+            Ok(rows.iter().map(source_ref).collect::<Result<_, _>>()?)
+        })
     }
 
     /// The sources (with a stream) of a lineup channel or of every channel of a lineup group, in channel
     /// number and source order; `NotFound` for an unknown channel or group.
     pub async fn sources_to_probe(&self, scope: ProbeScope) -> Result<Vec<SourceRef>, CatalogError> {
         let (exists, what, id, filter) = match scope {
-            ProbeScope::Channel(id) => ("SELECT 1 FROM lineup_channels WHERE id = ?", "channel", id, "c.id = ?"),
-            ProbeScope::Group(id) => ("SELECT 1 FROM lineup_groups WHERE id = ?", "group", id, "c.group_id = ?"),
+            ProbeScope::Channel(id) => ("SELECT 1 FROM lineup_channels WHERE id = $1", "channel", id, "c.id = $1"),
+            ProbeScope::Group(id) => ("SELECT 1 FROM lineup_groups WHERE id = $1", "group", id, "c.group_id = $1"),
         };
-        if sqlx::query(exists).bind(id).fetch_optional(self.pool()).await?.is_none() {
-            return Err(CatalogError::NotFound { what, id: id.to_string() });
-        }
-        let rows = sqlx::query(&format!(
-            "SELECT ls.stream_id, ls.provider_id, ls.channel_id FROM lineup_sources ls
+        on_db!(self.db(), |p| {
+            if sqlx::query(exists).bind(id).fetch_optional(p).await?.is_none() {
+                return Err(CatalogError::NotFound { what, id: id.to_string() });
+            }
+            let rows = sqlx::query(&format!(
+                "SELECT ls.stream_id, ls.provider_id, ls.channel_id FROM lineup_sources ls
              JOIN lineup_channels c ON c.id = ls.channel_id
              WHERE ls.stream_id IS NOT NULL AND {filter} ORDER BY c.number, ls.position"
-        ))
-        .bind(id)
-        .fetch_all(self.pool())
-        .await?;
-        Ok(rows.iter().map(source_ref).collect::<Result<_, _>>()?)
+            ))
+            .bind(id)
+            .fetch_all(p)
+            .await?;
+            Ok(rows.iter().map(source_ref).collect::<Result<_, _>>()?)
+        })
     }
 }

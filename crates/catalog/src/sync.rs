@@ -20,13 +20,14 @@ use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use serde::Serialize;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 use tunerpool_formats::m3u::Entry;
 use tunerpool_formats::xtream::{Category, LiveStream, Series, VodStream};
 use tunerpool_upstream::m3u::M3uSource;
 use tunerpool_upstream::xtream::{parse_items_map, Section, XtreamClient};
 use tunerpool_upstream::{UpstreamError, UpstreamHttp};
 
+use crate::db::{on_db, on_tx, Tx};
 use crate::error::CatalogError;
 use crate::events::{Level, NewEvent};
 use crate::model::{MediaKind, Provider, ProviderKind};
@@ -85,13 +86,17 @@ pub async fn sync_provider(store: &Store, http: &UpstreamHttp, provider_id: i64)
         Err(e) => {
             let msg = e.to_string();
             tracing::warn!(provider = %provider.name, error = %msg, ms = elapsed_ms, "catalog sync failed; previous catalog kept");
-            sqlx::query("UPDATE providers SET last_sync_at = ?, last_sync_ok = 0, last_sync_error = ?, last_sync_ms = ? WHERE id = ?")
-                .bind(now())
-                .bind(&msg)
-                .bind(elapsed_ms)
-                .bind(provider.id)
-                .execute(store.pool())
-                .await?;
+            on_db!(store.db(), |p| sqlx::query(
+                "UPDATE providers SET last_sync_at = $1, last_sync_ok = FALSE, last_sync_error = $2, last_sync_ms = $3
+                 WHERE id = $4"
+            )
+            .bind(now())
+            .bind(&msg)
+            .bind(elapsed_ms)
+            .bind(provider.id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
             let event = format!("catalog sync failed, previous catalog kept: {msg}");
             store.note(NewEvent::new(Level::Warn, "sync", event).provider(provider.id));
             Err(e)
@@ -440,9 +445,41 @@ struct SeriesRow {
 /// 200 000-entry sync fast.
 const ROWS_PER_STATEMENT: usize = 500;
 
+/// The streams' columns as a sync writes them, and its upsert: one text
+/// for both backends, whichever way the rows are sent.
+const STREAMS_COLUMNS: &str =
+    "provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url,
+                 catchup, catchup_days, catchup_source, headers, norm_name, position, first_gen, sync_gen";
+const STREAMS_CONFLICT: &str = " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, tvg_id = excluded.tvg_id, tvg_name = excluded.tvg_name, logo = excluded.logo,
+                 chno = excluded.chno, url = excluded.url, catchup = excluded.catchup, catchup_days = excluded.catchup_days,
+                 catchup_source = excluded.catchup_source, headers = excluded.headers, norm_name = excluded.norm_name,
+                 position = excluded.position, sync_gen = excluded.sync_gen";
+
+/// The movies' columns as a sync writes them, and its upsert: one text
+/// for both backends, whichever way the rows are sent.
+const MOVIES_COLUMNS: &str =
+    "provider_id, upstream_key, upstream_id, name, group_id, logo, rating, container_extension,
+                 url, added, position, sync_gen";
+const MOVIES_CONFLICT: &str =
+    " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, logo = excluded.logo, rating = excluded.rating,
+                 container_extension = excluded.container_extension, url = excluded.url, added = excluded.added,
+                 position = excluded.position, sync_gen = excluded.sync_gen";
+
+/// The series' columns as a sync writes them, and its upsert: one text
+/// for both backends, whichever way the rows are sent.
+const SERIES_COLUMNS: &str = "provider_id, upstream_key, upstream_id, name, group_id, cover, plot, genre, release_date,
+                 rating, url, position, sync_gen";
+const SERIES_CONFLICT: &str =
+    " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
+                 group_id = excluded.group_id, cover = excluded.cover, plot = excluded.plot, genre = excluded.genre,
+                 release_date = excluded.release_date, rating = excluded.rating, url = excluded.url,
+                 position = excluded.position, sync_gen = excluded.sync_gen";
+
 /// The write side of one sync: a transaction plus this sync's generation.
 struct Writer {
-    tx: sqlx::Transaction<'static, Sqlite>,
+    tx: Tx,
     provider_id: i64,
     provider_name: String,
     gen: i64,
@@ -453,11 +490,12 @@ struct Writer {
 impl Writer {
     async fn begin(store: &Store, provider: &Provider) -> Result<Writer, CatalogError> {
         let mut tx = store.write_tx().await?;
-        let gen: i64 =
-            sqlx::query_scalar("UPDATE providers SET sync_gen = sync_gen + 1 WHERE id = ? RETURNING sync_gen")
-                .bind(provider.id)
-                .fetch_one(&mut *tx)
-                .await?;
+        let gen: i64 = on_tx!(&mut tx, |c| sqlx::query_scalar(
+            "UPDATE providers SET sync_gen = sync_gen + 1 WHERE id = $1 RETURNING sync_gen"
+        )
+        .bind(provider.id)
+        .fetch_one(&mut *c)
+        .await)?;
         Ok(Writer {
             tx,
             provider_id: provider.id,
@@ -485,8 +523,9 @@ impl Writer {
         position: i64,
     ) -> Result<i64, sqlx::Error> {
         self.report.groups += 1;
-        sqlx::query_scalar(
-            "INSERT INTO groups (provider_id, kind, upstream_key, name, position, sync_gen) VALUES (?, ?, ?, ?, ?, ?)
+        on_tx!(&mut self.tx, |c| {
+            sqlx::query_scalar(
+            "INSERT INTO groups (provider_id, kind, upstream_key, name, position, sync_gen) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (provider_id, kind, upstream_key) DO UPDATE SET name = excluded.name, position = excluded.position,
              sync_gen = excluded.sync_gen RETURNING id",
         )
@@ -496,8 +535,9 @@ impl Writer {
         .bind(name)
         .bind(position)
         .bind(self.gen)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(&mut *c)
         .await
+        })
     }
 
     /// Xtream categories → group ids by category_id.
@@ -527,105 +567,254 @@ impl Writer {
     }
 
     async fn insert_streams(&mut self, rows: Vec<StreamRow>) -> Result<(), CatalogError> {
+        let (provider_id, gen) = (self.provider_id, self.gen);
+        if let Tx::Postgres(t) = &mut self.tx {
+            // PostgreSQL: the batch as one array per column, in one short
+            // statement (UNNEST), where a multi-row VALUES of thousands of
+            // parameters costs the server milliseconds to parse and plan at
+            // every execution.
+            let len = rows.len();
+            let mut upstream_key = Vec::with_capacity(len);
+            let mut upstream_id = Vec::with_capacity(len);
+            let mut name = Vec::with_capacity(len);
+            let mut group_id = Vec::with_capacity(len);
+            let mut tvg_id = Vec::with_capacity(len);
+            let mut tvg_name = Vec::with_capacity(len);
+            let mut logo = Vec::with_capacity(len);
+            let mut chno = Vec::with_capacity(len);
+            let mut url = Vec::with_capacity(len);
+            let mut catchup = Vec::with_capacity(len);
+            let mut catchup_days = Vec::with_capacity(len);
+            let mut catchup_source = Vec::with_capacity(len);
+            let mut headers = Vec::with_capacity(len);
+            let mut norm_name = Vec::with_capacity(len);
+            let mut position = Vec::with_capacity(len);
+            for r in rows {
+                upstream_key.push(r.upstream_key);
+                upstream_id.push(r.upstream_id);
+                name.push(r.name);
+                group_id.push(r.group_id);
+                tvg_id.push(r.tvg_id);
+                tvg_name.push(r.tvg_name);
+                logo.push(r.logo);
+                chno.push(r.chno);
+                url.push(r.url);
+                catchup.push(r.catchup);
+                catchup_days.push(r.catchup_days);
+                catchup_source.push(r.catchup_source);
+                headers.push(r.headers);
+                norm_name.push(r.norm_name);
+                position.push(r.position);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO streams ({cols}) SELECT $1, u.*, $2, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[], $17::bigint[]) AS u{conflict}",
+                cols = STREAMS_COLUMNS,
+                conflict = STREAMS_CONFLICT,
+            ))
+            .bind(provider_id)
+            .bind(gen)
+            .bind(upstream_key)
+            .bind(upstream_id)
+            .bind(name)
+            .bind(group_id)
+            .bind(tvg_id)
+            .bind(tvg_name)
+            .bind(logo)
+            .bind(chno)
+            .bind(url)
+            .bind(catchup)
+            .bind(catchup_days)
+            .bind(catchup_source)
+            .bind(headers)
+            .bind(norm_name)
+            .bind(position)
+            .execute(&mut **t)
+            .await?;
+            return Ok(());
+        }
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO streams (provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url,
-                 catchup, catchup_days, catchup_source, headers, norm_name, position, first_gen, sync_gen) ",
-            );
-            qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
-                b.push_bind(self.provider_id)
-                    .push_bind(r.upstream_key)
-                    .push_bind(r.upstream_id)
-                    .push_bind(r.name)
-                    .push_bind(r.group_id)
-                    .push_bind(r.tvg_id)
-                    .push_bind(r.tvg_name)
-                    .push_bind(r.logo)
-                    .push_bind(r.chno)
-                    .push_bind(r.url)
-                    .push_bind(r.catchup)
-                    .push_bind(r.catchup_days)
-                    .push_bind(r.catchup_source)
-                    .push_bind(r.headers)
-                    .push_bind(r.norm_name)
-                    .push_bind(r.position)
-                    .push_bind(self.gen)
-                    .push_bind(self.gen);
+            on_tx!(&mut self.tx, |c| {
+                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO streams ({STREAMS_COLUMNS}) "));
+                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
+                    b.push_bind(provider_id)
+                        .push_bind(r.upstream_key)
+                        .push_bind(r.upstream_id)
+                        .push_bind(r.name)
+                        .push_bind(r.group_id)
+                        .push_bind(r.tvg_id)
+                        .push_bind(r.tvg_name)
+                        .push_bind(r.logo)
+                        .push_bind(r.chno)
+                        .push_bind(r.url)
+                        .push_bind(r.catchup)
+                        .push_bind(r.catchup_days)
+                        .push_bind(r.catchup_source)
+                        .push_bind(r.headers)
+                        .push_bind(r.norm_name)
+                        .push_bind(r.position)
+                        .push_bind(gen)
+                        .push_bind(gen);
+                });
+                qb.push(STREAMS_CONFLICT);
+                qb.build().execute(&mut *c).await?;
             });
-            qb.push(
-                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, tvg_id = excluded.tvg_id, tvg_name = excluded.tvg_name, logo = excluded.logo,
-                 chno = excluded.chno, url = excluded.url, catchup = excluded.catchup, catchup_days = excluded.catchup_days,
-                 catchup_source = excluded.catchup_source, headers = excluded.headers, norm_name = excluded.norm_name,
-                 position = excluded.position, sync_gen = excluded.sync_gen",
-            );
-            qb.build().execute(&mut *self.tx).await?;
         }
         Ok(())
     }
 
     async fn insert_movies(&mut self, rows: Vec<MovieRow>) -> Result<(), CatalogError> {
+        let (provider_id, gen) = (self.provider_id, self.gen);
+        if let Tx::Postgres(t) = &mut self.tx {
+            // PostgreSQL: the batch as one array per column, in one short
+            // statement (UNNEST), where a multi-row VALUES of thousands of
+            // parameters costs the server milliseconds to parse and plan at
+            // every execution.
+            let len = rows.len();
+            let mut upstream_key = Vec::with_capacity(len);
+            let mut upstream_id = Vec::with_capacity(len);
+            let mut name = Vec::with_capacity(len);
+            let mut group_id = Vec::with_capacity(len);
+            let mut logo = Vec::with_capacity(len);
+            let mut rating = Vec::with_capacity(len);
+            let mut container_extension = Vec::with_capacity(len);
+            let mut url = Vec::with_capacity(len);
+            let mut added = Vec::with_capacity(len);
+            let mut position = Vec::with_capacity(len);
+            for r in rows {
+                upstream_key.push(r.upstream_key);
+                upstream_id.push(r.upstream_id);
+                name.push(r.name);
+                group_id.push(r.group_id);
+                logo.push(r.logo);
+                rating.push(r.rating);
+                container_extension.push(r.container_extension);
+                url.push(r.url);
+                added.push(r.added);
+                position.push(r.position);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO movies ({cols}) SELECT $1, u.*, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[]) AS u{conflict}",
+                cols = MOVIES_COLUMNS,
+                conflict = MOVIES_CONFLICT,
+            ))
+            .bind(provider_id)
+            .bind(gen)
+            .bind(upstream_key)
+            .bind(upstream_id)
+            .bind(name)
+            .bind(group_id)
+            .bind(logo)
+            .bind(rating)
+            .bind(container_extension)
+            .bind(url)
+            .bind(added)
+            .bind(position)
+            .execute(&mut **t)
+            .await?;
+            return Ok(());
+        }
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO movies (provider_id, upstream_key, upstream_id, name, group_id, logo, rating, container_extension,
-                 url, added, position, sync_gen) ",
-            );
-            qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
-                b.push_bind(self.provider_id)
-                    .push_bind(r.upstream_key)
-                    .push_bind(r.upstream_id)
-                    .push_bind(r.name)
-                    .push_bind(r.group_id)
-                    .push_bind(r.logo)
-                    .push_bind(r.rating)
-                    .push_bind(r.container_extension)
-                    .push_bind(r.url)
-                    .push_bind(r.added)
-                    .push_bind(r.position)
-                    .push_bind(self.gen);
+            on_tx!(&mut self.tx, |c| {
+                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO movies ({MOVIES_COLUMNS}) "));
+                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
+                    b.push_bind(provider_id)
+                        .push_bind(r.upstream_key)
+                        .push_bind(r.upstream_id)
+                        .push_bind(r.name)
+                        .push_bind(r.group_id)
+                        .push_bind(r.logo)
+                        .push_bind(r.rating)
+                        .push_bind(r.container_extension)
+                        .push_bind(r.url)
+                        .push_bind(r.added)
+                        .push_bind(r.position)
+                        .push_bind(gen);
+                });
+                qb.push(MOVIES_CONFLICT);
+                qb.build().execute(&mut *c).await?;
             });
-            qb.push(
-                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, logo = excluded.logo, rating = excluded.rating,
-                 container_extension = excluded.container_extension, url = excluded.url, added = excluded.added,
-                 position = excluded.position, sync_gen = excluded.sync_gen",
-            );
-            qb.build().execute(&mut *self.tx).await?;
         }
         Ok(())
     }
 
     async fn insert_series(&mut self, rows: Vec<SeriesRow>) -> Result<(), CatalogError> {
+        let (provider_id, gen) = (self.provider_id, self.gen);
+        if let Tx::Postgres(t) = &mut self.tx {
+            // PostgreSQL: the batch as one array per column, in one short
+            // statement (UNNEST), where a multi-row VALUES of thousands of
+            // parameters costs the server milliseconds to parse and plan at
+            // every execution.
+            let len = rows.len();
+            let mut upstream_key = Vec::with_capacity(len);
+            let mut upstream_id = Vec::with_capacity(len);
+            let mut name = Vec::with_capacity(len);
+            let mut group_id = Vec::with_capacity(len);
+            let mut cover = Vec::with_capacity(len);
+            let mut plot = Vec::with_capacity(len);
+            let mut genre = Vec::with_capacity(len);
+            let mut release_date = Vec::with_capacity(len);
+            let mut rating = Vec::with_capacity(len);
+            let mut url = Vec::with_capacity(len);
+            let mut position = Vec::with_capacity(len);
+            for r in rows {
+                upstream_key.push(r.upstream_key);
+                upstream_id.push(r.upstream_id);
+                name.push(r.name);
+                group_id.push(r.group_id);
+                cover.push(r.cover);
+                plot.push(r.plot);
+                genre.push(r.genre);
+                release_date.push(r.release_date);
+                rating.push(r.rating);
+                url.push(r.url);
+                position.push(r.position);
+            }
+            sqlx::query(&format!(
+                "INSERT INTO series ({cols}) SELECT $1, u.*, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[]) AS u{conflict}",
+                cols = SERIES_COLUMNS,
+                conflict = SERIES_CONFLICT,
+            ))
+            .bind(provider_id)
+            .bind(gen)
+            .bind(upstream_key)
+            .bind(upstream_id)
+            .bind(name)
+            .bind(group_id)
+            .bind(cover)
+            .bind(plot)
+            .bind(genre)
+            .bind(release_date)
+            .bind(rating)
+            .bind(url)
+            .bind(position)
+            .execute(&mut **t)
+            .await?;
+            return Ok(());
+        }
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO series (provider_id, upstream_key, upstream_id, name, group_id, cover, plot, genre, release_date,
-                 rating, url, position, sync_gen) ",
-            );
-            qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
-                b.push_bind(self.provider_id)
-                    .push_bind(r.upstream_key)
-                    .push_bind(r.upstream_id)
-                    .push_bind(r.name)
-                    .push_bind(r.group_id)
-                    .push_bind(r.cover)
-                    .push_bind(r.plot)
-                    .push_bind(r.genre)
-                    .push_bind(r.release_date)
-                    .push_bind(r.rating)
-                    .push_bind(r.url)
-                    .push_bind(r.position)
-                    .push_bind(self.gen);
+            on_tx!(&mut self.tx, |c| {
+                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO series ({SERIES_COLUMNS}) "));
+                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
+                    b.push_bind(provider_id)
+                        .push_bind(r.upstream_key)
+                        .push_bind(r.upstream_id)
+                        .push_bind(r.name)
+                        .push_bind(r.group_id)
+                        .push_bind(r.cover)
+                        .push_bind(r.plot)
+                        .push_bind(r.genre)
+                        .push_bind(r.release_date)
+                        .push_bind(r.rating)
+                        .push_bind(r.url)
+                        .push_bind(r.position)
+                        .push_bind(gen);
+                });
+                qb.push(SERIES_CONFLICT);
+                qb.build().execute(&mut *c).await?;
             });
-            qb.push(
-                " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, cover = excluded.cover, plot = excluded.plot, genre = excluded.genre,
-                 release_date = excluded.release_date, rating = excluded.rating, url = excluded.url,
-                 position = excluded.position, sync_gen = excluded.sync_gen",
-            );
-            qb.build().execute(&mut *self.tx).await?;
         }
         Ok(())
     }
@@ -634,53 +823,61 @@ impl Writer {
     /// outcome, and commits.
     async fn commit(mut self, detected_epg: Option<String>, started: Instant) -> Result<SyncReport, CatalogError> {
         tracing::debug!(provider = %self.provider_name, ms = started.elapsed().as_millis() as u64, "sync: rows written");
-        let conn: &mut SqliteConnection = &mut self.tx;
+        let (provider_id, gen) = (self.provider_id, self.gen);
         for table in ["streams", "movies", "series", "groups"] {
-            let n = sqlx::query(&format!("DELETE FROM {table} WHERE provider_id = ? AND sync_gen < ?"))
-                .bind(self.provider_id)
-                .bind(self.gen)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            let n = on_tx!(&mut self.tx, |c| sqlx::query(&format!(
+                "DELETE FROM {table} WHERE provider_id = $1 AND sync_gen < $2"
+            ))
+            .bind(provider_id)
+            .bind(gen)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
             if table != "groups" {
                 self.report.removed += n;
             }
         }
         tracing::debug!(provider = %self.provider_name, ms = started.elapsed().as_millis() as u64, "sync: swept");
-        self.report.lineup = crate::lineup::maintain(&mut *conn, self.provider_id, &self.lineup).await?;
+        self.report.lineup = crate::lineup::maintain(&mut self.tx.conn(), provider_id, &self.lineup).await?;
         tracing::debug!(provider = %self.provider_name, ms = started.elapsed().as_millis() as u64, "sync: lineup maintained");
-        self.report.new_channels =
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM streams WHERE provider_id = ? AND first_gen = ?")
-                .bind(self.provider_id)
-                .bind(self.gen)
-                .fetch_one(&mut *conn)
-                .await? as u64;
-        let (live, vod, series): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM streams WHERE provider_id = ?1), (SELECT COUNT(*) FROM movies WHERE provider_id = ?1),
-                    (SELECT COUNT(*) FROM series WHERE provider_id = ?1)",
-        )
-        .bind(self.provider_id)
-        .fetch_one(&mut *conn)
-        .await?;
-        self.report.duration_ms = started.elapsed().as_millis() as u64;
-        sqlx::query(
-            "UPDATE providers SET last_sync_at = ?1, last_sync_ok = 1, last_sync_ok_at = ?1, last_sync_error = NULL,
-             last_sync_ms = ?2, live_count = ?3, vod_count = ?4, series_count = ?5, skipped_count = ?6,
-             epg_url = COALESCE(epg_url, ?7) WHERE id = ?8",
-        )
-        .bind(now())
-        .bind(self.report.duration_ms as i64)
-        .bind(live)
-        .bind(vod)
-        .bind(series)
-        .bind(self.report.skipped as i64)
-        .bind(detected_epg)
-        .bind(self.provider_id)
-        .execute(&mut *conn)
-        .await?;
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let skipped = self.report.skipped as i64;
+        let new_channels = on_tx!(&mut self.tx, |c| {
+            let new_channels =
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM streams WHERE provider_id = $1 AND first_gen = $2")
+                    .bind(provider_id)
+                    .bind(gen)
+                    .fetch_one(&mut *c)
+                    .await?;
+            let (live, vod, series): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM streams WHERE provider_id = $1), (SELECT COUNT(*) FROM movies WHERE provider_id = $1),
+                        (SELECT COUNT(*) FROM series WHERE provider_id = $1)",
+            )
+            .bind(provider_id)
+            .fetch_one(&mut *c)
+            .await?;
+            sqlx::query(
+                "UPDATE providers SET last_sync_at = $1, last_sync_ok = TRUE, last_sync_ok_at = $1, last_sync_error = NULL,
+                 last_sync_ms = $2, live_count = $3, vod_count = $4, series_count = $5, skipped_count = $6,
+                 epg_url = COALESCE(epg_url, $7) WHERE id = $8",
+            )
+            .bind(now())
+            .bind(duration_ms)
+            .bind(live)
+            .bind(vod)
+            .bind(series)
+            .bind(skipped)
+            .bind(detected_epg)
+            .bind(provider_id)
+            .execute(&mut *c)
+            .await?;
+            new_channels
+        });
         // Streams were written and lineup rows inserted in bulk: the
         // materialized listing's triggers do not see those.
-        crate::outputs::mark_listing_stale(&mut *conn).await?;
+        crate::outputs::mark_listing_stale(&mut self.tx.conn()).await?;
+        self.report.new_channels = new_channels as u64;
+        self.report.duration_ms = duration_ms as u64;
         self.tx.commit().await?;
         tracing::debug!(provider = %self.provider_name, gen = self.gen, ms = started.elapsed().as_millis() as u64, "sync: committed");
         Ok(self.report)

@@ -9,10 +9,9 @@ use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use crate::db::{on_db, RowGet};
 use crate::error::{CatalogError, FieldError};
 use crate::secret::Secret;
 use crate::store::{now, Store};
@@ -429,21 +428,21 @@ async fn hash_blocking(password: &Secret) -> Result<String, CatalogError> {
 const USER_SELECT: &str = "SELECT id, username, password_hash, enabled, expires_at, max_connections, priority,
     allowed_groups, created_at, updated_at FROM users";
 
-fn user_from_row(r: &SqliteRow) -> Result<User, CatalogError> {
-    let groups: Option<String> = r.try_get("allowed_groups")?;
-    let max: i64 = r.try_get("max_connections")?;
-    let priority: i64 = r.try_get("priority")?;
+fn user_from_row(r: &impl RowGet) -> Result<User, CatalogError> {
+    let groups: Option<String> = r.col("allowed_groups")?;
+    let max: i64 = r.col("max_connections")?;
+    let priority: i64 = r.col("priority")?;
     Ok(User {
-        id: r.try_get("id")?,
-        username: r.try_get("username")?,
-        enabled: r.try_get("enabled")?,
-        expires_at: r.try_get("expires_at")?,
+        id: r.col("id")?,
+        username: r.col("username")?,
+        enabled: r.col("enabled")?,
+        expires_at: r.col("expires_at")?,
         max_connections: u32::try_from(max.max(0)).unwrap_or(u32::MAX),
         priority: u8::try_from(priority.clamp(0, MAX_USER_PRIORITY)).unwrap_or(0),
         allowed_groups: groups.and_then(|g| serde_json::from_str(&g).ok()),
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        password_hash: Secret::new(r.try_get::<String, _>("password_hash")?),
+        created_at: r.col("created_at")?,
+        updated_at: r.col("updated_at")?,
+        password_hash: Secret::new(r.col::<String>("password_hash")?),
     })
 }
 
@@ -457,26 +456,30 @@ fn taken(username: &str) -> CatalogError {
 impl Store {
     /// Every user, by id.
     pub async fn users(&self) -> Result<Vec<User>, CatalogError> {
-        let rows = sqlx::query(&format!("{USER_SELECT} ORDER BY id")).fetch_all(self.pool()).await?;
-        rows.iter().map(user_from_row).collect()
+        on_db!(self.db(), |p| {
+            let rows = sqlx::query(&format!("{USER_SELECT} ORDER BY id")).fetch_all(p).await?;
+            rows.iter().map(user_from_row).collect()
+        })
     }
 
     pub async fn user(&self, id: i64) -> Result<User, CatalogError> {
-        let row = sqlx::query(&format!("{USER_SELECT} WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or_else(|| CatalogError::NotFound { what: "user", id: id.to_string() })?;
-        user_from_row(&row)
+        on_db!(self.db(), |p| {
+            let row = sqlx::query(&format!("{USER_SELECT} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+                .ok_or_else(|| CatalogError::NotFound { what: "user", id: id.to_string() })?;
+            user_from_row(&row)
+        })
     }
 
     /// The user with this exact username, if any (what a client login names).
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, CatalogError> {
-        let row = sqlx::query(&format!("{USER_SELECT} WHERE username = ?"))
-            .bind(username)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(user_from_row).transpose()
+        on_db!(self.db(), |p| {
+            let row =
+                sqlx::query(&format!("{USER_SELECT} WHERE username = $1")).bind(username).fetch_optional(p).await?;
+            row.as_ref().map(user_from_row).transpose()
+        })
     }
 
     /// [`Store::user_by_name`] through a short-lived cache, for the client
@@ -535,11 +538,12 @@ impl Store {
         let Some(groups) = groups else { return Ok(()) };
         let mut missing = Vec::new();
         for g in groups {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = ?1 UNION ALL SELECT id FROM groups WHERE id = ?1 AND kind <> 'live'")
+            let found: Option<i64> = on_db!(self.db(), |p| {
+                sqlx::query_scalar("SELECT id FROM lineup_groups WHERE id = $1 UNION ALL SELECT id FROM groups WHERE id = $1 AND kind <> 'live'")
                     .bind(g)
-                    .fetch_optional(self.pool())
-                    .await?;
+                    .fetch_optional(p)
+                    .await
+            })?;
             if found.is_none() {
                 missing.push(g.to_string());
             }
@@ -576,9 +580,9 @@ impl Store {
         let hash = hash_blocking(input.password.as_ref().expect("validated")).await?;
         let at = now();
         let groups = input.allowed_groups.clone().flatten().map(|g| serde_json::to_string(&g).unwrap_or_default());
-        let id = sqlx::query_scalar::<_, i64>(
+        let id = on_db!(self.db(), |p| sqlx::query_scalar::<_, i64>(
             "INSERT INTO users (username, password_hash, enabled, expires_at, max_connections, priority,
-             allowed_groups, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             allowed_groups, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(username)
         .bind(hash)
@@ -589,8 +593,8 @@ impl Store {
         .bind(groups)
         .bind(at)
         .bind(at)
-        .fetch_one(self.pool())
-        .await
+        .fetch_one(p)
+        .await)
         .map_err(|e| match e {
             sqlx::Error::Database(d) if d.is_unique_violation() => taken(username),
             other => other.into(),
@@ -622,9 +626,9 @@ impl Store {
             None => current.allowed_groups.clone(),
         }
         .map(|g| serde_json::to_string(&g).unwrap_or_default());
-        sqlx::query(
-            "UPDATE users SET username = ?, password_hash = ?, enabled = ?, expires_at = ?, max_connections = ?,
-             priority = ?, allowed_groups = ?, updated_at = ? WHERE id = ?",
+        on_db!(self.db(), |p| sqlx::query(
+            "UPDATE users SET username = $1, password_hash = $2, enabled = $3, expires_at = $4, max_connections = $5,
+             priority = $6, allowed_groups = $7, updated_at = $8 WHERE id = $9",
         )
         .bind(username)
         .bind(hash)
@@ -635,8 +639,9 @@ impl Store {
         .bind(groups)
         .bind(now().max(current.updated_at + 1))
         .bind(id)
-        .execute(self.pool())
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(|e| match e {
             sqlx::Error::Database(d) if d.is_unique_violation() => taken(username),
             other => other.into(),
@@ -650,7 +655,11 @@ impl Store {
     }
 
     async fn remove_user(&self, id: i64) -> Result<(), CatalogError> {
-        let n = sqlx::query("DELETE FROM users WHERE id = ?").bind(id).execute(self.pool()).await?.rows_affected();
+        let n = on_db!(self.db(), |p| sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         if n == 0 {
             return Err(CatalogError::NotFound { what: "user", id: id.to_string() });
         }
@@ -660,7 +669,7 @@ impl Store {
     /// This installation's stable id (8 hex digits), made when the store was
     /// created: the base of HDHomeRun device ids.
     pub async fn instance_id(&self) -> Result<String, CatalogError> {
-        Ok(sqlx::query_scalar("SELECT device_id FROM instance WHERE id = 1").fetch_one(self.pool()).await?)
+        Ok(on_db!(self.db(), |p| sqlx::query_scalar("SELECT device_id FROM instance WHERE id = 1").fetch_one(p).await)?)
     }
 }
 

@@ -3,11 +3,18 @@
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use tunerpool_catalog::details::{refresh_account, test_xtream};
 use tunerpool_catalog::{AccountPatch, CatalogError, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_testkit::{backend_tests, Backend};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
-async fn setup() -> (tempfile::TempDir, Store, UpstreamHttp, FakeProvider) {
+backend_tests!(
+    account_crud_with_field_errors,
+    m3u_providers_get_a_credentialless_primary_and_reject_server_urls,
+    details_are_refreshed_from_the_panel_and_errors_recorded,
+);
+
+async fn setup(backend: Backend) -> (tempfile::TempDir, Store, UpstreamHttp, FakeProvider) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
     let fake = FakeProvider::start(FakeConfig::with_accounts(vec![
         AccountSpec::new("main", "m/p+w$", 2),
@@ -48,9 +55,8 @@ fn refused_fields(e: CatalogError) -> Vec<String> {
     }
 }
 
-#[tokio::test]
-async fn account_crud_with_field_errors() {
-    let (_dir, store, _http, fake) = setup().await;
+async fn account_crud_with_field_errors(backend: Backend) {
+    let (_dir, store, _http, fake) = setup(backend).await;
     let pid = xtream(&store, &fake).await;
     let bad = AccountPatch {
         server_url: Some(Some("backup.example:8080".into())),
@@ -98,9 +104,8 @@ async fn account_crud_with_field_errors() {
     assert!(!json.contains("e%p") && !json.contains("password"), "{json}");
 }
 
-#[tokio::test]
-async fn m3u_providers_get_a_credentialless_primary_and_reject_server_urls() {
-    let (dir, store, _http, _fake) = setup().await;
+async fn m3u_providers_get_a_credentialless_primary_and_reject_server_urls(backend: Backend) {
+    let (dir, store, _http, _fake) = setup(backend).await;
     let p = store
         .add_provider(&NewProvider {
             name: "M".into(),
@@ -124,9 +129,8 @@ async fn m3u_providers_get_a_credentialless_primary_and_reject_server_urls() {
     assert_eq!(a.search_pattern.as_deref(), Some("u1/p1"));
 }
 
-#[tokio::test]
-async fn details_are_refreshed_from_the_panel_and_errors_recorded() {
-    let (_dir, store, http, fake) = setup().await;
+async fn details_are_refreshed_from_the_panel_and_errors_recorded(backend: Backend) {
+    let (_dir, store, http, fake) = setup(backend).await;
     let pid = xtream(&store, &fake).await;
     let provider = store.provider(pid).await.unwrap();
     let primary = store.primary_account(pid).await.unwrap().unwrap();
@@ -151,7 +155,7 @@ async fn details_are_refreshed_from_the_panel_and_errors_recorded() {
 
 #[tokio::test]
 async fn test_reports_limits_and_precise_reasons() {
-    let (_dir, _store, http, fake) = setup().await;
+    let (_dir, _store, http, fake) = setup(Backend::Sqlite).await;
     let r = test_xtream(&http, &fake.url(), "extra", "e%p").await;
     assert!(r.ok, "{r:?}");
     assert_eq!((r.max_connections, r.suggested_max_streams), (Some(3), Some(3)));

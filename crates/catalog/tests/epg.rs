@@ -7,13 +7,21 @@ use tunerpool_catalog::epg::{guide_links, guide_path, refresh_guide, search_guid
 use tunerpool_catalog::lineup::ChannelPatch;
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{CatalogError, ChannelQuery, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
+use tunerpool_testkit::{backend_tests, execute, Backend};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+backend_tests!(
+    xtream_guide_is_fetched_stored_and_linked,
+    m3u_guide_comes_from_x_tvg_url_and_failures_keep_the_old_guide,
+    links_follow_merges_hidden_channels_and_groups,
+    guide_channels_map_by_name_and_can_be_chosen,
+);
 
 const PW: &str = "m/p+w$";
 
-async fn setup() -> (tempfile::TempDir, Store, UpstreamHttp, FakeProvider) {
+async fn setup(backend: Backend) -> (tempfile::TempDir, Store, UpstreamHttp, FakeProvider) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
     let fake = FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("main", PW, 2)])).await.unwrap();
     (dir, store, http, fake)
@@ -42,9 +50,8 @@ fn links(v: &[GuideLink]) -> Vec<(i64, &str, &str)> {
     v.iter().map(|l| (l.provider_id, l.source_id.as_str(), l.output_id.as_str())).collect()
 }
 
-#[tokio::test]
-async fn xtream_guide_is_fetched_stored_and_linked() {
-    let (dir, store, http, fake) = setup().await;
+async fn xtream_guide_is_fetched_stored_and_linked(backend: Backend) {
+    let (dir, store, http, fake) = setup(backend).await;
     let pid = xtream(&store, &fake, "X").await;
     sync_provider(&store, &http, pid).await.unwrap();
     let report = refresh_guide(&store, &http, pid).await.unwrap().expect("an Xtream provider has a guide");
@@ -66,9 +73,8 @@ async fn xtream_guide_is_fetched_stored_and_linked() {
     assert!(!all.iter().any(|l| l.source_id == "ch7.fake"));
 }
 
-#[tokio::test]
-async fn m3u_guide_comes_from_x_tvg_url_and_failures_keep_the_old_guide() {
-    let (dir, store, http, fake) = setup().await;
+async fn m3u_guide_comes_from_x_tvg_url_and_failures_keep_the_old_guide(backend: Backend) {
+    let (dir, store, http, fake) = setup(backend).await;
     let playlist = format!("{}/get.php?username=main&password=m%2Fp%2Bw%24&type=m3u_plus&output=ts", fake.url());
     let pid = add(
         &store,
@@ -97,9 +103,8 @@ async fn m3u_guide_comes_from_x_tvg_url_and_failures_keep_the_old_guide() {
     assert_eq!(std::fs::read(guide_path(dir.path(), pid)).unwrap(), good);
 }
 
-#[tokio::test]
-async fn links_follow_merges_hidden_channels_and_groups() {
-    let (_dir, store, http, fake) = setup().await;
+async fn links_follow_merges_hidden_channels_and_groups(backend: Backend) {
+    let (_dir, store, http, fake) = setup(backend).await;
     let a = xtream(&store, &fake, "A").await;
     let b = xtream(&store, &fake, "B").await;
     store.update_provider(b, &ProviderPatch { priority: Some(5), ..Default::default() }).await.unwrap();
@@ -111,11 +116,8 @@ async fn links_follow_merges_hidden_channels_and_groups() {
     let channels = store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items;
     let (ch1, ch2, ch3) = (&channels[0], &channels[1], &channels[2]);
     assert_eq!(ch2.sources.iter().map(|s| s.provider_id).collect::<Vec<_>>(), [a, b]);
-    sqlx::query("UPDATE streams SET tvg_id = 'CH2.other@HD' WHERE id = ?")
-        .bind(ch2.sources[1].stream_id)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    execute(&store, &format!("UPDATE streams SET tvg_id = 'CH2.other@HD' WHERE id = {}", ch2.sources[1].stream_id))
+        .await;
     let b2 = store.split_source(ch2.id, ch2.sources[1].id).await.unwrap();
     store.merge_channels(ch1.id, &[b2.id]).await.unwrap();
     store.update_channel(ch3.id, &ChannelPatch { hidden: Some(true), ..Default::default() }).await.unwrap();
@@ -141,9 +143,8 @@ async fn links_follow_merges_hidden_channels_and_groups() {
 /// The guide's channels are indexed at each fetch: a source without a
 /// tvg-id is fed by the guide channel named like it, and a guide id chosen
 /// from a search feeds the channel it was set on.
-#[tokio::test]
-async fn guide_channels_map_by_name_and_can_be_chosen() {
-    let (_dir, store, http, fake) = setup().await;
+async fn guide_channels_map_by_name_and_can_be_chosen(backend: Backend) {
+    let (_dir, store, http, fake) = setup(backend).await;
     let pid = xtream(&store, &fake, "X").await;
     sync_provider(&store, &http, pid).await.unwrap();
     refresh_guide(&store, &http, pid).await.unwrap().unwrap();
@@ -169,11 +170,7 @@ async fn guide_channels_map_by_name_and_can_be_chosen() {
 
     let channels = store.channels(&ChannelQuery { per_page: Some(100), ..Default::default() }).await.unwrap().items;
     // Channel 1's stream loses its tvg-id at the provider: the guide still feeds it, by name.
-    sqlx::query("UPDATE streams SET tvg_id = NULL WHERE id = ?")
-        .bind(channels[0].sources[0].stream_id)
-        .execute(store.pool())
-        .await
-        .unwrap();
+    execute(&store, &format!("UPDATE streams SET tvg_id = NULL WHERE id = {}", channels[0].sources[0].stream_id)).await;
     store.update_channel(channels[0].id, &ChannelPatch { tvg_id: Some(None), ..Default::default() }).await.unwrap();
     // Channel 7 has no guide id at all; the user picks ch9.fake for it, and hides channel 9.
     store

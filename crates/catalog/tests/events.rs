@@ -1,13 +1,20 @@
 //! The events writer: noting events never spawns a task per event, and no
 //! event noted before the store closes is lost (`tunerpool provider add`
-//! notes its sync's event and exits at once).
+//! notes its sync's event and exits at once). On both backends.
 
 use tunerpool_catalog::{EventQuery, Level, NewEvent, Store};
+use tunerpool_testkit::{backend_tests, Backend};
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_burst_of_events_is_written_by_one_task() {
+backend_tests!(
+    #[tokio::test(flavor = "current_thread")]
+    a_burst_of_events_is_written_by_one_task,
+    #[tokio::test(flavor = "multi_thread")]
+    events_noted_just_before_close_are_written,
+);
+
+async fn a_burst_of_events_is_written_by_one_task(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let metrics = tokio::runtime::Handle::current().metrics();
     let before = metrics.num_alive_tasks();
     for i in 0..2000 {
@@ -23,15 +30,15 @@ async fn a_burst_of_events_is_written_by_one_task() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn events_noted_just_before_close_are_written() {
+async fn events_noted_just_before_close_are_written(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let url = backend.new_store_url().await;
+    let store = Store::open_url(url.as_deref(), dir.path()).await.unwrap();
     for i in 0..3 {
         store.note(NewEvent::new(Level::Info, "sync", format!("synced {i}")).provider(1));
     }
     store.close().await;
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = Store::open_url(url.as_deref(), dir.path()).await.unwrap();
     let events = store.events(&EventQuery::default()).await.unwrap();
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(messages, ["synced 2", "synced 1", "synced 0"]);
@@ -47,7 +54,12 @@ async fn writers_waiting_for_the_lock_do_not_hold_up_a_logins_read() {
     use sqlx::Connection;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
-    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", store.path().display())).await.unwrap();
+    let mut locker = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        store.data_dir().join(tunerpool_catalog::store::DB_FILE).display()
+    ))
+    .await
+    .unwrap();
     sqlx::query("BEGIN IMMEDIATE").execute(&mut locker).await.unwrap();
     let writers: Vec<_> = (0..4)
         .map(|i| {

@@ -8,11 +8,21 @@ use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use tunerpool_catalog::lineup::{normalize_name, BulkChange, ChannelPatch, GroupPatch, LineupSettings};
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{CatalogError, Channel, ChannelQuery, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_testkit::{backend_tests, execute, Backend};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
-async fn setup() -> (tempfile::TempDir, Store, UpstreamHttp) {
+backend_tests!(
+    overlapping_providers_share_channels_and_renumbering_keeps_them,
+    matching_follows_the_settings,
+    curation_edits_and_refuses_bad_input_without_changing_anything,
+    a_failed_sync_changes_no_lineup_channel,
+    a_sync_failing_mid_way_through_the_lineup_changes_nothing,
+    the_first_import_fast_path_gives_what_the_general_path_gives,
+);
+
+async fn setup(backend: Backend) -> (tempfile::TempDir, Store, UpstreamHttp) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
     (dir, store, http)
 }
@@ -60,11 +70,10 @@ fn field(e: CatalogError) -> String {
     }
 }
 
-#[tokio::test]
-async fn overlapping_providers_share_channels_and_renumbering_keeps_them() {
+async fn overlapping_providers_share_channels_and_renumbering_keeps_them(backend: Backend) {
     let a = FakeProvider::start(config_a()).await.unwrap();
     let b = FakeProvider::start(config_b()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let pa = add(&store, "A", &a, "a", "pa").await;
     let pb = add(&store, "B", &b, "b", "pb").await;
 
@@ -135,11 +144,10 @@ async fn overlapping_providers_share_channels_and_renumbering_keeps_them() {
     assert_eq!(back.iter().map(|c| c.id).collect::<Vec<_>>(), after.iter().map(|c| c.id).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn matching_follows_the_settings() {
+async fn matching_follows_the_settings(backend: Backend) {
     let a = FakeProvider::start(config_a()).await.unwrap();
     let b = FakeProvider::start(config_b()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let pa = add(&store, "A", &a, "a", "pa").await;
     let pb = add(&store, "B", &b, "b", "pb").await;
     sync_provider(&store, &http, pa).await.unwrap();
@@ -168,11 +176,10 @@ async fn matching_follows_the_settings() {
     assert_eq!((r.lineup.reattached, r.lineup.joined, r.lineup.created), (2, 4, 19), "{r:?}");
 }
 
-#[tokio::test]
-async fn curation_edits_and_refuses_bad_input_without_changing_anything() {
+async fn curation_edits_and_refuses_bad_input_without_changing_anything(backend: Backend) {
     let a = FakeProvider::start(config_a()).await.unwrap();
     let b = FakeProvider::start(config_b()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let pa = add(&store, "A", &a, "a", "pa").await;
     let pb = add(&store, "B", &b, "b", "pb").await;
     sync_provider(&store, &http, pa).await.unwrap();
@@ -264,10 +271,9 @@ async fn curation_edits_and_refuses_bad_input_without_changing_anything() {
     assert!(!store.channel(renumbered[0].id).await.unwrap().enabled, "a hidden group hides its channels");
 }
 
-#[tokio::test]
-async fn a_failed_sync_changes_no_lineup_channel() {
+async fn a_failed_sync_changes_no_lineup_channel(backend: Backend) {
     let a = FakeProvider::start(config_a()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let pa = add(&store, "A", &a, "a", "pa").await;
     sync_provider(&store, &http, pa).await.unwrap();
     let before = lineup(&store).await;
@@ -281,11 +287,10 @@ async fn a_failed_sync_changes_no_lineup_channel() {
 /// renumbered streams and while it re-attaches them to the lineup (a
 /// failure injected with a trigger): every channel, source and stream stays
 /// as it was; the next sync does the work.
-#[tokio::test]
-async fn a_sync_failing_mid_way_through_the_lineup_changes_nothing() {
+async fn a_sync_failing_mid_way_through_the_lineup_changes_nothing(backend: Backend) {
     let a = FakeProvider::start(config_a()).await.unwrap();
     let b = FakeProvider::start(config_b()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let pa = add(&store, "A", &a, "a", "pa").await;
     let pb = add(&store, "B", &b, "b", "pb").await;
     sync_provider(&store, &http, pa).await.unwrap();
@@ -296,20 +301,43 @@ async fn a_sync_failing_mid_way_through_the_lineup_changes_nothing() {
     let streams_before = store.counts(pb).await.unwrap();
 
     b.renumber(3000);
-    sqlx::query(
-        "CREATE TRIGGER fail_reattach AFTER UPDATE OF stream_id ON lineup_sources
-         WHEN OLD.stream_id IS NULL AND NEW.stream_id IS NOT NULL
-         BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
-    )
-    .execute(store.pool())
-    .await
-    .unwrap();
+    // A trigger that fails the re-attaching, in each dialect.
+    if backend == Backend::Sqlite {
+        execute(
+            &store,
+            "CREATE TRIGGER fail_reattach AFTER UPDATE OF stream_id ON lineup_sources
+             WHEN OLD.stream_id IS NULL AND NEW.stream_id IS NOT NULL
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        )
+        .await;
+    } else {
+        execute(
+            &store,
+            "CREATE FUNCTION fail_reattach() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+                 IF OLD.stream_id IS NULL AND NEW.stream_id IS NOT NULL THEN RAISE EXCEPTION 'injected failure'; END IF;
+                 RETURN NEW;
+             END $f$",
+        )
+        .await;
+        execute(
+            &store,
+            "CREATE TRIGGER fail_reattach AFTER UPDATE OF stream_id ON lineup_sources
+             FOR EACH ROW EXECUTE FUNCTION fail_reattach()",
+        )
+        .await;
+    }
     let err = sync_provider(&store, &http, pb).await.unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
     assert_eq!(lineup(&store).await, before, "channels, sources and their streams as they were");
     assert_eq!(store.counts(pb).await.unwrap(), streams_before);
 
-    sqlx::query("DROP TRIGGER fail_reattach").execute(store.pool()).await.unwrap();
+    let drop = if backend == Backend::Sqlite {
+        "DROP TRIGGER fail_reattach"
+    } else {
+        "DROP TRIGGER fail_reattach ON lineup_sources"
+    };
+    execute(&store, drop).await;
     let r = sync_provider(&store, &http, pb).await.unwrap();
     assert_eq!((r.lineup.reattached, r.lineup.created), (25, 0), "{r:?}");
     let after = lineup(&store).await;
@@ -339,9 +367,8 @@ async fn add_m3u(store: &Store, name: &str, path: &Path) -> i64 {
 /// takes the general one. Both give the same channels and groups: ids and
 /// numbers after the highest, names, groups
 /// created in the order of their first channel, guide ids trimmed, sources.
-#[tokio::test]
-async fn the_first_import_fast_path_gives_what_the_general_path_gives() {
-    let (dir, fast, http) = setup().await;
+async fn the_first_import_fast_path_gives_what_the_general_path_gives(backend: Backend) {
+    let (dir, fast, http) = setup(backend).await;
     let list = dir.path().join("x.m3u");
     let mut text = String::from("#EXTM3U\n");
     for i in 1..=30 {
@@ -368,7 +395,7 @@ async fn the_first_import_fast_path_gives_what_the_general_path_gives() {
     // General: a lineup holding one channel whose provider was removed (a
     // lost source to try to re-attach, a channel to try to join), matching nothing.
     let dir2 = tempfile::tempdir().unwrap();
-    let slow = Store::open(dir2.path()).await.unwrap();
+    let slow = backend.open(dir2.path()).await;
     let z_list = dir2.path().join("z.m3u");
     std::fs::write(&z_list, "#EXTM3U\n#EXTINF:-1 group-title=\"ZG\",Zeta Unique\nhttp://z/1.ts\n").unwrap();
     let z = add_m3u(&slow, "Z", &z_list).await;

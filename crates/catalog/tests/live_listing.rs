@@ -3,14 +3,22 @@
 //! are listed (syncs, re-attaching renumbered streams, merges, splits,
 //! source order, renumbering, groups, deletes, providers disabled and
 //! removed), the listing is stale until rebuilt, and once rebuilt it lists
-//! exactly what the lineup's query lists, for every filter.
+//! exactly what the lineup's query lists, for every filter. On both
+//! backends: PostgreSQL's triggers (`migrations_pg/0002_live_listing.sql`)
+//! are per statement where SQLite's are per row.
 
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use tunerpool_catalog::lineup::{BulkChange, ChannelPatch, GroupPatch, LineupSettings};
 use tunerpool_catalog::outputs::{ItemFilter, LiveFormat, LiveItem, LiveRenderer, RenderedLive};
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{Channel, ChannelQuery, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
+use tunerpool_testkit::{backend_tests, Backend};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+backend_tests!(
+    the_materialized_listing_follows_every_write,
+    writes_that_change_no_listing_leave_it_fresh_and_one_rebuild_runs_at_a_time,
+);
 
 /// Writes every field of the item, so that any difference shows.
 struct Everything;
@@ -104,8 +112,7 @@ async fn lineup(store: &Store) -> Vec<Channel> {
     store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items
 }
 
-#[tokio::test]
-async fn the_materialized_listing_follows_every_write() {
+async fn the_materialized_listing_follows_every_write(backend: Backend) {
     let a = FakeProvider::start(FakeConfig {
         live_channels: 20,
         ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)])
@@ -121,7 +128,7 @@ async fn the_materialized_listing_follows_every_write() {
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
 
     // A new database: stale (nothing built yet), and empty once built.
@@ -223,8 +230,7 @@ async fn the_materialized_listing_follows_every_write() {
     check(&store, "provider re-added").await;
 }
 
-#[tokio::test]
-async fn writes_that_change_no_listing_leave_it_fresh_and_one_rebuild_runs_at_a_time() {
+async fn writes_that_change_no_listing_leave_it_fresh_and_one_rebuild_runs_at_a_time(backend: Backend) {
     let a = FakeProvider::start(FakeConfig {
         live_channels: 5,
         ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)])
@@ -232,7 +238,7 @@ async fn writes_that_change_no_listing_leave_it_fresh_and_one_rebuild_runs_at_a_
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
     let pa = add(&store, "A", &a, "a", "pa").await;
     sync_provider(&store, &http, pa).await.unwrap();

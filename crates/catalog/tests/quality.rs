@@ -2,10 +2,20 @@
 
 use tunerpool_catalog::quality::KEEP_SECONDS;
 use tunerpool_catalog::{CatalogError, NewProvider, NewQuality, ProviderKind, Secret, Store};
+use tunerpool_testkit::{backend_tests, execute, fetch_i64, Backend};
 
-async fn setup() -> (tempfile::TempDir, Store, i64) {
+backend_tests!(
+    the_latest_measurement_is_kept_per_source_and_every_one_in_the_history,
+    the_history_keeps_thirty_days,
+    a_measurement_follows_its_streams_identity_not_its_row,
+    measurements_go_with_their_provider,
+    what_the_score_rests_on_counts_failures_per_hour_of_ended_connections,
+    probes_go_to_unmeasured_then_dead_then_oldest_sources_of_visible_channels,
+);
+
+async fn setup(backend: Backend) -> (tempfile::TempDir, Store, i64) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let provider = store
         .add_provider(&NewProvider {
             name: "P".into(),
@@ -24,16 +34,14 @@ async fn setup() -> (tempfile::TempDir, Store, i64) {
 
 /// A stream row of `provider` with this id and upstream key, as a sync writes it.
 async fn stream(store: &Store, provider: i64, id: i64, key: &str) {
-    sqlx::query(
-        "INSERT INTO streams (id, provider_id, upstream_key, name, position, first_gen, sync_gen) \
-         VALUES (?, ?, ?, 'S', 0, 1, 1)",
+    execute(
+        store,
+        &format!(
+            "INSERT INTO streams (id, provider_id, upstream_key, name, position, first_gen, sync_gen) \
+             VALUES ({id}, {provider}, '{key}', 'S', 0, 1, 1)"
+        ),
     )
-    .bind(id)
-    .bind(provider)
-    .bind(key)
-    .execute(store.pool())
-    .await
-    .unwrap();
+    .await;
 }
 
 fn measurement(stream_id: i64, at: i64, height: i64) -> NewQuality {
@@ -50,9 +58,8 @@ fn measurement(stream_id: i64, at: i64, height: i64) -> NewQuality {
     }
 }
 
-#[tokio::test]
-async fn the_latest_measurement_is_kept_per_source_and_every_one_in_the_history() {
-    let (_dir, store, p) = setup().await;
+async fn the_latest_measurement_is_kept_per_source_and_every_one_in_the_history(backend: Backend) {
+    let (_dir, store, p) = setup(backend).await;
     stream(&store, p, 1, "101").await;
     stream(&store, p, 2, "102").await;
     let t = 1_800_000_000;
@@ -71,9 +78,8 @@ async fn the_latest_measurement_is_kept_per_source_and_every_one_in_the_history(
     assert!(store.quality_history(2).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn the_history_keeps_thirty_days() {
-    let (_dir, store, p) = setup().await;
+async fn the_history_keeps_thirty_days(backend: Backend) {
+    let (_dir, store, p) = setup(backend).await;
     stream(&store, p, 1, "101").await;
     stream(&store, p, 2, "102").await;
     let t = 1_800_000_000;
@@ -90,13 +96,12 @@ async fn the_history_keeps_thirty_days() {
     assert_eq!(store.latest_quality(&[1]).await.unwrap()[&1].measured_at, t + KEEP_SECONDS);
 }
 
-#[tokio::test]
-async fn a_measurement_follows_its_streams_identity_not_its_row() {
-    let (_dir, store, p) = setup().await;
+async fn a_measurement_follows_its_streams_identity_not_its_row(backend: Backend) {
+    let (_dir, store, p) = setup(backend).await;
     stream(&store, p, 1, "101").await;
     store.record_quality(&measurement(1, 1_800_000_000, 720)).await.unwrap();
     // A sync dropped the stream, a later one brought it back under another row id.
-    sqlx::query("DELETE FROM streams WHERE id = 1").execute(store.pool()).await.unwrap();
+    execute(&store, "DELETE FROM streams WHERE id = 1").await;
     assert!(store.latest_quality(&[1]).await.unwrap().is_empty());
     stream(&store, p, 7, "101").await;
     assert_eq!(store.latest_quality(&[7]).await.unwrap()[&7].height, Some(720));
@@ -107,24 +112,21 @@ async fn a_measurement_follows_its_streams_identity_not_its_row() {
     }
 }
 
-#[tokio::test]
-async fn measurements_go_with_their_provider() {
-    let (_dir, store, p) = setup().await;
+async fn measurements_go_with_their_provider(backend: Backend) {
+    let (_dir, store, p) = setup(backend).await;
     stream(&store, p, 1, "101").await;
     store.record_quality(&measurement(1, 1_800_000_000, 720)).await.unwrap();
     store.delete_provider(p).await.unwrap();
-    let left: i64 = sqlx::query_scalar(
+    let left = fetch_i64(
+        &store,
         "SELECT (SELECT COUNT(*) FROM source_quality) + (SELECT COUNT(*) FROM source_quality_history)",
     )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    .await;
     assert_eq!(left, 0);
 }
 
-#[tokio::test]
-async fn what_the_score_rests_on_counts_failures_per_hour_of_ended_connections() {
-    let (_dir, store, p) = setup().await;
+async fn what_the_score_rests_on_counts_failures_per_hour_of_ended_connections(backend: Backend) {
+    let (_dir, store, p) = setup(backend).await;
     stream(&store, p, 1, "101").await;
     stream(&store, p, 2, "102").await;
     stream(&store, p, 3, "103").await;
@@ -152,10 +154,9 @@ async fn what_the_score_rests_on_counts_failures_per_hour_of_ended_connections()
     assert_eq!((two.height, two.bitrate, two.faults_per_hour, two.start_ms), (Some(576), Some(8_000_000), None, None));
 }
 
-#[tokio::test]
-async fn probes_go_to_unmeasured_then_dead_then_oldest_sources_of_visible_channels() {
+async fn probes_go_to_unmeasured_then_dead_then_oldest_sources_of_visible_channels(backend: Backend) {
     use tunerpool_catalog::ProbeScope;
-    let (_dir, store, p) = setup().await;
+    let (_dir, store, p) = setup(backend).await;
     let mut channels = Vec::new();
     for id in 1..=6 {
         stream(&store, p, id, &id.to_string()).await;
@@ -169,11 +170,7 @@ async fn probes_go_to_unmeasured_then_dead_then_oldest_sources_of_visible_channe
     store.record_quality(&measurement(4, now - 60, 720)).await.unwrap();
     store.record_quality(&measurement(5, now - 20 * day, 720)).await.unwrap();
     // Stream 6's channel is hidden: nobody watches it through tunerpool, so it is not probed.
-    sqlx::query("UPDATE lineup_channels SET hidden = 1 WHERE id = ?")
-        .bind(channels[5])
-        .execute(store.pool())
-        .await
-        .unwrap();
+    execute(&store, &format!("UPDATE lineup_channels SET hidden = TRUE WHERE id = {}", channels[5])).await;
 
     let got = store.probe_candidates(now - day, 10).await.unwrap();
     let order: Vec<i64> = got.iter().map(|s| s.stream_id).collect();

@@ -6,7 +6,19 @@ use std::path::{Path, PathBuf};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{CatalogError, ChannelQuery, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_testkit::{backend_tests, fetch_i64, Backend};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+
+backend_tests!(
+    xtream_sync_stores_the_whole_catalog_with_details,
+    ids_are_stable_across_resyncs,
+    failed_sync_keeps_previous_catalog_and_says_why_without_the_password,
+    m3u_over_http_from_get_php_classifies_live_vod_and_series,
+    a_playlist_url_pointing_at_a_live_stream_hits_the_cap_and_keeps_the_catalog,
+    m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new,
+    real_world_playlists_sync_with_duplicates_kept_apart,
+    provider_input_is_validated_with_field_names,
+);
 
 const PASSWORD: &str = "s3cr3t/p+ss%";
 
@@ -14,9 +26,9 @@ fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel)
 }
 
-async fn setup() -> (tempfile::TempDir, Store, UpstreamHttp) {
+async fn setup(backend: Backend) -> (tempfile::TempDir, Store, UpstreamHttp) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
     (dir, store, http)
 }
@@ -49,10 +61,9 @@ async fn all_channels(store: &Store) -> Vec<tunerpool_catalog::Channel> {
     store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items
 }
 
-#[tokio::test]
-async fn xtream_sync_stores_the_whole_catalog_with_details() {
+async fn xtream_sync_stores_the_whole_catalog_with_details(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let p = store.add_provider(&xtream(&fake)).await.unwrap();
     assert_eq!(p.url, fake.url(), "pasted player_api URL is normalized to the base");
     let r = sync_provider(&store, &http, p.id).await.unwrap();
@@ -79,10 +90,9 @@ async fn xtream_sync_stores_the_whole_catalog_with_details() {
     assert_eq!((provider.sync.live, provider.sync.vod, provider.sync.series), (120, 30, 7));
 }
 
-#[tokio::test]
-async fn ids_are_stable_across_resyncs() {
+async fn ids_are_stable_across_resyncs(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let p = store.add_provider(&xtream(&fake)).await.unwrap();
     sync_provider(&store, &http, p.id).await.unwrap();
     let before = all_channels(&store).await;
@@ -92,10 +102,9 @@ async fn ids_are_stable_across_resyncs() {
     assert_eq!(before, after);
 }
 
-#[tokio::test]
-async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password() {
+async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let p = store.add_provider(&xtream(&fake)).await.unwrap();
     sync_provider(&store, &http, p.id).await.unwrap();
     let before = all_channels(&store).await;
@@ -127,10 +136,9 @@ async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password() 
     assert_eq!(all_channels(&store).await, before);
 }
 
-#[tokio::test]
-async fn m3u_over_http_from_get_php_classifies_live_vod_and_series() {
+async fn m3u_over_http_from_get_php_classifies_live_vod_and_series(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
-    let (_dir, store, http) = setup().await;
+    let (_dir, store, http) = setup(backend).await;
     let url = format!("{}/get.php?username=alice&password={}&type=m3u_plus&output=ts", fake.url(), urlenc(PASSWORD));
     let p = store
         .add_provider(&NewProvider {
@@ -157,11 +165,10 @@ async fn m3u_over_http_from_get_php_classifies_live_vod_and_series() {
 /// A playlist URL that points at a live stream (an endless body) stops at the
 /// playlist cap: the sync fails naming the key to raise, and the previous
 /// catalog stays.
-#[tokio::test]
-async fn a_playlist_url_pointing_at_a_live_stream_hits_the_cap_and_keeps_the_catalog() {
+async fn a_playlist_url_pointing_at_a_live_stream_hits_the_cap_and_keeps_the_catalog(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
+    let store = backend.open(dir.path()).await;
     let caps = tunerpool_upstream::Caps { playlist: 256 << 10, ..Default::default() };
     let http =
         UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), caps, ..Default::default() }).unwrap();
@@ -213,9 +220,8 @@ async fn add_m3u_file(store: &Store, name: &str, path: &Path) -> i64 {
         .id
 }
 
-#[tokio::test]
-async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new() {
-    let (dir, store, http) = setup().await;
+async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new(backend: Backend) {
+    let (dir, store, http) = setup(backend).await;
     let file = dir.path().join("list.m3u");
     let entry = |i: u32| format!("#EXTINF:-1 tvg-id=\"c{i}\" group-title=\"G{}\",Chan {i}\nhttp://h/{i}.ts\n", i % 3);
     std::fs::write(&file, format!("#EXTM3U\n{}", (1..=10).map(entry).collect::<String>())).unwrap();
@@ -257,9 +263,8 @@ async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new() {
     assert_eq!(all_channels(&store).await, after);
 }
 
-#[tokio::test]
-async fn real_world_playlists_sync_with_duplicates_kept_apart() {
-    let (_dir, store, http) = setup().await;
+async fn real_world_playlists_sync_with_duplicates_kept_apart(backend: Backend) {
+    let (_dir, store, http) = setup(backend).await;
     // 32 entries, heavy URL duplication and no #EXTM3U header.
     let id = add_m3u_file(&store, "txt", &testdata("real/m3u/iptv-org_M3u.txt")).await;
     let r = sync_provider(&store, &http, id).await.unwrap();
@@ -271,18 +276,16 @@ async fn real_world_playlists_sync_with_duplicates_kept_apart() {
     // User agents from attributes / EXTVLCOPT are kept as stream headers.
     let id = add_m3u_file(&store, "odtv", &testdata("real/m3u/iptv-org_az_odtv.m3u")).await;
     sync_provider(&store, &http, id).await.unwrap();
-    let with_headers: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM streams WHERE provider_id = ? AND headers LIKE '%user-agent%'")
-            .bind(id)
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let with_headers = fetch_i64(
+        &store,
+        &format!("SELECT COUNT(*) FROM streams WHERE provider_id = {id} AND headers LIKE '%user-agent%'"),
+    )
+    .await;
     assert_eq!(with_headers, 32);
 }
 
-#[tokio::test]
-async fn provider_input_is_validated_with_field_names() {
-    let (_dir, store, _http) = setup().await;
+async fn provider_input_is_validated_with_field_names(backend: Backend) {
+    let (_dir, store, _http) = setup(backend).await;
     let err = store
         .add_provider(&NewProvider {
             name: " ".into(),

@@ -89,7 +89,12 @@ async fn a_locked_database_does_not_delay_a_join_while_sessions_report() {
     let g = gateway(RelaySettings::default(), |_| {}).await;
     let store = g.state.store.clone();
     let stream_id = channel(&g.base, 1).await["sources"][0]["stream_id"].as_i64().expect("a stream id");
-    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", store.path().display())).await.unwrap();
+    let mut locker = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        store.data_dir().join(tunerpool_catalog::store::DB_FILE).display()
+    ))
+    .await
+    .unwrap();
     sqlx::query("BEGIN IMMEDIATE").execute(&mut locker).await.unwrap();
 
     let catalog = tunerpool_http::StoreCatalog::shared(store.clone());

@@ -1,14 +1,17 @@
 //! What the integration tests of several crates need alike, kept once: a
 //! store with an Xtream provider over the simulated one ([`fakeprovider`]),
 //! synced the way the gateway does it, and [`eventually`], the way to wait
-//! for something to happen (never a bare sleep).
+//! for something to happen (never a bare sleep); and [`postgres`], a
+//! throwaway PostgreSQL server for the store's tests on that backend.
+
+pub mod postgres;
 
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fakeprovider::FakeProvider;
-use tunerpool_catalog::{AccountPatch, NewProvider, ProviderKind, Secret, Store};
+use tunerpool_catalog::{AccountPatch, Db, NewProvider, ProviderKind, Secret, Store};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
 /// A store in `dir` and the upstream client the gateway would use with it
@@ -18,6 +21,91 @@ pub async fn open_store(dir: &Path) -> (Store, UpstreamHttp) {
     let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.join("tmp"), ..Default::default() })
         .expect("the upstream client builds");
     (store, http)
+}
+
+/// The store backends the catalog's tests run on: every store test runs on
+/// both ([`backend_test!`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The SQLite file in the test's data dir.
+    Sqlite,
+    /// A fresh database on the test binary's PostgreSQL server
+    /// ([`postgres::PgServer::shared`]).
+    Postgres,
+}
+
+impl Backend {
+    /// The `store.url` of a new store for one test: `None` (the SQLite file
+    /// in the data dir), or a fresh PostgreSQL database. Open it again with
+    /// the same URL to reopen the same store.
+    pub async fn new_store_url(self) -> Option<String> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(postgres::PgServer::shared().fresh_database().await),
+        }
+    }
+
+    /// A new, empty store on this backend with its data dir in `dir`.
+    pub async fn open(self, dir: &Path) -> Store {
+        let url = self.new_store_url().await;
+        Store::open_url(url.as_deref(), dir).await.expect("the store opens")
+    }
+
+    /// [`open_store`] on this backend.
+    pub async fn open_with_http(self, dir: &Path) -> (Store, UpstreamHttp) {
+        let store = self.open(dir).await;
+        let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.join("tmp"), ..Default::default() })
+            .expect("the upstream client builds");
+        (store, http)
+    }
+}
+
+/// Runs one SQL statement on the store's database, whichever its backend
+/// (tests that set up rows or break something on purpose), and returns how
+/// many rows it changed. Write SQL both dialects take (values inline).
+pub async fn execute(store: &Store, sql: &str) -> u64 {
+    let done = match store.db() {
+        Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
+        Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
+    };
+    done.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The one integer `sql` selects, on the store's database (see [`execute`]).
+pub async fn fetch_i64(store: &Store, sql: &str) -> i64 {
+    let got = match store.db() {
+        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+    };
+    got.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Runs tests on each [`Backend`]: a test is written once as
+/// `async fn name(backend: Backend)`, and `backend_tests!(name, …)` makes
+/// the module `name` with the tests `sqlite` and `postgres` calling it. A
+/// test that needs another runtime says so before its name:
+/// `backend_tests!(#[tokio::test(flavor = "current_thread")] name)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($(#[$attr:meta])* $name:ident),+ $(,)?) => {
+        $($crate::backend_tests!(@one [$(#[$attr])*] $name);)+
+    };
+    (@one [] $name:ident) => {
+        $crate::backend_tests!(@one [#[::tokio::test]] $name);
+    };
+    (@one [$(#[$attr:meta])+] $name:ident) => {
+        mod $name {
+            $(#[$attr])+
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+
+            $(#[$attr])+
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    };
 }
 
 /// Adds the simulated provider as Xtream provider "Fake" with these

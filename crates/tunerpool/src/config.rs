@@ -218,6 +218,22 @@ config_tables! {
             parse = parse_public_url, show = |u| show_or_example(u, "\"http://192.168.1.10:8080\"");
     }
 
+    /// Where the catalog is kept.
+    store =>
+    /// Which database holds the catalog (providers, lineup, users, history).
+    ///
+    /// Grouped in its own `[store]` table because it is handed as a unit to
+    /// the store when it opens.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct StoreConfig {
+        /// `postgres://user:password@host:port/database` keeps the catalog in
+        /// PostgreSQL, shared by several instances; unset (or `sqlite:`): the
+        /// SQLite file in `data_dir`. Checked here; the password is never shown.
+        url: Option<String> = None,
+            parse = parse_store_url, show = show_store_url,
+            about = ": the SQLite file in `data_dir` (or `postgres://user:password@host:port/db`)";
+    }
+
     /// Background synchronisation timing.
     sync =>
     /// Timing of the background jobs that keep provider data fresh.
@@ -1525,6 +1541,32 @@ fn parse_ledger(raw: Raw<'_, '_>) -> Result<LedgerBackend, String> {
 }
 
 /// Empty means "not set".
+/// `store.url`: checked by the store's own parser (the one rule), so that a
+/// wrong scheme is a start-up error naming the key; `sqlite:` is the default.
+fn parse_store_url(raw: Raw<'_, '_>) -> Result<Option<String>, String> {
+    let s = want_str(raw, "\"postgres://tunerpool:password@127.0.0.1:5432/tunerpool\"")?.trim();
+    match tunerpool_catalog::StoreUrl::parse(Some(s)) {
+        Ok(tunerpool_catalog::StoreUrl::Sqlite) => Ok(None),
+        Ok(tunerpool_catalog::StoreUrl::Postgres(url)) => Ok(Some(url)),
+        Err(tunerpool_catalog::CatalogError::Invalid(fields)) => {
+            Err(fields.into_iter().map(|f| f.message).collect::<Vec<_>>().join("; "))
+        }
+        Err(other) => Err(tunerpool_upstream::redact::redact_text(&other.to_string(), &[])),
+    }
+}
+
+/// A store URL with a password is shown masked, as a comment (like the
+/// admin token): `config show` never prints it.
+fn show_store_url(v: &Option<String>) -> Shown {
+    match v {
+        Some(url) if tunerpool_upstream::redact::redact_url(url, &[]) != *url => {
+            let masked = toml::Value::String(tunerpool_upstream::redact::redact_url(url, &[])).to_string();
+            Shown::Commented(format!("{masked}  (set; the password is never shown)"))
+        }
+        other => show_or_example(other, "\"postgres://tunerpool:password@127.0.0.1:5432/tunerpool\""),
+    }
+}
+
 fn parse_redis_url(raw: Raw<'_, '_>) -> Result<Option<String>, String> {
     match want_str(raw, "\"redis://127.0.0.1:6379\"")?.trim() {
         "" => Ok(None),
@@ -2630,6 +2672,25 @@ timeout = true
     }
 
     #[test]
+    fn store_url_is_checked_and_its_password_never_shown() {
+        let load = |url: &str| {
+            Config::load(
+                None::<&Path>,
+                Vec::new(),
+                &Overrides { set: vec![format!("store.url={url}")], ..Default::default() },
+            )
+        };
+        assert_eq!(load("sqlite:").unwrap().store.url, None, "the default: SQLite in the data dir");
+        let cfg = load("postgres://tp:s3cret@db.example:5432/tp").unwrap();
+        assert_eq!(cfg.store.url.as_deref(), Some("postgres://tp:s3cret@db.example:5432/tp"));
+        let shown = cfg.to_toml();
+        assert!(!shown.contains("s3cret") && shown.contains("postgres://***:***@db.example:5432/tp"), "{shown}");
+        let err = load("mysql://tp:s3cret@db.example/tp").unwrap_err();
+        assert_eq!(err.problems[0].key, "store.url");
+        assert!(err.problems[0].message.contains("\"mysql\"") && !err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
     fn to_toml_round_trips() {
         let custom = Config {
             listen: "[::1]:9999".parse().unwrap(),
@@ -2637,6 +2698,7 @@ timeout = true
             log_level: "warn,tunerpool=debug".into(),
             log_format: LogFormat::Json,
             public_url: Some("https://tv.example.com/base".into()),
+            store: StoreConfig { url: Some("postgres://db.example:5432/tp".into()) },
             sync: SyncConfig {
                 catalog_interval: Duration::from_secs(5400),
                 details_interval: Duration::from_secs(5),
@@ -2884,6 +2946,7 @@ timeout = true
                 // Setting the ledger to redis alone is (rightly) incomplete.
                 "pool.ledger" => continue,
                 "pool.redis_url" => "redis://127.0.0.1:6379",
+                "store.url" => "postgres://tunerpool@127.0.0.1:5432/tunerpool",
                 "pool.lease_ttl" => "20s",
                 "pool.release_cooldown" => "2s",
                 "relay.linger" | "relay.acquire_wait" | "relay.stall_timeout" => "7s",

@@ -203,7 +203,15 @@ pub fn shown_addr(addr: std::net::SocketAddr) -> String {
 
 /// The store in the data dir, with the `lineup.*` settings its syncs follow.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::open(&config.data_dir).await?;
+    let store = Store::open_url(config.store.url.as_deref(), &config.data_dir).await.with_context(|| match &config
+        .store
+        .url
+    {
+        Some(url) => {
+            format!("cannot open the store at store.url = {}", tunerpool_upstream::redact::redact_url(url, &[]))
+        }
+        None => format!("cannot open the store in {}", config.data_dir.display()),
+    })?;
     store.set_lineup_settings(config.lineup.settings());
     Ok(store)
 }

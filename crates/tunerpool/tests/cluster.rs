@@ -3,11 +3,11 @@
 //! owner is killed (`kill -9`) another instance takes it over without the viewers of the survivors losing their
 //! sockets, and without the provider ever counting more connections than the account allows.
 //!
-//! Until the PostgreSQL store exists, the three instances share one SQLite data dir (WAL mode, no exclusive
-//! locking: several processes may open it) so that channel ids agree. Only one process imports: the provider is
-//! added (and synced) once through the CLI before the servers start, and the servers' scheduled jobs are pushed
-//! out of the test's time (`sync.*`, `epg.refresh`); each server has its own `cluster.instance_id`, since the
-//! generated one would live in the shared data dir.
+//! The three instances share one catalog in PostgreSQL (`store.url`; a fresh database on the test's own
+//! server), so that channel ids agree; each keeps a data dir of its own. Only one process imports: the provider
+//! is added (and synced) once through the CLI before the servers start, and the servers' scheduled jobs are
+//! pushed out of the test's time (`sync.*`, `epg.refresh`); each server has its own `cluster.instance_id` and
+//! the same `admin.token`.
 
 mod cluster_support;
 mod common;
@@ -18,8 +18,8 @@ mod redis_server;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cluster_support::{get, start_instance, watch, Seen, SECRET};
-use common::{tunerpool, Server};
+use cluster_support::{get, start_instance, watch, Seen, Shared, SECRET, TOKEN};
+use common::Server;
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use redis_server::RedisServer;
 
@@ -32,24 +32,22 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
         FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("solo", "pw-solo", 1)])).await.unwrap();
     let fake = Arc::new(fake);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_s = data.to_str().unwrap().to_owned();
+    let shared = Shared::new(dir.path()).await;
 
     // The one import, before any server runs.
-    let out = tunerpool(dir.path())
-        .args(["provider", "add", "--data-dir", &data_s, "--name", "Fake", "--kind", "xtream"])
+    let out = shared
+        .cli(&["provider", "add", "--name", "Fake", "--kind", "xtream"])
         .args(["--url", &fake.url(), "--username", "solo"])
         .env("TUNERPOOL_PROVIDER_PASSWORD", "pw-solo")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    // Started one after the other: the first generates the admin token in the shared data dir.
     let mut nodes: Vec<Option<Server>> = Vec::new();
     for n in 0..3 {
-        nodes.push(Some(start_instance(dir.path(), &data_s, &redis.url(), n, &[])));
+        nodes.push(Some(start_instance(&shared, &redis.url(), n, &[])));
     }
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let token = TOKEN.to_owned();
     let bases: Vec<String> = nodes.iter().map(|s| s.as_ref().unwrap().base.clone()).collect();
 
     // The same channel ids through every instance.
@@ -67,6 +65,26 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     }
     assert!(ids.iter().all(|p| *p == ids[0]), "{ids:?}");
     let channel = ids[0][0].0;
+
+    // A downstream user made through one instance logs in at every instance (one catalog), and each lists the
+    // same M3U (the stream URLs aside, which carry each instance's address); it is played from at the end.
+    let made = reqwest::Client::new()
+        .post(format!("{}/api/v1/users", bases[0]))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"username": "viewer", "password": "pw-viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let mut listings = Vec::new();
+    for base in &bases {
+        let r = reqwest::get(format!("{base}/get.php?username=viewer&password=pw-viewer&type=m3u_plus")).await.unwrap();
+        assert_eq!(r.status(), 200);
+        listings.push(r.text().await.unwrap().replace(base.as_str(), "{base}"));
+    }
+    let entry = format!("{{base}}/live/viewer/pw-viewer/{channel}.ts");
+    assert!(listings[0].lines().any(|l| l == entry), "no {entry} in {}", &listings[0][..listings[0].len().min(500)]);
+    assert!(listings.iter().all(|l| *l == listings[0]), "the instances list different M3Us");
 
     // Each names itself in /metrics (an info series; Prometheus labels the rest with the scrape target).
     for (n, base) in bases.iter().enumerate() {
@@ -218,12 +236,15 @@ async fn one_upstream_per_channel_across_three_instances_and_a_takeover_when_the
     }
     assert_eq!(owners[0], owners[1], "{owners:?}");
     assert!(followers.iter().any(|n| owners[0] == format!("node-{n}")), "{owners:?}");
+    // The M3U's stream URL plays at a survivor, joining the running session: no new provider connection.
+    let mut played = reqwest::get(entry.replace("{base}", &bases[followers[0]])).await.unwrap();
+    assert_eq!(played.status(), 200);
+    assert_eq!(played.chunk().await.unwrap().unwrap()[0], 0x47, "a TS packet");
+    drop(played);
+    assert_eq!(fake.counters().accounts["solo"].opened, 2, "the M3U's viewer joined the channel's session");
     for t in tasks {
         t.abort();
     }
-    // The secret never reaches a log.
-    for n in 0..3 {
-        let log = std::fs::read_to_string(dir.path().join(format!("node-{n}.log"))).unwrap();
-        assert!(!log.contains(SECRET), "node-{n} logged the cluster secret");
-    }
+    // The secrets never reach a log.
+    cluster_support::assert_secret_never_logged(dir.path(), 3);
 }

@@ -4,8 +4,8 @@
 //! while that sync runs answers 409, naming the instance that syncs. Once it is done, "sync now" works again.
 //! The history job (every 5 s) writes one pool sample per tick for the cluster, not one per instance.
 //!
-//! Setup as in `cluster.rs`: one shared SQLite data dir, the provider added once through the CLI (here without its
-//! sync).
+//! Setup as in `cluster.rs`: one shared PostgreSQL catalog, the provider added once through the CLI (here without
+//! its sync).
 
 mod cluster_support;
 mod common;
@@ -15,8 +15,7 @@ mod redis_server;
 
 use std::time::Duration;
 
-use cluster_support::{eventually, get, redis_keys, start_instance};
-use common::tunerpool;
+use cluster_support::{eventually, get, redis_keys, start_instance, Shared, TOKEN};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
 use redis_server::RedisServer;
 
@@ -43,10 +42,9 @@ async fn a_scheduled_sync_runs_once_per_cluster_and_sync_now_meanwhile_is_a_conf
     let fake =
         FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("solo", "pw-solo", 1)])).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_s = data.to_str().unwrap().to_owned();
-    let out = tunerpool(dir.path())
-        .args(["provider", "add", "--data-dir", &data_s, "--name", "Fake", "--kind", "xtream", "--no-sync"])
+    let shared = Shared::new(dir.path()).await;
+    let out = shared
+        .cli(&["provider", "add", "--name", "Fake", "--kind", "xtream", "--no-sync"])
         .args(["--url", &fake.url(), "--username", "solo"])
         .env("TUNERPOOL_PROVIDER_PASSWORD", "pw-solo")
         .output()
@@ -59,8 +57,8 @@ async fn a_scheduled_sync_runs_once_per_cluster_and_sync_now_meanwhile_is_a_conf
     // The history job samples every 5 s: run by both instances, the store would get two samples per tick.
     let started = unix_now();
     let extra = [("TUNERPOOL_HISTORY_SAMPLE_INTERVAL", "5s")];
-    let nodes: Vec<_> = (0..2).map(|n| start_instance(dir.path(), &data_s, &redis.url(), n, &extra)).collect();
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let nodes: Vec<_> = (0..2).map(|n| start_instance(&shared, &redis.url(), n, &extra)).collect();
+    let token = TOKEN.to_owned();
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
     let (_, providers) = get(&format!("{}/api/v1/providers", bases[1]), &token).await;
     let provider = providers.as_array().unwrap()[0]["id"].as_i64().unwrap();

@@ -4,7 +4,7 @@
 //! the refusal clip with its `x-tunerpool-refused` header), and once the viewers leave every slot comes back
 //! (the ledger's usage, the provider's open connections and the records in Redis all return to nothing).
 //!
-//! Setup as in `cluster.rs`: one shared SQLite data dir, the provider added once through the CLI.
+//! Setup as in `cluster.rs`: one shared PostgreSQL catalog, the provider added once through the CLI.
 
 mod cluster_support;
 mod common;
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cluster_support::{add_provider, channel_ids, eventually, redis_keys, slots_used, start_instance};
+use cluster_support::{add_provider, channel_ids, eventually, redis_keys, slots_used, start_instance, Shared, TOKEN};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use redis_server::RedisServer;
 
@@ -45,14 +45,13 @@ async fn three_hundred_requests_over_a_hundred_channels_never_exceed_the_account
         .unwrap();
     let fake = Arc::new(fake);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_s = data.to_str().unwrap().to_owned();
-    add_provider(dir.path(), &data_s, &fake.url(), &ACCOUNTS);
+    let shared = Shared::new(dir.path()).await;
+    add_provider(&shared, &fake.url(), &ACCOUNTS);
 
     // A refused request waits 1 s for a slot (not 3): the storm stays short.
     let extra = [("TUNERPOOL_RELAY_ACQUIRE_WAIT", "1s"), ("TUNERPOOL_LOG_LEVEL", "info")];
-    let nodes: Vec<_> = (0..3).map(|n| start_instance(dir.path(), &data_s, &redis.url(), n, &extra)).collect();
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let nodes: Vec<_> = (0..3).map(|n| start_instance(&shared, &redis.url(), n, &extra)).collect();
+    let token = TOKEN.to_owned();
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
     let ids = channel_ids(&bases[0], &token, CHANNELS).await;
     assert_eq!(ids.len(), CHANNELS);

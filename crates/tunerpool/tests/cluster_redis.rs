@@ -4,7 +4,7 @@
 //! take a new lease, claim the channel again or follow whoever did); the provider never counts more connections
 //! than the account allows; and once the viewers leave, no lease or ownership record is left behind.
 //!
-//! Setup as in `cluster.rs`: one shared SQLite data dir, the provider added once through the CLI.
+//! Setup as in `cluster.rs`: one shared PostgreSQL catalog, the provider added once through the CLI.
 
 mod cluster_support;
 mod common;
@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cluster_support::{add_provider, channel_ids, eventually, redis_keys, start_instance, try_slots_used, watch, Seen};
+use cluster_support::{
+    add_provider, channel_ids, eventually, redis_keys, start_instance, try_slots_used, watch, Seen, Shared, TOKEN,
+};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use redis_server::RedisServer;
 
@@ -29,12 +31,11 @@ async fn a_redis_restart_during_playback_keeps_the_viewers_and_leaks_no_lease() 
         FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("solo", "pw-solo", 1)])).await.unwrap();
     let fake = Arc::new(fake);
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let data_s = data.to_str().unwrap().to_owned();
-    add_provider(dir.path(), &data_s, &fake.url(), &[("solo", "pw-solo")]);
+    let shared = Shared::new(dir.path()).await;
+    add_provider(&shared, &fake.url(), &[("solo", "pw-solo")]);
 
-    let nodes: Vec<_> = (0..3).map(|n| start_instance(dir.path(), &data_s, &redis.url(), n, &[])).collect();
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let nodes: Vec<_> = (0..3).map(|n| start_instance(&shared, &redis.url(), n, &[])).collect();
+    let token = TOKEN.to_owned();
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
     let channel = channel_ids(&bases[0], &token, 1).await[0];
 

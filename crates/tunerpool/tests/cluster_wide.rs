@@ -16,16 +16,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster_support::{
-    add_provider, assert_secret_never_logged, channel_ids, eventually, get, start_instance, watch, Seen,
+    add_provider, assert_secret_never_logged, channel_ids, eventually, get, start_instance, watch, Seen, Shared,
 };
 use common::{start_server_with_stderr, tunerpool, Server};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use redis_server::RedisServer;
 
 /// Adds the downstream user `name` with `password` and its own limit, through the CLI.
-fn add_user(dir: &std::path::Path, data: &str, name: &str, password: &str, max: u32) {
-    let out = tunerpool(dir)
-        .args(["user", "add", "--data-dir", data, "--username", name, "--max-connections", &max.to_string()])
+fn add_user(shared: &Shared, name: &str, password: &str, max: u32) {
+    let out = shared
+        .cli(&["user", "add", "--username", name, "--max-connections", &max.to_string()])
         .env("TUNERPOOL_USER_PASSWORD", password)
         .output()
         .unwrap();
@@ -36,7 +36,7 @@ struct Nodes {
     _redis: RedisServer,
     _fake: FakeProvider,
     dir: tempfile::TempDir,
-    data: String,
+    shared: Shared,
     redis_url: String,
     nodes: Vec<Option<Server>>,
     token: String,
@@ -51,13 +51,13 @@ impl Nodes {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data").to_str().unwrap().to_owned();
-        add_provider(dir.path(), &data, &fake.url(), &[("acc", "pw-acc")]);
-        add_user(dir.path(), &data, "kim", "k1m", kim_max);
+        let shared = Shared::new(dir.path()).await;
+        add_provider(&shared, &fake.url(), &[("acc", "pw-acc")]);
+        add_user(&shared, "kim", "k1m", kim_max);
         let nodes: Vec<Option<Server>> =
-            (0..n).map(|i| Some(start_instance(dir.path(), &data, &redis.url(), i, extra))).collect();
-        let token = std::fs::read_to_string(std::path::Path::new(&data).join("admin-token")).unwrap().trim().to_owned();
-        Nodes { redis_url: redis.url(), _redis: redis, _fake: fake, dir, data, nodes, token }
+            (0..n).map(|i| Some(start_instance(&shared, &redis.url(), i, extra))).collect();
+        let token = cluster_support::TOKEN.to_owned();
+        Nodes { redis_url: redis.url(), _redis: redis, _fake: fake, dir, shared, nodes, token }
     }
 
     fn base(&self, i: usize) -> String {
@@ -227,15 +227,15 @@ async fn brute_force(bases: &[String]) -> (usize, usize) {
 async fn wrong_passwords_spread_over_instances_meet_the_limit_of_one_instance_and_spoofing_does_not_reset_it() {
     // Instance 2 trusts the loopback as a proxy; 0 and 1 trust nobody.
     let mut c = Nodes::start(2, 1, 0, &[]).await;
-    let proxy =
-        start_instance(c.dir.path(), &c.data, &c.redis_url, 2, &[("TUNERPOOL_HTTP_TRUSTED_PROXIES", "127.0.0.1")]);
+    let proxy = start_instance(&c.shared, &c.redis_url, 2, &[("TUNERPOOL_HTTP_TRUSTED_PROXIES", "127.0.0.1")]);
     c.nodes.push(Some(proxy));
     let bases: Vec<String> = (0..3).map(|i| c.base(i)).collect();
 
     // One instance alone (no cluster, the same database) as the reference.
     let port = cluster_support::free_port();
     let mut cmd = tunerpool(c.dir.path());
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", &c.data]);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", &c.shared.data_dir("single")])
+        .env("TUNERPOOL_STORE_URL", &c.shared.store_url);
     let log = std::fs::File::create(c.dir.path().join("single.log")).unwrap();
     let single = start_server_with_stderr(cmd, std::process::Stdio::from(log));
     let alone = brute_force(std::slice::from_ref(&single.base)).await;

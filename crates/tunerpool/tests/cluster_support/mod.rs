@@ -1,9 +1,12 @@
-//! What the cluster tests share: instances started against one Redis and one shared SQLite data dir, the
-//! provider added once through the CLI, viewers that record what they saw, and a look into Redis.
+//! What the cluster tests share: instances started against one Redis and one PostgreSQL catalog (a fresh
+//! database on the test binary's own server, `tunerpool_testkit::postgres`; each instance keeps its own data
+//! dir for what stays local), the provider added once through the CLI, viewers that record what they saw, and
+//! a look into Redis.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,15 +16,57 @@ use crate::common::{start_server_with_stderr, tunerpool, Server};
 
 pub const SECRET: &str = "cluster-secret-for-the-test-0123456789";
 
+/// The admin token of every instance (`admin.token`): each has a data dir of its own, where a generated one
+/// would differ.
+pub const TOKEN: &str = "cluster-admin-token-for-the-test-0123456789";
+
+/// The password in the shared catalog's URL. The test server trusts every local connection, so it checks
+/// nothing; it is there to be looked for in the logs, which must never show it.
+pub const PG_PASSWORD: &str = "pg-password-for-the-test-0123456789";
+
+/// The catalog the instances share: its `store.url`, and the test's dir under which each instance (and the
+/// CLI) gets a data dir of its own.
+pub struct Shared {
+    dir: PathBuf,
+    pub store_url: String,
+}
+
+impl Shared {
+    /// A fresh PostgreSQL database for one test's cluster. Fails (never skips) without PostgreSQL.
+    pub async fn new(dir: &Path) -> Shared {
+        let url = tunerpool_testkit::postgres::PgServer::shared().fresh_database().await;
+        let store_url = url.replacen("postgres://tunerpool@", &format!("postgres://tunerpool:{PG_PASSWORD}@"), 1);
+        assert_ne!(store_url, url, "the test server's URL changed form: {url}");
+        Shared { dir: dir.to_path_buf(), store_url }
+    }
+
+    /// Instance `n`'s data dir (`"cli"`: the CLI's).
+    pub fn data_dir(&self, n: &str) -> String {
+        self.dir.join(format!("data-{n}")).to_str().unwrap().to_owned()
+    }
+
+    /// `tunerpool` with `args` (a subcommand and its flags) on the shared catalog, with the CLI's data dir.
+    pub fn cli(&self, args: &[&str]) -> Command {
+        let mut cmd = tunerpool(&self.dir);
+        cmd.args(args).args(["--data-dir", &self.data_dir("cli")]);
+        cmd.env("TUNERPOOL_STORE_URL", &self.store_url);
+        cmd
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts instance `node-{n}`; `extra` environment variables come last (they override the defaults here).
-pub fn start_instance(dir: &std::path::Path, data: &str, redis: &str, n: usize, extra: &[(&str, &str)]) -> Server {
+/// Starts instance `node-{n}` on the shared catalog, with a data dir of its own; `extra` environment variables
+/// come last (they override the defaults here).
+pub fn start_instance(shared: &Shared, redis: &str, n: usize, extra: &[(&str, &str)]) -> Server {
     let port = free_port();
+    let dir = &shared.dir;
     let mut cmd = tunerpool(dir);
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", data])
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", &shared.data_dir(&n.to_string())])
+        .env("TUNERPOOL_STORE_URL", &shared.store_url)
+        .env("TUNERPOOL_ADMIN_TOKEN", TOKEN)
         .env("TUNERPOOL_POOL_REDIS_URL", redis)
         .env("TUNERPOOL_CLUSTER_SECRET", SECRET)
         .env("TUNERPOOL_CLUSTER_ADVERTISE_URL", format!("http://127.0.0.1:{port}"))
@@ -42,18 +87,18 @@ pub fn start_instance(dir: &std::path::Path, data: &str, redis: &str, n: usize, 
 
 /// Adds the provider `Fake` at `url` with its accounts `(username, password)` through the CLI (the first as the
 /// provider's own login, the others with `account add`), before any server runs: the one import.
-pub fn add_provider(dir: &std::path::Path, data: &str, url: &str, accounts: &[(&str, &str)]) {
+pub fn add_provider(shared: &Shared, url: &str, accounts: &[(&str, &str)]) {
     let (user, pw) = accounts[0];
-    let out = tunerpool(dir)
-        .args(["provider", "add", "--data-dir", data, "--name", "Fake", "--kind", "xtream"])
+    let out = shared
+        .cli(&["provider", "add", "--name", "Fake", "--kind", "xtream"])
         .args(["--url", url, "--username", user])
         .env("TUNERPOOL_PROVIDER_PASSWORD", pw)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for (user, pw) in &accounts[1..] {
-        let out = tunerpool(dir)
-            .args(["account", "add", "--data-dir", data, "--provider", "Fake", "--username", user])
+        let out = shared
+            .cli(&["account", "add", "--provider", "Fake", "--username", user])
             .env("TUNERPOOL_PROVIDER_PASSWORD", pw)
             .output()
             .unwrap();
@@ -163,10 +208,11 @@ where
     }
 }
 
-/// Panics if any instance's log (`node-{n}.log` in `dir`) holds the cluster secret.
+/// Panics if any instance's log (`node-{n}.log` in `dir`) holds the cluster secret or the catalog's password.
 pub fn assert_secret_never_logged(dir: &std::path::Path, nodes: usize) {
     for n in 0..nodes {
         let log = std::fs::read_to_string(dir.join(format!("node-{n}.log"))).unwrap();
         assert!(!log.contains(SECRET), "node-{n} logged the cluster secret");
+        assert!(!log.contains(PG_PASSWORD), "node-{n} logged the catalog's password");
     }
 }
