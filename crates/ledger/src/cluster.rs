@@ -29,9 +29,9 @@ use std::time::{Duration, SystemTime};
 use redis::aio::ConnectionManager;
 use redis::Script;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::lease::Renewal;
 use crate::redis::{connect_with_scripts, scrub, url_password};
 use crate::LedgerError;
 
@@ -296,8 +296,7 @@ impl Cluster {
                 key,
                 value,
                 lost,
-                heartbeat: Some(task.abort_handle()),
-                done: false,
+                heartbeat: Renewal::new(task.abort_handle()),
             }));
         }
         let (instance, session) = parse_owner(&current);
@@ -353,8 +352,7 @@ impl Cluster {
             user: user.to_owned(),
             id,
             lost,
-            heartbeat: Some(task.abort_handle()),
-            done: false,
+            heartbeat: Renewal::new(task.abort_handle()),
         };
         Ok(UserClaim::Granted { lease, replaced: rest })
     }
@@ -472,8 +470,7 @@ pub struct Ownership {
     key: String,
     value: String,
     lost: watch::Receiver<bool>,
-    heartbeat: Option<AbortHandle>,
-    done: bool,
+    heartbeat: Renewal,
 }
 
 impl std::fmt::Debug for Ownership {
@@ -499,7 +496,7 @@ impl Ownership {
     /// Stops renewing and deletes the record if it is still ours. True when it was deleted; a failure is logged
     /// (the TTL frees it).
     pub async fn release(mut self) -> bool {
-        self.stop();
+        self.heartbeat.stop();
         match self.cluster.release(&self.key, &self.value).await {
             Ok(deleted) => deleted,
             Err(e) => {
@@ -511,23 +508,15 @@ impl Ownership {
 
     /// For tests and crash simulation: stop renewing without releasing; the record expires after the TTL.
     pub fn abandon(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        self.done = true;
-        if let Some(task) = self.heartbeat.take() {
-            task.abort();
-        }
+        self.heartbeat.stop();
     }
 }
 
 impl Drop for Ownership {
     fn drop(&mut self) {
-        if self.done {
+        if !self.heartbeat.stop() {
             return;
         }
-        self.stop();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (cluster, key, value) = (self.cluster.clone(), self.key.clone(), self.value.clone());
             runtime.spawn(async move {
@@ -570,8 +559,7 @@ pub struct UserLease {
     user: String,
     id: String,
     lost: watch::Receiver<bool>,
-    heartbeat: Option<AbortHandle>,
-    done: bool,
+    heartbeat: Renewal,
 }
 
 impl std::fmt::Debug for UserLease {
@@ -598,7 +586,7 @@ impl UserLease {
 
     /// Stops renewing and gives the slot back, waiting for Redis; a failure is logged (the TTL frees it).
     pub async fn release(mut self) {
-        self.stop();
+        self.heartbeat.stop();
         if let Err(e) = self.cluster.release_user(&self.user, &self.id).await {
             tracing::warn!(error = %e, "cluster: releasing a user's stream lease failed; its TTL will free it");
         }
@@ -606,23 +594,15 @@ impl UserLease {
 
     /// For tests and crash simulation: stop renewing without releasing; the slot comes back after the TTL.
     pub fn abandon(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        self.done = true;
-        if let Some(task) = self.heartbeat.take() {
-            task.abort();
-        }
+        self.heartbeat.stop();
     }
 }
 
 impl Drop for UserLease {
     fn drop(&mut self) {
-        if self.done {
+        if !self.heartbeat.stop() {
             return;
         }
-        self.stop();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (cluster, user, id) =
                 (self.cluster.clone(), std::mem::take(&mut self.user), std::mem::take(&mut self.id));

@@ -25,9 +25,7 @@ pub struct Lease<L: Ledger> {
     ledger: Arc<L>,
     info: LeaseInfo,
     lost: watch::Receiver<bool>,
-    heartbeat: Option<AbortHandle>,
-    /// Released or abandoned: `Drop` has nothing left to do.
-    done: bool,
+    heartbeat: Renewal,
 }
 
 impl<L: Ledger> std::fmt::Debug for Lease<L> {
@@ -46,7 +44,7 @@ impl<L: Ledger> Lease<L> {
         let info = ledger.acquire(candidates, holder).await?;
         let (lost_tx, lost) = watch::channel(false);
         let task = runtime.spawn(heartbeat(Arc::clone(&ledger), info.clone(), asked, lost_tx));
-        Ok(Lease { ledger, info, lost, heartbeat: Some(task.abort_handle()), done: false })
+        Ok(Lease { ledger, info, lost, heartbeat: Renewal::new(task.abort_handle()) })
     }
 
     /// Which account won, and the lease id.
@@ -71,8 +69,7 @@ impl<L: Ledger> Lease<L> {
     /// Stop renewing and give the slot back, waiting for the ledger to confirm. A failure is logged: the TTL
     /// frees the slot anyway.
     pub async fn release(mut self) {
-        self.stop_heartbeat();
-        self.done = true;
+        self.heartbeat.stop();
         if let Err(e) = self.ledger.release(&self.info).await {
             tracing::warn!(lease = %self.info.id, error = %e, "releasing a lease failed; its TTL will free the slot");
         }
@@ -81,21 +78,30 @@ impl<L: Ledger> Lease<L> {
     /// For tests and crash simulation: stop renewing and forget the lease without releasing it. The slot
     /// comes back when the TTL runs out.
     pub fn abandon(mut self) {
-        self.stop_heartbeat();
-        self.done = true;
+        self.heartbeat.stop();
+    }
+}
+
+/// The renewal task of a held record (a [`Lease`], a cluster ownership, a user's stream lease), running until
+/// its holder releases or abandons it. Whether it still runs is the holder's "nothing released yet" state, so
+/// a holder's `Drop` releases only when [`Renewal::stop`] finds it running.
+#[derive(Debug)]
+pub(crate) struct Renewal(Option<AbortHandle>);
+
+impl Renewal {
+    pub(crate) fn new(task: AbortHandle) -> Renewal {
+        Renewal(Some(task))
     }
 
-    fn stop_heartbeat(&mut self) {
-        if let Some(task) = self.heartbeat.take() {
-            task.abort();
-        }
+    /// Stops renewing. True if it was still running: the record is still held and nobody released it.
+    pub(crate) fn stop(&mut self) -> bool {
+        self.0.take().map(|task| task.abort()).is_some()
     }
 }
 
 impl<L: Ledger> Drop for Lease<L> {
     fn drop(&mut self) {
-        self.stop_heartbeat();
-        if self.done || self.ledger.release_now(&self.info) {
+        if !self.heartbeat.stop() || self.ledger.release_now(&self.info) {
             return;
         }
         match tokio::runtime::Handle::try_current() {
