@@ -17,6 +17,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -394,88 +395,204 @@ fn m3u_row(e: Entry, seen: &mut HashMap<u64, u32>, position: i64) -> M3uItem {
     M3uItem { kind, group, row }
 }
 
-struct StreamRow {
-    upstream_key: String,
-    upstream_id: Option<i64>,
-    name: String,
-    group_id: Option<i64>,
-    tvg_id: Option<String>,
-    tvg_name: Option<String>,
-    logo: Option<String>,
-    chno: Option<String>,
-    url: Option<String>,
-    catchup: Option<String>,
-    catchup_days: Option<i64>,
-    catchup_source: Option<String>,
-    headers: Option<String>,
-    /// [`crate::lineup::normalize_name`] of the name, computed on the parsing thread.
-    norm_name: String,
-    position: i64,
-}
-
-struct MovieRow {
-    upstream_key: String,
-    upstream_id: Option<i64>,
-    name: String,
-    group_id: Option<i64>,
-    logo: Option<String>,
-    rating: Option<String>,
-    container_extension: Option<String>,
-    url: Option<String>,
-    added: Option<i64>,
-    position: i64,
-}
-
-struct SeriesRow {
-    upstream_key: String,
-    upstream_id: Option<i64>,
-    name: String,
-    group_id: Option<i64>,
-    cover: Option<String>,
-    plot: Option<String>,
-    genre: Option<String>,
-    release_date: Option<String>,
-    rating: Option<String>,
-    url: Option<String>,
-    position: i64,
-}
-
-/// Rows per INSERT statement. 18 columns × 500 stays far below SQLite's
-/// 32 766 bound parameters; fewer, larger statements are what make a
-/// 200 000-entry sync fast.
+/// Rows per INSERT statement on SQLite. 18 columns × 500 stays far below
+/// SQLite's 32 766 bound parameters; fewer, larger statements are what make
+/// a 200 000-entry sync fast.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// The streams' columns as a sync writes them, and its upsert: one text
-/// for both backends, whichever way the rows are sent.
-const STREAMS_COLUMNS: &str =
-    "provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url,
-                 catchup, catchup_days, catchup_source, headers, norm_name, position, first_gen, sync_gen";
-const STREAMS_CONFLICT: &str = " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, tvg_id = excluded.tvg_id, tvg_name = excluded.tvg_name, logo = excluded.logo,
-                 chno = excluded.chno, url = excluded.url, catchup = excluded.catchup, catchup_days = excluded.catchup_days,
-                 catchup_source = excluded.catchup_source, headers = excluded.headers, norm_name = excluded.norm_name,
-                 position = excluded.position, sync_gen = excluded.sync_gen";
+/// Declares a row a sync writes to one catalog table, and its batch upsert
+/// on both backends, from one list of fields: each field is the column of
+/// the same name, in that order, so the SQLite and the PostgreSQL statements
+/// cannot disagree on a column, its position or its type.
+///
+/// The first field is the upstream key (`ON CONFLICT (provider_id, key)`);
+/// every other field is updated on conflict. Besides the fields, a row gets
+/// `provider_id` and the sync's generation in `sync_gen` (updated on
+/// conflict); `with first_gen` adds an insert-only generation column (the
+/// sync that first saw the row).
+///
+/// SQLite gets multi-row `VALUES` of [`ROWS_PER_STATEMENT`] rows;
+/// PostgreSQL the whole batch as one array per column in one short statement
+/// (`INSERT … SELECT … FROM UNNEST`), where a multi-row `VALUES` of
+/// thousands of parameters costs the server milliseconds to parse and plan
+/// at every execution. The arrays' types come from the fields' Rust types
+/// (sqlx's own PostgreSQL type names).
+macro_rules! sync_table {
+    (
+        $(#[$meta:meta])*
+        struct $row:ident in $table:literal $(with $first_gen:ident)? {
+            $key:ident: $key_ty:ty,
+            $($(#[$fmeta:meta])* $field:ident: $ty:ty),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        struct $row {
+            $key: $key_ty,
+            $($(#[$fmeta])* $field: $ty,)+
+        }
 
-/// The movies' columns as a sync writes them, and its upsert: one text
-/// for both backends, whichever way the rows are sent.
-const MOVIES_COLUMNS: &str =
-    "provider_id, upstream_key, upstream_id, name, group_id, logo, rating, container_extension,
-                 url, added, position, sync_gen";
-const MOVIES_CONFLICT: &str =
-    " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, logo = excluded.logo, rating = excluded.rating,
-                 container_extension = excluded.container_extension, url = excluded.url, added = excluded.added,
-                 position = excluded.position, sync_gen = excluded.sync_gen";
+        impl $row {
+            /// This table's statements, made once from the field list.
+            fn sql() -> &'static UpsertSql {
+                static SQL: LazyLock<UpsertSql> = LazyLock::new(|| {
+                    UpsertSql::new(
+                        $table,
+                        &[(stringify!($key), pg_array::<$key_ty>()), $((stringify!($field), pg_array::<$ty>())),+],
+                        &[$(stringify!($first_gen))?],
+                    )
+                });
+                &SQL
+            }
 
-/// The series' columns as a sync writes them, and its upsert: one text
-/// for both backends, whichever way the rows are sent.
-const SERIES_COLUMNS: &str = "provider_id, upstream_key, upstream_id, name, group_id, cover, plot, genre, release_date,
-                 rating, url, position, sync_gen";
-const SERIES_CONFLICT: &str =
-    " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name,
-                 group_id = excluded.group_id, cover = excluded.cover, plot = excluded.plot, genre = excluded.genre,
-                 release_date = excluded.release_date, rating = excluded.rating, url = excluded.url,
-                 position = excluded.position, sync_gen = excluded.sync_gen";
+            /// Upserts a batch of this sync's rows (see [`sync_table!`]).
+            async fn upsert(tx: &mut Tx, provider_id: i64, gen: i64, rows: Vec<Self>) -> Result<(), sqlx::Error> {
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let sql = Self::sql();
+                match tx {
+                    Tx::Postgres(t) => {
+                        let len = rows.len();
+                        let mut $key = Vec::with_capacity(len);
+                        $(let mut $field = Vec::with_capacity(len);)+
+                        for r in rows {
+                            $key.push(r.$key);
+                            $($field.push(r.$field);)+
+                        }
+                        sqlx::query(&sql.postgres)
+                            .bind(provider_id)
+                            .bind(gen)
+                            .bind($key)
+                            $(.bind($field))+
+                            .execute(&mut **t)
+                            .await?;
+                    }
+                    Tx::Sqlite(t) => {
+                        let mut rows = rows.into_iter().peekable();
+                        while rows.peek().is_some() {
+                            let mut qb = QueryBuilder::<sqlx::Sqlite>::new(&sql.sqlite_insert);
+                            qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
+                                b.push_bind(provider_id).push_bind(r.$key)$(.push_bind(r.$field))+;
+                                for _ in 0..sql.generations {
+                                    b.push_bind(gen);
+                                }
+                            });
+                            qb.push(&sql.conflict);
+                            qb.build().execute(&mut **t).await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+/// The PostgreSQL array type of a column of Rust type `T` (`TEXT[]`,
+/// `INT8[]`), as sqlx binds it.
+fn pg_array<T>() -> String
+where
+    Vec<T>: sqlx::Type<sqlx::Postgres>,
+{
+    use sqlx::TypeInfo;
+    <Vec<T> as sqlx::Type<sqlx::Postgres>>::type_info().name().to_string()
+}
+
+/// The statements of one table's batch upsert ([`sync_table!`]), made from
+/// its column list.
+struct UpsertSql {
+    /// `INSERT INTO t (columns) `, to which SQLite's `VALUES` are pushed.
+    sqlite_insert: String,
+    /// ` ON CONFLICT … DO UPDATE SET …`, the same on both backends.
+    conflict: String,
+    /// The whole PostgreSQL statement: `$1` the provider, `$2` the
+    /// generation, `$3…` one array per field.
+    postgres: String,
+    /// How many generation columns end a row (bound to the generation).
+    generations: usize,
+}
+
+impl UpsertSql {
+    /// `fields`: (name, PostgreSQL array type), the key first;
+    /// `first_gen`: insert-only generation columns, written before `sync_gen`.
+    fn new(table: &str, fields: &[(&str, String)], first_gen: &[&str]) -> UpsertSql {
+        let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+        let generations: Vec<&str> = first_gen.iter().copied().chain(["sync_gen"]).collect();
+        let columns = ["provider_id"].iter().chain(&names).chain(&generations).copied().collect::<Vec<_>>().join(", ");
+        let updates = names[1..]
+            .iter()
+            .chain(&["sync_gen"])
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let conflict = format!(" ON CONFLICT (provider_id, {}) DO UPDATE SET {updates}", names[0]);
+        let arrays = (3..).zip(fields).map(|(n, (_, ty))| format!("${n}::{ty}")).collect::<Vec<_>>().join(", ");
+        let gens = vec!["$2"; generations.len()].join(", ");
+        UpsertSql {
+            sqlite_insert: format!("INSERT INTO {table} ({columns}) "),
+            postgres: format!(
+                "INSERT INTO {table} ({columns}) SELECT $1, u.*, {gens} FROM UNNEST({arrays}) AS u{conflict}"
+            ),
+            conflict,
+            generations: generations.len(),
+        }
+    }
+}
+
+sync_table! {
+    /// A live stream as a sync writes it to `streams`.
+    struct StreamRow in "streams" with first_gen {
+        upstream_key: String,
+        upstream_id: Option<i64>,
+        name: String,
+        group_id: Option<i64>,
+        tvg_id: Option<String>,
+        tvg_name: Option<String>,
+        logo: Option<String>,
+        chno: Option<String>,
+        url: Option<String>,
+        catchup: Option<String>,
+        catchup_days: Option<i64>,
+        catchup_source: Option<String>,
+        headers: Option<String>,
+        /// [`crate::lineup::normalize_name`] of the name, computed on the parsing thread.
+        norm_name: String,
+        position: i64,
+    }
+}
+
+sync_table! {
+    /// A movie as a sync writes it to `movies`.
+    struct MovieRow in "movies" {
+        upstream_key: String,
+        upstream_id: Option<i64>,
+        name: String,
+        group_id: Option<i64>,
+        logo: Option<String>,
+        rating: Option<String>,
+        container_extension: Option<String>,
+        url: Option<String>,
+        added: Option<i64>,
+        position: i64,
+    }
+}
+
+sync_table! {
+    /// A series as a sync writes it to `series`.
+    struct SeriesRow in "series" {
+        upstream_key: String,
+        upstream_id: Option<i64>,
+        name: String,
+        group_id: Option<i64>,
+        cover: Option<String>,
+        plot: Option<String>,
+        genre: Option<String>,
+        release_date: Option<String>,
+        rating: Option<String>,
+        url: Option<String>,
+        position: i64,
+    }
+}
 
 /// The write side of one sync: a transaction plus this sync's generation.
 struct Writer {
@@ -567,256 +684,15 @@ impl Writer {
     }
 
     async fn insert_streams(&mut self, rows: Vec<StreamRow>) -> Result<(), CatalogError> {
-        let (provider_id, gen) = (self.provider_id, self.gen);
-        if let Tx::Postgres(t) = &mut self.tx {
-            // PostgreSQL: the batch as one array per column, in one short
-            // statement (UNNEST), where a multi-row VALUES of thousands of
-            // parameters costs the server milliseconds to parse and plan at
-            // every execution.
-            let len = rows.len();
-            let mut upstream_key = Vec::with_capacity(len);
-            let mut upstream_id = Vec::with_capacity(len);
-            let mut name = Vec::with_capacity(len);
-            let mut group_id = Vec::with_capacity(len);
-            let mut tvg_id = Vec::with_capacity(len);
-            let mut tvg_name = Vec::with_capacity(len);
-            let mut logo = Vec::with_capacity(len);
-            let mut chno = Vec::with_capacity(len);
-            let mut url = Vec::with_capacity(len);
-            let mut catchup = Vec::with_capacity(len);
-            let mut catchup_days = Vec::with_capacity(len);
-            let mut catchup_source = Vec::with_capacity(len);
-            let mut headers = Vec::with_capacity(len);
-            let mut norm_name = Vec::with_capacity(len);
-            let mut position = Vec::with_capacity(len);
-            for r in rows {
-                upstream_key.push(r.upstream_key);
-                upstream_id.push(r.upstream_id);
-                name.push(r.name);
-                group_id.push(r.group_id);
-                tvg_id.push(r.tvg_id);
-                tvg_name.push(r.tvg_name);
-                logo.push(r.logo);
-                chno.push(r.chno);
-                url.push(r.url);
-                catchup.push(r.catchup);
-                catchup_days.push(r.catchup_days);
-                catchup_source.push(r.catchup_source);
-                headers.push(r.headers);
-                norm_name.push(r.norm_name);
-                position.push(r.position);
-            }
-            sqlx::query(&format!(
-                "INSERT INTO streams ({cols}) SELECT $1, u.*, $2, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[], $16::text[], $17::bigint[]) AS u{conflict}",
-                cols = STREAMS_COLUMNS,
-                conflict = STREAMS_CONFLICT,
-            ))
-            .bind(provider_id)
-            .bind(gen)
-            .bind(upstream_key)
-            .bind(upstream_id)
-            .bind(name)
-            .bind(group_id)
-            .bind(tvg_id)
-            .bind(tvg_name)
-            .bind(logo)
-            .bind(chno)
-            .bind(url)
-            .bind(catchup)
-            .bind(catchup_days)
-            .bind(catchup_source)
-            .bind(headers)
-            .bind(norm_name)
-            .bind(position)
-            .execute(&mut **t)
-            .await?;
-            return Ok(());
-        }
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            on_tx!(&mut self.tx, |c| {
-                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO streams ({STREAMS_COLUMNS}) "));
-                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
-                    b.push_bind(provider_id)
-                        .push_bind(r.upstream_key)
-                        .push_bind(r.upstream_id)
-                        .push_bind(r.name)
-                        .push_bind(r.group_id)
-                        .push_bind(r.tvg_id)
-                        .push_bind(r.tvg_name)
-                        .push_bind(r.logo)
-                        .push_bind(r.chno)
-                        .push_bind(r.url)
-                        .push_bind(r.catchup)
-                        .push_bind(r.catchup_days)
-                        .push_bind(r.catchup_source)
-                        .push_bind(r.headers)
-                        .push_bind(r.norm_name)
-                        .push_bind(r.position)
-                        .push_bind(gen)
-                        .push_bind(gen);
-                });
-                qb.push(STREAMS_CONFLICT);
-                qb.build().execute(&mut *c).await?;
-            });
-        }
-        Ok(())
+        Ok(StreamRow::upsert(&mut self.tx, self.provider_id, self.gen, rows).await?)
     }
 
     async fn insert_movies(&mut self, rows: Vec<MovieRow>) -> Result<(), CatalogError> {
-        let (provider_id, gen) = (self.provider_id, self.gen);
-        if let Tx::Postgres(t) = &mut self.tx {
-            // PostgreSQL: the batch as one array per column, in one short
-            // statement (UNNEST), where a multi-row VALUES of thousands of
-            // parameters costs the server milliseconds to parse and plan at
-            // every execution.
-            let len = rows.len();
-            let mut upstream_key = Vec::with_capacity(len);
-            let mut upstream_id = Vec::with_capacity(len);
-            let mut name = Vec::with_capacity(len);
-            let mut group_id = Vec::with_capacity(len);
-            let mut logo = Vec::with_capacity(len);
-            let mut rating = Vec::with_capacity(len);
-            let mut container_extension = Vec::with_capacity(len);
-            let mut url = Vec::with_capacity(len);
-            let mut added = Vec::with_capacity(len);
-            let mut position = Vec::with_capacity(len);
-            for r in rows {
-                upstream_key.push(r.upstream_key);
-                upstream_id.push(r.upstream_id);
-                name.push(r.name);
-                group_id.push(r.group_id);
-                logo.push(r.logo);
-                rating.push(r.rating);
-                container_extension.push(r.container_extension);
-                url.push(r.url);
-                added.push(r.added);
-                position.push(r.position);
-            }
-            sqlx::query(&format!(
-                "INSERT INTO movies ({cols}) SELECT $1, u.*, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[]) AS u{conflict}",
-                cols = MOVIES_COLUMNS,
-                conflict = MOVIES_CONFLICT,
-            ))
-            .bind(provider_id)
-            .bind(gen)
-            .bind(upstream_key)
-            .bind(upstream_id)
-            .bind(name)
-            .bind(group_id)
-            .bind(logo)
-            .bind(rating)
-            .bind(container_extension)
-            .bind(url)
-            .bind(added)
-            .bind(position)
-            .execute(&mut **t)
-            .await?;
-            return Ok(());
-        }
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            on_tx!(&mut self.tx, |c| {
-                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO movies ({MOVIES_COLUMNS}) "));
-                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
-                    b.push_bind(provider_id)
-                        .push_bind(r.upstream_key)
-                        .push_bind(r.upstream_id)
-                        .push_bind(r.name)
-                        .push_bind(r.group_id)
-                        .push_bind(r.logo)
-                        .push_bind(r.rating)
-                        .push_bind(r.container_extension)
-                        .push_bind(r.url)
-                        .push_bind(r.added)
-                        .push_bind(r.position)
-                        .push_bind(gen);
-                });
-                qb.push(MOVIES_CONFLICT);
-                qb.build().execute(&mut *c).await?;
-            });
-        }
-        Ok(())
+        Ok(MovieRow::upsert(&mut self.tx, self.provider_id, self.gen, rows).await?)
     }
 
     async fn insert_series(&mut self, rows: Vec<SeriesRow>) -> Result<(), CatalogError> {
-        let (provider_id, gen) = (self.provider_id, self.gen);
-        if let Tx::Postgres(t) = &mut self.tx {
-            // PostgreSQL: the batch as one array per column, in one short
-            // statement (UNNEST), where a multi-row VALUES of thousands of
-            // parameters costs the server milliseconds to parse and plan at
-            // every execution.
-            let len = rows.len();
-            let mut upstream_key = Vec::with_capacity(len);
-            let mut upstream_id = Vec::with_capacity(len);
-            let mut name = Vec::with_capacity(len);
-            let mut group_id = Vec::with_capacity(len);
-            let mut cover = Vec::with_capacity(len);
-            let mut plot = Vec::with_capacity(len);
-            let mut genre = Vec::with_capacity(len);
-            let mut release_date = Vec::with_capacity(len);
-            let mut rating = Vec::with_capacity(len);
-            let mut url = Vec::with_capacity(len);
-            let mut position = Vec::with_capacity(len);
-            for r in rows {
-                upstream_key.push(r.upstream_key);
-                upstream_id.push(r.upstream_id);
-                name.push(r.name);
-                group_id.push(r.group_id);
-                cover.push(r.cover);
-                plot.push(r.plot);
-                genre.push(r.genre);
-                release_date.push(r.release_date);
-                rating.push(r.rating);
-                url.push(r.url);
-                position.push(r.position);
-            }
-            sqlx::query(&format!(
-                "INSERT INTO series ({cols}) SELECT $1, u.*, $2 FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[]) AS u{conflict}",
-                cols = SERIES_COLUMNS,
-                conflict = SERIES_CONFLICT,
-            ))
-            .bind(provider_id)
-            .bind(gen)
-            .bind(upstream_key)
-            .bind(upstream_id)
-            .bind(name)
-            .bind(group_id)
-            .bind(cover)
-            .bind(plot)
-            .bind(genre)
-            .bind(release_date)
-            .bind(rating)
-            .bind(url)
-            .bind(position)
-            .execute(&mut **t)
-            .await?;
-            return Ok(());
-        }
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            on_tx!(&mut self.tx, |c| {
-                let mut qb = QueryBuilder::<Backend>::new(format!("INSERT INTO series ({SERIES_COLUMNS}) "));
-                qb.push_values(rows.by_ref().take(ROWS_PER_STATEMENT), |mut b, r| {
-                    b.push_bind(provider_id)
-                        .push_bind(r.upstream_key)
-                        .push_bind(r.upstream_id)
-                        .push_bind(r.name)
-                        .push_bind(r.group_id)
-                        .push_bind(r.cover)
-                        .push_bind(r.plot)
-                        .push_bind(r.genre)
-                        .push_bind(r.release_date)
-                        .push_bind(r.rating)
-                        .push_bind(r.url)
-                        .push_bind(r.position)
-                        .push_bind(gen);
-                });
-                qb.push(SERIES_CONFLICT);
-                qb.build().execute(&mut *c).await?;
-            });
-        }
-        Ok(())
+        Ok(SeriesRow::upsert(&mut self.tx, self.provider_id, self.gen, rows).await?)
     }
 
     /// Removes what this sync did not see, maintains channels, records the
