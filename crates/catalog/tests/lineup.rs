@@ -4,12 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use fakeprovider::FakeProvider;
 use tunerpool_catalog::lineup::{normalize_name, BulkChange, ChannelPatch, GroupPatch, LineupSettings};
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{CatalogError, Channel, ChannelQuery, NewProvider, ProviderKind, Secret, Store};
-use tunerpool_testkit::{backend_tests, execute, Backend};
-use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+use tunerpool_catalog::{CatalogError, Channel, NewProvider, ProviderKind, Store};
+use tunerpool_testkit::{add_xtream_named, backend_tests, execute, lineup, overlapping, Backend};
 
 backend_tests!(
     overlapping_providers_share_channels_and_renumbering_keeps_them,
@@ -20,49 +19,6 @@ backend_tests!(
     the_first_import_fast_path_gives_what_the_general_path_gives,
 );
 
-async fn setup(backend: Backend) -> (tempfile::TempDir, Store, UpstreamHttp) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = backend.open(dir.path()).await;
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
-    (dir, store, http)
-}
-
-/// Provider A: "Channel i", tvg-ids `ch{i}.fake` (none for every 7th), ids i.
-fn config_a() -> FakeConfig {
-    FakeConfig { live_channels: 20, ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)]) }
-}
-
-/// Provider B: the same channels 1..=20 and five more, as "UK: CHANNEL i HD",
-/// under stream ids 1000 + i; same tvg-ids.
-fn config_b() -> FakeConfig {
-    FakeConfig {
-        live_channels: 25,
-        live_name_template: "UK: CHANNEL {i} HD".into(),
-        stream_id_offset: 1000,
-        ..FakeConfig::with_accounts(vec![AccountSpec::new("b", "pb", 1)])
-    }
-}
-
-async fn add(store: &Store, name: &str, fake: &FakeProvider, user: &str, pass: &str) -> i64 {
-    let p = store
-        .add_provider(&NewProvider {
-            name: name.into(),
-            kind: Some(ProviderKind::Xtream),
-            url: fake.url(),
-            username: Some(user.into()),
-            password: Some(Secret::new(pass)),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    p.id
-}
-
-async fn lineup(store: &Store) -> Vec<Channel> {
-    store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items
-}
-
 fn field(e: CatalogError) -> String {
     match e {
         CatalogError::Invalid(f) | CatalogError::Refused(f) => f[0].field.clone(),
@@ -71,11 +27,11 @@ fn field(e: CatalogError) -> String {
 }
 
 async fn overlapping_providers_share_channels_and_renumbering_keeps_them(backend: Backend) {
-    let a = FakeProvider::start(config_a()).await.unwrap();
-    let b = FakeProvider::start(config_b()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
-    let pa = add(&store, "A", &a, "a", "pa").await;
-    let pb = add(&store, "B", &b, "b", "pb").await;
+    let a = FakeProvider::start(overlapping::provider_a()).await.unwrap();
+    let b = FakeProvider::start(overlapping::provider_b()).await.unwrap();
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
+    let pa = add_xtream_named(&store, "A", &a, &[("a", "pa")]).await;
+    let pb = add_xtream_named(&store, "B", &b, &[("b", "pb")]).await;
 
     let r = sync_provider(&store, &http, pa).await.unwrap();
     assert_eq!((r.lineup.created, r.lineup.joined), (20, 0));
@@ -136,7 +92,7 @@ async fn overlapping_providers_share_channels_and_renumbering_keeps_them(backend
     assert_eq!(gone.len(), 25, "no channel is silently deleted");
     let only_b = gone.iter().find(|c| c.name == "UK: CHANNEL 23 HD").unwrap();
     assert!(!only_b.available && only_b.sources.is_empty() && only_b.lost_sources.len() == 1);
-    let pb2 = add(&store, "B again", &b, "b", "pb").await;
+    let pb2 = add_xtream_named(&store, "B again", &b, &[("b", "pb")]).await;
     let r = sync_provider(&store, &http, pb2).await.unwrap();
     assert_eq!((r.lineup.reattached, r.lineup.created), (25, 0), "{r:?}");
     let back = lineup(&store).await;
@@ -145,11 +101,11 @@ async fn overlapping_providers_share_channels_and_renumbering_keeps_them(backend
 }
 
 async fn matching_follows_the_settings(backend: Backend) {
-    let a = FakeProvider::start(config_a()).await.unwrap();
-    let b = FakeProvider::start(config_b()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
-    let pa = add(&store, "A", &a, "a", "pa").await;
-    let pb = add(&store, "B", &b, "b", "pb").await;
+    let a = FakeProvider::start(overlapping::provider_a()).await.unwrap();
+    let b = FakeProvider::start(overlapping::provider_b()).await.unwrap();
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
+    let pa = add_xtream_named(&store, "A", &a, &[("a", "pa")]).await;
+    let pb = add_xtream_named(&store, "B", &b, &[("b", "pb")]).await;
     sync_provider(&store, &http, pa).await.unwrap();
 
     // Matching off, new streams wait for the user.
@@ -169,7 +125,7 @@ async fn matching_follows_the_settings(backend: Backend) {
     // Matching limited to one group ("News": channels 1, 5, 9, ...).
     store.set_lineup_settings(LineupSettings { match_groups: vec!["news".into()], ..Default::default() });
     store.delete_provider(pb).await.unwrap();
-    let pb2 = add(&store, "B2", &b, "b", "pb").await;
+    let pb2 = add_xtream_named(&store, "B2", &b, &[("b", "pb")]).await;
     let r = sync_provider(&store, &http, pb2).await.unwrap();
     // Two lost sources re-attach; of the others, News channels 5, 9, 13, 17
     // match (1 was re-attached), the rest become channels.
@@ -177,11 +133,11 @@ async fn matching_follows_the_settings(backend: Backend) {
 }
 
 async fn curation_edits_and_refuses_bad_input_without_changing_anything(backend: Backend) {
-    let a = FakeProvider::start(config_a()).await.unwrap();
-    let b = FakeProvider::start(config_b()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
-    let pa = add(&store, "A", &a, "a", "pa").await;
-    let pb = add(&store, "B", &b, "b", "pb").await;
+    let a = FakeProvider::start(overlapping::provider_a()).await.unwrap();
+    let b = FakeProvider::start(overlapping::provider_b()).await.unwrap();
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
+    let pa = add_xtream_named(&store, "A", &a, &[("a", "pa")]).await;
+    let pb = add_xtream_named(&store, "B", &b, &[("b", "pb")]).await;
     sync_provider(&store, &http, pa).await.unwrap();
     store.set_lineup_settings(LineupSettings { match_streams: false, ..Default::default() });
     sync_provider(&store, &http, pb).await.unwrap();
@@ -272,9 +228,9 @@ async fn curation_edits_and_refuses_bad_input_without_changing_anything(backend:
 }
 
 async fn a_failed_sync_changes_no_lineup_channel(backend: Backend) {
-    let a = FakeProvider::start(config_a()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
-    let pa = add(&store, "A", &a, "a", "pa").await;
+    let a = FakeProvider::start(overlapping::provider_a()).await.unwrap();
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
+    let pa = add_xtream_named(&store, "A", &a, &[("a", "pa")]).await;
     sync_provider(&store, &http, pa).await.unwrap();
     let before = lineup(&store).await;
     a.renumber(100);
@@ -288,11 +244,11 @@ async fn a_failed_sync_changes_no_lineup_channel(backend: Backend) {
 /// failure injected with a trigger): every channel, source and stream stays
 /// as it was; the next sync does the work.
 async fn a_sync_failing_mid_way_through_the_lineup_changes_nothing(backend: Backend) {
-    let a = FakeProvider::start(config_a()).await.unwrap();
-    let b = FakeProvider::start(config_b()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
-    let pa = add(&store, "A", &a, "a", "pa").await;
-    let pb = add(&store, "B", &b, "b", "pb").await;
+    let a = FakeProvider::start(overlapping::provider_a()).await.unwrap();
+    let b = FakeProvider::start(overlapping::provider_b()).await.unwrap();
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
+    let pa = add_xtream_named(&store, "A", &a, &[("a", "pa")]).await;
+    let pb = add_xtream_named(&store, "B", &b, &[("b", "pb")]).await;
     sync_provider(&store, &http, pa).await.unwrap();
     sync_provider(&store, &http, pb).await.unwrap();
     let first = lineup(&store).await.remove(0);
@@ -368,7 +324,7 @@ async fn add_m3u(store: &Store, name: &str, path: &Path) -> i64 {
 /// numbers after the highest, names, groups
 /// created in the order of their first channel, guide ids trimmed, sources.
 async fn the_first_import_fast_path_gives_what_the_general_path_gives(backend: Backend) {
-    let (dir, fast, http) = setup(backend).await;
+    let (dir, fast, http) = backend.open_in_temp_dir().await;
     let list = dir.path().join("x.m3u");
     let mut text = String::from("#EXTM3U\n");
     for i in 1..=30 {

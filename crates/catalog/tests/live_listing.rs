@@ -7,13 +7,12 @@
 //! backends: PostgreSQL's triggers (`migrations_pg/0002_live_listing.sql`)
 //! are per statement where SQLite's are per row.
 
-use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use fakeprovider::{FakeConfig, FakeProvider};
 use tunerpool_catalog::lineup::{BulkChange, ChannelPatch, GroupPatch, LineupSettings};
 use tunerpool_catalog::outputs::{ItemFilter, LiveFormat, LiveItem, LiveRenderer, RenderedLive};
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{Channel, ChannelQuery, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
-use tunerpool_testkit::{backend_tests, Backend};
-use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+use tunerpool_catalog::{ChannelQuery, ProviderPatch, Store};
+use tunerpool_testkit::{add_xtream_named, backend_tests, lineup, overlapping, Backend};
 
 backend_tests!(
     the_materialized_listing_follows_every_write,
@@ -92,44 +91,10 @@ async fn check(store: &Store, what: &str) {
     }
 }
 
-async fn add(store: &Store, name: &str, fake: &FakeProvider, user: &str, pass: &str) -> i64 {
-    let p = store
-        .add_provider(&NewProvider {
-            name: name.into(),
-            kind: Some(ProviderKind::Xtream),
-            url: fake.url(),
-            username: Some(user.into()),
-            password: Some(Secret::new(pass)),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    p.id
-}
-
-async fn lineup(store: &Store) -> Vec<Channel> {
-    store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.unwrap().items
-}
-
 async fn the_materialized_listing_follows_every_write(backend: Backend) {
-    let a = FakeProvider::start(FakeConfig {
-        live_channels: 20,
-        ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)])
-    })
-    .await
-    .unwrap();
-    let b = FakeProvider::start(FakeConfig {
-        live_channels: 25,
-        live_name_template: "UK: CHANNEL {i} HD".into(),
-        stream_id_offset: 1000,
-        ..FakeConfig::with_accounts(vec![AccountSpec::new("b", "pb", 1)])
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = backend.open(dir.path()).await;
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let a = FakeProvider::start(overlapping::provider_a()).await.unwrap();
+    let b = FakeProvider::start(overlapping::provider_b()).await.unwrap();
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
 
     // A new database: stale (nothing built yet), and empty once built.
     check(&store, "empty").await;
@@ -138,10 +103,10 @@ async fn the_materialized_listing_follows_every_write(backend: Backend) {
         0
     );
 
-    let pa = add(&store, "A", &a, "a", "pa").await;
+    let pa = add_xtream_named(&store, "A", &a, &[("a", "pa")]).await;
     sync_provider(&store, &http, pa).await.unwrap();
     check(&store, "first sync").await;
-    let pb = add(&store, "B", &b, "b", "pb").await;
+    let pb = add_xtream_named(&store, "B", &b, &[("b", "pb")]).await;
     sync_provider(&store, &http, pb).await.unwrap();
     check(&store, "second provider joins").await;
     assert_eq!(
@@ -225,22 +190,15 @@ async fn the_materialized_listing_follows_every_write(backend: Backend) {
     store.delete_provider(pb).await.unwrap();
     check(&store, "remove a provider").await;
     store.set_lineup_settings(LineupSettings::default());
-    let pb2 = add(&store, "B again", &b, "b", "pb").await;
+    let pb2 = add_xtream_named(&store, "B again", &b, &[("b", "pb")]).await;
     sync_provider(&store, &http, pb2).await.unwrap();
     check(&store, "provider re-added").await;
 }
 
 async fn writes_that_change_no_listing_leave_it_fresh_and_one_rebuild_runs_at_a_time(backend: Backend) {
-    let a = FakeProvider::start(FakeConfig {
-        live_channels: 5,
-        ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)])
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = backend.open(dir.path()).await;
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
-    let pa = add(&store, "A", &a, "a", "pa").await;
+    let a = FakeProvider::start(FakeConfig { live_channels: 5, ..overlapping::provider_a() }).await.unwrap();
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
+    let pa = add_xtream_named(&store, "A", &a, &[("a", "pa")]).await;
     sync_provider(&store, &http, pa).await.unwrap();
     check(&store, "first sync").await;
     // A provider's name is not listed.

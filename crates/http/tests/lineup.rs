@@ -8,12 +8,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{admin_get, api_client, app_state, serve, TOKEN};
-use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
+use fakeprovider::{FakeProvider, Fault, FaultKind};
 use serde_json::{json, Value};
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{NewProvider, ProviderKind, Secret, Store};
+use tunerpool_catalog::Store;
 use tunerpool_relay::settings::RelaySettings;
-use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+use tunerpool_testkit::{add_xtream_named, open_store, overlapping, sync_with_details};
+use tunerpool_upstream::UpstreamHttp;
 
 struct TwoProviders {
     a: FakeProvider,
@@ -35,48 +36,21 @@ fn fast() -> RelaySettings {
     }
 }
 
+/// Adds the simulated provider as an Xtream provider and syncs it with its
+/// account's details, as the gateway does.
 async fn add(store: &Store, http: &UpstreamHttp, name: &str, fake: &FakeProvider, user: &str, pass: &str) -> i64 {
-    let id = store
-        .add_provider(&NewProvider {
-            name: name.into(),
-            kind: Some(ProviderKind::Xtream),
-            url: fake.url(),
-            username: Some(user.into()),
-            password: Some(Secret::new(pass)),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .id;
-    sync_provider(store, http, id).await.unwrap();
-    let provider = store.provider(id).await.unwrap();
-    for a in store.accounts(id).await.unwrap() {
-        tunerpool_catalog::details::refresh_account(store, http, &provider, &a).await.unwrap();
-    }
+    let id = add_xtream_named(store, name, fake, &[(user, pass)]).await;
+    sync_with_details(store, http, id).await;
     id
 }
 
 /// A: "Channel i" (stream id i), account `a`; B: "UK: CHANNEL i HD" (stream
 /// id 1000 + i) and five channels of its own, account `b`. One connection each.
 async fn two_providers() -> TwoProviders {
-    let a = FakeProvider::start(FakeConfig {
-        live_channels: 20,
-        ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)])
-    })
-    .await
-    .unwrap();
-    let b = FakeProvider::start(FakeConfig {
-        live_channels: 25,
-        live_name_template: "UK: CHANNEL {i} HD".into(),
-        stream_id_offset: 1000,
-        ..FakeConfig::with_accounts(vec![AccountSpec::new("b", "pb", 1)])
-    })
-    .await
-    .unwrap();
+    let a = FakeProvider::start(overlapping::provider_a()).await.unwrap();
+    let b = FakeProvider::start(overlapping::provider_b()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).await.unwrap();
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let (store, http) = open_store(dir.path()).await;
     let provider_a = add(&store, &http, "Provider A", &a, "a", "pa").await;
     add(&store, &http, "Provider B", &b, "b", "pb").await;
     let state = app_state(&store, &http, fast());

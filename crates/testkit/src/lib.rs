@@ -10,8 +10,8 @@ use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fakeprovider::FakeProvider;
-use tunerpool_catalog::{AccountPatch, Db, NewProvider, ProviderKind, Secret, Store};
+use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
+use tunerpool_catalog::{AccountPatch, Channel, ChannelQuery, Db, NewProvider, ProviderKind, Secret, Store};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
 /// A store in `dir` and the upstream client the gateway would use with it
@@ -57,6 +57,14 @@ impl Backend {
         let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.join("tmp"), ..Default::default() })
             .expect("the upstream client builds");
         (store, http)
+    }
+
+    /// [`Backend::open_with_http`] in a new temp dir, which lives as long
+    /// as the returned handle.
+    pub async fn open_in_temp_dir(self) -> (tempfile::TempDir, Store, UpstreamHttp) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (store, http) = self.open_with_http(dir.path()).await;
+        (dir, store, http)
     }
 }
 
@@ -112,10 +120,15 @@ macro_rules! backend_tests {
 /// accounts (username, password): the first is the primary, the others
 /// follow at priority 1, 2, …. Returns the provider's id. Nothing is synced.
 pub async fn add_xtream(store: &Store, fake: &FakeProvider, accounts: &[(&str, &str)]) -> i64 {
+    add_xtream_named(store, "Fake", fake, accounts).await
+}
+
+/// [`add_xtream`] under another name (tests with several providers).
+pub async fn add_xtream_named(store: &Store, name: &str, fake: &FakeProvider, accounts: &[(&str, &str)]) -> i64 {
     let ((user, pass), others) = accounts.split_first().expect("at least one account");
     let pid = store
         .add_provider(&NewProvider {
-            name: "Fake".into(),
+            name: name.into(),
             kind: Some(ProviderKind::Xtream),
             url: fake.url(),
             username: Some((*user).into()),
@@ -145,6 +158,38 @@ pub async fn sync_with_details(store: &Store, http: &UpstreamHttp, pid: i64) {
     let provider = store.provider(pid).await.expect("the provider exists");
     for a in store.accounts(pid).await.expect("its accounts") {
         tunerpool_catalog::details::refresh_account(store, http, &provider, &a).await.expect("the details load");
+    }
+}
+
+/// The whole lineup: every channel, in number order, with its sources
+/// (tests' lineups have far fewer than 1000).
+pub async fn lineup(store: &Store) -> Vec<Channel> {
+    store.channels(&ChannelQuery { per_page: Some(1000), ..Default::default() }).await.expect("the lineup").items
+}
+
+/// Two simulated providers whose catalogs overlap, as the lineup's tests
+/// use them: the same channels under other names and stream ids, mostly
+/// with the same tvg-ids, and some of B's own. Start them with
+/// `FakeProvider::start`; their accounts are `a`/`pa` and `b`/`pb`, one
+/// connection each.
+pub mod overlapping {
+    use super::*;
+
+    /// Provider A: 20 live channels "Channel i" under stream ids i, tvg-ids
+    /// `ch{i}.fake` (none for every 7th); account `a`/`pa`.
+    pub fn provider_a() -> FakeConfig {
+        FakeConfig { live_channels: 20, ..FakeConfig::with_accounts(vec![AccountSpec::new("a", "pa", 1)]) }
+    }
+
+    /// Provider B: A's channels 1..=20 and five more, as "UK: CHANNEL i HD"
+    /// under stream ids 1000 + i, with A's tvg-ids; account `b`/`pb`.
+    pub fn provider_b() -> FakeConfig {
+        FakeConfig {
+            live_channels: 25,
+            live_name_template: "UK: CHANNEL {i} HD".into(),
+            stream_id_offset: 1000,
+            ..FakeConfig::with_accounts(vec![AccountSpec::new("b", "pb", 1)])
+        }
     }
 }
 
