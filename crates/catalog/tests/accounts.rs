@@ -4,7 +4,7 @@ use fakeprovider::{AccountSpec, FakeConfig, FakeProvider};
 use tunerpool_catalog::details::{refresh_account, test_xtream};
 use tunerpool_catalog::{AccountPatch, CatalogError, NewProvider, ProviderKind, Secret, Store};
 use tunerpool_testkit::{backend_tests, Backend};
-use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+use tunerpool_upstream::UpstreamHttp;
 
 backend_tests!(
     account_crud_with_field_errors,
@@ -13,9 +13,7 @@ backend_tests!(
 );
 
 async fn setup(backend: Backend) -> (tempfile::TempDir, Store, UpstreamHttp, FakeProvider) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = backend.open(dir.path()).await;
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let (dir, store, http) = backend.open_in_temp_dir().await;
     let fake = FakeProvider::start(FakeConfig::with_accounts(vec![
         AccountSpec::new("main", "m/p+w$", 2),
         AccountSpec::new("extra", "e%p", 3),

@@ -8,7 +8,7 @@ use tunerpool_catalog::lineup::ChannelPatch;
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{CatalogError, ChannelQuery, NewProvider, ProviderKind, ProviderPatch, Secret, Store};
 use tunerpool_testkit::{backend_tests, execute, Backend};
-use tunerpool_upstream::{HttpSettings, UpstreamHttp};
+use tunerpool_upstream::UpstreamHttp;
 
 backend_tests!(
     xtream_guide_is_fetched_stored_and_linked,
@@ -20,9 +20,7 @@ backend_tests!(
 const PW: &str = "m/p+w$";
 
 async fn setup(backend: Backend) -> (tempfile::TempDir, Store, UpstreamHttp, FakeProvider) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = backend.open(dir.path()).await;
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
+    let (dir, store, http) = backend.open_in_temp_dir().await;
     let fake = FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("main", PW, 2)])).await.unwrap();
     (dir, store, http, fake)
 }

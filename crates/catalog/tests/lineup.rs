@@ -8,7 +8,7 @@ use fakeprovider::FakeProvider;
 use tunerpool_catalog::lineup::{normalize_name, BulkChange, ChannelPatch, GroupPatch, LineupSettings};
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{CatalogError, Channel, NewProvider, ProviderKind, Store};
-use tunerpool_testkit::{add_xtream_named, backend_tests, execute, lineup, overlapping, Backend};
+use tunerpool_testkit::{add_m3u_file, add_xtream_named, backend_tests, execute, lineup, overlapping, Backend};
 
 backend_tests!(
     overlapping_providers_share_channels_and_renumbering_keeps_them,
@@ -304,20 +304,6 @@ async fn a_sync_failing_mid_way_through_the_lineup_changes_nothing(backend: Back
     assert_eq!(after[0].sources[1].upstream_id, Some(3001));
 }
 
-async fn add_m3u(store: &Store, name: &str, path: &Path) -> i64 {
-    let p = store
-        .add_provider(&NewProvider {
-            name: name.into(),
-            kind: Some(ProviderKind::M3u),
-            url: path.display().to_string(),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    p.id
-}
-
 /// A first import with nothing to re-attach or join takes a set-based path
 /// (every stream a channel, in SQL alone); a sync with something to match
 /// takes the general one. Both give the same channels and groups: ids and
@@ -344,7 +330,7 @@ async fn the_first_import_fast_path_gives_what_the_general_path_gives(backend: B
     std::fs::write(&list, text).unwrap();
 
     // Fast: a fresh lineup.
-    let x = add_m3u(&fast, "X", &list).await;
+    let x = add_m3u_file(&fast, "X", &list).await;
     let r_fast = sync_provider(&fast, &http, x).await.unwrap();
     assert_eq!((r_fast.lineup.created, r_fast.lineup.joined, r_fast.lineup.reattached), (30, 0, 0));
 
@@ -354,12 +340,12 @@ async fn the_first_import_fast_path_gives_what_the_general_path_gives(backend: B
     let slow = backend.open(dir2.path()).await;
     let z_list = dir2.path().join("z.m3u");
     std::fs::write(&z_list, "#EXTM3U\n#EXTINF:-1 group-title=\"ZG\",Zeta Unique\nhttp://z/1.ts\n").unwrap();
-    let z = add_m3u(&slow, "Z", &z_list).await;
+    let z = add_m3u_file(&slow, "Z", &z_list).await;
     sync_provider(&slow, &http, z).await.unwrap();
     let zeta = lineup(&slow).await.remove(0);
     slow.delete_group(zeta.group_id.unwrap()).await.unwrap();
     slow.delete_provider(z).await.unwrap();
-    let x2 = add_m3u(&slow, "X", &list).await;
+    let x2 = add_m3u_file(&slow, "X", &list).await;
     let r_slow = sync_provider(&slow, &http, x2).await.unwrap();
     assert_eq!(r_slow.lineup, r_fast.lineup);
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use fakeprovider::{AccountSpec, FakeConfig, FakeProvider, Fault, FaultKind};
 use tunerpool_catalog::sync::sync_provider;
 use tunerpool_catalog::{CatalogError, ChannelQuery, NewProvider, ProviderKind, Secret, Store};
-use tunerpool_testkit::{backend_tests, fetch_i64, Backend};
+use tunerpool_testkit::{add_m3u_file, backend_tests, fetch_i64, Backend};
 use tunerpool_upstream::{HttpSettings, UpstreamHttp};
 
 backend_tests!(
@@ -24,13 +24,6 @@ const PASSWORD: &str = "s3cr3t/p+ss%";
 
 fn testdata(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata").join(rel)
-}
-
-async fn setup(backend: Backend) -> (tempfile::TempDir, Store, UpstreamHttp) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = backend.open(dir.path()).await;
-    let http = UpstreamHttp::new(HttpSettings { spool_dir: dir.path().join("tmp"), ..Default::default() }).unwrap();
-    (dir, store, http)
 }
 
 fn fake_config() -> FakeConfig {
@@ -63,7 +56,7 @@ async fn all_channels(store: &Store) -> Vec<tunerpool_catalog::Channel> {
 
 async fn xtream_sync_stores_the_whole_catalog_with_details(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
     let p = store.add_provider(&xtream(&fake)).await.unwrap();
     assert_eq!(p.url, fake.url(), "pasted player_api URL is normalized to the base");
     let r = sync_provider(&store, &http, p.id).await.unwrap();
@@ -92,7 +85,7 @@ async fn xtream_sync_stores_the_whole_catalog_with_details(backend: Backend) {
 
 async fn ids_are_stable_across_resyncs(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
     let p = store.add_provider(&xtream(&fake)).await.unwrap();
     sync_provider(&store, &http, p.id).await.unwrap();
     let before = all_channels(&store).await;
@@ -104,7 +97,7 @@ async fn ids_are_stable_across_resyncs(backend: Backend) {
 
 async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
     let p = store.add_provider(&xtream(&fake)).await.unwrap();
     sync_provider(&store, &http, p.id).await.unwrap();
     let before = all_channels(&store).await;
@@ -138,7 +131,7 @@ async fn failed_sync_keeps_previous_catalog_and_says_why_without_the_password(ba
 
 async fn m3u_over_http_from_get_php_classifies_live_vod_and_series(backend: Backend) {
     let fake = FakeProvider::start(fake_config()).await.unwrap();
-    let (_dir, store, http) = setup(backend).await;
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
     let url = format!("{}/get.php?username=alice&password={}&type=m3u_plus&output=ts", fake.url(), urlenc(PASSWORD));
     let p = store
         .add_provider(&NewProvider {
@@ -206,22 +199,8 @@ fn urlenc(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
-async fn add_m3u_file(store: &Store, name: &str, path: &Path) -> i64 {
-    store
-        .add_provider(&NewProvider {
-            name: name.into(),
-            kind: Some(ProviderKind::M3u),
-            url: path.display().to_string(),
-            enabled: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .id
-}
-
 async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new(backend: Backend) {
-    let (dir, store, http) = setup(backend).await;
+    let (dir, store, http) = backend.open_in_temp_dir().await;
     let file = dir.path().join("list.m3u");
     let entry = |i: u32| format!("#EXTINF:-1 tvg-id=\"c{i}\" group-title=\"G{}\",Chan {i}\nhttp://h/{i}.ts\n", i % 3);
     std::fs::write(&file, format!("#EXTM3U\n{}", (1..=10).map(entry).collect::<String>())).unwrap();
@@ -264,7 +243,7 @@ async fn m3u_resync_removes_what_is_gone_keeps_ids_and_adds_new(backend: Backend
 }
 
 async fn real_world_playlists_sync_with_duplicates_kept_apart(backend: Backend) {
-    let (_dir, store, http) = setup(backend).await;
+    let (_dir, store, http) = backend.open_in_temp_dir().await;
     // 32 entries, heavy URL duplication and no #EXTM3U header.
     let id = add_m3u_file(&store, "txt", &testdata("real/m3u/iptv-org_M3u.txt")).await;
     let r = sync_provider(&store, &http, id).await.unwrap();
@@ -285,7 +264,7 @@ async fn real_world_playlists_sync_with_duplicates_kept_apart(backend: Backend) 
 }
 
 async fn provider_input_is_validated_with_field_names(backend: Backend) {
-    let (_dir, store, _http) = setup(backend).await;
+    let (_dir, store, _http) = backend.open_in_temp_dir().await;
     let err = store
         .add_provider(&NewProvider {
             name: " ".into(),

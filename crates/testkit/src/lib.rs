@@ -161,6 +161,19 @@ pub async fn sync_with_details(store: &Store, http: &UpstreamHttp, pid: i64) {
     }
 }
 
+/// Adds a playlist file as M3U provider `name` (enabled, no account).
+/// Returns the provider's id. Nothing is synced.
+pub async fn add_m3u_file(store: &Store, name: &str, path: &Path) -> i64 {
+    let provider = NewProvider {
+        name: name.into(),
+        kind: Some(ProviderKind::M3u),
+        url: path.display().to_string(),
+        enabled: true,
+        ..Default::default()
+    };
+    store.add_provider(&provider).await.expect("the provider is added").id
+}
+
 /// The whole lineup: every channel, in number order, with its sources
 /// (tests' lineups have far fewer than 1000).
 pub async fn lineup(store: &Store) -> Vec<Channel> {
