@@ -779,6 +779,41 @@ mod tests {
     }
 
     #[test]
+    fn the_upserts_are_made_from_the_field_lists() {
+        let streams = StreamRow::sql();
+        let columns = "provider_id, upstream_key, upstream_id, name, group_id, tvg_id, tvg_name, logo, chno, url, \
+                       catchup, catchup_days, catchup_source, headers, norm_name, position, first_gen, sync_gen";
+        assert_eq!(streams.sqlite_insert, format!("INSERT INTO streams ({columns}) "));
+        assert_eq!(
+            streams.conflict,
+            " ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, \
+             name = excluded.name, group_id = excluded.group_id, tvg_id = excluded.tvg_id, tvg_name = excluded.tvg_name, \
+             logo = excluded.logo, chno = excluded.chno, url = excluded.url, catchup = excluded.catchup, \
+             catchup_days = excluded.catchup_days, catchup_source = excluded.catchup_source, headers = excluded.headers, \
+             norm_name = excluded.norm_name, position = excluded.position, sync_gen = excluded.sync_gen"
+        );
+        assert_eq!(
+            streams.postgres,
+            format!(
+                "INSERT INTO streams ({columns}) SELECT $1, u.*, $2, $2 FROM UNNEST($3::TEXT[], $4::INT8[], $5::TEXT[], \
+                 $6::INT8[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[], $13::INT8[], \
+                 $14::TEXT[], $15::TEXT[], $16::TEXT[], $17::INT8[]) AS u{}",
+                streams.conflict
+            )
+        );
+        assert_eq!(streams.generations, 2);
+        // Without first_gen: sync_gen alone ends a row.
+        let movies = MovieRow::sql();
+        assert!(movies.postgres.starts_with(
+            "INSERT INTO movies (provider_id, upstream_key, upstream_id, name, group_id, logo, rating, \
+             container_extension, url, added, position, sync_gen) SELECT $1, u.*, $2 FROM UNNEST($3::TEXT[], "
+        ));
+        assert!(movies.postgres.ends_with("$12::INT8[]) AS u ON CONFLICT (provider_id, upstream_key) DO UPDATE SET upstream_id = excluded.upstream_id, name = excluded.name, group_id = excluded.group_id, logo = excluded.logo, rating = excluded.rating, container_extension = excluded.container_extension, url = excluded.url, added = excluded.added, position = excluded.position, sync_gen = excluded.sync_gen"), "{}", movies.postgres);
+        assert_eq!(movies.generations, 1);
+        assert!(SeriesRow::sql().conflict.contains("release_date = excluded.release_date"));
+    }
+
+    #[test]
     fn repeated_keys_get_suffixes() {
         let mut seen = HashMap::new();
         let e = Entry { url: "http://x/a".into(), ..Default::default() };
