@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use fakeprovider::FakeProvider;
 use tunerpool_catalog::lineup::{normalize_name, BulkChange, ChannelPatch, GroupPatch, LineupSettings};
 use tunerpool_catalog::sync::sync_provider;
-use tunerpool_catalog::{CatalogError, Channel, NewProvider, ProviderKind, Store};
+use tunerpool_catalog::{CatalogError, Channel};
 use tunerpool_testkit::{add_m3u_file, add_xtream_named, backend_tests, execute, lineup, overlapping, Backend};
 
 backend_tests!(

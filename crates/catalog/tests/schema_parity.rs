@@ -31,6 +31,13 @@ struct Table {
 
 type Schema = BTreeMap<String, Table>;
 
+/// One column of one index: table, index, unique, partial, the column
+/// (`None`: an expression), in the index's column order.
+type IndexColumn = (String, String, bool, bool, Option<String>);
+
+/// One PostgreSQL index: table, index, unique, partial, primary, its columns.
+type PgIndex = (String, String, bool, bool, bool, Vec<Option<String>>);
+
 /// Tables whose raw rows SQLite's queries name by the implicit `rowid` and
 /// PostgreSQL's by an identity column `id` (`dialect!` in `history.rs`):
 /// the one deliberate difference in columns. SQLite's side is read as
@@ -94,7 +101,7 @@ async fn sqlite_schema(store: &Store) -> Schema {
         schema.get_mut(&table).unwrap().primary_key = pk.into_iter().map(|(_, c)| c).collect();
     }
     // Index columns in order; NULL names an expression. Primary keys are compared above.
-    let indexes: Vec<(String, String, bool, bool, Option<String>)> = sqlx::query_as(
+    let indexes: Vec<IndexColumn> = sqlx::query_as(
         "SELECT m.name, il.name, il.\"unique\", il.partial, ii.name
          FROM sqlite_master m JOIN pragma_index_list(m.name) il JOIN pragma_index_info(il.name) ii
          WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations' AND il.origin <> 'pk'
@@ -124,7 +131,7 @@ async fn postgres_schema(store: &Store) -> Schema {
         schema.entry(table).or_default().columns.insert(column, (class(&declared), not_null));
     }
     // Each index's columns in order (attnum 0: an expression).
-    let indexes: Vec<(String, String, bool, bool, bool, Vec<Option<String>>)> = sqlx::query_as(
+    let indexes: Vec<PgIndex> = sqlx::query_as(
         "SELECT t.relname::text, i.relname::text, x.indisunique, x.indpred IS NOT NULL, x.indisprimary,
                 ARRAY(SELECT a.attname::text FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(attnum, n)
                       LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum ORDER BY k.n)
@@ -152,7 +159,7 @@ async fn postgres_schema(store: &Store) -> Schema {
 
 /// Folds (table, index, unique, partial, column) rows, in column order,
 /// into each table's index keys.
-fn collect_indexes(schema: &mut Schema, rows: Vec<(String, String, bool, bool, Option<String>)>) {
+fn collect_indexes(schema: &mut Schema, rows: Vec<IndexColumn>) {
     let mut by_index: BTreeMap<(String, String), (bool, bool, Vec<String>)> = BTreeMap::new();
     for (table, index, unique, partial, column) in rows {
         let entry = by_index.entry((table, index)).or_insert((unique, partial, Vec::new()));
