@@ -264,6 +264,8 @@ pub struct ViewerFeed {
     stats: Arc<ViewerStats>,
     metrics: RelayMetrics,
     max_jumps: u64,
+    /// See [`RelaySettings::viewer_stall`](crate::settings::RelaySettings::viewer_stall).
+    stall_limit: std::time::Duration,
     /// Bytes sent, counted for the session's current upstream; re-read when
     /// the session's counters generation moves on (a failover).
     sent: prometheus_client::metrics::counter::Counter,
@@ -313,6 +315,26 @@ impl ViewerFeed {
         }
         self.count(bytes);
         bytes
+    }
+
+    /// How long the viewer's connection may take no byte before it is
+    /// dropped ([`ViewerFeed::drop_stalled`]).
+    pub fn stall_limit(&self) -> std::time::Duration {
+        self.stall_limit
+    }
+
+    /// Ends the stream of a viewer whose connection took no byte for
+    /// [`ViewerFeed::stall_limit`], counted as a drop.
+    pub fn drop_stalled(&mut self) {
+        let (session, viewer) = (self.membership.session.id, self.membership.viewer);
+        tracing::info!(
+            session,
+            viewer,
+            stalled_s = self.stall_limit.as_secs_f64(),
+            "dropping a viewer that stopped reading"
+        );
+        self.metrics.drops.inc();
+        self.ended = true;
     }
 
     async fn next_uncounted(&mut self) -> Option<Bytes> {
@@ -555,6 +577,7 @@ impl Relay {
         // viewer is its first (the next keyframe, within one GOP): a player can decode from its first byte.
         let reader = session.ring.subscribe_at_keyframe(self.inner.settings.keyframe_wait);
         let max_jumps = self.inner.settings.max_jumps as u64;
+        let stall_limit = self.inner.settings.viewer_stall;
         let metrics = self.inner.metrics.clone();
         // Everything the stream needs travels in its state: nothing is
         // cloned per chunk.
@@ -565,6 +588,7 @@ impl Relay {
             stats,
             metrics,
             max_jumps,
+            stall_limit,
             sent,
             sent_gen,
             unsent: 0,

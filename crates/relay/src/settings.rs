@@ -31,6 +31,10 @@ pub struct RelaySettings {
     pub max_switches: u32,
     /// Jumps to the live edge a viewer may need before it is dropped as too slow.
     pub max_jumps: u32,
+    /// A live viewer whose connection takes no byte for this long is dropped: a client that stopped reading (or a
+    /// peer gone without a word) would otherwise hold its place, its user's stream and the upstream forever, since
+    /// it cannot jump while its write waits. A shorter pause resumes at the live edge.
+    pub viewer_stall: Duration,
     /// A source that streamed this long before failing gets its reconnect back, and this much delivered media
     /// earns the session one switch back: a provider that cuts every few seconds never ends the stream.
     pub healthy_after: Duration,
@@ -96,6 +100,7 @@ impl Default for RelaySettings {
             chunk_delay: Duration::from_millis(50),
             max_switches: 8,
             max_jumps: 5,
+            viewer_stall: Duration::from_secs(30),
             healthy_after: Duration::from_secs(2),
             policy: AccountPolicy::Priority,
             hls_idle: Duration::from_secs(20),
