@@ -26,6 +26,10 @@ pub struct RelaySettings {
     pub chunk_bytes: usize,
     /// A partial chunk is handed to viewers after this long.
     pub chunk_delay: Duration,
+    /// A session wakes its viewers at most this often (`relay.wake_interval`); what was buffered in between goes
+    /// to each viewer in one write. Adds at most this (plus `chunk_delay`) to the live delay, nothing to a join or
+    /// to a cold start's first keyframe; zero wakes them for every chunk.
+    pub wake_interval: Duration,
     /// Upstream switches (failovers) a session may make in a row before giving up; delivered media earns them
     /// back, one per `healthy_after`.
     pub max_switches: u32,
@@ -98,6 +102,7 @@ impl Default for RelaySettings {
             buffer_bytes: 16 * 1024 * 1024,
             chunk_bytes: 188 * 174,
             chunk_delay: Duration::from_millis(50),
+            wake_interval: Duration::from_millis(100),
             max_switches: 8,
             max_jumps: 5,
             viewer_stall: Duration::from_secs(30),
