@@ -36,9 +36,9 @@ use std::time::Duration;
 use futures_util::TryStreamExt;
 use sqlx::postgres::PgArguments;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteRow};
-use sqlx::{Arguments, PgPool, Row, SqlitePool};
+use sqlx::{Arguments, Connection, PgPool, Row, SqlitePool};
 
-use crate::store::{connect_postgres, url_password, PG_MIGRATIONS, SQLITE_MIGRATIONS};
+use crate::store::{connect_postgres, open_failed, pg_options, url_password, PG_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// What the copy does with a table that is not simply copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,6 +320,13 @@ pub async fn copy_sqlite_to_postgres(
     };
 
     let sqlite = open_source(&path).await?;
+    // One connection first: its error is the server's or the network's
+    // ("connection refused", "password authentication failed"), where the
+    // pool's would only be that it timed out.
+    let probe = sqlx::PgConnection::connect_with(&pg_options(target_url).map_err(CopyError::Target)?)
+        .await
+        .map_err(|e| CopyError::Target(open_failed(target_url, "", &e)))?;
+    let _ = probe.close().await;
     let pg = connect_postgres(target_url, 2).await.map_err(CopyError::Target)?;
     let result = async {
         let source_version = sqlite_version(&sqlite, &path).await?;
@@ -333,9 +340,10 @@ pub async fn copy_sqlite_to_postgres(
             Some(v) => v,
             None => {
                 // A new database, nothing in it: give it this tunerpool's schema.
-                PG_MIGRATIONS.run(&pg).await.map_err(|e| {
-                    CopyError::Target(crate::store::open_failed(target_url, "migration failed: ", &e))
-                })?;
+                PG_MIGRATIONS
+                    .run(&pg)
+                    .await
+                    .map_err(|e| CopyError::Target(open_failed(target_url, "migration failed: ", &e)))?;
                 report.migrated_target = true;
                 expected_pg
             }

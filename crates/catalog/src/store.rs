@@ -987,15 +987,20 @@ async fn make_primary(tx: &mut crate::db::Tx, provider_id: i64, account_id: i64)
 /// first). Every error names the URL with its password masked, and has the
 /// password masked from the driver's own text too.
 pub(crate) async fn connect_postgres(url: &str, connections: u32) -> Result<sqlx::PgPool, CatalogError> {
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| open_failed(url, "not a PostgreSQL URL: ", &e))?
-        .application_name("tunerpool");
+    let opts = pg_options(url)?;
     PgPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(opts)
         .await
         .map_err(|e| open_failed(url, "", &e))
+}
+
+/// The connection options `url` names (the password masked from any error).
+pub(crate) fn pg_options(url: &str) -> Result<PgConnectOptions, CatalogError> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| open_failed(url, "not a PostgreSQL URL: ", &e))?
+        .application_name("tunerpool"))
 }
 
 /// [`CatalogError::Open`] for the PostgreSQL database `url`: the URL and the
