@@ -385,19 +385,21 @@ fn latest(migrator: &sqlx::migrate::Migrator) -> i64 {
 /// record is not a tunerpool catalog.
 async fn sqlite_version(sqlite: &SqlitePool, path: &Path) -> Result<i64, CopyError> {
     let fail = |reason: String| CopyError::Source { path: path.display().to_string(), reason };
-    let has_record: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1)")
-        .bind(MIGRATIONS_TABLE)
-        .fetch_one(sqlite)
-        .await
-        .map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let has_record: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = $1)")
+            .bind(MIGRATIONS_TABLE)
+            .fetch_one(sqlite)
+            .await
+            .map_err(|e| fail(format!("cannot read it: {e}")))?;
     if !has_record {
         return Err(fail("not a tunerpool catalog (it has no migrations record)".into()));
     }
-    let version: Option<i64> =
-        sqlx::query_scalar(&format!("SELECT version FROM {MIGRATIONS_TABLE} WHERE success ORDER BY version DESC LIMIT 1"))
-            .fetch_optional(sqlite)
-            .await
-            .map_err(|e| fail(format!("cannot read its migrations: {e}")))?;
+    let version: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM {MIGRATIONS_TABLE} WHERE success ORDER BY version DESC LIMIT 1"
+    ))
+    .fetch_optional(sqlite)
+    .await
+    .map_err(|e| fail(format!("cannot read its migrations: {e}")))?;
     Ok(version.unwrap_or(0))
 }
 
@@ -413,10 +415,11 @@ async fn pg_version(pg: &PgPool) -> Result<Option<i64>, sqlx::Error> {
     if !has_record {
         return Ok(None);
     }
-    let version: Option<i64> =
-        sqlx::query_scalar(&format!("SELECT version FROM {MIGRATIONS_TABLE} WHERE success ORDER BY version DESC LIMIT 1"))
-            .fetch_optional(pg)
-            .await?;
+    let version: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM {MIGRATIONS_TABLE} WHERE success ORDER BY version DESC LIMIT 1"
+    ))
+    .fetch_optional(pg)
+    .await?;
     Ok(Some(version.unwrap_or(0)))
 }
 
@@ -494,16 +497,16 @@ where
     // Identity sequences past the highest id copied, or past SQLite's
     // AUTOINCREMENT counter when higher (ids of deleted rows stay unused).
     let counters: BTreeMap<String, i64> = sqlx::query_as::<_, (String, i64)>("SELECT name, seq FROM sqlite_sequence")
-    .fetch_all(&mut *src)
-    .await
-    .or_else(|e| match &e {
-        // No table has AUTOINCREMENT: no sqlite_sequence.
-        sqlx::Error::Database(d) if d.message().contains("no such table") => Ok(Vec::new()),
-        _ => Err(e),
-    })
-    .map_err(|e| CopyError::Source { path: "the SQLite catalog".into(), reason: e.to_string() })?
-    .into_iter()
-    .collect();
+        .fetch_all(&mut *src)
+        .await
+        .or_else(|e| match &e {
+            // No table has AUTOINCREMENT: no sqlite_sequence.
+            sqlx::Error::Database(d) if d.message().contains("no such table") => Ok(Vec::new()),
+            _ => Err(e),
+        })
+        .map_err(|e| CopyError::Source { path: "the SQLite catalog".into(), reason: e.to_string() })?
+        .into_iter()
+        .collect();
     for table in &tables {
         for col in table.columns.iter().filter(|c| c.identity) {
             let during = format!("setting the sequence of {}.{}", table.name, col.name);
@@ -628,8 +631,7 @@ where
             };
             copied.push(Column { name: column.clone(), source, kind, identity: *identity });
         }
-        let extra: Vec<&String> =
-            source_columns.iter().filter(|c| !columns.iter().any(|(t, _, _)| t == *c)).collect();
+        let extra: Vec<&String> = source_columns.iter().filter(|c| !columns.iter().any(|(t, _, _)| t == *c)).collect();
         if !extra.is_empty() {
             return Err(CopyError::Schema(format!("the PostgreSQL catalog's {name} has no column {extra:?}")));
         }
@@ -695,7 +697,12 @@ where
     let select = format!(
         "SELECT {} FROM {}",
         // `rowid` bare: quoted, it would be a column's name.
-        table.columns.iter().map(|c| if c.source == "rowid" { c.source.clone() } else { quoted(&c.source) }).collect::<Vec<_>>().join(", "),
+        table
+            .columns
+            .iter()
+            .map(|c| if c.source == "rowid" { c.source.clone() } else { quoted(&c.source) })
+            .collect::<Vec<_>>()
+            .join(", "),
         quoted(&table.name)
     );
     let insert = format!(
@@ -728,10 +735,8 @@ where
         if pending == BATCH_ROWS || (row.is_none() && pending > 0) {
             let mut args = PgArguments::default();
             for buf in &mut bufs {
-                buf.bind_into(&mut args).map_err(|e| CopyError::Db {
-                    during: format!("copying {}", table.name),
-                    message: e.to_string(),
-                })?;
+                buf.bind_into(&mut args)
+                    .map_err(|e| CopyError::Db { during: format!("copying {}", table.name), message: e.to_string() })?;
             }
             sqlx::query_with(&insert, args)
                 .execute(&mut *tx)
@@ -762,7 +767,8 @@ mod tests {
             .iter()
             .map(|(c, p)| (c.to_string(), p.to_string()))
             .collect();
-        let ordered = parents_first(vec![table("accounts"), table("streams"), table("groups"), table("providers")], &edges);
+        let ordered =
+            parents_first(vec![table("accounts"), table("streams"), table("groups"), table("providers")], &edges);
         let names: Vec<&str> = ordered.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["providers", "accounts", "groups", "streams"]);
     }
@@ -773,7 +779,10 @@ mod tests {
         let file = dir.path().join("other.db");
         assert_eq!(sqlite_file(dir.path()), dir.path().join("tunerpool.db"));
         assert_eq!(sqlite_file(&file), file);
-        assert_eq!(sqlite_file(Path::new(&format!("sqlite://{}", dir.path().display()))), dir.path().join("tunerpool.db"));
+        assert_eq!(
+            sqlite_file(Path::new(&format!("sqlite://{}", dir.path().display()))),
+            dir.path().join("tunerpool.db")
+        );
         assert_eq!(sqlite_file(Path::new(&format!("sqlite:{}", file.display()))), file);
     }
 }

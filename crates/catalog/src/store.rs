@@ -1009,7 +1009,10 @@ pub(crate) fn open_failed(url: &str, what: &str, e: &dyn std::fmt::Display) -> C
     use tunerpool_upstream::redact::{redact_text, redact_url};
     let password = url_password(url);
     let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
-    CatalogError::Open { path: redact_url(url, &secrets), reason: format!("{what}{}", redact_text(&e.to_string(), &secrets)) }
+    CatalogError::Open {
+        path: redact_url(url, &secrets),
+        reason: format!("{what}{}", redact_text(&e.to_string(), &secrets)),
+    }
 }
 
 /// The SQLite schema's migrations (`migrations/`), embedded.

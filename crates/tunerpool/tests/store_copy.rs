@@ -273,9 +273,8 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_is_refused_into_a_catalog_with_data_across_versions_and_with_bad_urls() {
-    let fake = FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("main", "pw-main", 1)]))
-        .await
-        .unwrap();
+    let fake =
+        FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("main", "pw-main", 1)])).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let data = cwd.join("single");
@@ -301,15 +300,22 @@ async fn a_copy_is_refused_into_a_catalog_with_data_across_versions_and_with_bad
     let pg_pool = sqlx::PgPool::connect(&pg).await.unwrap();
     let providers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM providers").fetch_one(&pg_pool).await.unwrap();
     assert_eq!(providers, 1);
+    // The materialized listing is left to the first `serve`: empty, and stale so that it gets rebuilt.
+    let (listed, stale): (i64, bool) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM live_listing), (SELECT version <> built FROM live_listing_state WHERE id = 1)",
+    )
+    .fetch_one(&pg_pool)
+    .await
+    .unwrap();
+    assert_eq!((listed, stale), (0, true));
     pg_pool.close().await;
 
     // A SQLite catalog an older tunerpool left (migration 10 of 11): refused, saying how to migrate it, and the
     // target stays empty.
     let old = cwd.join("old");
     std::fs::create_dir_all(&old).unwrap();
-    let old_pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", old.join("tunerpool.db").display()))
-        .await
-        .unwrap();
+    let old_pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", old.join("tunerpool.db").display())).await.unwrap();
     migrate_up_to(&old_pool, "migrations", 10, cwd).await;
     old_pool.close().await;
     let empty = fresh_pg().await;
