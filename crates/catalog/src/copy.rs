@@ -5,7 +5,9 @@
 //!
 //! The tables and their columns are not listed here: they are read from the
 //! two schemas (PostgreSQL's `information_schema`, SQLite's `pragma_table_info`),
-//! and the copy refuses if they differ in anything but what is listed below.
+//! and the copy refuses if they differ in anything but what is listed below,
+//! and an identity `id` that SQLite keeps as its implicit `rowid`
+//! (`account_samples`: the same numbers are copied into it).
 //! Parents are copied before children (the target's foreign keys give the
 //! order). Both sides must be at this tunerpool's schema (the last migration
 //! of each backend), so that a column means the same on both.
@@ -19,7 +21,8 @@
 //! record of each backend's own migrations.
 //!
 //! Everything happens in one PostgreSQL transaction: a failure leaves the
-//! target as it was. The source is opened read-only and read in one read
+//! target as it was (a new database with no schema at all is migrated
+//! first, on its own). The source is opened read-only and read in one read
 //! transaction (one consistent snapshot, even of a running instance's file).
 //! Rows move in batches of [`BATCH_ROWS`] (one `INSERT … SELECT FROM UNNEST`
 //! per batch, one array per column), so memory does not grow with the
