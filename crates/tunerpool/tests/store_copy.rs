@@ -97,7 +97,9 @@ fn everything(base: &str) -> Vec<(String, String)> {
         admin(&format!("/api/v1/providers/{}/accounts", p["id"]));
     }
     admin("/api/v1/users");
-    admin("/api/v1/channels?per_page=1000");
+    for page in 1..=3 {
+        admin(&format!("/api/v1/channels?per_page=1000&page={page}"));
+    }
     admin("/api/v1/groups");
     admin("/api/v1/guide/channels?q=&limit=1000");
     admin("/api/v1/alerts");
@@ -115,13 +117,20 @@ fn ids(list: &Value) -> Vec<i64> {
     list.get("items").unwrap_or(list).as_array().unwrap().iter().map(|v| v["id"].as_i64().unwrap()).collect()
 }
 
+/// Live channels of the simulated provider in the move: more than two batches of the copy.
+const LIVE: usize = 2500;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_instance_moved_to_postgresql_shows_and_does_the_same() {
-    let fake = FakeProvider::start(FakeConfig::with_accounts(vec![
-        AccountSpec::new("main", "pw-main", 2),
-        AccountSpec::new("second", "pw-second", 1),
-        AccountSpec::new("later", "pw-later", 1),
-    ]))
+    // 2500 channels: streams, lineup channels and sources, guide channels go over in several batches.
+    let fake = FakeProvider::start(FakeConfig {
+        live_channels: LIVE,
+        ..FakeConfig::with_accounts(vec![
+            AccountSpec::new("main", "pw-main", 2),
+            AccountSpec::new("second", "pw-second", 1),
+            AccountSpec::new("later", "pw-later", 1),
+        ])
+    })
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -138,8 +147,9 @@ async fn a_sqlite_instance_moved_to_postgresql_shows_and_does_the_same() {
     // Users and lineup edits through the running instance, and one stream watched (events, history, quality).
     let mut single = serve(dir.path(), &sqlite_dir, None);
     let base = single.base.clone();
-    let channels = ids(&api(&base, "/api/v1/channels?per_page=1000"));
-    assert!(channels.len() >= 6, "{channels:?}");
+    let channels: Vec<i64> =
+        (1..=3).flat_map(|page| ids(&api(&base, &format!("/api/v1/channels?per_page=1000&page={page}")))).collect();
+    assert_eq!(channels.len(), LIVE);
     let group = post(&base, "/api/v1/groups", json!({"name": "Favourites", "position": 0}));
     let group_id = group["id"].as_i64().unwrap();
     post(&base, &format!("/api/v1/channels/{}/merge", channels[0]), json!({"channels": [channels[1]]}));
@@ -147,7 +157,7 @@ async fn a_sqlite_instance_moved_to_postgresql_shows_and_does_the_same() {
         TOKEN,
         "PATCH",
         &format!("{base}/api/v1/channels/{}", channels[0]),
-        Some(json!({"name": "My first", "number": 501, "group_id": group_id, "tvg_id": "first.tv"})),
+        Some(json!({"name": "My first", "number": 9001, "group_id": group_id, "tvg_id": "first.tv"})),
     );
     assert_eq!(status, 200, "{body}");
     let (status, _, body) =
@@ -186,6 +196,9 @@ async fn a_sqlite_instance_moved_to_postgresql_shows_and_does_the_same() {
         });
         let rows: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(rows > 0, "{line}");
+        if ["streams", "lineup_channels", "lineup_sources"].contains(&table) {
+            assert!(rows > 2000, "{line}: more than two batches");
+        }
         assert!(stderr.contains(&format!("  {table}: {rows} of {rows} rows")), "no progress for {table}:\n{stderr}");
     }
     assert!(stdout.contains("lineup_channels.id"), "the sequences set: {stdout}");
@@ -225,21 +238,24 @@ async fn a_sqlite_instance_moved_to_postgresql_shows_and_does_the_same() {
     );
     let pid = provider["id"].as_i64().unwrap();
     assert!(pid > 1, "{provider}");
-    let before_count = api(&base, "/api/v1/channels?per_page=1").get("total").cloned();
     tunerpool_testkit::eventually("the new provider's sync", Duration::from_secs(30), || {
         let p = api(&base, &format!("/api/v1/providers/{pid}"));
         async move { (p["sync"]["ok"] == json!(true)).then_some(()) }
     })
     .await;
-    let sources_now = api(&base, "/api/v1/channels?per_page=1000");
-    let sources_of_new = sources_now["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|c| c["sources"].as_array().unwrap().iter())
-        .filter(|s| s["provider_id"].as_i64() == Some(pid))
-        .count();
-    assert!(sources_of_new > 0, "the new provider's streams joined the lineup ({before_count:?})");
+    let sources_of_new: usize = (1..=3)
+        .map(|page| {
+            let listed = api(&base, &format!("/api/v1/channels?per_page=1000&page={page}"));
+            listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|c| c["sources"].as_array().unwrap().iter())
+                .filter(|s| s["provider_id"].as_i64() == Some(pid))
+                .count()
+        })
+        .sum();
+    assert_eq!(sources_of_new, LIVE, "the new provider's streams joined the lineup");
     let (status, m3u) = get_text(&format!("{base}/get.php?username=new&password=new-password&type=m3u"));
     assert_eq!(status, 200, "{m3u}");
     assert!(m3u.contains("#EXTINF"), "{m3u}");
