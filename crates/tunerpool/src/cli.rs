@@ -115,7 +115,7 @@ pub enum StoreCommand {
 Examples:
   TUNERPOOL_STORE_URL='postgres://tunerpool:PASSWORD@db.example:5432/tunerpool' \\
       tunerpool store copy --from /var/lib/tunerpool
-  tunerpool store copy --data-dir ./tunerpool-data --to postgres://tunerpool@127.0.0.1/tunerpool --replace")]
+  tunerpool store copy --data-dir ./tunerpool-data --to postgres://tp@127.0.0.1/tp --replace")]
     Copy(StoreCopyArgs),
 }
 

@@ -324,6 +324,15 @@ async fn a_copy_is_refused_into_a_catalog_with_data_across_versions_and_with_bad
     .await
     .unwrap();
     assert_eq!((listed, stale), (0, true));
+    // A catalog in use (here a reader's transaction; a running instance's): refused once its tables stay locked
+    // for the lock timeout, nothing changed.
+    let mut reader = pg_pool.begin().await.unwrap();
+    sqlx::query("SELECT COUNT(*) FROM providers").execute(&mut *reader).await.unwrap();
+    let out = store_copy(cwd, &data, &["--to", &pg, "--replace"]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stderr.contains("is in use") && stderr.contains("stop the tunerpool instances using it"), "{stderr}");
+    reader.rollback().await.unwrap();
     pg_pool.close().await;
 
     // A SQLite catalog an older tunerpool left (migration 10 of 11): refused, saying how to migrate it, and the
