@@ -104,13 +104,17 @@ Examples:
     },
 }
 
+/// `tunerpool store …`: commands on the catalog as a whole, apart from the
+/// provider, account and user commands that change what is in it.
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
-    /// Copy every table of a SQLite catalog — providers, accounts with their passwords, users, the
-    /// lineup with its ids and numbers, guide mappings, quality, events, history, alerts — into an
-    /// empty PostgreSQL catalog, in one transaction. Both must be at this tunerpool's schema; an
-    /// empty database is migrated first. Stop the instance first (a running one is copied as it was
-    /// when the copy started). Progress goes to stderr, a summary per table to stdout.
+    /// Copy a SQLite catalog into an empty PostgreSQL catalog, ids and all.
+    ///
+    /// Every table goes over in one transaction: providers, accounts with their passwords, users,
+    /// the lineup with its ids and numbers, guide mappings, quality, events, history, alerts. Both
+    /// must be at this tunerpool's schema; an empty database is migrated first. Stop the instance
+    /// first (a running one is copied as it was when the copy started). Progress goes to stderr, a
+    /// summary per table to stdout.
     #[command(after_help = "\
 Examples:
   TUNERPOOL_STORE_URL='postgres://tunerpool:PASSWORD@db.example:5432/tunerpool' \\
@@ -119,6 +123,8 @@ Examples:
     Copy(StoreCopyArgs),
 }
 
+/// Where `store copy` copies from and to, and whether it may replace what
+/// the target holds.
 #[derive(Debug, Args)]
 pub struct StoreCopyArgs {
     /// The SQLite catalog to copy: the single instance's data dir, or the tunerpool.db in it
