@@ -402,3 +402,80 @@ async fn replacing_the_oldest_stream_ends_it_on_the_other_instance_within_a_thir
     assert_eq!(kims_streams(&c.base(0), &c.token).await, 1, "one stream counted, the new one");
     drop(kept);
 }
+
+/// `GET /healthz` without credentials: the status, the body, and how long it took.
+async fn health(base: &str) -> (u16, serde_json::Value, Duration) {
+    let asked = Instant::now();
+    let r = reqwest::Client::new().get(format!("{base}/healthz")).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(cluster_support::PG_PASSWORD), "the store's password in /healthz: {text}");
+    (status, serde_json::from_str(&text).unwrap(), asked.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_names_what_is_down_the_store_or_redis_and_recovers_with_it() {
+    // A PostgreSQL server of this test's own: it is stopped mid-run (the shared one serves the other tests).
+    let pg = Arc::new(tunerpool_testkit::postgres::PgServer::start());
+    let mut redis = RedisServer::start();
+    let fake =
+        FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("acc", "pw-acc", 1)])).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared::on(dir.path(), &pg).await;
+    add_provider(&shared, &fake.url(), &[("acc", "pw-acc")]);
+    let node = start_instance(&shared, &redis.url(), 0, &[]);
+    let base = node.base.clone();
+
+    let (status, body, _) = health(&base).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["status"].as_str(), body["role"].as_str()), (Some("ok"), Some("cluster")), "{body}");
+    assert_eq!(body["store"], serde_json::json!({"engine": "postgresql", "status": "ok"}), "{body}");
+    assert_eq!(body["cluster"]["redis"], "ok", "{body}");
+    assert!(body.get("problems").is_none(), "{body}");
+
+    // The database stops: 503, naming the store, within the ping's bound (Docker's check waits 5 s).
+    let stopping = pg.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await.unwrap();
+    eventually("a 503 naming the store", Duration::from_secs(10), || async {
+        let (status, body, took) = health(&base).await;
+        assert!(took < Duration::from_secs(4), "/healthz took {took:?} with the store down");
+        status == 503
+            && body["status"] == "unavailable"
+            && body["store"] == serde_json::json!({"engine": "postgresql", "status": "unreachable"})
+            && body["cluster"]["redis"] == "ok"
+            && body["problems"].as_array().is_some_and(|p| {
+                p.len() == 1 && p[0].as_str().is_some_and(|t| t.starts_with("the store (postgresql) does not answer"))
+            })
+    })
+    .await;
+
+    // It is back: 200 again.
+    let restarting = pg.clone();
+    tokio::task::spawn_blocking(move || restarting.restart()).await.unwrap();
+    eventually("a 200 once the store is back", Duration::from_secs(15), || async {
+        let (status, body, _) = health(&base).await;
+        status == 200 && body["store"]["status"] == "ok" && body["status"] == "ok"
+    })
+    .await;
+
+    // Redis stops: 503 naming Redis (the store answers); back, 200.
+    redis.kill();
+    eventually("a 503 naming Redis", Duration::from_secs(10), || async {
+        let (status, body, _) = health(&base).await;
+        status == 503
+            && body["cluster"]["redis"] == "unreachable"
+            && body["store"]["status"] == "ok"
+            && body["problems"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1 && p[0].as_str().is_some_and(|t| t.starts_with("Redis did not answer")))
+    })
+    .await;
+    redis.restart();
+    eventually("a 200 once Redis is back", Duration::from_secs(10), || async {
+        let (status, body, _) = health(&base).await;
+        status == 200 && body["cluster"]["redis"] == "ok"
+    })
+    .await;
+    drop(node);
+    assert_secret_never_logged(dir.path(), 1);
+}
