@@ -115,6 +115,22 @@ pub(crate) async fn sessions(st: &AppState) -> Vec<Value> {
     out
 }
 
+/// The other instances whose published sessions include one with id `session` (session ids are per instance:
+/// there may be several). Empty outside cluster mode.
+pub(crate) async fn holders(st: &AppState, session: u64) -> Result<Vec<String>, tunerpool_ledger::LedgerError> {
+    let Some(link) = st.relay.cluster() else { return Ok(Vec::new()) };
+    let me = link.instance_id().to_owned();
+    let peers = link.directory().peers().await?;
+    Ok(peers
+        .into_iter()
+        .filter(|p| p.info.id != me)
+        .filter(|p| {
+            published_sessions(p.status.as_deref()).iter().any(|s| s.get("id").and_then(Value::as_u64) == Some(session))
+        })
+        .map(|p| p.info.id)
+        .collect())
+}
+
 /// Every instance of the cluster with its counts (empty outside cluster mode; this instance alone if Redis does
 /// not answer).
 pub(crate) async fn instances(st: &AppState) -> Vec<InstanceStatus> {
