@@ -1,10 +1,12 @@
 //! What holds across a cluster's instances as it does on one (issue 15): a downstream user's own connection
 //! limit (its streams counted in Redis, one lease each), the failed-login limit (counted in Redis, the client's
-//! address taken from `X-Forwarded-For` only from a trusted proxy), and the sessions and pool views (every
-//! instance's sessions, each naming its instance).
+//! address taken from `X-Forwarded-For` only from a trusted proxy), the sessions and pool views (every
+//! instance's sessions, each naming its instance), stopping a session through any instance, and the health
+//! check naming what is down (the store, Redis).
 //!
-//! Setup as in `cluster.rs`: `tunerpool serve` processes against one Redis and one shared SQLite data dir, the
-//! provider and the user added once through the CLI before any server runs.
+//! Setup as in `cluster.rs`: `tunerpool serve` processes against one Redis and one shared PostgreSQL catalog
+//! (the health test on a PostgreSQL server of its own, which it stops), the provider and the user added once
+//! through the CLI before any server runs.
 
 mod cluster_support;
 mod common;
