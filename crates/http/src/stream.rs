@@ -313,7 +313,8 @@ pub(crate) async fn sessions(State(st): State<AppState>) -> axum::Json<Vec<serde
 /// published sessions have it.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
     params(("id" = u64, Path, description = "session id (per instance)"),
-        ("instance" = Option<String>, Query, description = "the instance whose session it is (its `instance` in `GET /api/v1/sessions`); default: this one, else the one instance that has a session with this id")),
+        ("instance" = Option<String>, Query, pattern = r"^[A-Za-z0-9._-]{1,64}$", max_length = 64,
+            description = "the instance whose session it is (its `instance` in `GET /api/v1/sessions`); default: this one, else the one instance that has a session with this id")),
     responses((status = 204, description = "stopped"),
         (status = 400, description = "a bad parameter", body = crate::error::ErrorBody),
         (status = 404, description = "no such session (or no such instance)", body = crate::error::ErrorBody),
@@ -331,9 +332,9 @@ pub(crate) async fn stop_session(
     for k in params.keys().filter(|k| k.as_str() != "instance") {
         errs.push(tunerpool_catalog::FieldError::new(k, "unknown parameter: use instance"));
     }
-    let instance = params.get("instance").map(|i| i.trim()).filter(|i| !i.is_empty());
+    let instance = params.get("instance").map(String::as_str);
     if let Some(i) = instance {
-        if i.len() > 64 || !i.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        if i.is_empty() || i.len() > 64 || !i.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
             errs.push(tunerpool_catalog::FieldError::new(
                 "instance",
                 "not an instance id (letters, digits, '.', '_', '-'; at most 64): use an `instance` of GET /api/v1/sessions",
