@@ -335,6 +335,35 @@ async fn a_status_is_rewritten_only_when_its_shape_changes_or_redis_lost_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_that_do_not_change_a_status_shape_are_refreshed_every_status_refresh() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tunerpool_ledger::cluster::STATUS_REFRESH;
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, Duration::from_millis(600)).await;
+    let counter = Arc::new(AtomicU64::new(0));
+    let c = counter.clone();
+    a.set_status(move || {
+        let bytes = c.load(Ordering::SeqCst);
+        Status::new(1, move || format!(r#"{{"bytes":{bytes}}}"#))
+    });
+    let beat = a.spawn_heartbeat();
+    let published = || async {
+        b.peers().await.unwrap().into_iter().find(|p| p.info.id == "a").and_then(|p| p.status).unwrap_or_default()
+    };
+    eventually("the first status", Duration::from_secs(2), || async { published().await == r#"{"bytes":0}"# }).await;
+    counter.store(7, Ordering::SeqCst);
+    let moved = std::time::Instant::now();
+    eventually("the counters refreshed", STATUS_REFRESH + Duration::from_secs(2), || async {
+        published().await == r#"{"bytes":7}"#
+    })
+    .await;
+    // Not at the next heartbeats (every 0.2 s): only once the refresh was due.
+    assert!(moved.elapsed() > STATUS_REFRESH - Duration::from_secs(1), "refreshed after {:?}", moved.elapsed());
+    beat.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_lease_outlives_a_redis_outage_and_is_taken_again_when_redis_is_back() {
     let mut server = RedisServer::start();
     let ttl = Duration::from_millis(600);
