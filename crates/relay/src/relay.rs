@@ -805,6 +805,41 @@ impl Relay {
         }
     }
 
+    /// Stops the session `session` of the peer instance `instance` (cluster mode): asks it on its internal
+    /// endpoint (`DELETE /internal/v1/sessions/{session}`, the cluster secret), where it stops the session as
+    /// [`Relay::stop`] does here. `Ok` once the peer answered that it stopped it.
+    pub async fn stop_on_peer(&self, instance: &str, session: u64) -> Result<(), crate::cluster::PeerStopError> {
+        use crate::cluster::{PeerStopError, INSTANCE_HEADER, PEER_STOP_TIMEOUT, SECRET_HEADER};
+        let link = self.cluster().ok_or(PeerStopError::NotClustered)?;
+        let peer = match link.directory().instance(instance).await {
+            Ok(Some(peer)) => peer,
+            Ok(None) => return Err(PeerStopError::UnknownInstance(instance.to_owned())),
+            Err(e) => return Err(PeerStopError::Coordination(e.to_string())),
+        };
+        let unreachable = |why: String| PeerStopError::Unreachable { instance: instance.to_owned(), session, why };
+        let url = format!("{}{}", peer.url, crate::cluster::stop_path(session));
+        let request = self
+            .inner
+            .client
+            .delete(&url)
+            .header(SECRET_HEADER, link.secret_header_value())
+            .header(INSTANCE_HEADER, link.instance_id())
+            .send();
+        let answer = match tokio::time::timeout(PEER_STOP_TIMEOUT, request).await {
+            Err(_) => return Err(unreachable(format!("no answer within {PEER_STOP_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(unreachable(tunerpool_upstream::http::describe_reqwest_error(&e, &[]))),
+            Ok(Ok(answer)) => answer,
+        };
+        match answer.status().as_u16() {
+            200..=299 => {
+                tracing::info!(session, %instance, "cluster: a peer stopped its session at this instance's request");
+                Ok(())
+            }
+            404 => Err(PeerStopError::NoSession { instance: instance.to_owned(), session }),
+            other => Err(unreachable(format!("it answered HTTP {other}"))),
+        }
+    }
+
     /// The relay's metrics (the `/metrics` handler adds them to its registry).
     pub fn settings(&self) -> &RelaySettings {
         &self.inner.settings
