@@ -57,7 +57,8 @@ WORKDIR /data
 USER 10001:10001
 EXPOSE 8080
 
-# /healthz is open (no token) and checks the store; the port follows
+# /healthz is open (no token) and checks the store (and Redis in cluster
+# mode): 503, naming what is down, makes curl -f fail. The port follows
 # TUNERPOOL_LISTEN.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD curl -fsS -o /dev/null "http://127.0.0.1:${TUNERPOOL_LISTEN##*:}/healthz" || exit 1

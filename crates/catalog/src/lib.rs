@@ -10,10 +10,11 @@
 //! which guide channels feed which of our channels; and the [`lineup`]: the
 //! user's channels, each with sources at any provider, kept in step by every
 //! sync; the [`history`] of accounts, the pool and channel views (bounded,
-//! downsampled) and the [`alerts`] record with its delivery outbox; and the [`quality`] of live sources, as the relay measured them.
+//! downsampled) and the [`alerts`] record with its delivery outbox; and the [`quality`] of live sources, as the relay measured them; and [`copy`], a SQLite catalog copied into PostgreSQL (moving to a cluster).
 
 pub mod alerts;
 pub mod cache;
+pub mod copy;
 pub mod db;
 pub mod details;
 pub mod epg;

@@ -220,7 +220,7 @@ impl Store {
             .connect_with(opts.clone())
             .await
             .map_err(|e| CatalogError::Open { path: path.display().to_string(), reason: e.to_string() })?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
         // Opened lazily: a process that serves no stream (the CLI's commands) never opens them.
         let stream_reads = SqlitePoolOptions::new().max_connections(STREAM_READ_CONNECTIONS).connect_lazy_with(opts);
         Ok((pool, stream_reads))
@@ -230,24 +230,8 @@ impl Store {
     /// error names the URL with its password masked, and has the password
     /// masked from the driver's own text too.
     async fn open_postgres(url: &str) -> Result<sqlx::PgPool, CatalogError> {
-        use tunerpool_upstream::redact::{redact_text, redact_url};
-        let password = url_password(url);
-        let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
-        let shown = redact_url(url, &secrets);
-        let fail = |what: &str, e: &dyn std::fmt::Display| CatalogError::Open {
-            path: shown.clone(),
-            reason: format!("{what}{}", redact_text(&e.to_string(), &secrets)),
-        };
-        let opts = PgConnectOptions::from_str(url)
-            .map_err(|e| fail("not a PostgreSQL URL: ", &e))?
-            .application_name("tunerpool");
-        let pool = PgPoolOptions::new()
-            .max_connections(PG_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
-            .await
-            .map_err(|e| fail("", &e))?;
-        sqlx::migrate!("./migrations_pg").run(&pool).await.map_err(|e| fail("migration failed: ", &e))?;
+        let pool = connect_postgres(url, PG_CONNECTIONS).await?;
+        PG_MIGRATIONS.run(&pool).await.map_err(|e| open_failed(url, "migration failed: ", &e))?;
         Ok(pool)
     }
 
@@ -997,7 +981,47 @@ async fn make_primary(tx: &mut crate::db::Tx, provider_id: i64, account_id: i64)
 
 /// The password of a `scheme://user:password@host/…` URL, if it has one
 /// (to mask it wherever the driver might repeat it).
-fn url_password(url: &str) -> Option<String> {
+/// Connects to the PostgreSQL database `url` names, with up to
+/// `connections` connections, without migrating it (the store's
+/// [`Store::open_url`] migrates; `tunerpool store copy` checks the version
+/// first). Every error names the URL with its password masked, and has the
+/// password masked from the driver's own text too.
+pub(crate) async fn connect_postgres(url: &str, connections: u32) -> Result<sqlx::PgPool, CatalogError> {
+    let opts = pg_options(url)?;
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .map_err(|e| open_failed(url, "", &e))
+}
+
+/// The connection options `url` names (the password masked from any error).
+pub(crate) fn pg_options(url: &str) -> Result<PgConnectOptions, CatalogError> {
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| open_failed(url, "not a PostgreSQL URL: ", &e))?
+        .application_name("tunerpool"))
+}
+
+/// [`CatalogError::Open`] for the PostgreSQL database `url`: the URL and the
+/// error's text with the URL's password masked.
+pub(crate) fn open_failed(url: &str, what: &str, e: &dyn std::fmt::Display) -> CatalogError {
+    use tunerpool_upstream::redact::{redact_text, redact_url};
+    let password = url_password(url);
+    let secrets: Vec<&str> = password.iter().map(String::as_str).collect();
+    CatalogError::Open {
+        path: redact_url(url, &secrets),
+        reason: format!("{what}{}", redact_text(&e.to_string(), &secrets)),
+    }
+}
+
+/// The SQLite schema's migrations (`migrations/`), embedded.
+pub(crate) static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The PostgreSQL schema's migrations (`migrations_pg/`), embedded.
+pub(crate) static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_pg");
+
+pub(crate) fn url_password(url: &str) -> Option<String> {
     let rest = url.split_once("://")?.1;
     let userinfo = rest.split(['/', '?']).next()?.rsplit_once('@')?.0;
     let password = userinfo.split_once(':')?.1;

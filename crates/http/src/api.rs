@@ -1,8 +1,10 @@
 //! The JSON API under `/api/v1`, and `/healthz`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
 use tunerpool_catalog::{Account, Channel, ChannelQuery, FieldError, GroupCount, Page, Provider};
@@ -10,17 +12,41 @@ use tunerpool_catalog::{Account, Channel, ChannelQuery, FieldError, GroupCount, 
 use crate::error::{ApiError, ErrorBody};
 use crate::AppState;
 
+/// How long `/healthz` waits for the store to answer before it calls it unreachable: a load balancer's or
+/// Docker's check (5 s in the Dockerfile) must get an answer, never a hang.
+const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `/healthz`: whether this instance can serve, and if not, what is down.
+///
+/// Exists for load balancers, Docker's `HEALTHCHECK` and operators: `200` when the store (and, in cluster mode,
+/// Redis) answers, else `503` with the same body, whose `status` is `unavailable` and whose `problems` say what
+/// is down and what to check.
 #[derive(Serialize)]
 pub(crate) struct Health {
+    /// `ok`, or `unavailable` (answered with `503`).
     status: &'static str,
     uptime_s: u64,
     version: &'static str,
     /// `standalone`, or `cluster` (a member of a cluster sharing one Redis).
     role: &'static str,
+    /// The catalog's database.
+    store: StoreHealth,
     /// In cluster mode: this instance's id, whether Redis answered its heartbeat within the TTL, and how many of
     /// its live sessions it owns (reads the provider) or relays from another instance.
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<ClusterHealth>,
+    /// What is down and what to check (empty when `status` is `ok`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<String>,
+}
+
+/// The store as `/healthz` found it (never its URL: it may carry a password).
+#[derive(Serialize)]
+struct StoreHealth {
+    /// `sqlite` or `postgresql`.
+    engine: &'static str,
+    /// `ok`, or `unreachable` (no answer within 2 s, or an error).
+    status: &'static str,
 }
 
 #[derive(Serialize)]
@@ -32,8 +58,28 @@ struct ClusterHealth {
     sessions_relayed: usize,
 }
 
-pub(crate) async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
-    st.store.ping().await?;
+pub(crate) async fn healthz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
+    let engine = match st.store.db().backend() {
+        "postgres" => "postgresql",
+        other => other,
+    };
+    let mut problems = Vec::new();
+    let store_ok = match tokio::time::timeout(STORE_PING_TIMEOUT, st.store.ping()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %tunerpool_upstream::redact::redact_text(&e.to_string(), &[]), "health: the store failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?STORE_PING_TIMEOUT, "health: the store did not answer in time");
+            false
+        }
+    };
+    if !store_ok {
+        problems.push(format!(
+            "the store ({engine}) does not answer: check store.url and that the database is running and reachable"
+        ));
+    }
     let cluster = st.relay.cluster().map(|link| {
         let me = link.instance_id().to_owned();
         let sessions = st.relay.sessions();
@@ -42,13 +88,24 @@ pub(crate) async fn healthz(State(st): State<AppState>) -> Result<Json<Health>, 
         let redis = if link.directory().redis_reachable() { "ok" } else { "unreachable" };
         ClusterHealth { instance_id: me, redis, sessions_owned: owned, sessions_relayed: relayed }
     });
-    Ok(Json(Health {
-        status: "ok",
+    if cluster.as_ref().is_some_and(|c| c.redis != "ok") {
+        problems.push(
+            "Redis did not answer this instance's heartbeat within cluster.ttl: check pool.redis_url and that Redis \
+             is running and reachable"
+                .to_owned(),
+        );
+    }
+    let code = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let health = Health {
+        status: if problems.is_empty() { "ok" } else { "unavailable" },
         uptime_s: st.started.elapsed().as_secs(),
         version: env!("CARGO_PKG_VERSION"),
         role: if cluster.is_some() { "cluster" } else { "standalone" },
+        store: StoreHealth { engine, status: if store_ok { "ok" } else { "unreachable" } },
         cluster,
-    }))
+        problems,
+    };
+    (code, Json(health))
 }
 
 /// A provider with its accounts (passwords never included).

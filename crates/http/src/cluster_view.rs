@@ -2,13 +2,15 @@
 //! updates), and every instance with its counts in `GET /api/v1/pool`.
 //!
 //! Each instance publishes its own sessions in Redis with its registration heartbeat (every third of
-//! `cluster.ttl`, in its `instance:{id}` record, which expires with it: [`status_text`],
-//! `tunerpool_ledger::cluster::Cluster::set_status`), and a view reads every instance's record in one round
-//! trip (`Cluster::peers`). Chosen over asking each peer on the internal endpoint when the view is asked for:
+//! `cluster.ttl`, in its `instance:{id}` record, which expires with it: [`status`],
+//! `tunerpool_ledger::cluster::Cluster::set_status`; rewritten only when a session, viewer, state or owner
+//! changed, else confirmed, and its counters refreshed every `STATUS_REFRESH`), and a view reads every
+//! instance's record in one round trip (`Cluster::peers`). Chosen over asking each peer on the internal endpoint when the view is asked for:
 //! the answer takes one Redis round trip whatever the number of instances, a slow or hung peer cannot slow or
 //! fail the API (it is simply missing once its record expires), a dead one disappears within a TTL without a
 //! timeout to wait out, and no new authenticated endpoint is needed. The price: a peer's entries are up to a
-//! third of the TTL old (`status_age_ms` says how old), and this instance's own are always current.
+//! third of the TTL old (`status_age_ms` says how old), their byte counters and bitrates up to
+//! `STATUS_REFRESH` (10 s) older, and this instance's own are always current.
 //!
 //! The pool's slot counts need nothing of this: they come from the ledger, which is the cluster's already.
 //! Events are in each instance's store; they are cluster-wide once the instances share one store
@@ -16,14 +18,51 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use tunerpool_ledger::cluster::Status;
 use tunerpool_relay::relay::Relay;
 use tunerpool_relay::session::SessionInfo;
 
 use crate::AppState;
 
-/// What an instance publishes: its live sessions, as `GET /api/v1/sessions` shows them.
-pub fn status_text(relay: &Relay) -> String {
-    serde_json::json!({ "sessions": relay.sessions() }).to_string()
+/// What an instance publishes: its live sessions, as `GET /api/v1/sessions` shows them. Its shape is every
+/// field but the counters that move all the time ([`shape`]): a new or ended session, a viewer come or gone, a
+/// state, an upstream or an owner changed is written at the next heartbeat; bytes and bitrates alone at most
+/// every [`tunerpool_ledger::cluster::STATUS_REFRESH`].
+pub fn status(relay: &Relay) -> Status {
+    let sessions = relay.sessions();
+    Status::new(shape(&sessions), move || serde_json::json!({ "sessions": sessions }).to_string())
+}
+
+/// A digest of `sessions` without their counters (bytes, buffer fill and size, bitrates, viewers' bytes and
+/// jumps, a transcoder's log lines). Every other field counts, those added later included.
+fn shape(sessions: &[SessionInfo]) -> u64 {
+    use std::hash::Hasher;
+    /// Feeds what serde writes into the hasher, without making the text.
+    struct Digest(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for Digest {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut digest = Digest(std::collections::hash_map::DefaultHasher::new());
+    for s in sessions {
+        let mut s = s.clone();
+        (s.bytes, s.buffered_bytes, s.buffer_capacity_bytes, s.bitrate_bps) = (0, 0, 0, 0);
+        for v in &mut s.viewers {
+            (v.bytes, v.jumps) = (0, 0);
+        }
+        if let Some(t) = &mut s.transcoder {
+            t.log.clear();
+        }
+        // Writing into a hasher cannot fail, nor can serializing these types.
+        let _ = serde_json::to_writer(&mut digest, &s);
+        digest.0.write_u8(b'\n');
+    }
+    digest.0.finish()
 }
 
 /// One live session and the instance it runs on.
@@ -74,6 +113,22 @@ pub(crate) async fn sessions(st: &AppState) -> Vec<Value> {
         Err(e) => tracing::warn!(error = %e, "cannot read the other instances' sessions; showing this instance's"),
     }
     out
+}
+
+/// The other instances whose published sessions include one with id `session` (session ids are per instance:
+/// there may be several). Empty outside cluster mode.
+pub(crate) async fn holders(st: &AppState, session: u64) -> Result<Vec<String>, tunerpool_ledger::LedgerError> {
+    let Some(link) = st.relay.cluster() else { return Ok(Vec::new()) };
+    let me = link.instance_id().to_owned();
+    let peers = link.directory().peers().await?;
+    Ok(peers
+        .into_iter()
+        .filter(|p| p.info.id != me)
+        .filter(|p| {
+            published_sessions(p.status.as_deref()).iter().any(|s| s.get("id").and_then(Value::as_u64) == Some(session))
+        })
+        .map(|p| p.info.id)
+        .collect())
 }
 
 /// Every instance of the cluster with its counts (empty outside cluster mode; this instance alone if Redis does
@@ -174,6 +229,50 @@ mod tests {
         ];
         let c = counts("a".into(), "http://a".into(), 1, true, &sessions, Some(0));
         assert_eq!((c.sessions_owned, c.sessions_relayed, c.viewers), (1, 1, 3));
+    }
+
+    fn session(id: u64, bytes: u64, viewers: &[(u64, u64)]) -> SessionInfo {
+        SessionInfo {
+            id,
+            kind: "live",
+            channel_id: 7,
+            channel: "Seven".into(),
+            state: tunerpool_relay::session::State::Running,
+            upstream: None,
+            bytes,
+            buffered_bytes: bytes / 2,
+            buffer_capacity_bytes: bytes,
+            bitrate_bps: bytes * 8,
+            failovers: 0,
+            started_at: 1,
+            viewers: viewers
+                .iter()
+                .map(|&(id, bytes)| tunerpool_relay::session::ViewerInfo {
+                    id,
+                    address: "1.2.3.4:5".into(),
+                    user: None,
+                    since: 1,
+                    bytes,
+                    jumps: 0,
+                })
+                .collect(),
+            profile: None,
+            transcoder: None,
+            owner: Some("a".into()),
+        }
+    }
+
+    #[test]
+    fn the_shape_ignores_counters_and_sees_sessions_viewers_and_states() {
+        let base = shape(&[session(1, 100, &[(1, 50)])]);
+        assert_eq!(shape(&[session(1, 9_000, &[(1, 4_000)])]), base, "counters alone changed the shape");
+        assert_ne!(shape(&[session(1, 100, &[(1, 50), (2, 0)])]), base, "a viewer came");
+        assert_ne!(shape(&[session(1, 100, &[])]), base, "the viewer left");
+        assert_ne!(shape(&[session(1, 100, &[(1, 50)]), session(2, 0, &[])]), base, "a session started");
+        assert_ne!(shape(&[]), base, "the session ended");
+        let mut lingering = session(1, 100, &[(1, 50)]);
+        lingering.state = tunerpool_relay::session::State::Lingering;
+        assert_ne!(shape(&[lingering]), base, "its state changed");
     }
 
     #[test]

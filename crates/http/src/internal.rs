@@ -1,5 +1,6 @@
-//! The cluster's internal endpoint: `GET /internal/v1/live/{channel}`, where a peer instance relays this
-//! instance's session of a channel (see `tunerpool_relay::cluster`).
+//! The cluster's internal endpoints: `GET /internal/v1/live/{channel}`, where a peer instance relays this
+//! instance's session of a channel (see `tunerpool_relay::cluster`), and `DELETE /internal/v1/sessions/{id}`,
+//! where a peer forwards an admin's request to stop one of this instance's sessions.
 //!
 //! Behind [`crate::Gate::Cluster`]: the cluster secret in `x-tunerpool-cluster-secret`, compared in constant
 //! time; `401` without it, with a wrong one, and always when this instance is not in a cluster (no secret is
@@ -39,12 +40,7 @@ pub(crate) async fn live(State(st): State<AppState>, Path(channel): Path<String>
     let Ok(id) = channel.strip_suffix(".ts").unwrap_or(&channel).parse::<i64>() else {
         return plain(StatusCode::NOT_FOUND, format!("no channel {channel:?}"));
     };
-    let peer = headers
-        .get(INSTANCE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
-        .unwrap_or("unnamed peer")
-        .to_owned();
+    let peer = peer_name(&headers);
     let key = headers.get(CHANNEL_HEADER).and_then(|v| v.to_str().ok());
     match st.relay.watch_peer(id, key, &peer).await {
         Ok(stream) => {
@@ -68,6 +64,29 @@ pub(crate) async fn live(State(st): State<AppState>, Path(channel): Path<String>
             plain(status, refused.to_string())
         }
     }
+}
+
+/// `DELETE /internal/v1/sessions/{id}`: stops this instance's session `id` for a peer that an admin asked
+/// (`DELETE /api/v1/sessions/{id}?instance=…` there): `204`, or `404` when there is none.
+pub(crate) async fn stop_session(State(st): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let peer = peer_name(&headers);
+    match id.parse::<u64>() {
+        Ok(n) if st.relay.stop(n) => {
+            tracing::info!(session = n, %peer, "cluster: session stopped at a peer's request (an admin's, there)");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        _ => plain(StatusCode::NOT_FOUND, format!("no session {id:?} on this instance (it may have ended)")),
+    }
+}
+
+/// The requesting instance as its header names it (only a well-formed id, for the logs).
+fn peer_name(headers: &HeaderMap) -> String {
+    headers
+        .get(INSTANCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)))
+        .unwrap_or("unnamed peer")
+        .to_owned()
 }
 
 fn plain(status: StatusCode, text: String) -> Response {

@@ -168,6 +168,7 @@ fn routes() -> Vec<(&'static str, Gate, MethodRouter<AppState>)> {
         ("/epg.xml", Gate::Stream, get(epg::epg_xml)),
         ("/epg.xml.gz", Gate::Stream, get(epg::epg_xml_gz)),
         ("/internal/v1/live/{channel}", Gate::Cluster, get(internal::live)),
+        ("/internal/v1/sessions/{id}", Gate::Cluster, axum::routing::delete(internal::stop_session)),
     ];
     v.extend(outputs::routes().into_iter().map(|(path, route)| (path, Gate::User, route)));
     v.extend(outputs::root_tuner_routes().into_iter().map(|(path, route)| (path, Gate::RootTuner, route)));

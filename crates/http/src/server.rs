@@ -323,8 +323,17 @@ async fn pump(tcp: TcpStream, takeover: Takeover) {
                 n = feed.next_batch(&mut batch, MAX_BATCH) => n,
                 _ = &mut gone => 0,
             };
-            if n == 0 || write_all_vectored(&mut wr, &batch).await.is_err() {
+            if n == 0 {
                 break;
+            }
+            match write_all_vectored(&mut wr, &batch, feed.stall_limit()).await {
+                Ok(()) => {}
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        feed.drop_stalled();
+                    }
+                    break;
+                }
             }
             sent += n;
         }
@@ -335,8 +344,14 @@ async fn pump(tcp: TcpStream, takeover: Takeover) {
     drop(body);
 }
 
-/// Writes every byte of `chunks`, as few `writev`s as the socket takes.
-async fn write_all_vectored<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, chunks: &[Bytes]) -> std::io::Result<()> {
+/// Writes every byte of `chunks`, as few `writev`s as the socket takes; a
+/// `TimedOut` error when the socket took no byte for `stall`. The timer is
+/// armed only for a write that has to wait, not for each chunk.
+async fn write_all_vectored<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    chunks: &[Bytes],
+    stall: Duration,
+) -> std::io::Result<()> {
     let (mut first, mut offset) = (0, 0);
     while first < chunks.len() {
         let mut slices = [IoSlice::new(&[]); MAX_BATCH];
@@ -345,7 +360,14 @@ async fn write_all_vectored<W: tokio::io::AsyncWrite + Unpin>(w: &mut W, chunks:
             slices[n] = IoSlice::new(if i == 0 { &c[offset..] } else { c });
             n += 1;
         }
-        let mut written = w.write_vectored(&slices[..n]).await?;
+        let write = w.write_vectored(&slices[..n]);
+        tokio::pin!(write);
+        let mut written = match futures_util::FutureExt::now_or_never(&mut write) {
+            Some(r) => r?,
+            None => tokio::time::timeout(stall, write)
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??,
+        };
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -422,9 +444,40 @@ mod tests {
         let want: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         for max in [1, 7, 256, 1000, 1 << 20] {
             let mut w = Trickle { out: Vec::new(), max };
-            write_all_vectored(&mut w, &chunks).await.unwrap();
+            write_all_vectored(&mut w, &chunks, Duration::from_secs(1)).await.unwrap();
             assert_eq!(w.out, want, "max {max}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_client_takes_nothing_of_for_the_stall_limit_times_out() {
+        use tokio::io::AsyncReadExt;
+        let chunks: Vec<Bytes> = (0..8u8).map(|i| Bytes::from(vec![i; 4096])).collect();
+        let stall = Duration::from_secs(5);
+        // A client that never reads: the pipe fills, then no byte is taken for the stall limit.
+        let (mut w, _r) = tokio::io::duplex(1024);
+        let t0 = tokio::time::Instant::now();
+        let err = write_all_vectored(&mut w, &chunks, stall).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(t0.elapsed(), stall);
+        // A slow client (1 KiB every 2 s) takes a byte well within the limit each time: never timed out, however
+        // long the whole batch takes.
+        let (mut w, mut r) = tokio::io::duplex(1024);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => return got,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        write_all_vectored(&mut w, &chunks, stall).await.unwrap();
+        drop(w);
+        let got = reader.await.unwrap();
+        assert_eq!(got, chunks.iter().flat_map(|c| c.iter().copied()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -307,19 +307,87 @@ pub(crate) async fn sessions(State(st): State<AppState>) -> axum::Json<Vec<serde
     axum::Json(crate::cluster_view::sessions(&st).await)
 }
 
-/// Stops a session of this instance (in cluster mode, ask the instance the session names): its viewers'
-/// streams end and its slot is released.
+/// Stops a session: its viewers' streams end and its slot is released. In cluster mode, any instance's: the
+/// request goes to the instance `instance` names (as the sessions list shows it), over the cluster's internal
+/// endpoint; without `instance`, to this instance's session with that id, else to the one instance whose
+/// published sessions have it.
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions",
-    params(("id" = u64, Path, description = "session id")),
+    params(("id" = u64, Path, description = "session id (per instance)"),
+        ("instance" = Option<String>, Query, pattern = r"^[A-Za-z0-9._-]{1,64}$", max_length = 64,
+            description = "the instance whose session it is (its `instance` in `GET /api/v1/sessions`); default: this one, else the one instance that has a session with this id")),
     responses((status = 204, description = "stopped"),
-        (status = 404, description = "no such session", body = crate::error::ErrorBody)))]
+        (status = 400, description = "a bad parameter", body = crate::error::ErrorBody),
+        (status = 404, description = "no such session (or no such instance)", body = crate::error::ErrorBody),
+        (status = 409, description = "several instances have a session with this id: name one with `instance`", body = crate::error::ErrorBody),
+        (status = 502, description = "the session's instance could not be asked", body = crate::error::ErrorBody),
+        (status = 503, description = "Redis does not answer: the session's instance cannot be found", body = crate::error::ErrorBody)))]
 pub(crate) async fn stop_session(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    Query(params): Query<std::collections::HashMap<String, String>>,
 ) -> Result<StatusCode, crate::error::ApiError> {
-    match id.parse::<u64>() {
-        Ok(n) if st.relay.stop(n) => Ok(StatusCode::NO_CONTENT),
-        _ => Err(crate::error::ApiError::not_found(format!("session {id} not found (it may have ended)"))),
+    use crate::error::ApiError;
+    use tunerpool_relay::cluster::PeerStopError;
+    let mut errs = Vec::new();
+    for k in params.keys().filter(|k| k.as_str() != "instance") {
+        errs.push(tunerpool_catalog::FieldError::new(k, "unknown parameter: use instance"));
+    }
+    let instance = params.get("instance").map(String::as_str);
+    if let Some(i) = instance {
+        if i.is_empty() || i.len() > 64 || !i.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+            errs.push(tunerpool_catalog::FieldError::new(
+                "instance",
+                "not an instance id (letters, digits, '.', '_', '-'; at most 64): use an `instance` of GET /api/v1/sessions",
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(errs));
+    }
+    let not_found = || ApiError::not_found(format!("session {id} not found (it may have ended)"));
+    let Ok(n) = id.parse::<u64>() else { return Err(not_found()) };
+    let link = st.relay.cluster();
+    let me = link.as_ref().map(|l| l.instance_id().to_owned());
+    let holder = match instance {
+        // Another instance's, named.
+        Some(other) if Some(other) != me.as_deref() => match link {
+            None => return Err(ApiError::not_found(format!("no instance {other}: this instance is not in a cluster"))),
+            Some(_) => other.to_owned(),
+        },
+        // This instance's, named or by default.
+        _ => {
+            if st.relay.stop(n) {
+                return Ok(StatusCode::NO_CONTENT);
+            }
+            if instance.is_some() || link.is_none() {
+                return Err(not_found());
+            }
+            // Not here: the one peer whose published sessions have it.
+            let holders = crate::cluster_view::holders(&st, n)
+                .await
+                .map_err(|e| ApiError::unavailable(PeerStopError::Coordination(e.to_string()).to_string()))?;
+            match holders.as_slice() {
+                [] => return Err(not_found()),
+                [one] => one.clone(),
+                several => {
+                    return Err(ApiError::busy(format!(
+                        "session {n} is on instances {}: name one with ?instance=",
+                        several.join(", ")
+                    )))
+                }
+            }
+        }
+    };
+    match st.relay.stop_on_peer(&holder, n).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(
+            e @ (PeerStopError::UnknownInstance(_) | PeerStopError::NoSession { .. } | PeerStopError::NotClustered),
+        ) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ PeerStopError::Unreachable { .. }) => {
+            tracing::warn!(error = %e, "stopping a peer's session failed");
+            Err(ApiError::upstream(e.to_string()))
+        }
+        Err(e @ PeerStopError::Coordination(_)) => Err(ApiError::unavailable(e.to_string())),
     }
 }
 

@@ -54,7 +54,7 @@ async fn no_route_answers_or_spends_a_slot_without_credentials() {
         let want = match path.as_str() {
             "/healthz" | "/" | "/ui/{file}" => Gate::Open,
             "/metrics" => Gate::Metrics,
-            "/internal/v1/live/{channel}" => Gate::Cluster,
+            "/internal/v1/live/{channel}" | "/internal/v1/sessions/{id}" => Gate::Cluster,
             p if p.starts_with("/api/v1/") => Gate::Admin,
             "/stream/{channel}"
             | "/stream/{channel}/hls/{file}"

@@ -1,7 +1,8 @@
 // Live sessions: channel, account, viewers, bitrate, uptime; stop one. In a
 // cluster every instance's sessions, each naming its instance and which
-// instance reads the provider; only this instance's can be stopped here
-// (session ids are per instance).
+// instance reads the provider; any of them can be stopped here (session ids
+// are per instance: the request names the session's instance, and this
+// instance forwards it there).
 
 import { api } from './api.js';
 import { subscribe } from './live.js';
@@ -18,9 +19,9 @@ export function render(main) {
   let sessions = [];
   // This instance's id in a cluster (from the pool status), null otherwise.
   let me = null;
+  // Sessions being stopped, by `instance/id` (ids are per instance).
   const stopping = new Set();
-
-  const ours = (s) => !s.instance || s.instance === me;
+  const key = (s) => (s.instance ? `${s.instance}/${s.id}` : String(s.id));
   const where = (s) => {
     if (!s.instance) return null;
     const reads = s.owner === s.instance ? 'reads the provider' : s.owner ? `relays ${s.owner}` : 'settling its owner';
@@ -29,23 +30,18 @@ export function render(main) {
   };
 
   const row = (s) => {
-    if (!ours(s)) {
-      return h('div', { class: 'item session', 'data-session-id': `${s.instance}/${s.id}` },
-        h('div', { class: 'main' }, title(s), facts(s)),
-        h('div', { class: 'actions' }, h('span', { class: 'muted' }, `stop it on ${s.instance}`)));
-    }
-    const stop = h('button', { type: 'button', class: 'danger', 'data-action': 'stop', disabled: stopping.has(s.id) }, 'Stop');
+    const stop = h('button', { type: 'button', class: 'danger', 'data-action': 'stop', disabled: stopping.has(key(s)) }, 'Stop');
     stop.addEventListener('click', async () => {
-      stopping.add(s.id);
+      stopping.add(key(s));
       stop.disabled = true;
       try {
-        await api('DELETE', `/sessions/${s.id}`);
+        await api('DELETE', s.instance ? `/sessions/${s.id}?instance=${encodeURIComponent(s.instance)}` : `/sessions/${s.id}`);
         toast(`Stopped ${s.channel}`, 'ok');
       } catch (e) {
         toast(e.status === 404 ? `${s.channel} had already ended` : e.message, e.status === 404 ? 'info' : 'error');
       }
     });
-    return h('div', { class: 'item session', 'data-session-id': s.instance ? `${s.instance}/${s.id}` : s.id },
+    return h('div', { class: 'item session', 'data-session-id': key(s) },
       h('div', { class: 'main' }, title(s), facts(s)),
       h('div', { class: 'actions' }, stop));
   };
@@ -75,7 +71,7 @@ export function render(main) {
 
   const off = subscribe('sessions', (list) => {
     sessions = list;
-    for (const id of [...stopping]) if (!list.some((s) => ours(s) && s.id === id)) stopping.delete(id);
+    for (const k of [...stopping]) if (!list.some((s) => key(s) === k)) stopping.delete(k);
     draw();
   });
   const offPool = subscribe('pool', (pool) => {

@@ -4,8 +4,9 @@
 //! connection per channel between them. Two kinds of records do it, both with a short TTL their holder renews:
 //!
 //! - `P instance:{id}`: a hash (`id`, `url`, `started_at`, and `status`: what the instance publishes for the
-//!   cluster-wide views, its sessions) per running instance, renewed by its heartbeat; how a peer finds the
-//!   owner's internal endpoint. `P instances`: the ids, scored by expiry, to list them without `SCAN`.
+//!   cluster-wide views, its sessions, with `status_version` and `status_at`) per running instance, renewed by
+//!   its heartbeat, which rewrites the status only when it changed ([`Status`]); how a peer finds the owner's
+//!   internal endpoint. `P instances`: the ids, scored by expiry, to list them without `SCAN`.
 //! - `P owner:{channel}` (the channel's key, the same on every instance): the value `"{instance} {session}"` of the one session that reads the channel from the
 //!   provider. Claimed with "set if absent" ([`Cluster::claim`]), renewed only while it is still ours, and
 //!   deleted only if it is still ours (compare-and-delete in Lua, [`Ownership::release`]): an expired record may
@@ -95,10 +96,62 @@ struct Shared {
     epoch: Instant,
     /// What this instance publishes with each heartbeat ([`Cluster::set_status`]).
     status: std::sync::OnceLock<StatusSource>,
+    /// What the last heartbeat wrote of it (`None`: nothing yet, or the last write may have failed).
+    published: std::sync::Mutex<Option<Published>>,
+    /// Numbers the status writes (with `started_at`, each write's version).
+    writes: AtomicU64,
 }
 
 /// Writes what an instance publishes for the cluster's views (a JSON text its readers understand).
-type StatusSource = Box<dyn Fn() -> String + Send + Sync>;
+type StatusSource = Box<dyn Fn() -> Status + Send + Sync>;
+
+/// The status text in Redis as this instance last wrote it.
+#[derive(Debug, Clone)]
+struct Published {
+    shape: u64,
+    version: String,
+    at: Instant,
+}
+
+/// How long a status whose [`Status::shape`] stays the same may go without being rewritten: what changes all
+/// the time without changing its shape (byte counters, bitrates) is at most this old in the peers' views.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(10);
+
+/// What an instance publishes for the cluster's views at one heartbeat: a digest of its shape, and the text,
+/// made only if it is to be written.
+///
+/// Exists so that the heartbeat (every third of the TTL) rewrites an instance's status in Redis only when it
+/// changed: an instance with thousands of sessions would otherwise send and store its whole sessions text some
+/// 1.5 times a second. The shape is what the peers must see at once (sessions, their states and viewers); when
+/// it is the same as at the last write the heartbeat only confirms the written text (its time, the record's
+/// expiry), and rewrites it every [`STATUS_REFRESH`] for what changes without changing the shape (counters).
+pub struct Status {
+    shape: u64,
+    text: Box<dyn FnOnce() -> String + Send>,
+}
+
+impl Status {
+    /// A status of shape `shape` (a digest: equal for two statuses the peers need not be told apart at once)
+    /// whose text `text` makes.
+    pub fn new(shape: u64, text: impl FnOnce() -> String + Send + 'static) -> Status {
+        Status { shape, text: Box::new(text) }
+    }
+
+    /// Its shape.
+    pub fn shape(&self) -> u64 {
+        self.shape
+    }
+}
+
+/// A text whose every change is its shape's (rewritten whenever it differs).
+impl From<String> for Status {
+    fn from(text: String) -> Status {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        Status::new(h.finish(), move || text)
+    }
+}
 
 /// A registered instance and what it last published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +159,8 @@ pub struct Peer {
     pub info: InstanceInfo,
     /// Its status text ([`Cluster::set_status`]); `None` before its first heartbeat with one.
     pub status: Option<String>,
-    /// How old that status is (Redis time).
+    /// How long ago its instance last wrote that status or confirmed it current (Redis time): its shape is that
+    /// old, its counters at most [`STATUS_REFRESH`] older ([`Status`]).
     pub status_age: Option<Duration>,
 }
 
@@ -148,6 +202,8 @@ impl Cluster {
             last_ok: AtomicU64::new(0),
             epoch: Instant::now(),
             status: std::sync::OnceLock::new(),
+            published: std::sync::Mutex::new(None),
+            writes: AtomicU64::new(0),
         };
         let cluster = Cluster { conn, ttl, shared: Arc::new(shared) };
         cluster.register().await?;
@@ -180,20 +236,52 @@ impl Cluster {
         format!("{}instance:{id}", self.shared.prefix)
     }
 
-    /// Registers this instance (or renews its record) for one TTL, with its status when one is set.
+    /// Registers this instance (or renews its record) for one TTL, with its status when one is set: the whole
+    /// text when its shape changed since the last write (or [`STATUS_REFRESH`] passed, or Redis lost it), else
+    /// only a confirmation that the written text is current ([`Status`]).
     pub async fn register(&self) -> Result<(), LedgerError> {
+        let Some(source) = self.shared.status.get() else {
+            return self.register_with(String::new(), "").await.map(|_| ());
+        };
+        let status = source();
+        let last = self.shared.published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(last) = last.filter(|l| l.shape == status.shape && l.at.elapsed() < STATUS_REFRESH) {
+            match self.register_with(String::new(), &last.version).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => tracing::debug!("cluster: this instance's status was gone from Redis; writing it again"),
+                Err(e) => {
+                    *self.shared.published.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    return Err(e);
+                }
+            }
+        }
+        // Forgotten first: if the write fails midway, the next heartbeat writes the whole text again.
+        *self.shared.published.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let version = format!("{}-{}", self.shared.me.started_at, self.shared.writes.fetch_add(1, Ordering::Relaxed));
+        let at = Instant::now();
+        self.register_with((status.text)(), &version).await?;
+        *self.shared.published.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Published { shape: status.shape, version, at });
+        Ok(())
+    }
+
+    /// One registration: `status` with its `version` (both empty: none), or, with an empty `status`, the
+    /// confirmation of the one written as `version` — false if Redis holds another (nothing was written).
+    async fn register_with(&self, status: String, version: &str) -> Result<bool, LedgerError> {
         let mut conn = self.conn.clone();
-        let status = self.shared.status.get().map(|f| f()).unwrap_or_default();
         let mut call = REGISTER.key(self.instance_key(&self.shared.me.id));
         call.key(format!("{}instances", self.shared.prefix));
         call.arg(&self.shared.me.id)
             .arg(&self.shared.me.url)
             .arg(self.shared.me.started_at)
             .arg(self.ttl_ms())
-            .arg(status);
-        let _: i64 = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
-        self.shared.last_ok.store(self.shared.epoch.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
-        Ok(())
+            .arg(status)
+            .arg(version);
+        let done: i64 = call.invoke_async(&mut conn).await.map_err(|e| self.backend(e))?;
+        if done == 1 {
+            self.shared.last_ok.store(self.shared.epoch.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+        }
+        Ok(done == 1)
     }
 
     /// Keeps this instance registered: renews its record every third of the TTL until the handle is aborted.
@@ -211,9 +299,10 @@ impl Cluster {
     }
 
     /// What this instance publishes with every heartbeat (every third of the TTL), for the cluster-wide views
-    /// ([`Cluster::peers`]); set once, at start. Called on the heartbeat's task: keep it quick.
-    pub fn set_status(&self, source: impl Fn() -> String + Send + Sync + 'static) {
-        if self.shared.status.set(Box::new(source)).is_err() {
+    /// ([`Cluster::peers`]); set once, at start. Called on the heartbeat's task: keep it quick (the text is made
+    /// only when it is written: [`Status`]).
+    pub fn set_status<S: Into<Status>>(&self, source: impl Fn() -> S + Send + Sync + 'static) {
+        if self.shared.status.set(Box::new(move || source().into())).is_err() {
             tracing::warn!("cluster: the status source was already set; keeping the first");
         }
     }

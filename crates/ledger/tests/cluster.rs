@@ -8,7 +8,7 @@ mod redis_server;
 use std::time::Duration;
 
 use redis_server::RedisServer;
-use tunerpool_ledger::cluster::{unix_now, Claimed, Cluster, InstanceInfo, LoginAttempt, UserClaim, UserLease};
+use tunerpool_ledger::cluster::{unix_now, Claimed, Cluster, InstanceInfo, LoginAttempt, Status, UserClaim, UserLease};
 
 fn me(id: &str) -> InstanceInfo {
     InstanceInfo { id: id.into(), url: format!("http://{id}.example:8080/"), started_at: unix_now() }
@@ -280,6 +280,86 @@ async fn instances_publish_their_status_and_dead_ones_drop_out() {
         b.peers().await.unwrap().iter().map(|p| p.info.id.clone()).collect::<Vec<_>>() == ["b"]
     })
     .await;
+    beat.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_is_rewritten_only_when_its_shape_changes_or_redis_lost_it() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, Duration::from_millis(600)).await;
+    // The shape and a counter that changes without changing it; `made` counts the texts made (each one written).
+    let (shape, counter, made) =
+        (Arc::new(AtomicU64::new(1)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (s, c, m) = (shape.clone(), counter.clone(), made.clone());
+    a.set_status(move || {
+        let (shape, count, made) = (s.load(Ordering::SeqCst), c.load(Ordering::SeqCst), m.clone());
+        Status::new(shape, move || {
+            made.fetch_add(1, Ordering::SeqCst);
+            format!(r#"{{"shape":{shape},"bytes":{count}}}"#)
+        })
+    });
+    let published = || async { b.peers().await.unwrap().into_iter().find(|p| p.info.id == "a").unwrap() };
+    a.register().await.unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 1);
+    assert_eq!(published().await.status.as_deref(), Some(r#"{"shape":1,"bytes":0}"#));
+
+    // Counters moved, the shape did not: the text is neither made nor sent, its time is confirmed.
+    counter.store(5, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.register().await.unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 1, "an unchanged status was written again");
+    let peer = published().await;
+    assert_eq!(peer.status.as_deref(), Some(r#"{"shape":1,"bytes":0}"#));
+    assert!(peer.status_age.is_some_and(|age| age < Duration::from_millis(200)), "not confirmed: {peer:?}");
+
+    // The shape changed: written at once, counters and all.
+    shape.store(2, Ordering::SeqCst);
+    a.register().await.unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 2);
+    assert_eq!(published().await.status.as_deref(), Some(r#"{"shape":2,"bytes":5}"#));
+
+    // Redis lost the record (expired, or restarted empty): the next heartbeat writes it whole again.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL").arg("t:cluster:instance:a").query_async(&mut conn).await.unwrap();
+    a.register().await.unwrap();
+    assert_eq!(made.load(Ordering::SeqCst), 3);
+    assert_eq!(published().await.status.as_deref(), Some(r#"{"shape":2,"bytes":5}"#));
+    // A plain text is its own shape: any change is written.
+    b.set_status(|| r#"{"sessions":[]}"#.to_owned());
+    b.register().await.unwrap();
+    let peer = b.peers().await.unwrap().into_iter().find(|p| p.info.id == "b").unwrap();
+    assert_eq!(peer.status.as_deref(), Some(r#"{"sessions":[]}"#));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_that_do_not_change_a_status_shape_are_refreshed_every_status_refresh() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tunerpool_ledger::cluster::STATUS_REFRESH;
+    let server = RedisServer::start();
+    let (a, b) = pair(&server, Duration::from_millis(600)).await;
+    let counter = Arc::new(AtomicU64::new(0));
+    let c = counter.clone();
+    a.set_status(move || {
+        let bytes = c.load(Ordering::SeqCst);
+        Status::new(1, move || format!(r#"{{"bytes":{bytes}}}"#))
+    });
+    let beat = a.spawn_heartbeat();
+    let published = || async {
+        b.peers().await.unwrap().into_iter().find(|p| p.info.id == "a").and_then(|p| p.status).unwrap_or_default()
+    };
+    eventually("the first status", Duration::from_secs(2), || async { published().await == r#"{"bytes":0}"# }).await;
+    counter.store(7, Ordering::SeqCst);
+    let moved = std::time::Instant::now();
+    eventually("the counters refreshed", STATUS_REFRESH + Duration::from_secs(2), || async {
+        published().await == r#"{"bytes":7}"#
+    })
+    .await;
+    // Not at the next heartbeats (every 0.2 s): only once the refresh was due.
+    assert!(moved.elapsed() > STATUS_REFRESH - Duration::from_secs(1), "refreshed after {:?}", moved.elapsed());
     beat.abort();
 }
 

@@ -91,6 +91,11 @@ impl ClusterLink {
         &self.directory
     }
 
+    /// The cluster secret, for the header of an internal request to a peer (never shown elsewhere).
+    pub(crate) fn secret_header_value(&self) -> &str {
+        self.secret.expose()
+    }
+
     /// Whether `given` is the cluster secret, compared in constant time (for equal lengths; the length itself
     /// is not secret enough to matter against a random secret of fixed length).
     pub fn accepts(&self, given: &[u8]) -> bool {
@@ -122,6 +127,37 @@ impl Role {
             Role::Owner(id) | Role::Following(id) => Some(id),
         }
     }
+}
+
+/// The path of a peer's internal endpoint that stops one of its sessions (`DELETE`, the cluster secret).
+pub fn stop_path(session: u64) -> String {
+    format!("/internal/v1/sessions/{session}")
+}
+
+/// How long an instance waits for a peer to answer a stop request it forwards.
+pub const PEER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a stop request for another instance's session did not stop it ([`crate::relay::Relay::stop_on_peer`]).
+///
+/// Exists so that the admin API can answer each case with its status: the session or its instance is gone
+/// (404), the holder cannot be reached or answered oddly (502), the cluster's records cannot be read (503).
+#[derive(Debug, thiserror::Error)]
+pub enum PeerStopError {
+    /// Not in cluster mode: there are no other instances.
+    #[error("this instance is not in a cluster: it has no other instances to ask")]
+    NotClustered,
+    /// No live instance has that id (it stopped, and its sessions ended with it).
+    #[error("instance {0} is not in the cluster (it may have stopped: its sessions ended with it)")]
+    UnknownInstance(String),
+    /// The instance answered that it has no such session.
+    #[error("instance {instance} has no session {session} (it may have ended)")]
+    NoSession { instance: String, session: u64 },
+    /// The instance did not answer, or answered something else than stopped or not found.
+    #[error("instance {instance} could not be asked to stop session {session}: {why}; try again, or stop it there")]
+    Unreachable { instance: String, session: u64, why: String },
+    /// Redis did not answer: where the instance is cannot be read.
+    #[error("cluster coordination unavailable ({0}): where the session's instance is cannot be read; try again")]
+    Coordination(String),
 }
 
 /// Why a peer's internal request was not served.

@@ -105,7 +105,11 @@ impl RelayMetrics {
         r.register("failovers", "Upstream switches away from an account that failed", self.failovers.clone());
         r.register("refusals", "Viewer requests refused, by reason", self.refusals.clone());
         r.register("viewer_jumps", "Times a slow viewer jumped to the live edge", self.jumps.clone());
-        r.register("viewer_drops", "Viewers dropped for being too slow", self.drops.clone());
+        r.register(
+            "viewer_drops",
+            "Viewers dropped for being too slow: out of jumps to the live edge, or no byte taken for the stall limit",
+            self.drops.clone(),
+        );
     }
 
     /// The byte counters of an account's upstream.

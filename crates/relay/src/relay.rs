@@ -264,6 +264,8 @@ pub struct ViewerFeed {
     stats: Arc<ViewerStats>,
     metrics: RelayMetrics,
     max_jumps: u64,
+    /// See [`RelaySettings::viewer_stall`](crate::settings::RelaySettings::viewer_stall).
+    stall_limit: std::time::Duration,
     /// Bytes sent, counted for the session's current upstream; re-read when
     /// the session's counters generation moves on (a failover).
     sent: prometheus_client::metrics::counter::Counter,
@@ -313,6 +315,26 @@ impl ViewerFeed {
         }
         self.count(bytes);
         bytes
+    }
+
+    /// How long the viewer's connection may take no byte before it is
+    /// dropped ([`ViewerFeed::drop_stalled`]).
+    pub fn stall_limit(&self) -> std::time::Duration {
+        self.stall_limit
+    }
+
+    /// Ends the stream of a viewer whose connection took no byte for
+    /// [`ViewerFeed::stall_limit`], counted as a drop.
+    pub fn drop_stalled(&mut self) {
+        let (session, viewer) = (self.membership.session.id, self.membership.viewer);
+        tracing::info!(
+            session,
+            viewer,
+            stalled_s = self.stall_limit.as_secs_f64(),
+            "dropping a viewer that stopped reading"
+        );
+        self.metrics.drops.inc();
+        self.ended = true;
     }
 
     async fn next_uncounted(&mut self) -> Option<Bytes> {
@@ -555,6 +577,7 @@ impl Relay {
         // viewer is its first (the next keyframe, within one GOP): a player can decode from its first byte.
         let reader = session.ring.subscribe_at_keyframe(self.inner.settings.keyframe_wait);
         let max_jumps = self.inner.settings.max_jumps as u64;
+        let stall_limit = self.inner.settings.viewer_stall;
         let metrics = self.inner.metrics.clone();
         // Everything the stream needs travels in its state: nothing is
         // cloned per chunk.
@@ -565,6 +588,7 @@ impl Relay {
             stats,
             metrics,
             max_jumps,
+            stall_limit,
             sent,
             sent_gen,
             unsent: 0,
@@ -778,6 +802,41 @@ impl Relay {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Stops the session `session` of the peer instance `instance` (cluster mode): asks it on its internal
+    /// endpoint (`DELETE /internal/v1/sessions/{session}`, the cluster secret), where it stops the session as
+    /// [`Relay::stop`] does here. `Ok` once the peer answered that it stopped it.
+    pub async fn stop_on_peer(&self, instance: &str, session: u64) -> Result<(), crate::cluster::PeerStopError> {
+        use crate::cluster::{PeerStopError, INSTANCE_HEADER, PEER_STOP_TIMEOUT, SECRET_HEADER};
+        let link = self.cluster().ok_or(PeerStopError::NotClustered)?;
+        let peer = match link.directory().instance(instance).await {
+            Ok(Some(peer)) => peer,
+            Ok(None) => return Err(PeerStopError::UnknownInstance(instance.to_owned())),
+            Err(e) => return Err(PeerStopError::Coordination(e.to_string())),
+        };
+        let unreachable = |why: String| PeerStopError::Unreachable { instance: instance.to_owned(), session, why };
+        let url = format!("{}{}", peer.url, crate::cluster::stop_path(session));
+        let request = self
+            .inner
+            .client
+            .delete(&url)
+            .header(SECRET_HEADER, link.secret_header_value())
+            .header(INSTANCE_HEADER, link.instance_id())
+            .send();
+        let answer = match tokio::time::timeout(PEER_STOP_TIMEOUT, request).await {
+            Err(_) => return Err(unreachable(format!("no answer within {PEER_STOP_TIMEOUT:?}"))),
+            Ok(Err(e)) => return Err(unreachable(tunerpool_upstream::http::describe_reqwest_error(&e, &[]))),
+            Ok(Ok(answer)) => answer,
+        };
+        match answer.status().as_u16() {
+            200..=299 => {
+                tracing::info!(session, %instance, "cluster: a peer stopped its session at this instance's request");
+                Ok(())
+            }
+            404 => Err(PeerStopError::NoSession { instance: instance.to_owned(), session }),
+            other => Err(unreachable(format!("it answered HTTP {other}"))),
         }
     }
 

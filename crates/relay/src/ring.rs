@@ -27,7 +27,10 @@
 //!   wake-up is lost and no lock is taken per chunk by the writer or by any reader. It replaced a
 //!   [`tokio::sync::Notify`], whose waiter list is a mutex that every waiting reader took once per chunk to
 //!   register and the writer once per batch of 32 wake-ups (BENCHMARKS.md, "Relay: one copy, recycled buffers,
-//!   lock-free wake-ups"). A reader dropped mid-wait leaves at most a stale waker, woken once for nothing.
+//!   lock-free wake-ups"). A reader dropped mid-wait leaves at most a stale waker, woken once for nothing. A writer
+//!   may push without waking ([`Ring::push_reclaiming_unwoken`]) and wake once for several chunks
+//!   ([`Ring::wake_readers`]): the session's feed wakes its viewers at most every `relay.wake_interval`, so each
+//!   viewer sends what piled up in one write instead of one write per chunk.
 //! - **Memory bound.** Before inserting a chunk the writer evicts the oldest chunks until the buffered bytes plus the
 //!   new chunk fit in the ring's current capacity, dropping the evicted `Bytes` (so buffered bytes ≤ the capacity,
 //!   or one chunk if a single chunk is larger). The newest chunk is never evicted. Readers only ever hold the one
@@ -331,6 +334,13 @@ impl Ring {
         self.push_reclaiming_at(chunk, Instant::now(), reclaim);
     }
 
+    /// [`Ring::push_reclaiming`] without waking the readers: a writer that paces its wake-ups
+    /// (a session's feed does, `relay.wake_interval`) calls [`Ring::wake_readers`] itself, so that the chunks pushed in between
+    /// reach each viewer together, in one write.
+    pub fn push_reclaiming_unwoken(&self, chunk: Chunk, reclaim: &mut dyn FnMut(Bytes)) {
+        self.push_inner(chunk, Instant::now(), reclaim);
+    }
+
     /// [`Ring::push`] at a given instant (a sized ring measures its bitrate by it).
     #[cfg(test)]
     fn push_at(&self, chunk: Chunk, now: Instant) {
@@ -338,8 +348,15 @@ impl Ring {
     }
 
     fn push_reclaiming_at(&self, chunk: Chunk, now: Instant, reclaim: &mut dyn FnMut(Bytes)) {
+        if self.push_inner(chunk, now, reclaim) {
+            self.wake_readers();
+        }
+    }
+
+    /// Stores the chunk; whether it did (not empty, ring not closed).
+    fn push_inner(&self, chunk: Chunk, now: Instant, reclaim: &mut dyn FnMut(Bytes)) -> bool {
         if chunk.data.is_empty() || self.is_closed() {
-            return;
+            return false;
         }
         let len = chunk.data.len();
         {
@@ -383,12 +400,12 @@ impl Ring {
             self.bytes_in.store(w.bytes_in, SeqCst);
             self.buffered.store(w.buffered as u64, SeqCst);
         }
-        self.wake_readers();
+        true
     }
 
     /// Wakes every reader waiting for a chunk: one lock-free load of the list, one atomic operation or two per
     /// reader.
-    fn wake_readers(&self) {
+    pub fn wake_readers(&self) {
         for waker in self.wakers.load().iter() {
             waker.wake();
         }

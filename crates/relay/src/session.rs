@@ -871,11 +871,21 @@ async fn pump(inner: &Inner, session: &Session, r: &Resolved, upstream: Upstream
 /// ring, and the buffers of the chunks the ring evicts back to the chunker (see [`Chunker`]). Until its first
 /// keyframe chunk is out nothing is held back: a first viewer waits for that keyframe, and must not wait the
 /// coalescing delay on top.
+///
+/// It also paces the viewers' wake-ups: the ring's readers are woken at most every `wake_interval`
+/// ([`RelaySettings::wake_interval`]), so that every chunk pushed in between goes to each viewer in one write — the
+/// per-write cost (a wake-up, a system call, the client's read) is paid per interval, not per chunk. Until the first
+/// keyframe chunk, on a flush, and with an interval of zero, every push wakes at once.
 pub(crate) struct RingFeed {
     aligner: Aligner,
     chunker: Chunker,
     out: Vec<Chunk>,
     keyframe_out: bool,
+    wake_interval: Duration,
+    /// When the readers were last woken.
+    last_wake: Option<Instant>,
+    /// Chunks were pushed since.
+    unwoken: bool,
 }
 
 impl RingFeed {
@@ -885,6 +895,9 @@ impl RingFeed {
             chunker: Chunker::new(settings.chunk_bytes, settings.chunk_delay),
             out: Vec::new(),
             keyframe_out: false,
+            wake_interval: settings.wake_interval,
+            last_wake: None,
+            unwoken: false,
         }
     }
 
@@ -899,14 +912,15 @@ impl RingFeed {
         flush: bool,
         mut also: impl FnMut(&[u8]),
     ) -> bool {
-        let RingFeed { aligner, chunker, out, keyframe_out } = self;
+        let RingFeed { aligner, chunker, out, keyframe_out, wake_interval, last_wake, unwoken } = self;
         aligner.push_with(data, |packets| {
             also(packets);
             chunker.push_packets(packets, now, out);
         });
         // The delay flush, when nothing was aligned.
         chunker.push_packets(&[], now, out);
-        if flush || !*keyframe_out {
+        let before_first_keyframe = !*keyframe_out;
+        if flush || before_first_keyframe {
             chunker.flush(out);
         }
         let keyframe = out.iter().any(|c| c.keyframe);
@@ -917,7 +931,16 @@ impl RingFeed {
             ring.set_no_video(chunker.no_video());
         }
         for c in out.drain(..) {
-            ring.push_reclaiming(c, &mut |data| chunker.recycle(data));
+            ring.push_reclaiming_unwoken(c, &mut |data| chunker.recycle(data));
+            *unwoken = true;
+        }
+        // Called on every read and on the flush timer, so a pushed chunk waits at most the interval plus one tick.
+        if *unwoken
+            && (flush || before_first_keyframe || last_wake.is_none_or(|t| now.duration_since(t) >= *wake_interval))
+        {
+            ring.wake_readers();
+            *last_wake = Some(now);
+            *unwoken = false;
         }
         keyframe
     }
@@ -925,5 +948,89 @@ impl RingFeed {
     /// Whether a keyframe chunk went out since the feed was made.
     pub(crate) fn keyframe_out(&self) -> bool {
         self.keyframe_out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::{Duration, Instant};
+
+    use super::RingFeed;
+    use crate::ring::{Next, Ring};
+    use crate::settings::RelaySettings;
+
+    const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/media/sample-720p.ts");
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Feeds the sample (four times over) at ~1 MB/s (16 KiB every 16 ms of its own clock) to a ring with one waiting reader; the
+    /// chunks pushed, the reader's wake-ups, and the longest a pushed chunk waited (in feed-clock time) for one.
+    fn run(wake_interval: Duration) -> (usize, usize, Duration) {
+        let ts = std::fs::read(SAMPLE).expect("testdata/media/sample-720p.ts").repeat(4);
+        let settings = RelaySettings { wake_interval, ..RelaySettings::default() };
+        let ring = Ring::new(16 << 20);
+        let mut reader = ring.subscribe();
+        let mut feed = RingFeed::new(&settings);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let t0 = Instant::now();
+        let (mut chunks, mut woken_seen, mut longest) = (0, 0, Duration::ZERO);
+        let mut waiting_since: Option<Instant> = None;
+        let drain = |reader: &mut crate::ring::Reader, cx: &mut Context<'_>| {
+            let mut n = 0;
+            while let Poll::Ready(Next::Chunk(_)) = reader.poll_next(cx) {
+                n += 1;
+            }
+            n
+        };
+        drain(&mut reader, &mut cx);
+        for (i, read) in ts.chunks(16 * 1024).enumerate() {
+            let now = t0 + Duration::from_millis(16 * i as u64);
+            let before = ring.stats().chunks_in;
+            feed.feed(&ring, read, now, false, |_| {});
+            if ring.stats().chunks_in > before && waiting_since.is_none() {
+                waiting_since = Some(now);
+            }
+            // The flush timer's tick, as the session's loop calls it every `chunk_delay` (50 ms).
+            if i % 3 == 2 {
+                feed.feed(&ring, &[], now, false, |_| {});
+            }
+            let woken = count.0.load(Ordering::SeqCst);
+            if woken > woken_seen {
+                woken_seen = woken;
+                chunks += drain(&mut reader, &mut cx);
+                if let Some(since) = waiting_since.take() {
+                    longest = longest.max(now - since);
+                }
+            }
+        }
+        // The flush timer's next ticks hand over what the last reads left.
+        let end = t0 + Duration::from_millis(16 * ts.len().div_ceil(16 * 1024) as u64);
+        feed.feed(&ring, &[], end + Duration::from_millis(150), false, |_| {});
+        chunks += drain(&mut reader, &mut cx);
+        (chunks, count.0.load(Ordering::SeqCst), longest)
+    }
+
+    #[test]
+    fn viewers_are_woken_at_most_every_wake_interval_and_get_every_chunk() {
+        let (chunks_each, wakes_each, longest_each) = run(Duration::ZERO);
+        assert!(chunks_each > 250, "the sample makes {chunks_each} chunks");
+        assert!(wakes_each >= chunks_each * 9 / 10, "interval 0: a wake-up per push ({wakes_each} for {chunks_each})");
+        assert!(longest_each <= Duration::from_millis(16), "{longest_each:?}");
+        let (chunks, wakes, longest) = run(Duration::from_millis(100));
+        assert_eq!(chunks, chunks_each, "paced wake-ups lose no chunk");
+        assert!(wakes * 2 < wakes_each, "paced: {wakes} wake-ups, {wakes_each} unpaced");
+        // A chunk waits at most the interval plus one read (the feed runs on every read and tick).
+        assert!(longest <= Duration::from_millis(116), "a chunk waited {longest:?}");
     }
 }

@@ -26,11 +26,19 @@ pub struct RelaySettings {
     pub chunk_bytes: usize,
     /// A partial chunk is handed to viewers after this long.
     pub chunk_delay: Duration,
+    /// A session wakes its viewers at most this often (`relay.wake_interval`); what was buffered in between goes
+    /// to each viewer in one write. Adds at most this (plus `chunk_delay`) to the live delay, nothing to a join or
+    /// to a cold start's first keyframe; zero wakes them for every chunk.
+    pub wake_interval: Duration,
     /// Upstream switches (failovers) a session may make in a row before giving up; delivered media earns them
     /// back, one per `healthy_after`.
     pub max_switches: u32,
     /// Jumps to the live edge a viewer may need before it is dropped as too slow.
     pub max_jumps: u32,
+    /// A live viewer whose connection takes no byte for this long is dropped: a client that stopped reading (or a
+    /// peer gone without a word) would otherwise hold its place, its user's stream and the upstream forever, since
+    /// it cannot jump while its write waits. A shorter pause resumes at the live edge.
+    pub viewer_stall: Duration,
     /// A source that streamed this long before failing gets its reconnect back, and this much delivered media
     /// earns the session one switch back: a provider that cuts every few seconds never ends the stream.
     pub healthy_after: Duration,
@@ -94,8 +102,10 @@ impl Default for RelaySettings {
             buffer_bytes: 16 * 1024 * 1024,
             chunk_bytes: 188 * 174,
             chunk_delay: Duration::from_millis(50),
+            wake_interval: Duration::from_millis(100),
             max_switches: 8,
             max_jumps: 5,
+            viewer_stall: Duration::from_secs(30),
             healthy_after: Duration::from_secs(2),
             policy: AccountPolicy::Priority,
             hls_idle: Duration::from_secs(20),

@@ -33,6 +33,8 @@ pub struct PgServer {
     port: u16,
     dir: PathBuf,
     databases: AtomicU64,
+    /// The server's command line, for `sh` ([`PgServer::restart`] runs it again).
+    command: String,
 }
 
 impl PgServer {
@@ -80,13 +82,15 @@ impl PgServer {
         }
         // The watchdog: runs the server in the background, and when its own
         // stdin closes (the handle dropped, the test process gone) stops it
-        // with a fast shutdown (SIGINT to the postmaster), waits for it, and
-        // removes the temp dir.
+        // with a fast shutdown (SIGINT to the postmaster named by its pid
+        // file: the one `restart` started, if any), waits for it (for its pid
+        // file to go, for one it did not start), and removes the temp dir.
         let script = format!(
             "{} >{log} 2>&1 </dev/null & pg=$!\n\
              cat >/dev/null\n\
              kill -INT \"$(head -n 1 {pid} 2>/dev/null || echo $pg)\" 2>/dev/null\n\
              wait $pg\n\
+             n=0; while [ -e {pid} ] && [ $n -lt 200 ]; do sleep 0.05; n=$((n+1)); done\n\
              rm -rf {dir}\n",
             shell_words(&server),
             log = quote(&dir.join("server.log")),
@@ -100,7 +104,8 @@ impl PgServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run sh: {e}"))?;
-        let mut server = PgServer { watchdog: Some(watchdog), port, dir, databases: AtomicU64::new(0) };
+        let command = shell_words(&server);
+        let mut server = PgServer { watchdog: Some(watchdog), port, dir, databases: AtomicU64::new(0), command };
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(20) {
             if server.is_ready(&data) {
@@ -121,6 +126,37 @@ impl PgServer {
         std::fs::read_to_string(data.join("postmaster.pid"))
             .is_ok_and(|s| s.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
             && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    /// Stops the server (a fast shutdown: its clients' connections are closed) and waits until it no longer
+    /// accepts connections; its files stay, for [`PgServer::restart`]. For tests of what happens while the
+    /// database is down: use a server of the test's own ([`PgServer::start`]), never the shared one.
+    pub fn stop(&self) {
+        let pid_file = self.dir.join("data").join("postmaster.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.lines().next().map(|l| l.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no {}: is the server running?", pid_file.display()));
+        run(Command::new("kill").args(["-INT", &pid])).unwrap_or_else(|e| panic!("cannot stop PostgreSQL: {e}"));
+        let started = Instant::now();
+        while pid_file.exists() || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(started.elapsed() < Duration::from_secs(20), "PostgreSQL on port {} did not stop", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again after [`PgServer::stop`], on the same port with the same databases, and waits
+    /// until it accepts connections. The watchdog stops it as before (it reads the new process id).
+    pub fn restart(&self) {
+        let script = format!("{} >>{log} 2>&1 </dev/null &", self.command, log = quote(&self.dir.join("server.log")));
+        run(Command::new("sh").args(["-c", &script])).unwrap_or_else(|e| panic!("cannot restart PostgreSQL: {e}"));
+        let data = self.dir.join("data");
+        let started = Instant::now();
+        while !self.is_ready(&data) {
+            let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+            assert!(started.elapsed() < Duration::from_secs(20), "PostgreSQL did not start again; its log:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The server's port on 127.0.0.1.

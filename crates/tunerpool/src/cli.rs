@@ -16,6 +16,7 @@ Examples:
       --url http://panel.example:8080 --username me
   TUNERPOOL_USER_PASSWORD=tv-pass tunerpool user add --username livingroom --max-connections 2
   tunerpool config check tunerpool.toml
+  TUNERPOOL_STORE_URL=postgres://tp:secret@db/tp tunerpool store copy --from ./tunerpool-data
   tunerpool completions bash > ~/.local/share/bash-completion/completions/tunerpool
   tunerpool man --dir /usr/local/share/man/man1
 
@@ -76,6 +77,10 @@ Examples:
     /// HDHomeRun outputs.
     #[command(subcommand)]
     User(UserCommand),
+    /// Move a catalog between stores: copy a single instance's SQLite catalog into PostgreSQL, to
+    /// run a cluster on it.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Print a shell completion script to stdout.
     #[command(after_help = "\
 Examples:
@@ -97,6 +102,44 @@ Examples:
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// `tunerpool store …`: commands on the catalog as a whole, apart from the
+/// provider, account and user commands that change what is in it.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a SQLite catalog into an empty PostgreSQL catalog, ids and all.
+    ///
+    /// Every table goes over in one transaction: providers, accounts with their passwords, users,
+    /// the lineup with its ids and numbers, guide mappings, quality, events, history, alerts. Both
+    /// must be at this tunerpool's schema; an empty database is migrated first. Stop the instance
+    /// first (a running one is copied as it was when the copy started). Progress goes to stderr, a
+    /// summary per table to stdout.
+    #[command(after_help = "\
+Examples:
+  TUNERPOOL_STORE_URL='postgres://tunerpool:PASSWORD@db.example:5432/tunerpool' \\
+      tunerpool store copy --from /var/lib/tunerpool
+  tunerpool store copy --data-dir ./tunerpool-data --to postgres://tp@127.0.0.1/tp --replace")]
+    Copy(StoreCopyArgs),
+}
+
+/// Where `store copy` copies from and to, and whether it may replace what
+/// the target holds.
+#[derive(Debug, Args)]
+pub struct StoreCopyArgs {
+    /// The SQLite catalog to copy: the single instance's data dir, or the tunerpool.db in it
+    /// (default: the data dir, key data_dir).
+    #[arg(long, value_name = "DIR|FILE")]
+    pub from: Option<PathBuf>,
+    /// The PostgreSQL catalog to copy into: postgres://user:password@host:port/database (default:
+    /// store.url; prefer TUNERPOOL_STORE_URL, which keeps the password out of shell history and
+    /// `ps`).
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Delete everything the PostgreSQL catalog holds first (in the same transaction), instead of
+    /// refusing a catalog that is not empty.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -150,7 +150,7 @@ pub async fn join(config: &Config, relay: &Relay) -> anyhow::Result<(Jobs, Optio
         .context("cannot join the cluster (check pool.redis_url and that Redis is running)")?;
     // Its sessions go with every heartbeat: the cluster-wide sessions and pool views read them.
     let published = relay.clone();
-    directory.set_status(move || tunerpool_http::cluster_view::status_text(&published));
+    directory.set_status(move || tunerpool_http::cluster_view::status(&published));
     let heartbeat = directory.spawn_heartbeat();
     tracing::info!(instance = %directory.me().id, advertise = %tunerpool_upstream::redact::redact_url(&directory.me().url, &[]),
         ttl = ?config.cluster.ttl, "cluster mode: registered in Redis");

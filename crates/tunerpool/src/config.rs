@@ -374,6 +374,17 @@ config_tables! {
         /// idle session (it starts again once a slot is free).
         always_on_yields: bool = true,
             parse = parse_bool, show = show_plain;
+        /// A session wakes its viewers at most this often, and each viewer sends what was buffered in between
+        /// in one write: fewer, larger writes for the server, the kernel and the players. Adds at most this to
+        /// the live delay, nothing to a join; 0s: every chunk at once (0s to 1s).
+        wake_interval: Duration = Duration::from_millis(100),
+            parse = |r| parse_duration_max(r, Duration::ZERO, Duration::from_secs(1)), show = show_duration,
+            about = " (0s to 1s; 0s: every chunk at once)";
+        /// A live viewer whose connection takes no byte for this long is dropped (a player that stopped
+        /// reading without closing); a shorter pause resumes at the live edge (1s to 1h).
+        viewer_stall: Duration = Duration::from_secs(30),
+            parse = |r| parse_duration_max(r, Duration::from_secs(1), Duration::from_secs(3600)), show = show_duration,
+            about = " (1s to 1h)";
     }
 
     /// Who may use the admin API and web UI.
@@ -2735,6 +2746,8 @@ timeout = true
                 warm_linger: Duration::from_secs(300),
                 warm_after_starts: 5,
                 always_on_yields: false,
+                wake_interval: Duration::from_millis(250),
+                viewer_stall: Duration::from_secs(90),
             },
             admin: AdminConfig::default(),
             // The secret is never written out: it stays unset here.
@@ -2956,6 +2969,8 @@ timeout = true
                 "relay.user_limit_policy" => "refuse",
                 "relay.max_viewers_per_session" | "relay.warm_after_starts" => "4",
                 "relay.warm_linger" => "5m",
+                "relay.wake_interval" => "20ms",
+                "relay.viewer_stall" => "2m",
                 "relay.always_on_yields" | "outputs.refusal_clip_live" | "outputs.refusal_clip_hdhomerun" => "false",
                 "outputs.refusal_clip_stream" => "false",
                 "outputs.refusal_clip_file" => "/srv/busy.ts",

@@ -12,6 +12,7 @@ mod man;
 mod provider;
 mod scheduler;
 mod serve;
+mod store;
 mod user;
 
 use std::process::ExitCode;
@@ -125,6 +126,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             logging::init(&config, true);
             provider::run_account(&config, cmd).await
+        }
+        Command::Store(cmd) => {
+            let config = load_config(&cli)?;
+            logging::init(&config, true);
+            store::run(&config, cmd).await
         }
         Command::User(cmd) => {
             let config = load_config(&cli)?;

@@ -77,6 +77,8 @@ pub fn app_state(
         buffer_seconds: r.buffer_seconds,
         buffer_bytes: usize::try_from(r.buffer_max).unwrap_or(usize::MAX),
         max_switches: r.max_switches,
+        wake_interval: r.wake_interval,
+        viewer_stall: r.viewer_stall,
         user_limit_policy: match r.user_limit_policy {
             UserLimitPolicy::ReplaceOldest => tunerpool_relay::UserLimitPolicy::ReplaceOldest,
             UserLimitPolicy::Refuse => tunerpool_relay::UserLimitPolicy::Refuse,

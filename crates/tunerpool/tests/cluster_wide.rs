@@ -1,10 +1,12 @@
 //! What holds across a cluster's instances as it does on one (issue 15): a downstream user's own connection
 //! limit (its streams counted in Redis, one lease each), the failed-login limit (counted in Redis, the client's
-//! address taken from `X-Forwarded-For` only from a trusted proxy), and the sessions and pool views (every
-//! instance's sessions, each naming its instance).
+//! address taken from `X-Forwarded-For` only from a trusted proxy), the sessions and pool views (every
+//! instance's sessions, each naming its instance), stopping a session through any instance, and the health
+//! check naming what is down (the store, Redis).
 //!
-//! Setup as in `cluster.rs`: `tunerpool serve` processes against one Redis and one shared SQLite data dir, the
-//! provider and the user added once through the CLI before any server runs.
+//! Setup as in `cluster.rs`: `tunerpool serve` processes against one Redis and one shared PostgreSQL catalog
+//! (the health test on a PostgreSQL server of its own, which it stops), the provider and the user added once
+//! through the CLI before any server runs.
 
 mod cluster_support;
 mod common;
@@ -401,4 +403,187 @@ async fn replacing_the_oldest_stream_ends_it_on_the_other_instance_within_a_thir
     assert!(overlap < Duration::from_millis(1_200), "the replaced stream went on for {overlap:?}");
     assert_eq!(kims_streams(&c.base(0), &c.token).await, 1, "one stream counted, the new one");
     drop(kept);
+}
+
+/// `GET /healthz` without credentials: the status, the body, and how long it took.
+async fn health(base: &str) -> (u16, serde_json::Value, Duration) {
+    let asked = Instant::now();
+    let r = reqwest::Client::new().get(format!("{base}/healthz")).send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert!(!text.contains(cluster_support::PG_PASSWORD), "the store's password in /healthz: {text}");
+    (status, serde_json::from_str(&text).unwrap(), asked.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_names_what_is_down_the_store_or_redis_and_recovers_with_it() {
+    // A PostgreSQL server of this test's own: it is stopped mid-run (the shared one serves the other tests).
+    let pg = Arc::new(tunerpool_testkit::postgres::PgServer::start());
+    let mut redis = RedisServer::start();
+    let fake =
+        FakeProvider::start(FakeConfig::with_accounts(vec![AccountSpec::new("acc", "pw-acc", 1)])).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Shared::on(dir.path(), &pg).await;
+    add_provider(&shared, &fake.url(), &[("acc", "pw-acc")]);
+    let node = start_instance(&shared, &redis.url(), 0, &[]);
+    let base = node.base.clone();
+
+    let (status, body, _) = health(&base).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["status"].as_str(), body["role"].as_str()), (Some("ok"), Some("cluster")), "{body}");
+    assert_eq!(body["store"], serde_json::json!({"engine": "postgresql", "status": "ok"}), "{body}");
+    assert_eq!(body["cluster"]["redis"], "ok", "{body}");
+    assert!(body.get("problems").is_none(), "{body}");
+
+    // The database stops: 503, naming the store, within the ping's bound (Docker's check waits 5 s).
+    let stopping = pg.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await.unwrap();
+    eventually("a 503 naming the store", Duration::from_secs(10), || async {
+        let (status, body, took) = health(&base).await;
+        assert!(took < Duration::from_secs(4), "/healthz took {took:?} with the store down");
+        status == 503
+            && body["status"] == "unavailable"
+            && body["store"] == serde_json::json!({"engine": "postgresql", "status": "unreachable"})
+            && body["cluster"]["redis"] == "ok"
+            && body["problems"].as_array().is_some_and(|p| {
+                p.len() == 1 && p[0].as_str().is_some_and(|t| t.starts_with("the store (postgresql) does not answer"))
+            })
+    })
+    .await;
+
+    // It is back: 200 again.
+    let restarting = pg.clone();
+    tokio::task::spawn_blocking(move || restarting.restart()).await.unwrap();
+    eventually("a 200 once the store is back", Duration::from_secs(15), || async {
+        let (status, body, _) = health(&base).await;
+        status == 200 && body["store"]["status"] == "ok" && body["status"] == "ok"
+    })
+    .await;
+
+    // Redis stops: 503 naming Redis (the store answers); back, 200.
+    redis.kill();
+    eventually("a 503 naming Redis", Duration::from_secs(10), || async {
+        let (status, body, _) = health(&base).await;
+        status == 503
+            && body["cluster"]["redis"] == "unreachable"
+            && body["store"]["status"] == "ok"
+            && body["problems"]
+                .as_array()
+                .is_some_and(|p| p.len() == 1 && p[0].as_str().is_some_and(|t| t.starts_with("Redis did not answer")))
+    })
+    .await;
+    redis.restart();
+    eventually("a 200 once Redis is back", Duration::from_secs(10), || async {
+        let (status, body, _) = health(&base).await;
+        status == 200 && body["cluster"]["redis"] == "ok"
+    })
+    .await;
+    drop(node);
+    assert_secret_never_logged(dir.path(), 1);
+}
+
+/// The id of the live session of `channel` that `base` lists on `instance`, once it lists one (within 5 s).
+async fn session_id(base: &str, token: &str, instance: &str, channel: i64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, list) = get(&format!("{base}/api/v1/sessions"), token).await;
+        assert_eq!(status, 200, "{list}");
+        let found = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["instance"] == instance && s["channel_id"] == channel)
+            .and_then(|s| s["id"].as_u64());
+        if let Some(id) = found {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "{base} does not list {instance}'s session of channel {channel}: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `DELETE /api/v1/sessions/{id}{query}` at `base`: the status and the body.
+async fn stop(base: &str, token: &str, id: u64, query: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .delete(format!("{base}/api/v1/sessions/{id}{query}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_stopped_through_any_instance_and_gone_from_every_list() {
+    let mut c = Nodes::start(3, 3, 0, &[]).await;
+    let ids = channel_ids(&c.base(0), &c.token, 2).await;
+    let bases: Vec<String> = (0..3).map(|i| c.base(i)).collect();
+    let all_empty = || async {
+        for base in &bases {
+            if !session_rows(base, &c.token).await.is_empty() {
+                return false;
+            }
+        }
+        true
+    };
+
+    // A viewer on instance 0; instance 1 lists its session, naming instance 0.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let _viewer = watch(format!("{}/stream/{}.ts", bases[0], ids[0]), c.token.clone(), seen.clone());
+    eventually("bytes on instance 0", Duration::from_secs(10), || async { seen.lock().unwrap().bytes > 0 }).await;
+    let id = session_id(&bases[1], &c.token, "node-0", ids[0]).await;
+
+    // The internal endpoint wants the cluster secret: without it, or with a wrong one, nothing stops.
+    let internal = format!("{}/internal/v1/sessions/{id}", bases[0]);
+    let client = reqwest::Client::new();
+    assert_eq!(client.delete(&internal).send().await.unwrap().status(), 401);
+    let wrong = client.delete(&internal).header("x-tunerpool-cluster-secret", "not-the-secret").send();
+    assert_eq!(wrong.await.unwrap().status(), 401);
+    assert_eq!(session_id(&bases[0], &c.token, "node-0", ids[0]).await, id, "stopped without the secret");
+
+    // Stopped through instance 1, naming instance 0: the viewer's stream there ends, and every list drops it.
+    let (status, body) = stop(&bases[1], &c.token, id, "?instance=node-0").await;
+    assert_eq!(status, 204, "{body}");
+    eventually("the viewer's stream on instance 0 ends", Duration::from_secs(3), || async {
+        seen.lock().unwrap().ended.is_some()
+    })
+    .await;
+    eventually("the session gone from every instance's list", Duration::from_secs(3), all_empty).await;
+    // Again: it is gone (404 naming it), as is an instance that does not exist.
+    let (status, body) = stop(&bases[1], &c.token, id, "?instance=node-0").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains(&format!("instance node-0 has no session {id}")), "{body}");
+    let (status, body) = stop(&bases[1], &c.token, id, "?instance=node-9").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("instance node-9 is not in the cluster"), "{body}");
+    let (status, body) = stop(&bases[1], &c.token, id, "?instance=no%20such").await;
+    assert_eq!((status, body["fields"][0]["field"].as_str()), (400, Some("instance")), "{body}");
+
+    // Without `instance`: instance 1 has no session with the id, so it asks the one instance that has.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let _viewer = watch(format!("{}/stream/{}.ts", bases[2], ids[1]), c.token.clone(), seen.clone());
+    eventually("bytes on instance 2", Duration::from_secs(10), || async { seen.lock().unwrap().bytes > 0 }).await;
+    let id = session_id(&bases[1], &c.token, "node-2", ids[1]).await;
+    let (status, body) = stop(&bases[1], &c.token, id, "").await;
+    assert_eq!(status, 204, "{body}");
+    eventually("the viewer's stream on instance 2 ends", Duration::from_secs(3), || async {
+        seen.lock().unwrap().ended.is_some()
+    })
+    .await;
+    eventually("that session gone from every instance's list", Duration::from_secs(3), all_empty).await;
+    let (status, body) = stop(&bases[1], &c.token, id, "").await;
+    assert_eq!(status, 404, "{body}");
+
+    // The holder is dead but still registered (its record lives out its TTL): 502, naming it.
+    let mut dead = c.nodes[2].take().unwrap();
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let (status, body) = stop(&bases[1], &c.token, 1, "?instance=node-2").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("instance node-2 could not be asked to stop session 1"),
+        "{body}"
+    );
+    assert_secret_never_logged(c.dir.path(), 2);
 }

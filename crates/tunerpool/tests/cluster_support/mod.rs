@@ -34,7 +34,12 @@ pub struct Shared {
 impl Shared {
     /// A fresh PostgreSQL database for one test's cluster. Fails (never skips) without PostgreSQL.
     pub async fn new(dir: &Path) -> Shared {
-        let url = tunerpool_testkit::postgres::PgServer::shared().fresh_database().await;
+        Shared::on(dir, tunerpool_testkit::postgres::PgServer::shared()).await
+    }
+
+    /// A fresh database on `server`: a test's own server, for a test that stops it.
+    pub async fn on(dir: &Path, server: &tunerpool_testkit::postgres::PgServer) -> Shared {
+        let url = server.fresh_database().await;
         let store_url = url.replacen("postgres://tunerpool@", &format!("postgres://tunerpool:{PG_PASSWORD}@"), 1);
         assert_ne!(store_url, url, "the test server's URL changed form: {url}");
         Shared { dir: dir.to_path_buf(), store_url }
