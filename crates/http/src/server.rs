@@ -66,9 +66,6 @@ use tunerpool_relay::relay::{ViewerFeed, ViewerStream};
 /// a viewer that fell behind catches up in a few writes, none unbounded.
 const MAX_BATCH: usize = 16;
 
-/// `SO_SNDBUF` of a taken-over live connection (see [`pump`]).
-const SEND_BUFFER: usize = 256 << 10;
-
 /// A live TS response's stream, as a response extension: the hint that
 /// [`ConnService`] may write it itself (see the module doc). Exists so the
 /// one value can serve both ways: taken over by the server, or polled by
@@ -299,10 +296,10 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, signal: to
 async fn pump(tcp: TcpStream, takeover: Takeover) {
     let Takeover { head, mut feed, live, body } = takeover;
     let mut tcp = tcp;
-    // The kernel's send buffer is this viewer's only queue beyond the batch being written: bounded, so that a
-    // client that stops reading falls out of the ring (and jumps, or is dropped) instead of parking megabytes
-    // of autotuned socket buffer; 256 KiB (the kernel doubles it) is ~0.5 s of 8 Mbit/s.
-    let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER);
+    // The kernel's send buffer keeps its autotuning (bounded by the system's tcp_wmem): it absorbs a client's
+    // hiccups, where a fixed 256 KiB (~0.5 s of 8 Mbit/s) made viewers of a busy load generator fall out of the
+    // ring and jump (BENCHMARKS.md, "Paced wake-ups"). A client that stops reading is dropped after
+    // `relay.viewer_stall` instead (see `write_all_vectored`).
     let mut sent = 0u64;
     let head_sent = tcp.write_all(&head).await.is_ok();
     drop(head);
