@@ -43,8 +43,13 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 static LOCK_HOLDERS: AtomicU64 = AtomicU64::new(1);
 static REGISTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/register.lua")));
 static INSTANCES: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/instances.lua")));
-static USER_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/user_claim.lua")));
-static USER_RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/user_renew.lua")));
+/// The clock and expiry sweep both user-lease scripts start with (a Lua script is loaded whole, so the
+/// shared part is concatenated rather than called).
+const USER_SWEEP: &str = include_str!("lua/user_sweep.lua");
+static USER_CLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[USER_SWEEP, include_str!("lua/user_claim.lua")].concat()));
+static USER_RENEW: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[USER_SWEEP, include_str!("lua/user_renew.lua")].concat()));
 static USER_RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/user_release.lua")));
 static USER_COUNT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/user_count.lua")));
 static LOGIN_ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/login_attempt.lua")));

@@ -4,16 +4,7 @@
 -- ARGV[1] the new lease id, ARGV[2] the TTL in ms, ARGV[3] the user's limit (0: none of its own),
 -- ARGV[4] "1" to end the user's oldest stream(s) when at the limit ("0": refuse), ARGV[5] what the stream is.
 -- Returns {1, replaced lease ids...} when granted, {0, what the user watches (oldest first)...} when refused.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-local max = tonumber(ARGV[3])
--- A dead instance's leases: gone once expired.
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-end
+-- After user_sweep.lua: now, ttl, max, and the expired leases gone.
 -- The held leases, oldest first.
 local function held()
   local ids = redis.call('ZRANGE', KEYS[1], 0, -1)

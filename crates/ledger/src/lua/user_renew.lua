@@ -4,15 +4,7 @@
 -- Returns 1 when renewed; 2 when the lease was gone (Redis lost it: restarted empty) and there was room to take
 -- it again; 0 when it is gone and the user's slots are taken (it was replaced by a newer stream, or it expired
 -- and another stream took the slot): the holder must end the stream.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-local max = tonumber(ARGV[3])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-end
+-- After user_sweep.lua: now, ttl, max, and the expired leases gone.
 local answer = 0
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
