@@ -48,8 +48,11 @@ impl Feed {
         chunker.push_packets(&[], now, out);
         for c in out.drain(..) {
             *chunks += 1;
-            ring.push_reclaiming(c, &mut |data| chunker.recycle(data));
+            ring.push_reclaiming_unwoken(c, &mut |data| chunker.recycle(data));
         }
+        // The session wakes its readers at most once per read (and only every `relay.wake_interval`): with no
+        // reader, a wake costs one load of the empty list.
+        ring.wake_readers();
     }
     // FEED-END
 }

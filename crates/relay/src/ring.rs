@@ -323,20 +323,15 @@ impl Ring {
     /// number of readers (except waking them). Evicts the oldest chunks beyond the ring's capacity. Empty chunks and
     /// chunks pushed after [`Ring::close`] are ignored.
     pub fn push(&self, chunk: Chunk) {
-        self.push_reclaiming_at(chunk, Instant::now(), &mut |_| {});
+        self.push_and_wake(chunk, Instant::now());
     }
 
-    /// [`Ring::push`], handing the data of each chunk it evicts to `reclaim` when the ring held the chunk's only
-    /// entry (no reader was loading it); whether a viewer still holds the bytes is for `reclaim` to find out
-    /// ([`Chunker::recycle`](crate::ts::Chunker::recycle) keeps the buffer only if nobody does). Called under the
-    /// writer lock: `reclaim` must be quick.
-    pub fn push_reclaiming(&self, chunk: Chunk, reclaim: &mut dyn FnMut(Bytes)) {
-        self.push_reclaiming_at(chunk, Instant::now(), reclaim);
-    }
-
-    /// [`Ring::push_reclaiming`] without waking the readers: a writer that paces its wake-ups
-    /// (a session's feed does, `relay.wake_interval`) calls [`Ring::wake_readers`] itself, so that the chunks pushed in between
-    /// reach each viewer together, in one write.
+    /// [`Ring::push`] without waking the readers, handing the data of each chunk it evicts to `reclaim` when the
+    /// ring held the chunk's only entry (no reader was loading it); whether a viewer still holds the bytes is for
+    /// `reclaim` to find out ([`Chunker::recycle`](crate::ts::Chunker::recycle) keeps the buffer only if nobody
+    /// does). Called under the writer lock: `reclaim` must be quick. The writer paces its wake-ups (a session's
+    /// feed does, `relay.wake_interval`) and calls [`Ring::wake_readers`] itself, so that the chunks pushed in
+    /// between reach each viewer together, in one write.
     pub fn push_reclaiming_unwoken(&self, chunk: Chunk, reclaim: &mut dyn FnMut(Bytes)) {
         self.push_inner(chunk, Instant::now(), reclaim);
     }
@@ -344,11 +339,11 @@ impl Ring {
     /// [`Ring::push`] at a given instant (a sized ring measures its bitrate by it).
     #[cfg(test)]
     fn push_at(&self, chunk: Chunk, now: Instant) {
-        self.push_reclaiming_at(chunk, now, &mut |_| {});
+        self.push_and_wake(chunk, now);
     }
 
-    fn push_reclaiming_at(&self, chunk: Chunk, now: Instant, reclaim: &mut dyn FnMut(Bytes)) {
-        if self.push_inner(chunk, now, reclaim) {
+    fn push_and_wake(&self, chunk: Chunk, now: Instant) {
+        if self.push_inner(chunk, now, &mut |_| {}) {
             self.wake_readers();
         }
     }

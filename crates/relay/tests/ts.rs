@@ -329,7 +329,7 @@ fn relay_path(data: &[u8], rng: &mut Rng, max_read: usize, target: usize, ring_b
         }
         for c in out.drain(..) {
             sent.push(Chunk { data: Bytes::from(c.data.to_vec()), keyframe: c.keyframe });
-            ring.push_reclaiming(c, &mut |b| chunker.recycle(b));
+            ring.push_reclaiming_unwoken(c, &mut |b| chunker.recycle(b));
         }
     }
     (sent, chunker.allocated())
