@@ -19,12 +19,20 @@
 //! (`users.rs`), so a disabled or deleted user is refused on its next
 //! request here; another process writing the same database (the
 //! `tunerpool user …` commands) is seen within the TTL.
+//!
+//! Crowds: [`TtlCache::get_or_load`] lets one request per key ask SQLite
+//! while the others that missed the same key wait for its answer. Without
+//! it, a channel's entry expiring under 300 joins a second on starved cores
+//! sent every join of the next query's duration to the pool as a query of
+//! its own, each making the next slower (3000 viewers: a 6.6 s pool acquire,
+//! BENCHMARKS.md, "Paced wake-ups").
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a cached read is trusted: 2 s. Short enough that a change made
@@ -49,6 +57,10 @@ pub const MAX_CACHED_VISIBLE: usize = 16_384;
 /// generation that every [`TtlCache::clear`] moves on.
 pub(crate) struct TtlCache<K, V> {
     inner: Mutex<Inner<K, V>>,
+    /// The keys being loaded now ([`TtlCache::get_or_load`]): one lock per key, held by the request that asks
+    /// SQLite; a key leaves when that request is done or dropped, so the map holds at most one entry per request
+    /// in flight.
+    flights: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
     ttl: Duration,
     cap: usize,
     hits: AtomicU64,
@@ -71,6 +83,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     pub(crate) fn new(ttl: Duration, cap: usize) -> Self {
         TtlCache {
             inner: Mutex::new(Inner { map: HashMap::new(), generation: 0 }),
+            flights: Mutex::new(HashMap::new()),
             ttl,
             cap,
             hits: AtomicU64::new(0),
@@ -90,13 +103,54 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let found = {
-            let inner = self.lock();
-            inner.map.get(key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
-        };
+        let found = self.peek(key);
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
+    }
+
+    /// The fresh entry for `key`, else what `load` answers: `Some` is stored
+    /// (read against the generation seen before `load` ran), `None` (an
+    /// unknown user, an item not visible) is returned and not stored.
+    /// Requests that miss the same key while one of them loads it wait for
+    /// that load and take its stored answer; only where it stored none (or
+    /// failed, or its request went away) does each ask for itself.
+    pub(crate) async fn get_or_load<Q, E, Fut>(&self, key: &Q, load: impl FnOnce() -> Fut) -> Result<Option<V>, E>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        Fut: Future<Output = Result<Option<V>, E>>,
+    {
+        if let Some(v) = self.get(key) {
+            return Ok(Some(v));
+        }
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            flights.entry(key.to_owned()).or_default().clone()
+        };
+        let held = flight.clone().lock_owned().await;
+        let _landing = Landing { flights: &self.flights, key, flight, _held: held };
+        // Another request may have loaded it while this one waited.
+        if let Some(v) = self.peek(key) {
+            return Ok(Some(v));
+        }
+        let generation = self.generation();
+        let found = load().await?;
+        if let Some(v) = &found {
+            self.insert(generation, key.to_owned(), v.clone());
+        }
+        Ok(found)
+    }
+
+    /// The fresh entry for `key`, not counted (a request that waited for
+    /// another's load was already counted as a miss).
+    fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let inner = self.lock();
+        inner.map.get(key).filter(|(_, at)| at.elapsed() < self.ttl).map(|(v, _)| v.clone())
     }
 
     /// The generation to pass to [`TtlCache::insert`]: read it before the
@@ -136,6 +190,25 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
 
     pub(crate) fn stats(&self) -> CacheStats {
         CacheStats { hits: self.hits.load(Ordering::Relaxed), misses: self.misses.load(Ordering::Relaxed) }
+    }
+}
+
+/// A request's turn to load a key: leaving it (done, failed or dropped)
+/// takes the key's entry out of the flights, unless a newer flight replaced
+/// it, then lets the next waiter in.
+struct Landing<'a, K: Hash + Eq + Borrow<Q>, Q: Hash + Eq + ?Sized> {
+    flights: &'a Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
+    key: &'a Q,
+    flight: Arc<tokio::sync::Mutex<()>>,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl<K: Hash + Eq + Borrow<Q>, Q: Hash + Eq + ?Sized> Drop for Landing<'_, K, Q> {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(self.key).is_some_and(|f| Arc::ptr_eq(f, &self.flight)) {
+            flights.remove(self.key);
+        }
     }
 }
 
@@ -180,6 +253,69 @@ mod tests {
         // …and an entry already there can still be refreshed.
         c.insert(c.generation(), 0, 7);
         assert_eq!(c.get(&0), Some(7));
+    }
+
+    /// A crowd missing one key makes one load; the others take its answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crowd_that_misses_one_key_loads_it_once() {
+        let c = Arc::new(TtlCache::<String, u32>::new(Duration::from_secs(60), 10));
+        let loads = Arc::new(AtomicU64::new(0));
+        let crowd: Vec<_> = (0..50)
+            .map(|_| {
+                let (c, loads) = (c.clone(), loads.clone());
+                tokio::spawn(async move {
+                    c.get_or_load("kim", || async {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, ()>(Some(7))
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for r in futures_util::future::join_all(crowd).await {
+            assert_eq!(r.unwrap(), Ok(Some(7)));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one query for the whole crowd");
+        assert!(c.flights.lock().unwrap().is_empty(), "no flight is left behind");
+    }
+
+    /// An answer that is not stored (an unknown user) is not shared either:
+    /// each request asks for itself, so none takes another's stale "no".
+    #[tokio::test]
+    async fn an_answer_not_stored_is_asked_again() {
+        let c = TtlCache::<String, u32>::new(Duration::from_secs(60), 10);
+        let loads = AtomicU64::new(0);
+        for _ in 0..3 {
+            let found = c
+                .get_or_load("nobody", || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, ()>(None)
+                })
+                .await;
+            assert_eq!(found, Ok(None));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 3);
+        assert_eq!(c.len(), 0);
+    }
+
+    /// A request dropped mid-load (its client went away) lets the next one
+    /// load, and leaves no flight behind; a failed load is not stored.
+    #[tokio::test]
+    async fn a_dropped_or_failed_load_lets_the_next_request_load() {
+        let c = Arc::new(TtlCache::<String, u32>::new(Duration::from_secs(60), 10));
+        let stuck = {
+            let c = c.clone();
+            tokio::spawn(async move { c.get_or_load("kim", std::future::pending::<Result<Option<u32>, ()>>).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(c.flights.lock().unwrap().len(), 1);
+        stuck.abort();
+        let _ = stuck.await;
+        assert!(c.flights.lock().unwrap().is_empty());
+        assert_eq!(c.get_or_load("kim", || async { Err::<Option<u32>, _>("down") }).await, Err("down"));
+        assert_eq!(c.get_or_load("kim", || async { Ok::<_, ()>(Some(3)) }).await, Ok(Some(3)));
+        assert_eq!(c.get(&"kim".to_string()), Some(3));
     }
 
     #[test]

@@ -309,17 +309,10 @@ impl Store {
     /// decides which of the catalog's items a logged-in user is offered.
     /// Refusals are not cached, so an item made visible plays at once.
     pub async fn item_visible_cached(&self, f: &ItemFilter, kind: MediaKind, id: i64) -> Result<bool, CatalogError> {
-        let cache = &self.caches().visible;
         let key = (f.allowed_groups.clone(), f.group, kind, id);
-        if cache.get(&key).is_some() {
-            return Ok(true);
-        }
-        let generation = cache.generation();
-        let visible = self.for_stream_reads().item_visible(f, kind, id).await?;
-        if visible {
-            cache.insert(generation, key, ());
-        }
-        Ok(visible)
+        let reads = self.for_stream_reads();
+        let load = || async { Ok::<_, CatalogError>(reads.item_visible(f, kind, id).await?.then_some(())) };
+        Ok(self.caches().visible.get_or_load(&key, load).await?.is_some())
     }
 
     /// The groups of one kind the filter lets through: for live channels the

@@ -493,16 +493,8 @@ impl Store {
     /// status is not cached: callers evaluate [`User::status`] per request,
     /// so an expiry takes effect on the second.
     pub async fn user_by_name_cached(&self, username: &str) -> Result<Option<User>, CatalogError> {
-        let cache = &self.caches().users;
-        if let Some(user) = cache.get(username) {
-            return Ok(Some(user));
-        }
-        let generation = cache.generation();
-        let user = self.for_stream_reads().user_by_name(username).await?;
-        if let Some(u) = &user {
-            cache.insert(generation, username.to_string(), u.clone());
-        }
-        Ok(user)
+        let reads = self.for_stream_reads();
+        self.caches().users.get_or_load(username, || reads.user_by_name(username)).await
     }
 
     /// Runs a write to users to its end on a task of its own, then clears
