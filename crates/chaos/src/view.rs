@@ -30,6 +30,7 @@ impl Viewers {
                 read_timeout: READ_TIMEOUT,
                 connect_timeout: connect,
                 progress: Progress::default(),
+                client: Default::default(),
             }),
         })
     }

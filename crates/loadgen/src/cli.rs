@@ -9,6 +9,8 @@ use clap::error::ErrorKind;
 use clap::{ArgGroup, CommandFactory, Parser, ValueEnum};
 use serde::Serialize;
 
+use loadgen::client::ClientKind;
+
 /// The placeholder in `--url-template`.
 pub const PLACEHOLDER: &str = "{channel}";
 
@@ -83,6 +85,12 @@ pub struct Args {
     /// Include one row per client in the report.
     #[arg(long)]
     pub per_client: bool,
+
+    /// The HTTP client: `reqwest` (hyper, like a typical Rust client) or `raw` (a plain socket
+    /// and one read buffer per thread; http only, close-delimited or sized bodies): the cheaper
+    /// one, for thousands of viewers on the machine that runs the servers too.
+    #[arg(long, value_enum, default_value_t = ClientKind::Reqwest)]
+    pub client: ClientKind,
 
     /// Tokio worker threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]

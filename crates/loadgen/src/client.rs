@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::ts::{TsChecker, TsStats};
@@ -32,6 +32,26 @@ pub struct Shared {
     pub connect_timeout: Duration,
     /// Progress counters (touched at client start/stop only).
     pub progress: Progress,
+    /// Which HTTP client the viewers use.
+    pub client: ClientKind,
+}
+
+/// Which HTTP client reads the streams (`--client`).
+///
+/// Exists because at thousands of viewers on the machine that also runs the servers, the load
+/// generator's own cost decides whether the rate is reached at all (BENCHMARKS.md, "2000
+/// viewers: the load generator"): the default goes through reqwest and hyper like a typical
+/// Rust client, `raw` reads the socket itself into one scratch buffer per worker thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientKind {
+    /// reqwest (hyper): redirects, `https`, chunked bodies; a buffer per connection.
+    #[default]
+    Reqwest,
+    /// A plain TCP socket, a minimal HTTP/1.1 `GET` and the response head parsed with
+    /// `httparse`; close-delimited or sized bodies only (`http://` only, no redirects); the
+    /// body is read into one buffer per worker thread, checked and dropped.
+    Raw,
 }
 
 /// Counts for the progress lines and the report's `peak_streaming`.
@@ -133,7 +153,7 @@ impl ClientRecord {
         }
     }
 
-    fn fail(&mut self, reason: impl Into<String>, error: Option<String>) {
+    pub(crate) fn fail(&mut self, reason: impl Into<String>, error: Option<String>) {
         self.ok = false;
         self.reason = Some(reason.into());
         self.error = error;
@@ -141,18 +161,18 @@ impl ClientRecord {
 }
 
 /// How a read loop ended.
-enum End {
+pub(crate) enum End {
     /// The client's time was up.
     Completed,
     /// The server ended the body.
     Eof,
     /// No bytes for `read_timeout`.
     ReadTimeout,
-    /// The body failed.
-    Error(reqwest::Error),
+    /// The body failed: the grouping key and the full text.
+    Error { reason: String, error: String },
 }
 
-fn micros(d: Duration) -> u64 {
+pub(crate) fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64
 }
 
@@ -197,18 +217,30 @@ pub async fn run(job: Job, shared: Arc<Shared>) -> ClientRecord {
 
 /// The request and read loop; returns whether the client was counted as streaming.
 async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) -> bool {
-    // Wait for a connection slot of this host, within the client's window.
-    let _permit = match &job.limiter {
-        None => None,
+    let Some(_permit) = connection_slot(job, rec).await else { return false };
+    match shared.client {
+        ClientKind::Reqwest => measure_reqwest(job, shared, rec).await,
+        ClientKind::Raw => crate::raw::measure(job, shared, rec).await,
+    }
+}
+
+/// A connection slot of the job's host (`--max-connections-per-host`), within the client's
+/// window; `None` (the record failed) when none came.
+async fn connection_slot(job: &Job, rec: &mut ClientRecord) -> Option<Option<OwnedSemaphorePermit>> {
+    match &job.limiter {
+        None => Some(None),
         Some(sem) => match tokio::time::timeout_at(job.end_at, sem.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Some(p),
+            Ok(Ok(p)) => Some(Some(p)),
             _ => {
                 rec.fail("no connection slot (--max-connections-per-host) before its end", None);
-                return false;
+                None
             }
         },
-    };
+    }
+}
 
+/// The request through reqwest (hyper), then its body.
+async fn measure_reqwest(job: &Job, shared: &Shared, rec: &mut ClientRecord) -> bool {
     let t_req = Instant::now();
     let header_deadline = job.end_at.min(t_req + shared.connect_timeout + shared.read_timeout);
     let sent = tokio::time::timeout_at(header_deadline, shared.http.get(&job.url).send()).await;
@@ -227,29 +259,12 @@ async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) -> bool {
             return false;
         }
     };
-    let t_headers = Instant::now();
-    rec.headers_us = Some(micros(t_headers - t_req));
-    let status = resp.status();
-    rec.status = Some(status.as_u16());
-    if !status.is_success() {
-        rec.fail(format!("status {}", status.as_u16()), None);
+    let Some(mut reading) = Reading::start(t_req, resp.status().as_u16(), shared, rec) else {
         return false;
-    }
-
-    let p = &shared.progress;
-    let now_streaming = p.streaming.fetch_add(1, Ordering::Relaxed) + 1;
-    p.peak_streaming.fetch_max(now_streaming, Ordering::Relaxed);
-
-    let mut checker = TsChecker::new();
-    let mut bytes = 0u64;
-    let mut first: Option<Instant> = None;
-    let mut last = t_headers;
-    let mut longest = Duration::ZERO;
-    let read_timeout = shared.read_timeout;
+    };
     let end_sleep = tokio::time::sleep_until(job.end_at);
-    let idle_sleep = tokio::time::sleep(read_timeout);
+    let idle_sleep = tokio::time::sleep(shared.read_timeout);
     tokio::pin!(end_sleep, idle_sleep);
-
     let end = loop {
         tokio::select! {
             biased;
@@ -259,57 +274,103 @@ async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) -> bool {
                 Ok(Some(chunk)) if chunk.is_empty() => {}
                 Ok(Some(chunk)) => {
                     let now = Instant::now();
-                    if first.is_none() {
-                        first = Some(now);
-                    } else {
-                        longest = longest.max(now - last);
-                    }
-                    last = now;
-                    bytes += chunk.len() as u64;
-                    checker.feed(&chunk);
-                    idle_sleep.as_mut().reset(now + read_timeout);
+                    reading.feed(now, &chunk);
+                    idle_sleep.as_mut().reset(now + shared.read_timeout);
                 }
                 Ok(None) => break End::Eof,
-                Err(e) => break End::Error(e),
+                Err(e) => {
+                    let reason =
+                        if is_emfile(&e) { REASON_EMFILE.to_string() } else { format!("body error: {}", innermost(&e)) };
+                    break End::Error { reason, error: error_text(&e) };
+                }
             },
         }
     };
     let stop = Instant::now();
     // Close the connection now, not when the record is merged.
     drop(resp);
-
-    rec.bytes = bytes;
-    rec.ts = checker.stats();
-    if let Some(first) = first {
-        rec.ttfb_us = Some(micros(first - t_req));
-        longest = longest.max(stop - last);
-        rec.longest_gap_ms = Some(millis_f(longest));
-        let reading = stop - first;
-        rec.reading_ms = Some(millis_f(reading));
-        if !reading.is_zero() {
-            rec.rate_bps = Some((bytes as f64 * 8.0 / reading.as_secs_f64()).round() as u64);
-        }
-    }
-    match end {
-        End::Completed if first.is_some() => rec.ok = true,
-        End::Completed => rec.fail("no body bytes before its end", None),
-        End::ReadTimeout if first.is_none() => rec.fail("read timeout (no body bytes)", None),
-        End::ReadTimeout => {
-            rec.ended_early = true;
-            rec.fail("read timeout", None);
-        }
-        End::Eof => {
-            rec.ended_early = true;
-            rec.fail("eof", Some("the server ended the stream before the client's end".into()));
-        }
-        End::Error(e) => {
-            rec.ended_early = true;
-            let reason =
-                if is_emfile(&e) { REASON_EMFILE.to_string() } else { format!("body error: {}", innermost(&e)) };
-            rec.fail(reason, Some(error_text(&e)));
-        }
-    }
+    reading.finish(stop, end, rec);
     true
+}
+
+/// What a client measures while it reads a 2xx body, whichever HTTP client reads it.
+pub(crate) struct Reading {
+    checker: TsChecker,
+    bytes: u64,
+    t_req: Instant,
+    first: Option<Instant>,
+    last: Instant,
+    longest: Duration,
+}
+
+impl Reading {
+    /// The response head arrived now with `status` (recorded): a 2xx counts the client as
+    /// streaming and starts its reading; anything else fails it (`None`).
+    pub(crate) fn start(t_req: Instant, status: u16, shared: &Shared, rec: &mut ClientRecord) -> Option<Reading> {
+        let t_headers = Instant::now();
+        rec.headers_us = Some(micros(t_headers - t_req));
+        rec.status = Some(status);
+        if !(200..300).contains(&status) {
+            rec.fail(format!("status {status}"), None);
+            return None;
+        }
+        let p = &shared.progress;
+        let now_streaming = p.streaming.fetch_add(1, Ordering::Relaxed) + 1;
+        p.peak_streaming.fetch_max(now_streaming, Ordering::Relaxed);
+        Some(Reading {
+            checker: TsChecker::new(),
+            bytes: 0,
+            t_req,
+            first: None,
+            last: t_headers,
+            longest: Duration::ZERO,
+        })
+    }
+
+    /// Body bytes that arrived at `now`.
+    pub(crate) fn feed(&mut self, now: Instant, data: &[u8]) {
+        if self.first.is_none() {
+            self.first = Some(now);
+        } else {
+            self.longest = self.longest.max(now - self.last);
+        }
+        self.last = now;
+        self.bytes += data.len() as u64;
+        self.checker.feed(data);
+    }
+
+    /// The reading stopped at `stop` for `end`: the record's figures and outcome.
+    pub(crate) fn finish(mut self, stop: Instant, end: End, rec: &mut ClientRecord) {
+        rec.bytes = self.bytes;
+        rec.ts = self.checker.stats();
+        if let Some(first) = self.first {
+            rec.ttfb_us = Some(micros(first - self.t_req));
+            self.longest = self.longest.max(stop - self.last);
+            rec.longest_gap_ms = Some(millis_f(self.longest));
+            let reading = stop - first;
+            rec.reading_ms = Some(millis_f(reading));
+            if !reading.is_zero() {
+                rec.rate_bps = Some((self.bytes as f64 * 8.0 / reading.as_secs_f64()).round() as u64);
+            }
+        }
+        match end {
+            End::Completed if self.first.is_some() => rec.ok = true,
+            End::Completed => rec.fail("no body bytes before its end", None),
+            End::ReadTimeout if self.first.is_none() => rec.fail("read timeout (no body bytes)", None),
+            End::ReadTimeout => {
+                rec.ended_early = true;
+                rec.fail("read timeout", None);
+            }
+            End::Eof => {
+                rec.ended_early = true;
+                rec.fail("eof", Some("the server ended the stream before the client's end".into()));
+            }
+            End::Error { reason, error } => {
+                rec.ended_early = true;
+                rec.fail(reason, Some(error));
+            }
+        }
+    }
 }
 
 /// The grouping key of a failed request.
@@ -328,7 +389,7 @@ fn request_reason(e: &reqwest::Error) -> String {
 }
 
 /// Whether `EMFILE` is anywhere in the error's chain.
-fn is_emfile(e: &(dyn StdError + 'static)) -> bool {
+pub(crate) fn is_emfile(e: &(dyn StdError + 'static)) -> bool {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
@@ -342,7 +403,7 @@ fn is_emfile(e: &(dyn StdError + 'static)) -> bool {
 }
 
 /// The deepest cause's text (stable across clients, e.g. "Connection refused (os error 111)").
-fn innermost(e: &(dyn StdError + 'static)) -> String {
+pub(crate) fn innermost(e: &(dyn StdError + 'static)) -> String {
     let mut cur: &(dyn StdError + 'static) = e;
     while let Some(next) = cur.source() {
         cur = next;

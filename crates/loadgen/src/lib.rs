@@ -3,7 +3,7 @@
 //! re-implementing it:
 //!
 //! * [`client`]: one HTTP viewer — request, read until its end, TTFB, rate, longest gap, TS
-//!   integrity — as a [`client::ClientRecord`];
+//!   integrity — as a [`client::ClientRecord`], through reqwest or (`raw`) a plain socket;
 //! * [`ts`]: incremental MPEG-TS sync and continuity checking;
 //! * [`sys`]: CPU time, peak memory and the open-file limit from `/proc`;
 //! * [`bare`]: the bare broadcast server of the `barecast` binary, the reference the relay
@@ -13,5 +13,6 @@
 
 pub mod bare;
 pub mod client;
+mod raw;
 pub mod sys;
 pub mod ts;

@@ -125,6 +125,7 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(Vec<ClientRecord>, Dur
         read_timeout: args.read_timeout,
         connect_timeout: args.connect_timeout,
         progress: Progress::default(),
+        client: args.client,
     });
 
     // One connection cap per host:port, if asked.

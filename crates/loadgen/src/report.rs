@@ -68,6 +68,8 @@ pub struct ConfigEcho {
     pub read_timeout_s: f64,
     /// `--max-connections-per-host`.
     pub max_connections_per_host: Option<u32>,
+    /// `--client`.
+    pub client: loadgen::client::ClientKind,
     /// Tokio worker threads used.
     pub worker_threads: usize,
     /// This process's open-file limit.
@@ -260,6 +262,7 @@ pub fn build(args: &Args, plan: &Plan, mut records: Vec<ClientRecord>, facts: Ru
         connect_timeout_s: args.connect_timeout.as_secs_f64(),
         read_timeout_s: args.read_timeout.as_secs_f64(),
         max_connections_per_host: args.max_connections_per_host,
+        client: args.client,
         worker_threads: facts.worker_threads,
         open_files_limit: facts.file_limit,
     };

@@ -299,3 +299,48 @@ async fn bad_arguments_exit_2_naming_the_flag() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// `--client raw` against the bare server (close-delimited bodies): the same measurements as the
+/// default client; a chunked answer (the provider's own) is a clear failure, a 404 is a status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_raw_client_measures_close_delimited_streams_and_refuses_chunked_ones() {
+    let p = provider(2_000_000).await;
+    let server =
+        loadgen::bare::Server::new(loadgen::bare::Config::new(format!("{}/live/u/p/{{channel}}.ts", p.url()))).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.run(listener));
+
+    let template = format!("{bare}/live/u/p/{{channel}}.ts");
+    let args = ["--channels", "1,2", "--clients", "6", "--ramp", "500ms", "--duration", "2500ms", "--per-client"];
+    let r = report(&loadgen(&[&["--url-template", &template, "--client", "raw"], &args[..]].concat()).await);
+    assert_eq!(r["config"]["client"], "raw");
+    assert_eq!(r["totals"]["ok"], 6, "{}", r["totals"]);
+    for c in clients(&r) {
+        assert_eq!(c["status"], 200, "{c}");
+        let rate = c["rate_bps"].as_u64().unwrap() as f64;
+        assert!((1_600_000.0..=2_400_000.0).contains(&rate), "rate {rate} in {c}");
+        assert!(c["headers_us"].as_u64().unwrap() <= c["ttfb_us"].as_u64().unwrap());
+        assert_eq!(c["ts"]["sync_errors"], 0, "{c}");
+        assert_eq!(c["ts"]["skipped_bytes"], 0, "{c}");
+        assert_eq!(c["ts"]["packets"].as_u64().unwrap(), c["bytes"].as_u64().unwrap() / 188, "{c}");
+    }
+    // The bare server shared one upstream per channel among the six.
+    assert_eq!(p.counters().total_opened, 2);
+
+    // The provider answers chunked: refused by name, not misread.
+    let chunked = format!("{}/live/u/p/{{channel}}.ts", p.url());
+    let r =
+        report(&loadgen(&["--url-template", &chunked, "--client", "raw", "--channels", "1", "--duration", "1s"]).await);
+    assert_eq!(r["totals"]["failed"], 1);
+    let reasons = r["totals"]["failed_by_reason"].as_object().unwrap();
+    assert!(reasons.keys().all(|k| k.contains("chunked")), "{reasons:?}");
+
+    // Not a channel of the bare server: a 404 status, like the default client reports it.
+    let missing = format!("{bare}/live/u/p/{{channel}}.ts");
+    let r = report(
+        &loadgen(&["--url-template", &missing, "--client", "raw", "--channels", "a%20b", "--duration", "1s"]).await,
+    );
+    assert_eq!(r["totals"]["by_status"], serde_json::json!({"404": 1}), "{}", r["totals"]);
+    p.shutdown().await;
+}
