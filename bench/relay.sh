@@ -20,7 +20,7 @@
 # life so far), the provider's CPU and how busy the whole machine was (all
 # processes: the machine may be shared); at the end one summary table of the paired scenarios, with
 # the time to first byte of viewers joining a running channel apart from
-# that of each channel's first viewer (the channel's cold start: tunerpool
+# that of the viewers asking before their channel ran (its cold start: tunerpool
 # waits for a keyframe there, barecast for its first full chunk).
 #
 # Usage: bench/relay.sh [VIEWERS] [SECONDS] [BIG]   (default 1000 20, no big)
@@ -28,11 +28,21 @@
 # BENCH_BIN_DIR=dir: use the release binaries already built there (tunerpool,
 # fakeprovider, loadgen, barecast; e.g. two builds to compare, each with its
 # own CARGO_TARGET_DIR) instead of building.
+# BENCH_CLIENT=raw (the default) or reqwest: loadgen's HTTP client for the
+# paired scenarios. raw reads each socket into one buffer per thread and costs
+# the load generator half the CPU of reqwest and ~20 MB instead of ~1.2 GB at
+# 2000 viewers, which decides whether this one machine delivers the rate at
+# all (BENCHMARKS.md, "2000 viewers: the load generator").
+# BENCH_KEEP=dir: keep loadgen's reports (one row per viewer) there.
+# BENCH_SCENARIOS="one fifty big cold" (the default): which scenarios run, e.g.
+# BENCH_SCENARIOS=big to repeat only the big pair (BENCH_REPEAT=n times, one
+# summary row pair each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIEWERS=${1:-1000}
 SECS=${2:-20}
 BIG=${3:-${BENCH_BIG:-}}
+LG_CLIENT=${BENCH_CLIENT:-raw}
 FP_PORT=${BENCH_FP_PORT:-19577}
 TP_PORT=${BENCH_TP_PORT:-19578}
 BARE_PORT=${BENCH_BARE_PORT:-19579}
@@ -66,6 +76,7 @@ tp_pid='' fp_pid='' bare_pid=''
 cleanup() {
   for p in $tp_pid $bare_pid $fp_pid; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${BENCH_KEEP:-}" ]; then mkdir -p "$BENCH_KEEP" && cp "$work"/*.json "$BENCH_KEEP"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -98,18 +109,25 @@ rss_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 # barecast's count of chunks its lagging viewers skipped.
 bare_skipped() { curl -fs "http://127.0.0.1:$BARE_PORT/_stats" | awk '$1 == "chunks_skipped" {print $2}'; }
+# tunerpool's count of slow viewers' jumps to the live edge (its answer to barecast's skips).
+tp_jumps() {
+  curl -fs -H "Authorization: Bearer $(cat "$work/data/admin-token")" "http://127.0.0.1:$TP_PORT/metrics" |
+    awk '$1 ~ /^tunerpool_viewer_jumps(_total)?$/ {print $2; found=1} END {if (!found) print 0}'
+}
 
 run() { # name, server label (tunerpool|bare), server pid, loadgen args...
   local name=$1 label=$2 pid=$3; shift 3
   local before skipped_before=0
   [ "$label" = bare ] && skipped_before=$(bare_skipped)
+  [ "$label" = tunerpool ] && skipped_before=$(tp_jumps)
   before=$(cpu_s "$pid")
   local fp_before machine_before; fp_before=$(cpu_s "$fp_pid"); machine_before=$(machine_ticks)
-  $LG "$@" -q --report "$work/$name.json" >/dev/null
+  $LG "$@" --client "$LG_CLIENT" -q --report "$work/$name.json" >/dev/null
   local after skipped='' fp_after machine_after
   after=$(cpu_s "$pid")
   fp_after=$(cpu_s "$fp_pid"); machine_after=$(machine_ticks)
   [ "$label" = bare ] && skipped=$(($(bare_skipped) - skipped_before))
+  [ "$label" = tunerpool ] && skipped=$(($(tp_jumps) - skipped_before))
   python3 - "$work/$name.json" "$name" "$label" "$before" "$after" "$(rss_mb "$pid")" "$skipped" \
     "$fp_before" "$fp_after" $machine_before $machine_after <<'PY'
 import json, sys
@@ -132,14 +150,14 @@ print(f"  TTFB ms: p50 {f['p50']/1000:.1f} p90 {f['p90']/1000:.1f} p99 {f['p99']
 print(f"  longest gap ms: p50 {g['p50']:.0f} p99 {g['p99']:.0f} max {g['max']:.0f}")
 print(f"  TS: sync errors {ts['sync_errors']}, continuity errors {ts['continuity_errors']} in {ts['clients_with_continuity_errors']} clients")
 print(f"  {label} CPU {cpu:.1f} s over {wall:.1f} s = {100*cpu/wall:.0f}% of one core; peak RSS {rss} MB"
-      + (f"; chunks skipped by lagging viewers {skipped}" if skipped else ""))
+      + (f"; {'chunks skipped' if label == 'bare' else 'jumps to the live edge'} by lagging viewers {skipped}" if skipped else ""))
 print(f"  loadgen CPU {r['loadgen']['cpu_percent_of_one_core']:.0f}% of one core, peak RSS {r['loadgen']['peak_rss_mib']:.0f} MB")
 print(f"  provider CPU {100 * fp_cpu / wall:.0f}% of one core; the whole machine {machine:.0f}% busy (all processes, all cores)")
 PY
 }
 
 # One row per client in the reports, so the summary can tell a join to a
-# running channel from the first viewer of a channel (its cold start).
+# running channel from the viewers that asked before their channel ran (its cold start).
 pair() { # scenario name, loadgen args (without the URL)...
   local name=$1; shift
   set -- "$@" --per-client
@@ -155,15 +173,25 @@ echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg); vi
 # Before any viewer: what the scenarios' peak RSS adds to it is the sessions' buffers and the viewers.
 echo "tunerpool RSS before any viewer: $(awk '/VmRSS/ {printf "%d", $2 / 1024}' "/proc/$tp_pid/status") MB"
 scenarios=()
-pair one --channels 1 --clients "$VIEWERS" --ramp 10s --duration "${SECS}s"
-pair fifty --channel-range 1-50 --clients "$VIEWERS" --ramp 10s --duration "${SECS}s"
-if [ -n "$BIG" ]; then
-  pair big --channel-range 1-50 --clients "$BIG" --ramp 10s --duration "${SECS}s"
+want=" ${BENCH_SCENARIOS:-one fifty big cold} "
+repeat=${BENCH_REPEAT:-1}
+wants() { [[ $want == *" $1 "* ]]; }
+for i in $(seq "$repeat"); do
+  suffix=''; [ "$repeat" -gt 1 ] && suffix=-$i
+  if wants one; then pair "one$suffix" --channels 1 --clients "$VIEWERS" --ramp 10s --duration "${SECS}s"; fi
+  if wants fifty; then pair "fifty$suffix" --channel-range 1-50 --clients "$VIEWERS" --ramp 10s --duration "${SECS}s"; fi
+  if [ -n "$BIG" ] && wants big; then
+    pair "big$suffix" --channel-range 1-50 --clients "$BIG" --ramp 10s --duration "${SECS}s"
+  fi
+done
+if wants cold; then
+  # Both cold rows through reqwest: the simulated provider's answer is chunked, which the raw client
+  # does not read, and the two rows compare times to first byte, so they use the same client.
+  LG_CLIENT=reqwest run cold tunerpool "$tp_pid" --url-template "http://127.0.0.1:$TP_PORT/live/viewer/viewer/{channel}.ts" \
+    --channel-range 11-60 --clients 50 --ramp 5s --duration 3s
+  LG_CLIENT=reqwest run cold-upstream tunerpool "$tp_pid" --url-template "http://127.0.0.1:$FP_PORT/live/bench/bench/{channel}.ts" \
+    --channel-range 11-60 --clients 50 --ramp 5s --duration 3s
 fi
-run cold tunerpool "$tp_pid" --url-template "http://127.0.0.1:$TP_PORT/live/viewer/viewer/{channel}.ts" \
-  --channel-range 11-60 --clients 50 --ramp 5s --duration 3s
-run cold-upstream tunerpool "$tp_pid" --url-template "http://127.0.0.1:$FP_PORT/live/bench/bench/{channel}.ts" \
-  --channel-range 11-60 --clients 50 --ramp 5s --duration 3s
 echo "provider connections: $(curl -fs http://127.0.0.1:$FP_PORT/_control/counters)"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 # The servers' warnings and errors, if any (only those: tunerpool's log also
@@ -188,18 +216,22 @@ def pct(values, p):  # nearest rank, like loadgen's report
     return f"{v[max(0, math.ceil(p * len(v) / 100) - 1)] / 1000:.1f}" if v else "—"
 
 def ttfb_split(r):
-    """TTFB of viewers joining a running channel, and of each channel's first viewer (its cold start)."""
-    first = {}
+    """TTFB of viewers joining a running channel, and of those that asked before their channel ran: its
+    first viewer and any that came before that viewer's first byte (they wait for the same cold start)."""
+    running = {}  # channel -> ms after the run start when its first viewer got its first byte
     for c in r["clients"]:
-        if c["ttfb_us"] is not None and (c["channel"] not in first or c["start_offset_ms"] < first[c["channel"]][0]):
-            first[c["channel"]] = (c["start_offset_ms"], c["id"])
-    firsts = {i for _, i in first.values()}
-    join = [c["ttfb_us"] for c in r["clients"] if c["ttfb_us"] is not None and c["id"] not in firsts]
-    cold = [c["ttfb_us"] for c in r["clients"] if c["id"] in firsts]
+        if c["ttfb_us"] is not None:
+            at = c["start_offset_ms"] + c["ttfb_us"] / 1000
+            running[c["channel"]] = min(at, running.get(c["channel"], at))
+    done = [c for c in r["clients"] if c["ttfb_us"] is not None]
+    starting = [c for c in done if c["start_offset_ms"] < running[c["channel"]]]
+    ids = {c["id"] for c in starting}
+    join = [c["ttfb_us"] for c in done if c["id"] not in ids]
+    cold = [c["ttfb_us"] for c in starting]
     return join, cold
 
-print("| scenario | server | viewers ok | delivered Mbit/s min / p1 | join TTFB p50 / p99 ms | first viewer of a channel TTFB p50 / max ms "
-      "| CPU % of one core | peak RSS MB | chunks skipped (bare) | loadgen CPU % | machine busy % of all cores |")
+print("| scenario | server | viewers ok | delivered Mbit/s min / p1 | join TTFB p50 / p99 ms | TTFB of viewers asking before their channel ran, p50 / max ms "
+      "| CPU % of one core | peak RSS MB | lagging viewers' chunks skipped (bare) / jumps (tunerpool) | loadgen CPU % | machine busy % of all cores |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in names:
     tp, bare = (json.load(open(f"{work}/{n}{s}.json")) for s in ("", "-bare"))
