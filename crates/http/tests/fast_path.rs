@@ -155,8 +155,8 @@ async fn head_and_keep_alive_requests_stay_with_hyper() {
     assert_eq!(resp.headers()["content-type"], "video/mp2t");
 }
 
-/// Real players read the fast path: ffprobe finds the programme, ffmpeg remuxes it without an error, and VLC
-/// plays it (`.ci/run` installs it; a missing VLC fails the test, never skips it).
+/// Real players read the fast path: ffprobe finds the programme, ffmpeg remuxes it without an error, VLC and
+/// mpv play it (`.ci/run` installs them; a missing player fails the test, never skips it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_read_the_close_delimited_stream() {
     let g = gateway(fast(), |_| {}).await;
@@ -216,4 +216,18 @@ async fn players_read_the_close_delimited_stream() {
             .unwrap();
         assert!(String::from_utf8_lossy(&out.stdout).contains("h264"), "{}", String::from_utf8_lossy(&out.stderr));
     }
+
+    // mpv (`apt-get install mpv`): plays 3 s of it, video and audio decoded to null outputs, and ends at
+    // that mark ("End of file"), not at an error.
+    g.user("mpv", "mpvpw", 0).await;
+    let url = format!("{}/live/mpv/mpvpw/1.ts", g.base);
+    let out = tokio::process::Command::new("mpv")
+        .args(["--no-config", "--ytdl=no", "--vo=null", "--ao=null", "--end=3", "--term-status-msg=", &url])
+        .output()
+        .await
+        .expect("mpv must be installed for this test (apt-get install mpv; .ci/run does it)");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "mpv: {said}");
+    assert!(said.contains("Video --vid=1 (h264") && said.contains("Audio --aid=1 (aac"), "mpv: {said}");
+    assert!(said.contains("Exiting... (End of file)"), "mpv: {said}");
 }
