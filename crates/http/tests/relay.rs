@@ -296,7 +296,9 @@ async fn a_placeholder_or_a_stall_is_a_failure_not_a_stream() {
     h.fake.set_fault(Fault::new(FaultKind::Placeholder).for_user("a"));
     let resp = admin_get(format!("{}/stream/1.ts", h.base)).await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(ts_ok(&read_for(resp, Duration::from_millis(1500)).await));
+    // 3 s: the failover and the first keyframe must fit on a busy 2-core CI machine too.
+    let data = read_for(resp, Duration::from_secs(3)).await;
+    assert!(ts_ok(&data), "{} bytes, starting {:02x?}", data.len(), &data[..data.len().min(8)]);
     let c = h.fake.counters();
     assert_eq!(c.accounts["b"].opened, 1, "{c:?}");
     wait_for(
@@ -312,7 +314,8 @@ async fn a_placeholder_or_a_stall_is_a_failure_not_a_stream() {
     let resp = admin_get(format!("{}/stream/2.ts", h.base)).await.unwrap();
     let (_, gap) = watch_gaps(resp, Duration::from_secs(8)).await;
     assert!(gap < Duration::from_secs(4), "stall 2 s x (1 reconnect + switch): gap {gap:?}");
-    assert!(h.fake.counters().accounts["b"].opened >= 2);
+    let c = h.fake.counters();
+    assert!(c.accounts["b"].opened >= 2, "{c:?}");
 }
 
 /// A viewer that reads the response head and then never reads again. Its
