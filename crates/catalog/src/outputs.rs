@@ -310,8 +310,9 @@ impl Store {
     /// Refusals are not cached, so an item made visible plays at once.
     pub async fn item_visible_cached(&self, f: &ItemFilter, kind: MediaKind, id: i64) -> Result<bool, CatalogError> {
         let key = (f.allowed_groups.clone(), f.group, kind, id);
-        let reads = self.for_stream_reads();
-        let load = || async { Ok::<_, CatalogError>(reads.item_visible(f, kind, id).await?.then_some(())) };
+        let load = || async move {
+            Ok::<_, CatalogError>(self.for_stream_reads().item_visible(f, kind, id).await?.then_some(()))
+        };
         Ok(self.caches().visible.get_or_load(&key, load).await?.is_some())
     }
 

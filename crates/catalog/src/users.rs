@@ -493,8 +493,9 @@ impl Store {
     /// status is not cached: callers evaluate [`User::status`] per request,
     /// so an expiry takes effect on the second.
     pub async fn user_by_name_cached(&self, username: &str) -> Result<Option<User>, CatalogError> {
-        let reads = self.for_stream_reads();
-        self.caches().users.get_or_load(username, || reads.user_by_name(username)).await
+        // The stream-read store is made only on a miss: a hit is the common case of every stream request.
+        let load = || async move { self.for_stream_reads().user_by_name(username).await };
+        self.caches().users.get_or_load(username, load).await
     }
 
     /// Runs a write to users to its end on a task of its own, then clears

@@ -180,6 +180,9 @@ fn millis_f(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 
+/// What every viewer says it is.
+pub(crate) const USER_AGENT: &str = concat!("tunerpool-loadgen/", env!("CARGO_PKG_VERSION"));
+
 /// The HTTP client every viewer shares.
 ///
 /// HTTP/1.1 only (one TCP connection per viewer, like players), no proxy from the environment
@@ -194,7 +197,7 @@ pub fn http_client(connect_timeout: Duration, clients: usize) -> reqwest::Result
         .connect_timeout(connect_timeout)
         .pool_max_idle_per_host(clients)
         .pool_idle_timeout(Duration::from_secs(30))
-        .user_agent(concat!("tunerpool-loadgen/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .build()
 }
 

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::client::{innermost, is_emfile, ClientRecord, End, Job, Reading, Shared, REASON_EMFILE};
+use crate::client::{innermost, is_emfile, ClientRecord, End, Job, Reading, Shared, REASON_EMFILE, USER_AGENT};
 
 /// The most a response head may take.
 const MAX_HEAD: usize = 16 * 1024;
@@ -114,7 +114,8 @@ pub(crate) async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) 
     };
     let t_req = Instant::now();
     let header_deadline = job.end_at.min(t_req + shared.connect_timeout + shared.read_timeout);
-    let mut tcp = match tokio::time::timeout(shared.connect_timeout, TcpStream::connect(&target.addr)).await {
+    let connect_deadline = header_deadline.min(t_req + shared.connect_timeout);
+    let mut tcp = match tokio::time::timeout_at(connect_deadline, TcpStream::connect(&target.addr)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             rec.fail(io_reason("connect error", &e), Some(format!("connect: {e}")));
@@ -127,10 +128,8 @@ pub(crate) async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) 
     };
     let _ = tcp.set_nodelay(true);
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: tunerpool-loadgen/{}\r\nAccept: */*\r\n\r\n",
-        target.path,
-        target.host,
-        env!("CARGO_PKG_VERSION")
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n\r\n",
+        target.path, target.host
     );
     let mut head = Vec::with_capacity(4096);
     let got_head = tokio::time::timeout_at(header_deadline, async {
