@@ -158,6 +158,12 @@ impl ClientRecord {
         self.reason = Some(reason.into());
         self.error = error;
     }
+
+    /// No response head by `deadline`: the client's own end, or the header timeout.
+    pub(crate) fn fail_no_head(&mut self, deadline: Instant, job: &Job) {
+        let reason = if deadline == job.end_at { "no response headers before its end" } else { "header timeout" };
+        self.fail(reason, None);
+    }
 }
 
 /// How a read loop ended.
@@ -247,53 +253,57 @@ async fn measure_reqwest(job: &Job, shared: &Shared, rec: &mut ClientRecord) -> 
     let t_req = Instant::now();
     let header_deadline = job.end_at.min(t_req + shared.connect_timeout + shared.read_timeout);
     let sent = tokio::time::timeout_at(header_deadline, shared.http.get(&job.url).send()).await;
-    let mut resp = match sent {
+    let resp = match sent {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             rec.fail(request_reason(&e), Some(error_text(&e)));
             return false;
         }
-        Err(_) if header_deadline == job.end_at => {
-            rec.fail("no response headers before its end", None);
-            return false;
-        }
         Err(_) => {
-            rec.fail("header timeout", None);
+            rec.fail_no_head(header_deadline, job);
             return false;
         }
     };
-    let Some(mut reading) = Reading::start(t_req, resp.status().as_u16(), shared, rec) else {
+    let Some(reading) = Reading::start(t_req, resp.status().as_u16(), shared, rec) else {
         return false;
     };
-    let end_sleep = tokio::time::sleep_until(job.end_at);
-    let idle_sleep = tokio::time::sleep(shared.read_timeout);
-    tokio::pin!(end_sleep, idle_sleep);
-    let end = loop {
-        tokio::select! {
-            biased;
-            _ = &mut end_sleep => break End::Completed,
-            _ = &mut idle_sleep => break End::ReadTimeout,
-            chunk = resp.chunk() => match chunk {
-                Ok(Some(chunk)) if chunk.is_empty() => {}
-                Ok(Some(chunk)) => {
-                    let now = Instant::now();
-                    reading.feed(now, &chunk);
-                    idle_sleep.as_mut().reset(now + shared.read_timeout);
-                }
-                Ok(None) => break End::Eof,
-                Err(e) => {
-                    let reason =
-                        if is_emfile(&e) { REASON_EMFILE.to_string() } else { format!("body error: {}", innermost(&e)) };
-                    break End::Error { reason, error: error_text(&e) };
-                }
-            },
-        }
-    };
-    let stop = Instant::now();
-    // Close the connection now, not when the record is merged.
-    drop(resp);
-    reading.finish(stop, end, rec);
+    reading.read_body(resp, job, shared, rec).await;
     true
+}
+
+/// What one read of a response body gave.
+pub(crate) enum Step {
+    /// Bytes, fed to the [`Reading`].
+    Fed,
+    /// Nothing this time (an empty chunk, a spurious wake-up).
+    Nothing,
+    /// The body is over.
+    End(End),
+}
+
+/// A response body being read: the one thing the two clients do differently once the head is in.
+pub(crate) trait BodySource {
+    /// Waits for the next bytes and feeds them to `reading`. Cancel-safe: the read loop drops it
+    /// when the client's time is up.
+    async fn step(&mut self, reading: &mut Reading) -> Step;
+}
+
+impl BodySource for reqwest::Response {
+    async fn step(&mut self, reading: &mut Reading) -> Step {
+        match self.chunk().await {
+            Ok(Some(chunk)) if chunk.is_empty() => Step::Nothing,
+            Ok(Some(chunk)) => {
+                reading.feed(Instant::now(), &chunk);
+                Step::Fed
+            }
+            Ok(None) => Step::End(End::Eof),
+            Err(e) => {
+                let reason =
+                    if is_emfile(&e) { REASON_EMFILE.to_string() } else { format!("body error: {}", innermost(&e)) };
+                Step::End(End::Error { reason, error: error_text(&e) })
+            }
+        }
+    }
 }
 
 /// What a client measures while it reads a 2xx body, whichever HTTP client reads it.
@@ -342,8 +352,38 @@ impl Reading {
         self.checker.feed(data);
     }
 
+    /// Reads `body` until the client's end, the body's end or error, or `read_timeout` without a
+    /// byte; closes it, then writes the record's figures and outcome.
+    pub(crate) async fn read_body(
+        mut self,
+        mut body: impl BodySource,
+        job: &Job,
+        shared: &Shared,
+        rec: &mut ClientRecord,
+    ) {
+        let end_sleep = tokio::time::sleep_until(job.end_at);
+        let idle_sleep = tokio::time::sleep(shared.read_timeout);
+        tokio::pin!(end_sleep, idle_sleep);
+        let end = loop {
+            tokio::select! {
+                biased;
+                _ = &mut end_sleep => break End::Completed,
+                _ = &mut idle_sleep => break End::ReadTimeout,
+                step = body.step(&mut self) => match step {
+                    Step::Fed => idle_sleep.as_mut().reset(self.last + shared.read_timeout),
+                    Step::Nothing => {}
+                    Step::End(end) => break end,
+                },
+            }
+        };
+        let stop = Instant::now();
+        // Close the connection now, not when the record is merged.
+        drop(body);
+        self.finish(stop, end, rec);
+    }
+
     /// The reading stopped at `stop` for `end`: the record's figures and outcome.
-    pub(crate) fn finish(mut self, stop: Instant, end: End, rec: &mut ClientRecord) {
+    fn finish(mut self, stop: Instant, end: End, rec: &mut ClientRecord) {
         rec.bytes = self.bytes;
         rec.ts = self.checker.stats();
         if let Some(first) = self.first {

@@ -21,7 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::client::{innermost, is_emfile, ClientRecord, End, Job, Reading, Shared, REASON_EMFILE, USER_AGENT};
+use crate::client::{
+    innermost, is_emfile, BodySource, ClientRecord, End, Job, Reading, Shared, Step, REASON_EMFILE, USER_AGENT,
+};
 
 /// The most a response head may take.
 const MAX_HEAD: usize = 16 * 1024;
@@ -133,18 +135,19 @@ pub(crate) async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) 
     );
     let mut head = Vec::with_capacity(4096);
     let got_head = tokio::time::timeout_at(header_deadline, async {
-        tcp.write_all(request.as_bytes()).await.map_err(|e| (io_reason("request error", &e), e.to_string()))?;
+        let request_error = |e: io::Error| (io_reason("request error", &e), Some(e.to_string()));
+        tcp.write_all(request.as_bytes()).await.map_err(request_error)?;
         loop {
             if head.len() >= MAX_HEAD {
-                return Err(("bad response head: longer than 16 KiB".to_string(), String::new()));
+                return Err(("bad response head: longer than 16 KiB".to_string(), None));
             }
             let mut part = [0u8; 4096];
-            let n = tcp.read(&mut part).await.map_err(|e| (io_reason("request error", &e), e.to_string()))?;
+            let n = tcp.read(&mut part).await.map_err(request_error)?;
             if n == 0 {
-                return Err(("request error: closed before a response head".to_string(), String::new()));
+                return Err(("request error: closed before a response head".to_string(), None));
             }
             head.extend_from_slice(&part[..n]);
-            if let Some(parsed) = parse_head(&head).map_err(|e| (e, String::new()))? {
+            if let Some(parsed) = parse_head(&head).map_err(|e| (e, None))? {
                 return Ok(parsed);
             }
         }
@@ -153,15 +156,11 @@ pub(crate) async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) 
     let (status, body, head_len) = match got_head {
         Ok(Ok(h)) => h,
         Ok(Err((reason, error))) => {
-            rec.fail(reason, (!error.is_empty()).then_some(error));
-            return false;
-        }
-        Err(_) if header_deadline == job.end_at => {
-            rec.fail("no response headers before its end", None);
+            rec.fail(reason, error);
             return false;
         }
         Err(_) => {
-            rec.fail("header timeout", None);
+            rec.fail_no_head(header_deadline, job);
             return false;
         }
     };
@@ -180,47 +179,46 @@ pub(crate) async fn measure(job: &Job, shared: &Shared, rec: &mut ClientRecord) 
         left -= early.len() as u64;
     }
     drop(head);
-
-    let end_sleep = tokio::time::sleep_until(job.end_at);
-    let idle_sleep = tokio::time::sleep(shared.read_timeout);
-    tokio::pin!(end_sleep, idle_sleep);
-    let end = loop {
-        if left == 0 {
-            break End::Eof;
-        }
-        tokio::select! {
-            biased;
-            _ = &mut end_sleep => break End::Completed,
-            _ = &mut idle_sleep => break End::ReadTimeout,
-            ready = tcp.readable() => {
-                if let Err(e) = ready {
-                    break End::Error { reason: io_reason("body error", &e), error: format!("body: {e}") };
-                }
-                let read = SCRATCH_BUF.with(|buf| {
-                    let mut buf = buf.borrow_mut();
-                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    let n = tcp.try_read(&mut buf[..want])?;
-                    if n > 0 {
-                        reading.feed(Instant::now(), &buf[..n]);
-                    }
-                    Ok::<_, io::Error>(n)
-                });
-                match read {
-                    Ok(0) => break End::Eof,
-                    Ok(n) => {
-                        left -= n as u64;
-                        idle_sleep.as_mut().reset(Instant::now() + shared.read_timeout);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => break End::Error { reason: io_reason("body error", &e), error: format!("body: {e}") },
-                }
-            }
-        }
-    };
-    let stop = Instant::now();
-    drop(tcp);
-    reading.finish(stop, end, rec);
+    reading.read_body(RawBody { tcp, left }, job, shared, rec).await;
     true
+}
+
+/// A body read straight from the socket into the thread's scratch buffer.
+struct RawBody {
+    tcp: TcpStream,
+    /// Bytes still to come (`u64::MAX`: until the server closes).
+    left: u64,
+}
+
+impl BodySource for RawBody {
+    async fn step(&mut self, reading: &mut Reading) -> Step {
+        if self.left == 0 {
+            return Step::End(End::Eof);
+        }
+        let body_error =
+            |e: io::Error| Step::End(End::Error { reason: io_reason("body error", &e), error: format!("body: {e}") });
+        if let Err(e) = self.tcp.readable().await {
+            return body_error(e);
+        }
+        let read = SCRATCH_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            let n = self.tcp.try_read(&mut buf[..want])?;
+            if n > 0 {
+                reading.feed(Instant::now(), &buf[..n]);
+            }
+            Ok::<_, io::Error>(n)
+        });
+        match read {
+            Ok(0) => Step::End(End::Eof),
+            Ok(n) => {
+                self.left -= n as u64;
+                Step::Fed
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Nothing,
+            Err(e) => body_error(e),
+        }
+    }
 }
 
 #[cfg(test)]
