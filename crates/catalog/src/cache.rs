@@ -23,9 +23,10 @@
 //! Crowds: [`TtlCache::get_or_load`] lets one request per key ask SQLite
 //! while the others that missed the same key wait for its answer. Without
 //! it, a channel's entry expiring under 300 joins a second on starved cores
-//! sent every join of the next query's duration to the pool as a query of
-//! its own, each making the next slower (3000 viewers: a 6.6 s pool acquire,
-//! BENCHMARKS.md, "Paced wake-ups").
+//! sends every join that arrives during the next query to the pool as a
+//! query of its own, each making the next slower — the likely cause of the
+//! 6.6 s pool acquire of a saturated 3000-viewer run (BENCHMARKS.md, "Paced
+//! wake-ups"); runs on a quiet machine never waited for SQLite either way.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -98,7 +99,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 
     /// The fresh entry for `key`, if any (counted as a hit or a miss).
-    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -155,13 +156,13 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
 
     /// The generation to pass to [`TtlCache::insert`]: read it before the
     /// query whose answer will be stored.
-    pub(crate) fn generation(&self) -> u64 {
+    fn generation(&self) -> u64 {
         self.lock().generation
     }
 
     /// Stores `value`, unless the cache was cleared since `generation` was
     /// read (the value may predate a write) or it is full of fresh entries.
-    pub(crate) fn insert(&self, generation: u64, key: K, value: V) {
+    fn insert(&self, generation: u64, key: K, value: V) {
         let mut inner = self.lock();
         if inner.generation != generation {
             return;
