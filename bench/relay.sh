@@ -32,7 +32,7 @@
 # paired scenarios. raw reads each socket into one buffer per thread and costs
 # the load generator half the CPU of reqwest and ~20 MB instead of ~1.2 GB at
 # 2000 viewers, which decides whether this one machine delivers the rate at
-# all (BENCHMARKS.md, "2000 viewers: the load generator").
+# all (BENCHMARKS.md, "2000 and 3000 viewers: the load generator was the limit").
 # BENCH_KEEP=dir: keep loadgen's reports (one row per viewer) there.
 # BENCH_SCENARIOS="one fifty big cold" (the default): which scenarios run, e.g.
 # BENCH_SCENARIOS=big to repeat only the big pair (BENCH_REPEAT=n times, one
@@ -139,7 +139,8 @@ fp_cpu = float(fp_after) - float(fp_before)
 machine = 100 * (ma_busy - mb_busy) / (ma_total - mb_total)  # % of all cores
 # The server's figures go next to loadgen's report, for the summary.
 r["server"] = {"label": label, "cpu_s": cpu, "cpu_percent": 100 * cpu / wall, "peak_rss_mb": float(rss),
-               "chunks_skipped": int(skipped) if skipped else None,
+               # a lagging viewer's losses: the bare server's chunks skipped, tunerpool's jumps to the live edge
+               "lagging": int(skipped) if skipped else None,
                "provider_cpu_percent": 100 * fp_cpu / wall, "machine_busy_percent": machine}
 json.dump(r, open(path, "w"))
 t, d, f, g, ts = r["totals"], r["delivered_mbps"], r["ttfb_us"], r["longest_gap_ms"], r["ts"]
@@ -218,7 +219,7 @@ def pct(values, p):  # nearest rank, like loadgen's report
 def ttfb_split(r):
     """TTFB of viewers joining a running channel, and of those that asked before their channel ran: its
     first viewer and any that came before that viewer's first byte (they wait for the same cold start)."""
-    running = {}  # channel -> ms after the run start when its first viewer got its first byte
+    running = {}  # channel -> ms after the run start when any of its viewers first got a byte
     for c in r["clients"]:
         if c["ttfb_us"] is not None:
             at = c["start_offset_ms"] + c["ttfb_us"] / 1000
@@ -240,7 +241,7 @@ for n in names:
     for label, r in (("tunerpool", tp), ("bare", bare)):
         t, d, s = r["totals"], r["delivered_mbps"], r["server"]
         join, cold = ttfb_split(r)
-        skipped = "—" if s["chunks_skipped"] is None else s["chunks_skipped"]
+        skipped = "—" if s["lagging"] is None else s["lagging"]
         print(f"| {scenario if label == 'tunerpool' else ''} | {label} | {t['ok']}/{t['clients']} "
               f"| {d['min']:.2f} / {d['p1']:.2f} | {pct(join, 50)} / {pct(join, 99)} "
               f"| {pct(cold, 50)} / {pct(cold, 100)} "

@@ -39,8 +39,8 @@ pub struct Shared {
 /// Which HTTP client reads the streams (`--client`).
 ///
 /// Exists because at thousands of viewers on the machine that also runs the servers, the load
-/// generator's own cost decides whether the rate is reached at all (BENCHMARKS.md, "2000
-/// viewers: the load generator"): the default goes through reqwest and hyper like a typical
+/// generator's own cost decides whether the rate is reached at all (BENCHMARKS.md, "2000 and
+/// 3000 viewers: the load generator was the limit"): the default goes through reqwest and hyper like a typical
 /// Rust client, `raw` reads the socket itself into one scratch buffer per worker thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

@@ -4,8 +4,8 @@
 //! 2000 viewers × 8 Mbit/s (2 GB/s over loopback on 2 cores) the reqwest client's own work —
 //! hyper's read buffer per connection (the load generator's peak RSS reached 1.2 GB), its
 //! body layers per read, a wake-up per 32 KiB — decided whether the viewers got the rate at
-//! all, for the bare reference as much as for tunerpool (BENCHMARKS.md, "2000 viewers: the
-//! load generator"). This client does the least a player must: send a `GET`, parse the
+//! all, for the bare reference as much as for tunerpool (BENCHMARKS.md, "2000 and 3000 viewers:
+//! the load generator was the limit"). This client does the least a player must: send a `GET`, parse the
 //! response head (`httparse`), then read the body straight from the socket into one scratch
 //! buffer per worker thread, where it is counted and TS-checked and dropped, so no viewer
 //! holds a buffer of its own.
